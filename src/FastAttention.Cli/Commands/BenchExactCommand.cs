@@ -1,0 +1,32 @@
+using System.CommandLine;
+using FastAttention.Cli.Infrastructure;
+
+namespace FastAttention.Cli.Commands;
+
+/// <summary><c>fastattn bench exact</c>: our exact kernel against the machine's FMA peak and ONNX Runtime, one run.</summary>
+internal static class BenchExactCommand
+{
+    public static Command Create()
+    {
+        var n = new Option<int>("--n") { Description = "Queries.", Required = true };
+        var d = new Option<int>("--d") { Description = "Head dimension.", Required = true };
+        var m = new Option<int?>("--m") { Description = "Keys (default n)." };
+        var threads = CommonOptions.Threads();
+        var precision = CommonOptions.Precision();
+        var causal = new Option<bool>("--causal") { Description = "Causal mask." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var cmd = new Command("exact", "Time the exact kernel; compare with the FMA peak and ONNX Runtime.") { n, d, m, threads, precision, causal, json };
+        cmd.SetAction(r =>
+        {
+            int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.AtLeast("--threads", t, 0);
+            bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
+            var fields = ExactBenchmark.Run(nn, mm, dd, t == 0 ? Environment.ProcessorCount : t, f32, r.GetValue(causal));
+            var o = r.InvocationConfiguration.Output;
+            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
+            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-26} {kv.Value}");
+            return 0;
+        });
+        return cmd;
+    }
+}

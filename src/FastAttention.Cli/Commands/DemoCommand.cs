@@ -1,0 +1,90 @@
+using System.CommandLine;
+using FastAttention.Cli.Infrastructure;
+using Spectre.Console;
+
+namespace FastAttention.Cli.Commands;
+
+/// <summary>One built-in demo instance: shape, entry bound, scale and the ε asked of approximate algorithms.</summary>
+internal sealed record DemoInstance(string Name, int N, int D, double Bound, double Scale, double Epsilon, Distribution Distribution = Distribution.Uniform);
+
+/// <summary>
+/// <c>fastattn demo</c>: the main job on built-in data. Every registered algorithm runs on every instance; each row
+/// shows the max error against the float64 reference (on sampled rows), the guaranteed bound, the time and the
+/// speedup over the exact kernel. Algorithms that cannot certify an instance say why ("refused").
+/// </summary>
+internal static class DemoCommand
+{
+    /// <summary>The instances: a standard transformer head, a small-entry one, large-entry ones.</summary>
+    public static readonly DemoInstance[] Instances =
+    [
+        new("standard n=4096 d=64", 4096, 64, 3, 1 / 8.0, 1e-3, Distribution.Normal),
+        new("small entries n=65536 d=4 B=1 s=1/d", 65536, 4, 1, 0.25, 1e-4),
+        new("large entries n=65536 d=1 B=100 s=1", 65536, 1, 100, 1, 1e-6),
+        new("large entries n=16384 d=2 B=100 s=1", 16384, 2, 100, 1, 1e-4),
+    ];
+
+    /// <summary>Further sections (e.g. the hardness reductions) add themselves here.</summary>
+    public static readonly List<(string Title, Action<IAnsiConsole, bool> Run)> Sections = [];
+
+    public static Command Create()
+    {
+        var quick = new Option<bool>("--quick") { Description = "Smaller instances (for a fast look)." };
+        var threads = CommonOptions.Threads();
+        var cmd = new Command("demo", "Run every algorithm on built-in instances and compare with the float64 reference.") { quick, threads };
+        cmd.SetAction(r =>
+        {
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(r.InvocationConfiguration.Output), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
+            Run(console, r.GetValue(quick), r.GetValue(threads));
+            return 0;
+        });
+        return cmd;
+    }
+
+    public static void Run(IAnsiConsole console, bool quick, int threads)
+    {
+        console.WriteLine($"FastAttention demo — {Environment.ProcessorCount} processors, kernel {Exact.SimdInfo.Describe()}");
+        console.WriteLine("Errors are max |output − float64 reference| over 256 sampled query rows; 'bound' is the certificate.");
+        var table = new Table().AddColumns("instance", "algorithm", "max error", "bound", "time [s]", "speedup vs exact", "parameters");
+        foreach (var inst in Instances)
+        {
+            int n = quick ? Math.Min(inst.N, 2048) : inst.N;
+            var q = Infrastructure.Instances.Matrix(n, inst.D, inst.Bound, 1, inst.Distribution);
+            var k = Infrastructure.Instances.Matrix(n, inst.D, inst.Bound, 2, inst.Distribution);
+            var v = Infrastructure.Instances.Matrix(n, inst.D, Math.Min(inst.Bound, 1), 3, inst.Distribution);
+            var problem = new AttentionProblem<double>(q, k, v, n, n, inst.D, inst.D, 1, inst.Scale);
+            var rows = Infrastructure.Instances.SampleRows(n, 256, 4);
+            double exactSeconds = double.NaN;
+            foreach (string name in AttentionAlgorithms.Names)
+            {
+                if (name == "reference") continue;
+                var alg = AttentionAlgorithms.Create(name);
+                var settings = new AttentionSettings { Epsilon = inst.Epsilon, Threads = threads };
+                string label = $"{inst.Name} (B={problem.EntryBound:G3})";
+                try
+                {
+                    var result = alg.Compute(problem, settings);
+                    double secs = result.Certificate.Elapsed.TotalSeconds;
+                    if (name == "exact") exactSeconds = secs;
+                    double err = Measure.MaxAbsError(problem, result.Output, rows);
+                    table.AddRow(label, name, $"{err:E2}", alg.IsExact ? "exact" : $"{result.Certificate.ErrorBound:E2}",
+                        $"{secs:F4}", double.IsNaN(exactSeconds) ? "-" : $"{exactSeconds / secs:F1}×",
+                        Markup.Escape(string.Join(" ", result.Certificate.Parameters.Take(4).Select(p => $"{p.Key}={Format(p.Value)}"))));
+                }
+                catch (AttentionRefusedException e)
+                {
+                    table.AddRow(label, name, "refused", "-", "-", "-", Markup.Escape(Shorten(e.Message, 90)));
+                }
+            }
+        }
+        console.Write(table);
+        foreach (var (title, run) in Sections)
+        {
+            console.WriteLine();
+            console.WriteLine(title);
+            run(console, quick);
+        }
+    }
+
+    private static string Format(object v) => v switch { double d => d.ToString("G4"), _ => v.ToString() ?? "" };
+    private static string Shorten(string s, int max) => s.Length <= max ? s : s[..(max - 1)] + "…";
+}

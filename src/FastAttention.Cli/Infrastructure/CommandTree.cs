@@ -1,0 +1,22 @@
+using System.CommandLine;
+using FastAttention.Cli.Commands;
+
+namespace FastAttention.Cli.Infrastructure;
+
+/// <summary>The command tree. Each command lives in its own file under Commands/ and is added here with one line.</summary>
+internal static class CommandTree
+{
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("fastattn — softmax attention faster than n²d, with a guaranteed entrywise error.");
+        root.Subcommands.Add(DemoCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(InfoCommand.Create());
+        var bench = new Command("bench", "Benchmarks (ratios measured in one run).");
+        bench.Subcommands.Add(BenchExactCommand.Create());
+        root.Subcommands.Add(bench);
+        var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
+        root.Subcommands.Add(experiment);
+        return root;
+    }
+}

@@ -1,0 +1,30 @@
+using System.Diagnostics.CodeAnalysis;
+
+namespace FastAttention;
+
+/// <summary>Throw sites kept out of hot paths (the System.Numerics.Tensors pattern): callers stay small and inlinable.</summary>
+internal static class ThrowHelper
+{
+    [DoesNotReturn]
+    public static void Argument(string paramName, string message) => throw new ArgumentException(message, paramName);
+
+    [DoesNotReturn]
+    public static void ArgumentOutOfRange(string paramName, string message) => throw new ArgumentOutOfRangeException(paramName, message);
+
+    [DoesNotReturn]
+    public static void Refused(string algorithm, string message) => throw new AttentionRefusedException(algorithm, message);
+
+    [DoesNotReturn]
+    public static void InvalidOperation(string message) => throw new InvalidOperationException(message);
+}
+
+/// <summary>
+/// Thrown when an approximate algorithm cannot certify the requested error on this input
+/// (budget exceeded, beyond float64's reach, ...). The message says why and what to use instead.
+/// </summary>
+public sealed class AttentionRefusedException(string algorithm, string message)
+    : Exception($"{algorithm}: {message}")
+{
+    /// <summary>The algorithm that refused.</summary>
+    public string Algorithm { get; } = algorithm;
+}

@@ -1,0 +1,76 @@
+using System.Numerics;
+using FastAttention.Numerics;
+
+namespace FastAttention.Exact;
+
+/// <summary>
+/// The float64 reference: plain, obviously correct attention (Def. 1.1 of both papers) with the maximum
+/// subtracted before exp and compensated (Neumaier, TwoProduct) sums. O(n·m·(d + dv)) time, O(m) memory per
+/// query row. Everything else is tested against it.
+/// </summary>
+public sealed class ReferenceAttention : AttentionAlgorithm
+{
+    public override string Name => "reference";
+    public override bool IsExact => true;
+
+    /// <summary>Convenience: the float64 reference output of the whole problem.</summary>
+    public static double[] Compute<T>(AttentionProblem<T> problem) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var output = new double[problem.OutputLength];
+        for (int h = 0; h < problem.Heads; h++)
+        {
+            var (q, k, v) = problem.Head(h).ToDouble();
+            for (int i = 0; i < problem.N; i++)
+                Row(q, k, v, problem.M, problem.D, problem.Dv, problem.Scale, problem.Causal, i,
+                    output.AsSpan((h * problem.N + i) * problem.Dv, problem.Dv));
+        }
+        return output;
+    }
+
+    /// <summary>Reference output of query rows <paramref name="rows"/> of head <paramref name="head"/>, row-major.</summary>
+    public static double[] ComputeRows<T>(AttentionProblem<T> problem, int head, ReadOnlySpan<int> rows)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var (q, k, v) = problem.Head(head).ToDouble();
+        var output = new double[rows.Length * problem.Dv];
+        for (int r = 0; r < rows.Length; r++)
+            Row(q, k, v, problem.M, problem.D, problem.Dv, problem.Scale, problem.Causal, rows[r], output.AsSpan(r * problem.Dv, problem.Dv));
+        return output;
+    }
+
+    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    {
+        var (q, k, v) = head.ToDouble();
+        var row = new double[head.Dv];
+        for (int i = 0; i < head.N; i++)
+        {
+            Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
+            for (int c = 0; c < head.Dv; c++) output[i * head.Dv + c] = T.CreateTruncating(row[c]);
+        }
+        return HeadReport.Exact;
+    }
+
+    /// <summary>One output row: softmax(s·qᵢKᵀ)·V with the max subtracted, in float64 with compensated sums.</summary>
+    internal static void Row(double[] q, double[] k, double[] v, int m, int d, int dv, double scale, bool causal, int i, Span<double> output)
+    {
+        int visible = causal ? Math.Min(i + 1, m) : m;
+        var logits = new double[visible];
+        var qi = q.AsSpan(i * d, d);
+        double max = double.NegativeInfinity;
+        for (int j = 0; j < visible; j++)
+        {
+            logits[j] = scale * CompensatedSum.Dot(qi, k.AsSpan(j * d, d));
+            if (logits[j] > max) max = logits[j];
+        }
+        var z = new CompensatedSum();
+        var acc = new CompensatedSum[dv];
+        for (int j = 0; j < visible; j++)
+        {
+            double w = Math.Exp(logits[j] - max);
+            z.Add(w);
+            for (int c = 0; c < dv; c++) acc[c].Add(w * v[j * dv + c]);
+        }
+        double inv = 1.0 / z.Value;
+        for (int c = 0; c < dv; c++) output[c] = acc[c].Value * inv;
+    }
+}
