@@ -1,0 +1,280 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace FastAttention.Exact;
+
+/// <summary>
+/// The FlashAttention-2-style exact kernel, written once against <see cref="ISimd{T,TV}"/>. Queries are cut into tiles
+/// of <see cref="QueryTile"/> rows (one task each); keys into blocks of 4 vectors. For each key block, every 4-row
+/// micro-tile computes its 4×(4·W) logits in registers (K packed transposed per block, so a broadcast query element
+/// meets 4 key vectors), updates its running max and sum (online softmax, log₂ domain: the scale·log₂e is folded into
+/// Q), and accumulates P·V into a tile-local accumulator in 4-row × 4-vector register blocks. Working memory:
+/// the packed Kᵀ (m·d), a padded V only when d_v is not a multiple of W, and per-thread tiles — never n×m.
+/// </summary>
+internal static unsafe class FlashKernel<T, TV, TS>
+    where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    where TV : unmanaged
+    where TS : struct, ISimd<T, TV>
+{
+    public const int MicroRows = 4;
+    public const int QueryTile = 32;
+
+    public static void Run(T* q, T* k, T* v, T* o, int n, int m, int d, int dv, double scale, bool causal, int threads)
+    {
+        int w = TS.Count, bc = 4 * w;
+        int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
+        int dvPad = (dv + w - 1) / w * w;
+        bool packV = dv != dvPad;
+        var kt = GC.AllocateUninitializedArray<T>(mPad * d, pinned: true);
+        fixed (T* pkt = kt)
+        {
+            PackKeys(k, pkt, m, d, bc, blocks);
+            T[]? vPacked = packV ? GC.AllocateUninitializedArray<T>(mPad * dvPad, pinned: true) : null;
+            // The last, partial key block reads V rows beyond m: give it a zero-padded copy.
+            T[] vTail = GC.AllocateArray<T>(bc * dvPad, pinned: true);
+            fixed (T* pvp = vPacked)
+            fixed (T* ptail = vTail)
+            {
+                if (packV) PackValues(v, pvp, m, dv, dvPad, mPad);
+                int tailRows = m - (blocks - 1) * bc;
+                if (!packV && tailRows < bc)
+                    for (int j = 0; j < tailRows; j++)
+                        new ReadOnlySpan<T>(v + ((blocks - 1) * bc + j) * (long)dv, dv).CopyTo(new Span<T>(ptail + j * dvPad, dv));
+                nint pq = (nint)q, pk = (nint)pkt, pv = packV ? (nint)pvp : (nint)v, pt = (nint)ptail, po = (nint)o;
+                bool tailFromPacked = packV || tailRows == bc;
+                T qScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e: exp(s·x) = 2^(s·log₂e·x)
+                int tiles = (n + QueryTile - 1) / QueryTile;
+                Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) },
+                    () => new Scratch(d, dvPad, bc),
+                    (tile, _, scratch) =>
+                    {
+                        var ctx = new Context
+                        {
+                            Q = (T*)pq, Kt = (T*)pk, V = (T*)pv, Tail = tailFromPacked ? null : (T*)pt, O = (T*)po,
+                            N = n, M = m, D = d, Dv = dv, DvPad = dvPad, Bc = bc, Blocks = blocks, Causal = causal, QScale = qScale,
+                            VStride = packV ? dvPad : dv,
+                        };
+                        ProcessTile(ref ctx, tile, scratch);
+                        return scratch;
+                    },
+                    _ => { });
+            }
+        }
+    }
+
+    private struct Context
+    {
+        public T* Q, Kt, V, Tail, O;
+        public int N, M, D, Dv, DvPad, Bc, Blocks, VStride;
+        public bool Causal;
+        public T QScale;
+    }
+
+    private sealed class Scratch(int d, int dvPad, int bc)
+    {
+        public readonly T[] Qs = GC.AllocateArray<T>(QueryTile * d, pinned: true);
+        public readonly T[] S = GC.AllocateArray<T>(MicroRows * bc, pinned: true);
+        public readonly T[] Acc = GC.AllocateArray<T>(QueryTile * dvPad, pinned: true);
+        public readonly T[] RowMax = new T[QueryTile];
+        public readonly T[] RowSum = new T[QueryTile];
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackKeys(T* k, T* kt, int m, int d, int bc, int blocks)
+    {
+        for (int b = 0; b < blocks; b++)
+        {
+            T* dst = kt + (long)b * d * bc;
+            for (int jj = 0; jj < bc; jj++)
+            {
+                int j = b * bc + jj;
+                if (j < m) { T* src = k + (long)j * d; for (int c = 0; c < d; c++) dst[c * bc + jj] = src[c]; }
+                else for (int c = 0; c < d; c++) dst[c * bc + jj] = T.Zero;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackValues(T* v, T* vp, int m, int dv, int dvPad, int mPad)
+    {
+        for (int j = 0; j < mPad; j++)
+            for (int c = 0; c < dvPad; c++)
+                vp[(long)j * dvPad + c] = j < m && c < dv ? v[(long)j * dv + c] : T.Zero;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ProcessTile(ref Context x, int tile, Scratch scratch)
+    {
+        int i0 = tile * QueryTile, rows = Math.Min(QueryTile, x.N - i0);
+        int micro = (rows + MicroRows - 1) / MicroRows;
+        int d = x.D, bc = x.Bc, dvPad = x.DvPad;
+        fixed (T* qs = scratch.Qs)
+        fixed (T* s = scratch.S)
+        fixed (T* acc = scratch.Acc)
+        {
+            // Scaled query tile (rows past n are zero and never written out).
+            for (int r = 0; r < micro * MicroRows; r++)
+                for (int c = 0; c < d; c++)
+                    qs[r * d + c] = r < rows ? x.Q[(long)(i0 + r) * d + c] * x.QScale : T.Zero;
+            new Span<T>(acc, micro * MicroRows * dvPad).Clear();
+            var rowMax = scratch.RowMax; var rowSum = scratch.RowSum;
+            Array.Fill(rowMax, T.NegativeInfinity);
+            Array.Clear(rowSum);
+            int lastRow = i0 + rows - 1;
+            int lastBlock = x.Causal ? Math.Min(x.Blocks - 1, Math.Min(lastRow, x.M - 1) / bc) : x.Blocks - 1;
+            for (int b = 0; b <= lastBlock; b++)
+            {
+                int j0 = b * bc;
+                bool mask = j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i0);
+                T* ktb = x.Kt + (long)b * d * bc;
+                T* vb; int vStride;
+                if (b == x.Blocks - 1 && x.Tail != null) { vb = x.Tail; vStride = dvPad; }
+                else { vb = x.V + (long)j0 * x.VStride; vStride = x.VStride; }
+                for (int mt = 0; mt < micro; mt++)
+                {
+                    int r0 = mt * MicroRows;
+                    Scores(qs + r0 * d, ktb, d, bc, s);
+                    if (mask) Mask(s, bc, j0, i0 + r0, x.M, x.Causal);
+                    Softmax(s, bc, rowMax, rowSum, r0, acc + r0 * dvPad, dvPad);
+                    AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc);
+                }
+            }
+            for (int r = 0; r < rows; r++)
+            {
+                T inv = T.One / rowSum[r];
+                T* dst = x.O + (long)(i0 + r) * x.Dv;
+                T* src = acc + r * dvPad;
+                for (int c = 0; c < x.Dv; c++) dst[c] = src[c] * inv;
+            }
+        }
+    }
+
+    /// <summary>4×(4W) logits: s[r, j] = Σ_c qs[r, c]·Kᵀ[c, j], accumulators in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Scores(T* qs, T* kt, int d, int bc, T* s)
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero;
+        TV a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
+        TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero;
+        TV a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
+        T* q0 = qs, q1 = qs + d, q2 = qs + 2 * d, q3 = qs + 3 * d;
+        for (int c = 0; c < d; c++)
+        {
+            T* kc = kt + c * bc;
+            TV k0 = TS.Load(ref *kc), k1 = TS.Load(ref kc[w]), k2 = TS.Load(ref kc[2 * w]), k3 = TS.Load(ref kc[3 * w]);
+            TV b = TS.Broadcast(q0[c]);
+            a00 = TS.Fma(b, k0, a00); a01 = TS.Fma(b, k1, a01); a02 = TS.Fma(b, k2, a02); a03 = TS.Fma(b, k3, a03);
+            b = TS.Broadcast(q1[c]);
+            a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11); a12 = TS.Fma(b, k2, a12); a13 = TS.Fma(b, k3, a13);
+            b = TS.Broadcast(q2[c]);
+            a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21); a22 = TS.Fma(b, k2, a22); a23 = TS.Fma(b, k3, a23);
+            b = TS.Broadcast(q3[c]);
+            a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31); a32 = TS.Fma(b, k2, a32); a33 = TS.Fma(b, k3, a33);
+        }
+        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]); TS.Store(a02, ref s[2 * w]); TS.Store(a03, ref s[3 * w]);
+        T* s1 = s + bc;
+        TS.Store(a10, ref s1[0]); TS.Store(a11, ref s1[w]); TS.Store(a12, ref s1[2 * w]); TS.Store(a13, ref s1[3 * w]);
+        T* s2 = s + 2 * bc;
+        TS.Store(a20, ref s2[0]); TS.Store(a21, ref s2[w]); TS.Store(a22, ref s2[2 * w]); TS.Store(a23, ref s2[3 * w]);
+        T* s3 = s + 3 * bc;
+        TS.Store(a30, ref s3[0]); TS.Store(a31, ref s3[w]); TS.Store(a32, ref s3[2 * w]); TS.Store(a33, ref s3[3 * w]);
+    }
+
+    /// <summary>−∞ for keys past m and, when causal, keys j &gt; i (PyTorch is_causal, top-left aligned).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Mask(T* s, int bc, int j0, int rowStart, int m, bool causal)
+    {
+        for (int r = 0; r < MicroRows; r++)
+        {
+            int limit = causal ? Math.Min(rowStart + r, m - 1) : m - 1;
+            for (int jj = Math.Max(0, limit - j0 + 1); jj < bc; jj++) s[r * bc + jj] = T.NegativeInfinity;
+        }
+    }
+
+    /// <summary>Online softmax step for 4 rows: new max, P = 2^(S − max) in place, rescale the running sum and accumulator.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Softmax(T* s, int bc, T[] rowMax, T[] rowSum, int r0, T* acc, int dvPad)
+    {
+        int w = TS.Count;
+        for (int r = 0; r < MicroRows; r++)
+        {
+            T* sr = s + r * bc;
+            TV v0 = TS.Load(ref sr[0]), v1 = TS.Load(ref sr[w]), v2 = TS.Load(ref sr[2 * w]), v3 = TS.Load(ref sr[3 * w]);
+            T blockMax = TS.MaxAcross(TS.Max(TS.Max(v0, v1), TS.Max(v2, v3)));
+            T oldMax = rowMax[r0 + r];
+            T newMax = T.Max(oldMax, blockMax);
+            if (T.IsNegativeInfinity(newMax))
+            {
+                // Every key so far is masked for this (padding) row: weights stay 0.
+                new Span<T>(sr, bc).Clear();
+                continue;
+            }
+            TV mv = TS.Broadcast(newMax);
+            v0 = TS.Exp2(TS.Sub(v0, mv)); v1 = TS.Exp2(TS.Sub(v1, mv)); v2 = TS.Exp2(TS.Sub(v2, mv)); v3 = TS.Exp2(TS.Sub(v3, mv));
+            TS.Store(v0, ref sr[0]); TS.Store(v1, ref sr[w]); TS.Store(v2, ref sr[2 * w]); TS.Store(v3, ref sr[3 * w]);
+            T sum = TS.SumAcross(TS.Add(TS.Add(v0, v1), TS.Add(v2, v3)));
+            if (newMax != oldMax)
+            {
+                T alpha = T.IsNegativeInfinity(oldMax) ? T.Zero : T.Exp2(oldMax - newMax);
+                rowSum[r0 + r] = rowSum[r0 + r] * alpha + sum;
+                T* ar = acc + r * dvPad;
+                if (alpha == T.Zero) new Span<T>(ar, dvPad).Clear();
+                else
+                {
+                    TV av = TS.Broadcast(alpha);
+                    for (int c = 0; c < dvPad; c += w) TS.Store(TS.Mul(TS.Load(ref ar[c]), av), ref ar[c]);
+                }
+                rowMax[r0 + r] = newMax;
+            }
+            else rowSum[r0 + r] += sum;
+        }
+    }
+
+    /// <summary>acc[r, :] += Σ_j P[r, j]·V[j, :] for 4 rows, in 4-row × 4-vector register blocks.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateValues(T* p, T* vb, int vStride, T* acc, int dvPad, int bc)
+    {
+        int w = TS.Count;
+        T* p1 = p + bc, p2 = p + 2 * bc, p3 = p + 3 * bc;
+        T* acc1 = acc + dvPad, acc2 = acc + 2 * dvPad, acc3 = acc + 3 * dvPad;
+        int c = 0;
+        for (; c + 4 * w <= dvPad; c += 4 * w)
+        {
+            TV o00 = TS.Load(ref acc[c]), o01 = TS.Load(ref acc[c + w]), o02 = TS.Load(ref acc[c + 2 * w]), o03 = TS.Load(ref acc[c + 3 * w]);
+            TV o10 = TS.Load(ref acc1[c]), o11 = TS.Load(ref acc1[c + w]), o12 = TS.Load(ref acc1[c + 2 * w]), o13 = TS.Load(ref acc1[c + 3 * w]);
+            TV o20 = TS.Load(ref acc2[c]), o21 = TS.Load(ref acc2[c + w]), o22 = TS.Load(ref acc2[c + 2 * w]), o23 = TS.Load(ref acc2[c + 3 * w]);
+            TV o30 = TS.Load(ref acc3[c]), o31 = TS.Load(ref acc3[c + w]), o32 = TS.Load(ref acc3[c + 2 * w]), o33 = TS.Load(ref acc3[c + 3 * w]);
+            for (int j = 0; j < bc; j++)
+            {
+                T* vr = vb + (long)j * vStride + c;
+                TV v0 = TS.Load(ref vr[0]), v1 = TS.Load(ref vr[w]), v2 = TS.Load(ref vr[2 * w]), v3 = TS.Load(ref vr[3 * w]);
+                TV b = TS.Broadcast(p[j]);
+                o00 = TS.Fma(b, v0, o00); o01 = TS.Fma(b, v1, o01); o02 = TS.Fma(b, v2, o02); o03 = TS.Fma(b, v3, o03);
+                b = TS.Broadcast(p1[j]);
+                o10 = TS.Fma(b, v0, o10); o11 = TS.Fma(b, v1, o11); o12 = TS.Fma(b, v2, o12); o13 = TS.Fma(b, v3, o13);
+                b = TS.Broadcast(p2[j]);
+                o20 = TS.Fma(b, v0, o20); o21 = TS.Fma(b, v1, o21); o22 = TS.Fma(b, v2, o22); o23 = TS.Fma(b, v3, o23);
+                b = TS.Broadcast(p3[j]);
+                o30 = TS.Fma(b, v0, o30); o31 = TS.Fma(b, v1, o31); o32 = TS.Fma(b, v2, o32); o33 = TS.Fma(b, v3, o33);
+            }
+            TS.Store(o00, ref acc[c]); TS.Store(o01, ref acc[c + w]); TS.Store(o02, ref acc[c + 2 * w]); TS.Store(o03, ref acc[c + 3 * w]);
+            TS.Store(o10, ref acc1[c]); TS.Store(o11, ref acc1[c + w]); TS.Store(o12, ref acc1[c + 2 * w]); TS.Store(o13, ref acc1[c + 3 * w]);
+            TS.Store(o20, ref acc2[c]); TS.Store(o21, ref acc2[c + w]); TS.Store(o22, ref acc2[c + 2 * w]); TS.Store(o23, ref acc2[c + 3 * w]);
+            TS.Store(o30, ref acc3[c]); TS.Store(o31, ref acc3[c + w]); TS.Store(o32, ref acc3[c + 2 * w]); TS.Store(o33, ref acc3[c + 3 * w]);
+        }
+        for (; c < dvPad; c += w)
+        {
+            TV o0 = TS.Load(ref acc[c]), o1 = TS.Load(ref acc1[c]), o2 = TS.Load(ref acc2[c]), o3 = TS.Load(ref acc3[c]);
+            for (int j = 0; j < bc; j++)
+            {
+                TV v0 = TS.Load(ref vb[(long)j * vStride + c]);
+                o0 = TS.Fma(TS.Broadcast(p[j]), v0, o0);
+                o1 = TS.Fma(TS.Broadcast(p1[j]), v0, o1);
+                o2 = TS.Fma(TS.Broadcast(p2[j]), v0, o2);
+                o3 = TS.Fma(TS.Broadcast(p3[j]), v0, o3);
+            }
+            TS.Store(o0, ref acc[c]); TS.Store(o1, ref acc1[c]); TS.Store(o2, ref acc2[c]); TS.Store(o3, ref acc3[c]);
+        }
+    }
+}
