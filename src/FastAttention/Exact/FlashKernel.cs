@@ -5,8 +5,8 @@ namespace FastAttention.Exact;
 
 /// <summary>
 /// The FlashAttention-2-style exact kernel, written once against <see cref="ISimd{T,TV}"/>. Queries are cut into tiles
-/// of <see cref="QueryTile"/> rows (one task each); keys into blocks of 4 vectors. For each key block, every 4-row
-/// micro-tile computes its 4×(4·W) logits in registers (K packed transposed per block, so a broadcast query element
+/// of <see cref="QueryTile"/> rows (one task each); keys into blocks of <see cref="KeyVectors"/> vectors. For each key block, every 4-row
+/// micro-tile computes its 4×(8·W) logits in two 4×(4·W) register halves (K packed transposed per block, so a broadcast query element
 /// meets 4 key vectors), updates its running max and sum (online softmax, log₂ domain: the scale·log₂e is folded into
 /// Q), and accumulates P·V into a tile-local accumulator in 4-row × 4-vector register blocks. Working memory:
 /// the packed Kᵀ (m·d), a padded V only when d_v is not a multiple of W, and per-thread tiles — never n×m.
@@ -18,10 +18,12 @@ internal static unsafe class FlashKernel<T, TV, TS>
 {
     public const int MicroRows = 4;
     public const int QueryTile = 32;
+    /// <summary>Key block = this many vectors; logits are computed in 4-vector halves (16 accumulators).</summary>
+    public const int KeyVectors = 8;
 
     public static void Run(T* q, T* k, T* v, T* o, int n, int m, int d, int dv, double scale, bool causal, int threads)
     {
-        int w = TS.Count, bc = 4 * w;
+        int w = TS.Count, bc = KeyVectors * w;
         int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
         int dvPad = (dv + w - 1) / w * w;
         bool packV = dv != dvPad;
@@ -133,7 +135,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 for (int mt = 0; mt < micro; mt++)
                 {
                     int r0 = mt * MicroRows;
-                    Scores(qs + r0 * d, ktb, d, bc, s);
+                    for (int half = 0; half < KeyVectors; half += 4)
+                        Scores(qs + r0 * d, ktb + half * TS.Count, d, bc, s + half * TS.Count);
                     if (mask) Mask(s, bc, j0, i0 + r0, x.M, x.Causal);
                     Softmax(s, bc, rowMax, rowSum, r0, acc + r0 * dvPad, dvPad);
                     AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc);
@@ -200,8 +203,9 @@ internal static unsafe class FlashKernel<T, TV, TS>
         for (int r = 0; r < MicroRows; r++)
         {
             T* sr = s + r * bc;
-            TV v0 = TS.Load(ref sr[0]), v1 = TS.Load(ref sr[w]), v2 = TS.Load(ref sr[2 * w]), v3 = TS.Load(ref sr[3 * w]);
-            T blockMax = TS.MaxAcross(TS.Max(TS.Max(v0, v1), TS.Max(v2, v3)));
+            TV mx = TS.Load(ref sr[0]);
+            for (int c = w; c < bc; c += w) mx = TS.Max(mx, TS.Load(ref sr[c]));
+            T blockMax = TS.MaxAcross(mx);
             T oldMax = rowMax[r0 + r];
             T newMax = T.Max(oldMax, blockMax);
             if (T.IsNegativeInfinity(newMax))
@@ -211,9 +215,14 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 continue;
             }
             TV mv = TS.Broadcast(newMax);
-            v0 = TS.Exp2(TS.Sub(v0, mv)); v1 = TS.Exp2(TS.Sub(v1, mv)); v2 = TS.Exp2(TS.Sub(v2, mv)); v3 = TS.Exp2(TS.Sub(v3, mv));
-            TS.Store(v0, ref sr[0]); TS.Store(v1, ref sr[w]); TS.Store(v2, ref sr[2 * w]); TS.Store(v3, ref sr[3 * w]);
-            T sum = TS.SumAcross(TS.Add(TS.Add(v0, v1), TS.Add(v2, v3)));
+            TV sv = TS.Zero;
+            for (int c = 0; c < bc; c += w)
+            {
+                TV e = TS.Exp2(TS.Sub(TS.Load(ref sr[c]), mv));
+                TS.Store(e, ref sr[c]);
+                sv = TS.Add(sv, e);
+            }
+            T sum = TS.SumAcross(sv);
             if (newMax != oldMax)
             {
                 T alpha = T.IsNegativeInfinity(oldMax) ? T.Zero : T.Exp2(oldMax - newMax);
