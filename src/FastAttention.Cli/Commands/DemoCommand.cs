@@ -44,7 +44,7 @@ internal static class DemoCommand
     {
         console.WriteLine($"FastAttention demo — {Environment.ProcessorCount} processors, kernel {Exact.SimdInfo.Describe()}");
         console.WriteLine("Errors are max |output − float64 reference| over 256 sampled query rows; 'bound' is the certificate.");
-        var table = new Table().AddColumns("instance", "algorithm", "max error", "bound", "time [s]", "speedup vs exact", "parameters");
+        var table = new Table().AddColumns("instance", "algorithm", "max error", "bound", "time (s)", "speedup vs exact", "parameters");
         foreach (var inst in Instances)
         {
             int n = quick ? Math.Min(inst.N, 2048) : inst.N;
@@ -66,13 +66,13 @@ internal static class DemoCommand
                     double secs = result.Certificate.Elapsed.TotalSeconds;
                     if (name == "exact") exactSeconds = secs;
                     double err = Measure.MaxAbsError(problem, result.Output, rows);
-                    table.AddRow(label, name, $"{err:E2}", alg.IsExact ? "exact" : $"{result.Certificate.ErrorBound:E2}",
+                    table.AddRow(Markup.Escape(label), name, $"{err:E2}", alg.IsExact ? "exact" : $"{result.Certificate.ErrorBound:E2}",
                         $"{secs:F4}", double.IsNaN(exactSeconds) ? "-" : $"{exactSeconds / secs:F1}×",
                         Markup.Escape(string.Join(" ", result.Certificate.Parameters.Take(4).Select(p => $"{p.Key}={Format(p.Value)}"))));
                 }
                 catch (AttentionRefusedException e)
                 {
-                    table.AddRow(label, name, "refused", "-", "-", "-", Markup.Escape(Shorten(e.Message, 90)));
+                    table.AddRow(Markup.Escape(label), name, "refused", "-", "-", "-", Markup.Escape(Shorten(e.Message, 90)));
                 }
             }
         }

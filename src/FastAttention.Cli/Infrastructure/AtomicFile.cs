@@ -3,7 +3,7 @@ namespace FastAttention.Cli.Infrastructure;
 /// <summary>Writes a file so that it appears only when complete: temporary file in the same folder, then rename.</summary>
 internal static class AtomicFile
 {
-    public static void WriteAllText(string path, string text) => Write(path, s => { using var w = new StreamWriter(s); w.Write(text); });
+    public static void WriteAllText(string path, string text) => Write(path, s => { using var w = new StreamWriter(s, leaveOpen: true); w.Write(text); });
 
     public static void Write(string path, Action<Stream> write)
     {
