@@ -6,7 +6,7 @@ namespace FastAttention.Cli.Infrastructure;
 internal static class ExactBenchmark
 {
     /// <summary>Timed runs per contender; the fastest counts (the machine may be shared).</summary>
-    private const int Repeats = 7;
+    private const int DefaultRepeats = 7;
 
     public static List<KeyValuePair<string, object?>> Run(int n, int m, int d, int threads, bool f32, bool causal)
     {
@@ -14,6 +14,7 @@ internal static class ExactBenchmark
         var k = Instances.Matrix(m, d, 1, 12, Distribution.Normal);
         var v = Instances.Matrix(m, d, 1, 13, Distribution.Normal);
         double flops = (causal ? 2.0 : 4.0) * n * m * d;
+        int Repeats = flops > 1e11 ? 2 : DefaultRepeats; // minutes-long problems: fewer repeats
         var settings = new AttentionSettings { Threads = threads };
         var alg = new FlashAttention();
         double seconds;
@@ -39,7 +40,8 @@ internal static class ExactBenchmark
         // The peer: ONNX Runtime's CPU MultiHeadAttention (float32 only; causal only for n = m, where its
         // bottom-right alignment equals PyTorch's top-left one).
         double? onnxSeconds = null, onnxError = null;
-        if (f32 && (!causal || n == m))
+        // ORT materialises the n×m score matrix: skip it beyond 2 GiB of scores.
+        if (f32 && (!causal || n == m) && (long)n * m * sizeof(float) <= 2L << 30)
         {
             float[] qf = Instances.ToFloat32(q), kf = Instances.ToFloat32(k), vf = Instances.ToFloat32(v);
             using var peer = new OnnxAttentionPeer(n, m, d, d, 1 / Math.Sqrt(d), causal, threads);
