@@ -18,32 +18,37 @@ internal static unsafe class FlashKernel<T, TV, TS>
 {
     public const int MicroRows = 4;
     public const int QueryTile = 32;
-    /// <summary>Key block = this many vectors; logits are computed in 4-vector halves (16 accumulators).</summary>
-    public const int KeyVectors = 8;
+    /// <summary>Key block = this many vectors (more for small d, where per-block softmax bookkeeping would
+    /// dominate); logits are computed in 4-vector slices (16 accumulators).</summary>
+    public static int KeyVectors(int d) => d <= 16 ? 32 : 8;
 
     public static void Run(T* q, T* k, T* v, T* o, int n, int m, int d, int dv, double scale, bool causal, int threads)
     {
-        int w = TS.Count, bc = KeyVectors * w;
+        int w = TS.Count, keyVectors = KeyVectors(d), bc = keyVectors * w;
         int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
         int dvPad = (dv + w - 1) / w * w;
+        // d_v narrower than a vector: pack V transposed per block and vectorise P·V across keys instead.
+        bool transposeV = dv < w;
         bool packV = dv != dvPad;
         var kt = GC.AllocateUninitializedArray<T>(mPad * d, pinned: true);
         fixed (T* pkt = kt)
         {
             PackKeys(k, pkt, m, d, bc, blocks);
-            T[]? vPacked = packV ? GC.AllocateUninitializedArray<T>(mPad * dvPad, pinned: true) : null;
+            T[]? vPacked = packV ? GC.AllocateUninitializedArray<T>(mPad * (transposeV ? dv : dvPad), pinned: true) : null;
             // The last, partial key block reads V rows beyond m: give it a zero-padded copy.
             T[] vTail = GC.AllocateArray<T>(bc * dvPad, pinned: true);
             fixed (T* pvp = vPacked)
             fixed (T* ptail = vTail)
             {
-                if (packV) PackValues(v, pvp, m, dv, dvPad, mPad);
+                if (transposeV) PackKeys(v, pvp, m, dv, bc, blocks); // same transposed block layout as K
+                else if (packV) PackValues(v, pvp, m, dv, dvPad, mPad);
                 int tailRows = m - (blocks - 1) * bc;
                 if (!packV && tailRows < bc)
                     for (int j = 0; j < tailRows; j++)
                         new ReadOnlySpan<T>(v + ((blocks - 1) * bc + j) * (long)dv, dv).CopyTo(new Span<T>(ptail + j * dvPad, dv));
                 nint pq = (nint)q, pk = (nint)pkt, pv = packV ? (nint)pvp : (nint)v, pt = (nint)ptail, po = (nint)o;
                 bool tailFromPacked = packV || tailRows == bc;
+                int vStride = transposeV ? dv : packV ? dvPad : dv;
                 T qScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e: exp(s·x) = 2^(s·log₂e·x)
                 int tiles = (n + QueryTile - 1) / QueryTile;
                 Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) },
@@ -54,7 +59,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                         {
                             Q = (T*)pq, Kt = (T*)pk, V = (T*)pv, Tail = tailFromPacked ? null : (T*)pt, O = (T*)po,
                             N = n, M = m, D = d, Dv = dv, DvPad = dvPad, Bc = bc, Blocks = blocks, Causal = causal, QScale = qScale,
-                            VStride = packV ? dvPad : dv,
+                            VStride = vStride, KeyVectors = keyVectors, TransposedV = transposeV,
                         };
                         ProcessTile(ref ctx, tile, scratch);
                         return scratch;
@@ -67,8 +72,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
     private struct Context
     {
         public T* Q, Kt, V, Tail, O;
-        public int N, M, D, Dv, DvPad, Bc, Blocks, VStride;
-        public bool Causal;
+        public int N, M, D, Dv, DvPad, Bc, Blocks, VStride, KeyVectors;
+        public bool Causal, TransposedV;
         public T QScale;
     }
 
@@ -135,11 +140,12 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 for (int mt = 0; mt < micro; mt++)
                 {
                     int r0 = mt * MicroRows;
-                    for (int half = 0; half < KeyVectors; half += 4)
-                        Scores(qs + r0 * d, ktb + half * TS.Count, d, bc, s + half * TS.Count);
+                    for (int slice = 0; slice < x.KeyVectors; slice += 4)
+                        Scores(qs + r0 * d, ktb + slice * TS.Count, d, bc, s + slice * TS.Count);
                     if (mask) Mask(s, bc, j0, i0 + r0, x.M, x.Causal);
                     Softmax(s, bc, rowMax, rowSum, r0, acc + r0 * dvPad, dvPad);
-                    AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc);
+                    if (x.TransposedV) AccumulateValuesTransposed(s, x.V + (long)b * x.Dv * bc, x.Dv, acc + r0 * dvPad, dvPad, bc);
+                    else AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc);
                 }
             }
             for (int r = 0; r < rows; r++)
@@ -237,6 +243,28 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 rowMax[r0 + r] = newMax;
             }
             else rowSum[r0 + r] += sum;
+        }
+    }
+
+    /// <summary>acc[r, c] += Σ_j P[r, j]·Vᵀ[c, j] for 4 rows and narrow d_v: vectorised across keys.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AccumulateValuesTransposed(T* p, T* vt, int dv, T* acc, int dvPad, int bc)
+    {
+        int w = TS.Count;
+        for (int r = 0; r < MicroRows; r++)
+        {
+            T* pr = p + r * bc;
+            for (int c = 0; c < dv; c++)
+            {
+                T* vc = vt + c * bc;
+                TV s0 = TS.Zero, s1 = TS.Zero;
+                for (int j = 0; j < bc; j += 2 * w)
+                {
+                    s0 = TS.Fma(TS.Load(ref pr[j]), TS.Load(ref vc[j]), s0);
+                    s1 = TS.Fma(TS.Load(ref pr[j + w]), TS.Load(ref vc[j + w]), s1);
+                }
+                acc[r * dvPad + c] += TS.SumAcross(TS.Add(s0, s1));
+            }
         }
     }
 
