@@ -19,27 +19,14 @@ public static class TestData
     public static AttentionProblem<double> Problem(int n, int m, int d, int dv, double bound, int seed, double? scale = null, bool causal = false, int heads = 1) =>
         new(Uniform(heads * n * d, bound, seed), Uniform(heads * m * d, bound, seed + 1), Uniform(heads * m * dv, bound, seed + 2), n, m, d, dv, heads, scale, causal);
 
-    /// <summary>max |a − b| over all entries.</summary>
-    public static double MaxAbsDiff(ReadOnlySpan<double> a, ReadOnlySpan<double> b)
+    /// <summary>max |a − b| over all entries (∞ if any difference is NaN); a may be float or double.</summary>
+    public static double MaxAbsDiff<T>(ReadOnlySpan<T> a, ReadOnlySpan<double> b) where T : unmanaged, System.Numerics.INumberBase<T>
     {
         Assert.Equal(a.Length, b.Length);
         double e = 0;
         for (int i = 0; i < a.Length; i++)
         {
-            double diff = Math.Abs(a[i] - b[i]);
-            if (double.IsNaN(diff)) return double.PositiveInfinity;
-            e = Math.Max(e, diff);
-        }
-        return e;
-    }
-
-    public static double MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<double> b)
-    {
-        Assert.Equal(a.Length, b.Length);
-        double e = 0;
-        for (int i = 0; i < a.Length; i++)
-        {
-            double diff = Math.Abs(a[i] - b[i]);
+            double diff = Math.Abs(double.CreateTruncating(a[i]) - b[i]);
             if (double.IsNaN(diff)) return double.PositiveInfinity;
             e = Math.Max(e, diff);
         }
