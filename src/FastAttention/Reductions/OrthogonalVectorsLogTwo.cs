@@ -82,8 +82,8 @@ public static class OrthogonalVectorsLogTwo
         while (mMax > 1 && !Fits(mMax, d, w)) mMax /= 2;
         int dMax = 0;
         while (dMax < 1100 && Fits(m, dMax + 1, dMax + 1)) dMax++;
-        string mPart = Fits(mMax, d, w) ? $"n ≤ {mMax} at d = {d}" : $"no n at d = {d}";
+        string mPart = Fits(mMax, d, w) ? $"n ≤ {mMax} at d = {d}, or " : "";
         return string.Create(CultureInfo.InvariantCulture,
-            $"use {mPart}, or d ≤ {dMax} at n = {m} (row sums up to m·2^w = {m}·2^{w} must be exact; got n = {n}, d = {d}) — or the one-call reduction of Lemma C.6");
+            $"use {mPart}d ≤ {dMax} at n = {m} (row sums up to m·2^w = {m}·2^{w} must come out exact; got n = {n}, d = {d}) — or the one-call reduction of Lemma C.6");
     }
 }
