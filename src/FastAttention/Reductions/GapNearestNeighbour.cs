@@ -64,6 +64,7 @@ public sealed class GapNearestNeighbour
         int n = _a.Count, m = _b.Count, d = _a.Dimension;
         if (t >= d) { var all = new bool[n]; Array.Fill(all, true); return all; }
         if (!double.IsNegativeInfinity(BruteForceExponent) && BallSize(d, t) <= Math.Pow(m, BruteForceExponent)) { BruteForceCalls++; return BruteForce(t); }
+        // Lemma 4.7 Case 2: the padded 2n×2d-style instance with the τ block, thresholded at t̃₀ (midpoint of yes/no values).
         long t1 = t + FloorTimes(epsilon, t) + 1;
         double g = t1 - t;
         double x = Math.Log(Rho * m) / g;
@@ -81,6 +82,7 @@ public sealed class GapNearestNeighbour
     /// <summary>(1 + ε)-ANN: a pair (i, j) with ‖a_i − b_j‖₀ ≤ (1+ε)·min ‖a − b‖₀, by binary search over t.</summary>
     public NearestNeighbourResult Solve(double epsilon)
     {
+        // Definition 4.5 remark: log(d) Gap-ANN calls, binary search over t, turn Gap-ANN into (1 + ε)-ANN.
         int d = _a.Dimension, before = _oracle.Calls;
         int lo = -1, hi = d, row = 0; // invariant: min h > lo; some row certified ≤ ⌊(1+ε)hi⌋ (all rows at hi = d).
         while (hi - lo > 1)
@@ -101,6 +103,7 @@ public sealed class GapNearestNeighbour
 
     private OracleInstance Instance(double root, int d)
     {
+        // Remark 4.4 (ã = [a, ā]) inside Lemma 4.7's Q = √β[ã, 1; 0, 1], K = √β[b̃, 0; 0, 1], V = [1; 0], scale 1/d̃.
         int n = _a.Count, m = _b.Count, d1 = 2 * d, dt = 4 * d;
         var q = new double[(n + m) * dt];
         var k = new double[2 * m * dt];

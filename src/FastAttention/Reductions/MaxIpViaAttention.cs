@@ -33,6 +33,7 @@ public static class MaxIpViaAttention
         a.RequireIntegers(MaxEntry);
         b.RequireIntegers(MaxEntry);
         int n = a.Count, m = b.Count, d = a.Dimension;
+        // Lemma C.3: Q = A, K = λ·B (λ = C·ln n), row sums by Lemma C.1, M_i by rounding ln Ŝ_i / λ.
         double lambda = Math.Log(m) + 2 * LogAccuracy + 0.5;
         var k = Array.ConvertAll(b.Data, x => lambda * x);
         double epsilon = Math.Exp(LogAccuracy) - 1;

@@ -39,6 +39,7 @@ public static class OrthogonalVectorsLargeD
         a.RequireBinary();
         b.RequireBinary();
         int n = a.Count, m = b.Count, d = a.Dimension;
+        // Lemma C.6: Q = −√|ln k|·A, K = √|ln k|·B, one call of Claim C.2's instance with threshold c = γ.
         double gamma = (1 - 2 * oracleEpsilon) / (1 + 2 * oracleEpsilon);
         double lnK = Math.Log(gamma * gamma / m); // ln k < 0
         double root = Math.Sqrt(-lnK);

@@ -43,6 +43,7 @@ public static class OrthogonalVectorsLogTwo
         var q = Array.ConvertAll(a.Data, x => root * x);
         var k = new double[m * d];
         var kept = new bool[m];
+        // Lemma C.8: sample B′ (each b_j kept with probability 1/2, else 1_d), exact row sums by Lemma C.1, parity.
         var rng = new Random(seed);
         for (int s = 1; s <= samples; s++)
         {

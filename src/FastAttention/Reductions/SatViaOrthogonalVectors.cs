@@ -34,6 +34,7 @@ public static class SatViaOrthogonalVectors
         ArgumentNullException.ThrowIfNull(oracle);
         if (formula.Variables > MaxVariables)
             throw new ArgumentException($"split-and-list builds 2^⌈v/2⌉ vectors per side; v ≤ {MaxVariables} is supported (got {formula.Variables}).", nameof(formula));
+        // Williams 2004 split-and-list: CNF-SAT on v variables → OV on 2^⌈v/2⌉ × 2^⌊v/2⌋ vectors of dimension #clauses.
         var (a, b, v1) = SplitAndList(formula);
         var ov = method == OrthogonalVectorsMethod.LargeD
             ? OrthogonalVectorsLargeD.Solve(a, b, oracle)
