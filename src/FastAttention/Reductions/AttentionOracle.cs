@@ -53,7 +53,7 @@ public sealed class AttentionOracle
     /// </summary>
     public static double RelativeRoundingBound(int keys, int dim, double lambda)
     {
-        double delta = 1.01 * (dim + 2) * U * lambda;
+        double delta = 1.01 * ((double)dim + 2) * U * lambda;
         double expo = 2 * delta + 4 * U * lambda + 2 * U;
         if (!(expo <= 0.01)) return double.PositiveInfinity;
         double e = 1.01 * expo + (5.0 * keys + 2) * U;
