@@ -65,5 +65,6 @@ public class AttentionOracleTests
         Assert.True(AttentionOracle.RelativeRoundingBound(16, 10, 1e6) > baseline);
         Assert.True(baseline > 16 * 1.1e-16);
         Assert.True(double.IsPositiveInfinity(AttentionOracle.RelativeRoundingBound(16, 10, 1e13)));
+        Assert.True(AttentionOracle.RelativeRoundingBound(16, int.MaxValue, 1e3) > AttentionOracle.RelativeRoundingBound(16, 10, 1e3)); // no int overflow
     }
 }
