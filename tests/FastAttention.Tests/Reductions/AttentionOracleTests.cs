@@ -5,6 +5,46 @@ namespace FastAttention.Tests.Reductions;
 
 public class AttentionOracleTests
 {
+    /// <summary>An approximate algorithm that refuses every ε below its floor, as the library's approximate ones do.</summary>
+    private sealed class Picky(double floor) : AttentionAlgorithm
+    {
+        public override string Name => "picky";
+        public override bool IsExact => false;
+        public int Computed { get; private set; }
+
+        protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+        {
+            if (settings.Epsilon < floor) throw new AttentionRefusedException(Name, $"ε = {settings.Epsilon:G3} is below my floor {floor:G3}.");
+        }
+
+        protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+        {
+            Computed++;
+            var (q, k, v) = head.ToDouble();
+            var row = new double[head.Dv];
+            for (int i = 0; i < head.N; i++)
+            {
+                ReferenceAttention.Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
+                for (int c = 0; c < head.Dv; c++) output[i * head.Dv + c] = T.CreateTruncating(row[c]);
+            }
+            return new HeadReport(settings.Epsilon, []);
+        }
+    }
+
+    [Fact]
+    public void An_oracle_whose_guarantee_cannot_meet_the_reduction_is_refused_clearly()
+    {
+        var (a, b) = ReductionData.OvInstance(5, plant: true);
+        // Lemma C.6 built for η = 0.1 asks for ε′ ≈ 0.1: an oracle certifying only 0.2 must be refused, 0.05 accepted.
+        var e = Assert.Throws<AttentionRefusedException>(() => OrthogonalVectorsLargeD.Solve(a, b, new AttentionOracle(new Picky(0.2))));
+        Assert.Contains("the oracle 'picky' cannot serve this reduction", e.Message);
+        Assert.Contains("below my floor 0.2", e.Message);
+        Assert.Contains("ov (Lemma C.6)", e.Message);
+        var ok = new Picky(0.05);
+        Assert.True(OrthogonalVectorsLargeD.Solve(a, b, new AttentionOracle(ok)).Found);
+        Assert.Equal(1, ok.Computed);
+    }
+
     [Fact]
     public void Exact_kernels_agree_within_the_derived_relative_rounding_bound()
     {
