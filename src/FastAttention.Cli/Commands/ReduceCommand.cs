@@ -220,7 +220,7 @@ internal static class ReduceCommand
                 res.Assignment is { } y ? "answer: satisfiable — " + string.Join(' ', y.Select((v, i) => v ? $"{i + 1}" : $"-{i + 1}")) : $"answer: unsatisfiable{(res.Ov.FailureProbability > 0 ? $" (wrong with probability ≤ {F(res.Ov.FailureProbability)})" : "")}",
             };
             return Emit(r, c, oracle, "sat", res.Satisfiable, res.Assignment?.Select(v => v ? 1 : 0).ToArray(), res.Ov.Instance, check, text,
-                [new("variables", f.Variables), new("clauses", f.Clauses.Count), new("vectorsA", res.VectorsA), new("vectorsB", res.VectorsB), new("via", m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two")]);
+                [new("variables", f.Variables), new("clauses", f.Clauses.Count), new("vectorsA", res.VectorsA), new("vectorsB", res.VectorsB), new("via", m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two"), new("failureProbability", res.Ov.FailureProbability)]);
         });
         return cmd;
     }
