@@ -86,6 +86,41 @@ public class OtherOraclesTests(ITestOutputHelper output)
 
     [Theory]
     [MemberData(nameof(Names))]
+    public void Orthogonal_vectors_log_two(string name)
+    {
+        if (!TryCreate(name, out var oracle)) return;
+        int answered = 0, refused = 0;
+        for (int s = 0; s < 200; s++)
+        {
+            var (a, b) = ReductionData.OvInstance(9000 + s, plant: s % 2 == 0, maxN: 8, maxD: 6);
+            if (Answered(() => Assert.Equal(ReductionData.HasOrthogonalPair(a, b), OrthogonalVectorsLogTwo.Solve(a, b, oracle, seed: s, samples: 20).Found), ref refused)) answered++;
+        }
+        output.WriteLine($"{name}: {answered} answered, {refused} refused");
+        if (oracle.Algorithm.IsExact) Assert.Equal(200, answered);
+    }
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void Approximate_nearest_neighbour(string name)
+    {
+        if (!TryCreate(name, out var oracle)) return;
+        int answered = 0, refused = 0;
+        for (int s = 0; s < 200; s++)
+        {
+            var rng = new Random(4000 + s);
+            int n = rng.Next(1, 9), m = rng.Next(1, 9), d = rng.Next(2, 9);
+            var a = ReductionData.Binary(rng, n, d, 0.5, "A");
+            var b = ReductionData.Binary(rng, m, d, 0.5, "B");
+            int best = Enumerable.Range(0, n).Min(i => Enumerable.Range(0, m).Min(j => VectorSet.Hamming(a[i], b[j])));
+            double eps = new[] { 0.5, 1.0, 2.0 }[s % 3];
+            if (Answered(() => Assert.True(new GapNearestNeighbour(a, b, oracle).Solve(eps).Distance <= (1 + eps) * best), ref refused)) answered++;
+        }
+        output.WriteLine($"{name}: {answered} answered, {refused} refused");
+        if (oracle.Algorithm.IsExact) Assert.Equal(200, answered);
+    }
+
+    [Theory]
+    [MemberData(nameof(Names))]
     public void Sat_chain(string name)
     {
         if (!TryCreate(name, out var oracle)) return;
