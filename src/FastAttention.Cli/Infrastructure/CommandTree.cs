@@ -12,6 +12,7 @@ internal static class CommandTree
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
+        root.Subcommands.Add(ReduceCommand.Create());
         var bench = new Command("bench", "Benchmarks (ratios measured in one run).");
         bench.Subcommands.Add(BenchExactCommand.Create());
         root.Subcommands.Add(bench);
