@@ -1,0 +1,166 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace FastAttention.Gradient;
+
+/// <summary>dQ ([heads, n, d]), dK ([heads, m, d]) and dV ([heads, m, dv]) of ⟨dO, Attention(Q, K, V)⟩.</summary>
+public sealed record AttentionGradients<T>(ReadOnlyMemory<T> DQ, ReadOnlyMemory<T> DK, ReadOnlyMemory<T> DV) where T : unmanaged;
+
+/// <summary>
+/// The standard attention backward pass, FlashAttention-2 style (Dao 2023, Alg. 2): given dO, the output O and the
+/// per-row log-sum-exp L of the forward pass, recompute P = exp(s·QKᵀ − L) tile by tile and form
+/// Dᵢ = ⟨dOᵢ, Oᵢ⟩, dP = dO·Vᵀ, dS = P∘(dP − D), dV = Pᵀ·dO, dK = s·dSᵀ·Q, dQ = s·dS·K. Never an n×m matrix.
+/// </summary>
+/// <remarks>
+/// One pass, parallel over key blocks: each worker owns whole key blocks (so dK, dV need no synchronisation) and a
+/// private dQ accumulator; the accumulators are added in a fixed order at the end, so results do not depend on
+/// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Causal: query i sees keys j ≤ i;
+/// key block [j₀, j₀ + B) only visits queries i ≥ j₀. Work: 5 tile products per tile against the forward's 2.
+/// </remarks>
+public static class AttentionBackward
+{
+    /// <summary>Runs the forward pass (saving O and L) and then the backward pass.</summary>
+    public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, int threads = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        CheckDO(problem, dO);
+        return Compute(problem, dO, AttentionForward.Compute(problem, threads), threads);
+    }
+
+    /// <summary>The backward pass from a saved forward pass.</summary>
+    public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward, int threads = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        ArgumentNullException.ThrowIfNull(forward);
+        CheckDO(problem, dO);
+        if (forward.Output.Length != problem.OutputLength || forward.LogSumExp.Length != (long)problem.Heads * problem.N)
+            throw new ArgumentException($"the forward result has {forward.Output.Length} outputs and {forward.LogSumExp.Length} log-sum-exps; " +
+                $"this problem needs {problem.OutputLength} and {(long)problem.Heads * problem.N}.", nameof(forward));
+        if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
+        var dq = new T[(long)problem.Heads * n * d];
+        var dk = new T[(long)problem.Heads * m * d];
+        var dvOut = new T[(long)problem.Heads * m * dv];
+        int bc = AttentionForward.KeyBlock<T>();
+        int keyBlocks = (m + bc - 1) / bc;
+        int workers = Math.Max(1, Math.Min(threads > 0 ? threads : Environment.ProcessorCount, keyBlocks));
+        for (int h = 0; h < problem.Heads; h++)
+        {
+            var head = problem.Head(h);
+            var doHead = dO.Slice(h * n * dv, n * dv);
+            var oHead = forward.Output.Slice(h * n * dv, n * dv);
+            var lseHead = forward.LogSumExp.Slice(h * n, n);
+            // Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4), accumulated in float64.
+            var rowD = new T[n];
+            for (int i = 0; i < n; i++)
+            {
+                var a = doHead.Span.Slice(i * dv, dv); var o = oHead.Span.Slice(i * dv, dv);
+                double sum = 0;
+                for (int c = 0; c < dv; c++) sum += double.CreateTruncating(a[c]) * double.CreateTruncating(o[c]);
+                rowD[i] = T.CreateTruncating(sum);
+            }
+            // Kᵀ and Vᵀ packed per key block (d×B and dv×B panels), O(m·(d + dv)).
+            var kt = new T[keyBlocks * d * bc];
+            var vt = new T[keyBlocks * dv * bc];
+            for (int b = 0; b < keyBlocks; b++)
+            {
+                int count = Math.Min(bc, m - b * bc);
+                PanelKernel.PackTransposed(head.K, d, b * bc, count, bc, kt.AsSpan(b * d * bc, d * bc));
+                PanelKernel.PackTransposed(head.V, dv, b * bc, count, bc, vt.AsSpan(b * dv * bc, dv * bc));
+            }
+            var dqPartial = new T[workers][];
+            var dkHead = dk.AsMemory(h * m * d, m * d);
+            var dvHead = dvOut.AsMemory(h * m * dv, m * dv);
+            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+            {
+                var dqw = new T[n * d];
+                var ws = new Workspace<T>(bc, d, dv);
+                for (int b = w; b < keyBlocks; b += workers)
+                    KeyBlockPass(head, doHead.Span, lseHead.Span, rowD, kt, vt, b, dqw, dkHead.Span, dvHead.Span, ws);
+                dqPartial[w] = dqw;
+            });
+            var dqHead = dq.AsSpan(h * n * d, n * d);
+            foreach (var part in dqPartial) TensorPrimitives.Add(dqHead, part, dqHead);
+            TensorPrimitives.Multiply(dqHead, T.CreateTruncating(head.Scale), dqHead);
+        }
+        return new AttentionGradients<T>(dq, dk, dvOut);
+    }
+
+    private sealed class Workspace<T>(int bc, int d, int dv) where T : unmanaged
+    {
+        public readonly T[] P = new T[bc];
+        public readonly T[] DS = new T[bc];
+        public readonly T[] PT = new T[bc * AttentionForward.QueryBlock];
+        public readonly T[] DST = new T[bc * AttentionForward.QueryBlock];
+        public readonly T[] DK = new T[bc * d];
+        public readonly T[] DV = new T[bc * dv];
+    }
+
+    private static void KeyBlockPass<T>(AttentionHead<T> head, ReadOnlySpan<T> dO, ReadOnlySpan<T> lse, T[] rowD, T[] kt, T[] vt,
+        int b, T[] dq, Span<T> dkOut, Span<T> dvOut, Workspace<T> ws)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = head.N, m = head.M, d = head.D, dv = head.Dv, bc = AttentionForward.KeyBlock<T>(), br = AttentionForward.QueryBlock;
+        int j0 = b * bc, keys = Math.Min(bc, m - j0);
+        T scale = T.CreateTruncating(head.Scale);
+        var q = head.Q; var k = head.K;
+        var kPanel = kt.AsSpan(b * d * bc, d * bc);
+        var vPanel = vt.AsSpan(b * dv * bc, dv * bc);
+        var kRows = k.Slice(j0 * d, keys * d);
+        Array.Clear(ws.DK); Array.Clear(ws.DV);
+        var p = ws.P.AsSpan(); var ds = ws.DS.AsSpan();
+        int firstQuery = head.Causal ? j0 : 0;
+        if (firstQuery >= n) return; // no query sees these keys; their gradients stay 0
+        for (int i0 = firstQuery / br * br; i0 < n; i0 += br)
+        {
+            int rows = Math.Min(br, n - i0);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                int valid = head.Causal ? Math.Min(keys, i - j0 + 1) : keys;
+                if (valid <= 0)
+                {
+                    for (int j = 0; j < keys; j++) { ws.PT[j * br + r] = T.Zero; ws.DST[j * br + r] = T.Zero; }
+                    continue;
+                }
+                // S = qᵢ·K_bᵀ, P = exp(s·S − Lᵢ) (recomputed; Alg. 2 lines 8–9)
+                p.Clear();
+                PanelKernel.Accumulate(q.Slice(i * d, d), kPanel, bc, p);
+                var pv = p.Slice(0, valid);
+                TensorPrimitives.Multiply(pv, scale, pv);
+                TensorPrimitives.Subtract(pv, lse[i], pv);
+                TensorPrimitives.Exp(pv, pv);
+                p.Slice(valid).Clear();
+                // dP = dOᵢ·V_bᵀ, dS = P∘(dP − Dᵢ) (Alg. 2 lines 11–12)
+                ds.Clear();
+                PanelKernel.Accumulate(dO.Slice(i * dv, dv), vPanel, bc, ds);
+                TensorPrimitives.Subtract(ds, rowD[i], ds);
+                TensorPrimitives.Multiply(ds, p, ds);
+                // dQᵢ += dS·K_b (scaled by s at the end; Alg. 2 line 13)
+                PanelKernel.Accumulate(ds.Slice(0, keys), kRows, d, dq.AsSpan(i * d, d));
+                for (int j = 0; j < keys; j++) { ws.PT[j * br + r] = p[j]; ws.DST[j * br + r] = ds[j]; }
+            }
+            // dV_b += Pᵀ·dO, dK_b += dSᵀ·Q over this query block (Alg. 2 lines 10 and 14)
+            var doRows = dO.Slice(i0 * dv, rows * dv);
+            var qRows = q.Slice(i0 * d, rows * d);
+            for (int j = 0; j < keys; j++)
+            {
+                PanelKernel.Accumulate(ws.PT.AsSpan(j * br, rows), doRows, dv, ws.DV.AsSpan(j * dv, dv));
+                PanelKernel.Accumulate(ws.DST.AsSpan(j * br, rows), qRows, d, ws.DK.AsSpan(j * d, d));
+            }
+        }
+        TensorPrimitives.Multiply(ws.DK.AsSpan(0, keys * d), scale, dkOut.Slice(j0 * d, keys * d));
+        ws.DV.AsSpan(0, keys * dv).CopyTo(dvOut.Slice(j0 * dv, keys * dv));
+    }
+
+    private static void CheckDO<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (dO.Length != problem.OutputLength)
+            throw new ArgumentException($"dO has {dO.Length} elements but the output shape heads×n×dv = {problem.Heads}×{problem.N}×{problem.Dv} needs {problem.OutputLength}.", nameof(dO));
+        var s = dO.Span;
+        for (int i = 0; i < s.Length; i++)
+            if (!T.IsFinite(s[i])) throw new ArgumentException($"dO contains a non-finite value ({s[i]}) at flat index {i}.", nameof(dO));
+    }
+}

@@ -1,0 +1,95 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace FastAttention.Gradient;
+
+/// <summary>What the forward pass keeps for the backward pass (FlashAttention-2, Dao 2023, Alg. 1): the output O
+/// ([heads, n, dv]) and the per-row log-sum-exp Lᵢ = log Σ_j exp(s·qᵢ·k_j) ([heads, n]); never the n×m matrix.</summary>
+public sealed record AttentionForwardResult<T>(ReadOnlyMemory<T> Output, ReadOnlyMemory<T> LogSumExp) where T : unmanaged;
+
+/// <summary>
+/// The forward pass of the gradient module: exact attention with the per-row log-sum-exp saved, tiled
+/// (query blocks × key blocks, keys packed transposed per block, online softmax), SIMD via <see cref="PanelKernel"/>,
+/// parallel over query blocks. O(n·m·(d + dv)) time, O((n + m)·(d + dv)) memory.
+/// </summary>
+public static class AttentionForward
+{
+    internal const int QueryBlock = 32;
+
+    /// <summary>Key block width: 8 vectors (64 floats or 32 doubles with 256-bit vectors).</summary>
+    internal static int KeyBlock<T>() where T : unmanaged => 8 * Vector<T>.Count;
+
+    public static AttentionForwardResult<T> Compute<T>(AttentionProblem<T> problem, int threads = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
+        var output = new T[problem.OutputLength];
+        var lse = new T[(long)problem.Heads * n];
+        int bc = KeyBlock<T>();
+        int keyBlocks = (m + bc - 1) / bc, queryBlocks = (n + QueryBlock - 1) / QueryBlock;
+        var options = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
+        for (int h = 0; h < problem.Heads; h++)
+        {
+            var head = problem.Head(h);
+            var kt = new T[keyBlocks * d * bc];
+            for (int b = 0; b < keyBlocks; b++)
+                PanelKernel.PackTransposed(head.K, d, b * bc, Math.Min(bc, m - b * bc), bc, kt.AsSpan(b * d * bc, d * bc));
+            var outHead = output.AsMemory(h * n * dv, n * dv);
+            var lseHead = lse.AsMemory(h * n, n);
+            Parallel.For(0, queryBlocks, options, qb => ForwardBlock(head, kt, qb, outHead.Span, lseHead.Span));
+        }
+        return new AttentionForwardResult<T>(output, lse);
+    }
+
+    private static void ForwardBlock<T>(AttentionHead<T> head, T[] kt, int qb, Span<T> output, Span<T> lse)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = head.N, m = head.M, d = head.D, dv = head.Dv, bc = KeyBlock<T>();
+        int i0 = qb * QueryBlock, rows = Math.Min(QueryBlock, n - i0);
+        T scale = T.CreateTruncating(head.Scale);
+        var q = head.Q; var v = head.V;
+        var acc = new T[rows * dv];
+        var max = new T[rows]; var z = new T[rows];
+        Array.Fill(max, T.NegativeInfinity);
+        Span<T> sRow = stackalloc T[bc];
+        int lastKey = head.Causal ? Math.Min(m, i0 + rows) : m; // keys ≥ lastKey are masked for every row here
+        int keyBlocks = (lastKey + bc - 1) / bc;
+        for (int b = 0; b < keyBlocks; b++)
+        {
+            int j0 = b * bc;
+            var panel = kt.AsSpan(b * d * bc, d * bc);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                int valid = Math.Min(bc, (head.Causal ? Math.Min(i + 1, m) : m) - j0);
+                if (valid <= 0) continue;
+                sRow.Clear();
+                PanelKernel.Accumulate(q.Slice(i * d, d), panel, bc, sRow);
+                var s = sRow.Slice(0, valid);
+                TensorPrimitives.Multiply(s, scale, s);
+                T blockMax = TensorPrimitives.Max<T>(s);
+                T newMax = T.Max(max[r], blockMax);
+                var accRow = acc.AsSpan(r * dv, dv);
+                if (newMax > max[r])
+                {
+                    T rescale = T.Exp(max[r] - newMax); // exp(−∞) = 0 on the first block
+                    z[r] *= rescale;
+                    TensorPrimitives.Multiply(accRow, rescale, accRow);
+                    max[r] = newMax;
+                }
+                TensorPrimitives.Subtract(s, newMax, s);
+                TensorPrimitives.Exp(s, s);
+                z[r] += TensorPrimitives.Sum<T>(s);
+                PanelKernel.Accumulate(s, v.Slice(j0 * dv, valid * dv), dv, accRow);
+            }
+        }
+        for (int r = 0; r < rows; r++)
+        {
+            int i = i0 + r;
+            TensorPrimitives.Divide(acc.AsSpan(r * dv, dv), z[r], output.Slice(i * dv, dv));
+            lse[i] = max[r] + T.Log(z[r]);
+        }
+    }
+}

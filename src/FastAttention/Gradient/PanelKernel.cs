@@ -1,0 +1,108 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace FastAttention.Gradient;
+
+/// <summary>
+/// The one SIMD micro-kernel of the forward and backward tiles: acc[0..w) += Σ_k coeffs[k]·panel[k·stride .. k·stride + w).
+/// Register-blocked over 8, 4 and 1 vectors of <see cref="Vector{T}"/> (the accumulators stay in registers for the
+/// whole k loop), scalar tail. Every tile product of the backward pass (S = q·Kᵀ, dP = dO·Vᵀ, dQ += dS·K,
+/// dV += Pᵀ·dO, dK += dSᵀ·Q) is this shape once K and V are packed transposed per key block.
+/// </summary>
+internal static class PanelKernel
+{
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Accumulate<T>(ReadOnlySpan<T> coeffs, ReadOnlySpan<T> panel, int stride, Span<T> acc)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = acc.Length, kk = coeffs.Length;
+        if (kk == 0 || w == 0) return;
+        if ((long)(kk - 1) * stride + w > panel.Length) ThrowPanel();
+        ref T a = ref MemoryMarshal.GetReference(acc);
+        ref T p = ref MemoryMarshal.GetReference(panel);
+        ref T c = ref MemoryMarshal.GetReference(coeffs);
+        int vc = Vector<T>.Count;
+        int x = 0;
+        for (; x + 8 * vc <= w; x += 8 * vc)
+        {
+            var s0 = Vector.LoadUnsafe(ref a, (nuint)x); var s1 = Vector.LoadUnsafe(ref a, (nuint)(x + vc));
+            var s2 = Vector.LoadUnsafe(ref a, (nuint)(x + 2 * vc)); var s3 = Vector.LoadUnsafe(ref a, (nuint)(x + 3 * vc));
+            var s4 = Vector.LoadUnsafe(ref a, (nuint)(x + 4 * vc)); var s5 = Vector.LoadUnsafe(ref a, (nuint)(x + 5 * vc));
+            var s6 = Vector.LoadUnsafe(ref a, (nuint)(x + 6 * vc)); var s7 = Vector.LoadUnsafe(ref a, (nuint)(x + 7 * vc));
+            for (int k = 0; k < kk; k++)
+            {
+                var ck = new Vector<T>(Unsafe.Add(ref c, k));
+                ref T row = ref Unsafe.Add(ref p, k * stride + x);
+                s0 = Fma(ck, Vector.LoadUnsafe(ref row), s0);
+                s1 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)vc), s1);
+                s2 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(2 * vc)), s2);
+                s3 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(3 * vc)), s3);
+                s4 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(4 * vc)), s4);
+                s5 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(5 * vc)), s5);
+                s6 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(6 * vc)), s6);
+                s7 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(7 * vc)), s7);
+            }
+            s0.StoreUnsafe(ref a, (nuint)x); s1.StoreUnsafe(ref a, (nuint)(x + vc));
+            s2.StoreUnsafe(ref a, (nuint)(x + 2 * vc)); s3.StoreUnsafe(ref a, (nuint)(x + 3 * vc));
+            s4.StoreUnsafe(ref a, (nuint)(x + 4 * vc)); s5.StoreUnsafe(ref a, (nuint)(x + 5 * vc));
+            s6.StoreUnsafe(ref a, (nuint)(x + 6 * vc)); s7.StoreUnsafe(ref a, (nuint)(x + 7 * vc));
+        }
+        for (; x + 4 * vc <= w; x += 4 * vc)
+        {
+            var s0 = Vector.LoadUnsafe(ref a, (nuint)x); var s1 = Vector.LoadUnsafe(ref a, (nuint)(x + vc));
+            var s2 = Vector.LoadUnsafe(ref a, (nuint)(x + 2 * vc)); var s3 = Vector.LoadUnsafe(ref a, (nuint)(x + 3 * vc));
+            for (int k = 0; k < kk; k++)
+            {
+                var ck = new Vector<T>(Unsafe.Add(ref c, k));
+                ref T row = ref Unsafe.Add(ref p, k * stride + x);
+                s0 = Fma(ck, Vector.LoadUnsafe(ref row), s0);
+                s1 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)vc), s1);
+                s2 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(2 * vc)), s2);
+                s3 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(3 * vc)), s3);
+            }
+            s0.StoreUnsafe(ref a, (nuint)x); s1.StoreUnsafe(ref a, (nuint)(x + vc));
+            s2.StoreUnsafe(ref a, (nuint)(x + 2 * vc)); s3.StoreUnsafe(ref a, (nuint)(x + 3 * vc));
+        }
+        for (; x + vc <= w; x += vc)
+        {
+            var s0 = Vector.LoadUnsafe(ref a, (nuint)x);
+            for (int k = 0; k < kk; k++)
+                s0 = Fma(new Vector<T>(Unsafe.Add(ref c, k)), Vector.LoadUnsafe(ref Unsafe.Add(ref p, k * stride + x)), s0);
+            s0.StoreUnsafe(ref a, (nuint)x);
+        }
+        for (; x < w; x++)
+        {
+            T s = Unsafe.Add(ref a, x);
+            for (int k = 0; k < kk; k++) s = T.FusedMultiplyAdd(Unsafe.Add(ref c, k), Unsafe.Add(ref p, k * stride + x), s);
+            Unsafe.Add(ref a, x) = s;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<T> Fma<T>(Vector<T> a, Vector<T> b, Vector<T> c) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float))
+            return Unsafe.BitCast<Vector<float>, Vector<T>>(Vector.FusedMultiplyAdd(Unsafe.BitCast<Vector<T>, Vector<float>>(a),
+                Unsafe.BitCast<Vector<T>, Vector<float>>(b), Unsafe.BitCast<Vector<T>, Vector<float>>(c)));
+        if (typeof(T) == typeof(double))
+            return Unsafe.BitCast<Vector<double>, Vector<T>>(Vector.FusedMultiplyAdd(Unsafe.BitCast<Vector<T>, Vector<double>>(a),
+                Unsafe.BitCast<Vector<T>, Vector<double>>(b), Unsafe.BitCast<Vector<T>, Vector<double>>(c)));
+        return a * b + c;
+    }
+
+    /// <summary>Packs rows [from, from + count) of a row-major (rows×cols) matrix transposed into a cols×width panel
+    /// (column j of the panel is row from + j), zero-padding columns count..width.</summary>
+    public static void PackTransposed<T>(ReadOnlySpan<T> source, int cols, int from, int count, int width, Span<T> panel)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        panel.Slice(0, cols * width).Clear();
+        for (int j = 0; j < count; j++)
+        {
+            var row = source.Slice((from + j) * cols, cols);
+            for (int c = 0; c < cols; c++) panel[c * width + j] = row[c];
+        }
+    }
+
+    private static void ThrowPanel() => throw new ArgumentException("the panel is shorter than coeffs.Length rows of the given stride.", "panel");
+}
