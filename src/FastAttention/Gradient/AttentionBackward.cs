@@ -98,6 +98,7 @@ public static class AttentionBackward
         public readonly T[] DV = new T[bc * dv];
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void KeyBlockPass<T>(AttentionHead<T> head, ReadOnlySpan<T> dO, ReadOnlySpan<T> lse, T[] rowD, T[] kt, T[] vt,
         int b, T[] dq, Span<T> dkOut, Span<T> dvOut, Workspace<T> ws)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>

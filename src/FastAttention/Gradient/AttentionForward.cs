@@ -43,6 +43,7 @@ public static class AttentionForward
         return new AttentionForwardResult<T>(output, lse);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void ForwardBlock<T>(AttentionHead<T> head, T[] kt, int qb, Span<T> output, Span<T> lse)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

@@ -1,0 +1,67 @@
+using System.CommandLine;
+using System.Numerics;
+using FastAttention.Cli.Infrastructure;
+using FastAttention.Gradient;
+
+namespace FastAttention.Cli.Commands;
+
+/// <summary>
+/// <c>fastattn bench backward</c>: in one run, the exact forward kernel (the registry's "exact"), the gradient module's
+/// forward (which also saves the log-sum-exp) and the backward pass from that saved state; prints the seconds and the
+/// ratio backward / forward. Best of --repeats after one warm-up each.
+/// </summary>
+internal static class BenchBackwardCommand
+{
+    public static Command Create()
+    {
+        var n = new Option<int>("--n") { Description = "Queries.", Required = true };
+        var d = new Option<int>("--d") { Description = "Head dimension (dv = d).", Required = true };
+        var m = new Option<int?>("--m") { Description = "Keys (default n)." };
+        var causal = new Option<bool>("--causal") { Description = "Causal mask." };
+        var precision = CommonOptions.Precision();
+        var repeats = new Option<int>("--repeats") { Description = "Timed runs per kernel (best is kept).", DefaultValueFactory = _ => 1 };
+        var threads = CommonOptions.Threads();
+        var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var cmd = new Command("backward", "Time the backward pass against the forward kernel, one run.") { n, d, m, causal, precision, repeats, threads, json };
+        cmd.SetAction(r =>
+        {
+            int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads), reps = r.GetValue(repeats);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1);
+            CommonOptions.AtLeast("--threads", t, 0); CommonOptions.AtLeast("--repeats", reps, 1);
+            bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
+            bool c = r.GetValue(causal);
+            var fields = f32 ? Run<float>(nn, mm, dd, c, t, reps) : Run<double>(nn, mm, dd, c, t, reps);
+            var o = r.InvocationConfiguration.Output;
+            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
+            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-26} {kv.Value}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static List<KeyValuePair<string, object?>> Run<T>(int n, int m, int d, bool causal, int threads, int repeats)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        T[] Data(int rows, int seed) => Array.ConvertAll(Instances.Matrix(rows, d, 1, seed, Distribution.Normal), x => T.CreateTruncating(x));
+        var problem = new AttentionProblem<T>(Data(n, 21), Data(m, 22), Data(m, 23), n, m, d, d, 1, null, causal);
+        T[] dO = Data(n, 24);
+        var exact = AttentionAlgorithms.Create("exact");
+        var settings = new AttentionSettings { Threads = threads };
+        exact.Compute(problem, settings);
+        double forwardSeconds = Measure.BestSeconds(() => exact.Compute(problem, settings), repeats);
+        var saved = AttentionForward.Compute(problem, threads);
+        double ownForwardSeconds = Measure.BestSeconds(() => saved = AttentionForward.Compute(problem, threads), repeats);
+        AttentionBackward.Compute(problem, dO, saved, threads);
+        double backwardSeconds = Measure.BestSeconds(() => AttentionBackward.Compute(problem, dO, saved, threads), repeats);
+        var rows = Instances.SampleRows(n, 64, 5);
+        double forwardError = Measure.MaxAbsError(problem, saved.Output.Span, rows);
+        return
+        [
+            new("n", n), new("m", m), new("d", d), new("causal", causal), new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
+            new("threads", threads == 0 ? Environment.ProcessorCount : threads), new("repeats", repeats),
+            new("forwardSeconds", forwardSeconds), new("backwardSeconds", backwardSeconds), new("ratio", backwardSeconds / forwardSeconds),
+            new("savingForwardSeconds", ownForwardSeconds), new("ratioVsSavingForward", backwardSeconds / ownForwardSeconds),
+            new("savingForwardMaxAbsError", forwardError),
+        ];
+    }
+}
