@@ -90,10 +90,10 @@ public static class AttentionBackward
 
     private sealed class Workspace<T>(int bc, int d, int dv) where T : unmanaged
     {
-        public readonly T[] P = new T[bc];
-        public readonly T[] DS = new T[bc];
-        public readonly T[] PT = new T[bc * AttentionForward.QueryBlock];
-        public readonly T[] DST = new T[bc * AttentionForward.QueryBlock];
+        public readonly T[] S = new T[bc];
+        /// <summary>P and dS of one query block × key block tile, row-major (query rows × B).</summary>
+        public readonly T[] P = new T[AttentionForward.QueryBlock * bc];
+        public readonly T[] DS = new T[AttentionForward.QueryBlock * bc];
         public readonly T[] DK = new T[bc * d];
         public readonly T[] DV = new T[bc * dv];
     }
@@ -111,7 +111,7 @@ public static class AttentionBackward
         var vPanel = vt.AsSpan(b * dv * bc, dv * bc);
         var kRows = k.Slice(j0 * d, keys * d);
         Array.Clear(ws.DK); Array.Clear(ws.DV);
-        var p = ws.P.AsSpan(); var ds = ws.DS.AsSpan();
+        var sRow = ws.S.AsSpan();
         int firstQuery = head.Causal ? j0 : 0;
         if (firstQuery >= n) return; // no query sees these keys; their gradients stay 0
         for (int i0 = firstQuery / br * br; i0 < n; i0 += br)
@@ -121,35 +121,27 @@ public static class AttentionBackward
             {
                 int i = i0 + r;
                 int valid = head.Causal ? Math.Min(keys, i - j0 + 1) : keys;
-                if (valid <= 0)
-                {
-                    for (int j = 0; j < keys; j++) { ws.PT[j * br + r] = T.Zero; ws.DST[j * br + r] = T.Zero; }
-                    continue;
-                }
-                // S = qᵢ·K_bᵀ, P = exp(s·S − Lᵢ) (recomputed; Alg. 2 lines 8–9)
-                p.Clear();
-                PanelKernel.Accumulate(q.Slice(i * d, d), kPanel, bc, p);
-                var pv = p.Slice(0, valid);
-                TensorPrimitives.Multiply(pv, scale, pv);
-                TensorPrimitives.Subtract(pv, lse[i], pv);
-                TensorPrimitives.Exp(pv, pv);
-                p.Slice(valid).Clear();
+                var p = ws.P.AsSpan(r * bc, bc);
+                var ds = ws.DS.AsSpan(r * bc, bc);
+                if (valid <= 0) { p.Clear(); ds.Clear(); continue; }
+                // S = qᵢ·K_bᵀ, P = exp(s·S − Lᵢ) (recomputed; Alg. 2 lines 8–9); masked keys get P = 0
+                sRow.Clear();
+                PanelKernel.Accumulate(q.Slice(i * d, d), kPanel, bc, sRow);
+                PanelKernel.ScaledExp(sRow, scale, lse[i], valid, p);
                 // dP = dOᵢ·V_bᵀ, dS = P∘(dP − Dᵢ) (Alg. 2 lines 11–12)
                 ds.Clear();
                 PanelKernel.Accumulate(dO.Slice(i * dv, dv), vPanel, bc, ds);
-                TensorPrimitives.Subtract(ds, rowD[i], ds);
-                TensorPrimitives.Multiply(ds, p, ds);
+                PanelKernel.JacobianRow(p, rowD[i], ds);
                 // dQᵢ += dS·K_b (scaled by s at the end; Alg. 2 line 13)
                 PanelKernel.Accumulate(ds.Slice(0, keys), kRows, d, dq.AsSpan(i * d, d));
-                for (int j = 0; j < keys; j++) { ws.PT[j * br + r] = p[j]; ws.DST[j * br + r] = ds[j]; }
             }
-            // dV_b += Pᵀ·dO, dK_b += dSᵀ·Q over this query block (Alg. 2 lines 10 and 14)
+            // dV_b += Pᵀ·dO, dK_b += dSᵀ·Q over this query block, reading tile columns (Alg. 2 lines 10 and 14)
             var doRows = dO.Slice(i0 * dv, rows * dv);
             var qRows = q.Slice(i0 * d, rows * d);
             for (int j = 0; j < keys; j++)
             {
-                PanelKernel.Accumulate(ws.PT.AsSpan(j * br, rows), doRows, dv, ws.DV.AsSpan(j * dv, dv));
-                PanelKernel.Accumulate(ws.DST.AsSpan(j * br, rows), qRows, d, ws.DK.AsSpan(j * d, d));
+                PanelKernel.Accumulate(ws.P.AsSpan(j), bc, rows, doRows, dv, ws.DV.AsSpan(j * dv, dv));
+                PanelKernel.Accumulate(ws.DS.AsSpan(j), bc, rows, qRows, d, ws.DK.AsSpan(j * d, d));
             }
         }
         TensorPrimitives.Multiply(ws.DK.AsSpan(0, keys * d), scale, dkOut.Slice(j0 * d, keys * d));

@@ -70,18 +70,18 @@ public static class AttentionForward
                 PanelKernel.Accumulate(q.Slice(i * d, d), panel, bc, sRow);
                 var s = sRow.Slice(0, valid);
                 TensorPrimitives.Multiply(s, scale, s);
-                T blockMax = TensorPrimitives.Max<T>(s);
+                T blockMax = TensorPrimitives.Max<T>(s); // s already scaled
                 T newMax = T.Max(max[r], blockMax);
                 var accRow = acc.AsSpan(r * dv, dv);
                 if (newMax > max[r])
                 {
                     T rescale = T.Exp(max[r] - newMax); // exp(−∞) = 0 on the first block
+                    // (FlashAttention-2 Alg. 1 line 10: rescale the running sum and output)
                     z[r] *= rescale;
                     TensorPrimitives.Multiply(accRow, rescale, accRow);
                     max[r] = newMax;
                 }
-                TensorPrimitives.Subtract(s, newMax, s);
-                TensorPrimitives.Exp(s, s);
+                PanelKernel.ScaledExp(s, T.One, newMax, valid, s);
                 z[r] += TensorPrimitives.Sum<T>(s);
                 PanelKernel.Accumulate(s, v.Slice(j0 * dv, valid * dv), dv, accRow);
             }

@@ -14,11 +14,17 @@ internal static class PanelKernel
 {
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate<T>(ReadOnlySpan<T> coeffs, ReadOnlySpan<T> panel, int stride, Span<T> acc)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> => Accumulate(coeffs, 1, coeffs.Length, panel, stride, acc);
+
+    /// <summary>As above with the k-th coefficient at coeffs[k·coeffStride], k &lt; count (reads a tile column without transposing it).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Accumulate<T>(ReadOnlySpan<T> coeffs, int coeffStride, int count, ReadOnlySpan<T> panel, int stride, Span<T> acc)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int w = acc.Length, kk = coeffs.Length;
+        int w = acc.Length, kk = count;
         if (kk == 0 || w == 0) return;
         if ((long)(kk - 1) * stride + w > panel.Length) ThrowPanel();
+        if ((long)(kk - 1) * coeffStride >= coeffs.Length) ThrowCoeffs();
         ref T a = ref MemoryMarshal.GetReference(acc);
         ref T p = ref MemoryMarshal.GetReference(panel);
         ref T c = ref MemoryMarshal.GetReference(coeffs);
@@ -32,7 +38,7 @@ internal static class PanelKernel
             var s6 = Vector.LoadUnsafe(ref a, (nuint)(x + 6 * vc)); var s7 = Vector.LoadUnsafe(ref a, (nuint)(x + 7 * vc));
             for (int k = 0; k < kk; k++)
             {
-                var ck = new Vector<T>(Unsafe.Add(ref c, k));
+                var ck = new Vector<T>(Unsafe.Add(ref c, k * coeffStride));
                 ref T row = ref Unsafe.Add(ref p, k * stride + x);
                 s0 = Fma(ck, Vector.LoadUnsafe(ref row), s0);
                 s1 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)vc), s1);
@@ -54,7 +60,7 @@ internal static class PanelKernel
             var s2 = Vector.LoadUnsafe(ref a, (nuint)(x + 2 * vc)); var s3 = Vector.LoadUnsafe(ref a, (nuint)(x + 3 * vc));
             for (int k = 0; k < kk; k++)
             {
-                var ck = new Vector<T>(Unsafe.Add(ref c, k));
+                var ck = new Vector<T>(Unsafe.Add(ref c, k * coeffStride));
                 ref T row = ref Unsafe.Add(ref p, k * stride + x);
                 s0 = Fma(ck, Vector.LoadUnsafe(ref row), s0);
                 s1 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)vc), s1);
@@ -68,13 +74,13 @@ internal static class PanelKernel
         {
             var s0 = Vector.LoadUnsafe(ref a, (nuint)x);
             for (int k = 0; k < kk; k++)
-                s0 = Fma(new Vector<T>(Unsafe.Add(ref c, k)), Vector.LoadUnsafe(ref Unsafe.Add(ref p, k * stride + x)), s0);
+                s0 = Fma(new Vector<T>(Unsafe.Add(ref c, k * coeffStride)), Vector.LoadUnsafe(ref Unsafe.Add(ref p, k * stride + x)), s0);
             s0.StoreUnsafe(ref a, (nuint)x);
         }
         for (; x < w; x++)
         {
             T s = Unsafe.Add(ref a, x);
-            for (int k = 0; k < kk; k++) s = T.FusedMultiplyAdd(Unsafe.Add(ref c, k), Unsafe.Add(ref p, k * stride + x), s);
+            for (int k = 0; k < kk; k++) s = T.FusedMultiplyAdd(Unsafe.Add(ref c, k * coeffStride), Unsafe.Add(ref p, k * stride + x), s);
             Unsafe.Add(ref a, x) = s;
         }
     }
@@ -103,6 +109,46 @@ internal static class PanelKernel
             for (int c = 0; c < cols; c++) panel[c * width + j] = row[c];
         }
     }
+
+    /// <summary>dst[x] = exp(src[x]·scale − shift) for x &lt; valid, 0 for valid ≤ x &lt; dst.Length (masked keys).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScaledExp<T>(ReadOnlySpan<T> src, T scale, T shift, int valid, Span<T> dst)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = dst.Length, vc = Vector<T>.Count, x = 0;
+        if (src.Length < w || valid > w) ThrowPanel();
+        ref T s = ref MemoryMarshal.GetReference(src);
+        ref T t = ref MemoryMarshal.GetReference(dst);
+        var vs = new Vector<T>(scale); var vshift = new Vector<T>(shift);
+        for (; x + vc <= valid; x += vc)
+            Exp(Fma(Vector.LoadUnsafe(ref s, (nuint)x), vs, -vshift)).StoreUnsafe(ref t, (nuint)x);
+        for (; x < valid; x++) Unsafe.Add(ref t, x) = T.Exp(Unsafe.Add(ref s, x) * scale - shift);
+        for (; x < w; x++) Unsafe.Add(ref t, x) = T.Zero;
+    }
+
+    /// <summary>ds[x] = p[x]·(ds[x] − shift): the softmax Jacobian row dS = P∘(dP − D) in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void JacobianRow<T>(ReadOnlySpan<T> p, T shift, Span<T> ds) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = ds.Length, vc = Vector<T>.Count, x = 0;
+        if (p.Length < w) ThrowPanel();
+        ref T pr = ref MemoryMarshal.GetReference(p);
+        ref T dr = ref MemoryMarshal.GetReference(ds);
+        var vshift = new Vector<T>(shift);
+        for (; x + vc <= w; x += vc)
+            (Vector.LoadUnsafe(ref pr, (nuint)x) * (Vector.LoadUnsafe(ref dr, (nuint)x) - vshift)).StoreUnsafe(ref dr, (nuint)x);
+        for (; x < w; x++) Unsafe.Add(ref dr, x) = Unsafe.Add(ref pr, x) * (Unsafe.Add(ref dr, x) - shift);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<T> Exp<T>(Vector<T> a) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float)) return Unsafe.BitCast<Vector<float>, Vector<T>>(Vector.Exp(Unsafe.BitCast<Vector<T>, Vector<float>>(a)));
+        if (typeof(T) == typeof(double)) return Unsafe.BitCast<Vector<double>, Vector<T>>(Vector.Exp(Unsafe.BitCast<Vector<T>, Vector<double>>(a)));
+        throw new NotSupportedException();
+    }
+
+    private static void ThrowCoeffs() => throw new ArgumentException("coeffs is shorter than count entries of the given stride.", "coeffs");
 
     private static void ThrowPanel() => throw new ArgumentException("the panel is shorter than coeffs.Length rows of the given stride.", "panel");
 }
