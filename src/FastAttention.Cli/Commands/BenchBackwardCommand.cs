@@ -51,17 +51,25 @@ internal static class BenchBackwardCommand
         double forwardSeconds = Measure.BestSeconds(() => exact.Compute(problem, settings), repeats);
         var saved = AttentionForward.Compute(problem, threads);
         double ownForwardSeconds = Measure.BestSeconds(() => saved = AttentionForward.Compute(problem, threads), repeats);
-        AttentionBackward.Compute(problem, dO, saved, threads);
-        double backwardSeconds = Measure.BestSeconds(() => AttentionBackward.Compute(problem, dO, saved, threads), repeats);
+        var grads = AttentionBackward.Compute(problem, dO, saved, threads);
+        double backwardSeconds = Measure.BestSeconds(() => grads = AttentionBackward.Compute(problem, dO, saved, threads), repeats);
         var rows = Instances.SampleRows(n, 64, 5);
         double forwardError = Measure.MaxAbsError(problem, saved.Output.Span, rows);
+        var dqReference = BackwardReference.DQRows(problem, dO, rows);
+        double dqError = 0, dqMax = 0;
+        for (int r = 0; r < rows.Length; r++)
+            for (int c = 0; c < d; c++)
+            {
+                dqError = Math.Max(dqError, Math.Abs(double.CreateTruncating(grads.DQ.Span[rows[r] * d + c]) - dqReference[r * d + c]));
+                dqMax = Math.Max(dqMax, Math.Abs(dqReference[r * d + c]));
+            }
         return
         [
             new("n", n), new("m", m), new("d", d), new("causal", causal), new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
             new("threads", threads == 0 ? Environment.ProcessorCount : threads), new("repeats", repeats),
             new("forwardSeconds", forwardSeconds), new("backwardSeconds", backwardSeconds), new("ratio", backwardSeconds / forwardSeconds),
             new("savingForwardSeconds", ownForwardSeconds), new("ratioVsSavingForward", backwardSeconds / ownForwardSeconds),
-            new("savingForwardMaxAbsError", forwardError),
+            new("savingForwardMaxAbsError", forwardError), new("dqSampledMaxAbsError", dqError), new("dqSampledMaxAbs", dqMax),
         ];
     }
 }

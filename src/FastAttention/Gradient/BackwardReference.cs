@@ -60,6 +60,47 @@ public static class BackwardReference
         return (dq, dk, dvOut);
     }
 
+    /// <summary>Rows <paramref name="rows"/> of dQ for head 0 (rows.Length×d), O(|rows|·m·(d + dv)): a cheap check of large runs.</summary>
+    public static double[] DQRows<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO, ReadOnlySpan<int> rows)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        int m = problem.M, d = problem.D, dv = problem.Dv;
+        double s = problem.Scale;
+        var head = problem.Head(0);
+        var (q, k, v) = head.ToDouble();
+        var result = new double[rows.Length * d];
+        var p = new double[m]; var o = new double[dv]; var g = new double[dv];
+        for (int r = 0; r < rows.Length; r++)
+        {
+            int i = rows[r];
+            if ((uint)i >= (uint)problem.N) throw new ArgumentOutOfRangeException(nameof(rows), $"row {i} is outside [0, {problem.N}).");
+            int visible = head.VisibleKeys(i);
+            var qi = q.AsSpan(i * d, d);
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < visible; j++) { p[j] = s * CompensatedSum.Dot(qi, k.AsSpan(j * d, d)); max = Math.Max(max, p[j]); }
+            var z = new CompensatedSum();
+            for (int j = 0; j < visible; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
+            for (int j = 0; j < visible; j++) p[j] /= z.Value;
+            for (int c = 0; c < dv; c++)
+            {
+                var acc = new CompensatedSum();
+                for (int j = 0; j < visible; j++) acc.Add(p[j] * v[j * dv + c]);
+                o[c] = acc.Value;
+                g[c] = double.CreateTruncating(dO[i * dv + c]);
+            }
+            double di = CompensatedSum.Dot(g, o);
+            var dq = new CompensatedSum[d];
+            for (int j = 0; j < visible; j++)
+            {
+                double dsij = p[j] * (CompensatedSum.Dot(g, v.AsSpan(j * dv, dv)) - di);
+                for (int c = 0; c < d; c++) dq[c].Add(s * dsij * k[j * d + c]);
+            }
+            for (int c = 0; c < d; c++) result[r * d + c] = dq[c].Value;
+        }
+        return result;
+    }
+
     /// <summary>ℓ = ⟨dO, Attention(Q, K, V)⟩ by the float64 reference: the scalar whose gradient the backward pass computes.</summary>
     public static double Objective<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
