@@ -43,49 +43,66 @@ public static class AttentionBackward
         var dq = new T[(long)problem.Heads * n * d];
         var dk = new T[(long)problem.Heads * m * d];
         var dvOut = new T[(long)problem.Heads * m * dv];
-        int bc = AttentionForward.KeyBlock<T>();
-        int keyBlocks = (m + bc - 1) / bc;
-        int workers = Math.Max(1, Math.Min(threads > 0 ? threads : Environment.ProcessorCount, keyBlocks));
-        for (int h = 0; h < problem.Heads; h++)
+        int threadCount = threads > 0 ? threads : Environment.ProcessorCount;
+        int keyBlocks = (m + AttentionForward.KeyBlock<T>() - 1) / AttentionForward.KeyBlock<T>();
+        if (problem.Heads >= threadCount && threadCount > 1)
         {
-            var head = problem.Head(h);
-            var doHead = dO.Slice(h * n * dv, n * dv);
-            var oHead = forward.Output.Slice(h * n * dv, n * dv);
-            var lseHead = forward.LogSumExp.Slice(h * n, n);
-            // Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4), accumulated in float64.
-            var rowD = new T[n];
-            for (int i = 0; i < n; i++)
-            {
-                var a = doHead.Span.Slice(i * dv, dv); var o = oHead.Span.Slice(i * dv, dv);
-                double sum = 0;
-                for (int c = 0; c < dv; c++) sum += double.CreateTruncating(a[c]) * double.CreateTruncating(o[c]);
-                rowD[i] = T.CreateTruncating(sum);
-            }
-            // Kᵀ and Vᵀ packed per key block (d×B and dv×B panels), O(m·(d + dv)).
-            var kt = new T[keyBlocks * d * bc];
-            var vt = new T[keyBlocks * dv * bc];
-            for (int b = 0; b < keyBlocks; b++)
-            {
-                int count = Math.Min(bc, m - b * bc);
-                PanelKernel.PackTransposed(head.K, d, b * bc, count, bc, kt.AsSpan(b * d * bc, d * bc));
-                PanelKernel.PackTransposed(head.V, dv, b * bc, count, bc, vt.AsSpan(b * dv * bc, dv * bc));
-            }
-            var dqPartial = new T[workers][];
-            var dkHead = dk.AsMemory(h * m * d, m * d);
-            var dvHead = dvOut.AsMemory(h * m * dv, m * dv);
-            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
-            {
-                var dqw = new T[n * d];
-                var ws = new Workspace<T>(bc, d, dv);
-                for (int b = w; b < keyBlocks; b += workers)
-                    KeyBlockPass(head, doHead.Span, lseHead.Span, rowD, kt, vt, b, dqw, dkHead.Span, dvHead.Span, ws);
-                dqPartial[w] = dqw;
-            });
-            var dqHead = dq.AsSpan(h * n * d, n * d);
-            foreach (var part in dqPartial) TensorPrimitives.Add(dqHead, part, dqHead);
-            TensorPrimitives.Multiply(dqHead, T.CreateTruncating(head.Scale), dqHead);
+            // Enough heads to keep every thread busy: one head per thread, each single-threaded (no dQ partials).
+            Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, h =>
+                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, workers: 1));
+        }
+        else
+        {
+            for (int h = 0; h < problem.Heads; h++)
+                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, Math.Max(1, Math.Min(threadCount, keyBlocks)));
         }
         return new AttentionGradients<T>(dq, dk, dvOut);
+    }
+
+    /// <summary>One head: Dᵢ, the packed Kᵀ/Vᵀ panels, then <paramref name="workers"/> workers over the key blocks.</summary>
+    private static void BackwardHead<T>(AttentionProblem<T> problem, int h, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
+        T[] dq, T[] dk, T[] dvOut, int workers)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
+        int bc = AttentionForward.KeyBlock<T>();
+        int keyBlocks = (m + bc - 1) / bc;
+        var head = problem.Head(h);
+        var doHead = dO.Slice(h * n * dv, n * dv);
+        var oHead = forward.Output.Slice(h * n * dv, n * dv);
+        var lseHead = forward.LogSumExp.Slice(h * n, n);
+        // Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4), accumulated in float64.
+        var rowD = new T[n];
+        for (int i = 0; i < n; i++)
+        {
+            var a = doHead.Span.Slice(i * dv, dv); var o = oHead.Span.Slice(i * dv, dv);
+            double sum = 0;
+            for (int c = 0; c < dv; c++) sum += double.CreateTruncating(a[c]) * double.CreateTruncating(o[c]);
+            rowD[i] = T.CreateTruncating(sum);
+        }
+        // Kᵀ and Vᵀ packed per key block (d×B and dv×B panels), O(m·(d + dv)).
+        var kt = new T[keyBlocks * d * bc];
+        var vt = new T[keyBlocks * dv * bc];
+        for (int b = 0; b < keyBlocks; b++)
+        {
+            int count = Math.Min(bc, m - b * bc);
+            PanelKernel.PackTransposed(head.K, d, b * bc, count, bc, kt.AsSpan(b * d * bc, d * bc));
+            PanelKernel.PackTransposed(head.V, dv, b * bc, count, bc, vt.AsSpan(b * dv * bc, dv * bc));
+        }
+        var dqPartial = new T[workers][];
+        var dkHead = dk.AsMemory(h * m * d, m * d);
+        var dvHead = dvOut.AsMemory(h * m * dv, m * dv);
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, w =>
+        {
+            var dqw = new T[n * d];
+            var ws = new Workspace<T>(bc, d, dv);
+            for (int b = w; b < keyBlocks; b += workers)
+                KeyBlockPass(head, doHead.Span, lseHead.Span, rowD, kt, vt, b, dqw, dkHead.Span, dvHead.Span, ws);
+            dqPartial[w] = dqw;
+        });
+        var dqHead = dq.AsSpan(h * n * d, n * d);
+        foreach (var part in dqPartial) TensorPrimitives.Add(dqHead, part, dqHead);
+        TensorPrimitives.Multiply(dqHead, T.CreateTruncating(head.Scale), dqHead);
     }
 
     private sealed class Workspace<T>(int bc, int d, int dv) where T : unmanaged

@@ -29,8 +29,9 @@ public static class AttentionForward
         var lse = new T[(long)problem.Heads * n];
         int bc = KeyBlock<T>();
         int keyBlocks = (m + bc - 1) / bc, queryBlocks = (n + QueryBlock - 1) / QueryBlock;
-        var options = new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount };
-        for (int h = 0; h < problem.Heads; h++)
+        int threadCount = threads > 0 ? threads : Environment.ProcessorCount;
+        bool headsParallel = problem.Heads >= threadCount && threadCount > 1;
+        void Head(int h, int degree)
         {
             var head = problem.Head(h);
             var kt = new T[keyBlocks * d * bc];
@@ -38,8 +39,12 @@ public static class AttentionForward
                 PanelKernel.PackTransposed(head.K, d, b * bc, Math.Min(bc, m - b * bc), bc, kt.AsSpan(b * d * bc, d * bc));
             var outHead = output.AsMemory(h * n * dv, n * dv);
             var lseHead = lse.AsMemory(h * n, n);
-            Parallel.For(0, queryBlocks, options, qb => ForwardBlock(head, kt, qb, outHead.Span, lseHead.Span));
+            Parallel.For(0, queryBlocks, new ParallelOptions { MaxDegreeOfParallelism = degree }, qb => ForwardBlock(head, kt, qb, outHead.Span, lseHead.Span));
         }
+        if (headsParallel)
+            Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, h => Head(h, 1)); // one head per thread
+        else
+            for (int h = 0; h < problem.Heads; h++) Head(h, threadCount);
         return new AttentionForwardResult<T>(output, lse);
     }
 
