@@ -74,8 +74,7 @@ public static class AttentionForward
                 sRow.Clear();
                 PanelKernel.Accumulate(q.Slice(i * d, d), panel, bc, sRow);
                 var s = sRow.Slice(0, valid);
-                TensorPrimitives.Multiply(s, scale, s);
-                T blockMax = TensorPrimitives.Max<T>(s); // s already scaled
+                T blockMax = PanelKernel.ScaleAndMax(s, scale);
                 T newMax = T.Max(max[r], blockMax);
                 var accRow = acc.AsSpan(r * dv, dv);
                 if (newMax > max[r])
@@ -86,8 +85,7 @@ public static class AttentionForward
                     TensorPrimitives.Multiply(accRow, rescale, accRow);
                     max[r] = newMax;
                 }
-                PanelKernel.ScaledExp(s, T.One, newMax, valid, s);
-                z[r] += TensorPrimitives.Sum<T>(s);
+                z[r] += PanelKernel.ExpAndSum(s, newMax);
                 PanelKernel.Accumulate(s, v.Slice(j0 * dv, valid * dv), dv, accRow);
             }
         }

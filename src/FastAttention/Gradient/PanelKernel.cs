@@ -126,6 +126,48 @@ internal static class PanelKernel
         for (; x < w; x++) Unsafe.Add(ref t, x) = T.Zero;
     }
 
+    /// <summary>x[i] ← x[i]·scale in place; returns max_i x[i] (after scaling).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static T ScaleAndMax<T>(Span<T> x, T scale) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = x.Length, vc = Vector<T>.Count, i = 0;
+        ref T r = ref MemoryMarshal.GetReference(x);
+        T max = T.NegativeInfinity;
+        if (w >= vc)
+        {
+            var vs = new Vector<T>(scale);
+            var vmax = new Vector<T>(T.NegativeInfinity);
+            for (; i + vc <= w; i += vc)
+            {
+                var v = Vector.LoadUnsafe(ref r, (nuint)i) * vs;
+                v.StoreUnsafe(ref r, (nuint)i);
+                vmax = Vector.Max(vmax, v);
+            }
+            for (int k = 0; k < vc; k++) max = T.Max(max, vmax[k]);
+        }
+        for (; i < w; i++) { T v = Unsafe.Add(ref r, i) * scale; Unsafe.Add(ref r, i) = v; max = T.Max(max, v); }
+        return max;
+    }
+
+    /// <summary>x[i] ← exp(x[i] − shift) in place; returns Σ_i x[i] (after exponentiation).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static T ExpAndSum<T>(Span<T> x, T shift) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = x.Length, vc = Vector<T>.Count, i = 0;
+        ref T r = ref MemoryMarshal.GetReference(x);
+        var vshift = new Vector<T>(shift);
+        var vsum = Vector<T>.Zero;
+        for (; i + vc <= w; i += vc)
+        {
+            var v = Exp(Vector.LoadUnsafe(ref r, (nuint)i) - vshift);
+            v.StoreUnsafe(ref r, (nuint)i);
+            vsum += v;
+        }
+        T sum = Vector.Sum(vsum);
+        for (; i < w; i++) { T v = T.Exp(Unsafe.Add(ref r, i) - shift); Unsafe.Add(ref r, i) = v; sum += v; }
+        return sum;
+    }
+
     /// <summary>ds[x] = p[x]·(ds[x] − shift): the softmax Jacobian row dS = P∘(dP − D) in place.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void JacobianRow<T>(ReadOnlySpan<T> p, T shift, Span<T> ds) where T : unmanaged, IBinaryFloatingPointIeee754<T>

@@ -52,6 +52,7 @@ public class AttentionBackwardTests
     [InlineData(70, 37, 16, 24, true, 1, 13)]
     [InlineData(64, 130, 8, 8, false, 2, 14)]
     [InlineData(100, 33, 9, 17, true, 2, 15)]
+    [InlineData(40, 50, 7, 6, true, 4, 16)]
     public void Float64_kernel_matches_the_reference(int n, int m, int d, int dv, bool causal, int heads, int seed)
     {
         var p = TestData.Problem(n, m, d, dv, 2.0, seed, scale: 0.7, causal: causal, heads: heads);
