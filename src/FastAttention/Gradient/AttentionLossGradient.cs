@@ -226,6 +226,7 @@ public static class AttentionLossGradient
         /// <summary>‖Δ dL/dX‖∞ bound for per-call errors e_O (C₅), e_W (W), e₇ (each C₇,p).</summary>
         public double Bound(double eO, double eW, double e7)
         {
+            if (K == 0) return 0; // A₁ = 0 or s = 0: dL/dX = s·A₁ᵀ(…) is exactly 0 whatever the oracle returns
             double dDelta = (Sc + Sh) * eO + D * eO * eO;
             double dM = Sc * e7 + Alpha * Sh * eO + D * eO * e7 + Delta * eW + (Alpha + eW) * dDelta;
             return K * dM;

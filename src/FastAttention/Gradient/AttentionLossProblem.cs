@@ -32,6 +32,10 @@ public sealed class AttentionLossProblem
     public AttentionLossProblem(DenseMatrix a1, DenseMatrix a2, DenseMatrix a3, DenseMatrix e, DenseMatrix x, DenseMatrix y, double scale = 1.0)
     {
         int n = a1.Rows, d = a1.Cols;
+        if (n < 1 || d < 1)
+            throw new ArgumentException($"a1 must be a non-empty n×d matrix (got {a1.ShapeText}).", nameof(a1));
+        if (a2.Rows < 1)
+            throw new ArgumentException($"a2 must have at least one row (got {a2.ShapeText}).", nameof(a2));
         if (a2.Cols != d)
             throw new ArgumentException($"a2 is {a2.ShapeText} but must have d = {d} columns like a1 ({a1.ShapeText}).", nameof(a2));
         if (a3.Rows != a2.Rows)

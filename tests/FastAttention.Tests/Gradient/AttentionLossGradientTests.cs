@@ -140,6 +140,15 @@ public class AttentionLossGradientTests
     }
 
     [Fact]
+    public void Default_matrices_are_refused_by_name()
+    {
+        var ok = GradientTestData.M(4, 2, 1, 1);
+        Assert.Equal("a1", Assert.Throws<ArgumentException>(() => new AttentionLossProblem(default, ok, ok, ok, GradientTestData.M(2, 2, 1, 2), GradientTestData.M(2, 2, 1, 3))).ParamName);
+        Assert.Equal("rows", Assert.ThrowsAny<ArgumentException>(() => new DenseMatrix(new double[6], 0, 6)).ParamName);
+        Assert.Equal("data", Assert.Throws<ArgumentException>(() => new DenseMatrix(new double[5], 2, 3)).ParamName);
+    }
+
+    [Fact]
     public void Non_square_x_says_so()
     {
         var ex = Assert.Throws<ArgumentException>(() => new AttentionLossProblem(GradientTestData.M(4, 2, 1, 1), GradientTestData.M(4, 2, 1, 2),
