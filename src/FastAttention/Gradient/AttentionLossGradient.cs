@@ -120,6 +120,7 @@ public static class AttentionLossGradient
 
         // M = B₁ − B₂ − B₃ (n×d), accumulated without any n×n matrix.
         var mAcc = new double[n * d];
+        var c7Abs = new double[n * d]; // Σ_p |C̃₇,p[i,j]|, for the a posteriori bound
         var c6 = new double[m * d];
         for (int p = 0; p < d; p++)
         {
@@ -137,7 +138,8 @@ public static class AttentionLossGradient
                 double cip = c[i * d + p];
                 var row = mAcc.AsSpan(i * d, d);
                 var c7Row = c7.AsSpan(i * d, d);
-                for (int j = 0; j < d; j++) row[j] += cip * c7Row[j];
+                var absRow = c7Abs.AsSpan(i * d, d);
+                for (int j = 0; j < d; j++) { row[j] += cip * c7Row[j]; absRow[j] += Math.Abs(c7Row[j]); }
             }
         }
         if (paperLiteralB3)
@@ -189,12 +191,49 @@ public static class AttentionLossGradient
             EpsilonW = eW,
             EpsilonC7 = e7,
             AprioriBound = apriori,
-            GuaranteedBound = k.Bound(certO, certW, cert7),
+            GuaranteedBound = paperLiteralB3 ? double.NaN : Math.Min(k.Bound(certO, certW, cert7),
+                PosteriorBound(problem, c, c5, w, c7Abs, certO, certW, cert7)),
             PaperEpsilon2 = paperEps2,
             EntryBound = k.EntryBound,
             Elapsed = total.Elapsed,
             OracleElapsed = oracleTime.Elapsed,
         };
+    }
+
+    /// <summary>
+    /// The same error analysis as <see cref="BudgetConstants.Bound"/>, row by row with the computed values (true values
+    /// bounded by computed ± certified error): |ΔMᵢⱼ| ≤ e₇Σ_p(|c̃ᵢₚ| + e_O) + e_O(Σ_p|C̃₇,p[i,j]| + d·e₇) + d·e_O·e₇
+    /// + |δ|ᵢe_W + (|W̃ᵢⱼ| + 2e_W)|Δδ|ᵢ, |Δδ|ᵢ ≤ e_O·Σ_p(|c̃ᵢₚ| + |C̃₅ᵢₚ| + 2e_O) + d·e_O², then ‖ΔG‖∞ ≤ |s|·max_{a,b} Σᵢ|A₁ᵢₐ|·|ΔMᵢ_b|.
+    /// </summary>
+    private static double PosteriorBound(AttentionLossProblem p, double[] c, double[] c5, double[] w, double[] c7Abs, double eO, double eW, double e7)
+    {
+        if (eO == 0 && eW == 0 && e7 == 0) return 0;
+        int n = p.N, d = p.D;
+        var a1 = p.A1.Span;
+        var colBound = new double[d * d]; // [a, b]: Σᵢ |A₁ᵢₐ|·|ΔMᵢ_b|
+        var dm = new double[d];
+        for (int i = 0; i < n; i++)
+        {
+            double sumC = 0, dDelta = 0, delta = 0;
+            for (int q = 0; q < d; q++)
+            {
+                double ci = Math.Abs(c[i * d + q]) + eO, oi = Math.Abs(c5[i * d + q]) + eO;
+                sumC += ci;
+                dDelta += (ci + oi) * eO + eO * eO;
+                delta += ci * oi;
+            }
+            for (int j = 0; j < d; j++)
+                dm[j] = e7 * sumC + eO * (c7Abs[i * d + j] + d * e7) + d * eO * e7 + delta * eW + (Math.Abs(w[i * d + j]) + 2 * eW) * dDelta;
+            for (int a = 0; a < d; a++)
+            {
+                double weight = Math.Abs(a1[i * d + a]);
+                if (weight == 0) continue;
+                for (int b = 0; b < d; b++) colBound[a * d + b] += weight * dm[b];
+            }
+        }
+        double max = 0;
+        foreach (double v in colBound) max = Math.Max(max, v);
+        return Math.Abs(p.Scale) * max * (1 + 1e-12);
     }
 
     /// <summary>The data-dependent constants of the error bound (see the class remarks).</summary>
@@ -232,15 +271,27 @@ public static class AttentionLossGradient
             return K * dM;
         }
 
-        /// <summary>Splits ε into three per-call budgets, a third of the linear part each, then halves all three until
-        /// the full bound (quadratic terms included) is ≤ ε.</summary>
+        /// <summary>Splits ε into three per-call budgets, a third of the linear part each, then scales all three by the
+        /// largest t ∈ (0, 1] (bisection; the bound is increasing in t) for which the full bound, quadratic terms
+        /// included, is ≤ ε.</summary>
         public (double EO, double EW, double E7) Split(double epsilon)
         {
             double tau = K > 0 ? epsilon / K : epsilon;
             double eO = Share(tau, Alpha * Sh + Alpha * (Sc + Sh));
             double eW = Share(tau, Delta);
             double e7 = Share(tau, Sc);
-            for (int i = 0; i < 2000 && Bound(eO, eW, e7) > epsilon; i++) { eO *= 0.5; eW *= 0.5; e7 *= 0.5; }
+            double lo = 1;
+            for (int i = 0; i < 4000 && !(Bound(lo * eO, lo * eW, lo * e7) <= epsilon); i++) lo *= 0.5;
+            if (lo < 1)
+            {
+                double hi = 2 * lo;
+                for (int i = 0; i < 60; i++)
+                {
+                    double mid = 0.5 * (lo + hi);
+                    if (Bound(mid * eO, mid * eW, mid * e7) <= epsilon) lo = mid; else hi = mid;
+                }
+            }
+            (eO, eW, e7) = (lo * eO, lo * eW, lo * e7);
             if (!(Bound(eO, eW, e7) <= epsilon) || !(eO > 0 && eW > 0 && e7 > 0))
                 throw new ArgumentOutOfRangeException(nameof(epsilon), $"epsilon {epsilon:G4} cannot be split into positive per-call budgets for this input.");
             return (eO, eW, e7);

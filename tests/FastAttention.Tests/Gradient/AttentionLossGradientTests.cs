@@ -88,6 +88,8 @@ public class AttentionLossGradientTests
         Assert.False(result.OracleIsExact);
         // The oracle's errors really reach the output: the approximate gradient is not the exact one.
         Assert.True(err > 0);
+        // The split spends the budget: the a priori bound is within 1% of ε (only the quadratic terms are given up).
+        Assert.True(result.AprioriBound >= 0.99 * epsilon, $"a priori bound {result.AprioriBound:E3} wastes the budget ε = {epsilon:E3}");
     }
 
     [Fact]
