@@ -23,7 +23,8 @@ public sealed record AttentionLossGradientResult
     public required double EpsilonC7 { get; init; }
     /// <summary>The bound the requested per-call ε values imply (≤ <see cref="Epsilon"/>).</summary>
     public required double AprioriBound { get; init; }
-    /// <summary>The bound implied by the oracle's certificates (what it actually guaranteed; 0 for exact oracles).</summary>
+    /// <summary>The bound implied by the oracle's certificates and the computed values, row by row (≤ the a priori bound
+    /// and ≤ <see cref="Epsilon"/>; 0 for exact oracles).</summary>
     public required double GuaranteedBound { get; init; }
     /// <summary>The appendix's per-call budget ε₂ = ε/(n·d·B³) with the measured B, for comparison.</summary>
     public required double PaperEpsilon2 { get; init; }
@@ -57,7 +58,10 @@ public sealed record AttentionLossGradientResult
 /// S_c = Σ_p(H_p + E_p), S_h = Σ_p H_p, Δ = Σ_p(H_p + E_p)H_p, K = |s|·max_a Σ_i |A₁_ia|:
 /// |Δδ| ≤ (S_c + S_h)e_O + d·e_O², |ΔM| ≤ S_c·e₇ + α·S_h·e_O + d·e_O·e₇ + Δ·e_W + (α + e_W)|Δδ|, and
 /// ‖Δ dL/dX‖∞ ≤ K·|ΔM|. This replaces the appendix's n·B·(…) = Θ(ndB³)·ε₂ by data-dependent sums (K ≤ |s|·n·B,
-/// S_c ≤ d(dB² + B), …) and is never worse.</para>
+/// S_c ≤ d(dB² + B), …) and is never worse. The per-call budgets give a third of ε to each linear term and are
+/// then scaled together so that the full bound (quadratic terms included) equals ε. After the calls, the same
+/// analysis is redone row by row with the computed values and the oracle's certificates (<see cref="AttentionLossGradientResult.GuaranteedBound"/>),
+/// typically an order of magnitude below ε. Floating-point rounding of the O(nd²) work is not included.</para>
 /// </remarks>
 public static class AttentionLossGradient
 {
