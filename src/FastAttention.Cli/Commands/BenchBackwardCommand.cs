@@ -63,12 +63,20 @@ internal static class BenchBackwardCommand
                 dqError = Math.Max(dqError, Math.Abs(double.CreateTruncating(grads.DQ.Span[rows[r] * d + c]) - dqReference[r * d + c]));
                 dqMax = Math.Max(dqMax, Math.Abs(dqReference[r * d + c]));
             }
+        // Visible (query, key) pairs: Σᵢ min(i + 1, m) under the causal mask.
+        double pairs = !causal ? (double)n * m : n <= m ? (double)n * (n + 1) / 2 : (double)m * (m + 1) / 2 + (double)(n - m) * m;
+        double backwardFlops = 2 * pairs * (3.0 * d + 2.0 * d), forwardFlops = 2 * pairs * (2.0 * d);
+        int t = threads == 0 ? Environment.ProcessorCount : threads;
+        double peak = FmaPeak.MeasureGflops(t, typeof(T) == typeof(float));
         return
         [
             new("n", n), new("m", m), new("d", d), new("causal", causal), new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
             new("threads", threads == 0 ? Environment.ProcessorCount : threads), new("repeats", repeats),
             new("forwardSeconds", forwardSeconds), new("backwardSeconds", backwardSeconds), new("ratio", backwardSeconds / forwardSeconds),
             new("savingForwardSeconds", ownForwardSeconds), new("ratioVsSavingForward", backwardSeconds / ownForwardSeconds),
+            new("backwardGflops", backwardFlops / backwardSeconds / 1e9), new("forwardGflops", forwardFlops / forwardSeconds / 1e9),
+            new("savingForwardGflops", forwardFlops / ownForwardSeconds / 1e9), new("peakGflops", peak),
+            new("backwardFractionOfPeak", backwardFlops / backwardSeconds / 1e9 / peak),
             new("savingForwardMaxAbsError", forwardError), new("dqSampledMaxAbsError", dqError), new("dqSampledMaxAbs", dqMax),
         ];
     }

@@ -16,8 +16,8 @@ public static class AttentionForward
 {
     internal const int QueryBlock = 32;
 
-    /// <summary>Key block width: 8 vectors (64 floats or 32 doubles with 256-bit vectors).</summary>
-    internal static int KeyBlock<T>() where T : unmanaged => 8 * Vector<T>.Count;
+    /// <summary>Key block width: 8 vectors (128 floats or 64 doubles with AVX-512, 64 or 32 with 256-bit vectors).</summary>
+    internal static int KeyBlock<T>() where T : unmanaged => 8 * PanelKernel.Lanes<T>();
 
     public static AttentionForwardResult<T> Compute<T>(AttentionProblem<T> problem, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>

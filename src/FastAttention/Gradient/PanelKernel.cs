@@ -1,17 +1,22 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace FastAttention.Gradient;
 
 /// <summary>
 /// The one SIMD micro-kernel of the forward and backward tiles: acc[0..w) += Σ_k coeffs[k]·panel[k·stride .. k·stride + w).
-/// Register-blocked over 8, 4 and 1 vectors of <see cref="Vector{T}"/> (the accumulators stay in registers for the
-/// whole k loop), scalar tail. Every tile product of the backward pass (S = q·Kᵀ, dP = dO·Vᵀ, dQ += dS·K,
-/// dV += Pᵀ·dO, dK += dSᵀ·Q) is this shape once K and V are packed transposed per key block.
+/// Register-blocked over 8, 4 and 1 vectors (Vector512 where the hardware accelerates it, else <see cref="Vector{T}"/>);
+/// the accumulators stay in registers for the whole k loop; scalar tail. Every tile product of the backward pass
+/// (S = q·Kᵀ, dP = dO·Vᵀ, dQ += dS·K, dV += Pᵀ·dO, dK += dSᵀ·Q) is this shape once K and V are packed transposed
+/// per key block. Also the fused element-wise steps of the online softmax and of the softmax Jacobian.
 /// </summary>
 internal static class PanelKernel
 {
+    /// <summary>Lanes of T per vector the kernels use (16 floats with AVX-512, else <see cref="Vector{T}"/>.Count).</summary>
+    public static int Lanes<T>() where T : unmanaged => Vector512.IsHardwareAccelerated ? Vector512<T>.Count : Vector<T>.Count;
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Accumulate<T>(ReadOnlySpan<T> coeffs, ReadOnlySpan<T> panel, int stride, Span<T> acc)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => Accumulate(coeffs, 1, coeffs.Length, panel, stride, acc);
@@ -28,32 +33,9 @@ internal static class PanelKernel
         ref T a = ref MemoryMarshal.GetReference(acc);
         ref T p = ref MemoryMarshal.GetReference(panel);
         ref T c = ref MemoryMarshal.GetReference(coeffs);
-        int vc = Vector<T>.Count;
         int x = 0;
-        for (; x + 8 * vc <= w; x += 8 * vc)
-        {
-            var s0 = Vector.LoadUnsafe(ref a, (nuint)x); var s1 = Vector.LoadUnsafe(ref a, (nuint)(x + vc));
-            var s2 = Vector.LoadUnsafe(ref a, (nuint)(x + 2 * vc)); var s3 = Vector.LoadUnsafe(ref a, (nuint)(x + 3 * vc));
-            var s4 = Vector.LoadUnsafe(ref a, (nuint)(x + 4 * vc)); var s5 = Vector.LoadUnsafe(ref a, (nuint)(x + 5 * vc));
-            var s6 = Vector.LoadUnsafe(ref a, (nuint)(x + 6 * vc)); var s7 = Vector.LoadUnsafe(ref a, (nuint)(x + 7 * vc));
-            for (int k = 0; k < kk; k++)
-            {
-                var ck = new Vector<T>(Unsafe.Add(ref c, k * coeffStride));
-                ref T row = ref Unsafe.Add(ref p, k * stride + x);
-                s0 = Fma(ck, Vector.LoadUnsafe(ref row), s0);
-                s1 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)vc), s1);
-                s2 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(2 * vc)), s2);
-                s3 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(3 * vc)), s3);
-                s4 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(4 * vc)), s4);
-                s5 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(5 * vc)), s5);
-                s6 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(6 * vc)), s6);
-                s7 = Fma(ck, Vector.LoadUnsafe(ref row, (nuint)(7 * vc)), s7);
-            }
-            s0.StoreUnsafe(ref a, (nuint)x); s1.StoreUnsafe(ref a, (nuint)(x + vc));
-            s2.StoreUnsafe(ref a, (nuint)(x + 2 * vc)); s3.StoreUnsafe(ref a, (nuint)(x + 3 * vc));
-            s4.StoreUnsafe(ref a, (nuint)(x + 4 * vc)); s5.StoreUnsafe(ref a, (nuint)(x + 5 * vc));
-            s6.StoreUnsafe(ref a, (nuint)(x + 6 * vc)); s7.StoreUnsafe(ref a, (nuint)(x + 7 * vc));
-        }
+        if (Vector512.IsHardwareAccelerated) x = Accumulate512(ref c, coeffStride, kk, ref p, stride, ref a, w);
+        int vc = Vector<T>.Count;
         for (; x + 4 * vc <= w; x += 4 * vc)
         {
             var s0 = Vector.LoadUnsafe(ref a, (nuint)x); var s1 = Vector.LoadUnsafe(ref a, (nuint)(x + vc));
@@ -85,16 +67,178 @@ internal static class PanelKernel
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector<T> Fma<T>(Vector<T> a, Vector<T> b, Vector<T> c) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>The Vector512 part of <see cref="Accumulate{T}(ReadOnlySpan{T}, int, int, ReadOnlySpan{T}, int, Span{T})"/>:
+    /// 8-, 4- and 1-vector column chunks; returns the first column it did not handle.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int Accumulate512<T>(ref T c, int coeffStride, int kk, ref T p, int stride, ref T a, int w)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        if (typeof(T) == typeof(float))
-            return Unsafe.BitCast<Vector<float>, Vector<T>>(Vector.FusedMultiplyAdd(Unsafe.BitCast<Vector<T>, Vector<float>>(a),
-                Unsafe.BitCast<Vector<T>, Vector<float>>(b), Unsafe.BitCast<Vector<T>, Vector<float>>(c)));
-        if (typeof(T) == typeof(double))
-            return Unsafe.BitCast<Vector<double>, Vector<T>>(Vector.FusedMultiplyAdd(Unsafe.BitCast<Vector<T>, Vector<double>>(a),
-                Unsafe.BitCast<Vector<T>, Vector<double>>(b), Unsafe.BitCast<Vector<T>, Vector<double>>(c)));
-        return a * b + c;
+        int vc = Vector512<T>.Count, x = 0;
+        for (; x + 8 * vc <= w; x += 8 * vc)
+        {
+            var s0 = Vector512.LoadUnsafe(ref a, (nuint)x); var s1 = Vector512.LoadUnsafe(ref a, (nuint)(x + vc));
+            var s2 = Vector512.LoadUnsafe(ref a, (nuint)(x + 2 * vc)); var s3 = Vector512.LoadUnsafe(ref a, (nuint)(x + 3 * vc));
+            var s4 = Vector512.LoadUnsafe(ref a, (nuint)(x + 4 * vc)); var s5 = Vector512.LoadUnsafe(ref a, (nuint)(x + 5 * vc));
+            var s6 = Vector512.LoadUnsafe(ref a, (nuint)(x + 6 * vc)); var s7 = Vector512.LoadUnsafe(ref a, (nuint)(x + 7 * vc));
+            for (int k = 0; k < kk; k++)
+            {
+                var ck = Vector512.Create(Unsafe.Add(ref c, k * coeffStride));
+                ref T row = ref Unsafe.Add(ref p, k * stride + x);
+                s0 = Fma(ck, Vector512.LoadUnsafe(ref row), s0);
+                s1 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)vc), s1);
+                s2 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(2 * vc)), s2);
+                s3 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(3 * vc)), s3);
+                s4 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(4 * vc)), s4);
+                s5 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(5 * vc)), s5);
+                s6 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(6 * vc)), s6);
+                s7 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(7 * vc)), s7);
+            }
+            s0.StoreUnsafe(ref a, (nuint)x); s1.StoreUnsafe(ref a, (nuint)(x + vc));
+            s2.StoreUnsafe(ref a, (nuint)(x + 2 * vc)); s3.StoreUnsafe(ref a, (nuint)(x + 3 * vc));
+            s4.StoreUnsafe(ref a, (nuint)(x + 4 * vc)); s5.StoreUnsafe(ref a, (nuint)(x + 5 * vc));
+            s6.StoreUnsafe(ref a, (nuint)(x + 6 * vc)); s7.StoreUnsafe(ref a, (nuint)(x + 7 * vc));
+        }
+        for (; x + 4 * vc <= w; x += 4 * vc)
+        {
+            var s0 = Vector512.LoadUnsafe(ref a, (nuint)x); var s1 = Vector512.LoadUnsafe(ref a, (nuint)(x + vc));
+            var s2 = Vector512.LoadUnsafe(ref a, (nuint)(x + 2 * vc)); var s3 = Vector512.LoadUnsafe(ref a, (nuint)(x + 3 * vc));
+            for (int k = 0; k < kk; k++)
+            {
+                var ck = Vector512.Create(Unsafe.Add(ref c, k * coeffStride));
+                ref T row = ref Unsafe.Add(ref p, k * stride + x);
+                s0 = Fma(ck, Vector512.LoadUnsafe(ref row), s0);
+                s1 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)vc), s1);
+                s2 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(2 * vc)), s2);
+                s3 = Fma(ck, Vector512.LoadUnsafe(ref row, (nuint)(3 * vc)), s3);
+            }
+            s0.StoreUnsafe(ref a, (nuint)x); s1.StoreUnsafe(ref a, (nuint)(x + vc));
+            s2.StoreUnsafe(ref a, (nuint)(x + 2 * vc)); s3.StoreUnsafe(ref a, (nuint)(x + 3 * vc));
+        }
+        for (; x + vc <= w; x += vc)
+        {
+            var s0 = Vector512.LoadUnsafe(ref a, (nuint)x);
+            for (int k = 0; k < kk; k++)
+                s0 = Fma(Vector512.Create(Unsafe.Add(ref c, k * coeffStride)), Vector512.LoadUnsafe(ref Unsafe.Add(ref p, k * stride + x)), s0);
+            s0.StoreUnsafe(ref a, (nuint)x);
+        }
+        return x;
+    }
+
+    /// <summary>dst[x] = exp(src[x]·scale − shift) for x &lt; valid, 0 for valid ≤ x &lt; dst.Length (masked keys).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScaledExp<T>(ReadOnlySpan<T> src, T scale, T shift, int valid, Span<T> dst)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = dst.Length, x = 0;
+        if (src.Length < w || valid > w) ThrowPanel();
+        ref T s = ref MemoryMarshal.GetReference(src);
+        ref T t = ref MemoryMarshal.GetReference(dst);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            int v5 = Vector512<T>.Count;
+            var vs = Vector512.Create(scale); var vshift = Vector512.Create(shift);
+            for (; x + v5 <= valid; x += v5)
+                Exp(Fma(Vector512.LoadUnsafe(ref s, (nuint)x), vs, -vshift)).StoreUnsafe(ref t, (nuint)x);
+        }
+        int vc = Vector<T>.Count;
+        var ws = new Vector<T>(scale); var wshift = new Vector<T>(shift);
+        for (; x + vc <= valid; x += vc)
+            Exp(Fma(Vector.LoadUnsafe(ref s, (nuint)x), ws, -wshift)).StoreUnsafe(ref t, (nuint)x);
+        for (; x < valid; x++) Unsafe.Add(ref t, x) = T.Exp(Unsafe.Add(ref s, x) * scale - shift);
+        for (; x < w; x++) Unsafe.Add(ref t, x) = T.Zero;
+    }
+
+    /// <summary>x[i] ← x[i]·scale in place; returns max_i x[i] (after scaling).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static T ScaleAndMax<T>(Span<T> x, T scale) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = x.Length, i = 0;
+        ref T r = ref MemoryMarshal.GetReference(x);
+        T max = T.NegativeInfinity;
+        if (Vector512.IsHardwareAccelerated && w >= Vector512<T>.Count)
+        {
+            int v5 = Vector512<T>.Count;
+            var vs = Vector512.Create(scale);
+            var vmax = Vector512.Create(T.NegativeInfinity);
+            for (; i + v5 <= w; i += v5)
+            {
+                var v = Vector512.LoadUnsafe(ref r, (nuint)i) * vs;
+                v.StoreUnsafe(ref r, (nuint)i);
+                vmax = Vector512.Max(vmax, v);
+            }
+            for (int k = 0; k < v5; k++) max = T.Max(max, vmax[k]);
+        }
+        int vc = Vector<T>.Count;
+        if (w - i >= vc)
+        {
+            var ws = new Vector<T>(scale);
+            var wmax = new Vector<T>(T.NegativeInfinity);
+            for (; i + vc <= w; i += vc)
+            {
+                var v = Vector.LoadUnsafe(ref r, (nuint)i) * ws;
+                v.StoreUnsafe(ref r, (nuint)i);
+                wmax = Vector.Max(wmax, v);
+            }
+            for (int k = 0; k < vc; k++) max = T.Max(max, wmax[k]);
+        }
+        for (; i < w; i++) { T v = Unsafe.Add(ref r, i) * scale; Unsafe.Add(ref r, i) = v; max = T.Max(max, v); }
+        return max;
+    }
+
+    /// <summary>x[i] ← exp(x[i] − shift) in place; returns Σ_i x[i] (after exponentiation).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static T ExpAndSum<T>(Span<T> x, T shift) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = x.Length, i = 0;
+        ref T r = ref MemoryMarshal.GetReference(x);
+        T sum = T.Zero;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            int v5 = Vector512<T>.Count;
+            var vshift = Vector512.Create(shift);
+            var vsum = Vector512<T>.Zero;
+            for (; i + v5 <= w; i += v5)
+            {
+                var v = Exp(Vector512.LoadUnsafe(ref r, (nuint)i) - vshift);
+                v.StoreUnsafe(ref r, (nuint)i);
+                vsum += v;
+            }
+            sum += Vector512.Sum(vsum);
+        }
+        int vc = Vector<T>.Count;
+        var wshift = new Vector<T>(shift);
+        var wsum = Vector<T>.Zero;
+        for (; i + vc <= w; i += vc)
+        {
+            var v = Exp(Vector.LoadUnsafe(ref r, (nuint)i) - wshift);
+            v.StoreUnsafe(ref r, (nuint)i);
+            wsum += v;
+        }
+        sum += Vector.Sum(wsum);
+        for (; i < w; i++) { T v = T.Exp(Unsafe.Add(ref r, i) - shift); Unsafe.Add(ref r, i) = v; sum += v; }
+        return sum;
+    }
+
+    /// <summary>ds[x] = p[x]·(ds[x] − shift): the softmax Jacobian row dS = P∘(dP − D) in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void JacobianRow<T>(ReadOnlySpan<T> p, T shift, Span<T> ds) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int w = ds.Length, x = 0;
+        if (p.Length < w) ThrowPanel();
+        ref T pr = ref MemoryMarshal.GetReference(p);
+        ref T dr = ref MemoryMarshal.GetReference(ds);
+        if (Vector512.IsHardwareAccelerated)
+        {
+            int v5 = Vector512<T>.Count;
+            var vshift = Vector512.Create(shift);
+            for (; x + v5 <= w; x += v5)
+                (Vector512.LoadUnsafe(ref pr, (nuint)x) * (Vector512.LoadUnsafe(ref dr, (nuint)x) - vshift)).StoreUnsafe(ref dr, (nuint)x);
+        }
+        int vc = Vector<T>.Count;
+        var wshift = new Vector<T>(shift);
+        for (; x + vc <= w; x += vc)
+            (Vector.LoadUnsafe(ref pr, (nuint)x) * (Vector.LoadUnsafe(ref dr, (nuint)x) - wshift)).StoreUnsafe(ref dr, (nuint)x);
+        for (; x < w; x++) Unsafe.Add(ref dr, x) = Unsafe.Add(ref pr, x) * (Unsafe.Add(ref dr, x) - shift);
     }
 
     /// <summary>Packs rows [from, from + count) of a row-major (rows×cols) matrix transposed into a cols×width panel
@@ -110,76 +254,26 @@ internal static class PanelKernel
         }
     }
 
-    /// <summary>dst[x] = exp(src[x]·scale − shift) for x &lt; valid, 0 for valid ≤ x &lt; dst.Length (masked keys).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void ScaledExp<T>(ReadOnlySpan<T> src, T scale, T shift, int valid, Span<T> dst)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<T> Fma<T>(Vector<T> a, Vector<T> b, Vector<T> c) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int w = dst.Length, vc = Vector<T>.Count, x = 0;
-        if (src.Length < w || valid > w) ThrowPanel();
-        ref T s = ref MemoryMarshal.GetReference(src);
-        ref T t = ref MemoryMarshal.GetReference(dst);
-        var vs = new Vector<T>(scale); var vshift = new Vector<T>(shift);
-        for (; x + vc <= valid; x += vc)
-            Exp(Fma(Vector.LoadUnsafe(ref s, (nuint)x), vs, -vshift)).StoreUnsafe(ref t, (nuint)x);
-        for (; x < valid; x++) Unsafe.Add(ref t, x) = T.Exp(Unsafe.Add(ref s, x) * scale - shift);
-        for (; x < w; x++) Unsafe.Add(ref t, x) = T.Zero;
+        if (typeof(T) == typeof(float))
+            return Unsafe.BitCast<Vector<float>, Vector<T>>(Vector.FusedMultiplyAdd(Unsafe.BitCast<Vector<T>, Vector<float>>(a),
+                Unsafe.BitCast<Vector<T>, Vector<float>>(b), Unsafe.BitCast<Vector<T>, Vector<float>>(c)));
+        if (typeof(T) == typeof(double))
+            return Unsafe.BitCast<Vector<double>, Vector<T>>(Vector.FusedMultiplyAdd(Unsafe.BitCast<Vector<T>, Vector<double>>(a),
+                Unsafe.BitCast<Vector<T>, Vector<double>>(b), Unsafe.BitCast<Vector<T>, Vector<double>>(c)));
+        return a * b + c;
     }
 
-    /// <summary>x[i] ← x[i]·scale in place; returns max_i x[i] (after scaling).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static T ScaleAndMax<T>(Span<T> x, T scale) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Fma<T>(Vector512<T> a, Vector512<T> b, Vector512<T> c) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int w = x.Length, vc = Vector<T>.Count, i = 0;
-        ref T r = ref MemoryMarshal.GetReference(x);
-        T max = T.NegativeInfinity;
-        if (w >= vc)
-        {
-            var vs = new Vector<T>(scale);
-            var vmax = new Vector<T>(T.NegativeInfinity);
-            for (; i + vc <= w; i += vc)
-            {
-                var v = Vector.LoadUnsafe(ref r, (nuint)i) * vs;
-                v.StoreUnsafe(ref r, (nuint)i);
-                vmax = Vector.Max(vmax, v);
-            }
-            for (int k = 0; k < vc; k++) max = T.Max(max, vmax[k]);
-        }
-        for (; i < w; i++) { T v = Unsafe.Add(ref r, i) * scale; Unsafe.Add(ref r, i) = v; max = T.Max(max, v); }
-        return max;
-    }
-
-    /// <summary>x[i] ← exp(x[i] − shift) in place; returns Σ_i x[i] (after exponentiation).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static T ExpAndSum<T>(Span<T> x, T shift) where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        int w = x.Length, vc = Vector<T>.Count, i = 0;
-        ref T r = ref MemoryMarshal.GetReference(x);
-        var vshift = new Vector<T>(shift);
-        var vsum = Vector<T>.Zero;
-        for (; i + vc <= w; i += vc)
-        {
-            var v = Exp(Vector.LoadUnsafe(ref r, (nuint)i) - vshift);
-            v.StoreUnsafe(ref r, (nuint)i);
-            vsum += v;
-        }
-        T sum = Vector.Sum(vsum);
-        for (; i < w; i++) { T v = T.Exp(Unsafe.Add(ref r, i) - shift); Unsafe.Add(ref r, i) = v; sum += v; }
-        return sum;
-    }
-
-    /// <summary>ds[x] = p[x]·(ds[x] − shift): the softmax Jacobian row dS = P∘(dP − D) in place.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void JacobianRow<T>(ReadOnlySpan<T> p, T shift, Span<T> ds) where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        int w = ds.Length, vc = Vector<T>.Count, x = 0;
-        if (p.Length < w) ThrowPanel();
-        ref T pr = ref MemoryMarshal.GetReference(p);
-        ref T dr = ref MemoryMarshal.GetReference(ds);
-        var vshift = new Vector<T>(shift);
-        for (; x + vc <= w; x += vc)
-            (Vector.LoadUnsafe(ref pr, (nuint)x) * (Vector.LoadUnsafe(ref dr, (nuint)x) - vshift)).StoreUnsafe(ref dr, (nuint)x);
-        for (; x < w; x++) Unsafe.Add(ref dr, x) = Unsafe.Add(ref pr, x) * (Unsafe.Add(ref dr, x) - shift);
+        if (typeof(T) == typeof(float))
+            return Vector512.FusedMultiplyAdd(a.AsSingle(), b.AsSingle(), c.AsSingle()).As<float, T>();
+        if (typeof(T) == typeof(double))
+            return Vector512.FusedMultiplyAdd(a.AsDouble(), b.AsDouble(), c.AsDouble()).As<double, T>();
+        return a * b + c;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -187,6 +281,14 @@ internal static class PanelKernel
     {
         if (typeof(T) == typeof(float)) return Unsafe.BitCast<Vector<float>, Vector<T>>(Vector.Exp(Unsafe.BitCast<Vector<T>, Vector<float>>(a)));
         if (typeof(T) == typeof(double)) return Unsafe.BitCast<Vector<double>, Vector<T>>(Vector.Exp(Unsafe.BitCast<Vector<T>, Vector<double>>(a)));
+        throw new NotSupportedException();
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<T> Exp<T>(Vector512<T> a) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float)) return Vector512.Exp(a.AsSingle()).As<float, T>();
+        if (typeof(T) == typeof(double)) return Vector512.Exp(a.AsDouble()).As<double, T>();
         throw new NotSupportedException();
     }
 
