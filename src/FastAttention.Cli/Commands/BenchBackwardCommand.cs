@@ -39,6 +39,25 @@ internal static class BenchBackwardCommand
         return cmd;
     }
 
+    /// <summary>Best wall-clock seconds and best process CPU seconds of <paramref name="repeats"/> runs. On a shared
+    /// machine the CPU time is the steadier measure of the work (it excludes time the process waited to run).</summary>
+    private static (double Wall, double Cpu) Timed(Action run, int repeats)
+    {
+        double wall = double.PositiveInfinity, cpu = double.PositiveInfinity;
+        var process = System.Diagnostics.Process.GetCurrentProcess();
+        for (int i = 0; i < repeats; i++)
+        {
+            process.Refresh();
+            var cpu0 = process.TotalProcessorTime;
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            run();
+            wall = Math.Min(wall, sw.Elapsed.TotalSeconds);
+            process.Refresh();
+            cpu = Math.Min(cpu, (process.TotalProcessorTime - cpu0).TotalSeconds);
+        }
+        return (wall, cpu);
+    }
+
     private static List<KeyValuePair<string, object?>> Run<T>(int n, int m, int d, bool causal, int threads, int repeats)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -48,11 +67,11 @@ internal static class BenchBackwardCommand
         var exact = AttentionAlgorithms.Create("exact");
         var settings = new AttentionSettings { Threads = threads };
         exact.Compute(problem, settings);
-        double forwardSeconds = Measure.BestSeconds(() => exact.Compute(problem, settings), repeats);
+        var (forwardSeconds, forwardCpu) = Timed(() => exact.Compute(problem, settings), repeats);
         var saved = AttentionForward.Compute(problem, threads);
-        double ownForwardSeconds = Measure.BestSeconds(() => saved = AttentionForward.Compute(problem, threads), repeats);
+        var (ownForwardSeconds, ownForwardCpu) = Timed(() => saved = AttentionForward.Compute(problem, threads), repeats);
         var grads = AttentionBackward.Compute(problem, dO, saved, threads);
-        double backwardSeconds = Measure.BestSeconds(() => grads = AttentionBackward.Compute(problem, dO, saved, threads), repeats);
+        var (backwardSeconds, backwardCpu) = Timed(() => grads = AttentionBackward.Compute(problem, dO, saved, threads), repeats);
         var rows = Instances.SampleRows(n, 64, 5);
         double forwardError = Measure.MaxAbsError(problem, saved.Output.Span, rows);
         var dqReference = BackwardReference.DQRows(problem, dO, rows);
@@ -73,7 +92,9 @@ internal static class BenchBackwardCommand
             new("n", n), new("m", m), new("d", d), new("causal", causal), new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
             new("threads", threads == 0 ? Environment.ProcessorCount : threads), new("repeats", repeats),
             new("forwardSeconds", forwardSeconds), new("backwardSeconds", backwardSeconds), new("ratio", backwardSeconds / forwardSeconds),
-            new("savingForwardSeconds", ownForwardSeconds), new("ratioVsSavingForward", backwardSeconds / ownForwardSeconds),
+            new("savingForwardSeconds", ownForwardSeconds),
+            new("forwardCpuSeconds", forwardCpu), new("backwardCpuSeconds", backwardCpu), new("savingForwardCpuSeconds", ownForwardCpu),
+            new("cpuRatio", backwardCpu / forwardCpu), new("cpuRatioVsSavingForward", backwardCpu / ownForwardCpu), new("ratioVsSavingForward", backwardSeconds / ownForwardSeconds),
             new("backwardGflops", backwardFlops / backwardSeconds / 1e9), new("forwardGflops", forwardFlops / forwardSeconds / 1e9),
             new("savingForwardGflops", forwardFlops / ownForwardSeconds / 1e9), new("peakGflops", peak),
             new("backwardFractionOfPeak", backwardFlops / backwardSeconds / 1e9 / peak),

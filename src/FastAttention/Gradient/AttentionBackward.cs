@@ -107,7 +107,6 @@ public static class AttentionBackward
 
     private sealed class Workspace<T>(int bc, int d, int dv) where T : unmanaged
     {
-        public readonly T[] S = new T[bc];
         /// <summary>P and dS of one query block × key block tile, row-major (query rows × B).</summary>
         public readonly T[] P = new T[AttentionForward.QueryBlock * bc];
         public readonly T[] DS = new T[AttentionForward.QueryBlock * bc];
@@ -128,38 +127,35 @@ public static class AttentionBackward
         var vPanel = vt.AsSpan(b * dv * bc, dv * bc);
         var kRows = k.Slice(j0 * d, keys * d);
         Array.Clear(ws.DK); Array.Clear(ws.DV);
-        var sRow = ws.S.AsSpan();
         int firstQuery = head.Causal ? j0 : 0;
         if (firstQuery >= n) return; // no query sees these keys; their gradients stay 0
         for (int i0 = firstQuery / br * br; i0 < n; i0 += br)
         {
             int rows = Math.Min(br, n - i0);
+            var pTile = ws.P.AsSpan(0, rows * bc);
+            var dsTile = ws.DS.AsSpan(0, rows * bc);
+            var qRows = q.Slice(i0 * d, rows * d);
+            var doRows = dO.Slice(i0 * dv, rows * dv);
+            // S = Q_blk·K_bᵀ, then P = exp(s·S − L) row by row (recomputed; Alg. 2 lines 8–9); masked keys get P = 0
+            pTile.Clear();
+            PanelKernel.AccumulateRows(qRows, d, 1, d, kPanel, bc, pTile, bc, bc, rows);
             for (int r = 0; r < rows; r++)
             {
                 int i = i0 + r;
-                int valid = head.Causal ? Math.Min(keys, i - j0 + 1) : keys;
-                var p = ws.P.AsSpan(r * bc, bc);
-                var ds = ws.DS.AsSpan(r * bc, bc);
-                if (valid <= 0) { p.Clear(); ds.Clear(); continue; }
-                // S = qᵢ·K_bᵀ, P = exp(s·S − Lᵢ) (recomputed; Alg. 2 lines 8–9); masked keys get P = 0
-                sRow.Clear();
-                PanelKernel.Accumulate(q.Slice(i * d, d), kPanel, bc, sRow);
-                PanelKernel.ScaledExp(sRow, scale, lse[i], valid, p);
-                // dP = dOᵢ·V_bᵀ, dS = P∘(dP − Dᵢ) (Alg. 2 lines 11–12)
-                ds.Clear();
-                PanelKernel.Accumulate(dO.Slice(i * dv, dv), vPanel, bc, ds);
-                PanelKernel.JacobianRow(p, rowD[i], ds);
-                // dQᵢ += dS·K_b (scaled by s at the end; Alg. 2 line 13)
-                PanelKernel.Accumulate(ds.Slice(0, keys), kRows, d, dq.AsSpan(i * d, d));
+                int valid = Math.Max(0, head.Causal ? Math.Min(keys, i - j0 + 1) : keys);
+                var pRow = pTile.Slice(r * bc, bc);
+                PanelKernel.ScaledExp(pRow, scale, lse[i], valid, pRow);
             }
-            // dV_b += Pᵀ·dO, dK_b += dSᵀ·Q over this query block, reading tile columns (Alg. 2 lines 10 and 14)
-            var doRows = dO.Slice(i0 * dv, rows * dv);
-            var qRows = q.Slice(i0 * d, rows * d);
-            for (int j = 0; j < keys; j++)
-            {
-                PanelKernel.Accumulate(ws.P.AsSpan(j), bc, rows, doRows, dv, ws.DV.AsSpan(j * dv, dv));
-                PanelKernel.Accumulate(ws.DS.AsSpan(j), bc, rows, qRows, d, ws.DK.AsSpan(j * d, d));
-            }
+            // dP = dO_blk·V_bᵀ, dS = P∘(dP − D) (Alg. 2 lines 11–12)
+            dsTile.Clear();
+            PanelKernel.AccumulateRows(doRows, dv, 1, dv, vPanel, bc, dsTile, bc, bc, rows);
+            for (int r = 0; r < rows; r++)
+                PanelKernel.JacobianRow(pTile.Slice(r * bc, bc), rowD[i0 + r], dsTile.Slice(r * bc, bc));
+            // dQ_blk += dS·K_b (scaled by s at the end; Alg. 2 line 13)
+            PanelKernel.AccumulateRows(dsTile, bc, 1, keys, kRows, d, dq.AsSpan(i0 * d, rows * d), d, d, rows);
+            // dV_b += Pᵀ·dO_blk, dK_b += dSᵀ·Q_blk, reading tile columns in place (Alg. 2 lines 10 and 14)
+            PanelKernel.AccumulateRows(pTile, 1, bc, rows, doRows, dv, ws.DV, dv, dv, keys);
+            PanelKernel.AccumulateRows(dsTile, 1, bc, rows, qRows, d, ws.DK, d, d, keys);
         }
         TensorPrimitives.Multiply(ws.DK.AsSpan(0, keys * d), scale, dkOut.Slice(j0 * d, keys * d));
         ws.DV.AsSpan(0, keys * dv).CopyTo(dvOut.Slice(j0 * dv, keys * dv));

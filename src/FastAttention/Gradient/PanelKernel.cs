@@ -124,6 +124,139 @@ internal static class PanelKernel
         return x;
     }
 
+    /// <summary>
+    /// Four rows at once (a 4×w GEMM micro-kernel: each panel load feeds four FMAs, halving or quartering the cache
+    /// traffic of <see cref="Accumulate{T}(ReadOnlySpan{T}, int, int, ReadOnlySpan{T}, int, Span{T})"/>):
+    /// acc[r·accStride + x] += Σ_k coeffs[r·rowOffset + k·coeffStride]·panel[k·stride + x] for r &lt; 4, x &lt; w.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Accumulate4<T>(ReadOnlySpan<T> coeffs, int rowOffset, int coeffStride, int count,
+        ReadOnlySpan<T> panel, int stride, Span<T> acc, int accStride, int w)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int kk = count;
+        if (kk == 0 || w == 0) return;
+        if ((long)(kk - 1) * stride + w > panel.Length) ThrowPanel();
+        if (3L * rowOffset + (long)(kk - 1) * coeffStride >= coeffs.Length) ThrowCoeffs();
+        if (3L * accStride + w > acc.Length) ThrowPanel();
+        ref T c0 = ref MemoryMarshal.GetReference(coeffs);
+        ref T c1 = ref Unsafe.Add(ref c0, rowOffset);
+        ref T c2 = ref Unsafe.Add(ref c0, 2 * rowOffset);
+        ref T c3 = ref Unsafe.Add(ref c0, 3 * rowOffset);
+        ref T p = ref MemoryMarshal.GetReference(panel);
+        ref T a0 = ref MemoryMarshal.GetReference(acc);
+        ref T a1 = ref Unsafe.Add(ref a0, accStride);
+        ref T a2 = ref Unsafe.Add(ref a0, 2 * accStride);
+        ref T a3 = ref Unsafe.Add(ref a0, 3 * accStride);
+        int x = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            int vc = Vector512<T>.Count;
+            for (; x + 4 * vc <= w; x += 4 * vc)
+            {
+                nuint o0 = (nuint)x, o1 = (nuint)(x + vc), o2 = (nuint)(x + 2 * vc), o3 = (nuint)(x + 3 * vc);
+                var s00 = Vector512.LoadUnsafe(ref a0, o0); var s01 = Vector512.LoadUnsafe(ref a0, o1); var s02 = Vector512.LoadUnsafe(ref a0, o2); var s03 = Vector512.LoadUnsafe(ref a0, o3);
+                var s10 = Vector512.LoadUnsafe(ref a1, o0); var s11 = Vector512.LoadUnsafe(ref a1, o1); var s12 = Vector512.LoadUnsafe(ref a1, o2); var s13 = Vector512.LoadUnsafe(ref a1, o3);
+                var s20 = Vector512.LoadUnsafe(ref a2, o0); var s21 = Vector512.LoadUnsafe(ref a2, o1); var s22 = Vector512.LoadUnsafe(ref a2, o2); var s23 = Vector512.LoadUnsafe(ref a2, o3);
+                var s30 = Vector512.LoadUnsafe(ref a3, o0); var s31 = Vector512.LoadUnsafe(ref a3, o1); var s32 = Vector512.LoadUnsafe(ref a3, o2); var s33 = Vector512.LoadUnsafe(ref a3, o3);
+                for (int k = 0; k < kk; k++)
+                {
+                    int ck = k * coeffStride;
+                    ref T row = ref Unsafe.Add(ref p, k * stride + x);
+                    var p0 = Vector512.LoadUnsafe(ref row); var p1 = Vector512.LoadUnsafe(ref row, (nuint)vc);
+                    var p2 = Vector512.LoadUnsafe(ref row, (nuint)(2 * vc)); var p3 = Vector512.LoadUnsafe(ref row, (nuint)(3 * vc));
+                    var b = Vector512.Create(Unsafe.Add(ref c0, ck));
+                    s00 = Fma(b, p0, s00); s01 = Fma(b, p1, s01); s02 = Fma(b, p2, s02); s03 = Fma(b, p3, s03);
+                    b = Vector512.Create(Unsafe.Add(ref c1, ck));
+                    s10 = Fma(b, p0, s10); s11 = Fma(b, p1, s11); s12 = Fma(b, p2, s12); s13 = Fma(b, p3, s13);
+                    b = Vector512.Create(Unsafe.Add(ref c2, ck));
+                    s20 = Fma(b, p0, s20); s21 = Fma(b, p1, s21); s22 = Fma(b, p2, s22); s23 = Fma(b, p3, s23);
+                    b = Vector512.Create(Unsafe.Add(ref c3, ck));
+                    s30 = Fma(b, p0, s30); s31 = Fma(b, p1, s31); s32 = Fma(b, p2, s32); s33 = Fma(b, p3, s33);
+                }
+                s00.StoreUnsafe(ref a0, o0); s01.StoreUnsafe(ref a0, o1); s02.StoreUnsafe(ref a0, o2); s03.StoreUnsafe(ref a0, o3);
+                s10.StoreUnsafe(ref a1, o0); s11.StoreUnsafe(ref a1, o1); s12.StoreUnsafe(ref a1, o2); s13.StoreUnsafe(ref a1, o3);
+                s20.StoreUnsafe(ref a2, o0); s21.StoreUnsafe(ref a2, o1); s22.StoreUnsafe(ref a2, o2); s23.StoreUnsafe(ref a2, o3);
+                s30.StoreUnsafe(ref a3, o0); s31.StoreUnsafe(ref a3, o1); s32.StoreUnsafe(ref a3, o2); s33.StoreUnsafe(ref a3, o3);
+            }
+            for (; x + vc <= w; x += vc)
+            {
+                nuint o = (nuint)x;
+                var s0 = Vector512.LoadUnsafe(ref a0, o); var s1 = Vector512.LoadUnsafe(ref a1, o);
+                var s2 = Vector512.LoadUnsafe(ref a2, o); var s3 = Vector512.LoadUnsafe(ref a3, o);
+                for (int k = 0; k < kk; k++)
+                {
+                    int ck = k * coeffStride;
+                    var pv = Vector512.LoadUnsafe(ref Unsafe.Add(ref p, k * stride + x));
+                    s0 = Fma(Vector512.Create(Unsafe.Add(ref c0, ck)), pv, s0); s1 = Fma(Vector512.Create(Unsafe.Add(ref c1, ck)), pv, s1);
+                    s2 = Fma(Vector512.Create(Unsafe.Add(ref c2, ck)), pv, s2); s3 = Fma(Vector512.Create(Unsafe.Add(ref c3, ck)), pv, s3);
+                }
+                s0.StoreUnsafe(ref a0, o); s1.StoreUnsafe(ref a1, o); s2.StoreUnsafe(ref a2, o); s3.StoreUnsafe(ref a3, o);
+            }
+        }
+        {
+            int vc = Vector<T>.Count;
+            for (; x + 2 * vc <= w; x += 2 * vc)
+            {
+                nuint o0 = (nuint)x, o1 = (nuint)(x + vc);
+                var s00 = Vector.LoadUnsafe(ref a0, o0); var s01 = Vector.LoadUnsafe(ref a0, o1);
+                var s10 = Vector.LoadUnsafe(ref a1, o0); var s11 = Vector.LoadUnsafe(ref a1, o1);
+                var s20 = Vector.LoadUnsafe(ref a2, o0); var s21 = Vector.LoadUnsafe(ref a2, o1);
+                var s30 = Vector.LoadUnsafe(ref a3, o0); var s31 = Vector.LoadUnsafe(ref a3, o1);
+                for (int k = 0; k < kk; k++)
+                {
+                    int ck = k * coeffStride;
+                    ref T row = ref Unsafe.Add(ref p, k * stride + x);
+                    var p0 = Vector.LoadUnsafe(ref row); var p1 = Vector.LoadUnsafe(ref row, (nuint)vc);
+                    var b = new Vector<T>(Unsafe.Add(ref c0, ck)); s00 = Fma(b, p0, s00); s01 = Fma(b, p1, s01);
+                    b = new Vector<T>(Unsafe.Add(ref c1, ck)); s10 = Fma(b, p0, s10); s11 = Fma(b, p1, s11);
+                    b = new Vector<T>(Unsafe.Add(ref c2, ck)); s20 = Fma(b, p0, s20); s21 = Fma(b, p1, s21);
+                    b = new Vector<T>(Unsafe.Add(ref c3, ck)); s30 = Fma(b, p0, s30); s31 = Fma(b, p1, s31);
+                }
+                s00.StoreUnsafe(ref a0, o0); s01.StoreUnsafe(ref a0, o1); s10.StoreUnsafe(ref a1, o0); s11.StoreUnsafe(ref a1, o1);
+                s20.StoreUnsafe(ref a2, o0); s21.StoreUnsafe(ref a2, o1); s30.StoreUnsafe(ref a3, o0); s31.StoreUnsafe(ref a3, o1);
+            }
+            for (; x + vc <= w; x += vc)
+            {
+                nuint o = (nuint)x;
+                var s0 = Vector.LoadUnsafe(ref a0, o); var s1 = Vector.LoadUnsafe(ref a1, o);
+                var s2 = Vector.LoadUnsafe(ref a2, o); var s3 = Vector.LoadUnsafe(ref a3, o);
+                for (int k = 0; k < kk; k++)
+                {
+                    int ck = k * coeffStride;
+                    var pv = Vector.LoadUnsafe(ref Unsafe.Add(ref p, k * stride + x));
+                    s0 = Fma(new Vector<T>(Unsafe.Add(ref c0, ck)), pv, s0); s1 = Fma(new Vector<T>(Unsafe.Add(ref c1, ck)), pv, s1);
+                    s2 = Fma(new Vector<T>(Unsafe.Add(ref c2, ck)), pv, s2); s3 = Fma(new Vector<T>(Unsafe.Add(ref c3, ck)), pv, s3);
+                }
+                s0.StoreUnsafe(ref a0, o); s1.StoreUnsafe(ref a1, o); s2.StoreUnsafe(ref a2, o); s3.StoreUnsafe(ref a3, o);
+            }
+        }
+        for (; x < w; x++)
+        {
+            T s0 = Unsafe.Add(ref a0, x), s1 = Unsafe.Add(ref a1, x), s2 = Unsafe.Add(ref a2, x), s3 = Unsafe.Add(ref a3, x);
+            for (int k = 0; k < kk; k++)
+            {
+                int ck = k * coeffStride;
+                T pv = Unsafe.Add(ref p, k * stride + x);
+                s0 = T.FusedMultiplyAdd(Unsafe.Add(ref c0, ck), pv, s0); s1 = T.FusedMultiplyAdd(Unsafe.Add(ref c1, ck), pv, s1);
+                s2 = T.FusedMultiplyAdd(Unsafe.Add(ref c2, ck), pv, s2); s3 = T.FusedMultiplyAdd(Unsafe.Add(ref c3, ck), pv, s3);
+            }
+            Unsafe.Add(ref a0, x) = s0; Unsafe.Add(ref a1, x) = s1; Unsafe.Add(ref a2, x) = s2; Unsafe.Add(ref a3, x) = s3;
+        }
+    }
+
+    /// <summary>Rows [0, rows) of the multi-row product, four at a time, the remainder one at a time.</summary>
+    public static void AccumulateRows<T>(ReadOnlySpan<T> coeffs, int rowOffset, int coeffStride, int count,
+        ReadOnlySpan<T> panel, int stride, Span<T> acc, int accStride, int w, int rows)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int r = 0;
+        for (; r + 4 <= rows; r += 4)
+            Accumulate4(coeffs.Slice(r * rowOffset), rowOffset, coeffStride, count, panel, stride, acc.Slice(r * accStride), accStride, w);
+        for (; r < rows; r++)
+            Accumulate(coeffs.Slice(r * rowOffset), coeffStride, count, panel, stride, acc.Slice(r * accStride, w));
+    }
+
     /// <summary>dst[x] = exp(src[x]·scale − shift) for x &lt; valid, 0 for valid ≤ x &lt; dst.Length (masked keys).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScaledExp<T>(ReadOnlySpan<T> src, T scale, T shift, int valid, Span<T> dst)
