@@ -59,35 +59,38 @@ public static class AttentionForward
         var acc = new T[rows * dv];
         var max = new T[rows]; var z = new T[rows];
         Array.Fill(max, T.NegativeInfinity);
-        Span<T> sRow = stackalloc T[bc];
+        var sTile = new T[rows * bc];
+        var qRows = q.Slice(i0 * d, rows * d);
         int lastKey = head.Causal ? Math.Min(m, i0 + rows) : m; // keys ≥ lastKey are masked for every row here
         int keyBlocks = (lastKey + bc - 1) / bc;
         for (int b = 0; b < keyBlocks; b++)
         {
-            int j0 = b * bc;
-            var panel = kt.AsSpan(b * d * bc, d * bc);
+            int j0 = b * bc, keys = Math.Min(bc, m - j0);
+            // S = Q_blk·K_bᵀ for the whole query block (4-row micro-kernel)
+            Array.Clear(sTile);
+            PanelKernel.AccumulateRows(qRows, d, 1, d, kt.AsSpan(b * d * bc, d * bc), bc, sTile, bc, bc, rows);
             for (int r = 0; r < rows; r++)
             {
                 int i = i0 + r;
-                int valid = Math.Min(bc, (head.Causal ? Math.Min(i + 1, m) : m) - j0);
-                if (valid <= 0) continue;
-                sRow.Clear();
-                PanelKernel.Accumulate(q.Slice(i * d, d), panel, bc, sRow);
+                int valid = Math.Min(keys, (head.Causal ? Math.Min(i + 1, m) : m) - j0);
+                var sRow = sTile.AsSpan(r * bc, bc);
+                if (valid <= 0) { sRow.Clear(); continue; }
                 var s = sRow.Slice(0, valid);
-                T blockMax = PanelKernel.ScaleAndMax(s, scale);
-                T newMax = T.Max(max[r], blockMax);
-                var accRow = acc.AsSpan(r * dv, dv);
+                T newMax = T.Max(max[r], PanelKernel.ScaleAndMax(s, scale));
                 if (newMax > max[r])
                 {
-                    T rescale = T.Exp(max[r] - newMax); // exp(−∞) = 0 on the first block
-                    // (FlashAttention-2 Alg. 1 line 10: rescale the running sum and output)
+                    // FlashAttention-2 Alg. 1 line 10: rescale the running sum and output (exp(−∞) = 0 on the first block)
+                    T rescale = T.Exp(max[r] - newMax);
                     z[r] *= rescale;
+                    var accRow = acc.AsSpan(r * dv, dv);
                     TensorPrimitives.Multiply(accRow, rescale, accRow);
                     max[r] = newMax;
                 }
                 z[r] += PanelKernel.ExpAndSum(s, newMax);
-                PanelKernel.Accumulate(s, v.Slice(j0 * dv, valid * dv), dv, accRow);
+                sRow.Slice(valid).Clear(); // masked keys: P = 0
             }
+            // O_blk += P·V_b (4-row micro-kernel)
+            PanelKernel.AccumulateRows(sTile, bc, 1, keys, v.Slice(j0 * dv, keys * dv), dv, acc, dv, dv, rows);
         }
         for (int r = 0; r < rows; r++)
         {
