@@ -14,7 +14,7 @@ public sealed record AttentionForwardResult<T>(ReadOnlyMemory<T> Output, ReadOnl
 /// </summary>
 public static class AttentionForward
 {
-    internal const int QueryBlock = 32;
+    internal const int QueryBlock = 64;
 
     /// <summary>Key block width: 8 vectors (128 floats or 64 doubles with AVX-512, 64 or 32 with 256-bit vectors).</summary>
     internal static int KeyBlock<T>() where T : unmanaged => 8 * PanelKernel.Lanes<T>();
