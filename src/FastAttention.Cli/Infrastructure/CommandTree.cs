@@ -13,8 +13,12 @@ internal static class CommandTree
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(ReduceCommand.Create());
+        root.Subcommands.Add(GradientCommand.Create());
+        root.Subcommands.Add(BackwardCommand.Create());
         var bench = new Command("bench", "Benchmarks (ratios measured in one run).");
         bench.Subcommands.Add(BenchExactCommand.Create());
+        bench.Subcommands.Add(BenchGradientCommand.Create());
+        bench.Subcommands.Add(BenchBackwardCommand.Create());
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
         root.Subcommands.Add(experiment);

@@ -1,0 +1,95 @@
+using System.CommandLine;
+using FastAttention.Cli.Infrastructure;
+using FastAttention.Gradient;
+using FastAttention.IO;
+
+namespace FastAttention.Cli.Commands;
+
+/// <summary>
+/// <c>fastattn gradient</c>: dL/dX of Gupta et al. Def. B.1 by the reduction of Thm B.1 (d + 2 attention oracle calls),
+/// written as a d×d float64 .npy, with an optional JSON report of the oracle calls and the error budget.
+/// </summary>
+internal static class GradientCommand
+{
+    public static Command Create()
+    {
+        var a1 = Matrix("--a1", "A₁ (n×d): the queries are A₁X.");
+        var a2 = Matrix("--a2", "A₂ (m×d): the keys.");
+        var a3 = Matrix("--a3", "A₃ (m×d): the values are A₃Y.");
+        var e = Matrix("--e", "E (n×d): the target.");
+        var x = Matrix("--x", "X (d×d): the point at which dL/dX is taken.");
+        var y = Matrix("--y", "Y (d×d).");
+        var scale = new Option<double?>("--scale") { Description = "Logit scale s in exp(s·A₁XA₂ᵀ); default 1 (the paper's)." };
+        var oracle = new Option<string>("--oracle") { Description = "Attention oracle: " + string.Join(", ", AttentionAlgorithms.Names), DefaultValueFactory = _ => "exact" };
+        var epsilon = new Option<double?>("--epsilon") { Description = "Target ‖g − dL/dX‖∞ (required for approximate oracles)." };
+        var output = new Option<string>("--out") { Description = "Output .npy: dL/dX, [d, d] float64.", Required = true };
+        var report = new Option<string?>("--report") { Description = "Write a JSON report here (oracle calls, per-call ε, bound, time)." };
+        var threads = CommonOptions.Threads();
+        var cmd = new Command("gradient", "dL/dX of L(X) = ½‖D⁻¹exp(s·A₁XA₂ᵀ)A₃Y − E‖²_F via O(d) attention calls (Gupta et al. Thm B.1).")
+            { a1, a2, a3, e, x, y, scale, oracle, epsilon, output, report, threads };
+        cmd.SetAction(r =>
+        {
+            string oracleName = r.GetValue(oracle)!;
+            if (!AttentionAlgorithms.Names.Contains(oracleName, StringComparer.OrdinalIgnoreCase))
+                throw new UsageException($"--oracle: unknown algorithm '{oracleName}'; known: {string.Join(", ", AttentionAlgorithms.Names)}.");
+            var alg = AttentionAlgorithms.Create(oracleName);
+            double? eps = r.GetValue(epsilon);
+            if (eps is { } ev) CommonOptions.Positive("--epsilon", ev);
+            if (!alg.IsExact && eps is null) throw new UsageException($"--epsilon is required for the approximate oracle '{alg.Name}'.");
+            int t = r.GetValue(threads);
+            CommonOptions.AtLeast("--threads", t, 0);
+            double s = r.GetValue(scale) ?? 1.0;
+            if (!double.IsFinite(s)) throw new UsageException($"--scale must be a finite number (got {s}).");
+            var problem = Build(Load(r.GetValue(a1)!, "--a1"), Load(r.GetValue(a2)!, "--a2"), Load(r.GetValue(a3)!, "--a3"),
+                Load(r.GetValue(e)!, "--e"), Load(r.GetValue(x)!, "--x"), Load(r.GetValue(y)!, "--y"), s);
+            // An exact oracle needs no budget; the value only has to be valid.
+            var result = AttentionLossGradient.Compute(problem, alg, eps ?? 1.0, t);
+            NpyFile.Write(r.GetValue(output)!, result.Gradient.Span, [problem.D, problem.D]);
+            if (r.GetValue(report) is { } reportPath)
+            {
+                // AtomicFile.WriteAllText disposes the stream before flushing it (reported to the lead); write bytes instead.
+                var bytes = System.Text.Encoding.UTF8.GetBytes(Report(problem, result, eps));
+                AtomicFile.Write(reportPath, stream => stream.Write(bytes));
+            }
+            return 0;
+        });
+        return cmd;
+    }
+
+    internal static string Report(AttentionLossProblem p, AttentionLossGradientResult r, double? requested) => Json.Object([
+        new("oracle", r.Oracle), new("oracleIsExact", r.OracleIsExact), new("n", p.N), new("m", p.M), new("d", p.D), new("scale", p.Scale),
+        new("entryBound", r.EntryBound), new("epsilon", requested), new("oracleCalls", r.OracleCalls), new("oracleCallLimit", 2 * p.D + 4),
+        new("perCallEpsilon", new KeyValuePair<string, object?>[] { new("c5", r.EpsilonC5), new("w", r.EpsilonW), new("c7", r.EpsilonC7) }),
+        new("paperEpsilon2", r.PaperEpsilon2), new("aprioriBound", r.OracleIsExact ? 0.0 : r.AprioriBound), new("guaranteedBound", r.GuaranteedBound),
+        new("seconds", r.Elapsed.TotalSeconds), new("oracleSeconds", r.OracleElapsed.TotalSeconds),
+    ]);
+
+    private static Option<string> Matrix(string name, string description) => new(name) { Description = description + " 2-D .npy, float32 or float64.", Required = true };
+
+    private static (DenseMatrix Matrix, string Option) Load(string path, string option)
+    {
+        if (!File.Exists(path)) throw new UsageException($"{option}: the file '{path}' does not exist.");
+        var a = NpyFile.Read(path);
+        if (a.DType is not (NpyDType.Float32 or NpyDType.Float64))
+            throw new UsageException($"{option}: {path} has dtype {a.DType}; gradient inputs must be float32 (<f4) or float64 (<f8).");
+        if (a.Shape.Count != 2 || a.Shape[0] == 0 || a.Shape[1] == 0)
+            throw new UsageException($"{option}: {path} has shape ({string.Join(", ", a.Shape)}); gradient inputs must be non-empty 2-D matrices.");
+        return (new DenseMatrix(a.ToFloat64(), a.Shape[0], a.Shape[1]), option);
+    }
+
+    /// <summary>Builds the problem, turning the library's argument errors into messages that name the option.</summary>
+    private static AttentionLossProblem Build((DenseMatrix M, string O) a1, (DenseMatrix M, string O) a2, (DenseMatrix M, string O) a3,
+        (DenseMatrix M, string O) e, (DenseMatrix M, string O) x, (DenseMatrix M, string O) y, double scale)
+    {
+        try
+        {
+            return new AttentionLossProblem(a1.M, a2.M, a3.M, e.M, x.M, y.M, scale);
+        }
+        catch (ArgumentException ex) when (ex.ParamName is { } p && p != "scale")
+        {
+            string message = ex.Message;
+            int cut = message.LastIndexOf(" (Parameter '", StringComparison.Ordinal);
+            throw new UsageException($"--{p}: {(cut >= 0 ? message[..cut] : message)}");
+        }
+    }
+}

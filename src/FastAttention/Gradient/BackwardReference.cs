@@ -1,0 +1,112 @@
+using System.Numerics;
+using FastAttention.Numerics;
+
+namespace FastAttention.Gradient;
+
+/// <summary>
+/// The float64 reference backward pass: the textbook softmax Jacobian applied one query row at a time
+/// (O(m) memory per row, compensated dot products), for testing <see cref="AttentionBackward"/>.
+/// dS_ij = P_ij(⟨dOᵢ, V_j⟩ − ⟨dOᵢ, Oᵢ⟩), dQ = s·dS·K, dK = s·dSᵀ·Q, dV = Pᵀ·dO.
+/// </summary>
+public static class BackwardReference
+{
+    public static (double[] DQ, double[] DK, double[] DV) Compute<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        if (dO.Length != problem.OutputLength)
+            throw new ArgumentException($"dO has {dO.Length} elements but the output needs {problem.OutputLength}.", nameof(dO));
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
+        double s = problem.Scale;
+        var dq = new double[problem.Heads * n * d];
+        var dk = new double[problem.Heads * m * d];
+        var dvOut = new double[problem.Heads * m * dv];
+        var p = new double[m];
+        var o = new double[dv];
+        var g = new double[dv];
+        for (int h = 0; h < problem.Heads; h++)
+        {
+            var head = problem.Head(h);
+            var (q, k, v) = head.ToDouble();
+            for (int i = 0; i < n; i++)
+            {
+                int visible = head.VisibleKeys(i);
+                var qi = q.AsSpan(i * d, d);
+                double max = double.NegativeInfinity;
+                for (int j = 0; j < visible; j++) { p[j] = s * CompensatedSum.Dot(qi, k.AsSpan(j * d, d)); max = Math.Max(max, p[j]); }
+                var z = new CompensatedSum();
+                for (int j = 0; j < visible; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
+                for (int j = 0; j < visible; j++) p[j] /= z.Value;
+                for (int c = 0; c < dv; c++)
+                {
+                    var acc = new CompensatedSum();
+                    for (int j = 0; j < visible; j++) acc.Add(p[j] * v[j * dv + c]);
+                    o[c] = acc.Value;
+                    g[c] = double.CreateTruncating(dO[(h * n + i) * dv + c]);
+                }
+                double di = CompensatedSum.Dot(g, o);
+                for (int j = 0; j < visible; j++)
+                {
+                    double dsij = p[j] * (CompensatedSum.Dot(g, v.AsSpan(j * dv, dv)) - di);
+                    for (int c = 0; c < d; c++)
+                    {
+                        dq[(h * n + i) * d + c] += s * dsij * k[j * d + c];
+                        dk[(h * m + j) * d + c] += s * dsij * qi[c];
+                    }
+                    for (int c = 0; c < dv; c++) dvOut[(h * m + j) * dv + c] += p[j] * g[c];
+                }
+            }
+        }
+        return (dq, dk, dvOut);
+    }
+
+    /// <summary>Rows <paramref name="rows"/> of dQ for head 0 (rows.Length×d), O(|rows|·m·(d + dv)): a cheap check of large runs.</summary>
+    public static double[] DQRows<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO, ReadOnlySpan<int> rows)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        int m = problem.M, d = problem.D, dv = problem.Dv;
+        double s = problem.Scale;
+        var head = problem.Head(0);
+        var (q, k, v) = head.ToDouble();
+        var result = new double[rows.Length * d];
+        var p = new double[m]; var o = new double[dv]; var g = new double[dv];
+        for (int r = 0; r < rows.Length; r++)
+        {
+            int i = rows[r];
+            if ((uint)i >= (uint)problem.N) throw new ArgumentOutOfRangeException(nameof(rows), $"row {i} is outside [0, {problem.N}).");
+            int visible = head.VisibleKeys(i);
+            var qi = q.AsSpan(i * d, d);
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < visible; j++) { p[j] = s * CompensatedSum.Dot(qi, k.AsSpan(j * d, d)); max = Math.Max(max, p[j]); }
+            var z = new CompensatedSum();
+            for (int j = 0; j < visible; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
+            for (int j = 0; j < visible; j++) p[j] /= z.Value;
+            for (int c = 0; c < dv; c++)
+            {
+                var acc = new CompensatedSum();
+                for (int j = 0; j < visible; j++) acc.Add(p[j] * v[j * dv + c]);
+                o[c] = acc.Value;
+                g[c] = double.CreateTruncating(dO[i * dv + c]);
+            }
+            double di = CompensatedSum.Dot(g, o);
+            var dq = new CompensatedSum[d];
+            for (int j = 0; j < visible; j++)
+            {
+                double dsij = p[j] * (CompensatedSum.Dot(g, v.AsSpan(j * dv, dv)) - di);
+                for (int c = 0; c < d; c++) dq[c].Add(s * dsij * k[j * d + c]);
+            }
+            for (int c = 0; c < d; c++) result[r * d + c] = dq[c].Value;
+        }
+        return result;
+    }
+
+    /// <summary>ℓ = ⟨dO, Attention(Q, K, V)⟩ by the float64 reference: the scalar whose gradient the backward pass computes.</summary>
+    public static double Objective<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var o = Exact.ReferenceAttention.Compute(problem);
+        var sum = new CompensatedSum();
+        for (int t = 0; t < o.Length; t++) sum.Add(o[t] * double.CreateTruncating(dO[t]));
+        return sum.Value;
+    }
+}

@@ -1,0 +1,138 @@
+using FastAttention.Exact;
+using FastAttention.Gradient;
+using FastAttention.Tests.TestSupport;
+
+namespace FastAttention.Tests.Gradient;
+
+public class AttentionBackwardTests
+{
+    private static double MaxAbs(ReadOnlySpan<double> a) => GradientTestData.MaxAbs(a);
+
+    /// <summary>Central differences of ℓ = ⟨dO, Att(Q, K, V)⟩ with respect to every entry of one input.</summary>
+    private static double[] FiniteDifferences(AttentionProblem<double> p, double[] dO, char which, double h)
+    {
+        var q = p.Q.ToArray(); var k = p.K.ToArray(); var v = p.V.ToArray();
+        var target = which switch { 'q' => q, 'k' => k, _ => v };
+        var g = new double[target.Length];
+        for (int t = 0; t < target.Length; t++)
+        {
+            double keep = target[t];
+            target[t] = keep + h;
+            double plus = BackwardReference.Objective(new AttentionProblem<double>(q.ToArray(), k.ToArray(), v.ToArray(), p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal), dO);
+            target[t] = keep - h;
+            double minus = BackwardReference.Objective(new AttentionProblem<double>(q.ToArray(), k.ToArray(), v.ToArray(), p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal), dO);
+            target[t] = keep;
+            g[t] = (plus - minus) / (2 * h);
+        }
+        return g;
+    }
+
+    [Theory]
+    [InlineData(5, 7, 3, 2, false, 1)]
+    [InlineData(7, 5, 3, 4, true, 2)]
+    [InlineData(6, 9, 2, 3, true, 3)]
+    public void Reference_and_kernel_match_finite_differences(int n, int m, int d, int dv, bool causal, int seed)
+    {
+        var p = TestData.Problem(n, m, d, dv, 1.5, seed, causal: causal);
+        var dO = TestData.Uniform(n * dv, 1, seed + 10);
+        var (rq, rk, rv) = BackwardReference.Compute(p, dO);
+        var kernel = AttentionBackward.Compute(p, dO, threads: 2);
+        foreach (var (which, reference, fast) in new[] { ('q', rq, kernel.DQ), ('k', rk, kernel.DK), ('v', rv, kernel.DV) })
+        {
+            var fd = FiniteDifferences(p, dO, which, 1e-5);
+            double tol = 1e-7 * Math.Max(1, MaxAbs(fd));
+            Assert.True(TestData.MaxAbsDiff(reference, fd) <= tol, $"reference d{which} vs finite differences: {TestData.MaxAbsDiff(reference, fd):E3}");
+            Assert.True(TestData.MaxAbsDiff(fast.Span, fd) <= tol, $"kernel d{which} vs finite differences: {TestData.MaxAbsDiff(fast.Span, fd):E3}");
+        }
+    }
+
+    [Theory]
+    [InlineData(37, 70, 5, 3, false, 1, 11)]
+    [InlineData(37, 70, 5, 3, true, 1, 12)]
+    [InlineData(70, 37, 16, 24, true, 1, 13)]
+    [InlineData(64, 130, 8, 8, false, 2, 14)]
+    [InlineData(100, 33, 9, 17, true, 2, 15)]
+    [InlineData(40, 50, 7, 6, true, 4, 16)]
+    public void Float64_kernel_matches_the_reference(int n, int m, int d, int dv, bool causal, int heads, int seed)
+    {
+        var p = TestData.Problem(n, m, d, dv, 2.0, seed, scale: 0.7, causal: causal, heads: heads);
+        var dO = TestData.Uniform(heads * n * dv, 1, seed + 10);
+        var (rq, rk, rv) = BackwardReference.Compute(p, dO);
+        var g = AttentionBackward.Compute(p, dO, threads: 3);
+        AssertClose(rq, g.DQ.Span, 1e-11, "dQ");
+        AssertClose(rk, g.DK.Span, 1e-11, "dK");
+        AssertClose(rv, g.DV.Span, 1e-11, "dV");
+    }
+
+    [Theory]
+    [InlineData(50, 140, 16, 16, false, 21)]
+    [InlineData(140, 90, 32, 8, true, 22)]
+    public void Float32_kernel_matches_the_reference_to_float32_accuracy(int n, int m, int d, int dv, bool causal, int seed)
+    {
+        var p64 = TestData.Problem(n, m, d, dv, 1.0, seed, causal: causal);
+        var p32 = new AttentionProblem<float>(TestData.ToFloat(p64.Q.ToArray()), TestData.ToFloat(p64.K.ToArray()), TestData.ToFloat(p64.V.ToArray()),
+            n, m, d, dv, 1, p64.Scale, causal);
+        var dO = TestData.Uniform(n * dv, 1, seed + 10);
+        var dO32 = TestData.ToFloat(dO);
+        // The reference on the float32-rounded inputs, so only the kernel's float32 arithmetic is measured.
+        var p64r = new AttentionProblem<double>(TestData.ToDouble(p32.Q.ToArray()), TestData.ToDouble(p32.K.ToArray()), TestData.ToDouble(p32.V.ToArray()),
+            n, m, d, dv, 1, p64.Scale, causal);
+        var (rq, rk, rv) = BackwardReference.Compute(p64r, TestData.ToDouble(dO32));
+        var g = AttentionBackward.Compute(p32, dO32, threads: 2);
+        // float32: unit roundoff 6e-8, sums of ≤ 140 terms of dot products of length ≤ 32.
+        AssertClose(rq, TestData.ToDouble(g.DQ.ToArray()), 1e-4, "dQ");
+        AssertClose(rk, TestData.ToDouble(g.DK.ToArray()), 1e-4, "dK");
+        AssertClose(rv, TestData.ToDouble(g.DV.ToArray()), 1e-4, "dV");
+    }
+
+    [Theory]
+    [InlineData(45, 77, 6, 5, false)]
+    [InlineData(45, 77, 6, 5, true)]
+    public void Forward_saves_the_output_and_the_log_sum_exp(int n, int m, int d, int dv, bool causal)
+    {
+        var p = TestData.Problem(n, m, d, dv, 2.0, 31, causal: causal);
+        var f = AttentionForward.Compute(p, 2);
+        AssertClose(ReferenceAttention.Compute(p), f.Output.Span, 1e-12, "O");
+        var q = p.Q.Span; var k = p.K.Span;
+        for (int i = 0; i < n; i++)
+        {
+            int visible = causal ? Math.Min(i + 1, m) : m;
+            double sum = 0;
+            for (int j = 0; j < visible; j++)
+            {
+                double dot = 0;
+                for (int c = 0; c < d; c++) dot += q[i * d + c] * k[j * d + c];
+                sum += Math.Exp(p.Scale * dot);
+            }
+            Assert.Equal(Math.Log(sum), f.LogSumExp.Span[i], 10);
+        }
+    }
+
+    [Fact]
+    public void Causal_keys_no_query_sees_get_zero_gradients()
+    {
+        var p = TestData.Problem(10, 80, 4, 4, 1.0, 41, causal: true);
+        var g = AttentionBackward.Compute(p, TestData.Uniform(40, 1, 42), threads: 2);
+        for (int t = 10 * 4; t < 80 * 4; t++) { Assert.Equal(0.0, g.DK.Span[t]); Assert.Equal(0.0, g.DV.Span[t]); }
+        Assert.Contains(g.DK.ToArray().Take(40), x => x != 0);
+    }
+
+    [Fact]
+    public void Bad_inputs_name_the_argument()
+    {
+        var p = TestData.Problem(6, 5, 3, 2, 1.0, 51);
+        Assert.Equal("dO", Assert.Throws<ArgumentException>(() => AttentionBackward.Compute(p, new double[11])).ParamName);
+        var nan = new double[12]; nan[3] = double.NaN;
+        Assert.Equal("dO", Assert.Throws<ArgumentException>(() => AttentionBackward.Compute(p, nan)).ParamName);
+        var wrongForward = new AttentionForwardResult<double>(new double[12], new double[5]);
+        Assert.Equal("forward", Assert.Throws<ArgumentException>(() => AttentionBackward.Compute(p, new double[12], wrongForward)).ParamName);
+        Assert.Equal("threads", Assert.ThrowsAny<ArgumentException>(() => AttentionBackward.Compute(p, new double[12], threads: -2)).ParamName);
+    }
+
+    private static void AssertClose(ReadOnlySpan<double> reference, ReadOnlySpan<double> actual, double relative, string what)
+    {
+        double err = TestData.MaxAbsDiff(actual, reference);
+        double scale = Math.Max(MaxAbs(reference), 1e-300);
+        Assert.True(err <= relative * scale, $"{what}: max error {err:E3} > {relative:E1}·{scale:E3}");
+    }
+}
