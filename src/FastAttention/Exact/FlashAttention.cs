@@ -18,36 +18,61 @@ public sealed class FlashAttention : AttentionAlgorithm
     /// <summary>Forces a SIMD width (16, 8 or 1 float32 lanes) for tests; 0 = the widest the CPU has.</summary>
     internal int ForcedFloat32Lanes { get; init; }
 
-    protected override unsafe HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    {
+        Run(head, output, [], settings.EffectiveThreads);
+        return HeadReport.Exact;
+    }
+
+    /// <summary>
+    /// Exact attention and the per-row log-sum-exp Lᵢ = log Σ_{j visible} exp(s·qᵢ·kⱼ) ([heads, n]) — what the
+    /// FlashAttention-2 backward pass keeps from the forward pass. Heads run one after another, each on all threads.
+    /// </summary>
+    public (T[] Output, T[] LogSumExp) ComputeWithLogSumExp<T>(AttentionProblem<T> problem, int threads = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        if (threads < 0) ThrowHelper.ArgumentOutOfRange(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
+        var output = new T[problem.OutputLength];
+        var lse = new T[(long)problem.Heads * problem.N];
+        int t = threads > 0 ? threads : Environment.ProcessorCount;
+        for (int h = 0; h < problem.Heads; h++)
+            Run(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), lse.AsSpan(h * problem.N, problem.N), t);
+        return (output, lse);
+    }
+
+    private unsafe void Run<T>(AttentionHead<T> head, Span<T> output, Span<T> lse, int threads) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int lanes = ForcedFloat32Lanes > 0 ? ForcedFloat32Lanes : SimdInfo.Float32Lanes;
         using var qh = head.QMemory.Pin();
         using var kh = head.KMemory.Pin();
         using var vh = head.VMemory.Pin();
+        int n = head.N, m = head.M, d = head.D, dv = head.Dv;
+        double scale = head.Scale;
+        bool causal = head.Causal;
         fixed (T* o = output)
+        fixed (T* l = lse)
         {
-            var args = (head.N, head.M, head.D, head.Dv, head.Scale, head.Causal, settings.EffectiveThreads);
             if (typeof(T) == typeof(float))
             {
-                float* q = (float*)qh.Pointer, k = (float*)kh.Pointer, v = (float*)vh.Pointer, of = (float*)o;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<float, Vector512<float>, Simd512F>.Run(q, k, v, of, args.N, args.M, args.D, args.Dv, args.Scale, args.Causal, args.EffectiveThreads);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<float, Vector256<float>, Simd256F>.Run(q, k, v, of, args.N, args.M, args.D, args.Dv, args.Scale, args.Causal, args.EffectiveThreads);
-                else FlashKernel<float, float, ScalarSimd<float>>.Run(q, k, v, of, args.N, args.M, args.D, args.Dv, args.Scale, args.Causal, args.EffectiveThreads);
+                float* q = (float*)qh.Pointer, k = (float*)kh.Pointer, v = (float*)vh.Pointer, of = (float*)o, lf = (float*)l;
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<float, Vector512<float>, Simd512F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<float, Vector256<float>, Simd256F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads);
+                else FlashKernel<float, float, ScalarSimd<float>>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads);
             }
             else
             {
-                double* q = (double*)qh.Pointer, k = (double*)kh.Pointer, v = (double*)vh.Pointer, od = (double*)o;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<double, Vector512<double>, Simd512D>.Run(q, k, v, od, args.N, args.M, args.D, args.Dv, args.Scale, args.Causal, args.EffectiveThreads);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<double, Vector256<double>, Simd256D>.Run(q, k, v, od, args.N, args.M, args.D, args.Dv, args.Scale, args.Causal, args.EffectiveThreads);
-                else FlashKernel<double, double, ScalarSimd<double>>.Run(q, k, v, od, args.N, args.M, args.D, args.Dv, args.Scale, args.Causal, args.EffectiveThreads);
+                double* q = (double*)qh.Pointer, k = (double*)kh.Pointer, v = (double*)vh.Pointer, od = (double*)o, ld = (double*)l;
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<double, Vector512<double>, Simd512D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<double, Vector256<double>, Simd256D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads);
+                else FlashKernel<double, double, ScalarSimd<double>>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads);
             }
         }
-        RecomputeNonFinite(head, output);
-        return HeadReport.Exact;
+        RecomputeNonFinite(head, output, lse);
     }
 
     /// <summary>Rows whose float logits overflowed (only possible for |s·q·k| beyond the type's range) are redone in float64.</summary>
-    private static void RecomputeNonFinite<T>(AttentionHead<T> head, Span<T> output) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    private static void RecomputeNonFinite<T>(AttentionHead<T> head, Span<T> output, Span<T> lse) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         double[]? q = null, k = null, v = null;
         double[]? row = null;
@@ -59,8 +84,9 @@ public sealed class FlashAttention : AttentionAlgorithm
             if (!bad) continue;
             if (q is null) (q, k, v) = head.ToDouble();
             row ??= new double[head.Dv];
-            ReferenceAttention.Row(q, k!, v!, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
+            double logSumExp = ReferenceAttention.Row(q, k!, v!, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
             for (int c = 0; c < head.Dv; c++) oi[c] = T.CreateTruncating(row[c]);
+            if (!lse.IsEmpty) lse[i] = T.CreateTruncating(logSumExp);
         }
     }
 }

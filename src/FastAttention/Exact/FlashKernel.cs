@@ -22,7 +22,20 @@ internal static unsafe class FlashKernel<T, TV, TS>
     /// dominate); logits are computed in 4-vector slices (16 accumulators).</summary>
     public static int KeyVectors(int d) => d <= 16 ? 32 : 8;
 
-    public static void Run(T* q, T* k, T* v, T* o, int n, int m, int d, int dv, double scale, bool causal, int threads)
+    /// <summary>Runs one head: O (n×dv) = softmax(s·QKᵀ)·V over pinned row-major buffers.</summary>
+    /// <param name="q">Queries, n×d.</param>
+    /// <param name="k">Keys, m×d.</param>
+    /// <param name="v">Values, m×dv.</param>
+    /// <param name="o">Output, n×dv.</param>
+    /// <param name="lse">Optional (may be null): receives Lᵢ = log Σ_j exp(s·qᵢ·kⱼ) over visible keys, for the backward pass.</param>
+    /// <param name="n">Queries.</param>
+    /// <param name="m">Keys.</param>
+    /// <param name="d">Head dimension.</param>
+    /// <param name="dv">Value dimension.</param>
+    /// <param name="scale">The logit scale s.</param>
+    /// <param name="causal">PyTorch is_causal mask.</param>
+    /// <param name="threads">Threads over query tiles.</param>
+    public static void Run(T* q, T* k, T* v, T* o, T* lse, int n, int m, int d, int dv, double scale, bool causal, int threads)
     {
         int w = TS.Count, keyVectors = KeyVectors(d), bc = keyVectors * w;
         int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
@@ -46,7 +59,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 if (!packV && tailRows < bc)
                     for (int j = 0; j < tailRows; j++)
                         new ReadOnlySpan<T>(v + ((blocks - 1) * bc + j) * (long)dv, dv).CopyTo(new Span<T>(ptail + j * dvPad, dv));
-                nint pq = (nint)q, pk = (nint)pkt, pv = packV ? (nint)pvp : (nint)v, pt = (nint)ptail, po = (nint)o;
+                nint pl = (nint)lse, pq = (nint)q, pk = (nint)pkt, pv = packV ? (nint)pvp : (nint)v, pt = (nint)ptail, po = (nint)o;
                 bool tailFromPacked = packV || tailRows == bc;
                 int vStride = transposeV ? dv : packV ? dvPad : dv;
                 T qScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e: exp(s·x) = 2^(s·log₂e·x)
@@ -57,7 +70,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                     {
                         var ctx = new Context
                         {
-                            Q = (T*)pq, Kt = (T*)pk, V = (T*)pv, Tail = tailFromPacked ? null : (T*)pt, O = (T*)po,
+                            Lse = (T*)pl, Q = (T*)pq, Kt = (T*)pk, V = (T*)pv, Tail = tailFromPacked ? null : (T*)pt, O = (T*)po,
                             N = n, M = m, D = d, Dv = dv, DvPad = dvPad, Bc = bc, Blocks = blocks, Causal = causal, QScale = qScale,
                             VStride = vStride, KeyVectors = keyVectors, TransposedV = transposeV,
                         };
@@ -71,7 +84,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
 
     private struct Context
     {
-        public T* Q, Kt, V, Tail, O;
+        public T* Q, Kt, V, Tail, O, Lse;
         public int N, M, D, Dv, DvPad, Bc, Blocks, VStride, KeyVectors;
         public bool Causal, TransposedV;
         public T QScale;
@@ -154,6 +167,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 T* dst = x.O + (long)(i0 + r) * x.Dv;
                 T* src = acc + r * dvPad;
                 for (int c = 0; c < x.Dv; c++) dst[c] = src[c] * inv;
+                // Natural-log LSE from the log₂-domain running max and sum: ln 2·(max₂ + log₂ Σ).
+                if (x.Lse != null) x.Lse[i0 + r] = T.CreateTruncating(0.6931471805599453) * (rowMax[r] + T.CreateTruncating(Math.Log2(double.CreateTruncating(rowSum[r]))));
             }
         }
     }

@@ -50,8 +50,9 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         return HeadReport.Exact;
     }
 
-    /// <summary>One output row: softmax(s·qᵢKᵀ)·V with the max subtracted, in float64 with compensated sums.</summary>
-    internal static void Row(double[] q, double[] k, double[] v, int m, int d, int dv, double scale, bool causal, int i, Span<double> output)
+    /// <summary>One output row: softmax(s·qᵢKᵀ)·V with the max subtracted, in float64 with compensated sums.
+    /// Returns the row's log-sum-exp log Σ_j exp(s·qᵢ·kⱼ).</summary>
+    internal static double Row(double[] q, double[] k, double[] v, int m, int d, int dv, double scale, bool causal, int i, Span<double> output)
     {
         int visible = causal ? Math.Min(i + 1, m) : m;
         var logits = new double[visible];
@@ -72,5 +73,6 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         }
         double inv = 1.0 / z.Value;
         for (int c = 0; c < dv; c++) output[c] = acc[c].Value * inv;
+        return max + Math.Log(z.Value);
     }
 }

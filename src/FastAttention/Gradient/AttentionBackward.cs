@@ -19,6 +19,12 @@ public sealed record AttentionGradients<T>(ReadOnlyMemory<T> DQ, ReadOnlyMemory<
 /// </remarks>
 public static class AttentionBackward
 {
+    /// <summary>Query rows per tile of the backward pass.</summary>
+    internal const int QueryBlock = 64;
+
+    /// <summary>Key block width: 8 vectors (128 floats or 64 doubles with AVX-512, 64 or 32 with 256-bit vectors).</summary>
+    internal static int KeyBlock<T>() where T : unmanaged => 8 * PanelKernel.Lanes<T>();
+
     /// <summary>Runs the forward pass (saving O and L) and then the backward pass.</summary>
     public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -44,7 +50,7 @@ public static class AttentionBackward
         var dk = new T[(long)problem.Heads * m * d];
         var dvOut = new T[(long)problem.Heads * m * dv];
         int threadCount = threads > 0 ? threads : Environment.ProcessorCount;
-        int keyBlocks = (m + AttentionForward.KeyBlock<T>() - 1) / AttentionForward.KeyBlock<T>();
+        int keyBlocks = (m + KeyBlock<T>() - 1) / KeyBlock<T>();
         if (problem.Heads >= threadCount && threadCount > 1)
         {
             // Enough heads to keep every thread busy: one head per thread, each single-threaded (no dQ partials).
@@ -65,7 +71,7 @@ public static class AttentionBackward
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
-        int bc = AttentionForward.KeyBlock<T>();
+        int bc = KeyBlock<T>();
         int keyBlocks = (m + bc - 1) / bc;
         var head = problem.Head(h);
         var doHead = dO.Slice(h * n * dv, n * dv);
@@ -108,8 +114,8 @@ public static class AttentionBackward
     private sealed class Workspace<T>(int bc, int d, int dv) where T : unmanaged
     {
         /// <summary>P and dS of one query block × key block tile, row-major (query rows × B).</summary>
-        public readonly T[] P = new T[AttentionForward.QueryBlock * bc];
-        public readonly T[] DS = new T[AttentionForward.QueryBlock * bc];
+        public readonly T[] P = new T[QueryBlock * bc];
+        public readonly T[] DS = new T[QueryBlock * bc];
         public readonly T[] DK = new T[bc * d];
         public readonly T[] DV = new T[bc * dv];
     }
@@ -119,7 +125,7 @@ public static class AttentionBackward
         int b, T[] dq, Span<T> dkOut, Span<T> dvOut, Workspace<T> ws)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int n = head.N, m = head.M, d = head.D, dv = head.Dv, bc = AttentionForward.KeyBlock<T>(), br = AttentionForward.QueryBlock;
+        int n = head.N, m = head.M, d = head.D, dv = head.Dv, bc = KeyBlock<T>(), br = QueryBlock;
         int j0 = b * bc, keys = Math.Min(bc, m - j0);
         T scale = T.CreateTruncating(head.Scale);
         var q = head.Q; var k = head.K;

@@ -98,6 +98,26 @@ public class FlashAttentionTests
         Assert.Equal(5f, o[0]);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Log_sum_exp_matches_the_reference_per_row(bool causal)
+    {
+        var p = TestData.Problem(45, 131, 7, 5, 3, seed: 21, causal: causal, heads: 2);
+        var (output, lse) = new FlashAttention().ComputeWithLogSumExp(p, threads: 2);
+        Assert.True(TestData.MaxAbsDiff(output, ReferenceAttention.Compute(p)) <= 1e-12 * p.VMax);
+        var row = new double[p.Dv];
+        for (int h = 0; h < 2; h++)
+        {
+            var (q, k, v) = p.Head(h).ToDouble();
+            for (int i = 0; i < p.N; i++)
+            {
+                double expected = ReferenceAttention.Row(q, k, v, p.M, p.D, p.Dv, p.Scale, causal, i, row);
+                Assert.True(Math.Abs(lse[h * p.N + i] - expected) <= 1e-12 * (1 + Math.Abs(expected)), $"head {h} row {i}: {lse[h * p.N + i]} vs {expected}");
+            }
+        }
+    }
+
     [Fact]
     public void Multi_head_and_batched_inputs_run_head_by_head()
     {
