@@ -1,0 +1,228 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+
+namespace FastAttention.Polynomial;
+
+/// <summary>
+/// Alman–Song Algorithm 1 ("polynomial"): A ≈ Ã = U₁U₂ᵀ = P(s·QKᵀ) with a low-degree polynomial P of exp
+/// (Cor. 2.2, Lemma 3.2), then w̃ = U₁(U₂ᵀ1), T = diag(w̃)⁻¹·U₁(U₂ᵀV) in O((n + m)·r·(d + dv)) time. U₁ and U₂ are
+/// never stored: they are produced chunk by chunk (r×chunk), so the extra memory is O(workers·r·chunk + blocks·r·dv)
+/// and there is no n×m (nor n×r) buffer. Causal attention uses prefix sums of U₂ⱼᵀ[Vⱼ, 1] over keys.
+/// Certified: ‖T − Att‖∞ ≤ ε including float64 rounding (<see cref="ErrorBudget"/>); refuses when the rank would
+/// exceed <see cref="MaxRank"/> or float64 cannot certify ε on the logit interval.
+/// </summary>
+public sealed class PolynomialAttention : AttentionAlgorithm
+{
+    /// <summary>The default rank budget.</summary>
+    public const int DefaultMaxRank = 8192;
+
+    public override string Name => "polynomial";
+    public override bool IsExact => false;
+
+    /// <summary>The largest rank r = C(g + d, d) the method accepts before refusing.</summary>
+    public int MaxRank { get; init; } = DefaultMaxRank;
+
+    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    {
+        if (!(settings.Epsilon < 1))
+            ThrowHelper.ArgumentOutOfRange(nameof(settings.Epsilon),
+                $"polynomial needs ε < 1 (got {settings.Epsilon}); Lemmas 3.5–3.6 budget a relative error below 1 on every entry of A.");
+        if (MaxRank < 1) ThrowHelper.ArgumentOutOfRange(nameof(MaxRank), $"the rank budget must be at least 1 (got {MaxRank}).");
+        // Refuse before any work (and outside the per-head parallel loop): plan every head now.
+        for (int h = 0; h < problem.Heads; h++)
+            PolynomialPlan.Create(HeadStats.Measure(problem.Head(h)), settings.Epsilon, MaxRank);
+    }
+
+    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    {
+        var plan = PolynomialPlan.Create(HeadStats.Measure(head), settings.Epsilon, MaxRank);
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = settings.EffectiveThreads };
+        var result = new T[head.N * head.Dv];
+        if (head.Causal) Causal(plan, head.QMemory, head.KMemory, head.VMemory, result, opts);
+        else NonCausal(plan, head.QMemory, head.KMemory, head.VMemory, result, opts);
+        result.CopyTo(output);
+        return new HeadReport(plan.Budget.Total, plan.Parameters());
+    }
+
+    /// <summary>Per-worker buffers (structure-of-arrays, chunk rows per column).</summary>
+    private sealed class Scratch(int r, int d, int dv, int chunk, bool causal)
+    {
+        public readonly double[] X = new double[d * chunk];
+        public readonly double[] F = new double[r * chunk];
+        public readonly double[] Vc = new double[(dv + 1) * chunk];
+        public readonly double[] Acc = new double[(dv + 1) * chunk];
+        public readonly double[] Xk = causal ? new double[d * chunk] : [];
+        public readonly double[] Fk = causal ? new double[r * chunk] : [];
+        public readonly double[] Rows = causal ? new double[chunk * r] : [];  // query features φ, row-major
+        public readonly double[] RowsK = causal ? new double[chunk * r] : []; // key monomials ψ, row-major
+    }
+
+    /// <summary>Scaled inputs, column-major: x[i·chunk + j] = σ·src[(row0 + j)·d + i].</summary>
+    private static void LoadScaled<T>(ReadOnlySpan<T> src, int row0, int rows, int d, double sigma, double[] x, int chunk)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var s = src.Slice(row0 * d, rows * d);
+        for (int j = 0; j < rows; j++)
+            for (int i = 0; i < d; i++)
+                x[i * chunk + j] = sigma * double.CreateTruncating(s[j * d + i]);
+    }
+
+    /// <summary>
+    /// Algorithm 1 lines 7 and 9 on keys [lo, hi): s[c·r + α] += Σ_j ψ_α(kⱼ)·V_jc and s[dv·r + α] += Σ_j ψ_α(kⱼ),
+    /// i.e. U₂ᵀ[V, 1] (without the coefficients, which go on the query side).
+    /// </summary>
+    private static void KeySums<T>(PolynomialPlan plan, ReadOnlySpan<T> k, ReadOnlySpan<T> v, int lo, int hi, Scratch sc, double[] s)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int r = f.Rank, d = plan.Stats.D, dv = plan.Stats.Dv, chunk = plan.Chunk;
+        for (int c0 = lo; c0 < hi; c0 += chunk)
+        {
+            int len = Math.Min(chunk, hi - c0);
+            LoadScaled(k, c0, len, d, f.KeyScale, sc.X, chunk);
+            f.Monomials(sc.X, len, chunk, sc.F);
+            var vs = v.Slice(c0 * dv, len * dv);
+            for (int j = 0; j < len; j++)
+                for (int c = 0; c < dv; c++)
+                    sc.Vc[c * chunk + j] = double.CreateTruncating(vs[j * dv + c]);
+            for (int a = 0; a < r; a++)
+            {
+                var fa = new ReadOnlySpan<double>(sc.F, a * chunk, len);
+                for (int c = 0; c < dv; c++) s[c * r + a] += TensorPrimitives.Dot(fa, new ReadOnlySpan<double>(sc.Vc, c * chunk, len));
+                s[dv * r + a] += TensorPrimitives.Sum(fa);
+            }
+        }
+    }
+
+    /// <summary>Σ over key blocks of U₂ᵀ[V, 1], block sums in parallel, added in block order (deterministic).</summary>
+    private static double[][] BlockSums<T>(PolynomialPlan plan, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, int keys, int blocks, ParallelOptions opts)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int r = plan.Factors.Rank, d = plan.Stats.D, dv = plan.Stats.Dv;
+        var partial = new double[blocks][];
+        Parallel.For(0, blocks, opts, () => new Scratch(r, d, dv, plan.Chunk, false), (b, _, sc) =>
+        {
+            var s = new double[(dv + 1) * r];
+            int lo = b * PolynomialPlan.Block, hi = Math.Min(keys, lo + PolynomialPlan.Block);
+            if (lo < hi) KeySums(plan, k.Span, v.Span, lo, hi, sc, s);
+            partial[b] = s;
+            return sc;
+        }, _ => { });
+        return partial;
+    }
+
+    /// <summary>Algorithm 1: T = diag(U₁(U₂ᵀ1))⁻¹·U₁(U₂ᵀV).</summary>
+    private static void NonCausal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, T[] output, ParallelOptions opts)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, m = plan.Stats.M, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int keyBlocks = (m + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
+        var partial = BlockSums(plan, k, v, m, keyBlocks, opts);
+        var s = partial[0];
+        for (int b = 1; b < keyBlocks; b++) TensorPrimitives.Add(s, partial[b], s);
+        // The coefficients a_{|α|}·multinomial(α) of φ (Lemma 3.2), applied once to the r×(dv + 1) sums.
+        for (int c = 0; c <= dv; c++) TensorPrimitives.Multiply(s.AsSpan(c * r, r), f.Coefficients, s.AsSpan(c * r, r));
+        int queryBlocks = (n + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
+        Parallel.For(0, queryBlocks, opts, () => new Scratch(r, d, dv, chunk, false), (b, _, sc) =>
+        {
+            int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
+            var qs = q.Span;
+            for (int c0 = lo; c0 < hi; c0 += chunk)
+            {
+                int len = Math.Min(chunk, hi - c0);
+                LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
+                f.Monomials(sc.X, len, chunk, sc.F);
+                Array.Clear(sc.Acc);
+                // Lines 7 and 10: U₁·(U₂ᵀ[V, 1]) for this chunk of queries.
+                for (int a = 0; a < r; a++)
+                {
+                    var fa = new ReadOnlySpan<double>(sc.F, a * chunk, len);
+                    for (int c = 0; c <= dv; c++)
+                    {
+                        var acc = new Span<double>(sc.Acc, c * chunk, len);
+                        TensorPrimitives.MultiplyAdd(fa, s[c * r + a], acc, acc);
+                    }
+                }
+                // Lines 8 and 11: divide by w̃.
+                for (int j = 0; j < len; j++)
+                {
+                    double w = sc.Acc[dv * chunk + j];
+                    for (int c = 0; c < dv; c++) output[(c0 + j) * dv + c] = T.CreateTruncating(sc.Acc[c * chunk + j] / w);
+                }
+            }
+            return sc;
+        }, _ => { });
+    }
+
+    /// <summary>
+    /// Causal Algorithm 1: query i uses S_i = Σ_{j ≤ i} ψ(kⱼ)[Vⱼ, 1]ᵀ, streamed row by row. Rows are cut into blocks;
+    /// pass 1 sums each block's keys, a prefix over blocks gives each block its start, pass 2 streams within blocks
+    /// (O(r·(dv + 1)) state per block) — O(n·r·dv) time.
+    /// </summary>
+    private static void Causal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, T[] output, ParallelOptions opts)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, m = plan.Stats.M, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int blocks = (n + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
+        // Pass 1: key sums of blocks 0 .. blocks − 2 (keys beyond n are never visible; keys beyond m do not exist).
+        var prefix = new double[blocks][];
+        prefix[0] = new double[(dv + 1) * r];
+        if (blocks > 1)
+        {
+            var partial = BlockSums(plan, k, v, Math.Min(m, (blocks - 1) * PolynomialPlan.Block), blocks - 1, opts);
+            for (int b = 1; b < blocks; b++)
+            {
+                prefix[b] = (double[])prefix[b - 1].Clone();
+                TensorPrimitives.Add(prefix[b], partial[b - 1], prefix[b]);
+            }
+        }
+        var coef = f.Coefficients.ToArray();
+        // Pass 2: stream each block from its prefix.
+        Parallel.For(0, blocks, opts, () => new Scratch(r, d, dv, chunk, true), (b, _, sc) =>
+        {
+            var s = prefix[b];
+            int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
+            var qs = q.Span; var ks = k.Span; var vs = v.Span;
+            for (int c0 = lo; c0 < hi; c0 += chunk)
+            {
+                int len = Math.Min(chunk, hi - c0);
+                int keyLen = Math.Clamp(m - c0, 0, len);
+                LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
+                f.Monomials(sc.X, len, chunk, sc.F);
+                for (int a = 0; a < r; a++)
+                {
+                    double ca = coef[a];
+                    for (int j = 0; j < len; j++) sc.Rows[j * r + a] = ca * sc.F[a * chunk + j];
+                }
+                if (keyLen > 0)
+                {
+                    LoadScaled(ks, c0, keyLen, d, f.KeyScale, sc.Xk, chunk);
+                    f.Monomials(sc.Xk, keyLen, chunk, sc.Fk);
+                    for (int a = 0; a < r; a++)
+                        for (int j = 0; j < keyLen; j++) sc.RowsK[j * r + a] = sc.Fk[a * chunk + j];
+                }
+                for (int j = 0; j < len; j++)
+                {
+                    int row = c0 + j;
+                    if (j < keyLen)
+                    {
+                        var psi = new ReadOnlySpan<double>(sc.RowsK, j * r, r);
+                        for (int c = 0; c < dv; c++)
+                        {
+                            var sc_ = s.AsSpan(c * r, r);
+                            TensorPrimitives.MultiplyAdd(psi, double.CreateTruncating(vs[row * dv + c]), sc_, sc_);
+                        }
+                        TensorPrimitives.Add(s.AsSpan(dv * r, r), psi, s.AsSpan(dv * r, r));
+                    }
+                    var phi = new ReadOnlySpan<double>(sc.Rows, j * r, r);
+                    double w = TensorPrimitives.Dot(phi, s.AsSpan(dv * r, r));
+                    for (int c = 0; c < dv; c++)
+                        output[row * dv + c] = T.CreateTruncating(TensorPrimitives.Dot(phi, s.AsSpan(c * r, r)) / w);
+                }
+            }
+            return sc;
+        }, _ => { });
+    }
+}
