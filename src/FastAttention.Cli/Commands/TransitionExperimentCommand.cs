@@ -139,11 +139,18 @@ internal static class TransitionExperimentCommand
                 Math.Sqrt(Math.Log(1 << p.LogN)).ToString("R", Inv), p.ExactSeconds.ToString("R", Inv), p.ExactSampledRows.ToString(Inv),
                 p.BStar.ToString("R", Inv), p.Limit.Replace(',', ';'), p.PolySeconds.ToString("R", Inv), p.Degree.ToString(Inv),
                 p.Rank.ToString(Inv), p.R.ToString("R", Inv), p.TheoryDegree.ToString("R", Inv), p.Lemma21Degree.ToString("R", Inv)));
-        AtomicFile.WriteAllText(Path.Combine(dir, "transition.csv"), sb.ToString());
+        WriteText(Path.Combine(dir, "transition.csv"), sb.ToString());
         var deg = new StringBuilder("R,epsilon,degree,lemma21Degree\n");
         foreach (var (r, e, g, f) in DegreeTable())
             deg.AppendLine(string.Join(",", r.ToString("R", Inv), e.ToString("R", Inv), g.ToString(Inv), f.ToString("R", Inv)));
-        AtomicFile.WriteAllText(Path.Combine(dir, "transition-degree.csv"), deg.ToString());
+        WriteText(Path.Combine(dir, "transition-degree.csv"), deg.ToString());
+    }
+
+    /// <summary>Atomic text write (AtomicFile.WriteAllText's StreamWriter closes the stream before its flush).</summary>
+    private static void WriteText(string path, string text)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        AtomicFile.Write(path, s => s.Write(bytes));
     }
 
     private static void WritePlot(string dir, List<Point> points, int d)

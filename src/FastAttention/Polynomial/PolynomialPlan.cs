@@ -101,7 +101,7 @@ internal sealed class PolynomialPlan
             }
             catch (AttentionRefusedException e)
             {
-                RefuseFloat64(r, epsilon, $"the exp polynomial itself is out of reach ({e.Message})");
+                RefuseFloat64(r, epsilon, lastReason ?? $"the exp polynomial itself is out of reach ({e.Message})");
                 return null!;
             }
             double rank = LowRankFactors.NaturalRank(poly.Degree, st.D);
@@ -137,6 +137,8 @@ internal sealed class PolynomialPlan
             };
             if (b.Total <= epsilon) return new PolynomialPlan(st, poly, factors, b, r, chunk, k);
             lastReason = $"with g = {poly.Degree} the float64 rounding bound is {b.RoundingBound:G3} (monomial condition number {poly.MonomialConditionNumber:G3}, {k:G3} roundings) against ε = {epsilon:G3}";
+            // A smaller share for the approximation raises the degree, which only adds rounding: stop when rounding alone fails.
+            if (b.RoundingBound + b.OutputRoundingBound >= epsilon) break;
         }
         RefuseFloat64(r, epsilon, lastReason ?? "no split of ε works");
         return null!;
