@@ -49,12 +49,19 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     {
         public readonly double[] X = new double[d * chunk];
         public readonly double[] F = new double[r * chunk];
-        public readonly double[] Vc = new double[(dv + 1) * chunk];
+        public readonly double[] Vc = Ones(dv, chunk); // columns of V, then a column of ones (U₂ᵀ1)
         public readonly double[] Acc = new double[(dv + 1) * chunk];
         public readonly double[] Xk = causal ? new double[d * chunk] : [];
         public readonly double[] Fk = causal ? new double[r * chunk] : [];
         public readonly double[] Rows = causal ? new double[chunk * r] : [];  // query features φ, row-major
         public readonly double[] RowsK = causal ? new double[chunk * r] : []; // key monomials ψ, row-major
+
+        private static double[] Ones(int dv, int chunk)
+        {
+            var a = new double[(dv + 1) * chunk];
+            a.AsSpan(dv * chunk, chunk).Fill(1.0);
+            return a;
+        }
     }
 
     /// <summary>Scaled inputs, column-major: x[i·chunk + j] = σ·src[(row0 + j)·d + i].</summary>
@@ -85,12 +92,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
             for (int j = 0; j < len; j++)
                 for (int c = 0; c < dv; c++)
                     sc.Vc[c * chunk + j] = double.CreateTruncating(vs[j * dv + c]);
-            for (int a = 0; a < r; a++)
-            {
-                var fa = new ReadOnlySpan<double>(sc.F, a * chunk, len);
-                for (int c = 0; c < dv; c++) s[c * r + a] += TensorPrimitives.Dot(fa, new ReadOnlySpan<double>(sc.Vc, c * chunk, len));
-                s[dv * r + a] += TensorPrimitives.Sum(fa);
-            }
+            Kernels.AccumulateKeySums(sc.F, sc.Vc, r, dv + 1, chunk, len, s);
         }
     }
 
@@ -133,17 +135,8 @@ public sealed class PolynomialAttention : AttentionAlgorithm
                 int len = Math.Min(chunk, hi - c0);
                 LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
                 f.Monomials(sc.X, len, chunk, sc.F);
-                Array.Clear(sc.Acc);
                 // Lines 7 and 10: U₁·(U₂ᵀ[V, 1]) for this chunk of queries.
-                for (int a = 0; a < r; a++)
-                {
-                    var fa = new ReadOnlySpan<double>(sc.F, a * chunk, len);
-                    for (int c = 0; c <= dv; c++)
-                    {
-                        var acc = new Span<double>(sc.Acc, c * chunk, len);
-                        TensorPrimitives.MultiplyAdd(fa, s[c * r + a], acc, acc);
-                    }
-                }
+                Kernels.ContractQueries(sc.F, s, r, dv + 1, chunk, len, sc.Acc);
                 // Lines 8 and 11: divide by w̃.
                 for (int j = 0; j < len; j++)
                 {
@@ -185,6 +178,8 @@ public sealed class PolynomialAttention : AttentionAlgorithm
             var s = prefix[b];
             int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
             var qs = q.Span; var ks = k.Span; var vs = v.Span;
+            Span<double> vrow = stackalloc double[dv + 1], num = stackalloc double[dv + 1];
+            vrow[dv] = 1;
             for (int c0 = lo; c0 < hi; c0 += chunk)
             {
                 int len = Math.Min(chunk, hi - c0);
@@ -206,20 +201,13 @@ public sealed class PolynomialAttention : AttentionAlgorithm
                 for (int j = 0; j < len; j++)
                 {
                     int row = c0 + j;
-                    if (j < keyLen)
-                    {
-                        var psi = new ReadOnlySpan<double>(sc.RowsK, j * r, r);
-                        for (int c = 0; c < dv; c++)
-                        {
-                            var sc_ = s.AsSpan(c * r, r);
-                            TensorPrimitives.MultiplyAdd(psi, double.CreateTruncating(vs[row * dv + c]), sc_, sc_);
-                        }
-                        TensorPrimitives.Add(s.AsSpan(dv * r, r), psi, s.AsSpan(dv * r, r));
-                    }
-                    var phi = new ReadOnlySpan<double>(sc.Rows, j * r, r);
-                    double w = TensorPrimitives.Dot(phi, s.AsSpan(dv * r, r));
-                    for (int c = 0; c < dv; c++)
-                        output[row * dv + c] = T.CreateTruncating(TensorPrimitives.Dot(phi, s.AsSpan(c * r, r)) / w);
+                    bool addKey = j < keyLen;
+                    if (addKey)
+                        for (int c = 0; c < dv; c++) vrow[c] = double.CreateTruncating(vs[row * dv + c]);
+                    // S += ψ(k_row)·[V_row, 1] (when key `row` exists), then num = φ(q_row)ᵀ·S, in one pass over S.
+                    Kernels.CausalStep(sc.Rows.AsSpan(j * r, r), sc.RowsK.AsSpan(j * r, r), addKey, vrow, s, r, num);
+                    double w = num[dv];
+                    for (int c = 0; c < dv; c++) output[row * dv + c] = T.CreateTruncating(num[c] / w);
                 }
             }
             return sc;
