@@ -24,11 +24,12 @@ internal static class TransitionExperimentCommand
         var d = new Option<int>("--d") { Description = "Head dimension.", DefaultValueFactory = _ => 4 };
         var maxBound = new Option<double>("--max-bound") { Description = "Upper end of the search on B.", DefaultValueFactory = _ => 4.0 };
         var steps = new Option<int>("--steps") { Description = "Bisection steps on B.", DefaultValueFactory = _ => 7 };
+        var maxRank = new Option<int>("--max-rank") { Description = "Rank budget of the polynomial method during the search.", DefaultValueFactory = _ => 16384 };
         var threads = CommonOptions.Threads();
         var seed = new Option<int>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 1 };
         var cmd = new Command("transition", "Largest entry bound B* where the polynomial method beats exact, for ε = 1/n, against √(log n).")
         {
-            output, minLogN, maxLogN, d, maxBound, steps, threads, seed,
+            output, minLogN, maxLogN, d, maxBound, steps, maxRank, threads, seed,
         };
         cmd.SetAction(r =>
         {
@@ -38,9 +39,11 @@ internal static class TransitionExperimentCommand
             CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--steps", st, 1); CommonOptions.AtLeast("--threads", t, 0);
             double bmax = r.GetValue(maxBound);
             CommonOptions.Positive("--max-bound", bmax);
+            int rankBudget = r.GetValue(maxRank);
+            CommonOptions.AtLeast("--max-rank", rankBudget, 1);
             string dir = r.GetValue(output)!;
             Directory.CreateDirectory(dir);
-            Run(r.InvocationConfiguration.Output, dir, lo, hi, dd, bmax, st, t, r.GetValue(seed));
+            Run(r.InvocationConfiguration.Output, dir, lo, hi, dd, bmax, st, rankBudget, t, r.GetValue(seed));
             return 0;
         });
         return cmd;
@@ -49,9 +52,9 @@ internal static class TransitionExperimentCommand
     private sealed record Point(int LogN, double Epsilon, double ExactSeconds, int ExactSampledRows, double BStar, string Limit,
         double PolySeconds, int Degree, int Rank, double R, double TheoryDegree, double Lemma21Degree);
 
-    private static void Run(TextWriter o, string dir, int lo, int hi, int d, double bmax, int steps, int threads, int seed)
+    private static void Run(TextWriter o, string dir, int lo, int hi, int d, double bmax, int steps, int maxRank, int threads, int seed)
     {
-        o.WriteLine($"transition: d = {d}, s = 1/d, ε = 1/n, B searched in (0, {bmax}] with {steps} bisection steps; times are measured.");
+        o.WriteLine($"transition: d = {d}, s = 1/d, ε = 1/n, B searched in (0, {bmax}] with {steps} bisection steps, rank budget {maxRank}; times are measured.");
         o.WriteLine($"{"n",8} {"ε",9} {"exact s",9} {"B*",7} {"√ln n",6} {"poly s",9} {"g",3} {"r",6} {"Lemma2.1 g",10}  limit");
         var points = new List<Point>();
         for (int k = lo; k <= hi; k++)
@@ -65,7 +68,7 @@ internal static class TransitionExperimentCommand
             // Bisection on B: beats(B) is monotone in expectation (larger B → larger R → higher degree and rank).
             Trial best = default;
             double bLo = 0, bHi = bmax;
-            var top = Try(baseSetup with { Bound = bmax }, exactSeconds);
+            var top = Try(baseSetup with { Bound = bmax }, exactSeconds, maxRank);
             string limit;
             if (top.Beats) { best = top; bLo = bmax; limit = "search ceiling"; }
             else
@@ -74,7 +77,7 @@ internal static class TransitionExperimentCommand
                 for (int i = 0; i < steps; i++)
                 {
                     double mid = 0.5 * (bLo + bHi);
-                    var trial = Try(baseSetup with { Bound = mid }, exactSeconds);
+                    var trial = Try(baseSetup with { Bound = mid }, exactSeconds, maxRank);
                     if (trial.Beats) { bLo = mid; best = trial; }
                     else { bHi = mid; limit = trial.Why; }
                 }
@@ -95,10 +98,10 @@ internal static class TransitionExperimentCommand
 
     private readonly record struct Trial(bool Beats, string Why, double Seconds, int Degree, int Rank, double R, double TheoryDegree);
 
-    private static Trial Try(PolynomialBenchmark.Setup s, double exactSeconds)
+    private static Trial Try(PolynomialBenchmark.Setup s, double exactSeconds, int maxRank)
     {
         var problem = PolynomialBenchmark.Problem<double>(s);
-        var alg = new PolynomialAttention();
+        var alg = new PolynomialAttention { MaxRank = maxRank };
         var settings = new AttentionSettings { Epsilon = s.Epsilon, Threads = s.Threads };
         try
         {
@@ -160,6 +163,15 @@ internal static class TransitionExperimentCommand
         double[] ys = points.Select(p => p.BStar).ToArray();
         var sc = plt.Add.Scatter(xs, ys);
         sc.LegendText = "B* (measured)";
+        // Points where a refusal (rank budget, float64), not time, stopped the search: B* is a lower bound there.
+        var capped = points.Select((p, i) => (p, i)).Where(t => t.p.Limit.StartsWith("refused", StringComparison.Ordinal) || t.p.Limit == "search ceiling").ToArray();
+        if (capped.Length > 0)
+        {
+            var cap = plt.Add.ScatterPoints(capped.Select(t => xs[t.i]).ToArray(), capped.Select(t => ys[t.i]).ToArray());
+            cap.MarkerShape = ScottPlot.MarkerShape.OpenSquare;
+            cap.MarkerSize = 12;
+            cap.LegendText = "stopped by a refusal or the search ceiling (B* ≥ this for time alone)";
+        }
         // Reference line through the last point: B* ∝ √(log n).
         if (points.Count > 0 && xs[^1] > 0)
         {
