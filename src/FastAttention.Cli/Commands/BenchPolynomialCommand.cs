@@ -85,7 +85,10 @@ internal static class PolynomialBenchmark
         var settings = new AttentionSettings { Epsilon = s.Epsilon, Threads = s.Threads };
         var poly = new PolynomialAttention();
         var result = poly.Compute(problem, settings); // warm-up (JIT) and the output we measure
-        double seconds = Measure.BestSeconds(() => poly.Compute(problem, settings), 3);
+        // Best of several runs (at least 3, more while they are cheap): the machine is shared, the minimum is the signal.
+        double first = Measure.BestSeconds(() => poly.Compute(problem, settings), 1);
+        int repeats = (int)Math.Clamp(2.0 / Math.Max(first, 1e-6), 3, 15);
+        double seconds = Math.Min(first, Measure.BestSeconds(() => poly.Compute(problem, settings), repeats));
         var (exactSeconds, sampled, rows) = TimeExact(problem, s.Threads, s.SampleRows, s.Seed);
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         var c = result.Certificate;

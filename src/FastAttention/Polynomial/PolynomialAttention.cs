@@ -37,11 +37,25 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     {
         var plan = PolynomialPlan.Create(HeadStats.Measure(head), settings.Epsilon, MaxRank);
         var opts = new ParallelOptions { MaxDegreeOfParallelism = settings.EffectiveThreads };
-        var result = new T[head.N * head.Dv];
-        if (head.Causal) Causal(plan, head.QMemory, head.KMemory, head.VMemory, result, opts);
-        else NonCausal(plan, head.QMemory, head.KMemory, head.VMemory, result, opts);
-        result.CopyTo(output);
+        if (output.Length != head.N * head.Dv) ThrowHelper.Argument(nameof(output), $"output has {output.Length} elements, expected n·dv = {head.N * head.Dv}.");
+        unsafe
+        {
+            // The kernels run in parallel lambdas, which cannot capture a span: pass the pinned address instead.
+            fixed (T* p = output)
+            {
+                var dst = new Output<T>(p);
+                if (head.Causal) Causal(plan, head.QMemory, head.KMemory, head.VMemory, dst, opts);
+                else NonCausal(plan, head.QMemory, head.KMemory, head.VMemory, dst, opts);
+            }
+        }
         return new HeadReport(plan.Budget.Total, plan.Parameters());
+    }
+
+    /// <summary>The pinned output (n×dv, row-major); valid only inside <see cref="ComputeHead"/>'s fixed block.</summary>
+    private readonly unsafe struct Output<T>(T* p) where T : unmanaged
+    {
+        private readonly T* _p = p;
+        public T this[int i] { set => _p[i] = value; }
     }
 
     /// <summary>Per-worker buffers (structure-of-arrays, chunk rows per column).</summary>
@@ -114,7 +128,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     }
 
     /// <summary>Algorithm 1: T = diag(U₁(U₂ᵀ1))⁻¹·U₁(U₂ᵀV).</summary>
-    private static void NonCausal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, T[] output, ParallelOptions opts)
+    private static void NonCausal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, Output<T> output, ParallelOptions opts)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var f = plan.Factors;
@@ -153,7 +167,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     /// pass 1 sums each block's keys, a prefix over blocks gives each block its start, pass 2 streams within blocks
     /// (O(r·(dv + 1)) state per block) — O(n·r·dv) time.
     /// </summary>
-    private static void Causal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, T[] output, ParallelOptions opts)
+    private static void Causal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, Output<T> output, ParallelOptions opts)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var f = plan.Factors;
