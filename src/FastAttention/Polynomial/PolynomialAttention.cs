@@ -152,10 +152,16 @@ public sealed class PolynomialAttention : AttentionAlgorithm
                 // Lines 7 and 10: U₁·(U₂ᵀ[V, 1]) for this chunk of queries.
                 Kernels.ContractQueries(sc.F, s, r, dv + 1, chunk, len, sc.Acc);
                 // Lines 8 and 11: divide by w̃.
+                var wt = new ReadOnlySpan<double>(sc.Acc, dv * chunk, len);
+                for (int c = 0; c < dv; c++)
+                {
+                    var col = new Span<double>(sc.Acc, c * chunk, len);
+                    TensorPrimitives.Divide(col, wt, col); // one correctly rounded division per entry, vectorised
+                }
                 for (int j = 0; j < len; j++)
                 {
-                    double w = sc.Acc[dv * chunk + j];
-                    for (int c = 0; c < dv; c++) output[(c0 + j) * dv + c] = T.CreateTruncating(sc.Acc[c * chunk + j] / w);
+                    int o = (c0 + j) * dv;
+                    for (int c = 0; c < dv; c++) output[o + c] = T.CreateTruncating(sc.Acc[c * chunk + j]);
                 }
             }
             return sc;
