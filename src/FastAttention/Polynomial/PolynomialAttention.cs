@@ -24,9 +24,10 @@ public sealed class PolynomialAttention : AttentionAlgorithm
 
     protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
     {
+        // ε ≤ 0 (and NaN) is rejected by the base class before this point, with its own message.
         if (!(settings.Epsilon < 1))
-            ThrowHelper.ArgumentOutOfRange(nameof(settings.Epsilon),
-                $"polynomial needs ε < 1 (got {settings.Epsilon}); Lemmas 3.5–3.6 budget a relative error below 1 on every entry of A.");
+            ThrowHelper.Refused(Name,
+                $"ε = {settings.Epsilon:G3} ≥ 1 is refused: the certificate (Lemmas 3.5–3.6) is stated for ε in (0, 1); ask for ε < 1.");
         if (MaxRank < 1) ThrowHelper.ArgumentOutOfRange(nameof(MaxRank), $"the rank budget must be at least 1 (got {MaxRank}).");
         // Refuse before any work (and outside the per-head parallel loop): plan every head now.
         for (int h = 0; h < problem.Heads; h++)

@@ -217,8 +217,8 @@ public class PolynomialAttentionTests
     public void Refuses_epsilon_of_one_or_more(double eps)
     {
         var p = TestData.Problem(16, 16, 2, 2, 1, 72);
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new PolynomialAttention().Compute(p, new AttentionSettings { Epsilon = eps }));
-        Assert.Contains("polynomial needs ε < 1", e.Message);
+        var e = Assert.Throws<AttentionRefusedException>(() => new PolynomialAttention().Compute(p, new AttentionSettings { Epsilon = eps }));
+        Assert.Contains("≥ 1 is refused", e.Message);
     }
 
     [Fact]
