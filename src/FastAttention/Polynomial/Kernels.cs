@@ -12,6 +12,7 @@ namespace FastAttention.Polynomial;
 internal static class Kernels
 {
     /// <summary>s[c·r + α] += Σ_{j&lt;len} F[α·stride + j]·cols[c·stride + j] (Algorithm 1 lines 7 and 9: U₂ᵀ[V, 1]).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateKeySums(double[] f, double[] cols, int r, int ncols, int stride, int len, double[] s)
     {
         int w = Vector<double>.Count;
@@ -73,6 +74,7 @@ internal static class Kernels
     }
 
     /// <summary>One column c of <see cref="AccumulateKeySums"/>, four features at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KeySumsOneColumn(double[] f, double[] cols, int r, int c, int stride, int len, double[] s)
     {
         int w = Vector<double>.Count;
@@ -121,6 +123,7 @@ internal static class Kernels
     }
 
     /// <summary>acc[c·stride + j] = Σ_α F[α·stride + j]·s[c·r + α] for j &lt; len (Algorithm 1 lines 7 and 10: U₁·(U₂ᵀ[V, 1])).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ContractQueries(double[] f, double[] s, int r, int ncols, int stride, int len, double[] acc)
     {
         int w = Vector<double>.Count;
@@ -165,6 +168,7 @@ internal static class Kernels
     }
 
     /// <summary>One column c of <see cref="ContractQueries"/>, four row vectors at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ContractOneColumn(double[] f, double[] s, int r, int c, int stride, int len, double[] acc)
     {
         int w = Vector<double>.Count;
@@ -200,6 +204,7 @@ internal static class Kernels
     /// One causal row: when <paramref name="addKey"/>, S_c += ψ·v_c for every column (v = [V_row, 1]); then
     /// num_c = φᵀS_c. Each column of S is read and written once.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void CausalStep(ReadOnlySpan<double> phi, ReadOnlySpan<double> psi, bool addKey, ReadOnlySpan<double> v, double[] s, int r, Span<double> num)
     {
         int w = Vector<double>.Count;

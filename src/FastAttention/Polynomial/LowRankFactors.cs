@@ -132,6 +132,7 @@ public sealed class LowRankFactors
     /// column-major (variable i of row j at [i·stride + j]); <paramref name="monomials"/> receives monomial f of row j
     /// at [f·stride + j], for j &lt; <paramref name="rows"/>. Costs r·rows multiplications, vectorised over rows.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     internal void Monomials(ReadOnlySpan<double> scaled, int rows, int stride, Span<double> monomials)
     {
         monomials.Slice(0, rows).Fill(1.0);

@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace FastAttention.Polynomial;
 
@@ -80,6 +81,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     }
 
     /// <summary>Scaled inputs, column-major: x[i·chunk + j] = σ·src[(row0 + j)·d + i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LoadScaled<T>(ReadOnlySpan<T> src, int row0, int rows, int d, double sigma, double[] x, int chunk)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -93,6 +95,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     /// Algorithm 1 lines 7 and 9 on keys [lo, hi): s[c·r + α] += Σ_j ψ_α(kⱼ)·V_jc and s[dv·r + α] += Σ_j ψ_α(kⱼ),
     /// i.e. U₂ᵀ[V, 1] (without the coefficients, which go on the query side).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void KeySums<T>(PolynomialPlan plan, ReadOnlySpan<T> k, ReadOnlySpan<T> v, int lo, int hi, Scratch sc, double[] s)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -143,30 +146,39 @@ public sealed class PolynomialAttention : AttentionAlgorithm
         int queryBlocks = (n + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
         Parallel.For(0, queryBlocks, opts, () => new Scratch(r, d, dv, chunk, false), (b, _, sc) =>
         {
-            int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
-            var qs = q.Span;
-            for (int c0 = lo; c0 < hi; c0 += chunk)
-            {
-                int len = Math.Min(chunk, hi - c0);
-                LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
-                f.Monomials(sc.X, len, chunk, sc.F);
-                // Lines 7 and 10: U₁·(U₂ᵀ[V, 1]) for this chunk of queries.
-                Kernels.ContractQueries(sc.F, s, r, dv + 1, chunk, len, sc.Acc);
-                // Lines 8 and 11: divide by w̃.
-                var wt = new ReadOnlySpan<double>(sc.Acc, dv * chunk, len);
-                for (int c = 0; c < dv; c++)
-                {
-                    var col = new Span<double>(sc.Acc, c * chunk, len);
-                    TensorPrimitives.Divide(col, wt, col); // one correctly rounded division per entry, vectorised
-                }
-                for (int j = 0; j < len; j++)
-                {
-                    int o = (c0 + j) * dv;
-                    for (int c = 0; c < dv; c++) output[o + c] = T.CreateTruncating(sc.Acc[c * chunk + j]);
-                }
-            }
+            QueryBlock(plan, q.Span, s, b, sc, output);
             return sc;
         }, _ => { });
+    }
+
+    /// <summary>Algorithm 1 lines 7–11 for the queries of block b: T = diag(U₁(U₂ᵀ1))⁻¹·U₁(U₂ᵀV), s = coef ⊙ U₂ᵀ[V, 1].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QueryBlock<T>(PolynomialPlan plan, ReadOnlySpan<T> qs, double[] s, int b, Scratch sc, Output<T> output)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
+        for (int c0 = lo; c0 < hi; c0 += chunk)
+        {
+            int len = Math.Min(chunk, hi - c0);
+            LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
+            f.Monomials(sc.X, len, chunk, sc.F);
+            // Lines 7 and 10: U₁·(U₂ᵀ[V, 1]) for this chunk of queries.
+            Kernels.ContractQueries(sc.F, s, r, dv + 1, chunk, len, sc.Acc);
+            // Lines 8 and 11: divide by w̃.
+            var wt = new ReadOnlySpan<double>(sc.Acc, dv * chunk, len);
+            for (int c = 0; c < dv; c++)
+            {
+                var col = new Span<double>(sc.Acc, c * chunk, len);
+                TensorPrimitives.Divide(col, wt, col); // one correctly rounded division per entry, vectorised
+            }
+            for (int j = 0; j < len; j++)
+            {
+                int o = (c0 + j) * dv;
+                for (int c = 0; c < dv; c++) output[o + c] = T.CreateTruncating(sc.Acc[c * chunk + j]);
+            }
+        }
     }
 
     /// <summary>
@@ -196,42 +208,51 @@ public sealed class PolynomialAttention : AttentionAlgorithm
         // Pass 2: stream each block from its prefix.
         Parallel.For(0, blocks, opts, () => new Scratch(r, d, dv, chunk, true), (b, _, sc) =>
         {
-            var s = prefix[b];
-            int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
-            var qs = q.Span; var ks = k.Span; var vs = v.Span;
-            Span<double> vrow = stackalloc double[dv + 1], num = stackalloc double[dv + 1];
-            vrow[dv] = 1;
-            for (int c0 = lo; c0 < hi; c0 += chunk)
-            {
-                int len = Math.Min(chunk, hi - c0);
-                int keyLen = Math.Clamp(m - c0, 0, len);
-                LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
-                f.Monomials(sc.X, len, chunk, sc.F);
-                for (int a = 0; a < r; a++)
-                {
-                    double ca = coef[a];
-                    for (int j = 0; j < len; j++) sc.Rows[j * r + a] = ca * sc.F[a * chunk + j];
-                }
-                if (keyLen > 0)
-                {
-                    LoadScaled(ks, c0, keyLen, d, f.KeyScale, sc.Xk, chunk);
-                    f.Monomials(sc.Xk, keyLen, chunk, sc.Fk);
-                    for (int a = 0; a < r; a++)
-                        for (int j = 0; j < keyLen; j++) sc.RowsK[j * r + a] = sc.Fk[a * chunk + j];
-                }
-                for (int j = 0; j < len; j++)
-                {
-                    int row = c0 + j;
-                    bool addKey = j < keyLen;
-                    if (addKey)
-                        for (int c = 0; c < dv; c++) vrow[c] = double.CreateTruncating(vs[row * dv + c]);
-                    // S += ψ(k_row)·[V_row, 1] (when key `row` exists), then num = φ(q_row)ᵀ·S, in one pass over S.
-                    Kernels.CausalStep(sc.Rows.AsSpan(j * r, r), sc.RowsK.AsSpan(j * r, r), addKey, vrow, s, r, num);
-                    double w = num[dv];
-                    for (int c = 0; c < dv; c++) output[row * dv + c] = T.CreateTruncating(num[c] / w);
-                }
-            }
+            CausalBlock(plan, q.Span, k.Span, v.Span, prefix[b], coef, b, sc, output);
             return sc;
         }, _ => { });
+    }
+
+    /// <summary>Pass 2 of the causal method for rows of block b, streaming from the block's prefix s.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void CausalBlock<T>(PolynomialPlan plan, ReadOnlySpan<T> qs, ReadOnlySpan<T> ks, ReadOnlySpan<T> vs, double[] s, double[] coef,
+        int b, Scratch sc, Output<T> output)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, m = plan.Stats.M, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
+        Span<double> vrow = stackalloc double[dv + 1], num = stackalloc double[dv + 1];
+        vrow[dv] = 1;
+        for (int c0 = lo; c0 < hi; c0 += chunk)
+        {
+            int len = Math.Min(chunk, hi - c0);
+            int keyLen = Math.Clamp(m - c0, 0, len);
+            LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
+            f.Monomials(sc.X, len, chunk, sc.F);
+            for (int a = 0; a < r; a++)
+            {
+                double ca = coef[a];
+                for (int j = 0; j < len; j++) sc.Rows[j * r + a] = ca * sc.F[a * chunk + j];
+            }
+            if (keyLen > 0)
+            {
+                LoadScaled(ks, c0, keyLen, d, f.KeyScale, sc.Xk, chunk);
+                f.Monomials(sc.Xk, keyLen, chunk, sc.Fk);
+                for (int a = 0; a < r; a++)
+                    for (int j = 0; j < keyLen; j++) sc.RowsK[j * r + a] = sc.Fk[a * chunk + j];
+            }
+            for (int j = 0; j < len; j++)
+            {
+                int row = c0 + j;
+                bool addKey = j < keyLen;
+                if (addKey)
+                    for (int c = 0; c < dv; c++) vrow[c] = double.CreateTruncating(vs[row * dv + c]);
+                // S += ψ(k_row)·[V_row, 1] (when key `row` exists), then num = φ(q_row)ᵀ·S, in one pass over S.
+                Kernels.CausalStep(sc.Rows.AsSpan(j * r, r), sc.RowsK.AsSpan(j * r, r), addKey, vrow, s, r, num);
+                double w = num[dv];
+                for (int c = 0; c < dv; c++) output[row * dv + c] = T.CreateTruncating(num[c] / w);
+            }
+        }
     }
 }
