@@ -144,6 +144,24 @@ public sealed class LowRankFactors
         }
     }
 
+    /// <summary>
+    /// Monomials of one row (array-of-structures): <paramref name="monomials"/>[f] = x^α_f for the scaled input
+    /// <paramref name="scaled"/> (length d). Costs r multiplications; used by the causal method's row-by-row stream.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    internal void MonomialsRow(ReadOnlySpan<double> scaled, Span<double> monomials)
+    {
+        monomials[0] = 1.0;
+        foreach (var (dst, src, len, v) in _blocks)
+        {
+            double x = scaled[v];
+            if (len >= 8)
+                TensorPrimitives.Multiply(monomials.Slice(src, len), x, monomials.Slice(dst, len));
+            else
+                for (int p = 0; p < len; p++) monomials[dst + p] = monomials[src + p] * x;
+        }
+    }
+
     /// <summary>U₁ (n×r, row-major): row i is φ(qᵢ) (Lemma 3.2). Materialised: for tests and small problems only.</summary>
     public double[] QueryFactor<T>(ReadOnlySpan<T> q, int rows) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

@@ -64,11 +64,9 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     private sealed class Scratch(int r, int d, int dv, int chunk, bool causal)
     {
         public readonly double[] X = new double[d * chunk];
-        public readonly double[] F = new double[r * chunk];
+        public readonly double[] F = causal ? [] : new double[r * chunk];
         public readonly double[] Vc = Ones(dv, chunk); // columns of V, then a column of ones (U₂ᵀ1)
         public readonly double[] Acc = new double[(dv + 1) * chunk];
-        public readonly double[] Xk = causal ? new double[d * chunk] : [];
-        public readonly double[] Fk = causal ? new double[r * chunk] : [];
         public readonly double[] Rows = causal ? new double[chunk * r] : [];  // query features φ, row-major
         public readonly double[] RowsK = causal ? new double[chunk * r] : []; // key monomials ψ, row-major
 
@@ -228,19 +226,18 @@ public sealed class PolynomialAttention : AttentionAlgorithm
         {
             int len = Math.Min(chunk, hi - c0);
             int keyLen = Math.Clamp(m - c0, 0, len);
-            LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
-            f.Monomials(sc.X, len, chunk, sc.F);
-            for (int a = 0; a < r; a++)
+            // Row-major monomials (no transposition): φ rows carry the coefficients, ψ rows are plain monomials.
+            for (int j = 0; j < len; j++)
             {
-                double ca = coef[a];
-                for (int j = 0; j < len; j++) sc.Rows[j * r + a] = ca * sc.F[a * chunk + j];
+                for (int i = 0; i < d; i++) sc.X[i] = f.QueryScale * double.CreateTruncating(qs[(c0 + j) * d + i]);
+                var phi = sc.Rows.AsSpan(j * r, r);
+                f.MonomialsRow(sc.X.AsSpan(0, d), phi);
+                TensorPrimitives.Multiply(phi, coef, phi);
             }
-            if (keyLen > 0)
+            for (int j = 0; j < keyLen; j++)
             {
-                LoadScaled(ks, c0, keyLen, d, f.KeyScale, sc.Xk, chunk);
-                f.Monomials(sc.Xk, keyLen, chunk, sc.Fk);
-                for (int a = 0; a < r; a++)
-                    for (int j = 0; j < keyLen; j++) sc.RowsK[j * r + a] = sc.Fk[a * chunk + j];
+                for (int i = 0; i < d; i++) sc.X[i] = f.KeyScale * double.CreateTruncating(ks[(c0 + j) * d + i]);
+                f.MonomialsRow(sc.X.AsSpan(0, d), sc.RowsK.AsSpan(j * r, r));
             }
             for (int j = 0; j < len; j++)
             {

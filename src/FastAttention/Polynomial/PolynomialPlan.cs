@@ -207,7 +207,7 @@ internal sealed class PolynomialPlan
         get
         {
             double r = Factors.Rank, dv1 = Stats.Dv + 1;
-            double perWorker = 8.0 * Chunk * (r * (Stats.Causal ? 4 : 1) + 2 * Stats.D + 2 * dv1);
+            double perWorker = 8.0 * Chunk * (r * (Stats.Causal ? 2 : 1) + 2 * Stats.D + 2 * dv1);
             double blocks = Math.Ceiling((double)Math.Max(Stats.N, Stats.M) / Block);
             return perWorker * Math.Min(blocks, Environment.ProcessorCount) + 8.0 * r * dv1 * (blocks + 1);
         }
