@@ -19,8 +19,10 @@ internal static class CommandTree
         bench.Subcommands.Add(BenchExactCommand.Create());
         bench.Subcommands.Add(BenchGradientCommand.Create());
         bench.Subcommands.Add(BenchBackwardCommand.Create());
+        bench.Subcommands.Add(BenchPolynomialCommand.Create());
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
+        experiment.Subcommands.Add(TransitionExperimentCommand.Create());
         root.Subcommands.Add(experiment);
         return root;
     }

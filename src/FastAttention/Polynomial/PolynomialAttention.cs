@@ -1,0 +1,255 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+
+namespace FastAttention.Polynomial;
+
+/// <summary>
+/// Alman–Song Algorithm 1 ("polynomial"): A ≈ Ã = U₁U₂ᵀ = P(s·QKᵀ) with a low-degree polynomial P of exp
+/// (Cor. 2.2, Lemma 3.2), then w̃ = U₁(U₂ᵀ1), T = diag(w̃)⁻¹·U₁(U₂ᵀV) in O((n + m)·r·(d + dv)) time. U₁ and U₂ are
+/// never stored: they are produced chunk by chunk (r×chunk), so the extra memory is O(workers·r·chunk + blocks·r·dv)
+/// and there is no n×m (nor n×r) buffer. Causal attention uses prefix sums of U₂ⱼᵀ[Vⱼ, 1] over keys.
+/// Certified: ‖T − Att‖∞ ≤ ε including float64 rounding (<see cref="ErrorBudget"/>); refuses when the rank would
+/// exceed <see cref="MaxRank"/> or float64 cannot certify ε on the logit interval.
+/// </summary>
+public sealed class PolynomialAttention : AttentionAlgorithm
+{
+    /// <summary>The default rank budget.</summary>
+    public const int DefaultMaxRank = 8192;
+
+    public override string Name => "polynomial";
+    public override bool IsExact => false;
+
+    /// <summary>The largest rank r = C(g + d, d) the method accepts before refusing.</summary>
+    public int MaxRank { get; init; } = DefaultMaxRank;
+
+    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    {
+        // ε ≤ 0 (and NaN) is rejected by the base class before this point, with its own message.
+        if (!(settings.Epsilon < 1))
+            ThrowHelper.Refused(Name,
+                $"ε = {settings.Epsilon:G3} ≥ 1 is refused: the certificate (Lemmas 3.5–3.6) is stated for ε in (0, 1); ask for ε < 1.");
+        if (MaxRank < 1) ThrowHelper.ArgumentOutOfRange(nameof(MaxRank), $"the rank budget must be at least 1 (got {MaxRank}).");
+        // Refuse before any work (and outside the per-head parallel loop): plan every head now.
+        for (int h = 0; h < problem.Heads; h++)
+            PolynomialPlan.Create(HeadStats.Measure(problem.Head(h)), settings.Epsilon, MaxRank);
+    }
+
+    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    {
+        var plan = PolynomialPlan.Create(HeadStats.Measure(head), settings.Epsilon, MaxRank);
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = settings.EffectiveThreads };
+        if (output.Length != head.N * head.Dv) ThrowHelper.Argument(nameof(output), $"output has {output.Length} elements, expected n·dv = {head.N * head.Dv}.");
+        unsafe
+        {
+            // The kernels run in parallel lambdas, which cannot capture a span: pass the pinned address instead.
+            fixed (T* p = output)
+            {
+                var dst = new Output<T>(p);
+                if (head.Causal) Causal(plan, head.QMemory, head.KMemory, head.VMemory, dst, opts);
+                else NonCausal(plan, head.QMemory, head.KMemory, head.VMemory, dst, opts);
+            }
+        }
+        return new HeadReport(plan.Budget.Total, plan.Parameters());
+    }
+
+    /// <summary>The pinned output (n×dv, row-major); valid only inside <see cref="ComputeHead"/>'s fixed block.</summary>
+    private readonly unsafe struct Output<T>(T* p) where T : unmanaged
+    {
+        private readonly T* _p = p;
+        public T this[int i] { set => _p[i] = value; }
+    }
+
+    /// <summary>Per-worker buffers (structure-of-arrays, chunk rows per column).</summary>
+    private sealed class Scratch(int r, int d, int dv, int chunk, bool causal)
+    {
+        public readonly double[] X = new double[d * chunk];
+        public readonly double[] F = causal ? [] : new double[r * chunk];
+        public readonly double[] Vc = Ones(dv, chunk); // columns of V, then a column of ones (U₂ᵀ1)
+        public readonly double[] Acc = new double[(dv + 1) * chunk];
+        public readonly double[] Rows = causal ? new double[chunk * r] : [];  // query features φ, row-major
+        public readonly double[] RowsK = causal ? new double[chunk * r] : []; // key monomials ψ, row-major
+
+        private static double[] Ones(int dv, int chunk)
+        {
+            var a = new double[(dv + 1) * chunk];
+            a.AsSpan(dv * chunk, chunk).Fill(1.0);
+            return a;
+        }
+    }
+
+    /// <summary>Scaled inputs, column-major: x[i·chunk + j] = σ·src[(row0 + j)·d + i].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void LoadScaled<T>(ReadOnlySpan<T> src, int row0, int rows, int d, double sigma, double[] x, int chunk)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var s = src.Slice(row0 * d, rows * d);
+        for (int j = 0; j < rows; j++)
+            for (int i = 0; i < d; i++)
+                x[i * chunk + j] = sigma * double.CreateTruncating(s[j * d + i]);
+    }
+
+    /// <summary>
+    /// Algorithm 1 lines 7 and 9 on keys [lo, hi): s[c·r + α] += Σ_j ψ_α(kⱼ)·V_jc and s[dv·r + α] += Σ_j ψ_α(kⱼ),
+    /// i.e. U₂ᵀ[V, 1] (without the coefficients, which go on the query side).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void KeySums<T>(PolynomialPlan plan, ReadOnlySpan<T> k, ReadOnlySpan<T> v, int lo, int hi, Scratch sc, double[] s)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int r = f.Rank, d = plan.Stats.D, dv = plan.Stats.Dv, chunk = plan.Chunk;
+        for (int c0 = lo; c0 < hi; c0 += chunk)
+        {
+            int len = Math.Min(chunk, hi - c0);
+            LoadScaled(k, c0, len, d, f.KeyScale, sc.X, chunk);
+            f.Monomials(sc.X, len, chunk, sc.F);
+            var vs = v.Slice(c0 * dv, len * dv);
+            for (int j = 0; j < len; j++)
+                for (int c = 0; c < dv; c++)
+                    sc.Vc[c * chunk + j] = double.CreateTruncating(vs[j * dv + c]);
+            Kernels.AccumulateKeySums(sc.F, sc.Vc, r, dv + 1, chunk, len, s);
+        }
+    }
+
+    /// <summary>Σ over key blocks of U₂ᵀ[V, 1], block sums in parallel, added in block order (deterministic).</summary>
+    private static double[][] BlockSums<T>(PolynomialPlan plan, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, int keys, int blocks, ParallelOptions opts)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int r = plan.Factors.Rank, d = plan.Stats.D, dv = plan.Stats.Dv;
+        var partial = new double[blocks][];
+        Parallel.For(0, blocks, opts, () => new Scratch(r, d, dv, plan.Chunk, false), (b, _, sc) =>
+        {
+            var s = new double[(dv + 1) * r];
+            int lo = b * PolynomialPlan.Block, hi = Math.Min(keys, lo + PolynomialPlan.Block);
+            if (lo < hi) KeySums(plan, k.Span, v.Span, lo, hi, sc, s);
+            partial[b] = s;
+            return sc;
+        }, _ => { });
+        return partial;
+    }
+
+    /// <summary>Algorithm 1: T = diag(U₁(U₂ᵀ1))⁻¹·U₁(U₂ᵀV).</summary>
+    private static void NonCausal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, Output<T> output, ParallelOptions opts)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, m = plan.Stats.M, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int keyBlocks = (m + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
+        var partial = BlockSums(plan, k, v, m, keyBlocks, opts);
+        var s = partial[0];
+        for (int b = 1; b < keyBlocks; b++) TensorPrimitives.Add(s, partial[b], s);
+        // The coefficients a_{|α|}·multinomial(α) of φ (Lemma 3.2), applied once to the r×(dv + 1) sums.
+        for (int c = 0; c <= dv; c++) TensorPrimitives.Multiply(s.AsSpan(c * r, r), f.Coefficients, s.AsSpan(c * r, r));
+        int queryBlocks = (n + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
+        Parallel.For(0, queryBlocks, opts, () => new Scratch(r, d, dv, chunk, false), (b, _, sc) =>
+        {
+            QueryBlock(plan, q.Span, s, b, sc, output);
+            return sc;
+        }, _ => { });
+    }
+
+    /// <summary>Algorithm 1 lines 7–11 for the queries of block b: T = diag(U₁(U₂ᵀ1))⁻¹·U₁(U₂ᵀV), s = coef ⊙ U₂ᵀ[V, 1].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void QueryBlock<T>(PolynomialPlan plan, ReadOnlySpan<T> qs, double[] s, int b, Scratch sc, Output<T> output)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
+        for (int c0 = lo; c0 < hi; c0 += chunk)
+        {
+            int len = Math.Min(chunk, hi - c0);
+            LoadScaled(qs, c0, len, d, f.QueryScale, sc.X, chunk);
+            f.Monomials(sc.X, len, chunk, sc.F);
+            // Lines 7 and 10: U₁·(U₂ᵀ[V, 1]) for this chunk of queries.
+            Kernels.ContractQueries(sc.F, s, r, dv + 1, chunk, len, sc.Acc);
+            // Lines 8 and 11: divide by w̃.
+            var wt = new ReadOnlySpan<double>(sc.Acc, dv * chunk, len);
+            for (int c = 0; c < dv; c++)
+            {
+                var col = new Span<double>(sc.Acc, c * chunk, len);
+                TensorPrimitives.Divide(col, wt, col); // one correctly rounded division per entry, vectorised
+            }
+            for (int j = 0; j < len; j++)
+            {
+                int o = (c0 + j) * dv;
+                for (int c = 0; c < dv; c++) output[o + c] = T.CreateTruncating(sc.Acc[c * chunk + j]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Causal Algorithm 1: query i uses S_i = Σ_{j ≤ i} ψ(kⱼ)[Vⱼ, 1]ᵀ, streamed row by row. Rows are cut into blocks;
+    /// pass 1 sums each block's keys, a prefix over blocks gives each block its start, pass 2 streams within blocks
+    /// (O(r·(dv + 1)) state per block) — O(n·r·dv) time.
+    /// </summary>
+    private static void Causal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, Output<T> output, ParallelOptions opts)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, m = plan.Stats.M, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int blocks = (n + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
+        // Pass 1: key sums of blocks 0 .. blocks − 2 (keys beyond n are never visible; keys beyond m do not exist).
+        var prefix = new double[blocks][];
+        prefix[0] = new double[(dv + 1) * r];
+        if (blocks > 1)
+        {
+            var partial = BlockSums(plan, k, v, Math.Min(m, (blocks - 1) * PolynomialPlan.Block), blocks - 1, opts);
+            for (int b = 1; b < blocks; b++)
+            {
+                prefix[b] = (double[])prefix[b - 1].Clone();
+                TensorPrimitives.Add(prefix[b], partial[b - 1], prefix[b]);
+            }
+        }
+        var coef = f.Coefficients.ToArray();
+        // Pass 2: stream each block from its prefix.
+        Parallel.For(0, blocks, opts, () => new Scratch(r, d, dv, chunk, true), (b, _, sc) =>
+        {
+            CausalBlock(plan, q.Span, k.Span, v.Span, prefix[b], coef, b, sc, output);
+            return sc;
+        }, _ => { });
+    }
+
+    /// <summary>Pass 2 of the causal method for rows of block b, streaming from the block's prefix s.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void CausalBlock<T>(PolynomialPlan plan, ReadOnlySpan<T> qs, ReadOnlySpan<T> ks, ReadOnlySpan<T> vs, double[] s, double[] coef,
+        int b, Scratch sc, Output<T> output)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var f = plan.Factors;
+        int n = plan.Stats.N, m = plan.Stats.M, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
+        int lo = b * PolynomialPlan.Block, hi = Math.Min(n, lo + PolynomialPlan.Block);
+        Span<double> vrow = stackalloc double[dv + 1], num = stackalloc double[dv + 1];
+        vrow[dv] = 1;
+        for (int c0 = lo; c0 < hi; c0 += chunk)
+        {
+            int len = Math.Min(chunk, hi - c0);
+            int keyLen = Math.Clamp(m - c0, 0, len);
+            // Row-major monomials (no transposition): φ rows carry the coefficients, ψ rows are plain monomials.
+            for (int j = 0; j < len; j++)
+            {
+                for (int i = 0; i < d; i++) sc.X[i] = f.QueryScale * double.CreateTruncating(qs[(c0 + j) * d + i]);
+                var phi = sc.Rows.AsSpan(j * r, r);
+                f.MonomialsRow(sc.X.AsSpan(0, d), phi);
+                TensorPrimitives.Multiply(phi, coef, phi);
+            }
+            for (int j = 0; j < keyLen; j++)
+            {
+                for (int i = 0; i < d; i++) sc.X[i] = f.KeyScale * double.CreateTruncating(ks[(c0 + j) * d + i]);
+                f.MonomialsRow(sc.X.AsSpan(0, d), sc.RowsK.AsSpan(j * r, r));
+            }
+            for (int j = 0; j < len; j++)
+            {
+                int row = c0 + j;
+                bool addKey = j < keyLen;
+                if (addKey)
+                    for (int c = 0; c < dv; c++) vrow[c] = double.CreateTruncating(vs[row * dv + c]);
+                // S += ψ(k_row)·[V_row, 1] (when key `row` exists), then num = φ(q_row)ᵀ·S, in one pass over S.
+                Kernels.CausalStep(sc.Rows.AsSpan(j * r, r), sc.RowsK.AsSpan(j * r, r), addKey, vrow, s, r, num);
+                double w = num[dv];
+                for (int c = 0; c < dv; c++) output[row * dv + c] = T.CreateTruncating(num[c] / w);
+            }
+        }
+    }
+}
