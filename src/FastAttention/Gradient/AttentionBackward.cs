@@ -66,7 +66,7 @@ public static class AttentionBackward
         return new AttentionGradients<T>(dq, dk, dvOut);
     }
 
-    /// <summary>One head: Dᵢ = ⟨dOᵢ, Oᵢ⟩, then the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the chosen width.</summary>
+    /// <summary>One head: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the chosen width.</summary>
     private static unsafe void BackwardHead<T>(AttentionProblem<T> problem, int h, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
         T[] dq, T[] dk, T[] dvOut, int workers, int lanes)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -75,34 +75,25 @@ public static class AttentionBackward
         var head = problem.Head(h);
         var doHead = dO.Slice(h * n * dv, n * dv).Span;
         var oHead = forward.Output.Slice(h * n * dv, n * dv).Span;
-        // Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4), accumulated in float64.
-        var rowD = new T[n];
-        for (int i = 0; i < n; i++)
-        {
-            var a = doHead.Slice(i * dv, dv); var o = oHead.Slice(i * dv, dv);
-            double sum = 0;
-            for (int c = 0; c < dv; c++) sum += double.CreateTruncating(a[c]) * double.CreateTruncating(o[c]);
-            rowD[i] = T.CreateTruncating(sum);
-        }
         double scale = head.Scale;
         bool causal = head.Causal;
-        fixed (T* q = head.Q) fixed (T* k = head.K) fixed (T* v = head.V) fixed (T* g = doHead)
-        fixed (T* l = forward.LogSumExp.Slice(h * n, n).Span) fixed (T* rd = rowD)
+        fixed (T* q = head.Q) fixed (T* k = head.K) fixed (T* v = head.V) fixed (T* o = oHead) fixed (T* g = doHead)
+        fixed (T* l = forward.LogSumExp.Slice(h * n, n).Span)
         fixed (T* gq = dq.AsSpan(h * n * d, n * d)) fixed (T* gk = dk.AsSpan(h * m * d, m * d)) fixed (T* gv = dvOut.AsSpan(h * m * dv, m * dv))
         {
             if (typeof(T) == typeof(float))
             {
-                float* qf = (float*)q, kf = (float*)k, vf = (float*)v, gf = (float*)g, lf = (float*)l, rf = (float*)rd, gqf = (float*)gq, gkf = (float*)gk, gvf = (float*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(qf, kf, vf, gf, lf, rf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(qf, kf, vf, gf, lf, rf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
-                else BackwardKernel<float, float, ScalarSimd<float>>.Run(qf, kf, vf, gf, lf, rf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
+                float* qf = (float*)q, kf = (float*)k, vf = (float*)v, gf = (float*)g, lf = (float*)l, of = (float*)o, gqf = (float*)gq, gkf = (float*)gk, gvf = (float*)gv;
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
+                else BackwardKernel<float, float, ScalarSimd<float>>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
             }
             else
             {
-                double* qd = (double*)q, kd = (double*)k, vd = (double*)v, gd = (double*)g, ld = (double*)l, rdd = (double*)rd, gqd = (double*)gq, gkd = (double*)gk, gvd = (double*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(qd, kd, vd, gd, ld, rdd, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(qd, kd, vd, gd, ld, rdd, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
-                else BackwardKernel<double, double, ScalarSimd<double>>.Run(qd, kd, vd, gd, ld, rdd, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
+                double* qd = (double*)q, kd = (double*)k, vd = (double*)v, gd = (double*)g, ld = (double*)l, od = (double*)o, gqd = (double*)gq, gkd = (double*)gk, gvd = (double*)gv;
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
+                else BackwardKernel<double, double, ScalarSimd<double>>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
             }
         }
     }

@@ -31,93 +31,141 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     public static int KeyBlock => KeyVectors * TS.Count;
 
     /// <summary>
-    /// One head: dQ (n×d), dK (m×d), dV (m×dv) of ⟨dO, softmax(s·QKᵀ)·V⟩ from the forward pass's log-sum-exp
-    /// <paramref name="lse"/> and Dᵢ = ⟨dOᵢ, Oᵢ⟩ (<paramref name="rowD"/>). The outputs are overwritten.
+    /// One head: dQ (n×d), dK (m×d), dV (m×dv) of ⟨dO, softmax(s·QKᵀ)·V⟩ from the forward pass's output
+    /// <paramref name="o"/> and log-sum-exp <paramref name="lse"/>. The outputs must be zero on entry.
     /// </summary>
-    public static void Run(T* q, T* k, T* v, T* dO, T* lse, T* rowD, T* dq, T* dk, T* dvOut,
+    public static void Run(T* q, T* k, T* v, T* o, T* dO, T* lse, T* dq, T* dk, T* dvOut,
         int n, int m, int d, int dv, double scale, bool causal, int workers)
     {
         int w = TS.Count, bc = KeyBlock;
-        int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
+        int blocks = (m + bc - 1) / bc;
         int dPad = (d + w - 1) / w * w, dvPad = (dv + w - 1) / w * w;
         int nPad = (n + MicroRows - 1) / MicroRows * MicroRows;
         workers = Math.Max(1, Math.Min(workers, blocks));
-        double qScale = scale * 1.4426950408889634; // s·log₂e: exp(s·x − L) = 2^(s·log₂e·x − L·log₂e)
-        T qs = T.CreateTruncating(qScale);
-        // Padded, pinned copies (rows past n / m and columns past d / dv are zero).
-        var qt = GC.AllocateArray<T>(nPad * dPad, pinned: true);     // Q̃ = s·log₂e·Q, row-major
-        var dot = GC.AllocateArray<T>(nPad * dvPad, pinned: true);   // dO, row-major
-        var l2 = GC.AllocateArray<T>(nPad, pinned: true);            // L·log₂e
-        var dd = GC.AllocateArray<T>(nPad, pinned: true);            // D
-        var kt = GC.AllocateArray<T>(mPad * d, pinned: true);        // Kᵀ per block (d × bc)
-        var kr = GC.AllocateArray<T>(mPad * dPad, pinned: true);     // K, row-major
-        var vt = GC.AllocateArray<T>(mPad * dv, pinned: true);       // Vᵀ per block (dv × bc)
+        // Rows of Q and dO are read in 4-row micro-tiles and whole vectors: use them in place when that stays inside
+        // them, else padded copies (zero rows past n, zero columns past d / dv).
+        bool inPlace = d == dPad && dv == dvPad && n == nPad;
+        T[]? qCopy = inPlace ? null : GC.AllocateArray<T>(nPad * dPad, pinned: true);
+        T[]? doCopy = inPlace ? null : GC.AllocateArray<T>(nPad * dvPad, pinned: true);
+        var rows = GC.AllocateArray<T>(2 * nPad, pinned: true); // L·log₂e, then D = rowsum(dO∘O); zero past n
         var partials = new T[workers][];
-        fixed (T* pq = qt) fixed (T* pdo = dot) fixed (T* pl = l2) fixed (T* pd = dd) fixed (T* pkt = kt) fixed (T* pkr = kr) fixed (T* pvt = vt)
+        fixed (T* pqc = qCopy) fixed (T* pdc = doCopy) fixed (T* prow = rows)
         {
-            T log2e = T.CreateTruncating(1.4426950408889634);
-            for (int i = 0; i < n; i++)
+            if (!inPlace)
             {
-                for (int c = 0; c < d; c++) pq[(long)i * dPad + c] = q[(long)i * d + c] * qs;
-                for (int c = 0; c < dv; c++) pdo[(long)i * dvPad + c] = dO[(long)i * dv + c];
-                pl[i] = lse[i] * log2e;
-                pd[i] = rowD[i];
+                PadRows(q, n, d, pqc, dPad);
+                PadRows(dO, n, dv, pdc, dvPad);
             }
-            for (int j = 0; j < m; j++)
-            {
-                int b = j / bc, jj = j - b * bc;
-                T* kj = k + (long)j * d;
-                T* ktb = pkt + (long)b * d * bc;
-                for (int c = 0; c < d; c++) { ktb[c * bc + jj] = kj[c]; pkr[(long)j * dPad + c] = kj[c]; }
-                T* vj = v + (long)j * dv;
-                T* vtb = pvt + (long)b * dv * bc;
-                for (int c = 0; c < dv; c++) vtb[c * bc + jj] = vj[c];
-            }
-            nint nq = (nint)pq, ndo = (nint)pdo, nl = (nint)pl, nd = (nint)pd, nkt = (nint)pkt, nkr = (nint)pkr, nvt = (nint)pvt;
-            nint ndk = (nint)dk, ndv = (nint)dvOut;
-            T dkScale = T.CreateTruncating(scale / qScale); // dK = s·dSᵀ·Q = (s / (s·log₂e))·dSᵀ·Q̃
+            RowTerms(lse, o, dO, n, dv, prow, prow + nPad);
+            nint nq = inPlace ? (nint)q : (nint)pqc, ndo = inPlace ? (nint)dO : (nint)pdc, nrow = (nint)prow;
+            nint nk = (nint)k, nv = (nint)v, ndq = (nint)dq, ndk = (nint)dk, ndv = (nint)dvOut;
+            T kScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e folded into Kᵀ: exp(s·x − L) = 2^(s·log₂e·x − L·log₂e)
+            T sT = T.CreateTruncating(scale);
             Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
             {
-                var part = GC.AllocateArray<T>(nPad * dPad, pinned: true);
-                var scratch = new Scratch(bc, dPad, dvPad);
-                fixed (T* pp = scratch.P) fixed (T* pds = scratch.DS) fixed (T* pdk = scratch.DK) fixed (T* pdv = scratch.DV) fixed (T* pdq = part)
+                // Worker 0 accumulates dQ in the output itself when its rows are not padded.
+                T[]? part = worker == 0 && inPlace ? null : GC.AllocateArray<T>(nPad * dPad, pinned: true);
+                var scratch = new Scratch(bc, d, dv, dPad, dvPad);
+                fixed (T* pdq = part)
+                fixed (T* pp = scratch.P) fixed (T* pds = scratch.DS) fixed (T* pdk = scratch.DK) fixed (T* pdv = scratch.DV)
+                fixed (T* pkt = scratch.Kt) fixed (T* pkr = scratch.Kr) fixed (T* pvt = scratch.Vt)
                 {
                     var x = new Context
                     {
-                        Q = (T*)nq, DO = (T*)ndo, L2 = (T*)nl, D = (T*)nd, Kt = (T*)nkt, Kr = (T*)nkr, Vt = (T*)nvt,
-                        DQ = pdq, DK = (T*)ndk, DV = (T*)ndv, P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv,
-                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Causal = causal, DKScale = dkScale,
+                        Q = (T*)nq, DO = (T*)ndo, L2 = (T*)nrow, D = (T*)nrow + nPad, K = (T*)nk, V = (T*)nv,
+                        DQ = part is null ? (T*)ndq : pdq, DK = (T*)ndk, DV = (T*)ndv,
+                        P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv, Kt = pkt, Kr = pkr, Vt = pvt,
+                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Causal = causal, KScale = kScale, Scale = sT,
                     };
                     for (int b = worker; b < blocks; b += workers) ProcessBlock(ref x, b);
                 }
-                partials[worker] = part;
+                partials[worker] = part!;
             });
+            // dQ = Σ_workers partial, in a fixed order (results independent of scheduling).
+            Gather(dq, n, d, dPad, partials, inPlace);
         }
-        // dQ = s·Σ_workers partial, in a fixed order (results independent of scheduling).
-        T sT = T.CreateTruncating(scale);
+    }
+
+    /// <summary>Zero-padded copy of a rows×cols matrix with row stride <paramref name="stride"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PadRows(T* src, int rows, int cols, T* dst, int stride)
+    {
+        for (int i = 0; i < rows; i++)
+            new ReadOnlySpan<T>(src + (long)i * cols, cols).CopyTo(new Span<T>(dst + (long)i * stride, cols));
+    }
+
+    /// <summary>l2[i] = Lᵢ·log₂e and rowD[i] = Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4, accumulated in float64).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void RowTerms(T* lse, T* o, T* dO, int n, int dv, T* l2, T* rowD)
+    {
+        T log2e = T.CreateTruncating(1.4426950408889634);
         for (int i = 0; i < n; i++)
-            for (int c = 0; c < d; c++)
+        {
+            l2[i] = lse[i] * log2e;
+            T* a = dO + (long)i * dv, b = o + (long)i * dv;
+            double sum = 0;
+            for (int c = 0; c < dv; c++) sum += double.CreateTruncating(a[c]) * double.CreateTruncating(b[c]);
+            rowD[i] = T.CreateTruncating(sum);
+        }
+    }
+
+    /// <summary>dq[i, c] = Σ_w partials[w][i·dPad + c] in worker order (partials[0] is dq itself when <paramref name="inPlace"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Gather(T* dq, int n, int d, int dPad, T[][] partials, bool inPlace)
+    {
+        int first = inPlace ? 1 : 0;
+        if (first == partials.Length) return;
+        for (int i = 0; i < n; i++)
+        {
+            T* dst = dq + (long)i * d;
+            if (first == 0) new ReadOnlySpan<T>(partials[0], i * dPad, d).CopyTo(new Span<T>(dst, d));
+            for (int p = 1; p < partials.Length; p++)
             {
-                T sum = partials[0][i * dPad + c];
-                for (int p = 1; p < partials.Length; p++) sum += partials[p][i * dPad + c];
-                dq[(long)i * d + c] = sum * sT;
+                var src = new ReadOnlySpan<T>(partials[p], i * dPad, d);
+                for (int c = 0; c < d; c++) dst[c] += src[c];
             }
+        }
     }
 
     private struct Context
     {
-        public T* Q, DO, L2, D, Kt, Kr, Vt, DQ, DK, DV, P, DS, DKAcc, DVAcc;
+        public T* Q, DO, L2, D, K, V, DQ, DK, DV, P, DS, DKAcc, DVAcc, Kt, Kr, Vt;
         public int N, M, Dk, Dv, DPad, DvPad, Bc;
         public bool Causal;
-        public T DKScale;
+        public T KScale, Scale;
     }
 
-    private sealed class Scratch(int bc, int dPad, int dvPad)
+    private sealed class Scratch(int bc, int d, int dv, int dPad, int dvPad)
     {
         public readonly T[] P = GC.AllocateArray<T>(QueryTile * bc, pinned: true);
         public readonly T[] DS = GC.AllocateArray<T>(QueryTile * bc, pinned: true);
         public readonly T[] DK = GC.AllocateArray<T>(bc * dPad, pinned: true);
         public readonly T[] DV = GC.AllocateArray<T>(bc * dvPad, pinned: true);
+        /// <summary>This block's s·log₂e·Kᵀ (d × bc), s·K (bc × dPad) and Vᵀ (dv × bc), zero-padded.</summary>
+        public readonly T[] Kt = GC.AllocateArray<T>(d * bc, pinned: true);
+        public readonly T[] Kr = GC.AllocateArray<T>(bc * dPad, pinned: true);
+        public readonly T[] Vt = GC.AllocateArray<T>(dv * bc, pinned: true);
+    }
+
+    /// <summary>Packs key block [j0, j0 + keys) into the worker's panels: Kᵀ·s·log₂e and Vᵀ (columns past keys zero) and
+    /// K·s row-major (rows past keys are never read; columns past d stay zero).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackBlock(ref Context x, int j0, int keys)
+    {
+        int bc = x.Bc, d = x.Dk, dv = x.Dv, dPad = x.DPad;
+        T* kb = x.K + (long)j0 * d, vb = x.V + (long)j0 * dv;
+        if (keys < bc)
+        {
+            new Span<T>(x.Kt, d * bc).Clear();
+            new Span<T>(x.Vt, dv * bc).Clear();
+        }
+        for (int jj = 0; jj < keys; jj++)
+        {
+            T* kj = kb + (long)jj * d, kr = x.Kr + jj * dPad;
+            for (int c = 0; c < d; c++) { x.Kt[c * bc + jj] = kj[c] * x.KScale; kr[c] = kj[c] * x.Scale; }
+            T* vj = vb + (long)jj * dv;
+            for (int c = 0; c < dv; c++) x.Vt[c * bc + jj] = vj[c];
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -128,9 +176,9 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         int keys4 = (keys + MicroRows - 1) / MicroRows * MicroRows;
         int firstQuery = x.Causal ? j0 : 0;
         if (firstQuery >= x.N) return; // no query sees these keys: their gradients stay 0
+        PackBlock(ref x, j0, keys);
         new Span<T>(x.DKAcc, bc * dPad).Clear();
         new Span<T>(x.DVAcc, bc * dvPad).Clear();
-        T* ktb = x.Kt + (long)b * d * bc, vtb = x.Vt + (long)b * dv * bc, krb = x.Kr + (long)j0 * dPad;
         T* p = x.P, ds = x.DS;
         for (int i0 = firstQuery / QueryTile * QueryTile; i0 < x.N; i0 += QueryTile)
         {
@@ -144,11 +192,11 @@ internal static unsafe class BackwardKernel<T, TV, TS>
                 T* qi = x.Q + (long)i * dPad, doi = x.DO + (long)i * dvPad;
                 T* pr = p + r0 * bc, dsr = ds + r0 * bc;
                 for (int slice = 0; slice < KeyVectors; slice += 4)
-                    Probabilities(qi, dPad, d, ktb + slice * w, bc, x.L2 + i, pr + slice * w);
+                    Probabilities(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
                 if (j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i)) Mask(pr, bc, j0, i, x.M, x.Causal);
                 for (int slice = 0; slice < KeyVectors; slice += 4)
-                    ScoreGradients(doi, dvPad, dv, vtb + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
-                AccumulateRows(dsr, bc, keys, krb, dPad, x.DQ + (long)i * dPad);
+                    ScoreGradients(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
+                AccumulateRows(dsr, bc, keys, x.Kr, dPad, x.DQ + (long)i * dPad);
             }
             int r = first * MicroRows, count = micro * MicroRows - r;
             AccumulateColumns(p + r * bc, bc, keys4, x.DO + (long)(i0 + r) * dvPad, dvPad, count, x.DVAcc);
@@ -157,7 +205,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         for (int jj = 0; jj < keys; jj++)
         {
             T* dkj = x.DK + (long)(j0 + jj) * d, dkAcc = x.DKAcc + jj * dPad;
-            for (int c = 0; c < d; c++) dkj[c] = dkAcc[c] * x.DKScale;
+            for (int c = 0; c < d; c++) dkj[c] = dkAcc[c] * x.Scale;
             new ReadOnlySpan<T>(x.DVAcc + jj * dvPad, dv).CopyTo(new Span<T>(x.DV + (long)(j0 + jj) * dv, dv));
         }
     }
