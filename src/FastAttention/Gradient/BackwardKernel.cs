@@ -25,8 +25,9 @@ internal static unsafe class BackwardKernel<T, TV, TS>
 {
     public const int MicroRows = 4;
     public const int QueryTile = 64;
-    /// <summary>Key block = this many vectors (two 4-vector slices of logits per micro-tile).</summary>
-    public const int KeyVectors = 8;
+    /// <summary>Key block = this many vectors: one 4-vector slice of logits per micro-tile, so the block's three packed
+    /// panels (Kᵀ, K, Vᵀ; 16 KB each for float32 at d = 64 with AVX-512) and the P and dS tiles stay near L1.</summary>
+    public const int KeyVectors = 4;
 
     public static int KeyBlock => KeyVectors * TS.Count;
 
