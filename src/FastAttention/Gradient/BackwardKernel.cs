@@ -329,6 +329,23 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s22, ref acc2[x + 2 * w]); TS.Store(s23, ref acc2[x + 3 * w]);
             TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]); TS.Store(s32, ref acc3[x + 2 * w]); TS.Store(s33, ref acc3[x + 3 * w]);
         }
+        if (x + 2 * w <= width)
+        {
+            TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]);
+            TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]);
+            T* row = panel + x;
+            for (int j = 0; j < count; j++, row += width)
+            {
+                TV p0 = TS.Load(ref row[0]), p1 = TS.Load(ref row[w]);
+                TV b = TS.Broadcast(c0[j]); s00 = TS.Fma(b, p0, s00); s01 = TS.Fma(b, p1, s01);
+                b = TS.Broadcast(c1[j]); s10 = TS.Fma(b, p0, s10); s11 = TS.Fma(b, p1, s11);
+                b = TS.Broadcast(c2[j]); s20 = TS.Fma(b, p0, s20); s21 = TS.Fma(b, p1, s21);
+                b = TS.Broadcast(c3[j]); s30 = TS.Fma(b, p0, s30); s31 = TS.Fma(b, p1, s31);
+            }
+            TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]);
+            TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]);
+            x += 2 * w;
+        }
         for (; x < width; x += w)
         {
             TV s0 = TS.Load(ref acc[x]), s1 = TS.Load(ref acc1[x]), s2 = TS.Load(ref acc2[x]), s3 = TS.Load(ref acc3[x]);
@@ -383,6 +400,23 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]); TS.Store(s12, ref acc1[x + 2 * w]); TS.Store(s13, ref acc1[x + 3 * w]);
             TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s22, ref acc2[x + 2 * w]); TS.Store(s23, ref acc2[x + 3 * w]);
             TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]); TS.Store(s32, ref acc3[x + 2 * w]); TS.Store(s33, ref acc3[x + 3 * w]);
+        }
+        if (x + 2 * w <= width)
+        {
+            TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]);
+            TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]);
+            T* row = panel + x, ci = c;
+            for (int i = 0; i < rows; i++, row += width, ci += cStride)
+            {
+                TV p0 = TS.Load(ref row[0]), p1 = TS.Load(ref row[w]);
+                TV b = TS.Broadcast(ci[0]); s00 = TS.Fma(b, p0, s00); s01 = TS.Fma(b, p1, s01);
+                b = TS.Broadcast(ci[1]); s10 = TS.Fma(b, p0, s10); s11 = TS.Fma(b, p1, s11);
+                b = TS.Broadcast(ci[2]); s20 = TS.Fma(b, p0, s20); s21 = TS.Fma(b, p1, s21);
+                b = TS.Broadcast(ci[3]); s30 = TS.Fma(b, p0, s30); s31 = TS.Fma(b, p1, s31);
+            }
+            TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]);
+            TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]);
+            x += 2 * w;
         }
         for (; x < width; x += w)
         {
