@@ -16,7 +16,8 @@ public sealed record AttentionGradients<T>(ReadOnlyMemory<T> DQ, ReadOnlyMemory<
 /// One pass, parallel over key blocks: each worker owns whole key blocks (so dK, dV need no synchronisation) and a
 /// private dQ accumulator; the accumulators are added in a fixed order at the end, so results do not depend on
 /// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Causal: query i sees keys j ≤ i;
-/// key block [j₀, j₀ + B) only visits queries i ≥ j₀. Work: 5 tile products per tile against the forward's 2.
+/// key block [j₀, j₀ + B) only visits queries i ≥ j₀. Work: 5 tile products per tile against the forward's 2, run by
+/// <see cref="BackwardKernel{T,TV,TS}"/> at the exact kernel's SIMD width (Vector512, Vector256 or scalar).
 /// </remarks>
 public static class AttentionBackward
 {

@@ -7,16 +7,19 @@ namespace FastAttention.Gradient;
 /// <summary>
 /// The FlashAttention-2 backward pass of one head, written once against <see cref="ISimd{T,TV}"/> in the style of the
 /// exact forward kernel (<see cref="FlashKernel{T,TV,TS}"/>): 4-row × 4-vector register blocks (16 accumulators, each
-/// panel load feeding four FMAs), the scale·log₂e folded into a padded copy of Q, the vectorised
+/// panel load feeding four FMAs), the scale·log₂e folded into the packed Kᵀ, the vectorised
 /// <see cref="ISimd{T,TV}.Exp2"/>, and every hot method <see cref="MethodImplOptions.AggressiveOptimization"/>.
 /// </summary>
 /// <remarks>
-/// Workers own whole key blocks of <see cref="KeyVectors"/>·W keys (dK, dV need no synchronisation) and a private dQ
-/// accumulator. For a key block and a tile of <see cref="QueryTile"/> query rows, each 4-row micro-tile computes
-/// P = 2^(Q̃Kᵀ − L·log₂e) in the epilogue of the S product (Kᵀ packed per block), dS = P∘(dO·Vᵀ − D) in the epilogue
-/// of the dP product (Vᵀ packed per block), and dQ += dS·K (K packed row-major, padded); then the tile adds
-/// dV += Pᵀ·dO and dK += dSᵀ·Q̃ (4 keys × 4 vectors, summing over the tile's rows). Working memory: padded copies of
-/// Q, dO, K (twice) and V (O((n + m)·d)), per-worker dQ (n·d) and per-worker tiles — never n×m.
+/// Workers own whole key blocks of <see cref="KeyVectors"/>·W keys (round-robin, so dK, dV need no synchronisation) and
+/// a private dQ accumulator (worker 0's is the output itself when nothing is padded), summed in worker order at the
+/// end, so results do not depend on scheduling. Per key block the worker packs s·log₂e·Kᵀ, s·K and Vᵀ into its own
+/// panels; then for every tile of <see cref="QueryTile"/> query rows, each 4-row micro-tile computes
+/// P = 2^(Q·(s·log₂e·K)ᵀ − L·log₂e) in the epilogue of the S product, dS = P∘(dO·Vᵀ − D) in the epilogue of the dP
+/// product and dQ += dS·(s·K); then the tile adds dV += Pᵀ·dO and dK += dSᵀ·Q (4 keys × 4 vectors, summing over
+/// the tile's rows; dK scaled by s when written). Q and dO are read in place unless d, dv are not multiples of W or
+/// n of 4 (then zero-padded copies). Working memory: O(n) row terms, per-worker dQ (n·d) and per-worker panels and
+/// tiles — never n×m.
 /// </remarks>
 internal static unsafe class BackwardKernel<T, TV, TS>
     where T : unmanaged, IBinaryFloatingPointIeee754<T>
