@@ -166,6 +166,23 @@ public class AttentionBackwardTests
     }
 
     [Fact]
+    public void Results_do_not_depend_on_scheduling()
+    {
+        // Workers own fixed key blocks and their dQ partials are added in worker order: repeated runs agree bitwise.
+        var p64 = TestData.Problem(150, 300, 20, 12, 1.0, 61, causal: true);
+        var p = new AttentionProblem<float>(TestData.ToFloat(p64.Q.ToArray()), TestData.ToFloat(p64.K.ToArray()), TestData.ToFloat(p64.V.ToArray()),
+            150, 300, 20, 12, 1, p64.Scale, true);
+        var dO = TestData.ToFloat(TestData.Uniform(150 * 12, 1, 62));
+        var forward = AttentionForward.Compute(p, 3);
+        var first = AttentionBackward.Compute(p, dO, forward, threads: 3);
+        for (int run = 0; run < 5; run++)
+        {
+            var again = AttentionBackward.Compute(p, dO, forward, threads: 3);
+            Assert.True(first.DQ.Span.SequenceEqual(again.DQ.Span) && first.DK.Span.SequenceEqual(again.DK.Span) && first.DV.Span.SequenceEqual(again.DV.Span));
+        }
+    }
+
+    [Fact]
     public void Causal_keys_no_query_sees_get_zero_gradients()
     {
         var p = TestData.Problem(10, 80, 4, 4, 1.0, 41, causal: true);
