@@ -35,9 +35,10 @@ public static class AttentionBackward
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => ComputeWithLanes(problem, dO, forward, threads, 0);
 
     /// <summary>As <see cref="Compute{T}(AttentionProblem{T}, ReadOnlyMemory{T}, AttentionForwardResult{T}, int)"/> with a forced
-    /// SIMD width (16, 8 or 1 float32 lanes; 0 = the widest the CPU has), for tests of every kernel path.</summary>
+    /// SIMD width (16, 8 or 1 float32 lanes; 0 = the widest the CPU has) and register blocking (true: 4×4 vectors, false:
+    /// 4×2, null: 4×4 where the CPU has 32 vector registers), for tests of every kernel path.</summary>
     internal static AttentionGradients<T> ComputeWithLanes<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
-        int threads, int forcedFloat32Lanes)
+        int threads, int forcedFloat32Lanes, bool? wideBlocks = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ArgumentNullException.ThrowIfNull(problem);
@@ -57,19 +58,19 @@ public static class AttentionBackward
         {
             // Enough heads to keep every thread busy: one head per thread, each single-threaded (no dQ partials).
             Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, h =>
-                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, workers: 1, lanes));
+                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, workers: 1, lanes, wideBlocks));
         }
         else
         {
             for (int h = 0; h < problem.Heads; h++)
-                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, threadCount, lanes);
+                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, threadCount, lanes, wideBlocks);
         }
         return new AttentionGradients<T>(dq, dk, dvOut);
     }
 
     /// <summary>One head: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the chosen width.</summary>
     private static unsafe void BackwardHead<T>(AttentionProblem<T> problem, int h, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
-        T[] dq, T[] dk, T[] dvOut, int workers, int lanes)
+        T[] dq, T[] dk, T[] dvOut, int workers, int lanes, bool? wideBlocks)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
@@ -85,16 +86,16 @@ public static class AttentionBackward
             if (typeof(T) == typeof(float))
             {
                 float* qf = (float*)q, kf = (float*)k, vf = (float*)v, gf = (float*)g, lf = (float*)l, of = (float*)o, gqf = (float*)gq, gkf = (float*)gk, gvf = (float*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
-                else BackwardKernel<float, float, ScalarSimd<float>>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers);
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, Vector512<float>, Simd512F>.WideBlocksByDefault);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, Vector256<float>, Simd256F>.WideBlocksByDefault);
+                else BackwardKernel<float, float, ScalarSimd<float>>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, float, ScalarSimd<float>>.WideBlocksByDefault);
             }
             else
             {
                 double* qd = (double*)q, kd = (double*)k, vd = (double*)v, gd = (double*)g, ld = (double*)l, od = (double*)o, gqd = (double*)gq, gkd = (double*)gk, gvd = (double*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
-                else BackwardKernel<double, double, ScalarSimd<double>>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers);
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, Vector512<double>, Simd512D>.WideBlocksByDefault);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, Vector256<double>, Simd256D>.WideBlocksByDefault);
+                else BackwardKernel<double, double, ScalarSimd<double>>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, double, ScalarSimd<double>>.WideBlocksByDefault);
             }
         }
     }

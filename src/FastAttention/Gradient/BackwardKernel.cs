@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
@@ -34,12 +35,18 @@ internal static unsafe class BackwardKernel<T, TV, TS>
 
     public static int KeyBlock => KeyVectors * TS.Count;
 
+    /// <summary>16 accumulators + 4 panel vectors + a broadcast fit only in 32 vector registers (EVEX, AVX-512); with
+    /// 16 (AVX2) they spill, and the kernel uses 4-row × 2-vector blocks instead.</summary>
+    public static bool WideBlocksByDefault => Avx512F.IsSupported;
+
     /// <summary>
     /// One head: dQ (n×d), dK (m×d), dV (m×dv) of ⟨dO, softmax(s·QKᵀ)·V⟩ from the forward pass's output
-    /// <paramref name="o"/> and log-sum-exp <paramref name="lse"/>. The outputs must be zero on entry.
+    /// <paramref name="o"/> and log-sum-exp <paramref name="lse"/>. The outputs must be zero on entry. <paramref name="wideBlocks"/>:
+    /// 4-row × 4-vector register blocks (16 accumulators; needs the 32 vector registers of AVX-512) or 4-row × 2-vector
+    /// blocks (8 accumulators, for 16 registers); see <see cref="WideBlocksByDefault"/>.
     /// </summary>
     public static void Run(T* q, T* k, T* v, T* o, T* dO, T* lse, T* dq, T* dk, T* dvOut,
-        int n, int m, int d, int dv, double scale, bool causal, int workers)
+        int n, int m, int d, int dv, double scale, bool causal, int workers, bool wideBlocks)
     {
         int w = TS.Count, bc = KeyBlock;
         int blocks = (m + bc - 1) / bc;
@@ -79,7 +86,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
                         Q = (T*)nq, DO = (T*)ndo, L2 = (T*)nrow, D = (T*)nrow + nPad, K = (T*)nk, V = (T*)nv,
                         DQ = part is null ? (T*)ndq : pdq, DK = (T*)ndk, DV = (T*)ndv,
                         P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv, Kt = pkt, Kr = pkr, Vt = pvt,
-                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Causal = causal, KScale = kScale, Scale = sT,
+                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Causal = causal, Wide = wideBlocks, KScale = kScale, Scale = sT,
                     };
                     for (int b = worker; b < blocks; b += workers) ProcessBlock(ref x, b);
                 }
@@ -135,7 +142,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     {
         public T* Q, DO, L2, D, K, V, DQ, DK, DV, P, DS, DKAcc, DVAcc, Kt, Kr, Vt;
         public int N, M, Dk, Dv, DPad, DvPad, Bc;
-        public bool Causal;
+        public bool Causal, Wide;
         public T KScale, Scale;
     }
 
@@ -195,16 +202,24 @@ internal static unsafe class BackwardKernel<T, TV, TS>
                 int r0 = mt * MicroRows, i = i0 + r0;
                 T* qi = x.Q + (long)i * dPad, doi = x.DO + (long)i * dvPad;
                 T* pr = p + r0 * bc, dsr = ds + r0 * bc;
-                for (int slice = 0; slice < KeyVectors; slice += 4)
-                    Probabilities(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
+                if (x.Wide)
+                    for (int slice = 0; slice < KeyVectors; slice += 4)
+                        Probabilities(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
+                else
+                    for (int slice = 0; slice < KeyVectors; slice += 2)
+                        Probabilities2(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
                 if (j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i)) Mask(pr, bc, j0, i, x.M, x.Causal);
-                for (int slice = 0; slice < KeyVectors; slice += 4)
-                    ScoreGradients(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
-                AccumulateRows(dsr, bc, keys, x.Kr, dPad, x.DQ + (long)i * dPad);
+                if (x.Wide)
+                    for (int slice = 0; slice < KeyVectors; slice += 4)
+                        ScoreGradients(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
+                else
+                    for (int slice = 0; slice < KeyVectors; slice += 2)
+                        ScoreGradients2(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
+                AccumulateRows(dsr, bc, keys, x.Kr, dPad, x.DQ + (long)i * dPad, x.Wide);
             }
             int r = first * MicroRows, count = micro * MicroRows - r;
-            AccumulateColumns(p + r * bc, bc, keys4, x.DO + (long)(i0 + r) * dvPad, dvPad, count, x.DVAcc);
-            AccumulateColumns(ds + r * bc, bc, keys4, x.Q + (long)(i0 + r) * dPad, dPad, count, x.DKAcc);
+            AccumulateColumns(p + r * bc, bc, keys4, x.DO + (long)(i0 + r) * dvPad, dvPad, count, x.DVAcc, x.Wide);
+            AccumulateColumns(ds + r * bc, bc, keys4, x.Q + (long)(i0 + r) * dPad, dPad, count, x.DKAcc, x.Wide);
         }
         for (int jj = 0; jj < keys; jj++)
         {
@@ -299,16 +314,68 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         TS.Store(TS.Mul(TS.Load(ref p3[2 * w]), TS.Sub(a32, dr)), ref ds3[2 * w]); TS.Store(TS.Mul(TS.Load(ref p3[3 * w]), TS.Sub(a33, dr)), ref ds3[3 * w]);
     }
 
+    /// <summary><see cref="Probabilities"/> for 4 rows × 2W keys (8 accumulators, for 16 vector registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Probabilities2(T* q, int qStride, int d, T* kt, int bc, T* l2, T* p)
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
+        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride;
+        for (int c = 0; c < d; c++)
+        {
+            T* kc = kt + c * bc;
+            TV k0 = TS.Load(ref *kc), k1 = TS.Load(ref kc[w]);
+            TV b = TS.Broadcast(q0[c]); a00 = TS.Fma(b, k0, a00); a01 = TS.Fma(b, k1, a01);
+            b = TS.Broadcast(q1[c]); a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11);
+            b = TS.Broadcast(q2[c]); a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21);
+            b = TS.Broadcast(q3[c]); a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31);
+        }
+        TV l = TS.Broadcast(l2[0]);
+        TS.Store(TS.Exp2(TS.Sub(a00, l)), ref p[0]); TS.Store(TS.Exp2(TS.Sub(a01, l)), ref p[w]);
+        T* p1 = p + bc; l = TS.Broadcast(l2[1]);
+        TS.Store(TS.Exp2(TS.Sub(a10, l)), ref p1[0]); TS.Store(TS.Exp2(TS.Sub(a11, l)), ref p1[w]);
+        T* p2 = p + 2 * bc; l = TS.Broadcast(l2[2]);
+        TS.Store(TS.Exp2(TS.Sub(a20, l)), ref p2[0]); TS.Store(TS.Exp2(TS.Sub(a21, l)), ref p2[w]);
+        T* p3 = p + 3 * bc; l = TS.Broadcast(l2[3]);
+        TS.Store(TS.Exp2(TS.Sub(a30, l)), ref p3[0]); TS.Store(TS.Exp2(TS.Sub(a31, l)), ref p3[w]);
+    }
+
+    /// <summary><see cref="ScoreGradients"/> for 4 rows × 2W keys (8 accumulators, for 16 vector registers).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoreGradients2(T* dO, int doStride, int dv, T* vt, int bc, T* p, T* rowD, T* ds)
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
+        T* o0 = dO, o1 = dO + doStride, o2 = dO + 2 * doStride, o3 = dO + 3 * doStride;
+        for (int c = 0; c < dv; c++)
+        {
+            T* vc = vt + c * bc;
+            TV v0 = TS.Load(ref *vc), v1 = TS.Load(ref vc[w]);
+            TV b = TS.Broadcast(o0[c]); a00 = TS.Fma(b, v0, a00); a01 = TS.Fma(b, v1, a01);
+            b = TS.Broadcast(o1[c]); a10 = TS.Fma(b, v0, a10); a11 = TS.Fma(b, v1, a11);
+            b = TS.Broadcast(o2[c]); a20 = TS.Fma(b, v0, a20); a21 = TS.Fma(b, v1, a21);
+            b = TS.Broadcast(o3[c]); a30 = TS.Fma(b, v0, a30); a31 = TS.Fma(b, v1, a31);
+        }
+        TV dr = TS.Broadcast(rowD[0]);
+        TS.Store(TS.Mul(TS.Load(ref p[0]), TS.Sub(a00, dr)), ref ds[0]); TS.Store(TS.Mul(TS.Load(ref p[w]), TS.Sub(a01, dr)), ref ds[w]);
+        T* p1 = p + bc, ds1 = ds + bc; dr = TS.Broadcast(rowD[1]);
+        TS.Store(TS.Mul(TS.Load(ref p1[0]), TS.Sub(a10, dr)), ref ds1[0]); TS.Store(TS.Mul(TS.Load(ref p1[w]), TS.Sub(a11, dr)), ref ds1[w]);
+        T* p2 = p + 2 * bc, ds2 = ds + 2 * bc; dr = TS.Broadcast(rowD[2]);
+        TS.Store(TS.Mul(TS.Load(ref p2[0]), TS.Sub(a20, dr)), ref ds2[0]); TS.Store(TS.Mul(TS.Load(ref p2[w]), TS.Sub(a21, dr)), ref ds2[w]);
+        T* p3 = p + 3 * bc, ds3 = ds + 3 * bc; dr = TS.Broadcast(rowD[3]);
+        TS.Store(TS.Mul(TS.Load(ref p3[0]), TS.Sub(a30, dr)), ref ds3[0]); TS.Store(TS.Mul(TS.Load(ref p3[w]), TS.Sub(a31, dr)), ref ds3[w]);
+    }
+
     /// <summary>acc[r, :] += Σ_{j &lt; count} c[r, j]·panel[j, :] for 4 rows (c row stride <paramref name="cStride"/>, panel
     /// and acc row stride <paramref name="width"/>, a multiple of W): dQ += dS·K, in 4-row × 4-vector register blocks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRows(T* coeffs, int cStride, int count, T* panel, int width, T* acc)
+    private static void AccumulateRows(T* coeffs, int cStride, int count, T* panel, int width, T* acc, bool wide)
     {
         int w = TS.Count;
         T* c0 = coeffs, c1 = coeffs + cStride, c2 = coeffs + 2 * cStride, c3 = coeffs + 3 * cStride;
         T* acc1 = acc + width, acc2 = acc + 2 * width, acc3 = acc + 3 * width;
         int x = 0;
-        for (; x + 4 * w <= width; x += 4 * w)
+        for (; wide && x + 4 * w <= width; x += 4 * w)
         {
             TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s02 = TS.Load(ref acc[x + 2 * w]), s03 = TS.Load(ref acc[x + 3 * w]);
             TV s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]), s12 = TS.Load(ref acc1[x + 2 * w]), s13 = TS.Load(ref acc1[x + 3 * w]);
@@ -332,7 +399,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s22, ref acc2[x + 2 * w]); TS.Store(s23, ref acc2[x + 3 * w]);
             TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]); TS.Store(s32, ref acc3[x + 2 * w]); TS.Store(s33, ref acc3[x + 3 * w]);
         }
-        if (x + 2 * w <= width)
+        for (; x + 2 * w <= width; x += 2 * w)
         {
             TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]);
             TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]);
@@ -347,7 +414,6 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             }
             TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]);
             TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]);
-            x += 2 * w;
         }
         for (; x < width; x += w)
         {
@@ -367,20 +433,20 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     /// <paramref name="cStride"/>, panel and acc row stride <paramref name="width"/>): dV += Pᵀ·dO and dK += dSᵀ·Q̃,
     /// 4 keys × 4 vectors per register block, reading the tile's columns in place.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateColumns(T* coeffs, int cStride, int keys, T* panel, int width, int rows, T* acc)
+    private static void AccumulateColumns(T* coeffs, int cStride, int keys, T* panel, int width, int rows, T* acc, bool wide)
     {
         for (int j = 0; j < keys; j += 4)
-            AccumulateRows4(coeffs + j, cStride, rows, panel, width, acc + (long)j * width);
+            AccumulateRows4(coeffs + j, cStride, rows, panel, width, acc + (long)j * width, wide);
     }
 
     /// <summary>Four accumulator rows: acc[r, :] += Σ_i c[i·cStride + r]·panel[i, :].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRows4(T* c, int cStride, int rows, T* panel, int width, T* acc)
+    private static void AccumulateRows4(T* c, int cStride, int rows, T* panel, int width, T* acc, bool wide)
     {
         int w = TS.Count;
         T* acc1 = acc + width, acc2 = acc + 2 * width, acc3 = acc + 3 * width;
         int x = 0;
-        for (; x + 4 * w <= width; x += 4 * w)
+        for (; wide && x + 4 * w <= width; x += 4 * w)
         {
             TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s02 = TS.Load(ref acc[x + 2 * w]), s03 = TS.Load(ref acc[x + 3 * w]);
             TV s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]), s12 = TS.Load(ref acc1[x + 2 * w]), s13 = TS.Load(ref acc1[x + 3 * w]);
@@ -404,7 +470,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s22, ref acc2[x + 2 * w]); TS.Store(s23, ref acc2[x + 3 * w]);
             TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]); TS.Store(s32, ref acc3[x + 2 * w]); TS.Store(s33, ref acc3[x + 3 * w]);
         }
-        if (x + 2 * w <= width)
+        for (; x + 2 * w <= width; x += 2 * w)
         {
             TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]);
             TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]);
@@ -419,7 +485,6 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             }
             TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]);
             TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]);
-            x += 2 * w;
         }
         for (; x < width; x += w)
         {

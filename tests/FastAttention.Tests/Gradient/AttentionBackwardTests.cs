@@ -86,40 +86,43 @@ public class AttentionBackwardTests
     }
 
     [Theory]
-    [InlineData(16)]
-    [InlineData(8)]
-    [InlineData(1)]
-    public void Every_simd_width_handles_every_remainder_length(int lanes)
+    [InlineData(16, true)]
+    [InlineData(16, false)]
+    [InlineData(8, true)]
+    [InlineData(8, false)]
+    [InlineData(1, true)]
+    [InlineData(1, false)]
+    public void Every_simd_width_handles_every_remainder_length(int lanes, bool wideBlocks)
     {
         // Key counts sweep every remainder modulo the vector (W) and the key block (4·W) and cross block boundaries;
         // d and dv sweep the remainders modulo W (padded copies of Q and dO); n crosses the 4-row micro-tile and the
-        // 64-row query tile; threads 1 and 3 (one worker, and dQ gathered from several).
+        // 64-row query tile; threads 1 and 3 (one worker, and dQ gathered from several); 4×4- and 4×2-vector register blocks.
         int cases = 0;
         for (int m = 1; m <= 140; m += 5)
             for (int dv = 1; dv <= 34; dv += 3)
             {
                 int n = 1 + (m * 7 + dv) % 70, d = 1 + (m + 3 * dv) % 33;
                 bool causal = (m + dv) % 3 == 0;
-                CheckWidth(lanes, n, m, d, dv, causal, threads: (m + dv) % 2 == 0 ? 1 : 3, seed: m * 100 + dv);
+                CheckWidth(lanes, wideBlocks, n, m, d, dv, causal, threads: (m + dv) % 2 == 0 ? 1 : 3, seed: m * 100 + dv);
                 cases++;
             }
         // Shapes with no padding at all (d, dv multiples of W, n a multiple of 4): Q, dO and dQ used in place.
         foreach (var (n, m, d, dv) in new[] { (8, 70, 16, 32), (64, 64, 32, 16), (68, 130, 16, 16), (4, 1, 8, 8), (132, 33, 8, 24) })
         {
-            CheckWidth(lanes, n, m, d, dv, causal: false, threads: 2, seed: n + m);
-            CheckWidth(lanes, n, m, d, dv, causal: true, threads: 3, seed: n + m + 1);
+            CheckWidth(lanes, wideBlocks, n, m, d, dv, causal: false, threads: 2, seed: n + m);
+            CheckWidth(lanes, wideBlocks, n, m, d, dv, causal: true, threads: 3, seed: n + m + 1);
             cases += 2;
         }
         Assert.Equal(346, cases);
     }
 
-    private static void CheckWidth(int lanes, int n, int m, int d, int dv, bool causal, int threads, int seed)
+    private static void CheckWidth(int lanes, bool wideBlocks, int n, int m, int d, int dv, bool causal, int threads, int seed)
     {
-        string shape = $"lanes={lanes} n={n} m={m} d={d} dv={dv} causal={causal} threads={threads}";
+        string shape = $"lanes={lanes} wide={wideBlocks} n={n} m={m} d={d} dv={dv} causal={causal} threads={threads}";
         var p = TestData.Problem(n, m, d, dv, 1.0, seed, causal: causal);
         var dO = TestData.Uniform(n * dv, 1, seed + 10);
         var (rq, rk, rv) = BackwardReference.Compute(p, dO);
-        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, threads), threads, lanes);
+        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, threads), threads, lanes, wideBlocks);
         AssertNear(rq, g.DQ.Span, 1e-11, $"f64 dQ {shape}");
         AssertNear(rk, g.DK.Span, 1e-11, $"f64 dK {shape}");
         AssertNear(rv, g.DV.Span, 1e-11, $"f64 dV {shape}");
@@ -129,7 +132,7 @@ public class AttentionBackwardTests
         var p64r = new AttentionProblem<double>(TestData.ToDouble(p32.Q.ToArray()), TestData.ToDouble(p32.K.ToArray()), TestData.ToDouble(p32.V.ToArray()),
             n, m, d, dv, 1, p.Scale, causal);
         var (sq, sk, sv) = BackwardReference.Compute(p64r, TestData.ToDouble(dO32));
-        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, threads), threads, lanes);
+        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, threads), threads, lanes, wideBlocks);
         AssertNear(sq, TestData.ToDouble(g32.DQ.ToArray()), 1e-4, $"f32 dQ {shape}");
         AssertNear(sk, TestData.ToDouble(g32.DK.ToArray()), 1e-4, $"f32 dK {shape}");
         AssertNear(sv, TestData.ToDouble(g32.DV.ToArray()), 1e-4, $"f32 dV {shape}");
