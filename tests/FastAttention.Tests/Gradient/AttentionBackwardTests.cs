@@ -86,6 +86,66 @@ public class AttentionBackwardTests
     }
 
     [Theory]
+    [InlineData(16, true)]
+    [InlineData(16, false)]
+    [InlineData(8, true)]
+    [InlineData(8, false)]
+    [InlineData(1, true)]
+    [InlineData(1, false)]
+    public void Every_simd_width_handles_every_remainder_length(int lanes, bool wideBlocks)
+    {
+        // Key counts sweep every remainder modulo the vector (W) and the key block (4·W) and cross block boundaries;
+        // d and dv sweep the remainders modulo W (padded copies of Q and dO); n crosses the 4-row micro-tile and the
+        // 64-row query tile; threads 1 and 3 (one worker, and dQ gathered from several); 4×4- and 4×2-vector register blocks.
+        int cases = 0;
+        for (int m = 1; m <= 140; m += 5)
+            for (int dv = 1; dv <= 34; dv += 3)
+            {
+                int n = 1 + (m * 7 + dv) % 70, d = 1 + (m + 3 * dv) % 33;
+                bool causal = (m + dv) % 3 == 0;
+                CheckWidth(lanes, wideBlocks, n, m, d, dv, causal, threads: (m + dv) % 2 == 0 ? 1 : 3, seed: m * 100 + dv);
+                cases++;
+            }
+        // Shapes with no padding at all (d, dv multiples of W, n a multiple of 4): Q, dO and dQ used in place.
+        foreach (var (n, m, d, dv) in new[] { (8, 70, 16, 32), (64, 64, 32, 16), (68, 130, 16, 16), (4, 1, 8, 8), (132, 33, 8, 24) })
+        {
+            CheckWidth(lanes, wideBlocks, n, m, d, dv, causal: false, threads: 2, seed: n + m);
+            CheckWidth(lanes, wideBlocks, n, m, d, dv, causal: true, threads: 3, seed: n + m + 1);
+            cases += 2;
+        }
+        Assert.Equal(346, cases);
+    }
+
+    private static void CheckWidth(int lanes, bool wideBlocks, int n, int m, int d, int dv, bool causal, int threads, int seed)
+    {
+        string shape = $"lanes={lanes} wide={wideBlocks} n={n} m={m} d={d} dv={dv} causal={causal} threads={threads}";
+        var p = TestData.Problem(n, m, d, dv, 1.0, seed, causal: causal);
+        var dO = TestData.Uniform(n * dv, 1, seed + 10);
+        var (rq, rk, rv) = BackwardReference.Compute(p, dO);
+        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, threads), threads, lanes, wideBlocks);
+        AssertNear(rq, g.DQ.Span, 1e-11, $"f64 dQ {shape}");
+        AssertNear(rk, g.DK.Span, 1e-11, $"f64 dK {shape}");
+        AssertNear(rv, g.DV.Span, 1e-11, $"f64 dV {shape}");
+        var p32 = new AttentionProblem<float>(TestData.ToFloat(p.Q.ToArray()), TestData.ToFloat(p.K.ToArray()), TestData.ToFloat(p.V.ToArray()),
+            n, m, d, dv, 1, p.Scale, causal);
+        var dO32 = TestData.ToFloat(dO);
+        var p64r = new AttentionProblem<double>(TestData.ToDouble(p32.Q.ToArray()), TestData.ToDouble(p32.K.ToArray()), TestData.ToDouble(p32.V.ToArray()),
+            n, m, d, dv, 1, p.Scale, causal);
+        var (sq, sk, sv) = BackwardReference.Compute(p64r, TestData.ToDouble(dO32));
+        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, threads), threads, lanes, wideBlocks);
+        AssertNear(sq, TestData.ToDouble(g32.DQ.ToArray()), 1e-4, $"f32 dQ {shape}");
+        AssertNear(sk, TestData.ToDouble(g32.DK.ToArray()), 1e-4, $"f32 dK {shape}");
+        AssertNear(sv, TestData.ToDouble(g32.DV.ToArray()), 1e-4, $"f32 dV {shape}");
+    }
+
+    /// <summary>Relative to max(1, max |reference|): with m = 1 or a single visible key dQ is exactly 0 and only rounding remains.</summary>
+    private static void AssertNear(ReadOnlySpan<double> reference, ReadOnlySpan<double> actual, double relative, string what)
+    {
+        double err = TestData.MaxAbsDiff(actual, reference), scale = Math.Max(1, MaxAbs(reference));
+        Assert.True(err <= relative * scale, $"{what}: max error {err:E3} > {relative:E1}·{scale:E3}");
+    }
+
+    [Theory]
     [InlineData(45, 77, 6, 5, false)]
     [InlineData(45, 77, 6, 5, true)]
     public void Forward_saves_the_output_and_the_log_sum_exp(int n, int m, int d, int dv, bool causal)
@@ -105,6 +165,23 @@ public class AttentionBackwardTests
                 sum += Math.Exp(p.Scale * dot);
             }
             Assert.Equal(Math.Log(sum), f.LogSumExp.Span[i], 10);
+        }
+    }
+
+    [Fact]
+    public void Results_do_not_depend_on_scheduling()
+    {
+        // Workers own fixed key blocks and their dQ partials are added in worker order: repeated runs agree bitwise.
+        var p64 = TestData.Problem(150, 300, 20, 12, 1.0, 61, causal: true);
+        var p = new AttentionProblem<float>(TestData.ToFloat(p64.Q.ToArray()), TestData.ToFloat(p64.K.ToArray()), TestData.ToFloat(p64.V.ToArray()),
+            150, 300, 20, 12, 1, p64.Scale, true);
+        var dO = TestData.ToFloat(TestData.Uniform(150 * 12, 1, 62));
+        var forward = AttentionForward.Compute(p, 3);
+        var first = AttentionBackward.Compute(p, dO, forward, threads: 3);
+        for (int run = 0; run < 5; run++)
+        {
+            var again = AttentionBackward.Compute(p, dO, forward, threads: 3);
+            Assert.True(first.DQ.Span.SequenceEqual(again.DQ.Span) && first.DK.Span.SequenceEqual(again.DK.Span) && first.DV.Span.SequenceEqual(again.DV.Span));
         }
     }
 
