@@ -10,6 +10,7 @@ public static class AttentionAlgorithms
     {
         ["exact"] = () => new Exact.FlashAttention(),
         ["reference"] = () => new Exact.ReferenceAttention(),
+        ["vector"] = () => new RangeSearch.VectorAttention(),
     };
 
     /// <summary>Names of all registered algorithms.</summary>
