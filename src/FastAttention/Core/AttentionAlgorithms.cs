@@ -11,6 +11,7 @@ public static class AttentionAlgorithms
         ["exact"] = () => new Exact.FlashAttention(),
         ["reference"] = () => new Exact.ReferenceAttention(),
         ["vector"] = () => new RangeSearch.VectorAttention(),
+        ["rounding"] = () => new RangeSearch.RoundingAttention(),
     };
 
     /// <summary>Names of all registered algorithms.</summary>
