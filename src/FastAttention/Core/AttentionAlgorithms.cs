@@ -12,6 +12,7 @@ public static class AttentionAlgorithms
         ["reference"] = () => new Exact.ReferenceAttention(),
         ["vector"] = () => new RangeSearch.VectorAttention(),
         ["rounding"] = () => new RangeSearch.RoundingAttention(),
+        ["range"] = () => new RangeSearch.RangeSearchAttention(),
     };
 
     /// <summary>Names of all registered algorithms.</summary>

@@ -50,12 +50,12 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
 /// largest number of terms any one query accumulated (it enters the rounding bound).</summary>
 internal sealed class QueryStats
 {
-    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned;
+    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes;
     public int MaxTerms;
 
     public void Merge(QueryStats o)
     {
-        Queries += o.Queries; Expansions += o.Expansions; NodesVisited += o.NodesVisited; DirectKeys += o.DirectKeys; Pruned += o.Pruned;
+        Queries += o.Queries; Expansions += o.Expansions; NodesVisited += o.NodesVisited; DirectKeys += o.DirectKeys; Pruned += o.Pruned; MaxSearchNodes += o.MaxSearchNodes;
         MaxTerms = Math.Max(MaxTerms, o.MaxTerms);
     }
 

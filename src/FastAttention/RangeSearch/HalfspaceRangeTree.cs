@@ -1,0 +1,248 @@
+namespace FastAttention.RangeSearch;
+
+/// <summary>
+/// The halfspace range-searching structure of Lemma A.4 / Theorem 3.1 as used by Algorithm 1: a kd-tree over the keys
+/// (median split along the widest box side) whose nodes store the centred moments Σ_j u_j^β·v_j and Σ_j u_j^β,
+/// u = (k − κ)∘w⁻¹ ∈ [−1, 1]^d with κ the centre and w the half-widths of the node's bounding box — the φ_t of
+/// Lemma 3.5 expanded about the node instead of the origin, so that no monomial of a large key is ever formed.
+/// <para>A query with a = s·q and threshold θ = M − T visits nodes from the root: a node whose box lies entirely
+/// below θ (a·κ + Σ|a_c|w_c &lt; θ) holds only irrelevant keys and is pruned; a node whose expansion is well conditioned
+/// for this query (h = Σ|a_c|w_c ≤ H, which bounds |a·(k − κ)| on the whole box) is answered from its moments (keys below
+/// θ inside it only add accuracy); other nodes are opened, and leaves are summed directly.</para>
+/// <para>Crossing number (honest): Matoušek's partition trees guarantee O(n^{1−1/d}) nodes per halfspace query; a kd-tree
+/// does not. For an axis-parallel boundary a kd-tree crosses O(n^{1−1/d}) cells, but for general hyperplanes the
+/// worst case is Θ(n) (e.g. keys on a diagonal line and a query orthogonal to it: every box straddles the boundary and
+/// every box's h is large, so the query degenerates to summing the relevant keys directly). The benchmark's 'line'
+/// distribution shows this. Memory is O(m·(d + dv)) for the keys plus C(g + d, d)·(dv + 1) per moment node; only
+/// nodes with at least <see cref="MomentMinimum"/> keys (where moments are cheaper than summing) carry moments.</para>
+/// Immutable after construction.
+/// </summary>
+internal sealed class HalfspaceRangeTree
+{
+    private const int Chunk = 256;
+    private readonly double[] _keys, _values;   // permuted: node = contiguous range [lo, hi)
+    private readonly int[] _lo, _hi, _left, _right, _momentOffset;
+    private readonly double[] _centre, _half;    // nodes × d
+    private readonly double[] _moments;
+    private readonly CentredExpansion _exp;
+    private readonly int _d, _dv, _stride;
+
+    public HalfspaceRangeTree(double[] k, double[] v, int m, int d, int dv, CentredExpansion exp, int leaf, int threads)
+    {
+        _d = d; _dv = dv; _exp = exp; Leaf = leaf;
+        var perm = new int[m];
+        for (int j = 0; j < m; j++) perm[j] = j;
+        var lo = new List<int>(); var hi = new List<int>(); var left = new List<int>(); var right = new List<int>();
+        var centre = new List<double>(); var half = new List<double>();
+        Build(k, perm, 0, m, lo, hi, left, right, centre, half);
+        _lo = [.. lo]; _hi = [.. hi]; _left = [.. left]; _right = [.. right]; _centre = [.. centre]; _half = [.. half];
+        _keys = new double[m * d]; _values = new double[m * dv];
+        for (int j = 0; j < m; j++)
+        {
+            Array.Copy(k, perm[j] * d, _keys, j * d, d);
+            Array.Copy(v, perm[j] * dv, _values, j * dv, dv);
+        }
+        // Moments only where they are cheaper than direct sums: a direct key costs ≈ d + dv + 20 flops (exp), an expansion
+        // ≈ Terms·(dv + 2).
+        MomentMinimum = Math.Max(leaf + 1, (int)Math.Ceiling(exp.Terms * (dv + 2.0) / (d + dv + 20)));
+        _stride = (dv + 1) * exp.Terms;
+        int nodes = _lo.Length, withMoments = 0;
+        _momentOffset = new int[nodes];
+        for (int node = 0; node < nodes; node++)
+            _momentOffset[node] = _hi[node] - _lo[node] >= MomentMinimum ? withMoments++ : -1;
+        MomentNodes = withMoments;
+        _moments = new double[(long)withMoments * _stride];
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
+        Parallel.For(0, nodes, opts, () => (new double[exp.Terms], new double[_stride], new double[d]), (node, _, buf) =>
+        {
+            if (_momentOffset[node] >= 0) Accumulate(node, buf.Item1, buf.Item2, buf.Item3);
+            return buf;
+        }, _ => { });
+    }
+
+    public int Leaf { get; }
+    public int NodeCount => _lo.Length;
+    public int MomentNodes { get; }
+    public int MomentMinimum { get; }
+    public int Keys => _keys.Length / _d;
+    /// <summary>Bytes held (keys, values, boxes, moments).</summary>
+    public long Bytes => 8L * (_keys.Length + _values.Length + _centre.Length + _half.Length + _moments.LongLength) + 20L * _lo.Length;
+
+    private int Build(double[] k, int[] perm, int lo, int hi, List<int> los, List<int> his, List<int> left, List<int> right, List<double> centre, List<double> half)
+    {
+        int d = _d, id = los.Count;
+        los.Add(lo); his.Add(hi); left.Add(-1); right.Add(-1);
+        int widest = 0; double widestHalf = -1;
+        for (int c = 0; c < d; c++)
+        {
+            double mn = double.PositiveInfinity, mx = double.NegativeInfinity;
+            for (int j = lo; j < hi; j++) { double x = k[perm[j] * d + c]; if (x < mn) mn = x; if (x > mx) mx = x; }
+            double ctr = 0.5 * (mn + mx), w = Math.Max(mx - ctr, ctr - mn);
+            centre.Add(ctr); half.Add(w);
+            if (w > widestHalf) { widestHalf = w; widest = c; }
+        }
+        if (hi - lo > Leaf && widestHalf > 0)
+        {
+            int mid = lo + (hi - lo) / 2;
+            Select(k, perm, lo, hi - 1, mid, widest);
+            int l = Build(k, perm, lo, mid, los, his, left, right, centre, half);
+            int r = Build(k, perm, mid, hi, los, his, left, right, centre, half);
+            left[id] = l; right[id] = r;
+        }
+        return id;
+    }
+
+    /// <summary>Quickselect: puts the element of rank <paramref name="nth"/> (by coordinate c) at nth, smaller before, larger after.</summary>
+    private void Select(double[] k, int[] perm, int lo, int hi, int nth, int c)
+    {
+        int d = _d;
+        while (hi > lo)
+        {
+            double pivot = k[perm[lo + (hi - lo) / 2] * d + c];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (k[perm[i] * d + c] < pivot) i++;
+                while (k[perm[j] * d + c] > pivot) j--;
+                if (i <= j) { (perm[i], perm[j]) = (perm[j], perm[i]); i++; j--; }
+            }
+            if (nth <= j) hi = j;
+            else if (nth >= i) lo = i;
+            else return;
+        }
+    }
+
+    /// <summary>Moments of one node, summed in chunks (rounding (chunk + count/chunk)·u relative to Σ|terms|).</summary>
+    private void Accumulate(int node, double[] pw, double[] part, double[] u)
+    {
+        int terms = _exp.Terms, dv = _dv, d = _d;
+        var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
+        var ctr = _centre.AsSpan(node * d, d); var half = _half.AsSpan(node * d, d);
+        for (int start = _lo[node]; start < _hi[node]; start += Chunk)
+        {
+            Array.Clear(part);
+            int end = Math.Min(_hi[node], start + Chunk);
+            for (int j = start; j < end; j++)
+            {
+                for (int c = 0; c < d; c++) u[c] = half[c] > 0 ? (_keys[j * d + c] - ctr[c]) / half[c] : 0;
+                _exp.Powers(u, pw);
+                for (int t = 0; t < terms; t++) part[t] += pw[t];
+                for (int col = 0; col < dv; col++)
+                {
+                    double vj = _values[j * dv + col];
+                    int off = (col + 1) * terms;
+                    for (int t = 0; t < terms; t++) part[off + t] = Math.FusedMultiplyAdd(pw[t], vj, part[off + t]);
+                }
+            }
+            for (int t = 0; t < _stride; t++) mom[t] += part[t];
+        }
+    }
+
+    /// <summary>Per-thread buffers for queries.</summary>
+    public sealed class Scratch(int d, int terms, int dv)
+    {
+        public readonly double[] A = new double[d], Z = new double[d], Weights = new double[terms], Acc = new double[dv + 1];
+        public readonly int[] Stack = new int[256];
+    }
+
+    public Scratch CreateScratch() => new(_d, _exp.Terms, _dv);
+
+    /// <summary>
+    /// Exact maximum inner-product search (branch and bound on the boxes): the key maximising q·k, as an index into
+    /// the tree's key order. Nodes whose upper bound a·κ + Σ|a_c|w_c cannot beat the best key so far are skipped.
+    /// </summary>
+    public int ArgMax(ReadOnlySpan<double> a, Scratch sc, QueryStats st)
+    {
+        int d = _d, sp = 0, best = 0;
+        double bestVal = double.NegativeInfinity;
+        var stack = sc.Stack;
+        stack[sp++] = 0;
+        while (sp > 0)
+        {
+            int node = stack[--sp];
+            if (Upper(a, node) <= bestVal) continue;
+            st.MaxSearchNodes++;
+            if (_left[node] < 0)
+            {
+                for (int j = _lo[node]; j < _hi[node]; j++)
+                {
+                    double x = 0;
+                    for (int c = 0; c < d; c++) x += a[c] * _keys[j * d + c];
+                    if (x > bestVal) { bestVal = x; best = j; }
+                }
+                continue;
+            }
+            int l = _left[node], r = _right[node];
+            // Visit the more promising child first (pushed last).
+            if (Upper(a, l) >= Upper(a, r)) { stack[sp++] = r; stack[sp++] = l; }
+            else { stack[sp++] = l; stack[sp++] = r; }
+        }
+        return best;
+    }
+
+    private double Upper(ReadOnlySpan<double> a, int node)
+    {
+        double x = 0;
+        for (int c = 0; c < _d; c++) x += a[c] * _centre[node * _d + c] + Math.Abs(a[c]) * _half[node * _d + c];
+        return x;
+    }
+
+    public ReadOnlySpan<double> Key(int j) => _keys.AsSpan(j * _d, _d);
+
+    /// <summary>
+    /// Σ over the keys not pruned of e^{s·q·k − M}·(1, v) into sc.Acc, M = s·(yHi + yLo) the maximum logit.
+    /// <paramref name="threshold"/> is M − T in plain arithmetic (a node is pruned when its upper bound is below it).
+    /// Returns the number of terms accumulated.
+    /// </summary>
+    public int Sum(ReadOnlySpan<double> q, double scale, double yHi, double yLo, double threshold, Scratch sc, QueryStats st)
+    {
+        int d = _d, dv = _dv, sp = 0, terms = 0, nt = _exp.Terms;
+        var a = sc.A; var z = sc.Z; var wt = sc.Weights; var acc = sc.Acc;
+        for (int c = 0; c < d; c++) a[c] = scale * q[c];
+        Array.Clear(acc);
+        var stack = sc.Stack;
+        stack[sp++] = 0;
+        double hMax = _exp.H;
+        while (sp > 0)
+        {
+            int node = stack[--sp];
+            st.NodesVisited++;
+            double centreLogit = 0, h = 0;
+            for (int c = 0; c < d; c++)
+            {
+                centreLogit += a[c] * _centre[node * d + c];
+                h += Math.Abs(a[c]) * _half[node * d + c];
+            }
+            if (centreLogit + h < threshold) { st.Pruned++; continue; }
+            int off = _momentOffset[node];
+            if (off >= 0 && h <= hMax)
+            {
+                // e^{s·q·k − M} = e^{s·q·κ − M}·e^{b·u}, b = a∘w, e^{b·u} ≈ Σ_β c_β z^β u^β with z = b/H.
+                for (int c = 0; c < d; c++) z[c] = a[c] * _half[node * d + c] / hMax;
+                _exp.Weights(z, wt);
+                double f = Math.Exp(scale * RangeErrorBudget.DotMinus(q, _centre.AsSpan(node * d, d), yHi, yLo));
+                var mom = _moments.AsSpan(off * _stride, _stride);
+                for (int col = 0; col <= dv; col++)
+                    acc[col] += f * System.Numerics.Tensors.TensorPrimitives.Dot<double>(wt, mom.Slice(col * nt, nt));
+                st.Expansions++; terms++;
+            }
+            else if (_left[node] < 0)
+            {
+                for (int j = _lo[node]; j < _hi[node]; j++)
+                {
+                    double w = Math.Exp(scale * RangeErrorBudget.DotMinus(q, _keys.AsSpan(j * d, d), yHi, yLo));
+                    acc[0] += w;
+                    for (int col = 0; col < dv; col++) acc[col + 1] += w * _values[j * dv + col];
+                }
+                int cnt = _hi[node] - _lo[node];
+                st.DirectKeys += cnt; terms += cnt;
+            }
+            else
+            {
+                stack[sp++] = _right[node];
+                stack[sp++] = _left[node];
+            }
+        }
+        return terms;
+    }
+}
