@@ -13,6 +13,7 @@ public static class AttentionAlgorithms
         ["vector"] = () => new RangeSearch.VectorAttention(),
         ["rounding"] = () => new RangeSearch.RoundingAttention(),
         ["range"] = () => new RangeSearch.RangeSearchAttention(),
+        ["lowrank"] = () => new RangeSearch.LowRankAttention(),
     };
 
     /// <summary>Names of all registered algorithms.</summary>
