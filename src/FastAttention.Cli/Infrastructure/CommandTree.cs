@@ -14,8 +14,10 @@ internal static class CommandTree
         root.Subcommands.Add(InfoCommand.Create());
         var bench = new Command("bench", "Benchmarks (ratios measured in one run).");
         bench.Subcommands.Add(BenchExactCommand.Create());
+        bench.Subcommands.Add(BenchRangeCommand.Create());
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
+        experiment.Subcommands.Add(ScalingExperimentCommand.Create());
         root.Subcommands.Add(experiment);
         return root;
     }
