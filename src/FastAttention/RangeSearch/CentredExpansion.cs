@@ -17,6 +17,8 @@ internal sealed class CentredExpansion
 {
     private readonly int[] _parent, _axis;
     private readonly double[] _coef;
+    private readonly int[] _exponents, _down;
+    private readonly double[] _binomial;
 
     public CentredExpansion(int d, double halfWidth, double relativeError)
     {
@@ -64,6 +66,27 @@ internal sealed class CentredExpansion
         }
         Terms = parent.Count;
         _parent = [.. parent]; _axis = [.. axis];
+        // Exponents and the index of β − e_c (−1 when β_c = 0), for translating moments between centres.
+        _exponents = new int[Terms * d];
+        _down = new int[Terms * d];
+        var index = new Dictionary<string, int>();
+        for (int tIdx = 0; tIdx < Terms; tIdx++) index[string.Join(",", exps[tIdx])] = tIdx;
+        for (int tIdx = 0; tIdx < Terms; tIdx++)
+            for (int c = 0; c < d; c++)
+            {
+                _exponents[tIdx * d + c] = exps[tIdx][c];
+                if (exps[tIdx][c] == 0) { _down[tIdx * d + c] = -1; continue; }
+                var e = (int[])exps[tIdx].Clone();
+                e[c]--;
+                _down[tIdx * d + c] = index[string.Join(",", e)];
+            }
+        _binomial = new double[(Degree + 1) * (Degree + 1)];
+        for (int a = 0; a <= Degree; a++)
+        {
+            _binomial[a * (Degree + 1)] = 1;
+            for (int b = 1; b <= a; b++)
+                _binomial[a * (Degree + 1) + b] = _binomial[(a - 1) * (Degree + 1) + b - 1] + (b <= a - 1 ? _binomial[(a - 1) * (Degree + 1) + b] : 0);
+        }
         _coef = new double[Terms];
         for (int tIdx = 0; tIdx < Terms; tIdx++)
         {
@@ -103,8 +126,44 @@ internal sealed class CentredExpansion
         for (int t = 0; t < wt.Length; t++) wt[t] *= _coef[t];
     }
 
+    /// <summary>
+    /// Translates moments to a new centre and scale, one coordinate at a time: with u' = δ + σ∘u (a child box inside its
+    /// parent box, |δ_c| + σ_c ≤ 1), u'^β = Π_c Σ_{j ≤ β_c} C(β_c, j)·δ_c^{β_c − j}·σ_c^j·u_c^j, so
+    /// μ'[β] = Σ over the same multi-index set (closed under lowering one exponent). All coefficients are bounded by
+    /// (|δ_c| + σ_c)^{β_c} ≤ 1, so each pass adds at most (2g + 2)u relative to Σ|v|. Adds the result to
+    /// <paramref name="target"/>. <paramref name="work"/> holds 2·Terms doubles.
+    /// </summary>
+    public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, Span<double> work)
+    {
+        int d = D, g = Degree, terms = Terms;
+        var a = work[..terms]; var b = work.Slice(terms, terms);
+        source.CopyTo(a);
+        Span<double> dp = stackalloc double[g + 1]; Span<double> sp = stackalloc double[g + 1];
+        for (int c = 0; c < d; c++)
+        {
+            dp[0] = 1; sp[0] = 1;
+            for (int i = 1; i <= g; i++) { dp[i] = dp[i - 1] * delta[c]; sp[i] = sp[i - 1] * sigma[c]; }
+            for (int t = 0; t < terms; t++)
+            {
+                int e = _exponents[t * d + c];
+                // b[t] = Σ_{j=0}^{e} C(e, j) δ^{e−j} σ^j a[β with β_c = j]; walk down from j = e.
+                double sum = 0;
+                int idx = t;
+                for (int j = e; j >= 0; j--)
+                {
+                    sum += _binomial[e * (g + 1) + j] * dp[e - j] * sp[j] * a[idx];
+                    if (j > 0) idx = _down[idx * d + c];
+                }
+                b[t] = sum;
+            }
+            b.CopyTo(a);
+        }
+        for (int t = 0; t < terms; t++) target[t] += a[t];
+    }
+
     /// <summary>Relative rounding bound (units of 2⁻⁵³) for one node's Σ_β c_β z^β·μ_β with moments summed over
     /// <paramref name="count"/> keys in chunks of <paramref name="chunk"/>: powers, coefficient, chunked sums, dot.</summary>
-    public double NodeRoundingUnits(long count, int chunk) =>
-        2.0 * Degree + 4 * D + 12 + Terms + chunk + (double)count / chunk;
+    /// <paramref name="translations"/> is the number of centre translations a moment went through (tree levels).
+    public double NodeRoundingUnits(long count, int chunk, int translations = 0) =>
+        2.0 * Degree + 4 * D + 12 + Terms + chunk + (double)count / chunk + translations * D * (2.0 * Degree + 4);
 }

@@ -52,12 +52,50 @@ internal sealed class HalfspaceRangeTree
             _momentOffset[node] = _hi[node] - _lo[node] >= MomentMinimum ? withMoments++ : -1;
         MomentNodes = withMoments;
         _moments = new double[(long)withMoments * _stride];
+        // Moments bottom-up, one depth at a time: a node whose children both carry moments gets them by translating the
+        // children's moments to its own centre and scale (CentredExpansion.TranslateAdd, O(Terms·g) per child instead of
+        // O(count·Terms)); other nodes sum their keys directly.
+        var depth = new int[nodes];
+        for (int node = 0; node < nodes; node++)
+            if (_left[node] >= 0) { depth[_left[node]] = depth[node] + 1; depth[_right[node]] = depth[node] + 1; }
+        Depth = depth.Length == 0 ? 0 : depth.Max();
         var opts = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
-        Parallel.For(0, nodes, opts, () => (new double[exp.Terms], new double[_stride], new double[d]), (node, _, buf) =>
+        for (int level = Depth; level >= 0; level--)
         {
-            if (_momentOffset[node] >= 0) Accumulate(node, buf.Item1, buf.Item2, buf.Item3);
-            return buf;
-        }, _ => { });
+            int lv = level;
+            var ids = Enumerable.Range(0, nodes).Where(x => depth[x] == lv && _momentOffset[x] >= 0).ToArray();
+            Parallel.For(0, ids.Length, opts, () => (new double[exp.Terms], new double[_stride], new double[d], new double[2 * exp.Terms], new double[2 * d]), (idx, _, buf) =>
+            {
+                int node = ids[idx];
+                int l = _left[node], r = _right[node];
+                if (l >= 0 && _momentOffset[l] >= 0 && _momentOffset[r] >= 0)
+                {
+                    Translate(node, l, buf.Item4, buf.Item5);
+                    Translate(node, r, buf.Item4, buf.Item5);
+                }
+                else Accumulate(node, buf.Item1, buf.Item2, buf.Item3);
+                return buf;
+            }, _ => { });
+        }
+    }
+
+    /// <summary>Depth of the tree (the number of translations a root moment went through, at most).</summary>
+    public int Depth { get; }
+
+    private void Translate(int parent, int child, double[] work, double[] ds)
+    {
+        int d = _d, terms = _exp.Terms;
+        var delta = ds.AsSpan(0, d); var sigma = ds.AsSpan(d, d);
+        for (int c = 0; c < d; c++)
+        {
+            double wp = _half[parent * d + c];
+            delta[c] = wp > 0 ? (_centre[child * d + c] - _centre[parent * d + c]) / wp : 0;
+            sigma[c] = wp > 0 ? _half[child * d + c] / wp : 0;
+        }
+        var src = _moments.AsSpan(_momentOffset[child] * _stride, _stride);
+        var dst = _moments.AsSpan(_momentOffset[parent] * _stride, _stride);
+        for (int col = 0; col <= _dv; col++)
+            _exp.TranslateAdd(src.Slice(col * terms, terms), delta, sigma, dst.Slice(col * terms, terms), work);
     }
 
     public int Leaf { get; }

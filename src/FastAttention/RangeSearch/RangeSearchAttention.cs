@@ -44,14 +44,18 @@ public sealed class RangeSearchAttention : RangeSearchFamily
         double logitBound = RangeErrorBudget.LogitBound(q, n, k, m, d, scale);
         var budget = new RangeErrorBudget(name, epsilon, vMax, m, d, logitBound, float32Output);
         var exp = new CentredExpansion(d, HalfWidth, budget.PolynomialError);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var tree = new HalfspaceRangeTree(k, v, m, d, dv, exp, LeafSize, threads);
+        double buildSeconds = clock.Elapsed.TotalSeconds;
+        var order = d == 1 ? QueryOrder.Sorted(q) : QueryOrder.ByDirection(q, n, d); // neighbouring queries share tree paths
         double width = budget.Relevant.Width + 8 * (d + 2) * RangeErrorBudget.U * logitBound;
         var stats = ForQueries(n, threads, () => new QueryStats(), (from, to, st) =>
         {
             var sc = tree.CreateScratch();
             var a = new double[d];
-            for (int i = from; i < to; i++)
+            for (int r = from; r < to; r++)
             {
+                int i = order[r];
                 var qi = q.AsSpan(i * d, d);
                 for (int c = 0; c < d; c++) a[c] = scale * qi[c];
                 int arg = tree.ArgMax(a, sc, st);
@@ -64,7 +68,8 @@ public sealed class RangeSearchAttention : RangeSearchFamily
                 st.MaxTerms = Math.Max(st.MaxTerms, terms);
             }
         });
-        double rho = 1.1 * (exp.NodeRoundingUnits(m, 256) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
+        double querySeconds = clock.Elapsed.TotalSeconds - buildSeconds;
+        double rho = 1.1 * (exp.NodeRoundingUnits(m, 256, tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
         double bound = budget.Bound(exp.RelativeError, rho);
         return (result, bound,
         [
@@ -75,6 +80,7 @@ public sealed class RangeSearchAttention : RangeSearchFamily
             new("maxSearchNodesPerQuery", stats.PerQuery(stats.MaxSearchNodes)),
             new("treeNodes", tree.NodeCount), new("momentNodes", tree.MomentNodes), new("treeBytes", tree.Bytes),
             new("discardBound", budget.Relevant.OutputError(vMax)), new("roundingRho", rho),
+            new("buildSeconds", buildSeconds), new("querySeconds", querySeconds),
         ]);
     }
 }

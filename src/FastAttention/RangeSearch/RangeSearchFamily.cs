@@ -46,6 +46,44 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     }
 }
 
+/// <summary>Query orders that keep consecutive queries on nearby tree paths (cache locality only; results do not depend on it).</summary>
+internal static class QueryOrder
+{
+    /// <summary>d = 1: queries sorted by qᵢ.</summary>
+    public static int[] Sorted(double[] q)
+    {
+        var order = new int[q.Length];
+        for (int i = 0; i < order.Length; i++) order[i] = i;
+        Array.Sort((double[])q.Clone(), order);
+        return order;
+    }
+
+    /// <summary>d ≥ 2: queries sorted by a Morton (Z-order) code of their direction qᵢ/‖qᵢ‖∞ quantised to 10 bits per coordinate.</summary>
+    public static int[] ByDirection(double[] q, int n, int d)
+    {
+        var codes = new long[n];
+        var order = new int[n];
+        int bits = Math.Min(10, 60 / d);
+        for (int i = 0; i < n; i++)
+        {
+            order[i] = i;
+            double mx = 0;
+            for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
+            long code = 0;
+            for (int b = bits - 1; b >= 0; b--)
+                for (int c = 0; c < d; c++)
+                {
+                    double x = mx > 0 ? q[i * d + c] / mx : 0;
+                    long cell = Math.Clamp((long)((x + 1) * 0.5 * (1 << bits)), 0, (1 << bits) - 1);
+                    code = (code << 1) | ((cell >> b) & 1);
+                }
+            codes[i] = code;
+        }
+        Array.Sort(codes, order);
+        return order;
+    }
+}
+
 /// <summary>Per-query work counters (nodes answered from moments, nodes visited, keys summed directly) and the
 /// largest number of terms any one query accumulated (it enters the rounding bound).</summary>
 internal sealed class QueryStats
