@@ -56,7 +56,7 @@ public sealed class VectorAttention : RangeSearchFamily
         });
         double querySeconds = clock.Elapsed.TotalSeconds - buildSeconds;
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
-        double rho = 1.1 * (exp.NodeRoundingUnits(m, Chunk) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
+        double rho = 1.1 * (exp.NodeRoundingUnits(m, Chunk, tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
         double bound = budget.Bound(exp.RelativeError, rho);
         return new HeadReport(bound,
         [
@@ -98,15 +98,46 @@ public sealed class VectorAttention : RangeSearchFamily
             _centre = new double[nodes]; _half = new double[nodes];
             _stride = (dv + 1) * exp.Terms;
             _moments = new double[nodes * _stride];
-            var opts = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
-            Parallel.For(0, nodes, opts, () => (new double[exp.Terms], new double[_stride]), (node, _, buf) =>
+            for (int node = 0; node < nodes; node++)
             {
                 double a = _keys[_lo[node]], b = _keys[_hi[node] - 1];
-                double c = 0.5 * (a + b), w = Math.Max(b - c, c - a);
-                _centre[node] = c; _half[node] = w;
-                Accumulate(node, c, w, chunk, buf.Item1, buf.Item2);
-                return buf;
-            }, _ => { });
+                double c = 0.5 * (a + b);
+                _centre[node] = c; _half[node] = Math.Max(b - c, c - a);
+            }
+            // Leaves sum their keys; internal blocks translate their children's moments to their own centre and scale
+            // (CentredExpansion.TranslateAdd), one depth at a time from the bottom.
+            var depth = new int[nodes];
+            for (int node = 0; node < nodes; node++)
+                if (_left[node] >= 0) { depth[_left[node]] = depth[node] + 1; depth[_right[node]] = depth[node] + 1; }
+            Depth = depth.Max();
+            var opts = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
+            for (int level = Depth; level >= 0; level--)
+            {
+                int lv = level;
+                var ids = Enumerable.Range(0, nodes).Where(x => depth[x] == lv).ToArray();
+                Parallel.For(0, ids.Length, opts, () => (new double[exp.Terms], new double[_stride], new double[2 * exp.Terms]), (idx, _, buf) =>
+                {
+                    int node = ids[idx];
+                    if (_left[node] < 0) Accumulate(node, _centre[node], _half[node], chunk, buf.Item1, buf.Item2);
+                    else { Translate(node, _left[node], buf.Item3); Translate(node, _right[node], buf.Item3); }
+                    return buf;
+                }, _ => { });
+            }
+        }
+
+        /// <summary>Depth of the tree: the most translations any block's moments went through.</summary>
+        public int Depth { get; }
+
+        private void Translate(int parent, int child, double[] work)
+        {
+            int terms = _exp.Terms;
+            double wp = _half[parent];
+            ReadOnlySpan<double> delta = [wp > 0 ? (_centre[child] - _centre[parent]) / wp : 0];
+            ReadOnlySpan<double> sigma = [wp > 0 ? _half[child] / wp : 0];
+            var src = _moments.AsSpan(child * _stride, _stride);
+            var dst = _moments.AsSpan(parent * _stride, _stride);
+            for (int col = 0; col <= _dv; col++)
+                _exp.TranslateAdd(src.Slice(col * terms, terms), delta, sigma, dst.Slice(col * terms, terms), work);
         }
 
         public int NodeCount => _lo.Length;
