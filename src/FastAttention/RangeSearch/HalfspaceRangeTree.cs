@@ -26,6 +26,9 @@ internal sealed class HalfspaceRangeTree
     private readonly double[] _moments;
     private readonly CentredExpansion _exp;
     private readonly int _d, _dv, _stride;
+    // Oriented ("thin") nodes: principal-axis frame R (columns), centre, extents along R's axes, frame error factor.
+    private readonly int[] _frameOffset;
+    private readonly double[] _frames, _ocentre, _oext, _oerr;
 
     public HalfspaceRangeTree(double[] k, double[] v, int m, int d, int dv, CentredExpansion exp, int leaf, int threads)
     {
@@ -52,6 +55,33 @@ internal sealed class HalfspaceRangeTree
             _momentOffset[node] = _hi[node] - _lo[node] >= MomentMinimum ? withMoments++ : -1;
         MomentNodes = withMoments;
         _moments = new double[(long)withMoments * _stride];
+        // Thin nodes (keys near a lower-dimensional set, e.g. a diagonal line): their axis-aligned boxes overstate
+        // |a·(k − κ)|, so they get a principal-axis frame and store moments in it (d ≥ 2, moment nodes only).
+        _frameOffset = new int[nodes];
+        Array.Fill(_frameOffset, -1);
+        var frame = new double[nodes * d * d]; var oc = new double[nodes * d]; var oe = new double[nodes * d]; var oerr = new double[nodes];
+        var thin = new bool[nodes];
+        if (d >= 2)
+        {
+            Parallel.For(0, nodes, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) }, node =>
+            {
+                if (_momentOffset[node] >= 0)
+                    thin[node] = PrincipalFrame(node, frame.AsSpan(node * d * d, d * d), oc.AsSpan(node * d, d), oe.AsSpan(node * d, d), out oerr[node]);
+            });
+        }
+        int thinCount = 0;
+        for (int node = 0; node < nodes; node++) if (thin[node]) _frameOffset[node] = thinCount++;
+        ThinNodes = thinCount;
+        _frames = new double[thinCount * d * d]; _ocentre = new double[thinCount * d]; _oext = new double[thinCount * d]; _oerr = new double[thinCount];
+        for (int node = 0; node < nodes; node++)
+        {
+            int f = _frameOffset[node];
+            if (f < 0) continue;
+            Array.Copy(frame, node * d * d, _frames, f * d * d, d * d);
+            Array.Copy(oc, node * d, _ocentre, f * d, d);
+            Array.Copy(oe, node * d, _oext, f * d, d);
+            _oerr[f] = oerr[node];
+        }
         // Moments bottom-up, one depth at a time: a node whose children both carry moments gets them by translating the
         // children's moments to its own centre and scale (CentredExpansion.TranslateAdd, O(Terms·g) per child instead of
         // O(count·Terms)); other nodes sum their keys directly.
@@ -68,7 +98,8 @@ internal sealed class HalfspaceRangeTree
             {
                 int node = ids[idx];
                 int l = _left[node], r = _right[node];
-                if (l >= 0 && _momentOffset[l] >= 0 && _momentOffset[r] >= 0)
+                if (_frameOffset[node] >= 0) Accumulate(node, buf.Item1, buf.Item2, buf.Item3);
+                else if (l >= 0 && _momentOffset[l] >= 0 && _momentOffset[r] >= 0 && _frameOffset[l] < 0 && _frameOffset[r] < 0)
                 {
                     Translate(node, l, buf.Item4, buf.Item5);
                     Translate(node, r, buf.Item4, buf.Item5);
@@ -81,6 +112,95 @@ internal sealed class HalfspaceRangeTree
 
     /// <summary>Depth of the tree (the number of translations a root moment went through, at most).</summary>
     public int Depth { get; }
+
+    /// <summary>Nodes that carry a principal-axis frame.</summary>
+    public int ThinNodes { get; }
+
+    /// <summary>
+    /// Principal axes of the node's keys (cyclic Jacobi on the d×d covariance), the box along them (centre, extents) and
+    /// the frame's logit-error factor φ: for any a, |a·(k − κ) − (Rᵀa)·(Rᵀ(k − κ))| plus the rounding of the projection
+    /// is at most ‖a‖₂·φ. Returns whether the oriented box is much thinner than the axis-aligned one (Π e &lt; Π w / 4).
+    /// </summary>
+    private bool PrincipalFrame(int node, Span<double> r, Span<double> centre, Span<double> ext, out double err)
+    {
+        int d = _d, lo = _lo[node], hi = _hi[node];
+        Span<double> mean = stackalloc double[d]; Span<double> cov = stackalloc double[d * d];
+        for (int j = lo; j < hi; j++) for (int c = 0; c < d; c++) mean[c] += _keys[j * d + c];
+        for (int c = 0; c < d; c++) mean[c] /= hi - lo;
+        for (int j = lo; j < hi; j++)
+            for (int a = 0; a < d; a++)
+                for (int b = 0; b < d; b++) cov[a * d + b] += (_keys[j * d + a] - mean[a]) * (_keys[j * d + b] - mean[b]);
+        Jacobi(cov, r, d);
+        Span<double> mn = stackalloc double[d]; Span<double> mx = stackalloc double[d];
+        mn.Fill(double.PositiveInfinity); mx.Fill(double.NegativeInfinity);
+        for (int j = lo; j < hi; j++)
+            for (int k = 0; k < d; k++)
+            {
+                double p = 0;
+                for (int c = 0; c < d; c++) p += r[c * d + k] * (_keys[j * d + c] - mean[c]);
+                mn[k] = Math.Min(mn[k], p); mx[k] = Math.Max(mx[k], p);
+            }
+        double volO = 1, volA = 1, ext2 = 0;
+        for (int k = 0; k < d; k++)
+        {
+            double mid = 0.5 * (mn[k] + mx[k]);
+            ext[k] = Math.Max(mx[k] - mid, mid - mn[k]);
+            volO *= ext[k]; volA *= _half[node * d + k];
+        }
+        for (int c = 0; c < d; c++)
+        {
+            double x = mean[c];
+            for (int k = 0; k < d; k++) x += r[c * d + k] * 0.5 * (mn[k] + mx[k]);
+            centre[c] = x;
+        }
+        // Every key lies within the oriented box around the new centre up to the projection's rounding; measure the
+        // radius directly rather than trusting the extents, and the frame's departure from orthonormality.
+        double radius2 = 0;
+        for (int j = lo; j < hi; j++)
+        {
+            double s = 0;
+            for (int c = 0; c < d; c++) { double t = _keys[j * d + c] - centre[c]; s += t * t; }
+            radius2 = Math.Max(radius2, s);
+        }
+        double ortho = 0;
+        for (int a = 0; a < d; a++)
+            for (int b = 0; b < d; b++)
+            {
+                double s = 0;
+                for (int k = 0; k < d; k++) s += r[a * d + k] * r[b * d + k];
+                ortho += (s - (a == b ? 1 : 0)) * (s - (a == b ? 1 : 0));
+            }
+        for (int k = 0; k < d; k++) ext2 += ext[k] * ext[k];
+        // Extents grow by the projection's rounding so that |u| ≤ 1 holds for the computed u.
+        for (int k = 0; k < d; k++) ext[k] += (2 * d + 4) * RangeErrorBudget.U * Math.Sqrt(radius2);
+        err = (Math.Sqrt(ortho) + (4.0 * d + 8) * RangeErrorBudget.U) * Math.Sqrt(radius2) * (1 + 1e-9);
+        return volO < 0.25 * volA;
+    }
+
+    /// <summary>Cyclic Jacobi eigenvectors of a symmetric d×d matrix (destroyed); columns of <paramref name="v"/>.</summary>
+    private static void Jacobi(Span<double> a, Span<double> v, int d)
+    {
+        v.Clear();
+        for (int i = 0; i < d; i++) v[i * d + i] = 1;
+        for (int sweep = 0; sweep < 50; sweep++)
+        {
+            double off = 0, diag = 0;
+            for (int p = 0; p < d; p++) { diag += a[p * d + p] * a[p * d + p]; for (int q = p + 1; q < d; q++) off += a[p * d + q] * a[p * d + q]; }
+            if (off <= 1e-32 * diag || off == 0) return;
+            for (int p = 0; p < d; p++)
+                for (int q = p + 1; q < d; q++)
+                {
+                    double apq = a[p * d + q];
+                    if (apq == 0) continue;
+                    double theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
+                    double t = (theta >= 0 ? 1 : -1) / (Math.Abs(theta) + Math.Sqrt(theta * theta + 1));
+                    double c = 1 / Math.Sqrt(t * t + 1), s = t * c;
+                    for (int k = 0; k < d; k++) { double akp = a[k * d + p], akq = a[k * d + q]; a[k * d + p] = c * akp - s * akq; a[k * d + q] = s * akp + c * akq; }
+                    for (int k = 0; k < d; k++) { double apk = a[p * d + k], aqk = a[q * d + k]; a[p * d + k] = c * apk - s * aqk; a[q * d + k] = s * apk + c * aqk; }
+                    for (int k = 0; k < d; k++) { double vkp = v[k * d + p], vkq = v[k * d + q]; v[k * d + p] = c * vkp - s * vkq; v[k * d + q] = s * vkp + c * vkq; }
+                }
+        }
+    }
 
     private void Translate(int parent, int child, double[] work, double[] ds)
     {
@@ -155,14 +275,24 @@ internal sealed class HalfspaceRangeTree
     {
         int terms = _exp.Terms, dv = _dv, d = _d;
         var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
-        var ctr = _centre.AsSpan(node * d, d); var half = _half.AsSpan(node * d, d);
+        int f = _frameOffset[node];
+        var ctr = f >= 0 ? _ocentre.AsSpan(f * d, d) : _centre.AsSpan(node * d, d);
+        var half = f >= 0 ? _oext.AsSpan(f * d, d) : _half.AsSpan(node * d, d);
         for (int start = _lo[node]; start < _hi[node]; start += Chunk)
         {
             Array.Clear(part);
             int end = Math.Min(_hi[node], start + Chunk);
             for (int j = start; j < end; j++)
             {
-                for (int c = 0; c < d; c++) u[c] = half[c] > 0 ? (_keys[j * d + c] - ctr[c]) / half[c] : 0;
+                if (f < 0)
+                    for (int c = 0; c < d; c++) u[c] = half[c] > 0 ? (_keys[j * d + c] - ctr[c]) / half[c] : 0;
+                else
+                    for (int k = 0; k < d; k++)
+                    {
+                        double p = 0;
+                        for (int c = 0; c < d; c++) p += _frames[(f * d + c) * d + k] * (_keys[j * d + c] - ctr[c]);
+                        u[k] = half[k] > 0 ? Math.Clamp(p / half[k], -1, 1) : 0;
+                    }
                 _exp.Powers(u, pw);
                 for (int t = 0; t < terms; t++) part[t] += pw[t];
                 for (int col = 0; col < dv; col++)
@@ -179,7 +309,7 @@ internal sealed class HalfspaceRangeTree
     /// <summary>Per-thread buffers for queries.</summary>
     public sealed class Scratch(int d, int terms, int dv)
     {
-        public readonly double[] A = new double[d], Z = new double[d], Weights = new double[terms], Acc = new double[dv + 1];
+        public readonly double[] A = new double[d], Z = new double[d], Rotated = new double[d], Weights = new double[terms], Acc = new double[dv + 1];
         public readonly int[] Stack = new int[256];
     }
 
@@ -189,7 +319,7 @@ internal sealed class HalfspaceRangeTree
     /// Exact maximum inner-product search (branch and bound on the boxes): the key maximising q·k, as an index into
     /// the tree's key order. Nodes whose upper bound a·κ + Σ|a_c|w_c cannot beat the best key so far are skipped.
     /// </summary>
-    public int ArgMax(ReadOnlySpan<double> a, Scratch sc, QueryStats st)
+    public int ArgMax(ReadOnlySpan<double> a, double tolerance, Scratch sc, QueryStats st)
     {
         int d = _d, sp = 0, best = 0;
         double bestVal = double.NegativeInfinity;
@@ -198,7 +328,7 @@ internal sealed class HalfspaceRangeTree
         while (sp > 0)
         {
             int node = stack[--sp];
-            if (Upper(a, node) <= bestVal) continue;
+            if (Upper(a, node) <= bestVal + tolerance) continue;
             st.MaxSearchNodes++;
             if (_left[node] < 0)
             {
@@ -218,11 +348,24 @@ internal sealed class HalfspaceRangeTree
         return best;
     }
 
+    /// <summary>An upper bound on a·k over the node's keys: the axis-aligned box, or the tighter oriented box when the node has one.</summary>
     private double Upper(ReadOnlySpan<double> a, int node)
     {
+        int d = _d;
         double x = 0;
-        for (int c = 0; c < _d; c++) x += a[c] * _centre[node * _d + c] + Math.Abs(a[c]) * _half[node * _d + c];
-        return x;
+        for (int c = 0; c < d; c++) x += a[c] * _centre[node * d + c] + Math.Abs(a[c]) * _half[node * d + c];
+        int f = _frameOffset[node];
+        if (f < 0) return x;
+        double y = 0;
+        for (int k = 0; k < d; k++)
+        {
+            double ak = 0;
+            for (int c = 0; c < d; c++) ak += a[c] * _frames[(f * d + c) * d + k];
+            y += Math.Abs(ak) * _oext[f * d + k];
+        }
+        double an = 0;
+        for (int c = 0; c < d; c++) { y += a[c] * _ocentre[f * d + c]; an += a[c] * a[c]; }
+        return Math.Min(x, y + Math.Sqrt(an) * _oerr[f]);
     }
 
     public ReadOnlySpan<double> Key(int j) => _keys.AsSpan(j * _d, _d);
@@ -232,11 +375,13 @@ internal sealed class HalfspaceRangeTree
     /// <paramref name="threshold"/> is M − T in plain arithmetic (a node is pruned when its upper bound is below it).
     /// Returns the number of terms accumulated.
     /// </summary>
-    public int Sum(ReadOnlySpan<double> q, double scale, double yHi, double yLo, double threshold, Scratch sc, QueryStats st)
+    public int Sum(ReadOnlySpan<double> q, double scale, double yHi, double yLo, double threshold, double frameAllowance, Scratch sc, QueryStats st)
     {
         int d = _d, dv = _dv, sp = 0, terms = 0, nt = _exp.Terms;
-        var a = sc.A; var z = sc.Z; var wt = sc.Weights; var acc = sc.Acc;
-        for (int c = 0; c < d; c++) a[c] = scale * q[c];
+        var a = sc.A; var z = sc.Z; var wt = sc.Weights; var acc = sc.Acc; var ar = sc.Rotated;
+        double anorm = 0;
+        for (int c = 0; c < d; c++) { a[c] = scale * q[c]; anorm += a[c] * a[c]; }
+        anorm = Math.Sqrt(anorm);
         Array.Clear(acc);
         var stack = sc.Stack;
         stack[sp++] = 0;
@@ -252,19 +397,46 @@ internal sealed class HalfspaceRangeTree
                 h += Math.Abs(a[c]) * _half[node * d + c];
             }
             if (centreLogit + h < threshold) { st.Pruned++; continue; }
-            int off = _momentOffset[node];
-            if (off >= 0 && h <= hMax)
+            int off = _momentOffset[node], f = _frameOffset[node];
+            if (f >= 0)
+            {
+                // Oriented node: bounds and expansion in its principal frame (moments are stored in that frame).
+                double ho = 0, co = 0;
+                for (int k = 0; k < d; k++)
+                {
+                    double ak = 0;
+                    for (int c = 0; c < d; c++) ak += a[c] * _frames[(f * d + c) * d + k];
+                    ar[k] = ak; ho += Math.Abs(ak) * _oext[f * d + k];
+                }
+                for (int c = 0; c < d; c++) co += a[c] * _ocentre[f * d + c];
+                double frameError = anorm * _oerr[f];
+                if (co + ho + frameError < threshold) { st.Pruned++; continue; }
+                if (ho <= hMax && frameError <= frameAllowance)
+                {
+                    for (int k = 0; k < d; k++) z[k] = ar[k] * _oext[f * d + k] / hMax;
+                    _exp.Weights(z, wt);
+                    double fo = Math.Exp(scale * RangeErrorBudget.DotMinus(q, _ocentre.AsSpan(f * d, d), yHi, yLo));
+                    var momo = _moments.AsSpan(off * _stride, _stride);
+                    for (int col = 0; col <= dv; col++)
+                        acc[col] += fo * System.Numerics.Tensors.TensorPrimitives.Dot<double>(wt, momo.Slice(col * nt, nt));
+                    st.Expansions++; terms++;
+                    continue;
+                }
+                if (_left[node] >= 0) { stack[sp++] = _right[node]; stack[sp++] = _left[node]; continue; }
+            }
+            else if (off >= 0 && h <= hMax)
             {
                 // e^{s·q·k − M} = e^{s·q·κ − M}·e^{b·u}, b = a∘w, e^{b·u} ≈ Σ_β c_β z^β u^β with z = b/H.
                 for (int c = 0; c < d; c++) z[c] = a[c] * _half[node * d + c] / hMax;
                 _exp.Weights(z, wt);
-                double f = Math.Exp(scale * RangeErrorBudget.DotMinus(q, _centre.AsSpan(node * d, d), yHi, yLo));
+                double fa = Math.Exp(scale * RangeErrorBudget.DotMinus(q, _centre.AsSpan(node * d, d), yHi, yLo));
                 var mom = _moments.AsSpan(off * _stride, _stride);
                 for (int col = 0; col <= dv; col++)
-                    acc[col] += f * System.Numerics.Tensors.TensorPrimitives.Dot<double>(wt, mom.Slice(col * nt, nt));
+                    acc[col] += fa * System.Numerics.Tensors.TensorPrimitives.Dot<double>(wt, mom.Slice(col * nt, nt));
                 st.Expansions++; terms++;
+                continue;
             }
-            else if (_left[node] < 0)
+            if (_left[node] < 0)
             {
                 for (int j = _lo[node]; j < _hi[node]; j++)
                 {

@@ -48,7 +48,7 @@ public sealed class RangeSearchAttention : RangeSearchFamily
         var tree = new HalfspaceRangeTree(k, v, m, d, dv, exp, LeafSize, threads);
         double buildSeconds = clock.Elapsed.TotalSeconds;
         var order = d == 1 ? QueryOrder.Sorted(q) : QueryOrder.ByDirection(q, n, d); // neighbouring queries share tree paths
-        double width = budget.Relevant.Width + 8 * (d + 2) * RangeErrorBudget.U * logitBound;
+        double slack = 8 * (d + 2) * RangeErrorBudget.U * logitBound, width = budget.Relevant.Width + slack;
         var stats = ForQueries(n, threads, () => new QueryStats(), (from, to, st) =>
         {
             var sc = tree.CreateScratch();
@@ -58,10 +58,10 @@ public sealed class RangeSearchAttention : RangeSearchFamily
                 int i = order[r];
                 var qi = q.AsSpan(i * d, d);
                 for (int c = 0; c < d; c++) a[c] = scale * qi[c];
-                int arg = tree.ArgMax(a, sc, st);
+                int arg = tree.ArgMax(a, slack, sc, st);
                 var (yHi, yLo) = RangeErrorBudget.Dot2(qi, tree.Key(arg));
                 double max = scale * yHi;
-                int terms = tree.Sum(qi, scale, yHi, yLo, max - width, sc, st);
+                int terms = tree.Sum(qi, scale, yHi, yLo, max - width, budget.FrameLogitError, sc, st);
                 double inv = 1 / sc.Acc[0];
                 for (int col = 0; col < dv; col++) result[i * dv + col] = sc.Acc[col + 1] * inv;
                 st.Queries++;
@@ -78,7 +78,7 @@ public sealed class RangeSearchAttention : RangeSearchFamily
             new("nodesVisitedPerQuery", stats.PerQuery(stats.NodesVisited)), new("expansionsPerQuery", stats.PerQuery(stats.Expansions)),
             new("directKeysPerQuery", stats.PerQuery(stats.DirectKeys)), new("prunedPerQuery", stats.PerQuery(stats.Pruned)),
             new("maxSearchNodesPerQuery", stats.PerQuery(stats.MaxSearchNodes)),
-            new("treeNodes", tree.NodeCount), new("momentNodes", tree.MomentNodes), new("treeBytes", tree.Bytes),
+            new("treeNodes", tree.NodeCount), new("momentNodes", tree.MomentNodes), new("orientedNodes", tree.ThinNodes), new("treeBytes", tree.Bytes),
             new("discardBound", budget.Relevant.OutputError(vMax)), new("roundingRho", rho),
             new("buildSeconds", buildSeconds), new("querySeconds", querySeconds),
         ]);

@@ -60,7 +60,10 @@ internal sealed class RangeErrorBudget
         // Logit differences x − M are computed from error-free products (TwoProduct) and a compensated sum against the
         // maximum held as a double-double, then scaled: |δx| ≤ 4u|x − M| + 16(d + 1)u²X. Weights that do not underflow
         // have |x − M| ≤ 745 (node centres and expansions: ≤ T + 2H ≤ 745); the expansion argument b·u errs by ≤ 4u·H.
-        double dx = 4 * U * (745 + 8) + 16.0 * (d + 1) * U * U * logitMagnitude;
+        // Oriented (principal-axis) nodes of the range tree may add up to FrameLogitError to a logit; they are used only
+        // when their measured frame error stays below it.
+        FrameLogitError = 0.01 * PolynomialError;
+        double dx = 4 * U * (745 + 8) + 16.0 * (d + 1) * U * U * logitMagnitude + FrameLogitError;
         LogitRelativeError = Math.Exp(dx) - 1 + 2 * U; // + Math.Exp's own error
     }
 
@@ -71,6 +74,8 @@ internal sealed class RangeErrorBudget
     public RelevantKeys Relevant { get; }
     /// <summary>ε_P: relative error asked of the polynomial (or of the rounding scheme).</summary>
     public double PolynomialError { get; }
+    /// <summary>Largest logit error an oriented range-tree node may introduce (its frame's rounding).</summary>
+    public double FrameLogitError { get; }
     /// <summary>Relative weight error from rounding in the logits.</summary>
     public double LogitRelativeError { get; }
     /// <summary>Absolute rounding of the final division and the output conversion.</summary>
