@@ -14,7 +14,7 @@ internal static class BenchRangeCommand
         var scale = new Option<double>("--scale") { Description = "Logit scale s.", DefaultValueFactory = _ => 1 };
         var epsilon = new Option<double>("--epsilon") { Description = "Target ‖·‖∞ error.", Required = true };
         var valueBound = new Option<double>("--value-bound") { Description = "Entry bound of V (default 1).", DefaultValueFactory = _ => 1 };
-        var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line (keys on the diagonal, queries orthogonal to it: the kd-tree's worst case) or clustered.", DefaultValueFactory = _ => "uniform" };
+        var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line (keys on the diagonal, queries orthogonal to it: a plain kd-tree's worst case) or clustered.", DefaultValueFactory = _ => "uniform" };
         var algorithm = new Option<string>("--algorithm") { Description = "range, vector, rounding or lowrank.", DefaultValueFactory = _ => "range" };
         var threads = CommonOptions.Threads();
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };

@@ -5,9 +5,10 @@ namespace FastAttention.Cli.Commands;
 /// <summary>
 /// One measurement of a range-search-family algorithm (vector, rounding, range, lowrank) against the exact kernel on
 /// seeded data: Q, K entries in [−B, B] drawn from the distribution, V uniform in [−valueBound, valueBound]. 'line' is the
-/// adversarial case for the kd-tree: keys on the diagonal t·(1, …, 1) and (for d ≥ 2) queries orthogonal to it, so every
-/// key ties at the maximum, every box straddles the relevant halfspace's boundary and no box's expansion is well
-/// conditioned: Θ(m) work per query, i.e. quadratic time, shown rather than hidden. The exact kernel is timed on a random sample
+/// adversarial case for a kd-tree: keys on the diagonal t·(1, …, 1) and (for d ≥ 2) queries orthogonal to it, so every
+/// key ties at the maximum and every axis-aligned box straddles the relevant halfspace's boundary with an ill-conditioned
+/// expansion (Θ(m) work per query for a plain kd-tree; the range tree's principal-axis frames for thin nodes are what
+/// this case measures). The exact kernel is timed on a random sample
 /// of query rows (all keys) and scaled by n/rows; the error is measured against the float64 reference on those rows.
 /// </summary>
 internal static class BenchRangeMeasurement

@@ -9,12 +9,14 @@ namespace FastAttention.RangeSearch;
 /// below θ (a·κ + Σ|a_c|w_c &lt; θ) holds only irrelevant keys and is pruned; a node whose expansion is well conditioned
 /// for this query (h = Σ|a_c|w_c ≤ H, which bounds |a·(k − κ)| on the whole box) is answered from its moments (keys below
 /// θ inside it only add accuracy); other nodes are opened, and leaves are summed directly.</para>
-/// <para>Crossing number (honest): Matoušek's partition trees guarantee O(n^{1−1/d}) nodes per halfspace query; a kd-tree
-/// does not. For an axis-parallel boundary a kd-tree crosses O(n^{1−1/d}) cells, but for general hyperplanes the
-/// worst case is Θ(n) (e.g. keys on a diagonal line and a query orthogonal to it: every box straddles the boundary and
-/// every box's h is large, so the query degenerates to summing the relevant keys directly). The benchmark's 'line'
-/// distribution shows this. Memory is O(m·(d + dv)) for the keys plus C(g + d, d)·(dv + 1) per moment node; only
-/// nodes with at least <see cref="MomentMinimum"/> keys (where moments are cheaper than summing) carry moments.</para>
+/// <para>Crossing number (honest): Matoušek's partition trees guarantee O(n^{1−1/d}) nodes per halfspace query; this
+/// kd-tree does not. For an axis-parallel boundary a kd-tree crosses O(n^{1−1/d}) cells, but for general hyperplanes the
+/// worst case is Θ(n) nodes per query. The classic bad input — keys on a diagonal line and queries orthogonal to it, where
+/// every key ties, every axis-aligned box straddles the boundary and no axis-aligned expansion is well conditioned —
+/// is handled by giving thin nodes a principal-axis frame (then the whole line is one well-conditioned expansion); the
+/// benchmark's 'line' distribution measures exactly this case. No worst-case bound better than Θ(n) per query is claimed
+/// for other inputs. Memory is O(m·(d + dv)) for the keys plus C(g + d, d)·(dv + 1) per moment node; only nodes with at
+/// least <see cref="MomentMinimum"/> keys (where moments are cheaper than summing) carry moments.</para>
 /// Immutable after construction.
 /// </summary>
 internal sealed class HalfspaceRangeTree
