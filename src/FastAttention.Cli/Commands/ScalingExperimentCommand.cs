@@ -25,11 +25,13 @@ internal static class ScalingExperimentCommand
         var epsilon = new Option<double?>("--epsilon") { Description = "Target ‖·‖∞ error (default 1e-6 for d = 1, 1e-4 otherwise)." };
         var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line or clustered.", DefaultValueFactory = _ => "uniform" };
         var threads = CommonOptions.Threads();
+        var repeats = new Option<int>("--repeats") { Description = "Runs of the algorithm per size; the fastest counts (the machine may be shared).", DefaultValueFactory = _ => 3 };
         var cmd = new Command("scaling", "Time vs n for a range-search algorithm with the exact kernel alongside; fitted exponent, CSV and PNG.")
-            { algorithm, d, outDir, minLog, maxLog, bound, scale, epsilon, distribution, threads };
+            { algorithm, d, outDir, minLog, maxLog, bound, scale, epsilon, distribution, threads, repeats };
         cmd.SetAction(r =>
         {
-            int dd = r.GetValue(d), lo = r.GetValue(minLog), hi = r.GetValue(maxLog), t = r.GetValue(threads);
+            int dd = r.GetValue(d), lo = r.GetValue(minLog), hi = r.GetValue(maxLog), t = r.GetValue(threads), reps = r.GetValue(repeats);
+            CommonOptions.AtLeast("--repeats", reps, 1);
             CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--min-log-n", lo, 4); CommonOptions.AtLeast("--max-log-n", hi, lo + 1);
             if (hi > 24) throw new UsageException($"--max-log-n must be at most 24 (got {hi}).");
             string alg = r.GetValue(algorithm)!;
@@ -46,7 +48,7 @@ internal static class ScalingExperimentCommand
             for (int lg = lo; lg <= hi; lg++)
             {
                 int n = 1 << lg;
-                var f = BenchRangeMeasurement.Run(alg, n, dd, b, s, eps, dist, t, 1, sampleRows: 256);
+                var f = BenchRangeMeasurement.Run(alg, n, dd, b, s, eps, dist, t, 1, sampleRows: 256, repeats: reps);
                 double sec = Get(f, "seconds"), ex = Get(f, "exactSeconds");
                 bool extrapolated = (int)f.First(p => p.Key == "exactSampledRows").Value! < n;
                 rows.Add((n, sec, ex, extrapolated, Get(f, "maxAbsError"), Get(f, "errorBound")));
