@@ -108,6 +108,15 @@ public class RangeSearchAttentionTests
         RangeTestData.Check(new RangeSearchAttention(), RangeTestData.Problem(TestData.Uniform(100 * d, 10, 72), k, TestData.Uniform(m, 1, 73), 100, m, d, 1, 1), 1e-6);
     }
 
+    [Theory]
+    [InlineData(1.0, 0.5, 1e-6)]
+    [InlineData(30.0, 1.0, 1e-4)]
+    public void Four_dimensions_the_documented_limit(double bound, double scale, double epsilon)
+    {
+        var p = RangeTestData.Uniform(80, 700, 4, 2, bound, 95, scale);
+        RangeTestData.Check(new RangeSearchAttention(), p, epsilon);
+    }
+
     [Fact]
     public void Refuses_high_dimension_and_causal()
     {
