@@ -23,6 +23,8 @@ internal static class CommandTree
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
         experiment.Subcommands.Add(TransitionExperimentCommand.Create());
+        bench.Subcommands.Add(BenchRangeCommand.Create());
+        experiment.Subcommands.Add(ScalingExperimentCommand.Create());
         root.Subcommands.Add(experiment);
         return root;
     }

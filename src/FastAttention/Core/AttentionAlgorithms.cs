@@ -11,6 +11,10 @@ public static class AttentionAlgorithms
         ["exact"] = () => new Exact.FlashAttention(),
         ["reference"] = () => new Exact.ReferenceAttention(),
         ["polynomial"] = () => new Polynomial.PolynomialAttention(),
+        ["vector"] = () => new RangeSearch.VectorAttention(),
+        ["rounding"] = () => new RangeSearch.RoundingAttention(),
+        ["range"] = () => new RangeSearch.RangeSearchAttention(),
+        ["lowrank"] = () => new RangeSearch.LowRankAttention(),
     };
 
     /// <summary>Names of all registered algorithms.</summary>

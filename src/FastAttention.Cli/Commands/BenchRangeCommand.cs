@@ -1,0 +1,49 @@
+using System.CommandLine;
+using FastAttention.Cli.Infrastructure;
+
+namespace FastAttention.Cli.Commands;
+
+/// <summary><c>fastattn bench range</c>: one range-search-family algorithm against the exact kernel at large entries.</summary>
+internal static class BenchRangeCommand
+{
+    public static Command Create()
+    {
+        var n = new Option<int>("--n") { Description = "Queries = keys.", Required = true };
+        var d = new Option<int>("--d") { Description = "Head dimension.", Required = true };
+        var bound = new Option<double>("--bound") { Description = "Entry bound B of Q and K.", DefaultValueFactory = _ => 100 };
+        var scale = new Option<double>("--scale") { Description = "Logit scale s.", DefaultValueFactory = _ => 1 };
+        var epsilon = new Option<double>("--epsilon") { Description = "Target ‖·‖∞ error.", Required = true };
+        var valueBound = new Option<double>("--value-bound") { Description = "Entry bound of V (default 1).", DefaultValueFactory = _ => 1 };
+        var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line (keys on the diagonal, queries orthogonal to it: a plain kd-tree's worst case) or clustered.", DefaultValueFactory = _ => "uniform" };
+        var algorithm = new Option<string>("--algorithm") { Description = "range, vector, rounding or lowrank.", DefaultValueFactory = _ => "range" };
+        var threads = CommonOptions.Threads();
+        var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var cmd = new Command("range", "Time a range-search algorithm (Gupta et al.) against the exact kernel (sampled rows).")
+            { n, d, bound, scale, epsilon, valueBound, distribution, algorithm, threads, json };
+        cmd.SetAction(r =>
+        {
+            int nn = r.GetValue(n), dd = r.GetValue(d), t = r.GetValue(threads);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--threads", t, 0);
+            double b = r.GetValue(bound), s = r.GetValue(scale), e = r.GetValue(epsilon), vb = r.GetValue(valueBound);
+            CommonOptions.Positive("--bound", b); CommonOptions.Positive("--epsilon", e); CommonOptions.Positive("--value-bound", vb);
+            if (!double.IsFinite(s)) throw new UsageException($"--scale must be finite (got {s}).");
+            var dist = Instances.ParseDistribution(r.GetValue(distribution)!);
+            string alg = r.GetValue(algorithm)!;
+            if (alg is not ("range" or "vector" or "rounding" or "lowrank"))
+                throw new UsageException($"--algorithm must be range, vector, rounding or lowrank (got '{alg}').");
+            var o = r.InvocationConfiguration.Output;
+            var fields = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb);
+            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
+            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-20} {Format(kv.Value)}");
+            return 0;
+        });
+        return cmd;
+    }
+
+    private static string Format(object? v) => v switch
+    {
+        double x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture),
+        IEnumerable<KeyValuePair<string, object?>> list => string.Join(" ", list.Select(p => $"{p.Key}={Format(p.Value)}")),
+        _ => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "",
+    };
+}

@@ -1,0 +1,117 @@
+using MathNet.Numerics.LinearAlgebra;
+using MathNet.Numerics.LinearAlgebra.Factorization;
+
+namespace FastAttention.RangeSearch;
+
+/// <summary>
+/// Low-rank attention (Gupta et al. Theorem 1.2, Lemma A.5): when Q (or K) has numerical rank r ≤
+/// <see cref="RangeSearchFamily.MaxRangeDimension"/>, Q·Kᵀ = Q′·K′ᵀ with Q′ = Q·W_r, K′ = K·W_r (W_r: the top r right
+/// singular vectors of Q, from a thin QR of Q and the SVD of its d×d factor R — equivalently Q′ = U_Q·Σ_r as in the
+/// paper), and ApproxAttention (Algorithm 1) runs in r dimensions. Whichever of Q and K has the smaller numerical rank
+/// is used. The truncation is charged to the budget: with Eᵢ = qᵢ − qᵢW_rW_rᵀ computed explicitly, every logit moves by
+/// at most Δ = s·maxᵢ‖Eᵢ‖·maxⱼ‖kⱼ‖ (+ the rounding of forming Q′, K′), so softmax probabilities change by a factor in
+/// [e^{−2Δ}, e^{2Δ}] and the output by at most (e^{2Δ} − 1)‖V‖∞; the rest of ε goes to Algorithm 1.
+/// </summary>
+public sealed class LowRankAttention : RangeSearchFamily
+{
+    public override string Name => "lowrank";
+
+    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    {
+        var (q, k, v) = head.ToDouble();
+        int n = head.N, m = head.M, d = head.D, dv = head.Dv;
+        double s = head.Scale, eps = settings.Epsilon, vMax = RangeErrorBudget.MaxAbs(v);
+        double u = RangeErrorBudget.U;
+        if (vMax == 0)
+        {
+            output.Clear();
+            return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
+        }
+        double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
+        // Truncation target: (e^{2Δ} − 1)‖V‖∞ ≤ ε/4.
+        double deltaTarget = 0.5 * double.LogP1(0.25 * eps / vMax);
+        var (wq, sq) = RightSingular(q, n, d);
+        var (wk, sk) = RightSingular(k, m, d);
+        int rq = RankFor(sq, deltaTarget / (Math.Abs(s) * Math.Max(kNorm, double.Epsilon)));
+        int rk = RankFor(sk, deltaTarget / (Math.Abs(s) * Math.Max(qNorm, double.Epsilon)));
+        bool useQ = rq <= rk;
+        int r = Math.Max(1, useQ ? rq : rk);
+        if (r > MaxRangeDimension)
+            ThrowHelper.Refused(Name, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.");
+        var w = useQ ? wq : wk; // d×r, row-major
+        var qr = Project(q, n, d, w, r, useQ, out double qResidual);
+        var kr = Project(k, m, d, w, r, !useQ, out double kResidual);
+        // Logits move by ≤ s·‖E‖·‖other‖ (truncation) + (2d + 2r + 8)u·s·‖q‖‖k‖ (forming the projections and E).
+        double delta = Math.Abs(s) * (useQ ? qResidual * kNorm : qNorm * kResidual) + (2.0 * d + 2 * r + 8) * u * Math.Abs(s) * qNorm * kNorm;
+        double truncation = double.ExpM1(2 * delta) * vMax;
+        if (!(truncation <= 0.5 * eps))
+            ThrowHelper.Refused(Name, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.");
+        var (result, bound, parameters) = RangeSearchAttention.Run(Name, qr, kr, v, n, m, r, dv, s, eps - truncation, typeof(T) == typeof(float), settings.EffectiveThreads);
+        for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
+        var p = new List<KeyValuePair<string, object>>
+        {
+            new("rank", r), new("rankQ", rq), new("rankK", rk), new("projected", useQ ? "Q" : "K"),
+            new("truncationLogitShift", delta), new("truncationError", truncation),
+        };
+        p.AddRange(parameters);
+        return new HeadReport(truncation + bound, p);
+    }
+
+    private static double MaxRowNorm(double[] a, int rows, int d)
+    {
+        double mx = 0;
+        for (int i = 0; i < rows; i++) { double s = 0; for (int c = 0; c < d; c++) s += a[i * d + c] * a[i * d + c]; mx = Math.Max(mx, s); }
+        return Math.Sqrt(mx) * (1 + 2 * d * RangeErrorBudget.U);
+    }
+
+    /// <summary>Right singular vectors (d×d, columns, row-major) and singular values of the rows×d matrix A, via a thin
+    /// QR (so the SVD is of the small d×d factor R, Lemma A.5) when rows ≥ d.</summary>
+    private static (double[] W, double[] S) RightSingular(double[] a, int rows, int d)
+    {
+        var mat = Matrix<double>.Build.DenseOfRowMajor(rows, d, a);
+        var small = rows >= d ? mat.QR(QRMethod.Thin).R : mat;
+        var svd = small.Svd(true);
+        var vt = svd.VT;
+        var w = new double[d * d];
+        for (int i = 0; i < d; i++) for (int c = 0; c < d; c++) w[i * d + c] = vt[c, i];
+        var s = new double[d];
+        for (int i = 0; i < svd.S.Count && i < d; i++) s[i] = svd.S[i];
+        return (w, s);
+    }
+
+    /// <summary>Smallest r with σ_{r+1} ≤ tol (σ sorted descending).</summary>
+    private static int RankFor(double[] sigma, double tol)
+    {
+        for (int r = 0; r < sigma.Length; r++) if (sigma[r] <= tol) return r;
+        return sigma.Length;
+    }
+
+    /// <summary>A·W_r (rows×r); when <paramref name="residual"/> is wanted, also maxᵢ‖aᵢ − aᵢW_rW_rᵀ‖ computed explicitly.</summary>
+    private static double[] Project(double[] a, int rows, int d, double[] w, int r, bool wantResidual, out double residual)
+    {
+        var p = new double[rows * r];
+        var back = new double[d];
+        residual = 0;
+        for (int i = 0; i < rows; i++)
+        {
+            for (int t = 0; t < r; t++)
+            {
+                double x = 0;
+                for (int c = 0; c < d; c++) x += a[i * d + c] * w[c * d + t];
+                p[i * r + t] = x;
+            }
+            if (!wantResidual) continue;
+            double e2 = 0;
+            for (int c = 0; c < d; c++)
+            {
+                double x = 0;
+                for (int t = 0; t < r; t++) x += p[i * r + t] * w[c * d + t];
+                double e = a[i * d + c] - x;
+                e2 += e * e;
+            }
+            residual = Math.Max(residual, Math.Sqrt(e2));
+        }
+        residual *= 1 + 4 * d * RangeErrorBudget.U;
+        return p;
+    }
+}

@@ -1,0 +1,122 @@
+using FastAttention.RangeSearch;
+using FastAttention.Tests.TestSupport;
+
+namespace FastAttention.Tests.RangeSearch;
+
+public class RelevantKeysTests
+{
+    [Theory]
+    [InlineData(1, 100.0, 1e-3)]
+    [InlineData(2, 10.0, 1e-6)]
+    [InlineData(3, 5.0, 1e-4)]
+    public void Discarding_irrelevant_keys_moves_the_output_by_at_most_the_lemma_3_2_bound(int d, double bound, double share)
+    {
+        // Direct check of Lemma 3.2's accounting on the exact float64 softmax: drop every key more than T below the
+        // row maximum and compare with all keys.
+        int n = 80, m = 300, dv = 2;
+        var q = TestData.Uniform(n * d, bound, 1); var k = TestData.Uniform(m * d, bound, 2); var v = TestData.Uniform(m * dv, 1, 3);
+        double vMax = v.Max(Math.Abs);
+        var rk = RelevantKeys.For(m, vMax, share);
+        Assert.True(rk.OutputError(vMax) <= share * (1 + 1e-12));
+        // Shrink T so that some keys really are discarded, keeping the bound formula honest for that T.
+        double width = Math.Min(rk.Width, 3.0);
+        double discardedBound = 2 * m * Math.Exp(-width) * vMax;
+        double worst = 0; int dropped = 0;
+        for (int i = 0; i < n; i++)
+        {
+            var x = new double[m];
+            double max = double.NegativeInfinity;
+            for (int j = 0; j < m; j++) { double s = 0; for (int c = 0; c < d; c++) s += q[i * d + c] * k[j * d + c]; x[j] = s; max = Math.Max(max, s); }
+            for (int col = 0; col < dv; col++)
+            {
+                double za = 0, na = 0, zr = 0, nr = 0;
+                for (int j = 0; j < m; j++)
+                {
+                    double w = Math.Exp(x[j] - max);
+                    za += w; na += w * v[j * dv + col];
+                    if (x[j] >= max - width) { zr += w; nr += w * v[j * dv + col]; } else if (col == 0) dropped++;
+                }
+                worst = Math.Max(worst, Math.Abs(na / za - nr / zr));
+            }
+        }
+        Assert.True(dropped > 0);
+        Assert.True(worst <= discardedBound, $"discarding changed the output by {worst:E3} > {discardedBound:E3}");
+    }
+
+    [Fact]
+    public void Threshold_grows_like_log_of_m_times_v_over_share()
+    {
+        var a = RelevantKeys.For(1000, 1, 1e-6);
+        var b = RelevantKeys.For(1000, 1, 1e-9);
+        Assert.Equal(Math.Log(1000), b.Width - a.Width, 9);
+        Assert.Equal(Math.Log(2 * 1000 / 1e-6), a.Width, 9);
+        Assert.Equal(1e-6, a.OutputError(1), 9);
+    }
+}
+
+public class CentredExpansionTests
+{
+    [Theory]
+    [InlineData(1, 2.0, 1e-6)]
+    [InlineData(2, 2.0, 1e-5)]
+    [InlineData(3, 1.0, 1e-8)]
+    [InlineData(4, 2.0, 1e-4)]
+    public void Multi_index_form_matches_exp_with_the_verified_relative_error(int d, double h, double eps)
+    {
+        var e = new CentredExpansion(d, h, eps);
+        // C(g + d, d) multi-indices.
+        double count = 1;
+        for (int i = 1; i <= d; i++) count = count * (e.Degree + i) / i;
+        Assert.Equal((int)Math.Round(count), e.Terms);
+        var rng = new Random(d);
+        var z = new double[d]; var u = new double[d];
+        var wt = new double[e.Terms]; var pw = new double[e.Terms];
+        for (int trial = 0; trial < 2000; trial++)
+        {
+            double norm = 0;
+            for (int c = 0; c < d; c++) { z[c] = 2 * rng.NextDouble() - 1; norm += Math.Abs(z[c]); }
+            double scale = rng.NextDouble() / norm;        // Σ|z_c| ≤ 1
+            for (int c = 0; c < d; c++) { z[c] *= scale; u[c] = 2 * rng.NextDouble() - 1; }
+            if (trial % 7 == 0) u[0] = Math.Sign(u[0]);    // box corners too
+            e.Weights(z, wt);
+            e.Powers(u, pw);
+            double p = 0, t = 0;
+            for (int i = 0; i < e.Terms; i++) p += wt[i] * pw[i];
+            for (int c = 0; c < d; c++) t += z[c] * u[c];
+            Assert.True(Math.Abs(p / Math.Exp(h * t) - 1) <= eps, $"relative error {Math.Abs(p / Math.Exp(h * t) - 1):E3} at t = {t}");
+        }
+        Assert.True(e.ConditionNumber >= Math.Exp(h));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Translated_moments_equal_moments_summed_at_the_new_centre(int d)
+    {
+        var e = new CentredExpansion(d, 2, 1e-8);
+        var rng = new Random(10 + d);
+        // Child box [−0.3, 0.1]^d·(scale per axis) inside parent box [−1, 1]^d (in parent units after mapping).
+        var cc = new double[d]; var cw = new double[d]; var pc = new double[d]; var pw = new double[d];
+        for (int c = 0; c < d; c++) { pc[c] = 5 * c; pw[c] = 3 + c; cw[c] = 0.4 * pw[c]; cc[c] = pc[c] - 0.5 * pw[c]; }
+        var child = new double[e.Terms]; var direct = new double[e.Terms];
+        var pwr = new double[e.Terms]; var u = new double[d];
+        for (int j = 0; j < 200; j++)
+        {
+            var key = new double[d];
+            for (int c = 0; c < d; c++) key[c] = cc[c] + cw[c] * (2 * rng.NextDouble() - 1);
+            double v = 2 * rng.NextDouble() - 1;
+            for (int c = 0; c < d; c++) u[c] = (key[c] - cc[c]) / cw[c];
+            e.Powers(u, pwr);
+            for (int t = 0; t < e.Terms; t++) child[t] += pwr[t] * v;
+            for (int c = 0; c < d; c++) u[c] = (key[c] - pc[c]) / pw[c];
+            e.Powers(u, pwr);
+            for (int t = 0; t < e.Terms; t++) direct[t] += pwr[t] * v;
+        }
+        var delta = new double[d]; var sigma = new double[d];
+        for (int c = 0; c < d; c++) { delta[c] = (cc[c] - pc[c]) / pw[c]; sigma[c] = cw[c] / pw[c]; }
+        var translated = new double[e.Terms];
+        e.TranslateAdd(child, delta, sigma, translated, new double[2 * e.Terms]);
+        for (int t = 0; t < e.Terms; t++) Assert.Equal(direct[t], translated[t], 1e-11);
+    }
+}
