@@ -20,10 +20,10 @@ internal static class CommandTree
         bench.Subcommands.Add(BenchGradientCommand.Create());
         bench.Subcommands.Add(BenchBackwardCommand.Create());
         bench.Subcommands.Add(BenchPolynomialCommand.Create());
+        bench.Subcommands.Add(BenchRangeCommand.Create());
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
         experiment.Subcommands.Add(TransitionExperimentCommand.Create());
-        bench.Subcommands.Add(BenchRangeCommand.Create());
         experiment.Subcommands.Add(ScalingExperimentCommand.Create());
         root.Subcommands.Add(experiment);
         return root;

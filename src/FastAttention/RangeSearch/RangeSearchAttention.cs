@@ -70,7 +70,7 @@ public sealed class RangeSearchAttention : RangeSearchFamily
         });
         double querySeconds = clock.Elapsed.TotalSeconds - buildSeconds;
         double rho = 1.1 * (exp.NodeRoundingUnits(m, 256, tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
-        double bound = budget.Bound(exp.RelativeError, rho);
+        double bound = budget.Certify(name, budget.Bound(exp.RelativeError, rho));
         return (result, bound,
         [
             new("degree", exp.Degree), new("monomials", exp.Terms), new("halfWidthH", HalfWidth), new("thresholdT", budget.Relevant.Width),

@@ -91,6 +91,17 @@ internal sealed class RangeErrorBudget
         return Relevant.OutputError(VMax) + 2 * rho * VMax / (1 - rho) + OutputRounding;
     }
 
+    /// <summary>
+    /// Returns <paramref name="bound"/> when it is within ε; otherwise refuses: the rounding measured during the run
+    /// (ρ, known only afterwards) left the certificate above ε, which is a refusal, not a silent larger error.
+    /// </summary>
+    public double Certify(string algorithm, double bound)
+    {
+        if (!(bound <= Epsilon))
+            ThrowHelper.Refused(algorithm, $"float64 rounding measured during the run leaves the certified bound at {bound:G3} > ε = {Epsilon:G3} (‖V‖∞ = {VMax:G3}, |logits| ≤ {LogitMagnitude:G3}); ask for ε ≥ {bound:G2}.");
+        return bound;
+    }
+
     /// <summary>max‖qᵢ‖₂ · max‖kⱼ‖₂ · |s|: a bound on every logit's magnitude.</summary>
     public static double LogitBound(ReadOnlySpan<double> q, int n, ReadOnlySpan<double> k, int m, int d, double scale)
     {

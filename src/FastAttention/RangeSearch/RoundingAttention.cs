@@ -110,7 +110,7 @@ public sealed class RoundingAttention : RangeSearchFamily
         // logit rounding already in the budget plus u·T, and the accumulation of G buckets by G·u.
         double u = RangeErrorBudget.U;
         double rho = 1.1 * (2 * u + u * width + (stats.MaxTerms + 2) * (u + 3.0 * m * m * u * u));
-        double bound = budget.Bound(epsPrime, rho);
+        double bound = budget.Certify(Name, budget.Bound(epsPrime, rho));
         return new HeadReport(bound,
         [
             new("bucketWidth", bucket), new("epsilonPrime", epsPrime), new("thresholdT", budget.Relevant.Width),

@@ -57,7 +57,7 @@ public sealed class VectorAttention : RangeSearchFamily
         double querySeconds = clock.Elapsed.TotalSeconds - buildSeconds;
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
         double rho = 1.1 * (exp.NodeRoundingUnits(m, Chunk, tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
-        double bound = budget.Bound(exp.RelativeError, rho);
+        double bound = budget.Certify(Name, budget.Bound(exp.RelativeError, rho));
         return new HeadReport(bound,
         [
             new("degree", exp.Degree), new("halfWidthH", HalfWidth), new("thresholdT", width),

@@ -11,7 +11,7 @@ namespace FastAttention.Tests.Reductions;
 /// </summary>
 public class OtherOraclesTests(ITestOutputHelper output)
 {
-    public static TheoryData<string> Names => new() { "reference", "polynomial", "range" };
+    public static TheoryData<string> Names => new() { "reference", "polynomial", "range", "vector", "rounding", "lowrank" };
 
     private bool TryCreate(string name, out AttentionOracle oracle)
     {
