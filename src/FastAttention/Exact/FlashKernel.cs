@@ -17,7 +17,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
     where TS : struct, ISimd<T, TV>
 {
     public const int MicroRows = 4;
-    public const int QueryTile = 32;
+    public const int QueryTile = 64;
     /// <summary>Key block = this many vectors (more for small d, where per-block softmax bookkeeping would
     /// dominate); logits are computed in 4-vector slices (16 accumulators).</summary>
     public static int KeyVectors(int d) => d <= 16 ? 32 : 8;
