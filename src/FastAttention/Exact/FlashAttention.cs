@@ -18,6 +18,9 @@ public sealed class FlashAttention : AttentionAlgorithm
     /// <summary>Forces a SIMD width (16, 8 or 1 float32 lanes) for tests; 0 = the widest the CPU has.</summary>
     internal int ForcedFloat32Lanes { get; init; }
 
+    /// <summary>Forces the register blocking for tests: true = 4×2 (16-register CPUs), false = 4×4; null = by CPU.</summary>
+    internal bool? ForcedNarrowBlocks { get; init; }
+
     protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
     {
         Run(head, output, [], settings.EffectiveThreads);
@@ -49,6 +52,8 @@ public sealed class FlashAttention : AttentionAlgorithm
         using var vh = head.VMemory.Pin();
         int n = head.N, m = head.M, d = head.D, dv = head.Dv;
         double scale = head.Scale;
+        // Without AVX-512 there are 16 vector registers: 4×4 accumulator blocks would spill.
+        bool narrow = ForcedNarrowBlocks ?? !Vector512.IsHardwareAccelerated;
         bool causal = head.Causal;
         fixed (T* o = output)
         fixed (T* l = lse)
@@ -56,16 +61,16 @@ public sealed class FlashAttention : AttentionAlgorithm
             if (typeof(T) == typeof(float))
             {
                 float* q = (float*)qh.Pointer, k = (float*)kh.Pointer, v = (float*)vh.Pointer, of = (float*)o, lf = (float*)l;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<float, Vector512<float>, Simd512F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<float, Vector256<float>, Simd256F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads);
-                else FlashKernel<float, float, ScalarSimd<float>>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads);
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<float, Vector512<float>, Simd512F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads, narrow);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<float, Vector256<float>, Simd256F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads, narrow);
+                else FlashKernel<float, float, ScalarSimd<float>>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads, narrow);
             }
             else
             {
                 double* q = (double*)qh.Pointer, k = (double*)kh.Pointer, v = (double*)vh.Pointer, od = (double*)o, ld = (double*)l;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<double, Vector512<double>, Simd512D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<double, Vector256<double>, Simd256D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads);
-                else FlashKernel<double, double, ScalarSimd<double>>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads);
+                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<double, Vector512<double>, Simd512D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads, narrow);
+                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<double, Vector256<double>, Simd256D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads, narrow);
+                else FlashKernel<double, double, ScalarSimd<double>>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads, narrow);
             }
         }
         RecomputeNonFinite(head, output, lse);

@@ -35,7 +35,9 @@ internal static unsafe class FlashKernel<T, TV, TS>
     /// <param name="scale">The logit scale s.</param>
     /// <param name="causal">PyTorch is_causal mask.</param>
     /// <param name="threads">Threads over query tiles.</param>
-    public static void Run(T* q, T* k, T* v, T* o, T* lse, int n, int m, int d, int dv, double scale, bool causal, int threads)
+    /// <param name="narrow">4-row × 2-vector register blocks (8 accumulators) instead of 4 × 4: for CPUs with 16 vector
+    /// registers (AVX2 without AVX-512), where 16 accumulators plus operands spill.</param>
+    public static void Run(T* q, T* k, T* v, T* o, T* lse, int n, int m, int d, int dv, double scale, bool causal, int threads, bool narrow)
     {
         int w = TS.Count, keyVectors = KeyVectors(d), bc = keyVectors * w;
         int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
@@ -72,7 +74,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                         {
                             Lse = (T*)pl, Q = (T*)pq, Kt = (T*)pk, V = (T*)pv, Tail = tailFromPacked ? null : (T*)pt, O = (T*)po,
                             N = n, M = m, D = d, Dv = dv, DvPad = dvPad, Bc = bc, Blocks = blocks, Causal = causal, QScale = qScale,
-                            VStride = vStride, KeyVectors = keyVectors, TransposedV = transposeV,
+                            VStride = vStride, KeyVectors = keyVectors, TransposedV = transposeV, Narrow = narrow,
                         };
                         ProcessTile(ref ctx, tile, scratch);
                         return scratch;
@@ -86,7 +88,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
     {
         public T* Q, Kt, V, Tail, O, Lse;
         public int N, M, D, Dv, DvPad, Bc, Blocks, VStride, KeyVectors;
-        public bool Causal, TransposedV;
+        public bool Causal, TransposedV, Narrow;
         public T QScale;
     }
 
@@ -153,12 +155,16 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 for (int mt = 0; mt < micro; mt++)
                 {
                     int r0 = mt * MicroRows;
-                    for (int slice = 0; slice < x.KeyVectors; slice += 4)
-                        Scores(qs + r0 * d, ktb + slice * TS.Count, d, bc, s + slice * TS.Count);
+                    if (x.Narrow)
+                        for (int slice = 0; slice < x.KeyVectors; slice += 2)
+                            ScoresNarrow(qs + r0 * d, ktb + slice * TS.Count, d, bc, s + slice * TS.Count);
+                    else
+                        for (int slice = 0; slice < x.KeyVectors; slice += 4)
+                            Scores(qs + r0 * d, ktb + slice * TS.Count, d, bc, s + slice * TS.Count);
                     if (mask) Mask(s, bc, j0, i0 + r0, x.M, x.Causal);
                     Softmax(s, bc, rowMax, rowSum, r0, acc + r0 * dvPad, dvPad);
                     if (x.TransposedV) AccumulateValuesTransposed(s, x.V + (long)b * x.Dv * bc, x.Dv, acc + r0 * dvPad, dvPad, bc);
-                    else AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc);
+                    else AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc, x.Narrow);
                 }
             }
             for (int r = 0; r < rows; r++)
@@ -203,6 +209,29 @@ internal static unsafe class FlashKernel<T, TV, TS>
         TS.Store(a20, ref s2[0]); TS.Store(a21, ref s2[w]); TS.Store(a22, ref s2[2 * w]); TS.Store(a23, ref s2[3 * w]);
         T* s3 = s + 3 * bc;
         TS.Store(a30, ref s3[0]); TS.Store(a31, ref s3[w]); TS.Store(a32, ref s3[2 * w]); TS.Store(a33, ref s3[3 * w]);
+    }
+
+    /// <summary>4×(2W) logits with 8 accumulators: <see cref="Scores"/> for CPUs with 16 vector registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ScoresNarrow(T* qs, T* kt, int d, int bc, T* s)
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero;
+        TV a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
+        T* q0 = qs, q1 = qs + d, q2 = qs + 2 * d, q3 = qs + 3 * d;
+        for (int c = 0; c < d; c++)
+        {
+            T* kc = kt + c * bc;
+            TV k0 = TS.Load(ref *kc), k1 = TS.Load(ref kc[w]);
+            TV b = TS.Broadcast(q0[c]); a00 = TS.Fma(b, k0, a00); a01 = TS.Fma(b, k1, a01);
+            b = TS.Broadcast(q1[c]); a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11);
+            b = TS.Broadcast(q2[c]); a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21);
+            b = TS.Broadcast(q3[c]); a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31);
+        }
+        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]);
+        TS.Store(a10, ref s[bc]); TS.Store(a11, ref s[bc + w]);
+        TS.Store(a20, ref s[2 * bc]); TS.Store(a21, ref s[2 * bc + w]);
+        TS.Store(a30, ref s[3 * bc]); TS.Store(a31, ref s[3 * bc + w]);
     }
 
     /// <summary>−∞ for keys past m and, when causal, keys j &gt; i (PyTorch is_causal, top-left aligned).</summary>
@@ -285,13 +314,31 @@ internal static unsafe class FlashKernel<T, TV, TS>
 
     /// <summary>acc[r, :] += Σ_j P[r, j]·V[j, :] for 4 rows, in 4-row × 4-vector register blocks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateValues(T* p, T* vb, int vStride, T* acc, int dvPad, int bc)
+    private static void AccumulateValues(T* p, T* vb, int vStride, T* acc, int dvPad, int bc, bool narrow)
     {
         int w = TS.Count;
         T* p1 = p + bc, p2 = p + 2 * bc, p3 = p + 3 * bc;
         T* acc1 = acc + dvPad, acc2 = acc + 2 * dvPad, acc3 = acc + 3 * dvPad;
         int c = 0;
-        for (; c + 4 * w <= dvPad; c += 4 * w)
+        if (narrow)
+            for (; c + 2 * w <= dvPad; c += 2 * w)
+            {
+                // 4 rows × 2 vectors: 8 accumulators for 16-register CPUs.
+                TV o00 = TS.Load(ref acc[c]), o01 = TS.Load(ref acc[c + w]), o10 = TS.Load(ref acc1[c]), o11 = TS.Load(ref acc1[c + w]);
+                TV o20 = TS.Load(ref acc2[c]), o21 = TS.Load(ref acc2[c + w]), o30 = TS.Load(ref acc3[c]), o31 = TS.Load(ref acc3[c + w]);
+                for (int j = 0; j < bc; j++)
+                {
+                    T* vr = vb + (long)j * vStride + c;
+                    TV v0 = TS.Load(ref vr[0]), v1 = TS.Load(ref vr[w]);
+                    TV b = TS.Broadcast(p[j]); o00 = TS.Fma(b, v0, o00); o01 = TS.Fma(b, v1, o01);
+                    b = TS.Broadcast(p1[j]); o10 = TS.Fma(b, v0, o10); o11 = TS.Fma(b, v1, o11);
+                    b = TS.Broadcast(p2[j]); o20 = TS.Fma(b, v0, o20); o21 = TS.Fma(b, v1, o21);
+                    b = TS.Broadcast(p3[j]); o30 = TS.Fma(b, v0, o30); o31 = TS.Fma(b, v1, o31);
+                }
+                TS.Store(o00, ref acc[c]); TS.Store(o01, ref acc[c + w]); TS.Store(o10, ref acc1[c]); TS.Store(o11, ref acc1[c + w]);
+                TS.Store(o20, ref acc2[c]); TS.Store(o21, ref acc2[c + w]); TS.Store(o30, ref acc3[c]); TS.Store(o31, ref acc3[c + w]);
+            }
+        for (; !narrow && c + 4 * w <= dvPad; c += 4 * w)
         {
             TV o00 = TS.Load(ref acc[c]), o01 = TS.Load(ref acc[c + w]), o02 = TS.Load(ref acc[c + 2 * w]), o03 = TS.Load(ref acc[c + 3 * w]);
             TV o10 = TS.Load(ref acc1[c]), o11 = TS.Load(ref acc1[c + w]), o12 = TS.Load(ref acc1[c + 2 * w]), o13 = TS.Load(ref acc1[c + 3 * w]);

@@ -45,13 +45,16 @@ public class FlashAttentionTests
     }
 
     [Theory]
-    [InlineData(16)]
-    [InlineData(8)]
-    [InlineData(1)]
-    public void Every_simd_width_handles_every_remainder_length(int lanes)
+    [InlineData(16, false)]
+    [InlineData(16, true)]
+    [InlineData(8, false)]
+    [InlineData(8, true)]
+    [InlineData(1, false)]
+    public void Every_simd_width_handles_every_remainder_length(int lanes, bool narrow)
     {
-        // Key counts and value widths sweep every remainder modulo the block (4·W) and the vector (W).
-        var alg = new FlashAttention { ForcedFloat32Lanes = lanes };
+        // Key counts and value widths sweep every remainder modulo the key block, the register block (4·W or 2·W)
+        // and the vector (W), with both register blockings (4×4, and 4×2 for 16-register CPUs).
+        var alg = new FlashAttention { ForcedFloat32Lanes = lanes, ForcedNarrowBlocks = narrow };
         for (int m = 1; m <= 70; m += 3)
             for (int dv = 1; dv <= 35; dv += 2)
             {
@@ -60,11 +63,22 @@ public class FlashAttentionTests
                 var p = TestData.Problem(n, m, d, dv, 1.5, seed: m * 100 + dv, causal: causal);
                 var reference = ReferenceAttention.Compute(p);
                 double e = TestData.MaxAbsDiff(alg.Compute(p, new AttentionSettings { Threads = 1 }).Output, reference);
-                Assert.True(e <= 1e-12 * p.VMax, $"lanes={lanes} n={n} m={m} d={d} dv={dv} causal={causal}: f64 error {e:E3}");
+                Assert.True(e <= 1e-12 * p.VMax, $"lanes={lanes} narrow={narrow} n={n} m={m} d={d} dv={dv} causal={causal}: f64 error {e:E3}");
                 var p32 = new AttentionProblem<float>(TestData.ToFloat(p.Q.ToArray()), TestData.ToFloat(p.K.ToArray()), TestData.ToFloat(p.V.ToArray()), n, m, d, dv, 1, null, causal);
                 double e32 = TestData.MaxAbsDiff(alg.Compute(p32, new AttentionSettings { Threads = 1 }).Output, ReferenceAttention.Compute(p32));
                 Assert.True(e32 <= Float32Tolerance(1.5 * 1.5 * d, m, p32.VMax), $"lanes={lanes} n={n} m={m} d={d} dv={dv}: f32 error {e32:E3}");
             }
+        // Key counts straddling key-block boundaries, for both block sizes (d ≤ 16: 32 vectors; d > 16: 8 vectors).
+        foreach (int d in new[] { 2, 20 })
+            foreach (int m in new[] { 127, 128, 129, 255, 256, 257, 511, 512, 513, 1025 })
+                foreach (int dv in new[] { 1, 7, 16, 17, 33 })
+                {
+                    int n = 1 + (m + dv) % 9;
+                    bool causal = (m + dv + d) % 2 == 0;
+                    var p = TestData.Problem(n + (causal ? m : 0), m, d, dv, 1.0, seed: m * 7 + dv + d, causal: causal);
+                    double e = TestData.MaxAbsDiff(alg.Compute(p, new AttentionSettings { Threads = 2 }).Output, ReferenceAttention.Compute(p));
+                    Assert.True(e <= 1e-12 * p.VMax, $"lanes={lanes} narrow={narrow} n={p.N} m={m} d={d} dv={dv} causal={causal}: f64 error {e:E3}");
+                }
     }
 
     [Theory]
