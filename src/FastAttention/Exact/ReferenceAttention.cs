@@ -55,24 +55,32 @@ public sealed class ReferenceAttention : AttentionAlgorithm
     internal static double Row(double[] q, double[] k, double[] v, int m, int d, int dv, double scale, bool causal, int i, Span<double> output)
     {
         int visible = causal ? Math.Min(i + 1, m) : m;
-        var logits = new double[visible];
-        var qi = q.AsSpan(i * d, d);
-        double max = double.NegativeInfinity;
-        for (int j = 0; j < visible; j++)
-        {
-            logits[j] = scale * CompensatedSum.Dot(qi, k.AsSpan(j * d, d));
-            if (logits[j] > max) max = logits[j];
-        }
-        var z = new CompensatedSum();
+        var p = new double[visible];
+        double logSumExp = ProbabilityRow(q.AsSpan(i * d, d), k, d, scale, p);
         var acc = new CompensatedSum[dv];
         for (int j = 0; j < visible; j++)
+            for (int c = 0; c < dv; c++) acc[c].Add(p[j] * v[j * dv + c]);
+        for (int c = 0; c < dv; c++) output[c] = acc[c].Value;
+        return logSumExp;
+    }
+
+    /// <summary>
+    /// The softmax row every float64 reference shares: pⱼ = exp(s·qᵢ·kⱼ − max)/Σ for the first p.Length keys, logits by
+    /// compensated dot products, the max subtracted before exp, the normaliser summed with compensation.
+    /// Returns log Σ_j exp(s·qᵢ·kⱼ).
+    /// </summary>
+    internal static double ProbabilityRow(ReadOnlySpan<double> qi, ReadOnlySpan<double> k, int d, double scale, Span<double> p)
+    {
+        double max = double.NegativeInfinity;
+        for (int j = 0; j < p.Length; j++)
         {
-            double w = Math.Exp(logits[j] - max);
-            z.Add(w);
-            for (int c = 0; c < dv; c++) acc[c].Add(w * v[j * dv + c]);
+            p[j] = scale * CompensatedSum.Dot(qi, k.Slice(j * d, d));
+            if (p[j] > max) max = p[j];
         }
+        var z = new CompensatedSum();
+        for (int j = 0; j < p.Length; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
         double inv = 1.0 / z.Value;
-        for (int c = 0; c < dv; c++) output[c] = acc[c].Value * inv;
+        for (int j = 0; j < p.Length; j++) p[j] *= inv;
         return max + Math.Log(z.Value);
     }
 }

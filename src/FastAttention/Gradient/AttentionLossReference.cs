@@ -68,16 +68,7 @@ public static class AttentionLossReference
         for (int i = from; i < to; i++)
         {
             var qi = q.AsSpan(i * d, d);
-            double max = double.NegativeInfinity;
-            for (int j = 0; j < m; j++)
-            {
-                w[j] = s * CompensatedSum.Dot(qi, a2.Slice(j * d, d));
-                max = Math.Max(max, w[j]);
-            }
-            var z = new CompensatedSum();
-            for (int j = 0; j < m; j++) { w[j] = Math.Exp(w[j] - max); z.Add(w[j]); }
-            double invZ = 1.0 / z.Value;
-            for (int j = 0; j < m; j++) w[j] *= invZ; // w = F_i, the i-th row of D⁻¹A
+            Exact.ReferenceAttention.ProbabilityRow(qi, a2, d, s, w); // w = F_i, the i-th row of D⁻¹A
             // (F·h)_i and c_i = (F·h)_i − E_i (Gupta et al. Def. B.5)
             Array.Clear(acc);
             for (int j = 0; j < m; j++)

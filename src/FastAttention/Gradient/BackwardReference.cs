@@ -32,11 +32,7 @@ public static class BackwardReference
             {
                 int visible = head.VisibleKeys(i);
                 var qi = q.AsSpan(i * d, d);
-                double max = double.NegativeInfinity;
-                for (int j = 0; j < visible; j++) { p[j] = s * CompensatedSum.Dot(qi, k.AsSpan(j * d, d)); max = Math.Max(max, p[j]); }
-                var z = new CompensatedSum();
-                for (int j = 0; j < visible; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
-                for (int j = 0; j < visible; j++) p[j] /= z.Value;
+                Exact.ReferenceAttention.ProbabilityRow(qi, k, d, s, p.AsSpan(0, visible));
                 for (int c = 0; c < dv; c++)
                 {
                     var acc = new CompensatedSum();
@@ -77,11 +73,7 @@ public static class BackwardReference
             if ((uint)i >= (uint)problem.N) throw new ArgumentOutOfRangeException(nameof(rows), $"row {i} is outside [0, {problem.N}).");
             int visible = head.VisibleKeys(i);
             var qi = q.AsSpan(i * d, d);
-            double max = double.NegativeInfinity;
-            for (int j = 0; j < visible; j++) { p[j] = s * CompensatedSum.Dot(qi, k.AsSpan(j * d, d)); max = Math.Max(max, p[j]); }
-            var z = new CompensatedSum();
-            for (int j = 0; j < visible; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
-            for (int j = 0; j < visible; j++) p[j] /= z.Value;
+            Exact.ReferenceAttention.ProbabilityRow(qi, k, d, s, p.AsSpan(0, visible));
             for (int c = 0; c < dv; c++)
             {
                 var acc = new CompensatedSum();
