@@ -123,7 +123,7 @@ internal static class TransitionExperimentCommand
         }
         catch (AttentionRefusedException e)
         {
-            return new Trial(false, e.Message.Contains("rank budget", StringComparison.Ordinal) ? "refused: rank" : "refused: float64", double.NaN, 0, 0, double.NaN, double.NaN);
+            return new Trial(false, e.Reason == RefusalReason.RankBudget ? "refused: rank" : "refused: float64", double.NaN, 0, 0, double.NaN, double.NaN);
         }
     }
 

@@ -55,7 +55,7 @@ public sealed class ExpPolynomial
         double l = b - a, h = 0.5 * l;
         double floor = FloatingPointFloor(l);
         if (relativeError < floor)
-            ThrowHelper.Refused("exp polynomial", $"relative error {relativeError:G3} on an interval of length {l:G4} is below float64's evaluation floor ≈ 2⁻⁵³·e^L = {floor:G3}; split the interval (the range-search algorithm does) or ask for a larger ε.");
+            ThrowHelper.Refused("exp polynomial", RefusalReason.Float64Reach, $"relative error {relativeError:G3} on an interval of length {l:G4} is below float64's evaluation floor ≈ 2⁻⁵³·e^L = {floor:G3}; split the interval (the range-search algorithm does) or ask for a larger ε.");
         // Start a little below the Aggarwal–Alman estimate and raise the degree until the verified error holds.
         int g = Math.Max(0, Math.Min(maxDegree, (int)(0.6 * TheoryDegree(l, relativeError)) - 2));
         for (; g <= maxDegree; g++)
@@ -64,7 +64,7 @@ public sealed class ExpPolynomial
             double err = Verify(cheb, h);
             if (err <= 0.5 * relativeError) return new ExpPolynomial(a, b, relativeError, cheb, err);
         }
-        ThrowHelper.Refused("exp polynomial", $"no polynomial of degree ≤ {maxDegree} reaches relative error {relativeError:G3} on an interval of length {l:G4} in float64; split the interval or ask for a larger ε.");
+        ThrowHelper.Refused("exp polynomial", RefusalReason.Float64Reach, $"no polynomial of degree ≤ {maxDegree} reaches relative error {relativeError:G3} on an interval of length {l:G4} in float64; split the interval or ask for a larger ε.");
         return null!;
     }
 

@@ -12,7 +12,8 @@ internal static class ThrowHelper
     public static void ArgumentOutOfRange(string paramName, string message) => throw new ArgumentOutOfRangeException(paramName, message);
 
     [DoesNotReturn]
-    public static void Refused(string algorithm, string message) => throw new AttentionRefusedException(algorithm, message);
+    public static void Refused(string algorithm, RefusalReason reason, string message, params string[] alternatives) =>
+        throw new AttentionRefusedException(new Refusal(algorithm, reason, message, alternatives));
 
     [DoesNotReturn]
     public static void InvalidOperation(string message) => throw new InvalidOperationException(message);
@@ -22,9 +23,18 @@ internal static class ThrowHelper
 /// Thrown when an approximate algorithm cannot certify the requested error on this input
 /// (budget exceeded, beyond float64's reach, ...). The message says why and what to use instead.
 /// </summary>
-public sealed class AttentionRefusedException(string algorithm, string message)
-    : Exception($"{algorithm}: {message}")
+public sealed class AttentionRefusedException(Refusal refusal) : Exception(refusal.ToString())
 {
+    /// <summary>Creates a refusal exception from its parts.</summary>
+    public AttentionRefusedException(string algorithm, RefusalReason reason, string message)
+        : this(new Refusal(algorithm, reason, message, [])) { }
+
+    /// <summary>The typed refusal (algorithm, reason code, detail, alternatives).</summary>
+    public Refusal Refusal { get; } = refusal;
+
     /// <summary>The algorithm that refused.</summary>
-    public string Algorithm { get; } = algorithm;
+    public string Algorithm => Refusal.Algorithm;
+
+    /// <summary>The reason code.</summary>
+    public RefusalReason Reason => Refusal.Reason;
 }

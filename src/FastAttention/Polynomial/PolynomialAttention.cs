@@ -27,7 +27,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     {
         // ε ≤ 0 (and NaN) is rejected by the base class before this point, with its own message.
         if (!(settings.Epsilon < 1))
-            ThrowHelper.Refused(Name,
+            ThrowHelper.Refused(Name, RefusalReason.EpsilonInvalid,
                 $"ε = {settings.Epsilon:G3} ≥ 1 is refused: the certificate (Lemmas 3.5–3.6) is stated for ε in (0, 1); ask for ε < 1.");
         if (MaxRank < 1) ThrowHelper.ArgumentOutOfRange(nameof(MaxRank), $"the rank budget must be at least 1 (got {MaxRank}).");
         // Refuse before any work (and outside the per-head parallel loop): plan every head now.

@@ -85,7 +85,7 @@ internal sealed class PolynomialPlan
         double outputUnit = st.Float32 ? Math.ScaleB(1, -24) + Math.ScaleB(1, -52) : Math.ScaleB(1, -52);
         double outputFloor = outputUnit * st.VMax * 1.01;
         if (!(outputFloor <= 0.5 * epsilon))
-            ThrowHelper.Refused("polynomial", st.Float32
+            ThrowHelper.Refused("polynomial", RefusalReason.OutputPrecision, st.Float32
                 ? $"float32 output rounding alone (2⁻²⁴·‖V‖∞ = {outputFloor:G3}) exceeds half of ε = {epsilon:G3}; use float64 inputs or a larger ε."
                 : $"float64 output rounding alone (2⁻⁵²·‖V‖∞ = {outputFloor:G3}) exceeds half of ε = {epsilon:G3}; ask for a larger ε.");
         string? lastReason = null;
@@ -106,7 +106,7 @@ internal sealed class PolynomialPlan
             }
             double rank = LowRankFactors.NaturalRank(poly.Degree, st.D);
             if (rank > maxRank)
-                ThrowHelper.Refused("polynomial",
+                ThrowHelper.Refused("polynomial", RefusalReason.RankBudget,
                     $"rank C(g + d, d) = C({poly.Degree} + {st.D}, {st.D}) = {rank:G4} (degree g = {poly.Degree} for |s·qᵢ·kⱼ| ≤ R = {r:G4}, ε = {epsilon:G3}) " +
                     $"exceeds the rank budget {maxRank}; the low-rank method pays only when r ≪ n — ask for a larger ε, raise the budget, or use the range-search algorithm ('range') or 'exact'.");
             double conversion = ConversionError(poly, out bool exactIntegers);
@@ -145,7 +145,7 @@ internal sealed class PolynomialPlan
     }
 
     private static void RefuseFloat64(double r, double epsilon, string detail) =>
-        ThrowHelper.Refused("polynomial",
+        ThrowHelper.Refused("polynomial", RefusalReason.Float64Reach,
             $"the interval |s·qᵢ·kⱼ| ≤ R = {r:G4} is beyond a certified float64 evaluation of the monomial expansion at ε = {epsilon:G3}: {detail}. " +
             "Use the range-search algorithm ('range'), which splits the interval, or ask for a larger ε.");
 

@@ -39,7 +39,7 @@ internal sealed class CentredExpansion
             worst = Math.Max(worst, Math.Abs(p * Math.Exp(-halfWidth * t) - 1));
         }
         if (!(worst <= 0.5 * relativeError))
-            ThrowHelper.Refused("range-search expansion", $"the monomial form of exp on [−{halfWidth}, {halfWidth}] reaches only relative error {worst:G3} in float64, above the {relativeError:G3} asked; ask for a larger ε.");
+            ThrowHelper.Refused("range-search expansion", RefusalReason.Float64Reach, $"the monomial form of exp on [−{halfWidth}, {halfWidth}] reaches only relative error {worst:G3} in float64, above the {relativeError:G3} asked; ask for a larger ε.");
         RelativeError = relativeError;
         double sumAbs = 0;
         foreach (double a in alpha) sumAbs += Math.Abs(a);

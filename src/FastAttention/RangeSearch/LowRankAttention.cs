@@ -37,7 +37,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         bool useQ = rq <= rk;
         int r = Math.Max(1, useQ ? rq : rk);
         if (r > MaxRangeDimension)
-            ThrowHelper.Refused(Name, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.");
+            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.");
         var w = useQ ? wq : wk; // d×r, row-major
         var qr = Project(q, n, d, w, r, useQ, out double qResidual);
         var kr = Project(k, m, d, w, r, !useQ, out double kResidual);
@@ -45,7 +45,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         double delta = Math.Abs(s) * (useQ ? qResidual * kNorm : qNorm * kResidual) + (2.0 * d + 2 * r + 8) * u * Math.Abs(s) * qNorm * kNorm;
         double truncation = double.ExpM1(2 * delta) * vMax;
         if (!(truncation <= 0.5 * eps))
-            ThrowHelper.Refused(Name, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.");
+            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.");
         var (result, bound, parameters) = RangeSearchAttention.Run(Name, qr, kr, v, n, m, r, dv, s, eps - truncation, typeof(T) == typeof(float), settings.EffectiveThreads);
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
         var p = new List<KeyValuePair<string, object>>

@@ -21,7 +21,7 @@ public sealed class RangeSearchAttention : RangeSearchFamily
     protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
     {
         if (problem.D > MaxRangeDimension)
-            ThrowHelper.Refused(Name, $"head dimension d = {problem.D} exceeds the range-search limit d ≤ {MaxRangeDimension} (C(g + d, d) moments per node outgrow the keys, and the crossing number n^(1−1/d) approaches n); use 'lowrank' if Q or K has low rank, else 'exact'.");
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"head dimension d = {problem.D} exceeds the range-search limit d ≤ {MaxRangeDimension} (C(g + d, d) moments per node outgrow the keys, and the crossing number n^(1−1/d) approaches n); use 'lowrank' if Q or K has low rank, else 'exact'.");
         base.Validate(problem, settings);
     }
 

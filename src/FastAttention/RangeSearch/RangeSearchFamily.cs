@@ -16,9 +16,9 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
     {
         if (problem.Causal)
-            ThrowHelper.Refused(Name, "causal masks are not supported: the relevant keys of query i would be a halfspace intersected with the prefix j ≤ i, which the sorted/range-tree structures built once over all keys cannot answer; use 'exact' for causal attention.");
+            ThrowHelper.Refused(Name, RefusalReason.CausalUnsupported, "causal masks are not supported: the relevant keys of query i would be a halfspace intersected with the prefix j ≤ i, which the sorted/range-tree structures built once over all keys cannot answer; use 'exact' for causal attention.");
         if (!(settings.Epsilon > 0 && double.IsFinite(settings.Epsilon)))
-            ThrowHelper.Refused(Name, $"ε must be a positive finite number (got {settings.Epsilon}).");
+            ThrowHelper.Refused(Name, RefusalReason.EpsilonInvalid, $"ε must be a positive finite number (got {settings.Epsilon}).");
     }
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>

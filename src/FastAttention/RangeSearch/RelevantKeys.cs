@@ -51,12 +51,12 @@ internal sealed class RangeErrorBudget
         OutputRounding = (4 * U + (float32Output ? Math.ScaleB(1, -24) : 0)) * vMax;
         double avail = epsilon - OutputRounding;
         if (!(avail >= 0.5 * epsilon))
-            ThrowHelper.Refused(algorithm, $"ε = {epsilon:G3} is too small for the output type: rounding the output alone costs {OutputRounding:G3} (‖V‖∞ = {vMax:G3}); use float64 or a larger ε.");
+            ThrowHelper.Refused(algorithm, RefusalReason.OutputPrecision, $"ε = {epsilon:G3} is too small for the output type: rounding the output alone costs {OutputRounding:G3} (‖V‖∞ = {vMax:G3}); use float64 or a larger ε.");
         Relevant = RelevantKeys.For(keys, vMax, 0.25 * avail);
         // 2ε_P‖V‖∞/(1 − ρ) ≤ avail/2 with room for ρ_fp (which gets the last quarter).
         PolynomialError = vMax > 0 ? Math.Min(0.05, 0.95 * 0.5 * avail / (2 * vMax)) : 0.05;
         if (PolynomialError < 1e-13)
-            ThrowHelper.Refused(algorithm, $"ε = {epsilon:G3} is below float64's reach relative to ‖V‖∞ = {vMax:G3} (relative accuracy {PolynomialError:G2} < 1e-13 would be needed); ask for ε ≥ {4e-13 * vMax:G2}.");
+            ThrowHelper.Refused(algorithm, RefusalReason.Float64Reach, $"ε = {epsilon:G3} is below float64's reach relative to ‖V‖∞ = {vMax:G3} (relative accuracy {PolynomialError:G2} < 1e-13 would be needed); ask for ε ≥ {4e-13 * vMax:G2}.");
         // Logit differences x − M are computed from error-free products (TwoProduct) and a compensated sum against the
         // maximum held as a double-double, then scaled: |δx| ≤ 4u|x − M| + 16(d + 1)u²X. Weights that do not underflow
         // have |x − M| ≤ 745 (node centres and expansions: ≤ T + 2H ≤ 745); the expansion argument b·u errs by ≤ 4u·H.
@@ -98,7 +98,7 @@ internal sealed class RangeErrorBudget
     public double Certify(string algorithm, double bound)
     {
         if (!(bound <= Epsilon))
-            ThrowHelper.Refused(algorithm, $"float64 rounding measured during the run leaves the certified bound at {bound:G3} > ε = {Epsilon:G3} (‖V‖∞ = {VMax:G3}, |logits| ≤ {LogitMagnitude:G3}); ask for ε ≥ {bound:G2}.");
+            ThrowHelper.Refused(algorithm, RefusalReason.MeasuredRounding, $"float64 rounding measured during the run leaves the certified bound at {bound:G3} > ε = {Epsilon:G3} (‖V‖∞ = {VMax:G3}, |logits| ≤ {LogitMagnitude:G3}); ask for ε ≥ {bound:G2}.");
         return bound;
     }
 

@@ -18,7 +18,7 @@ public sealed class RoundingAttention : RangeSearchFamily
     protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
     {
         if (problem.D != 1)
-            ThrowHelper.Refused(Name, $"the rounding scheme (Section 1.1) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank'.");
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"the rounding scheme (Section 1.1) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank'.");
         base.Validate(problem, settings);
     }
 

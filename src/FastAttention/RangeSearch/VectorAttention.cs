@@ -23,7 +23,7 @@ public sealed class VectorAttention : RangeSearchFamily
     protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
     {
         if (problem.D != 1)
-            ThrowHelper.Refused(Name, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.");
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.");
         base.Validate(problem, settings);
     }
 

@@ -89,7 +89,7 @@ public sealed class AttentionOracle
         if (double.IsPositiveInfinity(needed)) return new bool[rows];
         if (!double.IsNaN(analyticNeed)) needed = Math.Min(needed, analyticNeed);
         if (!(margin > 0))
-            throw new AttentionRefusedException(reduction, string.Create(CultureInfo.InvariantCulture,
+            throw new AttentionRefusedException(reduction, RefusalReason.Float64Reach, string.Create(CultureInfo.InvariantCulture,
                 $"this instance needs ε = {needed:G3} which float64 cannot certify (exact attention is only exact up to rounding: relative {kappa:G2}, absolute {alpha:G2}); {limitHint()}."));
         var settings = new AttentionSettings { Epsilon = Algorithm.IsExact ? 0 : margin * (1 - 1e-9), Threads = Threads };
         var problem = new AttentionProblem<double>(inst.Q, inst.K, inst.V, inst.N, inst.M, inst.D, 1, 1, inst.Scale);
@@ -100,7 +100,7 @@ public sealed class AttentionOracle
         }
         catch (AttentionRefusedException e)
         {
-            throw new AttentionRefusedException(reduction, string.Create(CultureInfo.InvariantCulture,
+            throw new AttentionRefusedException(reduction, e.Reason, string.Create(CultureInfo.InvariantCulture,
                 $"the oracle '{Name}' cannot serve this reduction: its instance (n′={inst.N}, d′={inst.D}, B′={problem.EntryBound:G4}) needs ε′ = {settings.Epsilon:G3} — {e.Message}"));
         }
         Calls++;

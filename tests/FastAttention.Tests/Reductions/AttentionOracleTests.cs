@@ -14,7 +14,7 @@ public class AttentionOracleTests
 
         protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
         {
-            if (settings.Epsilon < floor) throw new AttentionRefusedException(Name, $"ε = {settings.Epsilon:G3} is below my floor {floor:G3}.");
+            if (settings.Epsilon < floor) throw new AttentionRefusedException(Name, RefusalReason.Float64Reach, $"ε = {settings.Epsilon:G3} is below my floor {floor:G3}.");
         }
 
         protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
