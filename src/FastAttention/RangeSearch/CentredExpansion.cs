@@ -1,146 +1,228 @@
-using FastAttention.Approximation;
-
 namespace FastAttention.RangeSearch;
 
 /// <summary>
-/// The decoupled polynomial of Lemma 3.5 / Lemma A.3, applied per node with a centred expansion: for a node with centre
-/// κ, orthonormal frame R and half-widths w, every key is k = κ + R·(w∘u) with u ∈ [−1, 1]^d, so
-/// s·q·k = s·q·κ + b·u with b = (Rᵀ·s·q)∘w. When h = ‖b‖₁ ≤ H, t = b·u/H ∈ [−1, 1] and
-/// e^{b·u} ≈ P_H(t) = Σ_ℓ α_ℓ tℓ = Σ_β c_β z^β u^β (z = b/H, c_β = α_|β|·multinomial(β)), whose relative error on [−1, 1]
-/// is that of <see cref="ExpPolynomial"/> on [−H, H]. Nodes store the moments Σ_j u_j^β·v_j (and Σ_j u_j^β); a query
-/// evaluates Σ_β c_β z^β·moment in O(C(g + d, d)) per value column. Every monomial is of the small, centred quantities
-/// u and z (|u_k|, Σ|z_k| ≤ 1), so the evaluation's rounding is amplified by at most
-/// <see cref="ConditionNumber"/> = e^H·Σ|α_ℓ| (numerics.md: keep polynomials short, centred and scaled).
-/// Immutable.
+/// The decoupled polynomial of Gupta et al. Lemma 3.5 / Lemma A.3 (the exp polynomial of Lemma 3.3), applied per tree
+/// node with a centred expansion: a node with centre κ, frame E and half-extents w holds keys k = κ + E·(w∘u),
+/// u ∈ [−1, 1]^d, so s·q·k = s·q·κ + b·u with b = (s·Eᵀq)∘w. When h = ‖b‖₁ ≤ H, t = b·u/H ∈ [−1, 1] and
+/// e^{b·u} ≈ P(t) = Σ_ℓ α_ℓ tℓ = Σ_β c_β z^β u^β (z = b/H, c_β = α_|β|·multinomial(β)). Nodes store the moments
+/// Σ_j u_j^β·(1, v_j) (already multiplied by c_β, see <see cref="FoldCoefficients"/>); a query evaluates Σ_β z^β·moment_β.
+/// <para><b>The polynomial and its proof.</b> P is the Chebyshev series e^{Ht} = I₀(H) + 2Σ_{k≥1} I_k(H)·T_k(t)
+/// (Abramowitz–Stegun 9.6.34) truncated at degree g and written in monomials (α_ℓ = Hℓ/ℓ! minus the truncated tail's
+/// monomial coefficients, which avoids the cancellation of converting large Chebyshev terms). Acceptance is a proof,
+/// not a sample: with P's float64 coefficients α converted back to the Chebyshev basis (p_k = Σ_ℓ α_ℓ·C(ℓ, j)/2^(ℓ−1),
+/// all terms of one sign, rounding bounded), |P(t) − e^{Ht}| ≤ Σ_{k≤g} |p_k − c_k| + Σ_{k&gt;g} c_k on [−1, 1], where every
+/// c_k = 2I_k(H) is enclosed by its positive power series with a rounding bound and the tail by
+/// I_k(H) ≤ (H/2)^k/k!·e^{H²/(4(k+1))}. The result <see cref="AbsoluteError"/> is an absolute, uniform bound, used
+/// against the row's mass (the node's keys weigh at least e^{−h} of its centre weight; see the engine's certificate).</para>
+/// <para>Evaluation rounding: every monomial is of small centred quantities (|u_k| ≤ 1, Σ|z_k| ≤ 1), so the rounding of
+/// Σ_β z^β·c_β·μ_β is at most a few units of 2⁻⁵³ times Σ_β |c_β||z|^β·Σ_j|v_j| = <see cref="Magnitude"/>(h)·Σ_j|v_j|.</para>
+/// Multi-indices are kept in lexicographic order so that, for a fixed prefix (β₁ … β_{d−1}), the last exponent runs over
+/// a contiguous row: powers are then one vector multiply per row. Immutable.
 /// </summary>
 internal sealed class CentredExpansion
 {
-    private readonly int[] _parent, _axis;
+    private const double U = RangeErrorBudget.U;
+
+    private readonly double[] _alpha;
+    private readonly int[] _rowStart, _rowLength, _rowParent, _rowAxis;
     private readonly double[] _coef;
     private readonly int[] _exponents, _down;
     private readonly double[] _binomial;
 
-    public CentredExpansion(int d, double halfWidth, double relativeError)
+    private CentredExpansion(int d, double halfWidth, int degree, double[] alpha, double proven)
     {
-        if (d < 1) throw new ArgumentOutOfRangeException(nameof(d));
-        D = d; H = halfWidth;
-        Polynomial = ExpPolynomial.Create(-halfWidth, halfWidth, relativeError);
-        // Monomials in t = x/H (ExpPolynomial's centre is 0 here).
-        var alpha = Polynomial.MonomialCoefficients();
-        Degree = alpha.Length - 1;
-        // Verify the monomial form itself (conversion rounding included) on a dense grid, Horner in float64; the other
-        // half of the target is the margin between grid points, as in ExpPolynomial.
-        int points = Math.Max(1024, 32 * (Degree + 1));
-        double worst = 0;
-        for (int i = 0; i <= points; i++)
-        {
-            double t = -1 + 2.0 * i / points, p = 0;
-            for (int l = Degree; l >= 0; l--) p = Math.FusedMultiplyAdd(p, t, alpha[l]);
-            worst = Math.Max(worst, Math.Abs(p * Math.Exp(-halfWidth * t) - 1));
-        }
-        if (!(worst <= 0.5 * relativeError))
-            ThrowHelper.Refused("range-search expansion", RefusalReason.Float64Reach, $"the monomial form of exp on [−{halfWidth}, {halfWidth}] reaches only relative error {worst:G3} in float64, above the {relativeError:G3} asked; ask for a larger ε.");
-        RelativeError = relativeError;
-        double sumAbs = 0;
-        foreach (double a in alpha) sumAbs += Math.Abs(a);
-        ConditionNumber = Math.Exp(halfWidth) * sumAbs;
+        D = d; H = halfWidth; Degree = degree; _alpha = alpha; AbsoluteError = proven;
+        double sum = 0;
+        foreach (double a in alpha) sum += Math.Abs(a);
+        CoefficientSum = sum * (1 + 2 * (degree + 2) * U);
 
-        // Multi-indices β with |β| ≤ g in graded order; each β > 0 is parent + e_axis with axis ≥ parent's last axis.
-        var parent = new List<int> { -1 }; var axis = new List<int> { 0 }; var degree = new List<int> { 0 };
-        var exps = new List<int[]> { new int[d] };
-        int start = 0;
-        for (int l = 1; l <= Degree; l++)
+        // Multi-indices β (|β| ≤ g) in lexicographic order; rows = fixed prefix (β₁ … β_{d−1}).
+        var exps = new List<int[]>();
+        var rowStart = new List<int>(); var rowLength = new List<int>(); var rowParent = new List<int>(); var rowAxis = new List<int>();
+        var rowIndex = new Dictionary<long, int>();
+        long Key(ReadOnlySpan<int> e) { long x = 0; foreach (int v in e) x = x * (degree + 1) + v; return x; }
+        var prefix = new int[Math.Max(0, d - 1)];
+        void Rows(int c, int used)
         {
-            int end = parent.Count;
-            for (int p = start; p < end; p++)
+            if (c == d - 1)
             {
-                int from = p == 0 ? 0 : axis[p];
-                for (int k = from; k < d; k++)
+                int r = rowStart.Count;
+                rowIndex[Key(prefix)] = r;
+                // Parent row: decrement the last nonzero prefix exponent.
+                int axis = -1;
+                for (int t = d - 2; t >= 0; t--) if (prefix[t] > 0) { axis = t; break; }
+                int parent = -1;
+                if (axis >= 0)
                 {
-                    var e = (int[])exps[p].Clone();
-                    e[k]++;
-                    parent.Add(p); axis.Add(k); degree.Add(l); exps.Add(e);
+                    prefix[axis]--;
+                    parent = rowIndex[Key(prefix)];
+                    prefix[axis]++;
                 }
+                rowStart.Add(exps.Count); rowLength.Add(degree - used + 1); rowParent.Add(parent); rowAxis.Add(axis);
+                for (int last = 0; last <= degree - used; last++)
+                {
+                    var e = new int[d];
+                    for (int t = 0; t < d - 1; t++) e[t] = prefix[t];
+                    e[d - 1] = last;
+                    exps.Add(e);
+                }
+                return;
             }
-            start = end;
+            for (int x = 0; x <= degree - used; x++) { prefix[c] = x; Rows(c + 1, used + x); }
+            prefix[c] = 0;
         }
-        Terms = parent.Count;
-        _parent = [.. parent]; _axis = [.. axis];
+        Rows(0, 0);
+        Terms = exps.Count;
+        _rowStart = [.. rowStart]; _rowLength = [.. rowLength]; _rowParent = [.. rowParent]; _rowAxis = [.. rowAxis];
         // Exponents and the index of β − e_c (−1 when β_c = 0), for translating moments between centres.
         _exponents = new int[Terms * d];
         _down = new int[Terms * d];
-        var index = new Dictionary<string, int>();
-        for (int tIdx = 0; tIdx < Terms; tIdx++) index[string.Join(",", exps[tIdx])] = tIdx;
-        for (int tIdx = 0; tIdx < Terms; tIdx++)
+        var index = new Dictionary<long, int>();
+        for (int t = 0; t < Terms; t++) index[Key(exps[t])] = t;
+        for (int t = 0; t < Terms; t++)
             for (int c = 0; c < d; c++)
             {
-                _exponents[tIdx * d + c] = exps[tIdx][c];
-                if (exps[tIdx][c] == 0) { _down[tIdx * d + c] = -1; continue; }
-                var e = (int[])exps[tIdx].Clone();
+                _exponents[t * d + c] = exps[t][c];
+                if (exps[t][c] == 0) { _down[t * d + c] = -1; continue; }
+                var e = (int[])exps[t].Clone();
                 e[c]--;
-                _down[tIdx * d + c] = index[string.Join(",", e)];
+                _down[t * d + c] = index[Key(e)];
             }
-        _binomial = new double[(Degree + 1) * (Degree + 1)];
-        for (int a = 0; a <= Degree; a++)
-        {
-            _binomial[a * (Degree + 1)] = 1;
-            for (int b = 1; b <= a; b++)
-                _binomial[a * (Degree + 1) + b] = _binomial[(a - 1) * (Degree + 1) + b - 1] + (b <= a - 1 ? _binomial[(a - 1) * (Degree + 1) + b] : 0);
-        }
+        _binomial = Pascal(degree + d);
         _coef = new double[Terms];
-        for (int tIdx = 0; tIdx < Terms; tIdx++)
+        for (int t = 0; t < Terms; t++)
         {
-            // multinomial(β) = |β|! / Π β_k!
-            double mult = 1; int n = 0;
-            foreach (int bk in exps[tIdx])
-                for (int r = 1; r <= bk; r++) { n++; mult = mult * n / r; }
-            _coef[tIdx] = alpha[degree[tIdx]] * mult;
+            // multinomial(β) = Π_c C(β₁ + … + β_c, β_c), each binomial from Pascal's triangle.
+            double mult = 1; int run = 0;
+            foreach (int bk in exps[t]) { run += bk; mult *= _binomial[run * (degree + d + 1) + bk]; }
+            int l = 0;
+            foreach (int bk in exps[t]) l += bk;
+            _coef[t] = alpha[l] * mult;
         }
     }
 
-    /// <summary>The verified Chebyshev interpolant of e^{H·t} (shared module).</summary>
-    public ExpPolynomial Polynomial { get; }
+    /// <summary>
+    /// The expansion of e^{Ht} on [−1, 1] of the lowest degree whose proven uniform error is at most
+    /// <paramref name="absoluteError"/>. Refuses (Float64Reach) when no degree ≤ <paramref name="maxDegree"/> reaches it
+    /// in float64 (the coefficients' own rounding is about 2⁻⁵³·e^H).
+    /// </summary>
+    public static CentredExpansion Create(int d, double halfWidth, double absoluteError, int maxDegree = 160) =>
+        TryCreate(d, halfWidth, absoluteError, int.MaxValue, maxDegree)!;
+
+    /// <summary>As <see cref="Create"/>, but null (no tables built) when the degree it needs has more than
+    /// <paramref name="maxTerms"/> multi-indices C(g + d, d).</summary>
+    public static CentredExpansion? TryCreate(int d, double halfWidth, double absoluteError, int maxTerms, int maxDegree = 160)
+    {
+        if (d < 1) throw new ArgumentOutOfRangeException(nameof(d));
+        if (!(halfWidth > 0 && halfWidth <= 64)) throw new ArgumentOutOfRangeException(nameof(halfWidth));
+        if (!(absoluteError > 0)) throw new ArgumentOutOfRangeException(nameof(absoluteError));
+        var (lo, hi) = ChebyshevEnclosures(halfWidth, maxDegree + 1);
+        int start = Math.Max(1, (int)Math.Floor(0.5 * halfWidth));
+        for (int g = start; g <= maxDegree; g++)
+        {
+            if (TailBound(halfWidth, g) > absoluteError) continue;
+            var alpha = MonomialCoefficients(halfWidth, g, lo, hi);
+            double proven = ProveBound(alpha, lo, hi, halfWidth, g);
+            if (proven > absoluteError) continue;
+            double terms = 1;
+            for (int i = 1; i <= d; i++) terms = terms * (g + i) / i;
+            return terms > maxTerms ? null : new CentredExpansion(d, halfWidth, g, alpha, proven);
+        }
+        ThrowHelper.Refused("range-search expansion", RefusalReason.Float64Reach, $"no polynomial of degree ≤ {maxDegree} approximates e^(Ht) on [−1, 1] (H = {halfWidth:G3}) within {absoluteError:G3} in float64 (its coefficients' own rounding is ≈ 2⁻⁵³·e^H = {U * Math.Exp(halfWidth):G3}); use a smaller H or a larger ε.");
+        return null!;
+    }
+
     public int D { get; }
-    /// <summary>Half-width H of the logit interval covered by one expansion.</summary>
+    /// <summary>Half-width H of the logit interval one expansion covers (h = ‖b‖₁ ≤ H).</summary>
     public double H { get; }
     /// <summary>Degree g.</summary>
     public int Degree { get; }
     /// <summary>Number of multi-indices C(g + d, d).</summary>
     public int Terms { get; }
-    /// <summary>ε_P: |P_H(t) − e^{Ht}| ≤ ε_P·e^{Ht} on [−1, 1] in the monomial form used here.</summary>
-    public double RelativeError { get; }
-    /// <summary>e^H·Σ|α_ℓ|: bound on Σ_β|c_β z^β u^β| / e^{b·u} for Σ|z_k| ≤ 1, |u_k| ≤ 1.</summary>
-    public double ConditionNumber { get; }
+    /// <summary>Proven: |P(t) − e^{Ht}| ≤ AbsoluteError for every t ∈ [−1, 1], P with exactly the float64 coefficients used.</summary>
+    public double AbsoluteError { get; }
+    /// <summary>Σ_ℓ |α_ℓ| (rounded up).</summary>
+    public double CoefficientSum { get; }
+    /// <summary>Monomial coefficients α_ℓ of P(t).</summary>
+    public ReadOnlySpan<double> Coefficients => _alpha;
 
-    /// <summary>pw[β] = x^β for all multi-indices (one multiplication each).</summary>
-    public void Powers(ReadOnlySpan<double> x, Span<double> pw)
+    /// <summary>Σ_ℓ |α_ℓ|·(h/H)^ℓ = Σ_β |c_β|·|z|^β for ‖z‖₁ = h/H (rounded up): the magnitude every term of a node's
+    /// evaluation is bounded by, relative to Σ_j |v_j|.</summary>
+    public double Magnitude(double h)
     {
-        pw[0] = 1;
-        for (int t = 1; t < pw.Length; t++) pw[t] = pw[_parent[t]] * x[_axis[t]];
+        // h/H·(1 + 8u) covers the rounding of h and of z = a·w/H against the exact ‖z‖₁ (d ≤ 5).
+        double r = Math.Min(1, h / H * (1 + 8 * U)), s = 0;
+        for (int l = Degree; l >= 0; l--) s = s * r + Math.Abs(_alpha[l]);
+        return s * (1 + 3 * (Degree + 2) * U);
     }
 
-    /// <summary>wt[β] = c_β·z^β: the query-and-node part of Σ_β c_β z^β·moment_β.</summary>
-    public void Weights(ReadOnlySpan<double> z, Span<double> wt)
+    /// <summary>P(t) in plain Horner (for tests).</summary>
+    public double Evaluate(double t)
     {
-        Powers(z, wt);
-        for (int t = 0; t < wt.Length; t++) wt[t] *= _coef[t];
+        double s = 0;
+        for (int l = Degree; l >= 0; l--) s = s * t + _alpha[l];
+        return s;
+    }
+
+    /// <summary>Rounding of one node's evaluation Σ_β z^β·(c_β μ_β), in units of 2⁻⁵³ relative to
+    /// <see cref="Magnitude"/>(h)·Σ_j|v_j|, besides the moments' own rounding: z from b (4 roundings) raised to |β| ≤ g
+    /// (≤ 5g), the dot over all terms, and the centre weight's product.</summary>
+    public double EvaluationUnits => 5.0 * Degree + Terms + 8;
+
+    /// <summary>Rounding (units of 2⁻⁵³, relative to Σ_j|u^β||v_j|) of folding c_β into a moment: the multinomial from
+    /// Pascal's triangle and two products.</summary>
+    public double FoldUnits => Degree + D + 3;
+
+    /// <summary>Rounding (units, relative to Σ|v|) of one translation of moments to a parent box (d passes of
+    /// Σ_j C(e, j)·δ^{e−j}σ^j·a_j with Σ|coefficients| ≤ 1).</summary>
+    public double TranslationUnits => D * (2.0 * Degree + 4);
+
+    /// <summary>pw[β] = x^β for all multi-indices (at most |β| roundings each), one vector multiply per row.</summary>
+    public void Powers(ReadOnlySpan<double> x, Span<double> pw, Span<double> work)
+    {
+        int d = D, g = Degree;
+        var last = work[..(g + 1)];
+        var prefix = work.Slice(g + 1, _rowStart.Length);
+        last[0] = 1;
+        double xd = x[d - 1];
+        for (int j = 1; j <= g; j++) last[j] = last[j - 1] * xd;
+        if (d == 1) { last.CopyTo(pw); return; }
+        prefix[0] = 1;
+        last.CopyTo(pw);
+        for (int r = 1; r < _rowStart.Length; r++)
+        {
+            double p = prefix[_rowParent[r]] * x[_rowAxis[r]];
+            prefix[r] = p;
+            int len = _rowLength[r];
+            System.Numerics.Tensors.TensorPrimitives.Multiply(last[..len], p, pw.Slice(_rowStart[r], len));
+        }
+    }
+
+    /// <summary>Scratch length <see cref="Powers"/> needs.</summary>
+    public int PowersWork => Degree + 1 + _rowStart.Length;
+
+    /// <summary>Multiplies each moment column by c_β (done once, after all translations).</summary>
+    public void FoldCoefficients(Span<double> moments)
+    {
+        for (int t = 0; t < Terms; t++) moments[t] *= _coef[t];
     }
 
     /// <summary>
     /// Translates moments to a new centre and scale, one coordinate at a time: with u' = δ + σ∘u (a child box inside its
     /// parent box, |δ_c| + σ_c ≤ 1), u'^β = Π_c Σ_{j ≤ β_c} C(β_c, j)·δ_c^{β_c − j}·σ_c^j·u_c^j, so
     /// μ'[β] = Σ over the same multi-index set (closed under lowering one exponent). All coefficients are bounded by
-    /// (|δ_c| + σ_c)^{β_c} ≤ 1, so each pass adds at most (2g + 2)u relative to Σ|v|. Adds the result to
+    /// (|δ_c| + σ_c)^{β_c} ≤ 1, so each pass adds at most (2g + 4)u relative to Σ|v|. Adds the result to
     /// <paramref name="target"/>. <paramref name="work"/> holds 2·Terms doubles.
     /// </summary>
     public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, Span<double> work)
     {
-        int d = D, g = Degree, terms = Terms;
+        int d = D, g = Degree, terms = Terms, stride = g + d + 1;
         var a = work[..terms]; var b = work.Slice(terms, terms);
         source.CopyTo(a);
         Span<double> dp = stackalloc double[g + 1]; Span<double> sp = stackalloc double[g + 1];
         for (int c = 0; c < d; c++)
         {
+            if (delta[c] == 0 && sigma[c] == 1) continue;
             dp[0] = 1; sp[0] = 1;
             for (int i = 1; i <= g; i++) { dp[i] = dp[i - 1] * delta[c]; sp[i] = sp[i - 1] * sigma[c]; }
             for (int t = 0; t < terms; t++)
@@ -151,7 +233,7 @@ internal sealed class CentredExpansion
                 int idx = t;
                 for (int j = e; j >= 0; j--)
                 {
-                    sum += _binomial[e * (g + 1) + j] * dp[e - j] * sp[j] * a[idx];
+                    sum += _binomial[e * stride + j] * dp[e - j] * sp[j] * a[idx];
                     if (j > 0) idx = _down[idx * d + c];
                 }
                 b[t] = sum;
@@ -161,9 +243,115 @@ internal sealed class CentredExpansion
         for (int t = 0; t < terms; t++) target[t] += a[t];
     }
 
-    /// <summary>Relative rounding bound (units of 2⁻⁵³) for one node's Σ_β c_β z^β·μ_β with moments summed over
-    /// <paramref name="count"/> keys in chunks of <paramref name="chunk"/>: powers, coefficient, chunked sums, dot.</summary>
-    /// <paramref name="translations"/> is the number of centre translations a moment went through (tree levels).
-    public double NodeRoundingUnits(long count, int chunk, int translations = 0) =>
-        2.0 * Degree + 4 * D + 12 + Terms + chunk + (double)count / chunk + translations * D * (2.0 * Degree + 4);
+    // ---- construction and proof ------------------------------------------------------------------------------
+
+    /// <summary>Pascal's triangle C(a, b) for a ≤ size (exact below 2⁵³, relative error ≤ a·u above).</summary>
+    private static double[] Pascal(int size)
+    {
+        int s = size + 1;
+        var c = new double[s * s];
+        for (int a = 0; a <= size; a++)
+        {
+            c[a * s] = 1;
+            for (int b = 1; b <= a; b++) c[a * s + b] = c[(a - 1) * s + b - 1] + (b <= a - 1 ? c[(a - 1) * s + b] : 0);
+        }
+        return c;
+    }
+
+    /// <summary>
+    /// Enclosures [lo_k, hi_k] of the Chebyshev coefficients c₀ = I₀(H), c_k = 2I_k(H) of e^{Ht}, k ≤ K, from the power
+    /// series I_k(H) = Σ_j (H/2)^{2j+k}/(j!(j+k)!) (positive terms; each term's rounding ≤ (2k + 3j + 4)u, the sum's
+    /// ≤ J·u, the truncated tail ≤ the last term since the ratios fall below 1/2).
+    /// </summary>
+    internal static (double[] Lo, double[] Hi) ChebyshevEnclosures(double h, int count)
+    {
+        var lo = new double[count + 1]; var hi = new double[count + 1];
+        double half = 0.5 * h, q = half * half, lead = 1; // lead = (H/2)^k / k!
+        for (int k = 0; k <= count; k++)
+        {
+            if (k > 0) lead = lead * half / k;
+            double term = lead, sum = 0;
+            int j = 0;
+            for (; j < 10000; j++)
+            {
+                sum += term;
+                double ratio = q / ((j + 1.0) * (j + 1.0 + k));
+                double next = term * ratio;
+                if (ratio <= 0.5 && next <= 1e-20 * sum) { term = next; break; }
+                term = next;
+            }
+            double gamma = (2.0 * k + 4.0 * j + 12) * U;
+            double l = sum * (1 - gamma), r = sum * (1 + gamma) + 2 * term * (1 + gamma) + 1e-300;
+            double f = k == 0 ? 1 : 2;
+            lo[k] = f * l; hi[k] = f * r;
+        }
+        return (lo, hi);
+    }
+
+    /// <summary>Σ_{k&gt;g} 2I_k(H) ≤ 2(H/2)^{g+1}/(g+1)!·e^{H²/(4(g+2))}/(1 − H/(2(g+2))), rounded up.</summary>
+    internal static double TailBound(double h, int g)
+    {
+        double ratio = 0.5 * h / (g + 2);
+        if (ratio >= 1) return double.PositiveInfinity;
+        double lead = 1;
+        for (int k = 1; k <= g + 1; k++) lead = lead * (0.5 * h) / k;
+        return 2 * lead * Math.Exp(h * h / (4.0 * (g + 2))) / (1 - ratio) * (1 + 1e-10) + 1e-300;
+    }
+
+    /// <summary>α_ℓ of the Chebyshev series truncated at g, as Hℓ/ℓ! minus the monomial coefficients of the tail
+    /// Σ_{g&lt;k≤g+K} c_k T_k (small, quickly decreasing terms), so no large Chebyshev terms cancel.</summary>
+    private static double[] MonomialCoefficients(double h, int g, double[] lo, double[] hi)
+    {
+        int kMax = Math.Min(lo.Length - 1, g + 80);
+        var alpha = new double[g + 1];
+        double taylor = 1;
+        for (int l = 0; l <= g; l++) { if (l > 0) taylor = taylor * h / l; alpha[l] = taylor; }
+        // T_k monomial coefficients by T_{k+1} = 2t·T_k − T_{k−1}; accumulate −c_k·T_k for k > g (only t^ℓ, ℓ ≤ g, kept).
+        var prev = new double[kMax + 2]; var cur = new double[kMax + 2]; var next = new double[kMax + 2];
+        prev[0] = 1; cur[1] = 1;
+        var tail = new double[g + 1];
+        for (int k = 1; k <= kMax; k++)
+        {
+            if (k > g)
+            {
+                double c = 0.5 * (lo[k] + hi[k]);
+                if (c == 0) break;
+                for (int l = k % 2; l <= g; l += 2) tail[l] += c * cur[l];
+            }
+            if (k == kMax) break;
+            Array.Clear(next);
+            for (int i = 0; i <= k; i++) next[i + 1] += 2 * cur[i];
+            for (int i = 0; i <= k - 1; i++) next[i] -= prev[i];
+            (prev, cur, next) = (cur, next, prev);
+        }
+        for (int l = 0; l <= g; l++) alpha[l] -= tail[l];
+        return alpha;
+    }
+
+    /// <summary>
+    /// Proven sup_{t∈[−1,1]} |Σ α_ℓ tℓ − e^{Ht}|: P's Chebyshev coefficients p_k = Σ_ℓ α_ℓ·B_ℓ(j) (t^ℓ = Σ_j B_ℓ(j)·T_{|ℓ−2j|},
+    /// B_ℓ(j) = C(ℓ, j)/2^ℓ ≥ 0, Σ_j B_ℓ(j) = 1) are computed with rounding ≤ (3g + 6)u·Σ_ℓ|α_ℓ| in total; then
+    /// |P − e^{Ht}| ≤ Σ_{k≤g} max(|p̂_k − lo_k|, |p̂_k − hi_k|) + (3g + 6)u·Σ|α| + Σ_{k&gt;g} c_k, all rounded up.
+    /// </summary>
+    internal static double ProveBound(double[] alpha, double[] lo, double[] hi, double h, int g)
+    {
+        var p = new double[g + 1];
+        var row = new double[g + 2];
+        row[0] = 1; // B_0
+        double sumAbs = 0;
+        for (int l = 0; l <= g; l++)
+        {
+            if (l > 0)
+            {
+                // B_ℓ(j) = (B_{ℓ−1}(j−1) + B_{ℓ−1}(j)) / 2 (positive sums: relative error ≤ ℓu).
+                for (int j = l; j >= 0; j--) row[j] = 0.5 * ((j > 0 ? row[j - 1] : 0) + (j < l ? row[j] : 0));
+            }
+            sumAbs += Math.Abs(alpha[l]);
+            for (int j = 0; j <= l; j++) p[Math.Abs(l - 2 * j)] += alpha[l] * row[j];
+        }
+        double bound = 0;
+        for (int k = 0; k <= g; k++) bound += Math.Max(Math.Abs(p[k] - lo[k]), Math.Abs(p[k] - hi[k]));
+        bound += (3.0 * g + 6) * 1.01 * U * sumAbs + TailBound(h, g);
+        return bound * (1 + (4.0 * g + 16) * U);
+    }
 }

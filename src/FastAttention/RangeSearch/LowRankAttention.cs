@@ -10,7 +10,8 @@ namespace FastAttention.RangeSearch;
 /// paper), and ApproxAttention (Algorithm 1) runs in r dimensions. Whichever of Q and K has the smaller numerical rank
 /// is used. The truncation is charged to the budget: with Eᵢ = qᵢ − qᵢW_rW_rᵀ computed explicitly, every logit moves by
 /// at most Δ = s·maxᵢ‖Eᵢ‖·maxⱼ‖kⱼ‖ (+ the rounding of forming Q′, K′), so softmax probabilities change by a factor in
-/// [e^{−2Δ}, e^{2Δ}] and the output by at most (e^{2Δ} − 1)‖V‖∞; the rest of ε goes to Algorithm 1.
+/// [e^{−2Δ}, e^{2Δ}] and the output by at most (e^{2Δ} − 1)‖V‖∞; the rest of ε goes to Algorithm 1
+/// (<see cref="RangeEngine"/>, causal masks included: the projection does not mix positions).
 /// </summary>
 public sealed class LowRankAttention : RangeSearchFamily
 {
@@ -19,15 +20,34 @@ public sealed class LowRankAttention : RangeSearchFamily
     protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
     {
         var (q, k, v) = head.ToDouble();
-        int n = head.N, m = head.M, d = head.D, dv = head.Dv;
-        double s = head.Scale, eps = settings.Epsilon, vMax = RangeErrorBudget.MaxAbs(v);
-        double u = RangeErrorBudget.U;
-        if (vMax == 0)
+        if (RangeErrorBudget.MaxAbs(v) == 0)
         {
             output.Clear();
             return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
         }
+        var (qr, kr, r, eps, p) = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, settings.Epsilon);
+        var res = RangeEngine.Run(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth);
+        for (int i = 0; i < res.Output.Length; i++) Store(output, i, res.Output[i]);
+        p.AddRange(res.Parameters);
+        return new HeadReport((double)p.First(x => x.Key == "truncationError").Value + res.Bound, p);
+    }
+
+    internal override RangeWorkEstimate EstimateHead<T>(AttentionHead<T> head, AttentionSettings settings, int sampleQueries)
+    {
+        var (q, k, v) = head.ToDouble();
+        if (RangeErrorBudget.MaxAbs(v) == 0) return RangeWorkEstimate.Zero(Name, head.N, head.M);
+        var (qr, kr, r, eps, _) = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, settings.Epsilon);
+        return RangeEngine.Estimate(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth);
+    }
+
+    /// <summary>Lemma A.5: the rank-r reduction Q′, K′, its rank and the ε left for Algorithm 1 after the truncation.</summary>
+    private (double[] Q, double[] K, int Rank, double Epsilon, List<KeyValuePair<string, object>> Parameters) Reduce(double[] q, double[] k, double[] v, int n, int m, int d, double s, double eps)
+    {
+        double vMax = RangeErrorBudget.MaxAbs(v);
+        double u = RangeErrorBudget.U;
         double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
+        if (!double.IsFinite(Math.Abs(s) * qNorm * kNorm))
+            ThrowHelper.Refused(Name, RefusalReason.Overflow, "the logits s·q·k overflow float64; scale Q or K down.");
         // Truncation target: (e^{2Δ} − 1)‖V‖∞ ≤ ε/4.
         double deltaTarget = 0.5 * double.LogP1(0.25 * eps / vMax);
         var (wq, sq) = RightSingular(q, n, d);
@@ -46,15 +66,12 @@ public sealed class LowRankAttention : RangeSearchFamily
         double truncation = double.ExpM1(2 * delta) * vMax;
         if (!(truncation <= 0.5 * eps))
             ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.");
-        var (result, bound, parameters) = RangeSearchAttention.Run(Name, qr, kr, v, n, m, r, dv, s, eps - truncation, typeof(T) == typeof(float), settings.EffectiveThreads);
-        for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
         var p = new List<KeyValuePair<string, object>>
         {
             new("rank", r), new("rankQ", rq), new("rankK", rk), new("projected", useQ ? "Q" : "K"),
             new("truncationLogitShift", delta), new("truncationError", truncation),
         };
-        p.AddRange(parameters);
-        return new HeadReport(truncation + bound, p);
+        return (qr, kr, r, eps - truncation, p);
     }
 
     private static double MaxRowNorm(double[] a, int rows, int d)

@@ -3,8 +3,8 @@ using System.Numerics;
 namespace FastAttention.RangeSearch;
 
 /// <summary>
-/// Common checks of the Gupta et al. family (vector, rounding, range, lowrank): approximate, non-causal, and the
-/// per-query statistics every certificate reports.
+/// Common checks of the Gupta et al. family (vector, rounding, range, lowrank): approximate, ε given, the per-query
+/// statistics every certificate reports, and the planner's work estimate.
 /// </summary>
 public abstract class RangeSearchFamily : AttentionAlgorithm
 {
@@ -13,13 +13,38 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
 
     public override bool IsExact => false;
 
+    /// <summary>Tests only: the expansion half-width H to use (0: no moments) instead of choosing it by counting.</summary>
+    internal double? ForcedHalfWidth { get; init; }
+
     protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
     {
-        if (problem.Causal)
-            ThrowHelper.Refused(Name, RefusalReason.CausalUnsupported, "causal masks are not supported: the relevant keys of query i would be a halfspace intersected with the prefix j ≤ i, which the sorted/range-tree structures built once over all keys cannot answer; use 'exact' for causal attention.");
         if (!(settings.Epsilon > 0 && double.IsFinite(settings.Epsilon)))
             ThrowHelper.Refused(Name, RefusalReason.EpsilonInvalid, $"ε must be a positive finite number (got {settings.Epsilon}).");
     }
+
+    /// <summary>
+    /// The data-dependent work this algorithm would do on <paramref name="problem"/>, without doing it: the key structure's
+    /// geometry is built (no moments) and the traversal is run on <paramref name="sampleQueries"/> queries per head; the
+    /// counts (nodes visited, keys summed directly, expansions evaluated) are returned per query and extrapolated to all
+    /// queries, with a predicted time and the exact kernel's pair count. Refuses exactly as <c>Compute</c> would before
+    /// any work (head dimension, rank, ε).
+    /// </summary>
+    public RangeWorkEstimate EstimateWork<T>(AttentionProblem<T> problem, AttentionSettings settings, int sampleQueries = RangeEngine.DefaultSample)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        ArgumentNullException.ThrowIfNull(problem);
+        ArgumentNullException.ThrowIfNull(settings);
+        if (sampleQueries < 1) ThrowHelper.ArgumentOutOfRange(nameof(sampleQueries), $"sampleQueries must be at least 1 (got {sampleQueries}).");
+        settings.Validate(true, Name);
+        Validate(problem, settings);
+        var heads = new List<RangeWorkEstimate>();
+        for (int h = 0; h < problem.Heads; h++) heads.Add(EstimateHead(problem.Head(h), settings, sampleQueries));
+        return RangeWorkEstimate.Sum(heads);
+    }
+
+    /// <summary>One head's work estimate (see <see cref="EstimateWork"/>).</summary>
+    internal abstract RangeWorkEstimate EstimateHead<T>(AttentionHead<T> head, AttentionSettings settings, int sampleQueries)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>;
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>
     internal static void Store<T>(Span<T> output, int index, double value) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
@@ -84,16 +109,17 @@ internal static class QueryOrder
     }
 }
 
-/// <summary>Per-query work counters (nodes answered from moments, nodes visited, keys summed directly) and the
-/// largest number of terms any one query accumulated (it enters the rounding bound).</summary>
+/// <summary>Per-query work counters (nodes answered from moments, nodes visited, keys summed directly, queries redone
+/// with a narrower expansion) and the largest number of terms any one query accumulated.</summary>
 internal sealed class QueryStats
 {
-    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes;
+    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes, Redone;
     public int MaxTerms;
 
     public void Merge(QueryStats o)
     {
         Queries += o.Queries; Expansions += o.Expansions; NodesVisited += o.NodesVisited; DirectKeys += o.DirectKeys; Pruned += o.Pruned; MaxSearchNodes += o.MaxSearchNodes;
+        Redone += o.Redone;
         MaxTerms = Math.Max(MaxTerms, o.MaxTerms);
     }
 

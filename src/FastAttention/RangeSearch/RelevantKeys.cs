@@ -51,19 +51,18 @@ internal sealed class RangeErrorBudget
         OutputRounding = (4 * U + (float32Output ? Math.ScaleB(1, -24) : 0)) * vMax;
         double avail = epsilon - OutputRounding;
         if (!(avail >= 0.5 * epsilon))
-            ThrowHelper.Refused(algorithm, RefusalReason.OutputPrecision, $"ε = {epsilon:G3} is too small for the output type: rounding the output alone costs {OutputRounding:G3} (‖V‖∞ = {vMax:G3}); use float64 or a larger ε.");
+            ThrowHelper.Refused(algorithm, float32Output ? RefusalReason.OutputPrecision : RefusalReason.Float64Reach, $"ε = {epsilon:G3} is too small for the output type: rounding the output alone costs {OutputRounding:G3} (‖V‖∞ = {vMax:G3}); use float64 or a larger ε.");
         Relevant = RelevantKeys.For(keys, vMax, 0.25 * avail);
         // 2ε_P‖V‖∞/(1 − ρ) ≤ avail/2 with room for ρ_fp (which gets the last quarter).
         PolynomialError = vMax > 0 ? Math.Min(0.05, 0.95 * 0.5 * avail / (2 * vMax)) : 0.05;
         if (PolynomialError < 1e-13)
             ThrowHelper.Refused(algorithm, RefusalReason.Float64Reach, $"ε = {epsilon:G3} is below float64's reach relative to ‖V‖∞ = {vMax:G3} (relative accuracy {PolynomialError:G2} < 1e-13 would be needed); ask for ε ≥ {4e-13 * vMax:G2}.");
-        // Logit differences x − M are computed from error-free products (TwoProduct) and a compensated sum against the
-        // maximum held as a double-double, then scaled: |δx| ≤ 4u|x − M| + 16(d + 1)u²X. Weights that do not underflow
-        // have |x − M| ≤ 745 (node centres and expansions: ≤ T + 2H ≤ 745); the expansion argument b·u errs by ≤ 4u·H.
-        // Oriented (principal-axis) nodes of the range tree may add up to FrameLogitError to a logit; they are used only
-        // when their measured frame error stays below it.
-        FrameLogitError = 0.01 * PolynomialError;
-        double dx = 4 * U * (745 + 8) + 16.0 * (d + 1) * U * U * logitMagnitude + FrameLogitError;
+        // 2ρ‖V‖∞/(1 − ρ) ≤ ¾·avail: the relative error the numerator and denominator may carry (range engine).
+        RhoMax = vMax > 0 ? 0.75 * avail / (2 * vMax + 0.75 * avail) * (1 - 1e-9) : 0.05;
+        // Rounding scheme: logit differences x − M from error-free products (TwoProduct) and a compensated sum against
+        // the maximum held as a double-double, then scaled: |δx| ≤ 4u|x − M| + 16(d + 1)u²X, |x − M| ≤ 745 for weights
+        // that do not underflow.
+        double dx = 4 * U * (745 + 8) + 16.0 * (d + 1) * U * U * logitMagnitude;
         LogitRelativeError = Math.Exp(dx) - 1 + 2 * U; // + Math.Exp's own error
     }
 
@@ -74,9 +73,10 @@ internal sealed class RangeErrorBudget
     public RelevantKeys Relevant { get; }
     /// <summary>ε_P: relative error asked of the polynomial (or of the rounding scheme).</summary>
     public double PolynomialError { get; }
-    /// <summary>Largest logit error an oriented range-tree node may introduce (its frame's rounding).</summary>
-    public double FrameLogitError { get; }
-    /// <summary>Relative weight error from rounding in the logits.</summary>
+    /// <summary>The largest relative error ρ of numerator and denominator that keeps 2ρ‖V‖∞/(1 − ρ) within ¾ of the
+    /// budget left after the output rounding (the discarding takes the other quarter).</summary>
+    public double RhoMax { get; }
+    /// <summary>Relative weight error from rounding in the logits (rounding scheme).</summary>
     public double LogitRelativeError { get; }
     /// <summary>Absolute rounding of the final division and the output conversion.</summary>
     public double OutputRounding { get; }
@@ -87,6 +87,14 @@ internal sealed class RangeErrorBudget
     {
         if (VMax == 0) return 0;
         double rho = approximationError + LogitRelativeError + evaluationRounding;
+        if (!(rho < 0.5)) return double.PositiveInfinity;
+        return Relevant.OutputError(VMax) + 2 * rho * VMax / (1 - rho) + OutputRounding;
+    }
+
+    /// <summary>The certified ‖·‖∞ bound for a total relative error ρ of numerator and denominator (range engine).</summary>
+    public double BoundFromRho(double rho)
+    {
+        if (VMax == 0) return 0;
         if (!(rho < 0.5)) return double.PositiveInfinity;
         return Relevant.OutputError(VMax) + 2 * rho * VMax / (1 - rho) + OutputRounding;
     }

@@ -19,6 +19,8 @@ public sealed class RoundingAttention : RangeSearchFamily
     {
         if (problem.D != 1)
             ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"the rounding scheme (Section 1.1) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank'.");
+        if (problem.Causal)
+            ThrowHelper.Refused(Name, RefusalReason.CausalUnsupported, "causal masks are not supported by the rounding scheme (its prefix sums run over all sorted keys); use 'vector' (which supports them) or 'exact'.", "vector", "exact");
         base.Validate(problem, settings);
     }
 
@@ -117,6 +119,36 @@ public sealed class RoundingAttention : RangeSearchFamily
             new("bucketsPerQuery", stats.PerQuery(stats.NodesVisited)), new("relevantKeysPerQuery", stats.PerQuery(stats.DirectKeys)),
             new("maxBuckets", stats.MaxTerms), new("discardBound", budget.Relevant.OutputError(vMax)), new("roundingRho", rho),
         ]);
+    }
+
+    /// <summary>Work estimate: on sampled queries, the relevant keys (binary search) and the buckets visited
+    /// (at most min(relevant keys, T/log(1 + ε′)), each O(log m)).</summary>
+    internal override RangeWorkEstimate EstimateHead<T>(AttentionHead<T> head, AttentionSettings settings, int sampleQueries)
+    {
+        var (q, k, v) = head.ToDouble();
+        int n = head.N, m = head.M;
+        double s = head.Scale, vMax = RangeErrorBudget.MaxAbs(v);
+        if (vMax == 0) return RangeWorkEstimate.Zero(Name, n, m);
+        double logitBound = RangeErrorBudget.LogitBound(q, n, k, m, 1, s);
+        var budget = new RangeErrorBudget(Name, settings.Epsilon, vMax, m, 1, logitBound, typeof(T) == typeof(float));
+        double bucket = Math.Log(1 + budget.PolynomialError), width = budget.Relevant.Width;
+        var keys = (double[])k.Clone();
+        Array.Sort(keys);
+        var rng = new Random(12345);
+        int count = Math.Min(n, sampleQueries);
+        double relevant = 0, buckets = 0;
+        for (int r = 0; r < count; r++)
+        {
+            int i = count == n ? r : rng.Next(n);
+            double a = s * q[i];
+            int rel = a > 0 ? m - FirstAtLeast(keys, a, a * keys[m - 1] - width) : a < 0 ? FirstBelow(keys, a, a * keys[0] - width) : m;
+            relevant += rel;
+            buckets += Math.Min(rel, Math.Ceiling(width / bucket));
+        }
+        double perQuery = (double)n / count;
+        double logm = Math.Log2(m + 1);
+        return new RangeWorkEstimate(Name, count, 0, 0, 0, buckets / count * logm, 0, 0, 0, buckets * perQuery * logm, 0, 0,
+            1e-9 * buckets * perQuery * logm * 20, 1e-9 * m * logm * 10, (double)n * m, 0, 0);
     }
 
     private static int FirstAtLeast(double[] keys, double a, double thr)

@@ -70,12 +70,25 @@ public class LowRankAttentionTests
     }
 
     [Fact]
-    public void Refuses_full_rank_and_causal()
+    public void Refuses_full_rank()
     {
         var alg = new LowRankAttention();
         var e = Assert.Throws<AttentionRefusedException>(() => alg.Compute(TestData.Problem(40, 40, 16, 1, 1, 1), new AttentionSettings { Epsilon = 1e-3 }));
         Assert.Contains("rank", e.Message);
-        e = Assert.Throws<AttentionRefusedException>(() => alg.Compute(TestData.Problem(40, 40, 16, 1, 1, 1, causal: true), new AttentionSettings { Epsilon = 1e-3 }));
-        Assert.Contains("causal", e.Message);
+        Assert.Equal(RefusalReason.RankBudget, e.Refusal.Reason);
+    }
+
+    [Theory]
+    [InlineData(150, 180)]
+    [InlineData(300, 90)]
+    public void Causal_low_rank_inputs_meet_epsilon(int n, int m)
+    {
+        int d = 16;
+        var basis = TestData.Uniform(2 * d, 1, 17);
+        var q = LowRank(n, d, 2, 10, 18, basis);
+        var k = LowRank(m, d, 2, 10, 19, basis);
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m * 2, 1, 20), n, m, d, 2, 1, 1 / Math.Sqrt(d), causal: true);
+        RangeTestData.Check(new LowRankAttention(), p, 1e-6);
+        RangeTestData.Check(new LowRankAttention { ForcedHalfWidth = 6 }, p, 1e-6);
     }
 }

@@ -106,23 +106,26 @@ public class VectorAttentionTests
     public void Certificate_reports_degree_threshold_and_work()
     {
         var p = RangeTestData.Uniform(100, 100, 1, 1, 100, 11, 1);
-        var r = new VectorAttention().Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
+        var r = new VectorAttention { ForcedHalfWidth = 4 }.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
         Assert.True(r.Certificate.ErrorBound is > 0 and <= 1e-6);
         Assert.True((int)r.Certificate.Parameter("degree")! >= 5);
+        Assert.Equal(4.0, (double)r.Certificate.Parameter("halfWidthH")!);
         Assert.True((double)r.Certificate.Parameter("thresholdT")! > Math.Log(100 / 1e-6));
         Assert.NotNull(r.Certificate.Parameter("nodesVisitedPerQuery"));
+        // Chosen by counting: some candidate, with its predicted time reported.
+        var chosen = new VectorAttention().Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
+        Assert.Contains("H=0:", (string)chosen.Certificate.Parameter("candidates")!);
     }
 
     [Fact]
-    public void Refuses_other_dimensions_causal_and_unreachable_epsilon()
+    public void Refuses_other_dimensions_and_unreachable_epsilon()
     {
         var alg = new VectorAttention();
         var e = Assert.Throws<AttentionRefusedException>(() => alg.Compute(TestData.Problem(10, 10, 2, 1, 1, 1), new AttentionSettings { Epsilon = 1e-3 }));
         Assert.Contains("d = 1", e.Message);
-        e = Assert.Throws<AttentionRefusedException>(() => alg.Compute(TestData.Problem(10, 10, 1, 1, 1, 1, causal: true), new AttentionSettings { Epsilon = 1e-3 }));
-        Assert.Contains("causal", e.Message);
         e = Assert.Throws<AttentionRefusedException>(() => alg.Compute(TestData.Problem(10, 10, 1, 1, 1000, 1), new AttentionSettings { Epsilon = 1e-14 }));
         Assert.Contains("float64", e.Message);
+        Assert.Equal(RefusalReason.Float64Reach, e.Refusal.Reason);
     }
 }
 
@@ -137,7 +140,12 @@ public class VectorAttentionExpansionTests
         // m = 4000 keys: a 9-level tree; small |a|·w so most of the relevant mass comes from block expansions.
         var p = RangeTestData.Uniform(60, 4000, 1, 2, bound, 21, scale);
         RangeTestData.Check(new VectorAttention(), p, epsilon);
-        var r = new VectorAttention().Compute(p, new AttentionSettings { Epsilon = epsilon, Threads = 1 });
-        Assert.True((double)r.Certificate.Parameter("expansionsPerQuery")! >= 1);
+        foreach (double h in new[] { 0.75, 4, 11.5 })
+        {
+            var alg = new VectorAttention { ForcedHalfWidth = h };
+            RangeTestData.Check(alg, p, epsilon);
+            var r = alg.Compute(p, new AttentionSettings { Epsilon = epsilon, Threads = 1 });
+            Assert.True((double)r.Certificate.Parameter("expansionsPerQuery")! >= 1);
+        }
     }
 }

@@ -1,0 +1,838 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using FastAttention.Exact;
+
+namespace FastAttention.RangeSearch;
+
+/// <summary>
+/// The one moment tree of the range-search family: the halfspace range-searching structure of Gupta et al. Lemma A.4 /
+/// Theorem 3.1 as Algorithm 1 (and, for d = 1, Algorithm 2's sorted keys) use it. Three separate stages:
+/// <list type="number">
+/// <item><b>Geometry</b> (partition policy): a kd-tree, median split along the widest side of the node's box in the
+/// node's frame. For d = 1 this is the sorted key order and the relevant keys of any query are one prefix or suffix
+/// (Lemma A.2). A node whose keys lie near a lower-dimensional affine set gets a principal-axis frame (compared per axis
+/// by sorted extents, so a constant coordinate never disables it) that its subtree inherits; the frame is kept as a
+/// permuted unit lower-triangular basis (LU with partial pivoting of the principal axes), so key coordinates
+/// y = L⁻¹Pᵀ(k − o) and query coefficients q̄ = LᵀPᵀq are formed in double-double without any orthogonality defect:
+/// q·(k − o) = q̄·y exactly, and a frame is never rejected at large B.</item>
+/// <item><b>Moments</b> for one <see cref="CentredExpansion"/>: nodes with at least <see cref="MomentMinimum"/> keys store
+/// Σ_j u_j^β·(1, v_j) with u = (y − c)/w ∈ [−1, 1]^d (c, w: the node's centre and half-extents in its frame), by
+/// translating the children's moments (same frame) or summing the keys, then multiplied by c_β.</item>
+/// <item><b>Traversal</b> (<see cref="MaxSearch"/>, <see cref="Collect"/>) separate from <b>accumulation</b>
+/// (<see cref="Accumulate"/>): a traversal produces the work of one query — nodes answered from moments and key ranges
+/// summed directly — and can be run alone to count work (the planner's sample-based estimate).</item>
+/// </list>
+/// <para>Crossing number (honest): a kd-tree guarantees O(m^{1−1/d}) crossed cells only for axis-parallel boundaries;
+/// for general halfspaces its worst case is Θ(m) nodes per query (Matoušek's or Chan's partition trees guarantee
+/// O(m^{1−1/d})). The frames and the wide expansions (a node is answered from its moments whenever its logit width fits
+/// the expansion, whether or not it straddles the threshold) are what keep the measured work low on the adversarial
+/// families; no worst-case bound better than Θ(m) per query is claimed.</para>
+/// Immutable after <see cref="ComputeMoments"/>.
+/// </summary>
+internal sealed class MomentTree
+{
+    public const int LeafSize = 16;
+    /// <summary>Nodes with at least this many keys are tested for a principal-axis frame.</summary>
+    public const int FrameMinimum = 64;
+    /// <summary>Keys per chunk when a node sums its keys' moments directly (rounding (chunk + count/chunk)·u).</summary>
+    public const int Chunk = 256;
+    private const double U = RangeErrorBudget.U;
+
+    private readonly int _m, _d, _dv;
+    private readonly double[] _k, _kT, _v, _vT;      // tree order: AoS keys/values and SoA copies for vector sums
+    private readonly int[] _index;                   // original position of tree position j
+    private readonly int[] _lo, _hi, _left, _right, _depth, _frame;
+    private readonly double[] _bc, _bw;              // axis-aligned box: centre, half-widths
+    private readonly double[] _fc, _fe;              // box in the node's frame: centre (frame coordinates), half-extents
+    private readonly double[] _fo, _fl;              // frames: origin (d), unit lower-triangular L (d×d)
+    private readonly int[] _fp;                      // frames: pivot coordinate of each frame axis
+    private CentredExpansion? _exp;
+    private int[] _momentOffset = [];
+    private double[] _moments = [];
+    private int _stride;
+
+    /// <summary>Builds the geometry over keys <paramref name="start"/> … start + count − 1 of k (m×d) and v (m×dv).</summary>
+    public MomentTree(double[] k, double[] v, int start, int count, int d, int dv)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count));
+        _m = count; _d = d; _dv = dv;
+        var perm = new int[count];
+        for (int j = 0; j < count; j++) perm[j] = start + j;
+        var b = new Builder(this, k, perm, start).Init();
+        b.Node(0, count, 0, 0);
+        _lo = [.. b.Lo]; _hi = [.. b.Hi]; _left = [.. b.Left]; _right = [.. b.Right]; _depth = [.. b.Depth]; _frame = [.. b.Frame];
+        _bc = [.. b.Bc]; _bw = [.. b.Bw]; _fc = [.. b.Fc]; _fe = [.. b.Fe];
+        _fo = [.. b.Fo]; _fl = [.. b.Fl]; _fp = [.. b.Fp];
+        FrameCount = _fp.Length / d;
+        _k = new double[count * d]; _v = new double[count * dv]; _kT = new double[count * d]; _vT = new double[count * dv];
+        _index = perm;
+        for (int j = 0; j < count; j++)
+        {
+            Array.Copy(k, perm[j] * d, _k, j * d, d);
+            Array.Copy(v, perm[j] * dv, _v, j * dv, dv);
+            for (int c = 0; c < d; c++) _kT[c * count + j] = k[perm[j] * d + c];
+            for (int c = 0; c < dv; c++) _vT[c * count + j] = v[perm[j] * dv + c];
+        }
+        Depth = _depth.Length == 0 ? 0 : _depth.Max();
+    }
+
+    public int Count => _m;
+    public int D => _d;
+    public int NodeCount => _lo.Length;
+    /// <summary>Frames including the identity (frame 0).</summary>
+    public int FrameCount { get; }
+    /// <summary>Nodes carrying a principal-axis frame (not the identity).</summary>
+    public int OrientedNodes => _frame.Count(f => f != 0);
+    public int Depth { get; }
+    public CentredExpansion? Expansion => _exp;
+    public int MomentMinimum { get; private set; } = int.MaxValue;
+    public int MomentNodes { get; private set; }
+    /// <summary>Largest rounding (units of 2⁻⁵³ relative to Σ_j|u^β||v_j|) of any stored moment, folding included.</summary>
+    public double MomentUnits { get; private set; }
+    /// <summary>Bytes held (keys and values twice, boxes, frames, moments).</summary>
+    public long Bytes => 8L * (_k.Length + _kT.Length + _v.Length + _vT.Length + _bc.Length + _bw.Length + _fc.Length + _fe.Length + _fo.Length + _fl.Length + _moments.LongLength) + 28L * _lo.Length;
+    public int KeyCount(int node) => _hi[node] - _lo[node];
+    /// <summary>Original position of the key at tree position j.</summary>
+    public int OriginalIndex(int j) => _index[j];
+    public ReadOnlySpan<double> Key(int j) => _k.AsSpan(j * _d, _d);
+    /// <summary>The node's tree positions [lo, hi).</summary>
+    internal (int Lo, int Hi) Range(int node) => (_lo[node], _hi[node]);
+
+    /// <summary>The node's frame logit half-width h = Σ|ā_c|w_c for the scratch's query (what the traversal compares with H).</summary>
+    internal double HalfWidth(Scratch sc, int node)
+    {
+        Begin(sc);
+        Upper(sc, node, out double h);
+        return h;
+    }
+
+    // ---- geometry --------------------------------------------------------------------------------------------
+
+    private sealed class Builder(MomentTree t, double[] k, int[] perm, int start)
+    {
+        public readonly List<int> Lo = [], Hi = [], Left = [], Right = [], Depth = [], Frame = [], Fp = [];
+        public readonly List<double> Bc = [], Bw = [], Fc = [], Fe = [], Fo = [], Fl = [];
+        private double[]? _yh, _yl; // frame coordinates (double-double) by local key index, for the current frame
+
+        public Builder Init()
+        {
+            int d = t._d;
+            for (int c = 0; c < d; c++) { Fo.Add(0); Fp.Add(c); }
+            for (int i = 0; i < d * d; i++) Fl.Add(i % (d + 1) == 0 ? 1 : 0);
+            return this;
+        }
+
+        public int Node(int lo, int hi, int frame, int depth)
+        {
+            int d = t._d, id = Lo.Count;
+            Lo.Add(lo); Hi.Add(hi); Left.Add(-1); Right.Add(-1); Depth.Add(depth); Frame.Add(frame);
+            Span<double> mn = stackalloc double[d], mx = stackalloc double[d];
+            mn.Fill(double.PositiveInfinity); mx.Fill(double.NegativeInfinity);
+            for (int j = lo; j < hi; j++)
+                for (int c = 0; c < d; c++) { double x = k[perm[j] * d + c]; if (x < mn[c]) mn[c] = x; if (x > mx[c]) mx[c] = x; }
+            for (int c = 0; c < d; c++)
+            {
+                double ctr = 0.5 * (mn[c] + mx[c]);
+                Bc.Add(ctr); Bw.Add(Math.Max(mx[c] - ctr, ctr - mn[c]));
+            }
+            Span<double> fc = stackalloc double[d], fe = stackalloc double[d];
+            FrameBox(lo, hi, frame, id, fc, fe);
+            if (d >= 2 && hi - lo >= FrameMinimum && TryFrame(lo, hi, fe, out int created))
+            {
+                frame = created;
+                Frame[id] = frame;
+                FrameBox(lo, hi, frame, id, fc, fe);
+            }
+            for (int c = 0; c < d; c++) { Fc.Add(fc[c]); Fe.Add(fe[c]); }
+            if (hi - lo > LeafSize)
+            {
+                int axis = 0;
+                for (int c = 1; c < d; c++) if (fe[c] > fe[axis]) axis = c;
+                if (fe[axis] > 0)
+                {
+                    int mid = lo + (hi - lo) / 2;
+                    Select(lo, hi - 1, mid, frame, axis);
+                    int l = Node(lo, mid, frame, depth + 1);
+                    int r = Node(mid, hi, frame, depth + 1);
+                    Left[id] = l; Right[id] = r;
+                }
+            }
+            return id;
+        }
+
+        private double Coord(int j, int frame, int axis) => frame == 0 ? k[perm[j] * t._d + axis] : _yh![(perm[j] - start) * t._d + axis];
+
+        /// <summary>The node's box in its frame: identity → the axis box; otherwise centre and half-extents of the
+        /// double-double frame coordinates, w_c = max_j |(yhi − c) + ylo| exactly as the moments compute it.</summary>
+        private void FrameBox(int lo, int hi, int frame, int id, Span<double> fc, Span<double> fe)
+        {
+            int d = t._d;
+            if (frame == 0)
+            {
+                for (int c = 0; c < d; c++) { fc[c] = Bc[id * d + c]; fe[c] = Bw[id * d + c]; }
+                return;
+            }
+            for (int c = 0; c < d; c++)
+            {
+                double mn = double.PositiveInfinity, mx = double.NegativeInfinity;
+                for (int j = lo; j < hi; j++) { double x = _yh![(perm[j] - start) * d + c]; mn = Math.Min(mn, x); mx = Math.Max(mx, x); }
+                double ctr = 0.5 * (mn + mx), w = 0;
+                for (int j = lo; j < hi; j++)
+                {
+                    int o = (perm[j] - start) * d + c;
+                    w = Math.Max(w, Math.Abs((_yh![o] - ctr) + _yl![o]));
+                }
+                fc[c] = ctr; fe[c] = w;
+            }
+        }
+
+        /// <summary>
+        /// Principal axes of the node's keys (cyclic Jacobi on the covariance), turned into a permuted unit lower-triangular
+        /// basis by LU with partial pivoting (|L| ≤ 1). The frame is taken when its sorted extents are much thinner than the
+        /// current ones along some axis beyond the widest (extent per axis, so a constant coordinate is no obstacle) and not
+        /// much wider in total.
+        /// </summary>
+        private bool TryFrame(int lo, int hi, ReadOnlySpan<double> current, out int created)
+        {
+            int d = t._d, n = hi - lo;
+            created = 0;
+            Span<double> mean = stackalloc double[d], cov = stackalloc double[d * d], r = stackalloc double[d * d], ev = stackalloc double[d];
+            for (int j = lo; j < hi; j++) for (int c = 0; c < d; c++) mean[c] += k[perm[j] * d + c];
+            for (int c = 0; c < d; c++) mean[c] /= n;
+            for (int j = lo; j < hi; j++)
+                for (int a = 0; a < d; a++)
+                {
+                    double xa = k[perm[j] * d + a] - mean[a];
+                    for (int b2 = a; b2 < d; b2++) cov[a * d + b2] += xa * (k[perm[j] * d + b2] - mean[b2]);
+                }
+            for (int a = 0; a < d; a++) for (int b2 = 0; b2 < a; b2++) cov[a * d + b2] = cov[b2 * d + a];
+            Jacobi(cov, r, d);
+            for (int c = 0; c < d; c++) ev[c] = cov[c * d + c];
+            // Columns of r sorted by eigenvalue, descending.
+            Span<int> order = stackalloc int[d];
+            for (int c = 0; c < d; c++) order[c] = c;
+            for (int a = 1; a < d; a++) for (int b2 = a; b2 > 0 && ev[order[b2]] > ev[order[b2 - 1]]; b2--) (order[b2], order[b2 - 1]) = (order[b2 - 1], order[b2]);
+            Span<double> e = stackalloc double[d * d]; // e[row * d + col]
+            for (int row = 0; row < d; row++) for (int col = 0; col < d; col++) e[row * d + col] = r[row * d + order[col]];
+            // LU with partial pivoting over the columns: pivot coordinate p_l, column l scaled to 1 there and eliminated
+            // from the later columns.
+            Span<int> piv = stackalloc int[d];
+            Span<bool> used = stackalloc bool[d];
+            Span<double> l = stackalloc double[d * d];
+            for (int col = 0; col < d; col++)
+            {
+                int best = -1; double bv = -1;
+                for (int row = 0; row < d; row++) if (!used[row] && Math.Abs(e[row * d + col]) > bv) { bv = Math.Abs(e[row * d + col]); best = row; }
+                if (!(bv > 0)) return false;
+                used[best] = true; piv[col] = best;
+                double inv = 1 / e[best * d + col];
+                for (int row = 0; row < d; row++) e[row * d + col] = row == best ? 1 : e[row * d + col] * inv;
+                for (int c2 = col + 1; c2 < d; c2++)
+                {
+                    double f = e[best * d + c2];
+                    if (f == 0) continue;
+                    for (int row = 0; row < d; row++) e[row * d + c2] = row == best ? 0 : e[row * d + c2] - f * e[row * d + col];
+                }
+            }
+            for (int i = 0; i < d; i++) for (int col = 0; col < d; col++) l[i * d + col] = col > i ? 0 : col == i ? 1 : e[piv[i] * d + col];
+            // Candidate extents (plain float64 is enough to decide).
+            Span<double> cmn = stackalloc double[d], cmx = stackalloc double[d], y = stackalloc double[d];
+            cmn.Fill(double.PositiveInfinity); cmx.Fill(double.NegativeInfinity);
+            for (int j = lo; j < hi; j++)
+            {
+                for (int i = 0; i < d; i++)
+                {
+                    double s = k[perm[j] * d + piv[i]] - mean[piv[i]];
+                    for (int c = 0; c < i; c++) s -= l[i * d + c] * y[c];
+                    y[i] = s;
+                    cmn[i] = Math.Min(cmn[i], s); cmx[i] = Math.Max(cmx[i], s);
+                }
+            }
+            Span<double> cand = stackalloc double[d], cur = stackalloc double[d];
+            double sumCand = 0, sumCur = 0;
+            for (int i = 0; i < d; i++) { cand[i] = 0.5 * (cmx[i] - cmn[i]); cur[i] = current[i]; sumCand += cand[i]; sumCur += cur[i]; }
+            cand.Sort(); cur.Sort(); // ascending: index d − 1 is the widest
+            // An axis already thinner than 1e-9 of the widest counts as flat: re-framing it again gains nothing and would
+            // cut the subtree's moment translations.
+            bool thinner = false;
+            for (int i = 0; i < d - 1; i++) if (cand[i] < 0.25 * cur[i] && cur[i] > 1e-9 * cur[d - 1]) thinner = true;
+            if (!thinner || sumCand > 1.5 * sumCur) return false;
+            created = Fp.Count / d; // frame 0 is the identity
+            for (int c = 0; c < d; c++) { Fo.Add(mean[c]); Fp.Add(piv[c]); }
+            for (int i = 0; i < d * d; i++) Fl.Add(l[i]);
+            _yh ??= new double[perm.Length * d]; _yl ??= new double[perm.Length * d];
+            Span<double> hiC = stackalloc double[d], loC = stackalloc double[d];
+            for (int j = lo; j < hi; j++)
+            {
+                FrameCoordinates(d, created, k.AsSpan(perm[j] * d, d), hiC, loC,
+                    System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fo), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fp),
+                    System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fl));
+                int o = (perm[j] - start) * d;
+                for (int c = 0; c < d; c++) { _yh[o + c] = hiC[c]; _yl[o + c] = loC[c]; }
+            }
+            return true;
+        }
+
+        /// <summary>Quickselect on the frame coordinate <paramref name="axis"/>: rank nth at nth, smaller before, larger after.</summary>
+        private void Select(int lo, int hi, int nth, int frame, int axis)
+        {
+            while (hi > lo)
+            {
+                double pivot = Coord(lo + (hi - lo) / 2, frame, axis);
+                int i = lo, j = hi;
+                while (i <= j)
+                {
+                    while (Coord(i, frame, axis) < pivot) i++;
+                    while (Coord(j, frame, axis) > pivot) j--;
+                    if (i <= j) { (perm[i], perm[j]) = (perm[j], perm[i]); i++; j--; }
+                }
+                if (nth <= j) hi = j;
+                else if (nth >= i) lo = i;
+                else return;
+            }
+        }
+    }
+
+    /// <summary>Cyclic Jacobi eigenvectors of a symmetric d×d matrix (diagonalised in place); columns of <paramref name="v"/>.</summary>
+    private static void Jacobi(Span<double> a, Span<double> v, int d)
+    {
+        v.Clear();
+        for (int i = 0; i < d; i++) v[i * d + i] = 1;
+        for (int sweep = 0; sweep < 60; sweep++)
+        {
+            double off = 0, diag = 0;
+            for (int p = 0; p < d; p++) { diag += a[p * d + p] * a[p * d + p]; for (int q = p + 1; q < d; q++) off += a[p * d + q] * a[p * d + q]; }
+            if (off == 0 || off <= 1e-34 * diag) return;
+            for (int p = 0; p < d; p++)
+                for (int q = p + 1; q < d; q++)
+                {
+                    double apq = a[p * d + q];
+                    if (apq == 0) continue;
+                    double theta = (a[q * d + q] - a[p * d + p]) / (2 * apq);
+                    double tt = (theta >= 0 ? 1 : -1) / (Math.Abs(theta) + Math.Sqrt(theta * theta + 1));
+                    double c = 1 / Math.Sqrt(tt * tt + 1), s = tt * c;
+                    for (int r = 0; r < d; r++) { double arp = a[r * d + p], arq = a[r * d + q]; a[r * d + p] = c * arp - s * arq; a[r * d + q] = s * arp + c * arq; }
+                    for (int r = 0; r < d; r++) { double apr = a[p * d + r], aqr = a[q * d + r]; a[p * d + r] = c * apr - s * aqr; a[q * d + r] = s * apr + c * aqr; }
+                    for (int r = 0; r < d; r++) { double vrp = v[r * d + p], vrq = v[r * d + q]; v[r * d + p] = c * vrp - s * vrq; v[r * d + q] = s * vrp + c * vrq; }
+                }
+        }
+    }
+
+    /// <summary>y = L⁻¹Pᵀ(k − o) of frame f in double-double (k − o by TwoSum, forward substitution with TwoProduct):
+    /// error ≤ 2u|y| + O(d²)u²·Σ|terms|, so (yhi − c) + ylo is accurate relative to |y − c| for any centre c.</summary>
+    private static void FrameCoordinates(int d, int f, ReadOnlySpan<double> key, Span<double> hi, Span<double> lo,
+        ReadOnlySpan<double> fo, ReadOnlySpan<int> fp, ReadOnlySpan<double> fl)
+    {
+        for (int i = 0; i < d; i++)
+        {
+            int p = fp[f * d + i];
+            Dd.TwoSum(key[p], -fo[f * d + p], out double sh, out double sl);
+            for (int c = 0; c < i; c++)
+            {
+                double lic = fl[f * d * d + i * d + c];
+                if (lic == 0) continue;
+                Dd.TwoProduct(lic, hi[c], out double ph, out double pl);
+                pl = Math.FusedMultiplyAdd(lic, lo[c], pl);
+                Dd.Add(sh, sl, -ph, -pl, out sh, out sl);
+            }
+            hi[i] = sh; lo[i] = sl;
+        }
+    }
+
+    private void FrameCoordinates(int f, ReadOnlySpan<double> key, Span<double> hi, Span<double> lo) =>
+        FrameCoordinates(_d, f, key, hi, lo, _fo, _fp, _fl);
+
+    // ---- moments ---------------------------------------------------------------------------------------------
+
+    /// <summary>Moments for <paramref name="exp"/> at every node with at least <paramref name="momentMinimum"/> keys.</summary>
+    public void ComputeMoments(CentredExpansion exp, int momentMinimum, int threads)
+    {
+        if (exp.D != _d) throw new ArgumentException("dimension mismatch", nameof(exp));
+        _exp = exp; MomentMinimum = momentMinimum;
+        int nodes = _lo.Length, terms = exp.Terms, slots = 0;
+        _stride = (_dv + 1) * terms;
+        _momentOffset = new int[nodes];
+        for (int node = 0; node < nodes; node++) _momentOffset[node] = _hi[node] - _lo[node] >= momentMinimum ? slots++ : -1;
+        MomentNodes = slots;
+        _moments = new double[checked(slots * _stride)];
+        var units = new double[nodes];
+        var byDepth = new List<int>[Depth + 1];
+        for (int i = 0; i <= Depth; i++) byDepth[i] = [];
+        for (int node = 0; node < nodes; node++) if (_momentOffset[node] >= 0) byDepth[_depth[node]].Add(node);
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
+        for (int level = Depth; level >= 0; level--)
+        {
+            var ids = byDepth[level];
+            Parallel.For(0, ids.Count, opts, () => new MomentScratch(exp, _d, _dv), (idx, _, sc) =>
+            {
+                int node = ids[idx];
+                int l = _left[node], r = _right[node];
+                if (l >= 0 && _momentOffset[l] >= 0 && _momentOffset[r] >= 0 && _frame[l] == _frame[node] && _frame[r] == _frame[node]
+                    && Translate(node, l, sc) && Translate(node, r, sc))
+                    units[node] = Math.Max(units[l], units[r]) + exp.TranslationUnits + 1;
+                else
+                {
+                    _moments.AsSpan(_momentOffset[node] * _stride, _stride).Clear();
+                    AccumulateKeys(node, sc);
+                    int cnt = _hi[node] - _lo[node];
+                    units[node] = exp.Degree + 3 + Chunk + (double)cnt / Chunk;
+                }
+                return sc;
+            }, _ => { });
+        }
+        double worst = 0;
+        for (int node = 0; node < nodes; node++) if (_momentOffset[node] >= 0) worst = Math.Max(worst, units[node]);
+        MomentUnits = worst + exp.FoldUnits;
+        Parallel.For(0, slots, opts, s =>
+        {
+            for (int col = 0; col <= _dv; col++) exp.FoldCoefficients(_moments.AsSpan(s * _stride + col * terms, terms));
+        });
+    }
+
+    private sealed class MomentScratch(CentredExpansion exp, int d, int dv)
+    {
+        public readonly double[] Pw = new double[exp.Terms], Part = new double[(dv + 1) * exp.Terms], U = new double[d],
+            Hi = new double[d], Lo = new double[d], Work = new double[Math.Max(2 * exp.Terms, exp.PowersWork)], Ds = new double[2 * d];
+    }
+
+    /// <summary>Adds the child's moments, moved to the parent's centre and scale, to the parent's. False (nothing added)
+    /// when rounding put the child box outside the parent's (|δ| + σ &gt; 1): the parent then sums its keys.</summary>
+    private bool Translate(int parent, int child, MomentScratch sc)
+    {
+        int d = _d, terms = _exp!.Terms;
+        var delta = sc.Ds.AsSpan(0, d); var sigma = sc.Ds.AsSpan(d, d);
+        for (int c = 0; c < d; c++)
+        {
+            double wp = _fe[parent * d + c];
+            delta[c] = wp > 0 ? (_fc[child * d + c] - _fc[parent * d + c]) / wp : 0;
+            sigma[c] = wp > 0 ? _fe[child * d + c] / wp : 0;
+            if (!(Math.Abs(delta[c]) + sigma[c] <= 1 + 16 * U)) return false;
+        }
+        var src = _moments.AsSpan(_momentOffset[child] * _stride, _stride);
+        var dst = _moments.AsSpan(_momentOffset[parent] * _stride, _stride);
+        for (int col = 0; col <= _dv; col++)
+            _exp.TranslateAdd(src.Slice(col * terms, terms), delta, sigma, dst.Slice(col * terms, terms), sc.Work);
+        return true;
+    }
+
+    /// <summary>Moments of one node from its keys, summed in chunks (rounding (chunk + count/chunk)·u relative to Σ|terms|).</summary>
+    private void AccumulateKeys(int node, MomentScratch sc)
+    {
+        int terms = _exp!.Terms, dv = _dv, d = _d, f = _frame[node];
+        var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
+        var part = sc.Part; var pw = sc.Pw; var u = sc.U;
+        var ctr = _fc.AsSpan(node * d, d); var ext = _fe.AsSpan(node * d, d);
+        for (int start = _lo[node]; start < _hi[node]; start += Chunk)
+        {
+            Array.Clear(part);
+            int end = Math.Min(_hi[node], start + Chunk);
+            for (int j = start; j < end; j++)
+            {
+                if (f == 0)
+                    for (int c = 0; c < d; c++) u[c] = ext[c] > 0 ? Math.Clamp((_k[j * d + c] - ctr[c]) / ext[c], -1, 1) : 0;
+                else
+                {
+                    FrameCoordinates(f, _k.AsSpan(j * d, d), sc.Hi, sc.Lo);
+                    for (int c = 0; c < d; c++) u[c] = ext[c] > 0 ? Math.Clamp(((sc.Hi[c] - ctr[c]) + sc.Lo[c]) / ext[c], -1, 1) : 0;
+                }
+                _exp.Powers(u, pw, sc.Work);
+                System.Numerics.Tensors.TensorPrimitives.Add(part.AsSpan(0, terms), pw, part.AsSpan(0, terms));
+                for (int col = 0; col < dv; col++)
+                {
+                    var dst = part.AsSpan((col + 1) * terms, terms);
+                    System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(pw, _v[j * dv + col], dst, dst);
+                }
+            }
+            System.Numerics.Tensors.TensorPrimitives.Add(mom, part, mom);
+        }
+    }
+
+    // ---- traversal -------------------------------------------------------------------------------------------
+
+    /// <summary>Per-thread query state: the query, its maximum, frame coefficients (cached per frame), a stack and the
+    /// work list of one traversal.</summary>
+    internal sealed class Scratch
+    {
+        public Scratch(int d, int dv, int terms, int powersWork)
+        {
+            D = d; Q = new double[d]; A = new double[d]; Z = new double[d];
+            Pw = new double[Math.Max(1, terms)]; Work = new double[Math.Max(1, powersWork)]; Acc = new double[dv + 1];
+        }
+        public readonly int D;
+        public readonly double[] Q, A, Z, Pw, Work, Acc;
+        public double Scale, YHi, YLo, MaxLogit;
+        public int[] Stack = new int[512];
+        public double[] Bounds = new double[512];
+        public int[] Expanded = new int[256];
+        public double[] ExpandedH = new double[256];
+        public int ExpandedCount;
+        public int[] Direct = new int[512];
+        public int DirectCount;
+        public double[] XBuf = new double[Chunk], WBuf = new double[Chunk];
+        // frame cache
+        public int Stamp;
+        public int[] FrameStamp = [];
+        public double[] QbHi = [], QbLo = [], QoHi = [], QoLo = [], Abar = [], QoScaled = [];
+
+        /// <summary>Sets the query (a = s·q).</summary>
+        public void SetQuery(ReadOnlySpan<double> q, double scale)
+        {
+            q.CopyTo(Q); Scale = scale;
+            for (int c = 0; c < D; c++) A[c] = scale * q[c];
+        }
+
+        /// <summary>Sets the maximum logit as the double-double q·k* (M = s·(yHi + yLo)).</summary>
+        public void SetMaximum(double yHi, double yLo) { YHi = yHi; YLo = yLo; MaxLogit = Scale * yHi; }
+
+        public void Reserve(int frames)
+        {
+            if (FrameStamp.Length >= frames) return;
+            int n = Math.Max(Math.Max(frames, 4), 2 * FrameStamp.Length);
+            FrameStamp = new int[n]; QbHi = new double[n * D]; QbLo = new double[n * D]; Abar = new double[n * D];
+            QoHi = new double[n]; QoLo = new double[n]; QoScaled = new double[n];
+        }
+
+        public void AddExpanded(int node, double h)
+        {
+            if (ExpandedCount == Expanded.Length) { Array.Resize(ref Expanded, 2 * Expanded.Length); Array.Resize(ref ExpandedH, 2 * ExpandedH.Length); }
+            Expanded[ExpandedCount] = node; ExpandedH[ExpandedCount++] = h;
+        }
+
+        public void AddDirect(int lo, int hi)
+        {
+            if (DirectCount + 2 > Direct.Length) Array.Resize(ref Direct, 2 * Direct.Length);
+            Direct[DirectCount++] = lo; Direct[DirectCount++] = hi;
+        }
+    }
+
+    public Scratch CreateScratch(int dvOverride = -1) => new(_d, dvOverride >= 0 ? dvOverride : _dv, _exp?.Terms ?? 1, _exp?.PowersWork ?? 1);
+
+    /// <summary>Begins a traversal of this tree for the scratch's query (invalidates cached frame coefficients).</summary>
+    private void Begin(Scratch sc)
+    {
+        sc.Reserve(FrameCount);
+        if (++sc.Stamp == int.MaxValue) { sc.Stamp = 1; Array.Clear(sc.FrameStamp); }
+    }
+
+    /// <summary>Frame coefficients q̄ = LᵀPᵀq (double-double), ā = s·q̄ and q·o (double-double) for frame f.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void FrameQuery(Scratch sc, int f)
+    {
+        int d = _d;
+        sc.FrameStamp[f] = sc.Stamp;
+        var qbh = sc.QbHi.AsSpan(f * d, d); var qbl = sc.QbLo.AsSpan(f * d, d);
+        for (int l = d - 1; l >= 0; l--)
+        {
+            double sh = sc.Q[_fp[f * d + l]], sl = 0;
+            for (int i = l + 1; i < d; i++)
+            {
+                double lil = _fl[f * d * d + i * d + l];
+                if (lil == 0) continue;
+                double qi = sc.Q[_fp[f * d + i]];
+                Dd.TwoProduct(lil, qi, out double ph, out double pl);
+                Dd.Add(sh, sl, ph, pl, out sh, out sl);
+            }
+            qbh[l] = sh; qbl[l] = sl;
+            sc.Abar[f * d + l] = sc.Scale * sh;
+        }
+        var (oh, ol) = RangeErrorBudget.Dot2(sc.Q, _fo.AsSpan(f * d, d));
+        sc.QoHi[f] = oh; sc.QoLo[f] = ol; sc.QoScaled[f] = sc.Scale * oh;
+    }
+
+    /// <summary>Upper bound on s·q·k over the node's keys (absolute logit, float64, error ≤ the run's slack): the
+    /// smaller of the axis-aligned and the frame bound. Also returns the frame logit half-width h = Σ|ā_c|w_c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private double Upper(Scratch sc, int node, out double h)
+    {
+        int d = _d;
+        var a = sc.A;
+        double ca = 0, ha = 0;
+        int o = node * d;
+        for (int c = 0; c < d; c++) { ca += a[c] * _bc[o + c]; ha += Math.Abs(a[c]) * _bw[o + c]; }
+        int f = _frame[node];
+        if (f == 0) { h = ha; return ca + ha; }
+        if (sc.FrameStamp[f] != sc.Stamp) FrameQuery(sc, f);
+        double co = sc.QoScaled[f], ho = 0;
+        for (int c = 0; c < d; c++) { double ab = sc.Abar[f * d + c]; co += ab * _fc[o + c]; ho += Math.Abs(ab) * _fe[o + c]; }
+        h = ho;
+        return Math.Min(ca + ha, co + ho);
+    }
+
+    /// <summary>
+    /// Maximum search with a bound (Lemma A.4's s_max: the paper needs the maximum only up to a grid step): branch and
+    /// bound, more promising child first, skipping nodes whose upper bound cannot beat the best key so far by more than
+    /// <paramref name="tolerance"/> (so ties and near-ties never open the tree). On return <paramref name="best"/> is
+    /// the best logit found (s·q·k, float64) and <paramref name="bestKey"/> its tree position (unchanged if this tree
+    /// cannot beat the incoming best); the true maximum over this tree is at most max(best, incoming) + tolerance + slack.
+    /// </summary>
+    public void MaxSearch(Scratch sc, double tolerance, ref double best, ref int bestKey, QueryStats st)
+    {
+        Begin(sc);
+        int d = _d, sp = 0;
+        var a = sc.A;
+        double u0 = Upper(sc, 0, out _);
+        st.MaxSearchNodes++;
+        if (u0 <= best + tolerance) return;
+        sc.Stack[sp] = 0; sc.Bounds[sp++] = u0;
+        while (sp > 0)
+        {
+            --sp;
+            int node = sc.Stack[sp];
+            if (sc.Bounds[sp] <= best + tolerance) continue;
+            st.MaxSearchNodes++;
+            if (sc.Bounds[sp] - Lower(sc, node) <= tolerance)
+            {
+                // Every key of the node is within the tolerance of its maximum: one of them will do (ties, flat nodes).
+                int j = _lo[node];
+                double x = 0;
+                for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
+                if (x > best) { best = x; bestKey = j; }
+                continue;
+            }
+            if (_left[node] < 0)
+            {
+                for (int j = _lo[node]; j < _hi[node]; j++)
+                {
+                    double x = 0;
+                    for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
+                    if (x > best) { best = x; bestKey = j; }
+                }
+                continue;
+            }
+            int l = _left[node], r = _right[node];
+            double ul = Upper(sc, l, out _), ur = Upper(sc, r, out _);
+            if (sp + 2 > sc.Stack.Length) { Array.Resize(ref sc.Stack, 2 * sc.Stack.Length); Array.Resize(ref sc.Bounds, sc.Stack.Length); }
+            // The more promising child is popped first; bounds are re-checked when popped, as the best improves.
+            if (ul >= ur)
+            {
+                if (ur > best + tolerance) { sc.Stack[sp] = r; sc.Bounds[sp++] = ur; }
+                if (ul > best + tolerance) { sc.Stack[sp] = l; sc.Bounds[sp++] = ul; }
+            }
+            else
+            {
+                if (ul > best + tolerance) { sc.Stack[sp] = l; sc.Bounds[sp++] = ul; }
+                if (ur > best + tolerance) { sc.Stack[sp] = r; sc.Bounds[sp++] = ur; }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Halfspace range counting (the counting query of Lemma A.4 / Theorem 3.1): the number of keys with
+    /// Σ_c a_c·k_c ≥ <paramref name="threshold"/> (a = s·q, the same float64 dot product for every key). A node whose
+    /// lower bound clears the threshold by more than <paramref name="slack"/> (the bounds' rounding) counts whole, one whose
+    /// upper bound falls short by more than the slack counts nothing, others are opened.
+    /// </summary>
+    public long CountAtLeast(Scratch sc, double threshold, double slack, QueryStats st)
+    {
+        Begin(sc);
+        int d = _d, sp = 0;
+        long count = 0;
+        var a = sc.A;
+        sc.Stack[sp++] = 0;
+        while (sp > 0)
+        {
+            int node = sc.Stack[--sp];
+            st.NodesVisited++;
+            double up = Upper(sc, node, out _), low = Lower(sc, node);
+            if (up + slack < threshold) continue;
+            if (low - slack >= threshold) { count += _hi[node] - _lo[node]; continue; }
+            if (_left[node] < 0)
+            {
+                for (int j = _lo[node]; j < _hi[node]; j++)
+                {
+                    double x = 0;
+                    for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
+                    if (x >= threshold) count++;
+                }
+                continue;
+            }
+            if (sp + 2 > sc.Stack.Length) Array.Resize(ref sc.Stack, 2 * sc.Stack.Length);
+            sc.Stack[sp++] = _right[node];
+            sc.Stack[sp++] = _left[node];
+        }
+        return count;
+    }
+
+    /// <summary>Lower bound on s·q·k over the node's keys (the larger of the axis-aligned and the frame bound).</summary>
+    private double Lower(Scratch sc, int node)
+    {
+        int d = _d, o = node * d, f = _frame[node];
+        var a = sc.A;
+        double ca = 0, ha = 0;
+        for (int c = 0; c < d; c++) { ca += a[c] * _bc[o + c]; ha += Math.Abs(a[c]) * _bw[o + c]; }
+        if (f == 0) return ca - ha;
+        if (sc.FrameStamp[f] != sc.Stamp) FrameQuery(sc, f);
+        double co = sc.QoScaled[f], ho = 0;
+        for (int c = 0; c < d; c++) { double ab = sc.Abar[f * d + c]; co += ab * _fc[o + c]; ho += Math.Abs(ab) * _fe[o + c]; }
+        return Math.Max(ca - ha, co - ho);
+    }
+
+    /// <summary>
+    /// The relevant-key traversal of one query (Algorithm 1 step 5): from the root, a node whose upper bound is below
+    /// <paramref name="threshold"/> (absolute logit, M − T − slack) holds only irrelevant keys and is pruned; a node with
+    /// moments (≥ <paramref name="momentMinimum"/> keys) whose frame logit half-width h = Σ|ā_c|w_c is at most
+    /// <paramref name="hMax"/> is answered from its moments (keys below the threshold inside it only add accuracy); other
+    /// nodes are opened, and leaves are summed directly. Fills the scratch's work list (expanded nodes with their h,
+    /// direct key ranges) and counts the work; nothing is evaluated, so this is also the planner's work estimate.
+    /// </summary>
+    public void Collect(Scratch sc, double threshold, double hMax, int momentMinimum, QueryStats st)
+    {
+        Begin(sc);
+        int sp = 0;
+        var stack = sc.Stack;
+        stack[sp++] = 0;
+        while (sp > 0)
+        {
+            int node = stack[--sp];
+            st.NodesVisited++;
+            double u = Upper(sc, node, out double h);
+            if (u < threshold) { st.Pruned++; continue; }
+            int cnt = _hi[node] - _lo[node];
+            if (cnt >= momentMinimum && h <= hMax)
+            {
+                sc.AddExpanded(node, h);
+                st.Expansions++;
+                continue;
+            }
+            if (_left[node] < 0)
+            {
+                sc.AddDirect(_lo[node], _hi[node]);
+                st.DirectKeys += cnt;
+                continue;
+            }
+            if (sp + 2 > stack.Length) { Array.Resize(ref sc.Stack, 2 * stack.Length); stack = sc.Stack; }
+            stack[sp++] = _right[node];
+            stack[sp++] = _left[node];
+        }
+    }
+
+    /// <summary>
+    /// Evaluates the scratch's work list into sc.Acc (Σ e^{s·q·k − M}·(1, v) over the collected keys, M = s·(yHi + yLo)),
+    /// and returns the certificate quantities of this query: <paramref name="approx"/> = Σ over expanded nodes of
+    /// e^{s·q·κ − M}·count·(δ + units·u·Magnitude(h)) — the absolute bound on their polynomial and rounding error in units
+    /// of ‖V‖∞ — and <paramref name="magnitude"/> = Σ e^{s·q·κ − M}·count·Magnitude(h) (bounds the terms' sizes).
+    /// Direct keys use compensated logits unless <paramref name="plainLogits"/> (then vectorised; the caller charges
+    /// the plain dot products' rounding to the logit budget).
+    /// </summary>
+    public void Accumulate(Scratch sc, bool plainLogits, double evaluationUnits, ref double approx, ref double magnitude)
+    {
+        int d = _d, dv = _dv;
+        var acc = sc.Acc;
+        var exp = _exp;
+        for (int e = 0; e < sc.ExpandedCount; e++)
+        {
+            int node = sc.Expanded[e], f = _frame[node], o = node * d;
+            double h = sc.ExpandedH[e], diff;
+            var z = sc.Z;
+            if (f == 0)
+            {
+                diff = RangeErrorBudget.DotMinus(sc.Q, _bc.AsSpan(o, d), sc.YHi, sc.YLo);
+                for (int c = 0; c < d; c++) z[c] = sc.A[c] * _bw[o + c] / exp!.H;
+            }
+            else
+            {
+                // q·κ − y* = (q·o − y*) + q̄·c in double-double.
+                Dd.Add(sc.QoHi[f], sc.QoLo[f], -sc.YHi, -sc.YLo, out double sh, out double sl);
+                for (int c = 0; c < d; c++)
+                {
+                    Dd.TwoProduct(sc.QbHi[f * d + c], _fc[o + c], out double ph, out double pl);
+                    pl = Math.FusedMultiplyAdd(sc.QbLo[f * d + c], _fc[o + c], pl);
+                    Dd.Add(sh, sl, ph, pl, out sh, out sl);
+                }
+                diff = sh + sl;
+                for (int c = 0; c < d; c++) z[c] = sc.Abar[f * d + c] * _fe[o + c] / exp!.H;
+            }
+            double fa = Math.Exp(sc.Scale * diff);
+            exp!.Powers(z, sc.Pw, sc.Work);
+            var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
+            int terms = exp.Terms;
+            for (int col = 0; col <= dv; col++)
+                acc[col] += fa * System.Numerics.Tensors.TensorPrimitives.Dot<double>(sc.Pw, mom.Slice(col * terms, terms));
+            double mag = exp.Magnitude(h), w = fa * (_hi[node] - _lo[node]);
+            approx += w * (exp.AbsoluteError + evaluationUnits * U * mag);
+            magnitude += w * mag;
+        }
+        for (int r = 0; r < sc.DirectCount; r += 2)
+        {
+            int lo = sc.Direct[r], hi = sc.Direct[r + 1];
+            if (plainLogits) DirectSums.Plain(this, sc, lo, hi);
+            else DirectSums.Compensated(this, sc, lo, hi);
+        }
+    }
+
+    /// <summary>Direct sums of e^{s·q·k − M}·(1, v) over tree positions [lo, hi).</summary>
+    private static class DirectSums
+    {
+        public static void Compensated(MomentTree t, Scratch sc, int lo, int hi)
+        {
+            int d = t._d, dv = t._dv;
+            var acc = sc.Acc;
+            for (int j = lo; j < hi; j++)
+            {
+                double w = Math.Exp(sc.Scale * RangeErrorBudget.DotMinus(sc.Q, t._k.AsSpan(j * d, d), sc.YHi, sc.YLo));
+                acc[0] += w;
+                for (int col = 0; col < dv; col++) acc[col + 1] += w * t._v[j * dv + col];
+            }
+        }
+
+        /// <summary>Vectorised: logits by plain FMA dot products (SoA keys), weights by the exact kernel's 2ˣ (≤ 2 ulp).</summary>
+        public static void Plain(MomentTree t, Scratch sc, int lo, int hi)
+        {
+            int d = t._d, dv = t._dv, m = t._m;
+            var acc = sc.Acc;
+            double log2e = sc.Scale * 1.4426950408889634;
+            for (int start = lo; start < hi; start += Chunk)
+            {
+                int len = Math.Min(Chunk, hi - start);
+                var x = sc.XBuf.AsSpan(0, len); var w = sc.WBuf.AsSpan(0, len);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(t._kT.AsSpan(start, len), sc.Q[0], x);
+                for (int c = 1; c < d; c++) System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(t._kT.AsSpan(c * m + start, len), sc.Q[c], x, x);
+                System.Numerics.Tensors.TensorPrimitives.Add(x, -sc.YHi, x);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(x, log2e, x);
+                if (Vector512.IsHardwareAccelerated) Exp2<Vector512<double>, Simd512D>(x, w);
+                else if (Vector256.IsHardwareAccelerated) Exp2<Vector256<double>, Simd256D>(x, w);
+                else Exp2<double, ScalarSimd<double>>(x, w);
+                acc[0] += System.Numerics.Tensors.TensorPrimitives.Sum<double>(w);
+                for (int col = 0; col < dv; col++) acc[col + 1] += System.Numerics.Tensors.TensorPrimitives.Dot<double>(w, t._vT.AsSpan(col * m + start, len));
+            }
+        }
+
+        private static void Exp2<TV, TS>(ReadOnlySpan<double> x, Span<double> w) where TV : unmanaged where TS : ISimd<double, TV>
+        {
+            int n = x.Length, i = 0, lanes = TS.Count;
+            ref double xr = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
+            ref double wr = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(w);
+            for (; i + lanes <= n; i += lanes) TS.Store(TS.Exp2(TS.Load(ref Unsafe.Add(ref xr, i))), ref Unsafe.Add(ref wr, i));
+            for (; i < n; i++) w[i] = double.Exp2(x[i]);
+        }
+    }
+}
+
+/// <summary>Double-double building blocks (error-free transformations).</summary>
+internal static class Dd
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void TwoSum(double a, double b, out double s, out double e)
+    {
+        s = a + b;
+        double bb = s - a;
+        e = (a - (s - bb)) + (b - bb);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void TwoProduct(double a, double b, out double p, out double e)
+    {
+        p = a * b;
+        e = Math.FusedMultiplyAdd(a, b, -p);
+    }
+
+    /// <summary>(ah + al) + (bh + bl), error ≤ 4u²·(|a| + |b|).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Add(double ah, double al, double bh, double bl, out double sh, out double sl)
+    {
+        TwoSum(ah, bh, out double s, out double e);
+        e += al + bl;
+        sh = s + e;
+        sl = e - (sh - s);
+    }
+}

@@ -1,0 +1,485 @@
+using FastAttention.Approximation;
+
+namespace FastAttention.RangeSearch;
+
+/// <summary>
+/// Algorithm 1 (ApproxAttention, Gupta et al. Lemmas 3.2–3.6, A.4) on float64 arrays, shared by <c>vector</c> (d = 1,
+/// Algorithm 2), <c>range</c> and <c>lowrank</c> (on the reduced Q′, K′): per query the maximum logit within a
+/// tolerance (<see cref="MomentTree.MaxSearch"/>), the relevant halfspace {k : s·q·k ≥ M − T} (Definition 3.2), and
+/// Σ_relevant P(·)·(1, V) from the moments of a <see cref="MomentTree"/>.
+/// <para><b>Expansion width chosen by counting.</b> The half-width H a node expansion may cover (logit width 2H) is
+/// chosen per problem among candidates up to what float64 certifies at this ε: for each candidate the traversal runs
+/// on a sample of queries, counting nodes visited, expansions and keys summed directly, and the predicted time
+/// (queries + moment build) decides. The counts, extrapolated to all queries, are the planner's work estimate
+/// (<see cref="Estimate"/>): a Θ(n·m) plan shows up as direct keys ≈ m per query.</para>
+/// <para><b>Certificate.</b> ε is split into discarding (ε/4, Lemma 3.2), and 2ρ‖V‖∞/(1 − ρ) with ρ the relative error
+/// of the computed numerator and denominator. For an expanded node with centre weight e^{s·q·κ − M}, the polynomial
+/// error (proven uniform bound δ of <see cref="CentredExpansion"/>) and the evaluation rounding are absolute:
+/// ≤ e^{s·q·κ−M}·count·(δ + γu·Magnitude(h))·‖V‖∞; per query their sum R is divided by the computed row mass Ẑ,
+/// which contains every collected key. A query whose R/Ẑ exceeds its share is recomputed with a smaller width H_safe
+/// for which R/Z ≤ max_ν (δ + γu·Magnitude(h))·e^{h} holds a priori (every key of a node weighs ≥ e^{−h} of its centre
+/// weight); so the certificate never depends on a sample. Keys summed directly err by a few units relative to their
+/// own weights; logits carry the rounding of double-double dot products (or of plain ones where X·u is negligible).</para>
+/// <para><b>Causal masks</b> (the relevant keys of query i are a halfspace intersected with the prefix j ≤ i): the
+/// logarithmic method — a tree for every power-of-two block [t·2^{l+1}, t·2^{l+1} + 2^l) of positions (2^l ≥ 64), so
+/// the prefix of query i is the union of the blocks of the binary digits of i + 1 (O(log m) trees) and at most 63 keys
+/// summed directly. The blocks share the maximum and the threshold.</para>
+/// <para><b>Entries near the float64 limit.</b> V is scaled by a power of two to ‖V‖∞ ∈ [½, 1) (exact but for
+/// underflow, charged), and every intermediate is then bounded; logits that overflow refuse (Overflow).</para>
+/// </summary>
+internal static class RangeEngine
+{
+    private const double U = RangeErrorBudget.U;
+    /// <summary>The maximum search's tolerance in logit units (the row's maximum weight is at most e^{0.5} then).</summary>
+    public const double MaxTolerance = 0.5;
+    /// <summary>Causal blocks below 2^this keys are summed directly.</summary>
+    public const int MinBlockLog = 6;
+    /// <summary>Queries sampled to choose H and estimate work.</summary>
+    public const int DefaultSample = 64;
+    /// <summary>Candidate half-widths H (the chosen one is the cheapest by counting among those float64 certifies).</summary>
+    public static readonly double[] Candidates = [0.75, 1.5, 2.5, 4, 6, 8.5, 11.5, 15];
+
+    public sealed record Result(double[] Output, double Bound, List<KeyValuePair<string, object>> Parameters);
+
+    /// <summary>Runs Algorithm 1; returns the output (n×dv), the certified bound and the certificate parameters.
+    /// <paramref name="forcedHalfWidth"/> (tests only) fixes H (0: no moments) instead of choosing it by counting.</summary>
+    public static Result Run(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
+        double epsilon, bool float32Output, int threads, bool causal, double? forcedHalfWidth = null) =>
+        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal) { ForcedHalfWidth = forcedHalfWidth }.Execute();
+
+    /// <summary>The planner's cheap, data-dependent work estimate: the geometry (no moments) and the traversal on a sample
+    /// of queries, extrapolated to all n.</summary>
+    public static RangeWorkEstimate Estimate(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
+        double epsilon, bool float32Output, int threads, bool causal, int sample = DefaultSample, double? forcedHalfWidth = null) =>
+        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal, sample) { ForcedHalfWidth = forcedHalfWidth }.EstimateOnly();
+
+    private sealed class Engine
+    {
+        private readonly string _name;
+        private readonly double[] _q, _k, _v;
+        private readonly int _n, _m, _d, _dv, _threads, _sample;
+        private readonly double _scale, _epsilon;
+        private readonly bool _float32, _causal;
+        // set up by Prepare
+        private double _vMax, _vScale;   // _vScale = 2^e, V was divided by it
+        private double[] _vs = [];
+        private RangeErrorBudget _budget = null!;
+        private double _logitBound, _slack, _width, _rhoEval, _rhoGlobal;
+        private bool _plain;
+        private MomentTree[] _trees = [];
+        private int[] _blockStart = [], _blockLog = [];
+        private readonly Dictionary<long, int> _blockIndex = [];
+        private double _buildSeconds;
+        // chosen plan
+        private CentredExpansion? _exp;
+        private double _h, _hSafe;
+        private int _momentMinimum = int.MaxValue;
+        private Plan _chosen = null!;
+        private readonly List<Plan> _plans = [];
+        public double? ForcedHalfWidth { get; init; }
+
+        public Engine(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale, double epsilon,
+            bool float32, int threads, bool causal, int sample = DefaultSample)
+        {
+            _name = name; _q = q; _k = k; _v = v; _n = n; _m = m; _d = d; _dv = dv; _scale = scale; _epsilon = epsilon;
+            _float32 = float32; _threads = Math.Max(1, threads); _causal = causal; _sample = Math.Max(1, sample);
+        }
+
+        /// <summary>A candidate plan: expansion (or none), its moment threshold and the counted work on the sample.</summary>
+        private sealed record Plan(double H, CentredExpansion? Exp, int MomentMinimum, double Visits, double Expansions, double DirectKeys,
+            double MaxNodes, double QuerySeconds, double BuildSeconds, long MomentBytes)
+        {
+            public double Seconds => QuerySeconds + BuildSeconds;
+        }
+
+        private bool Prepare()
+        {
+            _vMax = RangeErrorBudget.MaxAbs(_v);
+            if (_vMax == 0) return false;
+            if (!double.IsFinite(_vMax))
+                ThrowHelper.Refused(_name, RefusalReason.Overflow, "V contains a non-finite value.");
+            // ‖V‖∞ ∈ [½, 1) after an exact power-of-two scaling (only entries below 2^−1022·2^e lose bits; charged in the bound).
+            int e = Math.ILogB(_vMax) + 1;
+            _vScale = Math.ScaleB(1.0, e);
+            _vs = new double[_v.Length];
+            for (int i = 0; i < _v.Length; i++) _vs[i] = Math.ScaleB(_v[i], -e);
+            double vMaxN = RangeErrorBudget.MaxAbs(_vs);
+            double epsN = Math.ScaleB(_epsilon, -e);
+            _logitBound = RangeErrorBudget.LogitBound(_q, _n, _k, _m, _d, _scale);
+            if (!double.IsFinite(_logitBound))
+                ThrowHelper.Refused(_name, RefusalReason.Overflow, $"the logits s·q·k overflow float64 (|s| = {Math.Abs(_scale):G3}, max‖q‖·max‖k‖ is not finite); scale Q or K down.");
+            _budget = new RangeErrorBudget(_name, epsN, vMaxN, _m, _d, _logitBound, _float32);
+            _width = _budget.Relevant.Width;
+            double d3 = (_d + 2.0) * (_d + 2) * (_d + 2);
+            _slack = 8 * d3 * U * _logitBound + 1e-300;
+            // Logit errors (relative weight error e^{δx} − 1): centre and key logits by double-double dot products against
+            // the maximum (≤ 4u|x − M| + O(d³)u²X, |x − M| ≤ T + 2H + 1 for every collected weight that matters), the
+            // frame coordinates' and translations' drift (≤ (4·depth + 8)u·H), and plain dot products where used.
+            _plain = (2.0 * _d + 6) * U * _logitBound <= 0.01 * _budget.RhoMax;
+            _rhoGlobal = 0; // set once the depth and H are known (FinishBudget)
+            return true;
+        }
+
+        private void FinishBudget()
+        {
+            int depth = _trees.Length == 0 ? 0 : _trees.Max(t => t.Depth);
+            double hMax = Math.Max(Candidates[^1], ForcedHalfWidth ?? 0); // valid for whichever width is chosen
+            double d3 = (_d + 2.0) * (_d + 2) * (_d + 2);
+            double dx = 4 * U * (_width + 2 * hMax + 8) + 64 * d3 * U * U * _logitBound + (4.0 * depth + 8) * U * hMax
+                + (_plain ? (2.0 * _d + 6) * U * _logitBound : 0);
+            // Each direct weight: exp (≤ 2 ulp), the scaling of its exponent (3u·|x|·log₂e), the product with v.
+            double direct = (4 + 3 * 1.45 * (_width + 2 * hMax + 4)) * U;
+            _rhoGlobal = double.ExpM1(dx) + 2 * U + direct;
+            _rhoEval = _budget.RhoMax - _rhoGlobal;
+            double floor = _rhoGlobal + 2.0 * (_m + 16) * U; // the all-direct sum must fit
+            if (!(_budget.RhoMax > floor))
+                ThrowHelper.Refused(_name, RefusalReason.Float64Reach, $"ε = {_epsilon:G3} is below float64's reach relative to ‖V‖∞ = {_vMax:G3}: relative accuracy {_budget.RhoMax:G2} would be needed, but logit and summation rounding alone cost {floor:G2}; ask for ε ≥ {_epsilon * 1.5 * floor / Math.Max(_budget.RhoMax, 1e-300):G2}.");
+        }
+
+        private void BuildTrees()
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            if (!_causal)
+            {
+                _trees = [new MomentTree(_k, _vs, 0, _m, _d, _dv)];
+                _blockStart = [0]; _blockLog = [-1];
+            }
+            else
+            {
+                int visible = Math.Min(_n, _m);
+                var starts = new List<int>(); var logs = new List<int>();
+                for (int l = MinBlockLog; (1 << l) <= visible; l++)
+                    for (long s = 0; s + (1L << l) <= visible; s += 1L << (l + 1)) { starts.Add((int)s); logs.Add(l); }
+                _blockStart = [.. starts]; _blockLog = [.. logs];
+                _trees = new MomentTree[starts.Count];
+                Parallel.For(0, starts.Count, new ParallelOptions { MaxDegreeOfParallelism = _threads },
+                    b => _trees[b] = new MomentTree(_k, _vs, _blockStart[b], 1 << _blockLog[b], _d, _dv));
+                for (int b = 0; b < starts.Count; b++) _blockIndex[((long)_blockLog[b] << 32) | (uint)_blockStart[b]] = b;
+            }
+            _buildSeconds += clock.Elapsed.TotalSeconds;
+        }
+
+        /// <summary>Trees covering the visible keys of query i (largest first), and the start of the direct tail.</summary>
+        private int Structures(int i, Span<int> trees, out int tailStart, out int tailEnd)
+        {
+            if (!_causal) { trees[0] = 0; tailStart = tailEnd = 0; return 1; }
+            int p = Math.Min(i + 1, _m), count = 0;
+            for (int l = 30; l >= MinBlockLog; l--)
+            {
+                if ((p & (1 << l)) == 0) continue;
+                int s = p & ~((1 << (l + 1)) - 1);
+                trees[count++] = _blockIndex[((long)l << 32) | (uint)s];
+            }
+            tailStart = p & ~((1 << MinBlockLog) - 1); tailEnd = p;
+            return count;
+        }
+
+        /// <summary>The maximum over the visible keys (within the tolerance): sets the scratch's double-double maximum.</summary>
+        private void Maximum(MomentTree.Scratch sc, ReadOnlySpan<int> trees, int tailStart, int tailEnd, QueryStats st)
+        {
+            double best = double.NegativeInfinity;
+            int bestTree = -1, bestKey = -1;
+            var qi = sc.Q;
+            // The direct tail first (at most 63 keys), then the trees from the largest.
+            for (int j = tailStart; j < tailEnd; j++)
+            {
+                double x = 0;
+                for (int c = 0; c < _d; c++) x += sc.A[c] * _k[j * _d + c];
+                if (x > best) { best = x; bestTree = -1; bestKey = j; }
+            }
+            foreach (int t in trees)
+            {
+                int key = -1;
+                double before = best;
+                _trees[t].MaxSearch(sc, MaxTolerance, ref best, ref key, st);
+                if (key >= 0 && best > before) { bestTree = t; bestKey = key; }
+            }
+            var kb = bestTree < 0 ? _k.AsSpan(bestKey * _d, _d) : _trees[bestTree].Key(bestKey);
+            var (yh, yl) = RangeErrorBudget.Dot2(qi, kb);
+            sc.SetMaximum(yh, yl);
+        }
+
+        private void SetUpPlans(int[] sample)
+        {
+            var candidates = new List<(double H, CentredExpansion? Exp, int MomentMin)>();
+            if (ForcedHalfWidth is not > 0) candidates.Add((0, null, int.MaxValue));
+            long keysTotal = _trees.Sum(t => (long)t.Count);
+            long capBytes = Math.Max(64L << 20, 4 * keysTotal * (_d + _dv) * 16L);
+            int depth = _trees.Length == 0 ? 0 : _trees.Max(t => t.Depth);
+            foreach (double h in ForcedHalfWidth is { } forced ? (forced > 0 ? [forced] : []) : Candidates)
+            {
+                CentredExpansion? exp;
+                try { exp = CentredExpansion.TryCreate(_d, h, 0.25 * _rhoEval, ForcedHalfWidth is null ? 40000 : int.MaxValue); }
+                catch (AttentionRefusedException) { continue; }
+                if (exp is null) continue;
+                int momentMin = Math.Max(MomentTree.LeafSize + 1, (int)Math.Ceiling(exp.Terms * (_dv + 2.0) / (_d + _dv + 20)));
+                momentMin = (int)Math.Max(momentMin, Math.Ceiling(2.0 * keysTotal * exp.Terms * (_dv + 1) * 8 / capBytes));
+                // Float64 reach: a node whose keys average at least its centre weight must fit the rounding share.
+                double units = exp.EvaluationUnits + exp.Degree + 3 + MomentTree.Chunk + 2.0 * momentMin / MomentTree.Chunk + depth * (exp.TranslationUnits + 1) + exp.FoldUnits;
+                if (ForcedHalfWidth is null && units * U * exp.Magnitude(h) > 0.125 * _rhoEval) continue;
+                candidates.Add((h, exp, momentMin));
+            }
+            if (candidates.Count == 0) candidates.Add((0, null, int.MaxValue));
+            var scratch = new MomentTree.Scratch(_d, _dv, 1, 1);
+            Span<int> trees = stackalloc int[40];
+            // Maxima of the sample once.
+            var maxHi = new double[sample.Length]; var maxLo = new double[sample.Length];
+            var maxStats = new QueryStats();
+            for (int r = 0; r < sample.Length; r++)
+            {
+                int i = sample[r];
+                scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
+                int count = Structures(i, trees, out int ts, out int te);
+                Maximum(scratch, trees[..count], ts, te, maxStats);
+                maxHi[r] = scratch.YHi; maxLo[r] = scratch.YLo;
+            }
+            double perQuery = (double)_n / sample.Length;
+            foreach (var (h, exp, momentMin) in candidates)
+            {
+                var st = new QueryStats();
+                long tailKeys = 0;
+                double hMax = exp is null ? -1 : h * (1 - 64 * U);
+                for (int r = 0; r < sample.Length; r++)
+                {
+                    int i = sample[r];
+                    scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
+                    scratch.SetMaximum(maxHi[r], maxLo[r]);
+                    int count = Structures(i, trees, out int ts, out int te);
+                    tailKeys += te - ts;
+                    double threshold = scratch.MaxLogit - _width - _slack;
+                    foreach (int t in trees[..count])
+                    {
+                        scratch.ExpandedCount = 0; scratch.DirectCount = 0;
+                        _trees[t].Collect(scratch, threshold, hMax, momentMin, st);
+                    }
+                }
+                double visits = st.NodesVisited * perQuery, expansions = st.Expansions * perQuery, direct = (st.DirectKeys + tailKeys) * perQuery;
+                double maxNodes = maxStats.MaxSearchNodes * perQuery;
+                double keyNs = _plain ? 1.5 + 0.4 * (_d + _dv) : 18 + 4.0 * _d + 1.5 * _dv;
+                double expNs = exp is null ? 0 : 60 + 2.0 * exp.Degree + exp.Terms * (0.35 + 0.3 * (_dv + 1)) + 3.0 * RowCount(exp);
+                double querySeconds = 1e-9 * (visits * 12 + maxNodes * (10 + 2.0 * _d) + expansions * expNs + direct * keyNs + _n * 150) / _threads;
+                double buildSeconds = 0; long bytes = 0;
+                if (exp is not null)
+                {
+                    // Every key is summed once into the lowest moment nodes; internal nodes translate their children.
+                    double keyTerms = keysTotal * (double)exp.Terms * (0.5 + 0.35 * (_dv + 1));
+                    double momentNodes = 2.0 * keysTotal / momentMin;
+                    double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 1.2;
+                    buildSeconds = 1e-9 * (keyTerms + translate) / _threads;
+                    bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
+                }
+                _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, maxNodes, querySeconds, buildSeconds, bytes));
+            }
+            _chosen = _plans.MinBy(p => p.Seconds)!;
+            _exp = _chosen.Exp; _h = _chosen.H; _momentMinimum = _chosen.MomentMinimum;
+        }
+
+        private static int RowCount(CentredExpansion e)
+        {
+            // C(g + d − 1, d − 1) rows of the lexicographic layout.
+            double r = 1;
+            for (int i = 1; i < e.D; i++) r = r * (e.Degree + i) / i;
+            return (int)r;
+        }
+
+        private int[] Sample()
+        {
+            int count = Math.Min(_n, _sample);
+            var rng = new Random(12345);
+            var set = new HashSet<int>();
+            if (count == _n) for (int i = 0; i < _n; i++) set.Add(i);
+            else while (set.Count < count) set.Add(rng.Next(_n));
+            var s = set.ToArray();
+            Array.Sort(s);
+            return s;
+        }
+
+        /// <summary>H_safe: the largest width for which R/Z is within the share a priori (every expanded node's keys weigh
+        /// at least e^{−h} of its centre weight).</summary>
+        private double SafeWidth(double evaluationUnits)
+        {
+            if (_exp is null) return -1;
+            double best = -1;
+            for (int i = 1; i <= 64; i++)
+            {
+                double h = _h * i / 64.0;
+                double r = (_exp.AbsoluteError + evaluationUnits * U * _exp.Magnitude(h)) * Math.Exp(h) * 1.02;
+                if (r <= 0.9 * _rhoEval) best = h * (1 - 64 * U);
+            }
+            return best;
+        }
+
+        public RangeWorkEstimate EstimateOnly()
+        {
+            if (!Prepare()) return RangeWorkEstimate.Zero(_name, _n, _m);
+            BuildTrees();
+            FinishBudget();
+            var sample = Sample();
+            SetUpPlans(sample);
+            var p = _chosen;
+            double exactPairs = _causal ? ExactCausalPairs() : (double)_n * _m;
+            return new RangeWorkEstimate(_name, sample.Length, p.H, p.Exp?.Degree ?? 0, p.Exp?.Terms ?? 0,
+                p.Visits / _n, p.MaxNodes / _n, p.Expansions / _n, p.DirectKeys / _n,
+                p.Visits, p.Expansions, p.DirectKeys, p.QuerySeconds, p.BuildSeconds, exactPairs, p.MomentBytes,
+                _trees.Sum(t => t.OrientedNodes));
+        }
+
+        private double ExactCausalPairs()
+        {
+            double s = 0;
+            for (int i = 0; i < _n; i++) s += Math.Min(i + 1, _m);
+            return s;
+        }
+
+        public Result Execute()
+        {
+            var output = new double[_n * _dv];
+            if (!Prepare()) return new Result(output, 0, [new("note", "V = 0: output 0 exactly")]);
+            BuildTrees();
+            FinishBudget();
+            var sample = Sample();
+            var planClock = System.Diagnostics.Stopwatch.StartNew();
+            SetUpPlans(sample);
+            double planSeconds = planClock.Elapsed.TotalSeconds;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            if (_exp is not null)
+                foreach (var t in _trees) t.ComputeMoments(_exp, _momentMinimum, _threads);
+            _buildSeconds += clock.Elapsed.TotalSeconds;
+            double momentUnits = _trees.Length == 0 ? 0 : _trees.Max(t => t.MomentUnits);
+            double evalUnits = (_exp?.EvaluationUnits ?? 0) + momentUnits;
+            _hSafe = SafeWidth(evalUnits);
+            double hMax = _exp is null ? -1 : _h * (1 - 64 * U);
+            var order = _d == 1 ? QueryOrder.Sorted(_q) : QueryOrder.ByDirection(_q, _n, _d);
+            var rhoWorst = new double[1];
+            clock.Restart();
+            var stats = RangeSearchFamily.ForQueries(_n, _threads, () => new QueryStats(), (from, to, st) =>
+            {
+                var sc = new MomentTree.Scratch(_d, _dv, _exp?.Terms ?? 1, _exp?.PowersWork ?? 1);
+                Span<int> trees = stackalloc int[40];
+                double worst = 0;
+                for (int r = from; r < to; r++)
+                {
+                    int i = order[r];
+                    sc.SetQuery(_q.AsSpan(i * _d, _d), _scale);
+                    int count = Structures(i, trees, out int ts, out int te);
+                    Maximum(sc, trees[..count], ts, te, st);
+                    double rho = Sum(sc, trees[..count], ts, te, hMax, evalUnits, st, out int terms);
+                    if (rho > _rhoEval)
+                    {
+                        st.Redone++;
+                        rho = Sum(sc, trees[..count], ts, te, _hSafe, evalUnits, st, out terms);
+                        if (rho > _rhoEval) rho = Sum(sc, trees[..count], ts, te, -1, evalUnits, st, out terms);
+                    }
+                    var acc = sc.Acc;
+                    if (!(acc[0] > 0 && double.IsFinite(acc[0])))
+                        ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, $"the softmax denominator of query {i} is {acc[0]} (not a positive finite number); this input is outside what the range search certifies.");
+                    double inv = 1 / acc[0];
+                    for (int col = 0; col < _dv; col++) output[i * _dv + col] = acc[col + 1] * inv * _vScale;
+                    worst = Math.Max(worst, rho);
+                    st.Queries++;
+                    st.MaxTerms = Math.Max(st.MaxTerms, terms);
+                }
+                lock (rhoWorst) rhoWorst[0] = Math.Max(rhoWorst[0], worst);
+            });
+            double querySeconds = clock.Elapsed.TotalSeconds;
+            foreach (double x in output)
+                if (!double.IsFinite(x))
+                    ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, "a non-finite output appeared (an intermediate overflowed); this is outside what the range search certifies.");
+            double rhoTotal = rhoWorst[0] + _rhoGlobal;
+            // Bound in units of the scaled V, then back (2^e·(ε/2^e) = ε exactly); V's scaling underflow adds ≤ 2^−1074.
+            double boundScaled = _budget.BoundFromRho(rhoTotal) + Math.ScaleB(1, -1070);
+            double bound = _budget.Certify(_name, boundScaled) * _vScale;
+            double exactPairs = _causal ? ExactCausalPairs() : (double)_n * _m;
+            var parameters = new List<KeyValuePair<string, object>>
+            {
+                new("halfWidthH", _h), new("degree", _exp?.Degree ?? 0), new("monomials", _exp?.Terms ?? 0),
+                new("polynomialAbsoluteError", _exp?.AbsoluteError ?? 0), new("thresholdT", _width), new("momentMinimum", _exp is null ? 0 : _momentMinimum),
+                new("safeHalfWidth", _hSafe), new("redoneQueries", stats.Redone),
+                new("nodesVisitedPerQuery", stats.PerQuery(stats.NodesVisited)), new("expansionsPerQuery", stats.PerQuery(stats.Expansions)),
+                new("directKeysPerQuery", stats.PerQuery(stats.DirectKeys)), new("prunedPerQuery", stats.PerQuery(stats.Pruned)),
+                new("maxSearchNodesPerQuery", stats.PerQuery(stats.MaxSearchNodes)),
+                new("directKeysFraction", stats.DirectKeys / exactPairs),
+                new("predictedDirectKeysPerQuery", _chosen.DirectKeys / _n), new("predictedExpansionsPerQuery", _chosen.Expansions / _n),
+                new("predictedSeconds", _chosen.Seconds),
+                new("trees", _trees.Length), new("treeNodes", _trees.Sum(t => t.NodeCount)), new("momentNodes", _trees.Sum(t => t.MomentNodes)),
+                new("orientedNodes", _trees.Sum(t => t.OrientedNodes)), new("treeBytes", _trees.Sum(t => t.Bytes)),
+                new("plainLogits", _plain), new("causal", _causal),
+                new("discardBound", _budget.Relevant.OutputError(_budget.VMax) * _vScale), new("roundingRho", rhoTotal),
+                new("candidates", string.Join(" ", _plans.Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
+                new("buildSeconds", _buildSeconds), new("planSeconds", planSeconds), new("querySeconds", querySeconds),
+            };
+            return new Result(output, bound, parameters);
+        }
+
+        /// <summary>Σ over the visible keys into sc.Acc with expansions up to half-width <paramref name="hMax"/> (−1: none);
+        /// returns this query's ρ (polynomial, evaluation and accumulation rounding relative to the computed mass).</summary>
+        private double Sum(MomentTree.Scratch sc, ReadOnlySpan<int> trees, int tailStart, int tailEnd, double hMax, double evalUnits, QueryStats st, out int terms)
+        {
+            Array.Clear(sc.Acc);
+            double threshold = sc.MaxLogit - _width - _slack, approx = 0, magnitude = 0;
+            terms = 0;
+            foreach (int t in trees)
+            {
+                sc.ExpandedCount = 0; sc.DirectCount = 0;
+                long before = st.DirectKeys;
+                _trees[t].Collect(sc, threshold, hMax, hMax < 0 ? int.MaxValue : _momentMinimum, st);
+                _trees[t].Accumulate(sc, _plain, evalUnits, ref approx, ref magnitude);
+                terms += sc.ExpandedCount + (int)(st.DirectKeys - before);
+            }
+            if (tailEnd > tailStart)
+            {
+                var acc = sc.Acc;
+                for (int j = tailStart; j < tailEnd; j++)
+                {
+                    double w = Math.Exp(_scale * RangeErrorBudget.DotMinus(sc.Q, _k.AsSpan(j * _d, _d), sc.YHi, sc.YLo));
+                    acc[0] += w;
+                    for (int col = 0; col < _dv; col++) acc[col + 1] += w * _vs[j * _dv + col];
+                }
+                st.DirectKeys += tailEnd - tailStart;
+                terms += tailEnd - tailStart;
+            }
+            double z = sc.Acc[0];
+            if (!(z > 0)) return double.PositiveInfinity;
+            // |N̂ − N| ≤ (R + (terms + 6)u·magnitude)‖V‖ + (terms + 6)u·Σ w|v| (accumulation of the terms), Z ≥ Ẑ/1.01.
+            return 1.01 * (approx + (terms + 6) * U * magnitude) / z + (terms + 6) * U;
+        }
+    }
+}
+
+/// <summary>
+/// A range-search algorithm's predicted work for one problem, from its traversal on a sample of queries (no moments
+/// built): per-query counts and their extrapolation to all n queries, the predicted time, and the exact kernel's pair
+/// count for comparison. A plan that sums ≈ m keys per query directly is Θ(n·m) and shows as
+/// <see cref="DirectKeysFraction"/> ≈ 1.
+/// </summary>
+public sealed record RangeWorkEstimate(
+    string Algorithm, int SampledQueries, double HalfWidth, int Degree, int Monomials,
+    double NodesVisitedPerQuery, double MaxSearchNodesPerQuery, double ExpansionsPerQuery, double DirectKeysPerQuery,
+    double TotalNodesVisited, double TotalExpansions, double TotalDirectKeys,
+    double PredictedQuerySeconds, double PredictedBuildSeconds, double ExactPairs, long MomentBytes, int OrientedNodes)
+{
+    /// <summary>Keys summed one by one, as a fraction of the n·m (or causal) pairs the exact kernel computes.</summary>
+    public double DirectKeysFraction => ExactPairs > 0 ? TotalDirectKeys / ExactPairs : 0;
+
+    /// <summary>Predicted seconds of the whole run (queries + moments).</summary>
+    public double PredictedSeconds => PredictedQuerySeconds + PredictedBuildSeconds;
+
+    internal static RangeWorkEstimate Zero(string name, int n, int m) => new(name, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (double)n * m, 0, 0);
+
+    /// <summary>Sums the estimates of several heads.</summary>
+    public static RangeWorkEstimate Sum(IReadOnlyList<RangeWorkEstimate> heads)
+    {
+        if (heads.Count == 1) return heads[0];
+        double n = heads.Count;
+        var h0 = heads[0];
+        return h0 with
+        {
+            NodesVisitedPerQuery = heads.Average(h => h.NodesVisitedPerQuery), MaxSearchNodesPerQuery = heads.Average(h => h.MaxSearchNodesPerQuery),
+            ExpansionsPerQuery = heads.Average(h => h.ExpansionsPerQuery), DirectKeysPerQuery = heads.Average(h => h.DirectKeysPerQuery),
+            TotalNodesVisited = heads.Sum(h => h.TotalNodesVisited), TotalExpansions = heads.Sum(h => h.TotalExpansions),
+            TotalDirectKeys = heads.Sum(h => h.TotalDirectKeys), PredictedQuerySeconds = heads.Sum(h => h.PredictedQuerySeconds),
+            PredictedBuildSeconds = heads.Sum(h => h.PredictedBuildSeconds), ExactPairs = heads.Sum(h => h.ExactPairs),
+            MomentBytes = heads.Max(h => h.MomentBytes), OrientedNodes = heads.Sum(h => h.OrientedNodes),
+        };
+    }
+}

@@ -1,0 +1,213 @@
+using FastAttention.RangeSearch;
+using FastAttention.Tests.TestSupport;
+
+namespace FastAttention.Tests.RangeSearch;
+
+public class MomentTreeTests
+{
+    private const double U = 1.1102230246251565e-16;
+
+    public static TheoryData<string, int> Sets() => new()
+    {
+        { "uniform", 1 }, { "uniform", 2 }, { "uniform", 3 }, { "uniform", 4 },
+        { "duplicates", 2 }, { "equal", 3 }, { "one", 2 }, { "line", 2 }, { "constant", 3 }, { "strip", 2 }, { "sphere", 3 },
+    };
+
+    /// <summary>Point sets, random and degenerate: duplicates, all keys equal, one key, a diagonal line, a line with a
+    /// constant coordinate (t, t, 0), a thin rotated strip and a sphere cap.</summary>
+    internal static double[] Keys(string kind, int m, int d, int seed, double bound = 10)
+    {
+        var rng = new Random(seed);
+        var k = new double[m * d];
+        for (int j = 0; j < m; j++)
+        {
+            double t = (2 * rng.NextDouble() - 1) * bound;
+            for (int c = 0; c < d; c++)
+            {
+                k[j * d + c] = kind switch
+                {
+                    "duplicates" => Math.Round((2 * rng.NextDouble() - 1) * 3),
+                    "equal" => 1.5 - c,
+                    "line" => t,
+                    "constant" => c < 2 ? t : 0,
+                    _ => (2 * rng.NextDouble() - 1) * bound,
+                };
+            }
+            if (kind == "strip")
+            {
+                double x = t, y = (2 * rng.NextDouble() - 1) * 0.35 * bound / 30, cs = Math.Cos(0.5), sn = Math.Sin(0.5);
+                k[j * d] = cs * x - sn * y; k[j * d + 1] = sn * x + cs * y;
+            }
+            if (kind == "sphere")
+            {
+                double norm = 0;
+                for (int c = 0; c < d; c++) { k[j * d + c] = GaussianLike(rng); norm += k[j * d + c] * k[j * d + c]; }
+                norm = Math.Sqrt(norm);
+                for (int c = 0; c < d; c++) k[j * d + c] *= bound / norm;
+                k[j * d + d - 1] = Math.Abs(k[j * d + d - 1]); // the upper cap
+            }
+        }
+        return k;
+    }
+
+    private static double GaussianLike(Random rng) => rng.NextDouble() + rng.NextDouble() + rng.NextDouble() - 1.5;
+
+    private static int KeyCount(string kind) => kind == "one" ? 1 : 700;
+
+    [Theory]
+    [MemberData(nameof(Sets))]
+    public void Range_counts_match_brute_force(string kind, int d)
+    {
+        int m = KeyCount(kind);
+        var k = Keys(kind, m, d, 3 + d);
+        var tree = new MomentTree(k, new double[m], 0, m, d, 1);
+        var sc = tree.CreateScratch();
+        var rng = new Random(11);
+        var q = new double[d];
+        var x = new double[m];
+        for (int trial = 0; trial < 30; trial++)
+        {
+            for (int c = 0; c < d; c++) q[c] = 2 * rng.NextDouble() - 1;
+            if (trial % 5 == 0 && d >= 2) { Array.Clear(q); q[0] = 1; q[1] = -1; } // orthogonal to the diagonal: ties
+            sc.SetQuery(q, 1.7);
+            // The brute force uses the tree's own key order (the same float64 dot product per key).
+            for (int j = 0; j < m; j++) { double s = 0; for (int c = 0; c < d; c++) s += sc.A[c] * tree.Key(j)[c]; x[j] = s; }
+            var sorted = (double[])x.Clone();
+            Array.Sort(sorted);
+            foreach (double quantile in new[] { 0.0, 0.3, 0.5, 0.97, 1.0 })
+            {
+                double threshold = sorted[(int)(quantile * (m - 1))]; // exactly at a key's logit
+                foreach (double shift in new[] { 0.0, 1e-9, -0.01 })
+                {
+                    double th = threshold + shift;
+                    long brute = x.Count(v => v >= th);
+                    var st = new QueryStats();
+                    long count = tree.CountAtLeast(sc, th, 1e-9, st);
+                    Assert.Equal(brute, count);
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Sets))]
+    public void Node_moments_match_direct_sums_within_the_certified_error(string kind, int d)
+    {
+        int m = KeyCount(kind), dv = 2;
+        var k = Keys(kind, m, d, 5 + d);
+        var v = TestData.Uniform(m * dv, 1, 6);
+        var tree = new MomentTree(k, v, 0, m, d, dv);
+        var exp = CentredExpansion.Create(d, 6, 1e-9);
+        tree.ComputeMoments(exp, 1, 2); // every node, leaves included
+        var sc = tree.CreateScratch();
+        var rng = new Random(7);
+        var q = new double[d];
+        var acc = new double[dv + 1];
+        int checkedNodes = 0;
+        for (int node = 0; node < tree.NodeCount; node += 3)
+        {
+            for (int c = 0; c < d; c++) q[c] = 2 * rng.NextDouble() - 1;
+            // Scale the query so the node's logit half-width is just within H: the expansion must be accurate there.
+            sc.SetQuery(q, 1);
+            double h = NodeHalfWidth(tree, sc, node);
+            double scale = h > 0 ? 0.999 * exp.H / h : 1;
+            sc.SetQuery(q, scale);
+            int first = 0;
+            double xmax = double.NegativeInfinity;
+            for (int j = 0; j < m; j++)
+            {
+                double s = 0;
+                for (int c = 0; c < d; c++) s += q[c] * tree.Key(j)[c];
+                if (s > xmax) { xmax = s; first = j; }
+            }
+            var (yh, yl) = RangeErrorBudget.Dot2(q, tree.Key(first));
+            sc.SetMaximum(yh, yl);
+            Array.Clear(sc.Acc);
+            sc.ExpandedCount = 0; sc.DirectCount = 0;
+            sc.AddExpanded(node, NodeHalfWidth(tree, sc, node));
+            double approx = 0, magnitude = 0;
+            tree.Accumulate(sc, false, exp.EvaluationUnits + tree.MomentUnits, ref approx, ref magnitude);
+            // Brute force over the node's keys.
+            Array.Clear(acc);
+            var (lo, hi) = NodeRange(tree, node);
+            for (int j = lo; j < hi; j++)
+            {
+                double w = Math.Exp(scale * RangeErrorBudget.DotMinus(q, tree.Key(j), yh, yl));
+                acc[0] += w;
+                for (int col = 0; col < dv; col++) acc[col + 1] += w * v[tree.OriginalIndex(j) * dv + col];
+            }
+            for (int col = 0; col <= dv; col++)
+            {
+                double allowed = approx + 1e-12 * acc[0] + 1e-300;
+                Assert.True(Math.Abs(sc.Acc[col] - acc[col]) <= allowed, $"{kind} node {node} col {col}: |{sc.Acc[col]:R} − {acc[col]:R}| > {allowed:E3}");
+            }
+            checkedNodes++;
+        }
+        Assert.True(checkedNodes >= 1);
+    }
+
+    /// <summary>The node's frame logit half-width for the scratch's query (what Collect compares with H).</summary>
+    private static double NodeHalfWidth(MomentTree tree, MomentTree.Scratch sc, int node) => tree.HalfWidth(sc, node);
+
+    private static (int Lo, int Hi) NodeRange(MomentTree tree, int node) => tree.Range(node);
+
+    [Theory]
+    [InlineData("equal", 3)]
+    [InlineData("line", 2)]
+    [InlineData("constant", 3)]
+    public void Maximum_search_on_ties_visits_one_path(string kind, int d)
+    {
+        int m = 2000;
+        var k = Keys(kind, m, d, 9);
+        var tree = new MomentTree(k, new double[m], 0, m, d, 1);
+        var sc = tree.CreateScratch();
+        var st = new QueryStats();
+        var q = new double[d];
+        q[0] = 3; q[1] = -3; // orthogonal to the diagonal: every key of 'line' and 'constant' ties
+        sc.SetQuery(q, 1);
+        double best = double.NegativeInfinity; int key = -1;
+        tree.MaxSearch(sc, 0.5, ref best, ref key, st);
+        Assert.True(key >= 0);
+        Assert.True(st.MaxSearchNodes <= 2, $"{st.MaxSearchNodes} nodes for ties (depth {tree.Depth})");
+        Assert.True(kind == "equal" || tree.OrientedNodes > 0);
+    }
+
+    [Theory]
+    [InlineData("uniform", 2)]
+    [InlineData("sphere", 3)]
+    [InlineData("strip", 2)]
+    [InlineData("uniform", 4)]
+    public void Maximum_search_is_within_its_tolerance(string kind, int d)
+    {
+        int m = 1500;
+        var k = Keys(kind, m, d, 13, 100);
+        var tree = new MomentTree(k, new double[m], 0, m, d, 1);
+        var sc = tree.CreateScratch();
+        var rng = new Random(14);
+        var q = new double[d];
+        for (int trial = 0; trial < 50; trial++)
+        {
+            for (int c = 0; c < d; c++) q[c] = (2 * rng.NextDouble() - 1) * 100;
+            sc.SetQuery(q, 1);
+            double best = double.NegativeInfinity, truth = double.NegativeInfinity; int key = -1;
+            tree.MaxSearch(sc, 0.5, ref best, ref key, new QueryStats());
+            for (int j = 0; j < m; j++) { double s = 0; for (int c = 0; c < d; c++) s += q[c] * k[j * d + c]; truth = Math.Max(truth, s); }
+            Assert.True(best >= truth - 0.5 - 1e-6 * Math.Abs(truth), $"found {best} < max {truth} − tolerance");
+            Assert.True(best <= truth + 1e-6 * Math.Abs(truth));
+        }
+    }
+
+    [Fact]
+    public void A_constant_coordinate_does_not_disable_the_principal_frame()
+    {
+        int m = 3000;
+        // (t, t, 0): the axis box has a zero half-width; the frame must still be found.
+        var tree = new MomentTree(Keys("constant", m, 3, 21), new double[m], 0, m, 3, 1);
+        Assert.True(tree.OrientedNodes > 0);
+        // (t, 0): already axis-aligned and thin, no frame needed.
+        var k = new double[m * 2];
+        for (int j = 0; j < m; j++) k[j * 2] = j;
+        var flat = new MomentTree(k, new double[m], 0, m, 2, 1);
+        Assert.Equal(0, flat.OrientedNodes);
+    }
+}

@@ -1,0 +1,201 @@
+using FastAttention.RangeSearch;
+using FastAttention.Tests.TestSupport;
+
+namespace FastAttention.Tests.RangeSearch;
+
+/// <summary>The adversarial families of issue 11 against the float64 reference, causal on and off, n ≠ m, with the
+/// width chosen by counting and with a wide expansion forced; and the work counters where the structure promises them.</summary>
+public class RangeFamilyTests
+{
+    /// <summary>Q (n×d) and K (m×d) of one family at entry scale B.</summary>
+    internal static (double[] Q, double[] K, int D) Family(string family, int n, int m, double bound, int seed)
+    {
+        var rng = new Random(seed);
+        double R() => 2 * rng.NextDouble() - 1;
+        int d = family switch { "constant" or "sphere" => 3, "uniform4" => 4, _ => 2 };
+        var q = new double[n * d]; var k = new double[m * d];
+        double cs = Math.Cos(0.5), sn = Math.Sin(0.5);
+        for (int j = 0; j < m; j++)
+        {
+            switch (family)
+            {
+                case "strip": case "rotated-strip":
+                    {
+                        // Keys in a strip of half-width 0.35·B/30 (the issue's B = 30, half-width 0.35).
+                        double x = R() * bound, y = R() * 0.35 * bound / 30;
+                        if (family == "strip") { k[j * 2] = x; k[j * 2 + 1] = y; }
+                        else { k[j * 2] = cs * x - sn * y; k[j * 2 + 1] = sn * x + cs * y; }
+                        break;
+                    }
+                case "line": { double t = R() * bound; k[j * 2] = t; k[j * 2 + 1] = t; break; }
+                case "constant": { double t = R() * bound; k[j * 3] = t; k[j * 3 + 1] = t; k[j * 3 + 2] = 0; break; }
+                case "sphere":
+                    {
+                        double a = R(), b = R(), c = 0.6 + 0.4 * rng.NextDouble(), nrm = Math.Sqrt(a * a + b * b + c * c);
+                        k[j * 3] = bound * a / nrm; k[j * 3 + 1] = bound * b / nrm; k[j * 3 + 2] = bound * c / nrm;
+                        break;
+                    }
+                default: for (int c = 0; c < d; c++) k[j * d + c] = R() * bound; break;
+            }
+        }
+        for (int i = 0; i < n; i++)
+        {
+            switch (family)
+            {
+                case "strip": q[i * 2] = i % 5 == 0 ? R() * bound : 0; q[i * 2 + 1] = R() * bound; break; // along the normal
+                case "rotated-strip": { double a = R() * bound, along = i % 5 == 0 ? R() * bound : 0; q[i * 2] = -sn * a + cs * along; q[i * 2 + 1] = cs * a + sn * along; break; }
+                case "line": { double a = R() * bound, along = i % 3 == 0 ? R() * 2 / bound : 0; q[i * 2] = a + along; q[i * 2 + 1] = -a + along; break; } // ⊥ the line
+                case "sphere": { q[i * 3] = R() * bound * 0.3; q[i * 3 + 1] = R() * bound * 0.3; q[i * 3 + 2] = bound * (0.5 + 0.5 * rng.NextDouble()); break; }
+                default: for (int c = 0; c < d; c++) q[i * d + c] = R() * bound; break;
+            }
+        }
+        return (q, k, d);
+    }
+
+    public static TheoryData<string, double, bool> Grid()
+    {
+        var data = new TheoryData<string, double, bool>();
+        foreach (var f in new[] { "strip", "rotated-strip", "line", "constant", "sphere", "uniform4" })
+            foreach (double b in new[] { 1.0, 30, 1e4 })
+                foreach (bool causal in new[] { false, true })
+                    data.Add(f, b, causal);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Grid))]
+    public void Adversarial_families_meet_epsilon(string family, double bound, bool causal)
+    {
+        int n = 170, m = 230;
+        var (q, k, d) = Family(family, n, m, bound, family.Length * 7 + (int)Math.Log10(bound));
+        var v = TestData.Uniform(m * 2, 1, 5);
+        double eps = bound >= 1e4 ? 1e-5 : 1e-6;
+        var p = new AttentionProblem<double>(q, k, v, n, m, d, 2, 1, 1.0, causal);
+        RangeTestData.Check(new RangeSearchAttention(), p, eps);
+        RangeTestData.Check(new RangeSearchAttention { ForcedHalfWidth = 11.5 }, p, eps);
+        RangeTestData.Check(new RangeSearchAttention { ForcedHalfWidth = 2.5 }, p, eps);
+    }
+
+    [Theory]
+    [InlineData(1.0, false)]
+    [InlineData(30.0, true)]
+    [InlineData(1e4, true)]
+    [InlineData(1e4, false)]
+    public void Vector_attention_on_duplicates_and_clusters_causal_and_not(double bound, bool causal)
+    {
+        int n = 260, m = 200;
+        var q = TestData.Uniform(n, bound, 3);
+        var k = TestData.Uniform(m, bound, 4);
+        for (int j = 0; j < m; j += 3) k[j] = k[0];                 // duplicates
+        for (int j = 1; j < m; j += 7) k[j] = bound * 0.5 + 1e-9 * j; // a tight cluster
+        var p = new AttentionProblem<double>(q, k, RangeTestData.Alternating(m, 2, 1), n, m, 1, 2, 1, 1.0, causal);
+        double eps = bound >= 1e4 ? 1e-5 : 1e-6;
+        RangeTestData.Check(new VectorAttention(), p, eps);
+        RangeTestData.Check(new VectorAttention { ForcedHalfWidth = 15 }, p, eps);
+    }
+
+    [Theory]
+    [InlineData("vector", 1, 64, 64)]
+    [InlineData("vector", 1, 300, 129)]
+    [InlineData("range", 2, 127, 300)]
+    [InlineData("range", 3, 400, 257)]
+    [InlineData("range", 2, 1, 50)]
+    public void Causal_prefixes_across_block_boundaries(string name, int d, int n, int m)
+    {
+        var p = TestData.Problem(n, m, d, 3, 20, 40 + n, 1.0, causal: true);
+        RangeTestData.Check(AttentionAlgorithms.Create(name), p, 1e-6);
+        var forced = name == "vector" ? (AttentionAlgorithm)new VectorAttention { ForcedHalfWidth = 8.5 } : new RangeSearchAttention { ForcedHalfWidth = 8.5 };
+        RangeTestData.Check(forced, p, 1e-6);
+    }
+
+    [Theory]
+    [InlineData("vector", 1)]
+    [InlineData("range", 2)]
+    [InlineData("lowrank", 3)]
+    public void Values_near_the_float64_limit_stay_finite_and_within_epsilon(string name, int d)
+    {
+        int n = 90, m = 140;
+        var v = RangeTestData.Alternating(m, 2, 8e307);
+        var p = new AttentionProblem<double>(TestData.Uniform(n * d, 10, 1), TestData.Uniform(m * d, 10, 2), v, n, m, d, 2, 1, 1.0);
+        var r = AttentionAlgorithms.Create(name).Compute(p, new AttentionSettings { Epsilon = 1e-6 * 8e307, Threads = 1 });
+        Assert.All(r.Output, x => Assert.True(double.IsFinite(x)));
+        RangeTestData.Check(AttentionAlgorithms.Create(name), p, 1e-6 * 8e307);
+    }
+
+    [Theory]
+    [InlineData("vector", 1)]
+    [InlineData("range", 2)]
+    public void Overflowing_logits_are_refused(string name, int d)
+    {
+        var p = new AttentionProblem<double>(TestData.Uniform(20 * d, 1e160, 1), TestData.Uniform(30 * d, 1e160, 2), TestData.Uniform(30, 1, 3), 20, 30, d, 1, 1, 1.0);
+        var e = Assert.Throws<AttentionRefusedException>(() => AttentionAlgorithms.Create(name).Compute(p, new AttentionSettings { Epsilon = 1e-3 }));
+        Assert.Equal(RefusalReason.Overflow, e.Refusal.Reason);
+    }
+
+    // ---- work counters where the structure promises them -----------------------------------------------------
+
+    [Fact]
+    public void Strip_with_queries_along_its_normal_is_answered_from_the_root()
+    {
+        // Every key is relevant (logits within ±10.5), the whole strip fits one expansion of half-width 11.5.
+        int n = 200, m = 3000;
+        var (q, k, d) = Family("strip", n, m, 30, 3);
+        for (int i = 0; i < n; i++) q[i * 2] = 0;
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m, 1, 4), n, m, d, 1, 1, 1.0);
+        var alg = new RangeSearchAttention { ForcedHalfWidth = 11.5 };
+        RangeTestData.Check(alg, p, 1e-4);
+        var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-4, Threads = 1 });
+        Assert.True((double)r.Certificate.Parameter("nodesVisitedPerQuery")! <= 1.0);
+        Assert.Equal(0.0, (double)r.Certificate.Parameter("directKeysPerQuery")!);
+    }
+
+    [Theory]
+    [InlineData(100.0)]
+    [InlineData(1e4)]
+    public void Diagonal_line_at_large_entries_needs_one_oriented_expansion(double bound)
+    {
+        int n = 100, m = 3000;
+        var (q, k, d) = Family("line", n, m, bound, 5);
+        for (int i = 0; i < n; i++) { double a = q[i * 2] - q[i * 2 + 1]; q[i * 2] = 0.5 * a; q[i * 2 + 1] = -0.5 * a; } // exactly ⊥
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m, 1, 6), n, m, d, 1, 1, 1.0);
+        var alg = new RangeSearchAttention { ForcedHalfWidth = 4 };
+        RangeTestData.Check(alg, p, 1e-6);
+        var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
+        Assert.True((double)r.Certificate.Parameter("nodesVisitedPerQuery")! <= 1.0);
+        Assert.True((double)r.Certificate.Parameter("maxSearchNodesPerQuery")! <= 2.0);
+        Assert.Equal(0.0, (double)r.Certificate.Parameter("directKeysPerQuery")!);
+    }
+
+    [Fact]
+    public void Vector_attention_visits_polylog_nodes_per_query()
+    {
+        // d = 1: the relevant keys are one suffix/prefix; the tree answers it with O(log m·(T/H + 1)) nodes.
+        int n = 300, m = 16384;
+        var p = RangeTestData.Uniform(n, m, 1, 1, 30, 8, 1);
+        var alg = new VectorAttention { ForcedHalfWidth = 6 };
+        var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
+        double t = (double)r.Certificate.Parameter("thresholdT")!, depth = Math.Log2(m / 16.0) + 1;
+        double visited = (double)r.Certificate.Parameter("nodesVisitedPerQuery")!;
+        Assert.True(visited <= 2 * (depth + 1) * (Math.Ceiling(t / 12) + 2), $"{visited} nodes per query");
+        Assert.True((double)r.Certificate.Parameter("maxSearchNodesPerQuery")! <= depth + 2);
+    }
+
+    [Fact]
+    public void Work_estimate_matches_the_run_and_flags_direct_summation()
+    {
+        var p = RangeTestData.Uniform(2000, 2000, 2, 2, 10, 9, 1);
+        var alg = new RangeSearchAttention();
+        var settings = new AttentionSettings { Epsilon = 1e-4, Threads = 1 };
+        var est = alg.EstimateWork(p, settings);
+        var r = alg.Compute(p, settings);
+        Assert.Equal(64, est.SampledQueries);
+        Assert.Equal((double)r.Certificate.Parameter("halfWidthH")!, est.HalfWidth);
+        // The sample predicts the per-query work within a factor 2 on uniform data.
+        double run = (double)r.Certificate.Parameter("nodesVisitedPerQuery")!;
+        Assert.InRange(est.NodesVisitedPerQuery, run / 2, run * 2);
+        Assert.Equal(2000.0 * 2000, est.ExactPairs);
+        // With no moments every relevant key is summed directly: the estimate shows it.
+        var direct = new RangeSearchAttention { ForcedHalfWidth = 0 }.EstimateWork(RangeTestData.Uniform(500, 500, 2, 1, 1, 3, 1), settings);
+        Assert.True(direct.DirectKeysFraction > 0.9, $"direct fraction {direct.DirectKeysFraction}");
+    }
+}
