@@ -14,12 +14,13 @@ internal static class BenchRangeCommand
         var scale = new Option<double>("--scale") { Description = "Logit scale s.", DefaultValueFactory = _ => 1 };
         var epsilon = new Option<double>("--epsilon") { Description = "Target ‖·‖∞ error.", Required = true };
         var valueBound = new Option<double>("--value-bound") { Description = "Entry bound of V (default 1).", DefaultValueFactory = _ => 1 };
-        var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line (keys on the diagonal, queries orthogonal to it: a plain kd-tree's worst case) or clustered.", DefaultValueFactory = _ => "uniform" };
+        var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line (keys on the diagonal, queries orthogonal to it), clustered, strip (keys in a thin strip, queries along its normal), constant (keys (t, t, 0, …)) or sphere (keys on a sphere cap).", DefaultValueFactory = _ => "uniform" };
+        var causal = new Option<bool>("--causal") { Description = "Causal mask (query i attends to keys j ≤ i)." };
         var algorithm = new Option<string>("--algorithm") { Description = "range, vector, rounding or lowrank.", DefaultValueFactory = _ => "range" };
         var threads = CommonOptions.Threads();
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var cmd = new Command("range", "Time a range-search algorithm (Gupta et al.) against the exact kernel (sampled rows).")
-            { n, d, bound, scale, epsilon, valueBound, distribution, algorithm, threads, json };
+            { n, d, bound, scale, epsilon, valueBound, distribution, algorithm, threads, json, causal };
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), t = r.GetValue(threads);
@@ -32,7 +33,7 @@ internal static class BenchRangeCommand
             if (alg is not ("range" or "vector" or "rounding" or "lowrank"))
                 throw new UsageException($"--algorithm must be range, vector, rounding or lowrank (got '{alg}').");
             var o = r.InvocationConfiguration.Output;
-            var fields = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb);
+            var fields = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb, causal: r.GetValue(causal));
             if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
             else foreach (var kv in fields) o.WriteLine($"{kv.Key,-20} {Format(kv.Value)}");
             return 0;

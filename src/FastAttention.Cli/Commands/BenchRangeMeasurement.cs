@@ -4,26 +4,27 @@ namespace FastAttention.Cli.Commands;
 
 /// <summary>
 /// One measurement of a range-search-family algorithm (vector, rounding, range, lowrank) against the exact kernel on
-/// seeded data: Q, K entries in [−B, B] drawn from the distribution, V uniform in [−valueBound, valueBound]. 'line' is the
-/// adversarial case for a kd-tree: keys on the diagonal t·(1, …, 1) and (for d ≥ 2) queries orthogonal to it, so every
-/// key ties at the maximum and every axis-aligned box straddles the relevant halfspace's boundary with an ill-conditioned
-/// expansion (Θ(m) work per query for a plain kd-tree; the range tree's principal-axis frames for thin nodes are what
-/// this case measures). The exact kernel is timed on a random sample
-/// of query rows (all keys) and scaled by n/rows; the error is measured against the float64 reference on those rows.
+/// seeded data: Q, K entries in [−B, B] drawn from the distribution, V uniform in [−valueBound, valueBound]. The
+/// adversarial families of issue 11: 'line' (keys on the diagonal t·(1, …, 1), queries orthogonal to it: every key ties
+/// and every axis-aligned box straddles the boundary), 'constant' (keys (t, t, 0, …), queries orthogonal to (1, 1, 0, …)),
+/// 'strip' (keys in a thin strip, queries along its normal: every key relevant), 'sphere' (keys on a sphere cap, queries
+/// outward). The exact kernel is timed on a random sample of query rows (all keys) and scaled by n/rows — for a causal
+/// mask by the causal pair count instead (the kernel skips masked blocks); the error is measured against the float64
+/// reference on those rows.
 /// </summary>
 internal static class BenchRangeMeasurement
 {
     public const int ExactRows = 1024;
 
     public static List<KeyValuePair<string, object?>> Run(string algorithm, int n, int d, double bound, double scale, double epsilon,
-        Distribution dist, int threads, double valueBound, int sampleRows = ExactRows, int seed = 1, int repeats = 1)
+        Distribution dist, int threads, double valueBound, int sampleRows = ExactRows, int seed = 1, int repeats = 1, bool causal = false)
     {
         var alg = AttentionAlgorithms.Create(algorithm);
         if (alg.IsExact) throw new UsageException($"--algorithm must be an approximate algorithm (vector, rounding, range, lowrank), not '{algorithm}'.");
         var settings = new AttentionSettings { Epsilon = epsilon, Threads = threads };
-        var problem = Make(n, d, bound, scale, dist, valueBound, seed);
+        var problem = Make(n, d, bound, scale, dist, valueBound, seed, causal);
         // Warm-up (JIT, tiered compilation) on a small instance of the same kind.
-        try { alg.Compute(Make(Math.Min(n, 2048), d, bound, scale, dist, valueBound, seed + 10), settings); }
+        try { alg.Compute(Make(Math.Min(n, 2048), d, bound, scale, dist, valueBound, seed + 10, causal), settings); }
         catch (AttentionRefusedException) { }
         AttentionResult<double> result;
         result = alg.Compute(problem, settings);
@@ -31,11 +32,13 @@ internal static class BenchRangeMeasurement
         for (int r = 1; r < repeats; r++) seconds = Math.Min(seconds, alg.Compute(problem, settings).Certificate.Elapsed.TotalSeconds);
         var rows = Instances.SampleRows(n, sampleRows, seed + 3);
         double exactSeconds = ExactSeconds(problem, rows, threads);
+        if (causal && rows.Length < n) exactSeconds *= CausalPairs(n, n) / ((double)n * n);
+        else if (causal) exactSeconds = Measure.BestSeconds(() => AttentionAlgorithms.Create("exact").Compute(problem, new AttentionSettings { Threads = threads }), 1);
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         return
         [
             new("algorithm", alg.Name), new("n", n), new("d", d), new("bound", bound), new("scale", scale), new("valueBound", valueBound),
-            new("distribution", dist.ToString().ToLowerInvariant()), new("threads", settings.EffectiveThreads),
+            new("distribution", dist.ToString().ToLowerInvariant()), new("causal", causal), new("threads", settings.EffectiveThreads),
             new("epsilon", epsilon), new("errorBound", result.Certificate.ErrorBound), new("maxAbsError", err),
             new("seconds", seconds), new("repeats", repeats), new("exactSeconds", exactSeconds), new("speedupVsExact", exactSeconds / seconds),
             new("exactSampledRows", rows.Length), new("peakWorkingSetBytes", System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64),
@@ -43,21 +46,34 @@ internal static class BenchRangeMeasurement
         ];
     }
 
-    public static AttentionProblem<double> Make(int n, int d, double bound, double scale, Distribution dist, double valueBound, int seed)
+    public static AttentionProblem<double> Make(int n, int d, double bound, double scale, Distribution dist, double valueBound, int seed, bool causal = false)
     {
-        var q = Instances.Matrix(n, d, bound, seed, dist == Distribution.Line ? Distribution.Uniform : dist);
-        if (dist == Distribution.Line && d >= 2)
+        var q = Instances.Matrix(n, d, bound, seed, dist is Distribution.Normal or Distribution.Clustered ? dist : Distribution.Uniform);
+        int span = dist == Distribution.Constant ? Math.Min(2, d) : d;
+        if (dist is Distribution.Line or Distribution.Constant && d >= 2)
             for (int i = 0; i < n; i++)
             {
-                // Project onto the orthogonal complement of (1, …, 1): the worst case for axis-aligned boxes.
+                // Project onto the orthogonal complement of (1, …, 1) (of (1, 1, 0, …) for 'constant'): every key ties.
                 double mean = 0;
-                for (int c = 0; c < d; c++) mean += q[i * d + c];
-                mean /= d;
-                for (int c = 0; c < d; c++) q[i * d + c] = Math.Clamp(q[i * d + c] - mean, -bound, bound);
+                for (int c = 0; c < span; c++) mean += q[i * d + c];
+                mean /= span;
+                for (int c = 0; c < span; c++) q[i * d + c] = Math.Clamp(q[i * d + c] - mean, -bound, bound);
             }
+        if (dist == Distribution.Strip && d >= 2)
+            for (int i = 0; i < n; i++) q[i * d] = 0; // along the strip's normal: every key relevant
+        if (dist == Distribution.Sphere)
+            for (int i = 0; i < n; i++) q[i * d + d - 1] = bound * (0.5 + 0.5 * Math.Abs(q[i * d + d - 1]) / bound); // outward
         var k = Instances.Matrix(n, d, bound, seed + 1, dist);
         var v = Instances.Matrix(n, d, valueBound, seed + 2);
-        return new AttentionProblem<double>(q, k, v, n, n, d, d, 1, scale);
+        return new AttentionProblem<double>(q, k, v, n, n, d, d, 1, scale, causal);
+    }
+
+    /// <summary>Σ_i min(i + 1, m): the pairs a causal mask keeps.</summary>
+    public static double CausalPairs(int n, int m)
+    {
+        double s = 0;
+        for (int i = 0; i < n; i++) s += Math.Min(i + 1, m);
+        return s;
     }
 
     /// <summary>Seconds of the exact kernel on the sampled query rows (all keys), scaled by n/rows.</summary>
@@ -68,7 +84,7 @@ internal static class BenchRangeMeasurement
         var qs = new double[rows.Length * d];
         var q = p.Q.Span;
         for (int r = 0; r < rows.Length; r++) q.Slice(rows[r] * d, d).CopyTo(qs.AsSpan(r * d, d));
-        var sub = new AttentionProblem<double>(qs, p.K, p.V, rows.Length, p.M, d, p.Dv, 1, p.Scale);
+        var sub = new AttentionProblem<double>(qs, p.K, p.V, rows.Length, p.M, d, p.Dv, 1, p.Scale); // all keys (causal: scaled by the caller)
         var settings = new AttentionSettings { Threads = threads };
         exact.Compute(new AttentionProblem<double>(qs.AsMemory(0, Math.Min(rows.Length, 64) * d), p.K.Slice(0, Math.Min(p.M, 4096) * d), p.V.Slice(0, Math.Min(p.M, 4096) * p.Dv), Math.Min(rows.Length, 64), Math.Min(p.M, 4096), d, p.Dv, 1, p.Scale), settings);
         double s = Measure.BestSeconds(() => exact.Compute(sub, settings), 1);

@@ -23,11 +23,12 @@ internal static class ScalingExperimentCommand
         var bound = new Option<double>("--bound") { Description = "Entry bound B of Q and K.", DefaultValueFactory = _ => 100 };
         var scale = new Option<double>("--scale") { Description = "Logit scale s.", DefaultValueFactory = _ => 1 };
         var epsilon = new Option<double?>("--epsilon") { Description = "Target ‖·‖∞ error (default 1e-6 for d = 1, 1e-4 otherwise)." };
-        var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line or clustered.", DefaultValueFactory = _ => "uniform" };
+        var distribution = new Option<string>("--distribution") { Description = "uniform, normal, line, clustered, strip, constant or sphere.", DefaultValueFactory = _ => "uniform" };
+        var causal = new Option<bool>("--causal") { Description = "Causal mask (query i attends to keys j ≤ i)." };
         var threads = CommonOptions.Threads();
         var repeats = new Option<int>("--repeats") { Description = "Runs of the algorithm per size; the fastest counts (the machine may be shared).", DefaultValueFactory = _ => 3 };
         var cmd = new Command("scaling", "Time vs n for a range-search algorithm with the exact kernel alongside; fitted exponent, CSV and PNG.")
-            { algorithm, d, outDir, minLog, maxLog, bound, scale, epsilon, distribution, threads, repeats };
+            { algorithm, d, outDir, minLog, maxLog, bound, scale, epsilon, distribution, threads, repeats, causal };
         cmd.SetAction(r =>
         {
             int dd = r.GetValue(d), lo = r.GetValue(minLog), hi = r.GetValue(maxLog), t = r.GetValue(threads), reps = r.GetValue(repeats);
@@ -48,7 +49,7 @@ internal static class ScalingExperimentCommand
             for (int lg = lo; lg <= hi; lg++)
             {
                 int n = 1 << lg;
-                var f = BenchRangeMeasurement.Run(alg, n, dd, b, s, eps, dist, t, 1, repeats: reps);
+                var f = BenchRangeMeasurement.Run(alg, n, dd, b, s, eps, dist, t, 1, repeats: reps, causal: r.GetValue(causal));
                 double sec = Get(f, "seconds"), ex = Get(f, "exactSeconds");
                 bool extrapolated = (int)f.First(p => p.Key == "exactSampledRows").Value! < n;
                 rows.Add((n, sec, ex, extrapolated, Get(f, "maxAbsError"), Get(f, "errorBound")));
@@ -60,7 +61,7 @@ internal static class ScalingExperimentCommand
             var upper = rows.Skip(rows.Count / 2).ToList();
             double upperSlope = Fit(upper.Select(x => (double)x.N), upper.Select(x => x.Seconds));
             o.WriteLine($"fitted exponent (time ∝ n^p): {alg} p = {slope:F3} (n ≥ {upper[0].N}: p = {upperSlope:F3}); exact p = {exactSlope:F3}   (* = exact timed on sampled rows, scaled by n/rows)");
-            string stem = Path.Combine(dir, $"scaling-{alg}-d{dd}-{dist.ToString().ToLowerInvariant()}");
+            string stem = Path.Combine(dir, $"scaling-{alg}-d{dd}-{dist.ToString().ToLowerInvariant()}{(r.GetValue(causal) ? "-causal" : "")}");
             var csv = new StringBuilder("n,seconds,exactSeconds,exactExtrapolated,speedup,maxAbsError,errorBound\n");
             foreach (var x in rows)
                 csv.Append(CultureInfo.InvariantCulture, $"{x.N},{x.Seconds:R},{x.Exact:R},{(x.Extrapolated ? "true" : "false")},{x.Exact / x.Seconds:R},{x.Error:R},{x.Bound:R}\n");

@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace FastAttention.RangeSearch;
 
 /// <summary>
@@ -177,29 +181,152 @@ internal sealed class CentredExpansion
     /// Σ_j C(e, j)·δ^{e−j}σ^j·a_j with Σ|coefficients| ≤ 1).</summary>
     public double TranslationUnits => D * (2.0 * Degree + 4);
 
-    /// <summary>pw[β] = x^β for all multi-indices (at most |β| roundings each), one vector multiply per row.</summary>
+    /// <summary>pw[β] = x^β for all multi-indices (at most |β| roundings each).</summary>
     public void Powers(ReadOnlySpan<double> x, Span<double> pw, Span<double> work)
     {
-        int d = D, g = Degree;
-        var last = work[..(g + 1)];
-        var prefix = work.Slice(g + 1, _rowStart.Length);
-        last[0] = 1;
-        double xd = x[d - 1];
-        for (int j = 1; j <= g; j++) last[j] = last[j - 1] * xd;
-        if (d == 1) { last.CopyTo(pw); return; }
-        prefix[0] = 1;
-        last.CopyTo(pw);
-        for (int r = 1; r < _rowStart.Length; r++)
+        var last = work[..(Degree + 1)];
+        var prefix = work.Slice(Degree + 1, _rowStart.Length);
+        RowPowers(x, last, prefix);
+        for (int r = 0; r < _rowStart.Length; r++)
         {
-            double p = prefix[_rowParent[r]] * x[_rowAxis[r]];
-            prefix[r] = p;
-            int len = _rowLength[r];
-            System.Numerics.Tensors.TensorPrimitives.Multiply(last[..len], p, pw.Slice(_rowStart[r], len));
+            double p = prefix[r];
+            int start = _rowStart[r], len = _rowLength[r];
+            for (int j = 0; j < len; j++) pw[start + j] = p * last[j];
         }
     }
 
-    /// <summary>Scratch length <see cref="Powers"/> needs.</summary>
+    /// <summary>Scratch length <see cref="Powers"/>, the moment evaluation and <see cref="AccumulateKey"/> need.</summary>
     public int PowersWork => Degree + 1 + _rowStart.Length;
+
+    /// <summary>Powers of the last coordinate (x_d^j, j ≤ g) and each row's prefix product Π_{c&lt;d} x_c^{β_c}.</summary>
+    private void RowPowers(ReadOnlySpan<double> x, Span<double> last, Span<double> prefix)
+    {
+        int d = D, g = Degree;
+        last[0] = 1;
+        double xd = x[d - 1];
+        for (int j = 1; j <= g; j++) last[j] = last[j - 1] * xd;
+        prefix[0] = 1;
+        for (int r = 1; r < _rowStart.Length; r++) prefix[r] = prefix[_rowParent[r]] * x[_rowAxis[r]];
+    }
+
+    /// <summary>
+    /// result[c] = Σ_β z^β·moments[c·Terms + β] for c &lt; <paramref name="columns"/>: per row, one short dot product of the
+    /// last coordinate's powers with each column, scaled by the row's prefix (no power vector is formed). Rounding
+    /// ≤ (2g + rows + 5)u relative to Σ_β |z^β||moment_β| (within <see cref="EvaluationUnits"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work)
+    {
+        var last = work[..(Degree + 1)];
+        var prefix = work.Slice(Degree + 1, _rowStart.Length);
+        RowPowers(z, last, prefix);
+        int terms = Terms, rows = _rowStart.Length;
+        ref double lr = ref MemoryMarshal.GetReference(last);
+        ref double mr = ref MemoryMarshal.GetReference(moments);
+        if (Vector256.IsHardwareAccelerated)
+        {
+            // Columns in groups of up to four, accumulators in registers.
+            for (int c0 = 0; c0 < columns; c0 += 4)
+            {
+                int nc = Math.Min(4, columns - c0);
+                var a0 = Vector256<double>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
+                double t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+                nuint o0 = (nuint)(c0 * terms), o1 = (nuint)((c0 + Math.Min(1, nc - 1)) * terms),
+                    o2 = (nuint)((c0 + Math.Min(2, nc - 1)) * terms), o3 = (nuint)((c0 + Math.Min(3, nc - 1)) * terms);
+                for (int r = 0; r < rows; r++)
+                {
+                    double p = prefix[r];
+                    int start = _rowStart[r], len = _rowLength[r], j = 0;
+                    var r0 = Vector256<double>.Zero; var r1 = r0; var r2 = r0; var r3 = r0;
+                    for (; j + 4 <= len; j += 4)
+                    {
+                        var l = Vector256.LoadUnsafe(ref lr, (nuint)j);
+                        nuint at = (nuint)(start + j);
+                        r0 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o0 + at), r0);
+                        r1 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o1 + at), r1);
+                        r2 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o2 + at), r2);
+                        r3 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o3 + at), r3);
+                    }
+                    var pv = Vector256.Create(p);
+                    a0 = Vector256.FusedMultiplyAdd(pv, r0, a0); a1 = Vector256.FusedMultiplyAdd(pv, r1, a1);
+                    a2 = Vector256.FusedMultiplyAdd(pv, r2, a2); a3 = Vector256.FusedMultiplyAdd(pv, r3, a3);
+                    if (j < len)
+                    {
+                        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                        for (; j < len; j++)
+                        {
+                            double l = last[j];
+                            nuint at = (nuint)(start + j);
+                            s0 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o0 + at), s0);
+                            s1 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o1 + at), s1);
+                            s2 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o2 + at), s2);
+                            s3 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o3 + at), s3);
+                        }
+                        t0 = Math.FusedMultiplyAdd(p, s0, t0); t1 = Math.FusedMultiplyAdd(p, s1, t1);
+                        t2 = Math.FusedMultiplyAdd(p, s2, t2); t3 = Math.FusedMultiplyAdd(p, s3, t3);
+                    }
+                }
+                result[c0] = Vector256.Sum(a0) + t0;
+                if (nc > 1) result[c0 + 1] = Vector256.Sum(a1) + t1;
+                if (nc > 2) result[c0 + 2] = Vector256.Sum(a2) + t2;
+                if (nc > 3) result[c0 + 3] = Vector256.Sum(a3) + t3;
+            }
+            return;
+        }
+        for (int c = 0; c < columns; c++)
+        {
+            double sum = 0;
+            for (int r = 0; r < rows; r++)
+            {
+                int start = _rowStart[r], len = _rowLength[r];
+                double t = 0;
+                for (int j = 0; j < len; j++) t = Math.FusedMultiplyAdd(last[j], moments[c * terms + start + j], t);
+                sum = Math.FusedMultiplyAdd(prefix[r], t, sum);
+            }
+            result[c] = sum;
+        }
+    }
+
+    /// <summary>
+    /// Adds one key's moments: part[β] += u^β and part[(c + 1)·Terms + β] += u^β·values[c] (the powers are formed row by
+    /// row, at most |β| roundings, and each product and sum adds one).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void AccumulateKey(ReadOnlySpan<double> u, ReadOnlySpan<double> values, Span<double> part, Span<double> work)
+    {
+        var last = work[..(Degree + 1)];
+        var prefix = work.Slice(Degree + 1, _rowStart.Length);
+        RowPowers(u, last, prefix);
+        int terms = Terms, rows = _rowStart.Length, dv = values.Length;
+        ref double lr = ref MemoryMarshal.GetReference(last);
+        ref double pr = ref MemoryMarshal.GetReference(part);
+        for (int r = 0; r < rows; r++)
+        {
+            double p = prefix[r];
+            int start = _rowStart[r], len = _rowLength[r], j = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var pv = Vector256.Create(p);
+                for (; j + 4 <= len; j += 4)
+                {
+                    var w = pv * Vector256.LoadUnsafe(ref lr, (nuint)j);
+                    ref double d0 = ref Unsafe.Add(ref pr, start + j);
+                    (Vector256.LoadUnsafe(ref d0) + w).StoreUnsafe(ref d0);
+                    for (int c = 0; c < dv; c++)
+                    {
+                        ref double dc = ref Unsafe.Add(ref pr, (c + 1) * terms + start + j);
+                        Vector256.FusedMultiplyAdd(w, Vector256.Create(values[c]), Vector256.LoadUnsafe(ref dc)).StoreUnsafe(ref dc);
+                    }
+                }
+            }
+            for (; j < len; j++)
+            {
+                double w = p * last[j];
+                part[start + j] += w;
+                for (int c = 0; c < dv; c++) part[(c + 1) * terms + start + j] = Math.FusedMultiplyAdd(w, values[c], part[(c + 1) * terms + start + j]);
+            }
+        }
+    }
 
     /// <summary>Multiplies each moment column by c_β (done once, after all translations).</summary>
     public void FoldCoefficients(Span<double> moments)
@@ -212,36 +339,53 @@ internal sealed class CentredExpansion
     /// parent box, |δ_c| + σ_c ≤ 1), u'^β = Π_c Σ_{j ≤ β_c} C(β_c, j)·δ_c^{β_c − j}·σ_c^j·u_c^j, so
     /// μ'[β] = Σ over the same multi-index set (closed under lowering one exponent). All coefficients are bounded by
     /// (|δ_c| + σ_c)^{β_c} ≤ 1, so each pass adds at most (2g + 4)u relative to Σ|v|. Adds the result to
-    /// <paramref name="target"/>. <paramref name="work"/> holds 2·Terms doubles.
+    /// <paramref name="target"/> for <paramref name="columns"/> columns of Terms each. <paramref name="work"/> holds
+    /// 2·Terms + (g + 1)² doubles.
     /// </summary>
-    public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, Span<double> work)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work)
     {
-        int d = D, g = Degree, terms = Terms, stride = g + d + 1;
-        var a = work[..terms]; var b = work.Slice(terms, terms);
-        source.CopyTo(a);
-        Span<double> dp = stackalloc double[g + 1]; Span<double> sp = stackalloc double[g + 1];
+        int d = D, g = Degree, terms = Terms, stride = g + d + 1, g1 = g + 1;
+        var a = work[..terms]; var b = work.Slice(terms, terms); var coef = work.Slice(2 * terms, d * g1 * g1);
+        Span<double> dp = stackalloc double[g1]; Span<double> sp = stackalloc double[g1];
+        // Coefficients C(e, j)·δ^{e−j}·σ^j of every coordinate, shared by all columns.
         for (int c = 0; c < d; c++)
         {
-            if (delta[c] == 0 && sigma[c] == 1) continue;
             dp[0] = 1; sp[0] = 1;
             for (int i = 1; i <= g; i++) { dp[i] = dp[i - 1] * delta[c]; sp[i] = sp[i - 1] * sigma[c]; }
-            for (int t = 0; t < terms; t++)
-            {
-                int e = _exponents[t * d + c];
-                // b[t] = Σ_{j=0}^{e} C(e, j) δ^{e−j} σ^j a[β with β_c = j]; walk down from j = e.
-                double sum = 0;
-                int idx = t;
-                for (int j = e; j >= 0; j--)
-                {
-                    sum += _binomial[e * stride + j] * dp[e - j] * sp[j] * a[idx];
-                    if (j > 0) idx = _down[idx * d + c];
-                }
-                b[t] = sum;
-            }
-            b.CopyTo(a);
+            var cc = coef.Slice(c * g1 * g1, g1 * g1);
+            for (int e = 0; e <= g; e++)
+                for (int j = 0; j <= e; j++) cc[e * g1 + j] = _binomial[e * stride + j] * dp[e - j] * sp[j];
         }
-        for (int t = 0; t < terms; t++) target[t] += a[t];
+        for (int col = 0; col < columns; col++)
+        {
+            source.Slice(col * terms, terms).CopyTo(a);
+            for (int c = 0; c < d; c++)
+            {
+                if (delta[c] == 0 && sigma[c] == 1) continue;
+                var cc = coef.Slice(c * g1 * g1, g1 * g1);
+                for (int t = 0; t < terms; t++)
+                {
+                    int e = _exponents[t * d + c];
+                    // b[t] = Σ_{j=0}^{e} C(e, j) δ^{e−j} σ^j a[β with β_c = j]; walk down from j = e.
+                    double sum = 0;
+                    int idx = t, row = e * g1;
+                    for (int j = e; j >= 0; j--)
+                    {
+                        sum = Math.FusedMultiplyAdd(cc[row + j], a[idx], sum);
+                        if (j > 0) idx = _down[idx * d + c];
+                    }
+                    b[t] = sum;
+                }
+                b.CopyTo(a);
+            }
+            var dst = target.Slice(col * terms, terms);
+            for (int t = 0; t < terms; t++) dst[t] += a[t];
+        }
     }
+
+    /// <summary>Scratch length <see cref="TranslateAdd"/> needs.</summary>
+    public int TranslateWork => 2 * Terms + D * (Degree + 1) * (Degree + 1);
 
     // ---- construction and proof ------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ public sealed class LowRankAttention : RangeSearchFamily
             return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
         }
         var (qr, kr, r, eps, p) = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, settings.Epsilon);
-        var res = RangeEngine.Run(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth);
+        var res = RangeEngine.Run(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth, AllowExactPlan);
         for (int i = 0; i < res.Output.Length; i++) Store(output, i, res.Output[i]);
         p.AddRange(res.Parameters);
         return new HeadReport((double)p.First(x => x.Key == "truncationError").Value + res.Bound, p);
@@ -37,7 +37,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         var (q, k, v) = head.ToDouble();
         if (RangeErrorBudget.MaxAbs(v) == 0) return RangeWorkEstimate.Zero(Name, head.N, head.M);
         var (qr, kr, r, eps, _) = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, settings.Epsilon);
-        return RangeEngine.Estimate(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth);
+        return RangeEngine.Estimate(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth, AllowExactPlan);
     }
 
     /// <summary>Lemma A.5: the rank-r reduction Q′, K′, its rank and the ε left for Algorithm 1 after the truncation.</summary>

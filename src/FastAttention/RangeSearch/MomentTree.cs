@@ -391,8 +391,8 @@ internal sealed class MomentTree
 
     private sealed class MomentScratch(CentredExpansion exp, int d, int dv)
     {
-        public readonly double[] Pw = new double[exp.Terms], Part = new double[(dv + 1) * exp.Terms], U = new double[d],
-            Hi = new double[d], Lo = new double[d], Work = new double[Math.Max(2 * exp.Terms, exp.PowersWork)], Ds = new double[2 * d];
+        public readonly double[] Part = new double[(dv + 1) * exp.Terms], U = new double[d],
+            Hi = new double[d], Lo = new double[d], Work = new double[Math.Max(exp.TranslateWork, exp.PowersWork)], Ds = new double[2 * d];
     }
 
     /// <summary>Adds the child's moments, moved to the parent's centre and scale, to the parent's. False (nothing added)
@@ -410,17 +410,17 @@ internal sealed class MomentTree
         }
         var src = _moments.AsSpan(_momentOffset[child] * _stride, _stride);
         var dst = _moments.AsSpan(_momentOffset[parent] * _stride, _stride);
-        for (int col = 0; col <= _dv; col++)
-            _exp.TranslateAdd(src.Slice(col * terms, terms), delta, sigma, dst.Slice(col * terms, terms), sc.Work);
+        _exp.TranslateAdd(src, delta, sigma, dst, _dv + 1, sc.Work);
         return true;
     }
 
     /// <summary>Moments of one node from its keys, summed in chunks (rounding (chunk + count/chunk)·u relative to Σ|terms|).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AccumulateKeys(int node, MomentScratch sc)
     {
         int terms = _exp!.Terms, dv = _dv, d = _d, f = _frame[node];
         var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
-        var part = sc.Part; var pw = sc.Pw; var u = sc.U;
+        var part = sc.Part; var u = sc.U;
         var ctr = _fc.AsSpan(node * d, d); var ext = _fe.AsSpan(node * d, d);
         for (int start = _lo[node]; start < _hi[node]; start += Chunk)
         {
@@ -435,13 +435,7 @@ internal sealed class MomentTree
                     FrameCoordinates(f, _k.AsSpan(j * d, d), sc.Hi, sc.Lo);
                     for (int c = 0; c < d; c++) u[c] = ext[c] > 0 ? Math.Clamp(((sc.Hi[c] - ctr[c]) + sc.Lo[c]) / ext[c], -1, 1) : 0;
                 }
-                _exp.Powers(u, pw, sc.Work);
-                System.Numerics.Tensors.TensorPrimitives.Add(part.AsSpan(0, terms), pw, part.AsSpan(0, terms));
-                for (int col = 0; col < dv; col++)
-                {
-                    var dst = part.AsSpan((col + 1) * terms, terms);
-                    System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(pw, _v[j * dv + col], dst, dst);
-                }
+                _exp.AccumulateKey(u, _v.AsSpan(j * dv, dv), part, sc.Work);
             }
             System.Numerics.Tensors.TensorPrimitives.Add(mom, part, mom);
         }
@@ -455,11 +449,11 @@ internal sealed class MomentTree
     {
         public Scratch(int d, int dv, int terms, int powersWork)
         {
-            D = d; Q = new double[d]; A = new double[d]; Z = new double[d];
-            Pw = new double[Math.Max(1, terms)]; Work = new double[Math.Max(1, powersWork)]; Acc = new double[dv + 1];
+            D = d; Q = new double[d]; A = new double[d]; Z = new double[d]; NodeSum = new double[dv + 1];
+            Work = new double[Math.Max(1, powersWork)]; Acc = new double[dv + 1];
         }
         public readonly int D;
-        public readonly double[] Q, A, Z, Pw, Work, Acc;
+        public readonly double[] Q, A, Z, Work, Acc, NodeSum;
         public double Scale, YHi, YLo, MaxLogit;
         public int[] Stack = new int[512];
         public double[] Bounds = new double[512];
@@ -468,7 +462,7 @@ internal sealed class MomentTree
         public int ExpandedCount;
         public int[] Direct = new int[512];
         public int DirectCount;
-        public double[] XBuf = new double[Chunk], WBuf = new double[Chunk];
+        public double[] WBuf = new double[Chunk];
         // frame cache
         public int Stamp;
         public int[] FrameStamp = [];
@@ -498,10 +492,13 @@ internal sealed class MomentTree
             Expanded[ExpandedCount] = node; ExpandedH[ExpandedCount++] = h;
         }
 
-        public void AddDirect(int lo, int hi)
+        /// <summary>Adds a key range to the work list; false when it extended the previous one (adjacent in tree order).</summary>
+        public bool AddDirect(int lo, int hi)
         {
+            if (DirectCount > 0 && Direct[DirectCount - 1] == lo) { Direct[DirectCount - 1] = hi; return false; }
             if (DirectCount + 2 > Direct.Length) Array.Resize(ref Direct, 2 * Direct.Length);
             Direct[DirectCount++] = lo; Direct[DirectCount++] = hi;
+            return true;
         }
     }
 
@@ -565,6 +562,7 @@ internal sealed class MomentTree
     /// the best logit found (s·q·k, float64) and <paramref name="bestKey"/> its tree position (unchanged if this tree
     /// cannot beat the incoming best); the true maximum over this tree is at most max(best, incoming) + tolerance + slack.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MaxSearch(Scratch sc, double tolerance, ref double best, ref int bestKey, QueryStats st)
     {
         Begin(sc);
@@ -675,6 +673,7 @@ internal sealed class MomentTree
     /// nodes are opened, and leaves are summed directly. Fills the scratch's work list (expanded nodes with their h,
     /// direct key ranges) and counts the work; nothing is evaluated, so this is also the planner's work estimate.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Collect(Scratch sc, double threshold, double hMax, int momentMinimum, QueryStats st)
     {
         Begin(sc);
@@ -696,7 +695,7 @@ internal sealed class MomentTree
             }
             if (_left[node] < 0)
             {
-                sc.AddDirect(_lo[node], _hi[node]);
+                if (sc.AddDirect(_lo[node], _hi[node])) st.DirectRanges++;
                 st.DirectKeys += cnt;
                 continue;
             }
@@ -714,6 +713,7 @@ internal sealed class MomentTree
     /// Direct keys use compensated logits unless <paramref name="plainLogits"/> (then vectorised; the caller charges
     /// the plain dot products' rounding to the logit budget).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Accumulate(Scratch sc, bool plainLogits, double evaluationUnits, ref double approx, ref double magnitude)
     {
         int d = _d, dv = _dv;
@@ -743,11 +743,10 @@ internal sealed class MomentTree
                 for (int c = 0; c < d; c++) z[c] = sc.Abar[f * d + c] * _fe[o + c] / exp!.H;
             }
             double fa = Math.Exp(sc.Scale * diff);
-            exp!.Powers(z, sc.Pw, sc.Work);
             var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
-            int terms = exp.Terms;
-            for (int col = 0; col <= dv; col++)
-                acc[col] += fa * System.Numerics.Tensors.TensorPrimitives.Dot<double>(sc.Pw, mom.Slice(col * terms, terms));
+            var node1 = sc.NodeSum.AsSpan(0, dv + 1);
+            exp!.Evaluate(z, mom, dv + 1, node1, sc.Work);
+            for (int col = 0; col <= dv; col++) acc[col] += fa * node1[col];
             double mag = exp.Magnitude(h), w = fa * (_hi[node] - _lo[node]);
             approx += w * (exp.AbsoluteError + evaluationUnits * U * mag);
             magnitude += w * mag;
@@ -763,6 +762,7 @@ internal sealed class MomentTree
     /// <summary>Direct sums of e^{s·q·k − M}·(1, v) over tree positions [lo, hi).</summary>
     private static class DirectSums
     {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Compensated(MomentTree t, Scratch sc, int lo, int hi)
         {
             int d = t._d, dv = t._dv;
@@ -775,36 +775,62 @@ internal sealed class MomentTree
             }
         }
 
-        /// <summary>Vectorised: logits by plain FMA dot products (SoA keys), weights by the exact kernel's 2ˣ (≤ 2 ulp).</summary>
+        /// <summary>Vectorised: logits by plain FMA dot products (SoA keys) and the exact kernel's 2ˣ (≤ 2 ulp) in one
+        /// pass that also sums the weights; then one dot product per value column.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Plain(MomentTree t, Scratch sc, int lo, int hi)
         {
             int d = t._d, dv = t._dv, m = t._m;
             var acc = sc.Acc;
-            double log2e = sc.Scale * 1.4426950408889634;
+            double log2e = sc.Scale * 1.4426950408889634, yh = sc.YHi;
             for (int start = lo; start < hi; start += Chunk)
             {
                 int len = Math.Min(Chunk, hi - start);
-                var x = sc.XBuf.AsSpan(0, len); var w = sc.WBuf.AsSpan(0, len);
-                System.Numerics.Tensors.TensorPrimitives.Multiply(t._kT.AsSpan(start, len), sc.Q[0], x);
-                for (int c = 1; c < d; c++) System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(t._kT.AsSpan(c * m + start, len), sc.Q[c], x, x);
-                System.Numerics.Tensors.TensorPrimitives.Add(x, -sc.YHi, x);
-                System.Numerics.Tensors.TensorPrimitives.Multiply(x, log2e, x);
-                if (Vector512.IsHardwareAccelerated) Exp2<Vector512<double>, Simd512D>(x, w);
-                else if (Vector256.IsHardwareAccelerated) Exp2<Vector256<double>, Simd256D>(x, w);
-                else Exp2<double, ScalarSimd<double>>(x, w);
-                acc[0] += System.Numerics.Tensors.TensorPrimitives.Sum<double>(w);
+                var w = sc.WBuf.AsSpan(0, len);
+                double z = Vector256.IsHardwareAccelerated
+                    ? Weights<Vector256<double>, Simd256D>(t._kT, m, d, start, len, sc.Q, yh, log2e, w)
+                    : Weights<double, ScalarSimd<double>>(t._kT, m, d, start, len, sc.Q, yh, log2e, w);
+                acc[0] += z;
                 for (int col = 0; col < dv; col++) acc[col + 1] += System.Numerics.Tensors.TensorPrimitives.Dot<double>(w, t._vT.AsSpan(col * m + start, len));
             }
         }
 
-        private static void Exp2<TV, TS>(ReadOnlySpan<double> x, Span<double> w) where TV : unmanaged where TS : ISimd<double, TV>
+        /// <summary>w_j = 2^{(q·k_j − yHi)·s·log₂e} for j in [start, start + len); returns Σ_j w_j.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static double Weights<TV, TS>(double[] kT, int m, int d, int start, int len, double[] q, double yh, double log2e, Span<double> w)
+            where TV : unmanaged where TS : ISimd<double, TV>
         {
-            int n = x.Length, i = 0, lanes = TS.Count;
-            ref double xr = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
+            int lanes = TS.Count, j = 0;
+            ref double kr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(kT);
             ref double wr = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(w);
-            for (; i + lanes <= n; i += lanes) TS.Store(TS.Exp2(TS.Load(ref Unsafe.Add(ref xr, i))), ref Unsafe.Add(ref wr, i));
-            for (; i < n; i++) w[i] = double.Exp2(x[i]);
+            var sum = TS.Zero;
+            var ny = TS.Broadcast(-yh); var sl = TS.Broadcast(log2e);
+            var q0 = TS.Broadcast(q[0]);
+            var q1 = d > 1 ? TS.Broadcast(q[1]) : TS.Zero; var q2 = d > 2 ? TS.Broadcast(q[2]) : TS.Zero; var q3 = d > 3 ? TS.Broadcast(q[3]) : TS.Zero;
+            for (; j + lanes <= len; j += lanes)
+            {
+                int at = start + j;
+                var x = TS.Fma(q0, TS.Load(ref Unsafe.Add(ref kr, at)), ny);
+                if (d > 1) x = TS.Fma(q1, TS.Load(ref Unsafe.Add(ref kr, m + at)), x);
+                if (d > 2) x = TS.Fma(q2, TS.Load(ref Unsafe.Add(ref kr, 2 * m + at)), x);
+                if (d > 3) x = TS.Fma(q3, TS.Load(ref Unsafe.Add(ref kr, 3 * m + at)), x);
+                for (int c = 4; c < d; c++) x = TS.Fma(TS.Broadcast(q[c]), TS.Load(ref Unsafe.Add(ref kr, c * m + at)), x);
+                var e = TS.Exp2(TS.Mul(x, sl));
+                TS.Store(e, ref Unsafe.Add(ref wr, j));
+                sum = TS.Add(sum, e);
+            }
+            double total = TS.SumAcross(sum);
+            for (; j < len; j++)
+            {
+                int at = start + j;
+                double x = -yh;
+                for (int c = 0; c < d; c++) x = Math.FusedMultiplyAdd(q[c], kT[c * m + at], x);
+                double e = double.Exp2(x * log2e);
+                w[j] = e; total += e;
+            }
+            return total;
         }
+
     }
 }
 

@@ -44,14 +44,14 @@ internal static class RangeEngine
     /// <summary>Runs Algorithm 1; returns the output (n×dv), the certified bound and the certificate parameters.
     /// <paramref name="forcedHalfWidth"/> (tests only) fixes H (0: no moments) instead of choosing it by counting.</summary>
     public static Result Run(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
-        double epsilon, bool float32Output, int threads, bool causal, double? forcedHalfWidth = null) =>
-        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal) { ForcedHalfWidth = forcedHalfWidth }.Execute();
+        double epsilon, bool float32Output, int threads, bool causal, double? forcedHalfWidth = null, bool allowExact = true) =>
+        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal) { ForcedHalfWidth = forcedHalfWidth, AllowExact = allowExact }.Execute();
 
     /// <summary>The planner's cheap, data-dependent work estimate: the geometry (no moments) and the traversal on a sample
     /// of queries, extrapolated to all n.</summary>
     public static RangeWorkEstimate Estimate(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
-        double epsilon, bool float32Output, int threads, bool causal, int sample = DefaultSample, double? forcedHalfWidth = null) =>
-        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal, sample) { ForcedHalfWidth = forcedHalfWidth }.EstimateOnly();
+        double epsilon, bool float32Output, int threads, bool causal, int sample = DefaultSample, double? forcedHalfWidth = null, bool allowExact = true) =>
+        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal, sample) { ForcedHalfWidth = forcedHalfWidth, AllowExact = allowExact }.EstimateOnly();
 
     private sealed class Engine
     {
@@ -69,14 +69,17 @@ internal static class RangeEngine
         private MomentTree[] _trees = [];
         private int[] _blockStart = [], _blockLog = [];
         private readonly Dictionary<long, int> _blockIndex = [];
-        private double _buildSeconds;
+        private double _buildSeconds, _geometrySeconds;
         // chosen plan
         private CentredExpansion? _exp;
         private double _h, _hSafe;
         private int _momentMinimum = int.MaxValue;
         private Plan _chosen = null!;
         private readonly List<Plan> _plans = [];
+        private double _exactSeconds;
+        private bool _useExact;
         public double? ForcedHalfWidth { get; init; }
+        public bool AllowExact { get; init; } = true;
 
         public Engine(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale, double epsilon,
             bool float32, int threads, bool causal, int sample = DefaultSample)
@@ -87,7 +90,7 @@ internal static class RangeEngine
 
         /// <summary>A candidate plan: expansion (or none), its moment threshold and the counted work on the sample.</summary>
         private sealed record Plan(double H, CentredExpansion? Exp, int MomentMinimum, double Visits, double Expansions, double DirectKeys,
-            double MaxNodes, double QuerySeconds, double BuildSeconds, long MomentBytes)
+            double DirectRanges, double MaxNodes, double QuerySeconds, double BuildSeconds, long MomentBytes)
         {
             public double Seconds => QuerySeconds + BuildSeconds;
         }
@@ -157,6 +160,7 @@ internal static class RangeEngine
                 for (int b = 0; b < starts.Count; b++) _blockIndex[((long)_blockLog[b] << 32) | (uint)_blockStart[b]] = b;
             }
             _buildSeconds += clock.Elapsed.TotalSeconds;
+            _geometrySeconds = clock.Elapsed.TotalSeconds;
         }
 
         /// <summary>Trees covering the visible keys of query i (largest first), and the start of the direct tail.</summary>
@@ -254,10 +258,12 @@ internal static class RangeEngine
                     }
                 }
                 double visits = st.NodesVisited * perQuery, expansions = st.Expansions * perQuery, direct = (st.DirectKeys + tailKeys) * perQuery;
-                double maxNodes = maxStats.MaxSearchNodes * perQuery;
-                double keyNs = _plain ? 1.5 + 0.4 * (_d + _dv) : 18 + 4.0 * _d + 1.5 * _dv;
-                double expNs = exp is null ? 0 : 60 + 2.0 * exp.Degree + exp.Terms * (0.35 + 0.3 * (_dv + 1)) + 3.0 * RowCount(exp);
-                double querySeconds = 1e-9 * (visits * 12 + maxNodes * (10 + 2.0 * _d) + expansions * expNs + direct * keyNs + _n * 150) / _threads;
+                double ranges = st.DirectRanges * perQuery, maxNodes = maxStats.MaxSearchNodes * perQuery;
+                // Nanoseconds per unit of work (measured on the 2-core Zen 3 development machine; only their ratios matter
+                // for the choice, the absolute values for the predicted time).
+                double keyNs = _plain ? 1.5 + 0.4 * (_d + _dv) : 18 + 4.0 * _d + 1.5 * _dv, rangeNs = _plain ? 40 + 8.0 * _dv : 10;
+                double expNs = exp is null ? 0 : 80 + 2.0 * exp.Degree + exp.Terms * 0.5 * (_dv + 1) + 2.0 * RowCount(exp);
+                double querySeconds = 1e-9 * (visits * 15 + maxNodes * (25 + 3.0 * _d) + expansions * expNs + direct * keyNs + ranges * rangeNs + _n * 200) / _threads;
                 double buildSeconds = 0; long bytes = 0;
                 if (exp is not null)
                 {
@@ -268,11 +274,19 @@ internal static class RangeEngine
                     buildSeconds = 1e-9 * (keyTerms + translate) / _threads;
                     bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
                 }
-                _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, maxNodes, querySeconds, buildSeconds, bytes));
+                _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, ranges, maxNodes, querySeconds, buildSeconds, bytes));
             }
             _chosen = _plans.MinBy(p => p.Seconds)!;
             _exp = _chosen.Exp; _h = _chosen.H; _momentMinimum = _chosen.MomentMinimum;
+            // Summing every key is best done by the exact kernel: it is the plan when the range search is predicted no
+            // faster (d = 3, 4 at moderate n, where C(g + d, d) moments per node cost as much as the keys they replace).
+            _exactSeconds = 1e-9 * (_causal ? ExactCausalPairs() : (double)_n * _m) * (1.8 + 0.2 * (_d + _dv)) / _threads;
+            _useExact = AllowExact && ForcedHalfWidth is null && _chosen.Seconds >= 0.9 * _exactSeconds && ExactRho() <= 0.5 * _budget.RhoMax;
         }
+
+        /// <summary>Relative error of the exact kernel's numerator and denominator (float64, logits by plain FMA dot
+        /// products of s·log₂e·q with k, 2ˣ within 2 ulp, per-block sums and rescalings): ≤ 2(m + 256)u plus the logits'.</summary>
+        private double ExactRho() => 2.0 * (_m + 256) * U + double.ExpM1(1.45 * (_d + 4) * U * _logitBound) + 6 * U;
 
         private static int RowCount(CentredExpansion e)
         {
@@ -321,7 +335,7 @@ internal static class RangeEngine
             return new RangeWorkEstimate(_name, sample.Length, p.H, p.Exp?.Degree ?? 0, p.Exp?.Terms ?? 0,
                 p.Visits / _n, p.MaxNodes / _n, p.Expansions / _n, p.DirectKeys / _n,
                 p.Visits, p.Expansions, p.DirectKeys, p.QuerySeconds, p.BuildSeconds, exactPairs, p.MomentBytes,
-                _trees.Sum(t => t.OrientedNodes));
+                _trees.Sum(t => t.OrientedNodes)) { PredictedExactSeconds = _exactSeconds, UsesExactKernel = _useExact };
         }
 
         private double ExactCausalPairs()
@@ -341,6 +355,7 @@ internal static class RangeEngine
             var planClock = System.Diagnostics.Stopwatch.StartNew();
             SetUpPlans(sample);
             double planSeconds = planClock.Elapsed.TotalSeconds;
+            if (_useExact) return ExecuteExact(planSeconds);
             var clock = System.Diagnostics.Stopwatch.StartNew();
             if (_exp is not null)
                 foreach (var t in _trees) t.ComputeMoments(_exp, _momentMinimum, _threads);
@@ -362,7 +377,9 @@ internal static class RangeEngine
                     int i = order[r];
                     sc.SetQuery(_q.AsSpan(i * _d, _d), _scale);
                     int count = Structures(i, trees, out int ts, out int te);
+                    long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                     Maximum(sc, trees[..count], ts, te, st);
+                    st.MaxTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t0;
                     double rho = Sum(sc, trees[..count], ts, te, hMax, evalUnits, st, out int terms);
                     if (rho > _rhoEval)
                     {
@@ -392,7 +409,7 @@ internal static class RangeEngine
             double exactPairs = _causal ? ExactCausalPairs() : (double)_n * _m;
             var parameters = new List<KeyValuePair<string, object>>
             {
-                new("halfWidthH", _h), new("degree", _exp?.Degree ?? 0), new("monomials", _exp?.Terms ?? 0),
+                new("plan", "range search"), new("halfWidthH", _h), new("degree", _exp?.Degree ?? 0), new("monomials", _exp?.Terms ?? 0),
                 new("polynomialAbsoluteError", _exp?.AbsoluteError ?? 0), new("thresholdT", _width), new("momentMinimum", _exp is null ? 0 : _momentMinimum),
                 new("safeHalfWidth", _hSafe), new("redoneQueries", stats.Redone),
                 new("nodesVisitedPerQuery", stats.PerQuery(stats.NodesVisited)), new("expansionsPerQuery", stats.PerQuery(stats.Expansions)),
@@ -400,15 +417,44 @@ internal static class RangeEngine
                 new("maxSearchNodesPerQuery", stats.PerQuery(stats.MaxSearchNodes)),
                 new("directKeysFraction", stats.DirectKeys / exactPairs),
                 new("predictedDirectKeysPerQuery", _chosen.DirectKeys / _n), new("predictedExpansionsPerQuery", _chosen.Expansions / _n),
-                new("predictedSeconds", _chosen.Seconds),
+                new("predictedSeconds", _chosen.Seconds), new("predictedExactSeconds", _exactSeconds),
                 new("trees", _trees.Length), new("treeNodes", _trees.Sum(t => t.NodeCount)), new("momentNodes", _trees.Sum(t => t.MomentNodes)),
                 new("orientedNodes", _trees.Sum(t => t.OrientedNodes)), new("treeBytes", _trees.Sum(t => t.Bytes)),
                 new("plainLogits", _plain), new("causal", _causal),
                 new("discardBound", _budget.Relevant.OutputError(_budget.VMax) * _vScale), new("roundingRho", rhoTotal),
                 new("candidates", string.Join(" ", _plans.Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
-                new("buildSeconds", _buildSeconds), new("planSeconds", planSeconds), new("querySeconds", querySeconds),
+                new("maxSearchSeconds", (double)stats.MaxTicks / System.Diagnostics.Stopwatch.Frequency),
+                new("collectSeconds", (double)stats.CollectTicks / System.Diagnostics.Stopwatch.Frequency),
+                new("accumulateSeconds", (double)stats.AccumulateTicks / System.Diagnostics.Stopwatch.Frequency),
+                new("buildSeconds", _buildSeconds), new("geometrySeconds", _geometrySeconds), new("planSeconds", planSeconds), new("querySeconds", querySeconds),
             };
             return new Result(output, bound, parameters);
+        }
+
+        /// <summary>The exact kernel on the scaled V, with its rounding bound as the certificate (no key discarded).</summary>
+        private Result ExecuteExact(double planSeconds)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var problem = new AttentionProblem<double>(_q, _k, _vs, _n, _m, _d, _dv, 1, _scale, _causal);
+            var r = new Exact.FlashAttention().Compute(problem, new AttentionSettings { Threads = _threads });
+            var output = r.Output;
+            for (int i = 0; i < output.Length; i++) output[i] *= _vScale;
+            foreach (double x in output)
+                if (!double.IsFinite(x))
+                    ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, "a non-finite output appeared in the exact plan; this is outside what the range search certifies.");
+            double rho = ExactRho();
+            double vMax = _budget.VMax;
+            double boundScaled = 2 * rho * vMax / (1 - rho) + _budget.OutputRounding + Math.ScaleB(1, -1070);
+            double bound = _budget.Certify(_name, boundScaled) * _vScale;
+            return new Result(output, bound,
+            [
+                new("plan", "exact kernel (predicted no slower than the range search)"), new("predictedSeconds", _exactSeconds),
+                new("predictedRangeSeconds", _chosen.Seconds), new("halfWidthH", 0.0), new("degree", 0), new("monomials", 0),
+                new("thresholdT", _width), new("nodesVisitedPerQuery", 0.0), new("expansionsPerQuery", 0.0),
+                new("directKeysPerQuery", (double)_m), new("maxSearchNodesPerQuery", 0.0), new("roundingRho", rho), new("causal", _causal),
+                new("candidates", string.Join(" ", _plans.Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
+                new("buildSeconds", _buildSeconds), new("planSeconds", planSeconds), new("querySeconds", clock.Elapsed.TotalSeconds),
+            ]);
         }
 
         /// <summary>Σ over the visible keys into sc.Acc with expansions up to half-width <paramref name="hMax"/> (−1: none);
@@ -422,8 +468,11 @@ internal static class RangeEngine
             {
                 sc.ExpandedCount = 0; sc.DirectCount = 0;
                 long before = st.DirectKeys;
+                long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
                 _trees[t].Collect(sc, threshold, hMax, hMax < 0 ? int.MaxValue : _momentMinimum, st);
+                long t1 = System.Diagnostics.Stopwatch.GetTimestamp();
                 _trees[t].Accumulate(sc, _plain, evalUnits, ref approx, ref magnitude);
+                st.CollectTicks += t1 - t0; st.AccumulateTicks += System.Diagnostics.Stopwatch.GetTimestamp() - t1;
                 terms += sc.ExpandedCount + (int)(st.DirectKeys - before);
             }
             if (tailEnd > tailStart)
@@ -461,8 +510,15 @@ public sealed record RangeWorkEstimate(
     /// <summary>Keys summed one by one, as a fraction of the n·m (or causal) pairs the exact kernel computes.</summary>
     public double DirectKeysFraction => ExactPairs > 0 ? TotalDirectKeys / ExactPairs : 0;
 
-    /// <summary>Predicted seconds of the whole run (queries + moments).</summary>
+    /// <summary>Predicted seconds of the range-search plan (queries + moments).</summary>
     public double PredictedSeconds => PredictedQuerySeconds + PredictedBuildSeconds;
+
+    /// <summary>Predicted seconds of the exact kernel on the same problem (same calibration as the range plan).</summary>
+    public double PredictedExactSeconds { get; init; }
+
+    /// <summary>True when the range algorithm would compute this problem with the exact kernel, because its best range
+    /// plan is predicted no faster.</summary>
+    public bool UsesExactKernel { get; init; }
 
     internal static RangeWorkEstimate Zero(string name, int n, int m) => new(name, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (double)n * m, 0, 0);
 
@@ -480,6 +536,7 @@ public sealed record RangeWorkEstimate(
             TotalDirectKeys = heads.Sum(h => h.TotalDirectKeys), PredictedQuerySeconds = heads.Sum(h => h.PredictedQuerySeconds),
             PredictedBuildSeconds = heads.Sum(h => h.PredictedBuildSeconds), ExactPairs = heads.Sum(h => h.ExactPairs),
             MomentBytes = heads.Max(h => h.MomentBytes), OrientedNodes = heads.Sum(h => h.OrientedNodes),
+            PredictedExactSeconds = heads.Sum(h => h.PredictedExactSeconds), UsesExactKernel = heads.Any(h => h.UsesExactKernel),
         };
     }
 }

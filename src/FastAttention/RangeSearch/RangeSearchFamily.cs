@@ -13,8 +13,12 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
 
     public override bool IsExact => false;
 
-    /// <summary>Tests only: the expansion half-width H to use (0: no moments) instead of choosing it by counting.</summary>
-    internal double? ForcedHalfWidth { get; init; }
+    /// <summary>Tests only: the expansion half-width H to use (0: no moments) instead of choosing it by counting
+    /// (this also keeps the range-search plan: the exact kernel is never chosen).</summary>
+    internal double? ForcedHalfWidth { get; set; }
+
+    /// <summary>Tests only: false keeps the range-search plan even where the exact kernel is predicted faster.</summary>
+    internal bool AllowExactPlan { get; set; } = true;
 
     protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
     {
@@ -113,13 +117,13 @@ internal static class QueryOrder
 /// with a narrower expansion) and the largest number of terms any one query accumulated.</summary>
 internal sealed class QueryStats
 {
-    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes, Redone;
+    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes, Redone, MaxTicks, CollectTicks, AccumulateTicks, DirectRanges;
     public int MaxTerms;
 
     public void Merge(QueryStats o)
     {
         Queries += o.Queries; Expansions += o.Expansions; NodesVisited += o.NodesVisited; DirectKeys += o.DirectKeys; Pruned += o.Pruned; MaxSearchNodes += o.MaxSearchNodes;
-        Redone += o.Redone;
+        Redone += o.Redone; MaxTicks += o.MaxTicks; CollectTicks += o.CollectTicks; AccumulateTicks += o.AccumulateTicks; DirectRanges += o.DirectRanges;
         MaxTerms = Math.Max(MaxTerms, o.MaxTerms);
     }
 

@@ -27,7 +27,7 @@ public sealed class VectorAttention : RangeSearchFamily
     {
         var (q, k, v) = head.ToDouble();
         var r = RangeEngine.Run(Name, q, k, v, head.N, head.M, 1, head.Dv, head.Scale, settings.Epsilon,
-            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth);
+            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth, AllowExactPlan);
         for (int i = 0; i < r.Output.Length; i++) Store(output, i, r.Output[i]);
         return new HeadReport(r.Bound, r.Parameters);
     }
@@ -36,6 +36,6 @@ public sealed class VectorAttention : RangeSearchFamily
     {
         var (q, k, v) = head.ToDouble();
         return RangeEngine.Estimate(Name, q, k, v, head.N, head.M, 1, head.Dv, head.Scale, settings.Epsilon,
-            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth);
+            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth, AllowExactPlan);
     }
 }

@@ -30,8 +30,20 @@ internal static class RangeTestData
         return v;
     }
 
-    /// <summary>Runs the algorithm, checks the certificate and the measured error against the float64 reference.</summary>
-    public static double Check(AttentionAlgorithm alg, AttentionProblem<double> p, double epsilon) => TestData.AssertWithinEpsilon(alg, p, epsilon);
+    /// <summary>Runs the algorithm, checks the certificate and the measured error against the float64 reference. For the
+    /// range family the range-search plan is checked too where the algorithm's own choice was the exact kernel (small
+    /// test problems often are), so the range path is always exercised.</summary>
+    public static double Check(AttentionAlgorithm alg, AttentionProblem<double> p, double epsilon)
+    {
+        double err = TestData.AssertWithinEpsilon(alg, p, epsilon);
+        if (alg is FastAttention.RangeSearch.RangeSearchFamily f && f.AllowExactPlan && f.ForcedHalfWidth is null && f is not FastAttention.RangeSearch.RoundingAttention)
+        {
+            var r = (FastAttention.RangeSearch.RangeSearchFamily)AttentionAlgorithms.Create(alg.Name);
+            r.AllowExactPlan = false;
+            err = Math.Max(err, TestData.AssertWithinEpsilon(r, p, epsilon));
+        }
+        return err;
+    }
 
     public static double[] Reference(AttentionProblem<double> p) => ReferenceAttention.Compute(p);
 }
