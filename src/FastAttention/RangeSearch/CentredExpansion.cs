@@ -30,7 +30,8 @@ internal sealed class CentredExpansion
     private readonly double[] _alpha;
     private readonly int[] _rowStart, _rowLength, _rowParent, _rowAxis;
     private readonly double[] _coef;
-    private readonly int[] _exponents, _down;
+    // For each coordinate c, the chains β, β + e_c, β + 2e_c, … (β_c = 0) as index lists: translations walk them.
+    private readonly int[][] _chainIndex, _chainStart;
     private readonly double[] _binomial;
 
     private CentredExpansion(int d, double halfWidth, int degree, double[] alpha, double proven)
@@ -78,20 +79,28 @@ internal sealed class CentredExpansion
         Rows(0, 0);
         Terms = exps.Count;
         _rowStart = [.. rowStart]; _rowLength = [.. rowLength]; _rowParent = [.. rowParent]; _rowAxis = [.. rowAxis];
-        // Exponents and the index of β − e_c (−1 when β_c = 0), for translating moments between centres.
-        _exponents = new int[Terms * d];
-        _down = new int[Terms * d];
         var index = new Dictionary<long, int>();
         for (int t = 0; t < Terms; t++) index[Key(exps[t])] = t;
-        for (int t = 0; t < Terms; t++)
-            for (int c = 0; c < d; c++)
+        _chainIndex = new int[d][]; _chainStart = new int[d][];
+        for (int c = 0; c < d; c++)
+        {
+            var idx = new List<int>(); var starts = new List<int>();
+            for (int t = 0; t < Terms; t++)
             {
-                _exponents[t * d + c] = exps[t][c];
-                if (exps[t][c] == 0) { _down[t * d + c] = -1; continue; }
+                if (exps[t][c] != 0) continue;
+                starts.Add(idx.Count);
                 var e = (int[])exps[t].Clone();
-                e[c]--;
-                _down[t * d + c] = index[Key(e)];
+                int used = 0;
+                foreach (int x in e) used += x;
+                for (int step = 0; used + step <= degree; step++)
+                {
+                    idx.Add(index[Key(e)]);
+                    e[c]++;
+                }
             }
+            starts.Add(idx.Count);
+            _chainIndex[c] = [.. idx]; _chainStart[c] = [.. starts];
+        }
         _binomial = Pascal(degree + d);
         _coef = new double[Terms];
         for (int t = 0; t < Terms; t++)
@@ -357,6 +366,7 @@ internal sealed class CentredExpansion
             for (int e = 0; e <= g; e++)
                 for (int j = 0; j <= e; j++) cc[e * g1 + j] = _binomial[e * stride + j] * dp[e - j] * sp[j];
         }
+        Span<double> chain = stackalloc double[g1];
         for (int col = 0; col < columns; col++)
         {
             source.Slice(col * terms, terms).CopyTo(a);
@@ -364,18 +374,19 @@ internal sealed class CentredExpansion
             {
                 if (delta[c] == 0 && sigma[c] == 1) continue;
                 var cc = coef.Slice(c * g1 * g1, g1 * g1);
-                for (int t = 0; t < terms; t++)
+                var ci = _chainIndex[c]; var cs = _chainStart[c];
+                // Per chain β + j·e_c (j ≤ L): b[β + e·e_c] = Σ_{j ≤ e} C(e, j) δ^{e−j} σ^j a[β + j·e_c], a triangular product.
+                for (int ch = 0; ch + 1 < cs.Length; ch++)
                 {
-                    int e = _exponents[t * d + c];
-                    // b[t] = Σ_{j=0}^{e} C(e, j) δ^{e−j} σ^j a[β with β_c = j]; walk down from j = e.
-                    double sum = 0;
-                    int idx = t, row = e * g1;
-                    for (int j = e; j >= 0; j--)
+                    int from = cs[ch], len = cs[ch + 1] - from;
+                    for (int j = 0; j < len; j++) chain[j] = a[ci[from + j]];
+                    for (int e = 0; e < len; e++)
                     {
-                        sum = Math.FusedMultiplyAdd(cc[row + j], a[idx], sum);
-                        if (j > 0) idx = _down[idx * d + c];
+                        double sum = 0;
+                        int row = e * g1;
+                        for (int j = 0; j <= e; j++) sum = Math.FusedMultiplyAdd(cc[row + j], chain[j], sum);
+                        b[ci[from + e]] = sum;
                     }
-                    b[t] = sum;
                 }
                 b.CopyTo(a);
             }

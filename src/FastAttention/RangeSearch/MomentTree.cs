@@ -58,19 +58,20 @@ internal sealed class MomentTree
         _m = count; _d = d; _dv = dv;
         var perm = new int[count];
         for (int j = 0; j < count; j++) perm[j] = start + j;
-        var b = new Builder(this, k, perm, start).Init();
+        var kw = new double[count * d];
+        Array.Copy(k, start * d, kw, 0, count * d);
+        var b = new Builder(this, kw, perm).Init();
         b.Node(0, count, 0, 0);
         _lo = [.. b.Lo]; _hi = [.. b.Hi]; _left = [.. b.Left]; _right = [.. b.Right]; _depth = [.. b.Depth]; _frame = [.. b.Frame];
         _bc = [.. b.Bc]; _bw = [.. b.Bw]; _fc = [.. b.Fc]; _fe = [.. b.Fe];
         _fo = [.. b.Fo]; _fl = [.. b.Fl]; _fp = [.. b.Fp];
         FrameCount = _fp.Length / d;
-        _k = new double[count * d]; _v = new double[count * dv]; _kT = new double[count * d]; _vT = new double[count * dv];
+        _k = kw; _v = new double[count * dv]; _kT = new double[count * d]; _vT = new double[count * dv];
         _index = perm;
         for (int j = 0; j < count; j++)
         {
-            Array.Copy(k, perm[j] * d, _k, j * d, d);
             Array.Copy(v, perm[j] * dv, _v, j * dv, dv);
-            for (int c = 0; c < d; c++) _kT[c * count + j] = k[perm[j] * d + c];
+            for (int c = 0; c < d; c++) _kT[c * count + j] = kw[j * d + c];
             for (int c = 0; c < dv; c++) _vT[c * count + j] = v[perm[j] * dv + c];
         }
         Depth = _depth.Length == 0 ? 0 : _depth.Max();
@@ -108,11 +109,13 @@ internal sealed class MomentTree
 
     // ---- geometry --------------------------------------------------------------------------------------------
 
-    private sealed class Builder(MomentTree t, double[] k, int[] perm, int start)
+    private sealed class Builder(MomentTree t, double[] kw, int[] perm)
     {
         public readonly List<int> Lo = [], Hi = [], Left = [], Right = [], Depth = [], Frame = [], Fp = [];
         public readonly List<double> Bc = [], Bw = [], Fc = [], Fe = [], Fo = [], Fl = [];
-        private double[]? _yh, _yl; // frame coordinates (double-double) by local key index, for the current frame
+        // kw: the keys in the current (tree) order, rows moved with perm so every pass over a node is sequential;
+        // _yh/_yl: frame coordinates (double-double) in the same order, for the current frame.
+        private double[]? _yh, _yl;
 
         public Builder Init()
         {
@@ -129,7 +132,7 @@ internal sealed class MomentTree
             Span<double> mn = stackalloc double[d], mx = stackalloc double[d];
             mn.Fill(double.PositiveInfinity); mx.Fill(double.NegativeInfinity);
             for (int j = lo; j < hi; j++)
-                for (int c = 0; c < d; c++) { double x = k[perm[j] * d + c]; if (x < mn[c]) mn[c] = x; if (x > mx[c]) mx[c] = x; }
+                for (int c = 0; c < d; c++) { double x = kw[j * d + c]; if (x < mn[c]) mn[c] = x; if (x > mx[c]) mx[c] = x; }
             for (int c = 0; c < d; c++)
             {
                 double ctr = 0.5 * (mn[c] + mx[c]);
@@ -160,7 +163,7 @@ internal sealed class MomentTree
             return id;
         }
 
-        private double Coord(int j, int frame, int axis) => frame == 0 ? k[perm[j] * t._d + axis] : _yh![(perm[j] - start) * t._d + axis];
+        private double Coord(int j, int frame, int axis) => frame == 0 ? kw[j * t._d + axis] : _yh![j * t._d + axis];
 
         /// <summary>The node's box in its frame: identity → the axis box; otherwise centre and half-extents of the
         /// double-double frame coordinates, w_c = max_j |(yhi − c) + ylo| exactly as the moments compute it.</summary>
@@ -175,11 +178,11 @@ internal sealed class MomentTree
             for (int c = 0; c < d; c++)
             {
                 double mn = double.PositiveInfinity, mx = double.NegativeInfinity;
-                for (int j = lo; j < hi; j++) { double x = _yh![(perm[j] - start) * d + c]; mn = Math.Min(mn, x); mx = Math.Max(mx, x); }
+                for (int j = lo; j < hi; j++) { double x = _yh![j * d + c]; mn = Math.Min(mn, x); mx = Math.Max(mx, x); }
                 double ctr = 0.5 * (mn + mx), w = 0;
                 for (int j = lo; j < hi; j++)
                 {
-                    int o = (perm[j] - start) * d + c;
+                    int o = j * d + c;
                     w = Math.Max(w, Math.Abs((_yh![o] - ctr) + _yl![o]));
                 }
                 fc[c] = ctr; fe[c] = w;
@@ -197,17 +200,30 @@ internal sealed class MomentTree
             int d = t._d, n = hi - lo;
             created = 0;
             Span<double> mean = stackalloc double[d], cov = stackalloc double[d * d], r = stackalloc double[d * d], ev = stackalloc double[d];
-            for (int j = lo; j < hi; j++) for (int c = 0; c < d; c++) mean[c] += k[perm[j] * d + c];
-            for (int c = 0; c < d; c++) mean[c] /= n;
+            // One pass: sums about the node's first key (shifted, so no cancellation at large entries).
             for (int j = lo; j < hi; j++)
                 for (int a = 0; a < d; a++)
                 {
-                    double xa = k[perm[j] * d + a] - mean[a];
-                    for (int b2 = a; b2 < d; b2++) cov[a * d + b2] += xa * (k[perm[j] * d + b2] - mean[b2]);
+                    double xa = kw[j * d + a] - kw[lo * d + a];
+                    mean[a] += xa;
+                    for (int b2 = a; b2 < d; b2++) cov[a * d + b2] += xa * (kw[j * d + b2] - kw[lo * d + b2]);
                 }
+            for (int a = 0; a < d; a++)
+                for (int b2 = a; b2 < d; b2++) cov[a * d + b2] -= mean[a] * mean[b2] / n;
+            for (int c = 0; c < d; c++) mean[c] = kw[lo * d + c] + mean[c] / n;
             for (int a = 0; a < d; a++) for (int b2 = 0; b2 < a; b2++) cov[a * d + b2] = cov[b2 * d + a];
             Jacobi(cov, r, d);
-            for (int c = 0; c < d; c++) ev[c] = cov[c * d + c];
+            for (int c = 0; c < d; c++) ev[c] = Math.Max(0, cov[c * d + c]);
+            {
+                // Keys that fill a box of half-widths w have variances ≈ w²/3 along its axes: a frame can only be much
+                // thinner when some principal spread is well below the current extents (cheap test before the extents pass).
+                Span<double> spread = stackalloc double[d], ext = stackalloc double[d];
+                for (int c = 0; c < d; c++) { spread[c] = Math.Sqrt(3 * ev[c] / n); ext[c] = current[c]; }
+                spread.Sort(); ext.Sort();
+                bool promising = false;
+                for (int i = 0; i < d - 1; i++) if (spread[i] < 0.5 * ext[i]) promising = true;
+                if (!promising) return false;
+            }
             // Columns of r sorted by eigenvalue, descending.
             Span<int> order = stackalloc int[d];
             for (int c = 0; c < d; c++) order[c] = c;
@@ -242,7 +258,7 @@ internal sealed class MomentTree
             {
                 for (int i = 0; i < d; i++)
                 {
-                    double s = k[perm[j] * d + piv[i]] - mean[piv[i]];
+                    double s = kw[j * d + piv[i]] - mean[piv[i]];
                     for (int c = 0; c < i; c++) s -= l[i * d + c] * y[c];
                     y[i] = s;
                     cmn[i] = Math.Min(cmn[i], s); cmx[i] = Math.Max(cmx[i], s);
@@ -264,13 +280,27 @@ internal sealed class MomentTree
             Span<double> hiC = stackalloc double[d], loC = stackalloc double[d];
             for (int j = lo; j < hi; j++)
             {
-                FrameCoordinates(d, created, k.AsSpan(perm[j] * d, d), hiC, loC,
+                FrameCoordinates(d, created, kw.AsSpan(j * d, d), hiC, loC,
                     System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fo), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fp),
                     System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fl));
-                int o = (perm[j] - start) * d;
+                int o = j * d;
                 for (int c = 0; c < d; c++) { _yh[o + c] = hiC[c]; _yl[o + c] = loC[c]; }
             }
             return true;
+        }
+
+        private void Swap(int i, int j)
+        {
+            if (i == j) return;
+            int d = t._d;
+            (perm[i], perm[j]) = (perm[j], perm[i]);
+            for (int c = 0; c < d; c++) (kw[i * d + c], kw[j * d + c]) = (kw[j * d + c], kw[i * d + c]);
+            if (_yh is null) return;
+            for (int c = 0; c < d; c++)
+            {
+                (_yh[i * d + c], _yh[j * d + c]) = (_yh[j * d + c], _yh[i * d + c]);
+                (_yl![i * d + c], _yl[j * d + c]) = (_yl[j * d + c], _yl[i * d + c]);
+            }
         }
 
         /// <summary>Quickselect on the frame coordinate <paramref name="axis"/>: rank nth at nth, smaller before, larger after.</summary>
@@ -284,7 +314,7 @@ internal sealed class MomentTree
                 {
                     while (Coord(i, frame, axis) < pivot) i++;
                     while (Coord(j, frame, axis) > pivot) j--;
-                    if (i <= j) { (perm[i], perm[j]) = (perm[j], perm[i]); i++; j--; }
+                    if (i <= j) { Swap(i, j); i++; j--; }
                 }
                 if (nth <= j) hi = j;
                 else if (nth >= i) lo = i;

@@ -21,8 +21,8 @@ namespace FastAttention.RangeSearch;
 /// weight); so the certificate never depends on a sample. Keys summed directly err by a few units relative to their
 /// own weights; logits carry the rounding of double-double dot products (or of plain ones where X·u is negligible).</para>
 /// <para><b>Causal masks</b> (the relevant keys of query i are a halfspace intersected with the prefix j ≤ i): the
-/// logarithmic method — a tree for every power-of-two block [t·2^{l+1}, t·2^{l+1} + 2^l) of positions (2^l ≥ 64), so
-/// the prefix of query i is the union of the blocks of the binary digits of i + 1 (O(log m) trees) and at most 63 keys
+/// logarithmic method — a tree for every power-of-two block [t·2^{l+1}, t·2^{l+1} + 2^l) of positions (2^l ≥ 16), so
+/// the prefix of query i is the union of the blocks of the binary digits of i + 1 (O(log m) trees) and at most 15 keys
 /// summed directly. The blocks share the maximum and the threshold.</para>
 /// <para><b>Entries near the float64 limit.</b> V is scaled by a power of two to ‖V‖∞ ∈ [½, 1) (exact but for
 /// underflow, charged), and every intermediate is then bounded; logits that overflow refuse (Overflow).</para>
@@ -32,8 +32,8 @@ internal static class RangeEngine
     private const double U = RangeErrorBudget.U;
     /// <summary>The maximum search's tolerance in logit units (the row's maximum weight is at most e^{0.5} then).</summary>
     public const double MaxTolerance = 0.5;
-    /// <summary>Causal blocks below 2^this keys are summed directly.</summary>
-    public const int MinBlockLog = 6;
+    /// <summary>Causal blocks below 2^this keys are summed directly (at most 15 keys per query).</summary>
+    public const int MinBlockLog = 4;
     /// <summary>Queries sampled to choose H and estimate work.</summary>
     public const int DefaultSample = 64;
     /// <summary>Candidate half-widths H (the chosen one is the cheapest by counting among those float64 certifies).</summary>
@@ -238,43 +238,51 @@ internal static class RangeEngine
                 maxHi[r] = scratch.YHi; maxLo[r] = scratch.YLo;
             }
             double perQuery = (double)_n / sample.Length;
-            foreach (var (h, exp, momentMin) in candidates)
+            foreach (var (h, exp, baseMin) in candidates)
             {
-                var st = new QueryStats();
-                long tailKeys = 0;
-                double hMax = exp is null ? -1 : h * (1 - 64 * U);
-                for (int r = 0; r < sample.Length; r++)
+                // The moment threshold is a second choice: larger thresholds build fewer moment nodes (cheaper
+                // translations) but leave small nodes to be summed directly.
+                for (int mult = 1; mult <= (ForcedHalfWidth is null ? 32 : 1); mult *= 2)
                 {
-                    int i = sample[r];
-                    scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
-                    scratch.SetMaximum(maxHi[r], maxLo[r]);
-                    int count = Structures(i, trees, out int ts, out int te);
-                    tailKeys += te - ts;
-                    double threshold = scratch.MaxLogit - _width - _slack;
-                    foreach (int t in trees[..count])
+                    int momentMin = exp is null ? int.MaxValue : (int)Math.Min(int.MaxValue, (long)baseMin * mult);
+                    if (exp is not null && mult > 1 && momentMin > keysTotal) break;
+                    var st = new QueryStats();
+                    long tailKeys = 0;
+                    double hMax = exp is null ? -1 : h * (1 - 64 * U);
+                    for (int r = 0; r < sample.Length; r++)
                     {
-                        scratch.ExpandedCount = 0; scratch.DirectCount = 0;
-                        _trees[t].Collect(scratch, threshold, hMax, momentMin, st);
+                        int i = sample[r];
+                        scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
+                        scratch.SetMaximum(maxHi[r], maxLo[r]);
+                        int count = Structures(i, trees, out int ts, out int te);
+                        tailKeys += te - ts;
+                        double threshold = scratch.MaxLogit - _width - _slack;
+                        foreach (int t in trees[..count])
+                        {
+                            scratch.ExpandedCount = 0; scratch.DirectCount = 0;
+                            _trees[t].Collect(scratch, threshold, hMax, momentMin, st);
+                        }
                     }
+                    double visits = st.NodesVisited * perQuery, expansions = st.Expansions * perQuery, direct = (st.DirectKeys + tailKeys) * perQuery;
+                    double ranges = st.DirectRanges * perQuery, maxNodes = maxStats.MaxSearchNodes * perQuery;
+                    // Nanoseconds per unit of work (measured on the 2-core Zen 3 development machine; only their ratios
+                    // matter for the choice, the absolute values for the predicted time).
+                    double keyNs = _plain ? 3 + 0.5 * (_d + _dv) : 20 + 4.0 * _d + 1.5 * _dv, rangeNs = _plain ? 80 + 10.0 * _dv : 10;
+                    double expNs = exp is null ? 0 : 80 + 2.0 * exp.Degree + exp.Terms * 0.5 * (_dv + 1) + 2.0 * RowCount(exp);
+                    double querySeconds = 1e-9 * (visits * 15 + maxNodes * (25 + 3.0 * _d) + expansions * expNs + direct * keyNs + ranges * rangeNs + _n * 200) / _threads;
+                    double buildSeconds = 0; long bytes = 0;
+                    if (exp is not null)
+                    {
+                        // Every key is summed once into the lowest moment nodes; the others translate their children.
+                        double keyTerms = keysTotal * (double)exp.Terms * (0.4 + 0.3 * (_dv + 1));
+                        double momentNodes = 2.0 * keysTotal / momentMin;
+                        double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 1.0;
+                        buildSeconds = 1e-9 * (keyTerms + translate) / _threads;
+                        bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
+                    }
+                    _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, ranges, maxNodes, querySeconds, buildSeconds, bytes));
+                    if (exp is null) break;
                 }
-                double visits = st.NodesVisited * perQuery, expansions = st.Expansions * perQuery, direct = (st.DirectKeys + tailKeys) * perQuery;
-                double ranges = st.DirectRanges * perQuery, maxNodes = maxStats.MaxSearchNodes * perQuery;
-                // Nanoseconds per unit of work (measured on the 2-core Zen 3 development machine; only their ratios matter
-                // for the choice, the absolute values for the predicted time).
-                double keyNs = _plain ? 1.5 + 0.4 * (_d + _dv) : 18 + 4.0 * _d + 1.5 * _dv, rangeNs = _plain ? 40 + 8.0 * _dv : 10;
-                double expNs = exp is null ? 0 : 80 + 2.0 * exp.Degree + exp.Terms * 0.5 * (_dv + 1) + 2.0 * RowCount(exp);
-                double querySeconds = 1e-9 * (visits * 15 + maxNodes * (25 + 3.0 * _d) + expansions * expNs + direct * keyNs + ranges * rangeNs + _n * 200) / _threads;
-                double buildSeconds = 0; long bytes = 0;
-                if (exp is not null)
-                {
-                    // Every key is summed once into the lowest moment nodes; internal nodes translate their children.
-                    double keyTerms = keysTotal * (double)exp.Terms * (0.5 + 0.35 * (_dv + 1));
-                    double momentNodes = 2.0 * keysTotal / momentMin;
-                    double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 1.2;
-                    buildSeconds = 1e-9 * (keyTerms + translate) / _threads;
-                    bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
-                }
-                _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, ranges, maxNodes, querySeconds, buildSeconds, bytes));
             }
             _chosen = _plans.MinBy(p => p.Seconds)!;
             _exp = _chosen.Exp; _h = _chosen.H; _momentMinimum = _chosen.MomentMinimum;
@@ -422,7 +430,7 @@ internal static class RangeEngine
                 new("orientedNodes", _trees.Sum(t => t.OrientedNodes)), new("treeBytes", _trees.Sum(t => t.Bytes)),
                 new("plainLogits", _plain), new("causal", _causal),
                 new("discardBound", _budget.Relevant.OutputError(_budget.VMax) * _vScale), new("roundingRho", rhoTotal),
-                new("candidates", string.Join(" ", _plans.Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
+                new("candidates", string.Join(" ", _plans.GroupBy(p => p.H).Select(g => g.MinBy(p => p.Seconds)!).Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
                 new("maxSearchSeconds", (double)stats.MaxTicks / System.Diagnostics.Stopwatch.Frequency),
                 new("collectSeconds", (double)stats.CollectTicks / System.Diagnostics.Stopwatch.Frequency),
                 new("accumulateSeconds", (double)stats.AccumulateTicks / System.Diagnostics.Stopwatch.Frequency),
@@ -452,7 +460,7 @@ internal static class RangeEngine
                 new("predictedRangeSeconds", _chosen.Seconds), new("halfWidthH", 0.0), new("degree", 0), new("monomials", 0),
                 new("thresholdT", _width), new("nodesVisitedPerQuery", 0.0), new("expansionsPerQuery", 0.0),
                 new("directKeysPerQuery", (double)_m), new("maxSearchNodesPerQuery", 0.0), new("roundingRho", rho), new("causal", _causal),
-                new("candidates", string.Join(" ", _plans.Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
+                new("candidates", string.Join(" ", _plans.GroupBy(p => p.H).Select(g => g.MinBy(p => p.Seconds)!).Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
                 new("buildSeconds", _buildSeconds), new("planSeconds", planSeconds), new("querySeconds", clock.Elapsed.TotalSeconds),
             ]);
         }
