@@ -54,11 +54,6 @@ internal static class RunCommand
     }
 
     internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        Json.Object([
-            new("algorithm", c.Algorithm), new("n", p.N), new("m", p.M), new("d", p.D), new("dv", p.Dv), new("heads", p.Heads),
-            new("scale", p.Scale), new("causal", p.Causal), new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
-            new("errorBound", c.ErrorBound), new("seconds", c.Elapsed.TotalSeconds), new("threads", c.Threads),
-            new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
-            new("parameters", c.Parameters),
-        ]);
+        Reports.Json(new RunReport(c.Algorithm, p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal, p.EntryBound, c.Epsilon,
+            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, typeof(T) == typeof(float) ? "f32" : "f64", c.Parameters), ReportJson.Default.RunReport);
 }
