@@ -102,9 +102,10 @@ internal static class PolynomialBenchmark
         var (exactSeconds, sampled, rows) = TimeExact(problem, s.Threads, s.SampleRows, s.Seed);
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         var c = result.Certificate;
+        var pp = c.ParametersOf<FastAttention.Polynomial.PolynomialParameters>();
         return new BenchPolynomialReport("polynomial", s.N, s.M, s.D, s.Bound, s.Scale, s.Causal, typeof(T) == typeof(float) ? "f32" : "f64",
             settings.EffectiveThreads, seconds, exactSeconds, exactSeconds / seconds, err, s.Epsilon, c.ErrorBound,
-            c.Parameter("degree"), c.Parameter("rank"), c.Parameter("rankPaperBound"), c.Parameter("R"), sampled, halfSeconds, doubling);
+            pp.Degree, pp.Rank, pp.RankPaperBound, pp.R, sampled, halfSeconds, doubling);
     }
 
     /// <summary>The first ⌈n/2⌉ queries and ⌈m/2⌉ keys of head 0 (the same data, so the same distribution).</summary>

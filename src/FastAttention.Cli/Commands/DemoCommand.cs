@@ -75,7 +75,7 @@ internal static class DemoCommand
                     double err = Measure.MaxAbsError(problem, result.Output, rows);
                     table.AddRow(Markup.Escape(label), name, $"{err:E2}", alg.IsExact ? "exact" : $"{result.Certificate.ErrorBound:E2}",
                         $"{secs:F4}", double.IsNaN(exactSeconds) ? "-" : $"{exactSeconds / secs:F1}×",
-                        Markup.Escape(string.Join(" ", result.Certificate.Parameters.Take(4).Select(p => $"{p.Key}={Format(p.Value)}"))));
+                        Markup.Escape(string.Join(" ", (result.Certificate.Parameters?.Describe() ?? []).Where(p => p.Value is not null).Take(4).Select(p => $"{p.Key}={Format(p.Value!)}"))));
                 }
                 catch (AttentionRefusedException e)
                 {

@@ -55,5 +55,5 @@ internal static class RunCommand
 
     internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
         Reports.Json(new RunReport(c.Algorithm, p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal, p.EntryBound, c.Epsilon,
-            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, typeof(T) == typeof(float) ? "f32" : "f64", c.Parameters), ReportJson.Default.RunReport);
+            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, typeof(T) == typeof(float) ? "f32" : "f64", Reports.Parameters(c.Parameters)), ReportJson.Default.RunReport);
 }

@@ -11,9 +11,9 @@ namespace FastAttention.Cli.Infrastructure;
 
 /// <summary><c>fastattn run --report</c>.</summary>
 internal sealed record RunReport(
-    string Algorithm, int N, int M, int D, int Dv, int Heads, double Scale, bool Causal, double EntryBound, double Epsilon,
+    string Algorithm, int N, int M, int D, int Dv, int Heads, double Scale, bool Causal, double EntryBound, double? Epsilon,
     double ErrorBound, double Seconds, int Threads, string Precision,
-    [property: JsonConverter(typeof(ParametersConverter))] IReadOnlyList<KeyValuePair<string, object>> Parameters);
+    [property: JsonConverter(typeof(ParametersConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters);
 
 /// <summary><c>fastattn gradient --report</c>.</summary>
 internal sealed record GradientReport(
@@ -34,10 +34,7 @@ internal sealed record BenchExactReport(
 internal sealed record BenchPolynomialReport(
     string Algorithm, int N, int M, int D, double Bound, double Scale, bool Causal, string Precision, int Threads,
     double Seconds, double ExactSeconds, double SpeedupVsExact, double MaxAbsError, double Epsilon, double ErrorBound,
-    [property: JsonConverter(typeof(ScalarConverter))] object? Degree,
-    [property: JsonConverter(typeof(ScalarConverter))] object? Rank,
-    [property: JsonConverter(typeof(ScalarConverter))] object? RankPaperBound,
-    [property: JsonPropertyName("R"), JsonConverter(typeof(ScalarConverter))] object? R,
+    int Degree, int Rank, double RankPaperBound, [property: JsonPropertyName("R")] double R,
     int ExactSampledRows, double HalfSeconds, double DoublingRatio);
 
 /// <summary><c>fastattn bench range --json</c> (also one row of <c>experiment scaling</c>).</summary>
@@ -45,7 +42,7 @@ internal sealed record BenchRangeReport(
     string Algorithm, int N, int D, double Bound, double Scale, double ValueBound, string Distribution, int Threads,
     double Epsilon, double ErrorBound, double MaxAbsError, double Seconds, int Repeats, double ExactSeconds,
     double SpeedupVsExact, int ExactSampledRows, long PeakWorkingSetBytes,
-    [property: JsonConverter(typeof(ParametersConverter))] IReadOnlyList<KeyValuePair<string, object>> Parameters);
+    [property: JsonConverter(typeof(ParametersConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters);
 
 /// <summary><c>fastattn bench backward --json</c>.</summary>
 internal sealed record BenchBackwardReport(
@@ -123,6 +120,11 @@ internal static class Reports
 {
     public static string Json<T>(T report, JsonTypeInfo<T> type) => JsonSerializer.Serialize(report, type);
 
+    /// <summary>A certificate's (head 0's) typed parameters as the report's "parameters" object: camelCase names in
+    /// declaration order, the ones that do not apply to the algorithm (null) left out.</summary>
+    public static IReadOnlyList<KeyValuePair<string, object?>> Parameters(AlgorithmParameters? parameters) =>
+        [.. (parameters?.Describe() ?? []).Where(p => p.Value is not null)];
+
     /// <summary>
     /// One line per top-level field: the name padded to <paramref name="width"/>, then the value (numbers with
     /// <paramref name="number"/>, default round-trip; nested objects as name=value pairs; nulls empty).
@@ -149,37 +151,27 @@ internal static class Reports
 }
 
 /// <summary>
-/// An algorithm's certificate parameters (name → scalar, in the algorithm's order) as a JSON object. The values are
-/// whatever the algorithm chose to report, so they are written by their runtime type (see <see cref="ScalarConverter"/>).
+/// An algorithm's parameters (name → scalar, in declaration order; see <see cref="Reports.Parameters"/>) as a JSON
+/// object. Each algorithm has its own parameter record, so the values are written by their runtime type.
 /// </summary>
-internal sealed class ParametersConverter : JsonConverter<IReadOnlyList<KeyValuePair<string, object>>>
+internal sealed class ParametersConverter : JsonConverter<IReadOnlyList<KeyValuePair<string, object?>>>
 {
-    public override IReadOnlyList<KeyValuePair<string, object>> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+    public override IReadOnlyList<KeyValuePair<string, object?>> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
         throw new NotSupportedException("reports are written, not read");
 
-    public override void Write(Utf8JsonWriter writer, IReadOnlyList<KeyValuePair<string, object>> value, JsonSerializerOptions options)
+    public override void Write(Utf8JsonWriter writer, IReadOnlyList<KeyValuePair<string, object?>> value, JsonSerializerOptions options)
     {
         writer.WriteStartObject();
         foreach (var kv in value)
         {
             writer.WritePropertyName(kv.Key);
-            ScalarConverter.WriteScalar(writer, kv.Value);
+            WriteScalar(writer, kv.Value);
         }
         writer.WriteEndObject();
     }
-}
 
-/// <summary>A certificate parameter's value: a number, string or bool (non-finite numbers as strings, others by ToString).</summary>
-internal sealed class ScalarConverter : JsonConverter<object?>
-{
-    public override bool HandleNull => true;
-
-    public override object? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-        throw new NotSupportedException("reports are written, not read");
-
-    public override void Write(Utf8JsonWriter writer, object? value, JsonSerializerOptions options) => WriteScalar(writer, value);
-
-    public static void WriteScalar(Utf8JsonWriter w, object? v)
+    /// <summary>A number, string or bool; non-finite numbers as strings, anything else by its invariant ToString.</summary>
+    private static void WriteScalar(Utf8JsonWriter w, object? v)
     {
         switch (v)
         {

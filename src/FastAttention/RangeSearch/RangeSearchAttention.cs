@@ -18,29 +18,28 @@ public sealed class RangeSearchAttention : RangeSearchFamily
 
     public override string Name => "range";
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    protected override void CheckHead<T>(AttentionHead<T> head)
     {
-        if (problem.D > MaxRangeDimension)
-            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"head dimension d = {problem.D} exceeds the range-search limit d ≤ {MaxRangeDimension} (C(g + d, d) moments per node outgrow the keys, and the crossing number n^(1−1/d) approaches n); use 'lowrank' if Q or K has low rank, else 'exact'.");
-        base.Validate(problem, settings);
+        if (head.D > MaxRangeDimension)
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"head dimension d = {head.D} exceeds the range-search limit d ≤ {MaxRangeDimension} (C(g + d, d) moments per node outgrow the keys, and the crossing number n^(1−1/d) approaches n); use 'lowrank' if Q or K has low rank, else 'exact'.", "lowrank", "exact");
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
-        var (result, bound, parameters) = Run(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, settings.Epsilon,
-            typeof(T) == typeof(float), settings.EffectiveThreads);
+        var (result, terms, parameters) = Run(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, context.Epsilon,
+            typeof(T) == typeof(float), context.Threads);
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
-        return new HeadReport(bound, parameters);
+        return new HeadExecution(terms, parameters);
     }
 
     /// <summary>Algorithm 1 on float64 arrays (also used by the low-rank algorithm on the reduced Q′, K′).</summary>
-    internal static (double[] Result, double Bound, List<KeyValuePair<string, object>> Parameters) Run(
+    internal static (double[] Result, IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) Run(
         string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale, double epsilon, bool float32Output, int threads)
     {
         double vMax = RangeErrorBudget.MaxAbs(v);
         var result = new double[n * dv];
-        if (vMax == 0) return (result, 0, [new("note", "V = 0: output 0 exactly")]);
+        if (vMax == 0) return (result, [], new TrivialParameters("V = 0: output 0 exactly"));
         double logitBound = RangeErrorBudget.LogitBound(q, n, k, m, d, scale);
         var budget = new RangeErrorBudget(name, epsilon, vMax, m, d, logitBound, float32Output);
         var exp = new CentredExpansion(d, HalfWidth, budget.PolynomialError);
@@ -70,17 +69,17 @@ public sealed class RangeSearchAttention : RangeSearchFamily
         });
         double querySeconds = clock.Elapsed.TotalSeconds - buildSeconds;
         double rho = 1.1 * (exp.NodeRoundingUnits(m, 256, tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
-        double bound = budget.Certify(name, budget.Bound(exp.RelativeError, rho));
-        return (result, bound,
-        [
-            new("degree", exp.Degree), new("monomials", exp.Terms), new("halfWidthH", HalfWidth), new("thresholdT", budget.Relevant.Width),
-            new("polynomialRelativeError", exp.RelativeError), new("monomialCondition", exp.ConditionNumber),
-            new("nodesVisitedPerQuery", stats.PerQuery(stats.NodesVisited)), new("expansionsPerQuery", stats.PerQuery(stats.Expansions)),
-            new("directKeysPerQuery", stats.PerQuery(stats.DirectKeys)), new("prunedPerQuery", stats.PerQuery(stats.Pruned)),
-            new("maxSearchNodesPerQuery", stats.PerQuery(stats.MaxSearchNodes)),
-            new("treeNodes", tree.NodeCount), new("momentNodes", tree.MomentNodes), new("orientedNodes", tree.ThinNodes), new("treeBytes", tree.Bytes),
-            new("discardBound", budget.Relevant.OutputError(vMax)), new("roundingRho", rho),
-            new("buildSeconds", buildSeconds), new("querySeconds", querySeconds),
-        ]);
+        var terms = budget.Certify(name, budget.Terms(exp.RelativeError, rho));
+        return (result, terms, new RangeFamilyParameters
+        {
+            Degree = exp.Degree, Monomials = exp.Terms, HalfWidthH = HalfWidth, ThresholdT = budget.Relevant.Width,
+            PolynomialRelativeError = exp.RelativeError, MonomialCondition = exp.ConditionNumber,
+            NodesVisitedPerQuery = stats.PerQuery(stats.NodesVisited), ExpansionsPerQuery = stats.PerQuery(stats.Expansions),
+            DirectKeysPerQuery = stats.PerQuery(stats.DirectKeys), PrunedPerQuery = stats.PerQuery(stats.Pruned),
+            MaxSearchNodesPerQuery = stats.PerQuery(stats.MaxSearchNodes),
+            TreeNodes = tree.NodeCount, MomentNodes = tree.MomentNodes, OrientedNodes = tree.ThinNodes, TreeBytes = tree.Bytes,
+            DiscardBound = budget.Relevant.OutputError(vMax), RoundingRho = rho,
+            BuildSeconds = buildSeconds, QuerySeconds = querySeconds,
+        });
     }
 }

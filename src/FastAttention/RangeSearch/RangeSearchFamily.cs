@@ -13,12 +13,45 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
 
     public override bool IsExact => false;
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    /// <summary>Checks what the algorithm supports (head dimension); refuses otherwise.</summary>
+    protected virtual void CheckHead<T>(AttentionHead<T> head) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        if (problem.Causal)
-            ThrowHelper.Refused(Name, RefusalReason.CausalUnsupported, "causal masks are not supported: the relevant keys of query i would be a halfspace intersected with the prefix j ≤ i, which the sorted/range-tree structures built once over all keys cannot answer; use 'exact' for causal attention.");
-        if (!(settings.Epsilon > 0 && double.IsFinite(settings.Epsilon)))
-            ThrowHelper.Refused(Name, RefusalReason.EpsilonInvalid, $"ε must be a positive finite number (got {settings.Epsilon}).");
+    }
+
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
+    {
+        CheckHead(head);
+        if (head.Causal)
+            ThrowHelper.Refused(Name, RefusalReason.CausalUnsupported, "causal masks are not supported: the relevant keys of query i would be a halfspace intersected with the prefix j ≤ i, which the sorted/range-tree structures built once over all keys cannot answer; use 'exact' for causal attention.", "exact", "polynomial");
+        // The error budget refuses now (before any work) when ε is out of float64's or the output type's reach.
+        double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
+        double logitBound = Math.Abs(head.Scale) * Numerics.FloatingPoint.MaxRowNorm(head.Q, head.N, head.D) * Numerics.FloatingPoint.MaxRowNorm(head.K, head.M, head.D);
+        int dim = Math.Min(head.D, MaxRangeDimension);
+        if (vMax > 0) _ = new RangeErrorBudget(Name, context.Epsilon, vMax, head.M, dim, logitBound, typeof(T) != typeof(double));
+        return Planned(head, context, new RangeFamilyParameters(), [], EstimateCost(head, dim));
+    }
+
+    /// <summary>
+    /// A counted-work model of the family before any sampling: building the structure (m·log₂m node moments of
+    /// C(g + d, d) terms, g ≈ 12) and per query O(log m) nodes plus the leaf keys of the boundary cells, taken as
+    /// m^(1−1/d) (the crossing number of a partition tree; a kd-tree can exceed it on adversarial data).
+    /// </summary>
+    internal static CostEstimate EstimateCost<T>(AttentionHead<T> head, int d) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double m = head.M, n = head.N, logm = Math.Log2(m + 1);
+        double monomials = LowRankFactorsCount(12, d);
+        double leafKeys = n * Math.Min(m, 16 * Math.Pow(m, 1 - 1.0 / Math.Max(1, d)));
+        double nodes = n * 4 * logm * Math.Max(1, d);
+        double flops = m * logm * monomials * (head.Dv + 1) * 2 + nodes * monomials * (head.Dv + 1) * 2 + leafKeys * 2 * (head.D + head.Dv);
+        double bytes = 8.0 * ((n + m) * head.D + m * head.Dv + n * head.Dv) + 8.0 * m / 16 * monomials * (head.Dv + 1);
+        return new CostEstimate(flops, leafKeys, bytes, nodes, leafKeys);
+    }
+
+    private static double LowRankFactorsCount(int g, int d)
+    {
+        double c = 1;
+        for (int i = 1; i <= d; i++) c = c * (g + i) / i;
+        return c;
     }
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>

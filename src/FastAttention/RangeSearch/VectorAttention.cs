@@ -20,14 +20,13 @@ public sealed class VectorAttention : RangeSearchFamily
 
     public override string Name => "vector";
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    protected override void CheckHead<T>(AttentionHead<T> head)
     {
-        if (problem.D != 1)
-            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.");
-        base.Validate(problem, settings);
+        if (head.D != 1)
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {head.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.", "range", "lowrank", "exact");
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
         int n = head.N, m = head.M, dv = head.Dv;
@@ -35,17 +34,17 @@ public sealed class VectorAttention : RangeSearchFamily
         if (vMax == 0)
         {
             output.Clear();
-            return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
+            return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
-        var budget = new RangeErrorBudget(Name, settings.Epsilon, vMax, m, 1, RangeErrorBudget.LogitBound(q, n, k, m, 1, s), typeof(T) == typeof(float));
+        var budget = new RangeErrorBudget(Name, context.Epsilon, vMax, m, 1, RangeErrorBudget.LogitBound(q, n, k, m, 1, s), typeof(T) == typeof(float));
         var exp = new CentredExpansion(1, HalfWidth, budget.PolynomialError);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var tree = new SortedKeyTree(k, v, m, dv, exp, Leaf, Chunk, settings.EffectiveThreads);
+        var tree = new SortedKeyTree(k, v, m, dv, exp, Leaf, Chunk, context.Threads);
         double buildSeconds = clock.Elapsed.TotalSeconds;
         var order = QueryOrder.Sorted(q); // neighbouring queries share tree paths
         double width = budget.Relevant.Width, slack = 8 * RangeErrorBudget.U * budget.LogitMagnitude;
         var result = new double[n * dv];
-        var stats = ForQueries(n, settings.EffectiveThreads, () => new QueryStats(), (from, to, st) =>
+        var stats = ForQueries(n, context.Threads, () => new QueryStats(), (from, to, st) =>
         {
             var scratch = tree.CreateScratch();
             for (int r = from; r < to; r++)
@@ -57,16 +56,16 @@ public sealed class VectorAttention : RangeSearchFamily
         double querySeconds = clock.Elapsed.TotalSeconds - buildSeconds;
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
         double rho = 1.1 * (exp.NodeRoundingUnits(m, Chunk, tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
-        double bound = budget.Certify(Name, budget.Bound(exp.RelativeError, rho));
-        return new HeadReport(bound,
-        [
-            new("degree", exp.Degree), new("halfWidthH", HalfWidth), new("thresholdT", width),
-            new("polynomialRelativeError", exp.RelativeError), new("monomialCondition", exp.ConditionNumber),
-            new("expansionsPerQuery", stats.PerQuery(stats.Expansions)), new("nodesVisitedPerQuery", stats.PerQuery(stats.NodesVisited)),
-            new("directKeysPerQuery", stats.PerQuery(stats.DirectKeys)), new("treeNodes", tree.NodeCount),
-            new("discardBound", budget.Relevant.OutputError(vMax)), new("roundingRho", rho),
-            new("buildSeconds", buildSeconds), new("querySeconds", querySeconds),
-        ]);
+        var terms = budget.Certify(Name, budget.Terms(exp.RelativeError, rho));
+        return new HeadExecution(terms, new RangeFamilyParameters
+        {
+            Degree = exp.Degree, HalfWidthH = HalfWidth, ThresholdT = width,
+            PolynomialRelativeError = exp.RelativeError, MonomialCondition = exp.ConditionNumber,
+            ExpansionsPerQuery = stats.PerQuery(stats.Expansions), NodesVisitedPerQuery = stats.PerQuery(stats.NodesVisited),
+            DirectKeysPerQuery = stats.PerQuery(stats.DirectKeys), TreeNodes = tree.NodeCount,
+            DiscardBound = budget.Relevant.OutputError(vMax), RoundingRho = rho,
+            BuildSeconds = buildSeconds, QuerySeconds = querySeconds,
+        });
     }
 
     /// <summary>

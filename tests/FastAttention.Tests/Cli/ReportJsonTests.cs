@@ -41,7 +41,7 @@ public class ReportJsonTests
     [Fact]
     public void A_run_report_keeps_certificate_parameters_nulls_and_non_finite_numbers()
     {
-        var parameters = new KeyValuePair<string, object>[] { new("degree", 7), new("R", 2.5), new("projected", "Q"), new("treeBytes", 1L << 40), new("ratio", double.PositiveInfinity) };
+        var parameters = new KeyValuePair<string, object?>[] { new("degree", 7), new("R", 2.5), new("projected", "Q"), new("treeBytes", 1L << 40), new("ratio", double.PositiveInfinity) };
         string json = FastAttention.Cli.Infrastructure.Reports.Json(
             new RunReport("polynomial", 3, 4, 2, 1, 1, 0.5, false, 1.25, 1e-4, double.NaN, 0.01, 2, "f64", parameters), ReportJson.Default.RunReport);
         using var doc = JsonDocument.Parse(json);
