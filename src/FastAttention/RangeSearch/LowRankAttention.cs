@@ -14,8 +14,10 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class LowRankAttention : RangeSearchFamily
 {
+    /// <summary><c>"lowrank"</c>: Gupta et al. Theorem 1.2 (Q or K of low numerical rank), certified within ε.</summary>
     public override string Name => "lowrank";
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
