@@ -34,7 +34,7 @@ internal static class BenchRangeMeasurement
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         return new BenchRangeReport(alg.Name, n, d, bound, scale, valueBound, dist.ToString().ToLowerInvariant(), settings.EffectiveThreads,
             epsilon, result.Certificate.ErrorBound, err, seconds, repeats, exactSeconds, exactSeconds / seconds,
-            rows.Length, System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64, Reports.Parameters(result.Certificate.Parameters));
+            rows.Length, System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64, CertificateReport.Parameters(result.Certificate.Parameters));
     }
 
     public static AttentionProblem<double> Make(int n, int d, double bound, double scale, Distribution dist, double valueBound, int seed)

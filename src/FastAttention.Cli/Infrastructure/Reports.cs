@@ -13,7 +13,43 @@ namespace FastAttention.Cli.Infrastructure;
 internal sealed record RunReport(
     string Algorithm, int N, int M, int D, int Dv, int Heads, double Scale, bool Causal, double EntryBound, double? Epsilon,
     double ErrorBound, double Seconds, int Threads, string Precision,
-    [property: JsonConverter(typeof(ParametersConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters);
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters,
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Budget,
+    double PredictedSeconds, double PlanningSeconds, IReadOnlyList<string> Notes, IReadOnlyList<HeadCertificateReport> PerHead);
+
+/// <summary>One head of a certificate.</summary>
+internal sealed record HeadCertificateReport(
+    int Head, string Algorithm, double ErrorBound, double PredictedSeconds,
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Budget,
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters,
+    IReadOnlyList<CandidateReport> Candidates);
+
+/// <summary>An alternative the planner weighed: whether it certifies ε, and if not the refusal's code and detail.</summary>
+internal sealed record CandidateReport(string Algorithm, bool Certifiable, string? ReasonCode, string? Reason, double PredictedSeconds, double ErrorBound);
+
+/// <summary><c>fastattn plan --json</c>.</summary>
+internal sealed record PlanReport(double? Epsilon, double PlanningSeconds, string Rates, IReadOnlyList<PlanHeadReport> Heads);
+
+/// <summary>One head of <c>fastattn plan --json</c>: its statistics, the candidates and the choice.</summary>
+internal sealed record PlanHeadReport(
+    int Head, PlanStatisticsReport Stats, IReadOnlyList<CandidateReport> Candidates, string Choice, double PredictedSeconds, double ErrorBound,
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters);
+
+/// <summary>The statistics the planner measured on a head.</summary>
+internal sealed record PlanStatisticsReport(int N, int M, int D, double EntryBound, double QMax, double KMax, double VMax, double LogitBound, int? RankQ, int? RankK);
+
+/// <summary><c>fastattn bench planner --json</c>.</summary>
+internal sealed record BenchPlannerReport(string Rates, IReadOnlyList<PlannerInstanceReport> Instances);
+
+/// <summary>One instance of <c>fastattn bench planner</c>: the fastest algorithm by name against <c>auto</c>.</summary>
+internal sealed record PlannerInstanceReport(
+    string Instance, int N, int D, double Epsilon, string Fastest, double FastestSeconds, string AutoChoice, double AutoSeconds,
+    double AutoOverFastest, double PlanningSeconds, double ExecuteSeconds, double PlanningOverChosen, double PredictedSeconds,
+    double PredictedOverActual, double AutoError, double AutoBound, string ByName, IReadOnlyList<CandidateReport> Candidates);
+
+/// <summary>The machine rates cached by <c>fastattn calibrate</c> (see <see cref="RatesCache"/>).</summary>
+internal sealed record RatesFile(string Machine, string Source, double FlopsPerSecond, double ExpsPerSecond, double ScalarFlopsPerSecond,
+    double BytesPerSecond, double SecondsPerTreeNode, double SecondsPerLeafKey);
 
 /// <summary><c>fastattn gradient --report</c>.</summary>
 internal sealed record GradientReport(
@@ -42,7 +78,7 @@ internal sealed record BenchRangeReport(
     string Algorithm, int N, int D, double Bound, double Scale, double ValueBound, string Distribution, int Threads,
     double Epsilon, double ErrorBound, double MaxAbsError, double Seconds, int Repeats, double ExactSeconds,
     double SpeedupVsExact, int ExactSampledRows, long PeakWorkingSetBytes,
-    [property: JsonConverter(typeof(ParametersConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters);
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters);
 
 /// <summary><c>fastattn bench backward --json</c>.</summary>
 internal sealed record BenchBackwardReport(
@@ -113,17 +149,15 @@ internal sealed record SatReport(
 [JsonSerializable(typeof(OrthogonalVectorsReport))]
 [JsonSerializable(typeof(NearestNeighbourReport))]
 [JsonSerializable(typeof(SatReport))]
+[JsonSerializable(typeof(PlanReport))]
+[JsonSerializable(typeof(BenchPlannerReport))]
+[JsonSerializable(typeof(RatesFile))]
 internal sealed partial class ReportJson : JsonSerializerContext;
 
 /// <summary>Writes a report as JSON, or as aligned "name value" lines for people.</summary>
 internal static class Reports
 {
     public static string Json<T>(T report, JsonTypeInfo<T> type) => JsonSerializer.Serialize(report, type);
-
-    /// <summary>A certificate's (head 0's) typed parameters as the report's "parameters" object: camelCase names in
-    /// declaration order, the ones that do not apply to the algorithm (null) left out.</summary>
-    public static IReadOnlyList<KeyValuePair<string, object?>> Parameters(AlgorithmParameters? parameters) =>
-        [.. (parameters?.Describe() ?? []).Where(p => p.Value is not null)];
 
     /// <summary>
     /// One line per top-level field: the name padded to <paramref name="width"/>, then the value (numbers with
@@ -151,10 +185,10 @@ internal static class Reports
 }
 
 /// <summary>
-/// An algorithm's parameters (name → scalar, in declaration order; see <see cref="Reports.Parameters"/>) as a JSON
-/// object. Each algorithm has its own parameter record, so the values are written by their runtime type.
+/// Named scalars (an algorithm's parameters, see <see cref="CertificateReport.Parameters"/>; error terms) as a JSON
+/// object in their order. Each algorithm has its own parameter record, so the values are written by their runtime type.
 /// </summary>
-internal sealed class ParametersConverter : JsonConverter<IReadOnlyList<KeyValuePair<string, object?>>>
+internal sealed class NamedValuesConverter : JsonConverter<IReadOnlyList<KeyValuePair<string, object?>>>
 {
     public override IReadOnlyList<KeyValuePair<string, object?>> Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
         throw new NotSupportedException("reports are written, not read");

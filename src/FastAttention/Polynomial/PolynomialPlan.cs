@@ -226,7 +226,7 @@ internal sealed class PolynomialPlan
         get
         {
             double inputs = 8.0 * ((double)Stats.N * Stats.D + (double)Stats.M * (Stats.D + Stats.Dv) + (double)Stats.N * Stats.Dv);
-            return new CostEstimate(PredictedFlops, 0, inputs + PredictedBytes);
+            return new CostEstimate(0, 0, inputs + PredictedBytes, ScalarFlops: PredictedFlops);
         }
     }
 }

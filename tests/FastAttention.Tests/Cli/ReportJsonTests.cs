@@ -13,7 +13,15 @@ public class ReportJsonTests
 
     public static TheoryData<Type, string> Reports => new()
     {
-        { typeof(RunReport), "algorithm n m d dv heads scale causal entryBound epsilon errorBound seconds threads precision parameters" },
+        { typeof(RunReport), "algorithm n m d dv heads scale causal entryBound epsilon errorBound seconds threads precision parameters budget predictedSeconds planningSeconds notes perHead" },
+        { typeof(HeadCertificateReport), "head algorithm errorBound predictedSeconds budget parameters candidates" },
+        { typeof(CandidateReport), "algorithm certifiable reasonCode reason predictedSeconds errorBound" },
+        { typeof(PlanReport), "epsilon planningSeconds rates heads" },
+        { typeof(PlanHeadReport), "head stats candidates choice predictedSeconds errorBound parameters" },
+        { typeof(PlanStatisticsReport), "n m d entryBound qMax kMax vMax logitBound rankQ rankK" },
+        { typeof(BenchPlannerReport), "rates instances" },
+        { typeof(PlannerInstanceReport), "instance n d epsilon fastest fastestSeconds autoChoice autoSeconds autoOverFastest planningSeconds executeSeconds planningOverChosen predictedSeconds predictedOverActual autoError autoBound byName candidates" },
+        { typeof(RatesFile), "machine source flopsPerSecond expsPerSecond scalarFlopsPerSecond bytesPerSecond secondsPerTreeNode secondsPerLeafKey" },
         { typeof(GradientReport), "oracle oracleIsExact n m d scale entryBound epsilon oracleCalls oracleCallLimit perCallEpsilon paperEpsilon2 aprioriBound guaranteedBound seconds oracleSeconds" },
         { typeof(PerCallEpsilon), "c5 w c7" },
         { typeof(BenchExactReport), "n m d threads precision causal seconds gflops peakGflops fractionOfPeak onnxRuntimeSeconds speedupVsOnnxRuntime maxAbsErrorVsOnnxRuntime extraBytesAllocated" },
@@ -43,7 +51,8 @@ public class ReportJsonTests
     {
         var parameters = new KeyValuePair<string, object?>[] { new("degree", 7), new("R", 2.5), new("projected", "Q"), new("treeBytes", 1L << 40), new("ratio", double.PositiveInfinity) };
         string json = FastAttention.Cli.Infrastructure.Reports.Json(
-            new RunReport("polynomial", 3, 4, 2, 1, 1, 0.5, false, 1.25, 1e-4, double.NaN, 0.01, 2, "f64", parameters), ReportJson.Default.RunReport);
+            new RunReport("polynomial", 3, 4, 2, 1, 1, 0.5, false, 1.25, 1e-4, double.NaN, 0.01, 2, "f64", parameters,
+                [new("approximation", 5e-5), new("float64 rounding", 1e-9)], 0.02, 0.001, ["a note"], []), ReportJson.Default.RunReport);
         using var doc = JsonDocument.Parse(json);
         var root = doc.RootElement;
         Assert.Equal("polynomial", root.GetProperty("algorithm").GetString());
@@ -56,6 +65,9 @@ public class ReportJsonTests
         Assert.Equal("Q", p.GetProperty("projected").GetString());
         Assert.Equal(1L << 40, p.GetProperty("treeBytes").GetInt64());
         Assert.Equal("Infinity", p.GetProperty("ratio").GetString());
+        Assert.Equal(new[] { "approximation", "float64 rounding" }, root.GetProperty("budget").EnumerateObject().Select(x => x.Name));
+        Assert.Equal("a note", root.GetProperty("notes")[0].GetString());
+        Assert.Equal(0, root.GetProperty("perHead").GetArrayLength());
         Assert.Contains("\n", json); // indented, as before
 
         string exact = FastAttention.Cli.Infrastructure.Reports.Json(
