@@ -21,10 +21,10 @@ internal static class BenchExactCommand
             int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads);
             CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.AtLeast("--threads", t, 0);
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
-            var fields = ExactBenchmark.Run(nn, mm, dd, t == 0 ? Environment.ProcessorCount : t, f32, r.GetValue(causal));
+            var report = ExactBenchmark.Run(nn, mm, dd, t == 0 ? Environment.ProcessorCount : t, f32, r.GetValue(causal));
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-26} {kv.Value}");
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchExactReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchExactReport, 26);
             return 0;
         });
         return cmd;

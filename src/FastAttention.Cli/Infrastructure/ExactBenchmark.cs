@@ -8,7 +8,7 @@ internal static class ExactBenchmark
     /// <summary>Timed runs per contender; the fastest counts (the machine may be shared).</summary>
     private const int DefaultRepeats = 7;
 
-    public static List<KeyValuePair<string, object?>> Run(int n, int m, int d, int threads, bool f32, bool causal)
+    public static BenchExactReport Run(int n, int m, int d, int threads, bool f32, bool causal)
     {
         var q = Instances.Matrix(n, d, 1, 11, Distribution.Normal);
         var k = Instances.Matrix(m, d, 1, 12, Distribution.Normal);
@@ -52,12 +52,7 @@ internal static class ExactBenchmark
             peer.Run(qf, kf, vf);
             onnxSeconds = Measure.BestSeconds(() => peer.Run(qf, kf, vf), Repeats);
         }
-        return
-        [
-            new("n", n), new("m", m), new("d", d), new("threads", threads), new("precision", f32 ? "f32" : "f64"), new("causal", causal),
-            new("seconds", seconds), new("gflops", gflops), new("peakGflops", peak), new("fractionOfPeak", gflops / peak),
-            new("onnxRuntimeSeconds", onnxSeconds), new("speedupVsOnnxRuntime", onnxSeconds / seconds),
-            new("maxAbsErrorVsOnnxRuntime", onnxError), new("extraBytesAllocated", allocated),
-        ];
+        return new BenchExactReport(n, m, d, threads, f32 ? "f32" : "f64", causal, seconds, gflops, peak, gflops / peak,
+            onnxSeconds, onnxSeconds / seconds, onnxError, allocated);
     }
 }

@@ -50,12 +50,8 @@ internal static class RatesCache
     {
         string path = PathFor();
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        AtomicFile.WriteAllText(path, Json.Object([
-            new("machine", MachineKey()), new("source", rates.Source),
-            new("flopsPerSecond", rates.FlopsPerSecond), new("expsPerSecond", rates.ExpsPerSecond),
-            new("scalarFlopsPerSecond", rates.ScalarFlopsPerSecond), new("bytesPerSecond", rates.BytesPerSecond),
-            new("secondsPerTreeNode", rates.SecondsPerTreeNode), new("secondsPerLeafKey", rates.SecondsPerLeafKey),
-        ]));
+        AtomicFile.WriteAllText(path, Reports.Json(new RatesFile(MachineKey(), rates.Source, rates.FlopsPerSecond, rates.ExpsPerSecond,
+            rates.ScalarFlopsPerSecond, rates.BytesPerSecond, rates.SecondsPerTreeNode, rates.SecondsPerLeafKey), ReportJson.Default.RatesFile));
     }
 
     /// <summary>Rates belong to one machine: host name, processor count and SIMD width.</summary>

@@ -12,7 +12,9 @@ namespace FastAttention.Exact;
 /// </summary>
 public sealed class FlashAttention : AttentionAlgorithm
 {
+    /// <summary><c>"exact"</c>: the FlashAttention-2 kernel; exact up to floating-point rounding.</summary>
     public override string Name => "exact";
+    /// <summary>True: no ε is needed; the certificate carries the kernel's rounding bound.</summary>
     public override bool IsExact => true;
 
     /// <summary>Forces a SIMD width (16, 8 or 1 float32 lanes) for tests; 0 = the widest the CPU has.</summary>
@@ -21,12 +23,14 @@ public sealed class FlashAttention : AttentionAlgorithm
     /// <summary>Forces the register blocking for tests: true = 4×2 (16-register CPUs), false = 4×4; null = by CPU.</summary>
     internal bool? ForcedNarrowBlocks { get; init; }
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         int lanes = Lanes<T>();
         return Planned(head, context, new ExactParameters("flash", lanes), [], Cost(head));
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         Run(head, output, [], context.Threads);

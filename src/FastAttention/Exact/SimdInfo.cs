@@ -9,6 +9,7 @@ public static class SimdInfo
     public static int Float32Lanes =>
         Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : Vector128.IsHardwareAccelerated ? 4 : 1;
 
+    /// <summary>The kernel's vector width for people, e.g. "Vector256 (8 × f32, 4 × f64)" or "scalar".</summary>
     public static string Describe() => Float32Lanes switch
     {
         16 => "Vector512 (16 × f32, 8 × f64)",
