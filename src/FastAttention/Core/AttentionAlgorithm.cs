@@ -35,10 +35,14 @@ public abstract class AttentionAlgorithm
         }
         else
         {
-            // Heads in parallel, one thread each; the per-head kernel then runs single-threaded.
-            var perHead = settings with { Threads = 1 };
-            Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threads }, h =>
-                reports[h] = ComputeHead(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), perHead));
+            // Heads in parallel; when there are fewer heads than threads, each head gets its share of the threads
+            // (threads / heads, the remainder to the first heads) to split its own work across.
+            int heads = problem.Heads;
+            Parallel.For(0, heads, new ParallelOptions { MaxDegreeOfParallelism = threads }, h =>
+            {
+                int share = heads >= threads ? 1 : threads / heads + (h < threads % heads ? 1 : 0);
+                reports[h] = ComputeHead(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), settings with { Threads = share });
+            });
         }
         sw.Stop();
         double bound = 0;
