@@ -46,7 +46,7 @@ internal readonly record struct FlashPlan(FlashPath Path, int Lanes, bool Wide, 
 /// moved only when a block's max exceeds it by more than <see cref="RescaleThreshold"/> (so exp₂ values stay ≤ 2⁸), which takes
 /// the per-block rescale of the output accumulator and its scalar exp off the critical path; the result is exact either way.</para>
 /// <para>Tile sizes come from the cache sizes (<see cref="CpuCaches"/>): key blocks so the block's K and V fit L1, query tiles
-/// so the tile's Q and accumulator fit half of L2, cut smaller when there would be fewer than 4 tiles per thread. Packing
+/// so the tile's Q and accumulator fit half of L2, cut smaller when there would be fewer than 8 tiles per thread. Packing
 /// (Kᵀ panels; V only when d_v is not a multiple of the vector) runs in parallel before the tiles.</para>
 /// <para>Per key block the mask hook (<see cref="FlashParams{T}.Classify"/>) says hidden (skipped), partly visible
 /// (<see cref="FlashParams{T}.ApplyMask"/> writes −∞) or fully visible (no mask work).</para>
@@ -98,16 +98,19 @@ internal static unsafe class FlashKernel<T, TV, TS>
         int tiles = (p.N + br - 1) / br;
         long items = (long)heads * tiles;
         int blocks = (p.M + bc - 1) / bc;
+        // Too few (head, tile) items for the threads: split the keys, 4 splits per thread so an unevenly loaded machine
+        // still balances (each split costs one merge of its rows).
         int splits = tuning.KeySplits > 0 ? tuning.KeySplits
-            : items >= threads ? 1 : (int)Math.Min(Math.Min(64, (threads + items - 1) / items), Math.Max(1, blocks / 2));
+            : items >= threads ? 1 : (int)Math.Min(Math.Min(64, (4L * threads + items - 1) / items), Math.Max(1, blocks / 4));
         splits = Math.Clamp(splits, 1, blocks);
         return new FlashPlan(path, w, wide, br, bc, splits, tiles, size);
     }
 
-    /// <summary>Query tile rows: <paramref name="cacheRows"/>, cut so that there are at least 4 tiles per thread where n allows.</summary>
+    /// <summary>Query tile rows: <paramref name="cacheRows"/>, cut so that there are at least 8 tiles per thread where n allows
+    /// (a shared or unevenly loaded machine then still keeps every thread busy to the end).</summary>
     private static int ForParallelism(int cacheRows, int n, int heads, int threads, int multiple)
     {
-        long wanted = 4L * threads;
+        long wanted = 8L * threads;
         long perHead = (wanted + heads - 1) / heads;
         int rows = Math.Min(cacheRows, RoundUp((int)((n + perHead - 1) / perHead), multiple));
         return Math.Max(Math.Max(multiple, 2 * MicroRows / multiple * multiple), rows);
@@ -493,8 +496,13 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 {
                     T* q = sc.Qs + r * d, state = sc.Acc + r * stateWidth;
                     ref T rowRef = ref sc.Ref[r];
-                    bool done = vis == BlockVisibility.Full && !T.IsNegativeInfinity(rowRef)
-                        && Fused(d, dv, q, kt + j0, vt + j0, MPad, keysPad, rowRef, state);
+                    bool done = false;
+                    if (vis == BlockVisibility.Full)
+                    {
+                        // A row's first block: its max (a cheap logits-only pass) becomes the reference.
+                        if (T.IsNegativeInfinity(rowRef)) rowRef = MaxLogit(d, q, kt + j0, MPad, keysPad);
+                        done = Fused(d, dv, q, kt + j0, vt + j0, MPad, keysPad, rowRef, state);
+                    }
                     if (!done) SlowRow(b, h, i0 + r, q, kt + j0, vt + j0, j0, keys, keysPad, vis, ref rowRef, state, sc.S);
                 }
             }
@@ -509,6 +517,14 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 for (int c = 0; c < dv; c++) sc.Acc[r * DvPad + c] = tmp[1 + c];
             }
         }
+
+        private static T MaxLogit(int d, T* q, T* kt, int mPad, int count) => d switch
+        {
+            1 => MaxRow<C1>(q, kt, mPad, count),
+            2 => MaxRow<C2>(q, kt, mPad, count),
+            3 => MaxRow<C3>(q, kt, mPad, count),
+            _ => MaxRow<C4>(q, kt, mPad, count),
+        };
 
         private static bool Fused(int d, int dv, T* q, T* kt, T* vt, int mPad, int count, T rowRef, T* state) => (d, dv) switch
         {
@@ -838,6 +854,35 @@ internal static unsafe class FlashKernel<T, TV, TS>
             for (int c = dVec; c < d; c++) sj = T.FusedMultiplyAdd(q[c], kj[c], sj);
             s[j] = sj;
         }
+    }
+
+    /// <summary>max_j Σ_c q̃_c·Kᵀ[c, j] over <paramref name="count"/> keys (a multiple of W): the reference for a row's first block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static T MaxRow<TD>(T* q, T* kt, int mPad, int count) where TD : struct, IConstant
+    {
+        int w = TS.Count;
+        TV q0 = TS.Broadcast(q[0]), q1 = TD.Value > 1 ? TS.Broadcast(q[1]) : TS.Zero;
+        TV q2 = TD.Value > 2 ? TS.Broadcast(q[2]) : TS.Zero, q3 = TD.Value > 3 ? TS.Broadcast(q[3]) : TS.Zero;
+        TV mx0 = TS.Broadcast(T.NegativeInfinity), mx1 = mx0;
+        T* k0 = kt, k1 = kt + mPad, k2 = kt + 2 * mPad, k3 = kt + 3 * mPad;
+        int j = 0;
+        for (; j + 2 * w <= count; j += 2 * w)
+        {
+            TV x = TS.Mul(q0, TS.Load(ref k0[j])), y = TS.Mul(q0, TS.Load(ref k0[j + w]));
+            if (TD.Value > 1) { x = TS.Fma(q1, TS.Load(ref k1[j]), x); y = TS.Fma(q1, TS.Load(ref k1[j + w]), y); }
+            if (TD.Value > 2) { x = TS.Fma(q2, TS.Load(ref k2[j]), x); y = TS.Fma(q2, TS.Load(ref k2[j + w]), y); }
+            if (TD.Value > 3) { x = TS.Fma(q3, TS.Load(ref k3[j]), x); y = TS.Fma(q3, TS.Load(ref k3[j + w]), y); }
+            mx0 = TS.Max(mx0, x); mx1 = TS.Max(mx1, y);
+        }
+        for (; j < count; j += w)
+        {
+            TV x = TS.Mul(q0, TS.Load(ref k0[j]));
+            if (TD.Value > 1) x = TS.Fma(q1, TS.Load(ref k1[j]), x);
+            if (TD.Value > 2) x = TS.Fma(q2, TS.Load(ref k2[j]), x);
+            if (TD.Value > 3) x = TS.Fma(q3, TS.Load(ref k3[j]), x);
+            mx0 = TS.Max(mx0, x);
+        }
+        return TS.MaxAcross(TS.Max(mx0, mx1));
     }
 
     /// <summary>

@@ -73,8 +73,7 @@ internal readonly struct Simd512F : ISimd<float, Vector512<float>>
     public static float MaxAcross(Vector512<float> v)
     {
         var h = Vector256.MaxNative(v.GetLower(), v.GetUpper());
-        var q = Vector128.MaxNative(h.GetLower(), h.GetUpper());
-        return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
+        return Simd128F.MaxAcross(Vector128.MaxNative(h.GetLower(), h.GetUpper()));
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float SumAcross(Vector512<float> v) => Vector512.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThanAny(a, b);
@@ -110,11 +109,7 @@ internal readonly struct Simd512D : ISimd<double, Vector512<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Sub(Vector512<double> a, Vector512<double> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<double> Max(Vector512<double> a, Vector512<double> b) => Vector512.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static double MaxAcross(Vector512<double> v)
-    {
-        var h = Vector256.MaxNative(v.GetLower(), v.GetUpper());
-        return Math.Max(Math.Max(h[0], h[1]), Math.Max(h[2], h[3]));
-    }
+    public static double MaxAcross(Vector512<double> v) => Simd256D.MaxAcross(Vector256.MaxNative(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double SumAcross(Vector512<double> v) => Vector512.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreaterThan(Vector512<double> a, Vector512<double> b) => Vector512.GreaterThanAny(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -155,11 +150,7 @@ internal readonly struct Simd256F : ISimd<float, Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Sub(Vector256<float> a, Vector256<float> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float MaxAcross(Vector256<float> v)
-    {
-        var q = Vector128.MaxNative(v.GetLower(), v.GetUpper());
-        return MathF.Max(MathF.Max(q[0], q[1]), MathF.Max(q[2], q[3]));
-    }
+    public static float MaxAcross(Vector256<float> v) => Simd128F.MaxAcross(Vector128.MaxNative(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float SumAcross(Vector256<float> v) => Vector256.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThanAny(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -194,7 +185,7 @@ internal readonly struct Simd256D : ISimd<double, Vector256<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Sub(Vector256<double> a, Vector256<double> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<double> Max(Vector256<double> a, Vector256<double> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static double MaxAcross(Vector256<double> v) => Math.Max(Math.Max(v[0], v[1]), Math.Max(v[2], v[3]));
+    public static double MaxAcross(Vector256<double> v) => Simd128D.MaxAcross(Vector128.MaxNative(v.GetLower(), v.GetUpper()));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double SumAcross(Vector256<double> v) => Vector256.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreaterThan(Vector256<double> a, Vector256<double> b) => Vector256.GreaterThanAny(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -236,7 +227,12 @@ internal readonly struct Simd128F : ISimd<float, Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Sub(Vector128<float> a, Vector128<float> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float MaxAcross(Vector128<float> v) => MathF.Max(MathF.Max(v[0], v[1]), MathF.Max(v[2], v[3]));
+    public static float MaxAcross(Vector128<float> v)
+    {
+        // Shuffle tree with the native max (the kernels never pass NaN here; ±0 order does not matter to a max).
+        v = Vector128.MaxNative(v, Vector128.Shuffle(v, Vector128.Create(2, 3, 0, 1)));
+        return Vector128.MaxNative(v, Vector128.Shuffle(v, Vector128.Create(1, 0, 3, 2))).ToScalar();
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static float SumAcross(Vector128<float> v) => Vector128.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreaterThan(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThanAny(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -272,7 +268,7 @@ internal readonly struct Simd128D : ISimd<double, Vector128<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Sub(Vector128<double> a, Vector128<double> b) => a - b;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<double> Max(Vector128<double> a, Vector128<double> b) => Vector128.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static double MaxAcross(Vector128<double> v) => Math.Max(v[0], v[1]);
+    public static double MaxAcross(Vector128<double> v) => Vector128.MaxNative(v, Vector128.Shuffle(v, Vector128.Create(1L, 0L))).ToScalar();
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static double SumAcross(Vector128<double> v) => Vector128.Sum(v);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AnyGreaterThan(Vector128<double> a, Vector128<double> b) => Vector128.GreaterThanAny(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

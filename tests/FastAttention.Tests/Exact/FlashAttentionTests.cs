@@ -200,13 +200,14 @@ public class FlashAttentionTests
         var decode = TestData.Problem(1, 4000, 32, 32, 1.0, seed: 5);
         var r = new FlashAttention().Compute(decode, new AttentionSettings { Threads = 4 });
         Assert.Equal("Decode", r.Certificate.Parameter("path"));
-        Assert.Equal(4, (int)r.Certificate.Parameter("keySplits")!);
+        Assert.True((int)r.Certificate.Parameter("keySplits")! >= 4, "at least one key split per thread");
         Assert.True(Error(decode, r.Output) <= 1e-12);
         var prefill = TestData.Problem(400, 300, 32, 32, 1.0, seed: 6);
         var rp = new FlashAttention().Compute(prefill, new AttentionSettings { Threads = 4 });
         Assert.Equal("General", rp.Certificate.Parameter("path"));
         Assert.Equal(1, (int)rp.Certificate.Parameter("keySplits")!);
-        Assert.True((int)rp.Certificate.Parameter("queryTile")! * 16 <= 400 + 6 * 16, "query tiles are cut for at least 4 per thread");
+        int tile = (int)rp.Certificate.Parameter("queryTile")!;
+        Assert.True((400 + tile - 1) / tile >= 16, $"query tiles of {tile} rows: fewer than 4 per thread");
     }
 
     [Fact]
@@ -216,7 +217,7 @@ public class FlashAttentionTests
         // or query tiles (prefill); all heads at once through ComputeWithLogSumExp.
         var p = TestData.Problem(3, 2000, 16, 8, 1.0, seed: 9, heads: 2);
         var r = new FlashAttention().Compute(p, new AttentionSettings { Threads = 8 });
-        Assert.Equal(4, (int)r.Certificate.Parameter("keySplits")!);
+        Assert.True((int)r.Certificate.Parameter("keySplits")! >= 4, "each head's 4 threads split its keys");
         Assert.True(Error(p, r.Output) <= 1e-12);
         var (o, _) = new FlashAttention().ComputeWithLogSumExp(p, threads: 8);
         Assert.True(Error(p, o) <= 1e-12);
