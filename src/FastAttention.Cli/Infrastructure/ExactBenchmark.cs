@@ -26,7 +26,7 @@ internal static class ExactBenchmark
         var settings = new AttentionSettings { Threads = threads };
         var alg = new FlashAttention();
         Action kernel;
-        Func<IReadOnlyList<KeyValuePair<string, object>>> plan;
+        Func<IReadOnlyList<KeyValuePair<string, object?>>> plan;
         long allocated;
         float[]? ours = null;
         if (f32)
@@ -34,7 +34,7 @@ internal static class ExactBenchmark
             var p = new AttentionProblem<float>(Instances.ToFloat32(q), Instances.ToFloat32(k), Instances.ToFloat32(v), n, m, d, d, 1, null, causal);
             var first = alg.Compute(p, settings); // warm-up (JIT, tiered compilation)
             ours = first.Output;
-            plan = () => first.Certificate.Parameters;
+            plan = () => first.Certificate.Parameters!.Describe();
             allocated = Allocated(() => alg.Compute(p, settings), (long)n * d * sizeof(float));
             kernel = () => alg.Compute(p, settings);
         }
@@ -42,7 +42,7 @@ internal static class ExactBenchmark
         {
             var p = new AttentionProblem<double>(q, k, v, n, m, d, d, 1, null, causal);
             var first = alg.Compute(p, settings);
-            plan = () => first.Certificate.Parameters;
+            plan = () => first.Certificate.Parameters!.Describe();
             allocated = Allocated(() => alg.Compute(p, settings), (long)n * d * sizeof(double));
             kernel = () => alg.Compute(p, settings);
         }

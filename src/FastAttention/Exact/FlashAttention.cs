@@ -22,10 +22,31 @@ public sealed class FlashAttention : AttentionAlgorithm
     /// <summary>Forces path, tiles, key splits or register blocking for tests; default = chosen by the kernel's plan.</summary>
     internal FlashTuning Tuning { get; init; }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    protected override unsafe HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
-        var plan = Run(head.Problem, head.Index, 1, output, [], [], settings.EffectiveThreads);
-        return new HeadReport(0, plan.ToParameters());
+        var plan = FlashKernels.Plan(FlashParams<T>.Contiguous(null, null, null, null, null, 1, head.N, head.M, head.D, head.Dv, head.Scale, head.Causal),
+            context.Threads, Tuning, ForcedFloat32Lanes);
+        return Planned(head, context, FlashParameters.Of(plan), [], Cost(head));
+    }
+
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
+    {
+        context.ThrowIfCancelled();
+        var ran = Run(head.Problem, head.Index, 1, output, [], [], context.Threads);
+        return new HeadExecution([], FlashParameters.Of(ran));
+    }
+
+    /// <summary>The counted work of exact attention on one head: 2·(d + dv) flops and one exp per visible logit, Q, K,
+    /// V read and O written once.</summary>
+    internal static CostEstimate Cost<T>(AttentionHead<T> head) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double logits = 0;
+        if (!head.Causal) logits = (double)head.N * head.M;
+        else for (int i = 0; i < head.N; i++) logits += head.VisibleKeys(i);
+        double size = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        double bytes = size * ((double)head.N * head.D + (double)head.M * (head.D + head.Dv) + (double)head.N * head.Dv);
+        double width = typeof(T) == typeof(double) ? 2 : 1; // float64 runs half the lanes
+        return new CostEstimate(2.0 * logits * (head.D + head.Dv) * width, logits * width, bytes);
     }
 
     /// <summary>

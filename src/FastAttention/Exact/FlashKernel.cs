@@ -24,12 +24,22 @@ internal readonly record struct FlashPlan(FlashPath Path, int Lanes, bool Wide, 
     /// <summary>The vector width that ran, in bits (Lanes × element size).</summary>
     public int VectorBits => Lanes * ElementBytes * 8;
 
-    /// <summary>The plan as certificate parameters, in a stable order.</summary>
-    public IReadOnlyList<KeyValuePair<string, object>> ToParameters() =>
-    [
-        new("path", Path.ToString()), new("vectorBits", VectorBits), new("registerBlock", Wide ? "6x4" : "6x2"),
-        new("queryTile", QueryTile), new("keyBlock", KeyBlock), new("keySplits", KeySplits),
-    ];
+}
+
+/// <summary>Parameters of the exact kernel for one head: what its plan chose and ran.</summary>
+/// <param name="Kernel">"flash".</param>
+/// <param name="Lanes">SIMD lanes of the element type (1 = scalar).</param>
+/// <param name="VectorBits">The vector width that ran, in bits (lanes × element size).</param>
+/// <param name="Path">"General" (prefill), "SmallD" (d ≤ 4, exp-bound) or "Decode" (n ≤ 16, keys split across threads).</param>
+/// <param name="RegisterBlock">Rows × vectors of the register blocks ("6x2" for 16 vector registers, "6x4" for 32).</param>
+/// <param name="QueryTile">Query rows per tile.</param>
+/// <param name="KeyBlock">Keys per block.</param>
+/// <param name="KeySplits">Key splits per (head, tile), merged as partial states (1 = none).</param>
+public sealed record FlashParameters(string Kernel, int Lanes, int VectorBits, string Path, string RegisterBlock, int QueryTile, int KeyBlock, int KeySplits)
+    : AlgorithmParameters
+{
+    internal static FlashParameters Of(FlashPlan plan) =>
+        new("flash", plan.Lanes, plan.VectorBits, plan.Path.ToString(), plan.Wide ? "6x4" : "6x2", plan.QueryTile, plan.KeyBlock, plan.KeySplits);
 }
 
 /// <summary>
@@ -944,13 +954,25 @@ internal static class FlashKernels
         return SimdDispatch.Run<T, Runner<T>, FlashPlan>(ref runner, forcedFloat32Lanes);
     }
 
+    /// <summary>What <see cref="Run{T}"/> would do on <paramref name="p"/> (pointers unused), without running it.</summary>
+    public static FlashPlan Plan<T>(in FlashParams<T> p, int threads, FlashTuning tuning = default, int forcedFloat32Lanes = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var runner = new Runner<T> { Params = p, Threads = threads, Tuning = tuning, PlanOnly = true };
+        return SimdDispatch.Run<T, Runner<T>, FlashPlan>(ref runner, forcedFloat32Lanes);
+    }
+
     private struct Runner<TP> : ISimdKernel<FlashPlan> where TP : unmanaged, IBinaryFloatingPointIeee754<TP>
     {
         public FlashParams<TP> Params;
         public int Threads;
         public FlashTuning Tuning;
+        public bool PlanOnly;
 
-        public FlashPlan Run<T, TV, TS>() where T : unmanaged, IBinaryFloatingPointIeee754<T> where TV : unmanaged where TS : struct, ISimd<T, TV> =>
-            FlashKernel<T, TV, TS>.Run(in Unsafe.As<FlashParams<TP>, FlashParams<T>>(ref Params), Threads, Tuning);
+        public FlashPlan Run<T, TV, TS>() where T : unmanaged, IBinaryFloatingPointIeee754<T> where TV : unmanaged where TS : struct, ISimd<T, TV>
+        {
+            ref var p = ref Unsafe.As<FlashParams<TP>, FlashParams<T>>(ref Params);
+            return PlanOnly ? FlashKernel<T, TV, TS>.Plan(p, Threads, Tuning) : FlashKernel<T, TV, TS>.Run(p, Threads, Tuning);
+        }
     }
 }

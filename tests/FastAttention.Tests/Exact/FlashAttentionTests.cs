@@ -46,7 +46,7 @@ public class FlashAttentionTests
         new(TestData.ToFloat(p.Q.ToArray()), TestData.ToFloat(p.K.ToArray()), TestData.ToFloat(p.V.ToArray()), p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal);
 
     /// <summary>Checks <paramref name="alg"/> in f64 and f32 on one shape; returns the certificate parameters of the f32 run.</summary>
-    internal static IReadOnlyList<KeyValuePair<string, object>> Check(FlashAttention alg, int n, int m, int d, int dv, bool causal, int threads, int seed,
+    internal static FlashParameters Check(FlashAttention alg, int n, int m, int d, int dv, bool causal, int threads, int seed,
         double bound = 1.0, int heads = 1)
     {
         string shape = $"n={n} m={m} d={d} dv={dv} causal={causal} threads={threads} heads={heads} tuning={alg.Tuning}";
@@ -57,7 +57,7 @@ public class FlashAttentionTests
         var r32 = alg.Compute(p32, new AttentionSettings { Threads = threads });
         double e32 = Error(p32, r32.Output), tol = Float32Tolerance(p.Scale * d * bound * bound, m, p32.VMax);
         Assert.True(e32 <= tol, $"f32 {shape}: error {e32:E3} > {tol:E3}");
-        return r32.Certificate.Parameters;
+        return r32.Certificate.ParametersOf<FlashParameters>();
     }
 
     [Theory]
@@ -98,15 +98,12 @@ public class FlashAttentionTests
                 foreach (bool causal in new[] { false, true })
                 {
                     var parameters = Check(alg, n, m, d, dv, causal, threads: 3, seed: n * 131 + m + d);
-                    Assert.Equal(path.ToString(), Parameter(parameters, "path"));
+                    Assert.Equal(path.ToString(), parameters.Path);
                     cases++;
                 }
             }
         Assert.True(cases >= 40, $"only {cases} cases ran");
     }
-
-    internal static object Parameter(IReadOnlyList<KeyValuePair<string, object>> parameters, string name) =>
-        parameters.Single(kv => kv.Key == name).Value;
 
     /// <summary>Key counts and value widths over every remainder of the key block, the register block (6 rows, 2 or 4
     /// vectors) and the vector; both register blockings; every path; asserts the width that really ran.</summary>
@@ -127,14 +124,14 @@ public class FlashAttentionTests
                     var r = alg.Compute(p, new AttentionSettings { Threads = 2 });
                     double e = TestData.MaxAbsDiff(r.Output, ReferenceAttention.Compute(p));
                     Assert.True(e <= 1e-12 * p.VMax, $"lanes={lanes} wide={wide} {path} n={n} m={m} d={d} dv={dvUsed} causal={causal}: f64 error {e:E3}");
-                    int bits = (int)r.Certificate.Parameter("vectorBits")!;
+                    int bits = r.Certificate.ParametersOf<FlashParameters>().VectorBits;
                     Assert.Equal(expectedBits == 0 ? 64 : expectedBits, bits); // f64: 8 bytes × lanes (scalar: one double)
                     var p32 = ToFloat32(p);
                     var r32 = alg.Compute(p32, new AttentionSettings { Threads = 2 });
                     double e32 = TestData.MaxAbsDiff(r32.Output, ReferenceAttention.Compute(p32));
                     Assert.True(e32 <= Float32Tolerance(1.5 * 1.5 * d, m, p32.VMax), $"lanes={lanes} {path} n={n} m={m} d={d} dv={dvUsed}: f32 error {e32:E3}");
-                    Assert.Equal(expectedBits == 0 ? 32 : expectedBits, (int)r32.Certificate.Parameter("vectorBits")!);
-                    Assert.Equal(path.ToString(), r32.Certificate.Parameter("path"));
+                    Assert.Equal(expectedBits == 0 ? 32 : expectedBits, r32.Certificate.ParametersOf<FlashParameters>().VectorBits);
+                    Assert.Equal(path.ToString(), r32.Certificate.ParametersOf<FlashParameters>().Path);
                 }
         }
     }
@@ -166,7 +163,7 @@ public class FlashAttentionTests
         {
             var alg = new FlashAttention { ForcedFloat32Lanes = lanes };
             if (SimdInfo.IsSupported(lanes))
-                Assert.Equal(lanes * 32, (int)alg.Compute(p).Certificate.Parameter("vectorBits")!);
+                Assert.Equal(lanes * 32, alg.Compute(p).Certificate.ParametersOf<FlashParameters>().VectorBits);
             else
                 Assert.Throws<PlatformNotSupportedException>(() => alg.Compute(p));
         }
@@ -198,29 +195,33 @@ public class FlashAttentionTests
     public void Decode_splits_the_keys_across_threads_and_prefill_splits_the_queries()
     {
         var decode = TestData.Problem(1, 4000, 32, 32, 1.0, seed: 5);
-        var r = new FlashAttention().Compute(decode, new AttentionSettings { Threads = 4 });
-        Assert.Equal("Decode", r.Certificate.Parameter("path"));
-        Assert.True((int)r.Certificate.Parameter("keySplits")! >= 4, "at least one key split per thread");
+        var r = new FlashAttention().Compute(decode, new AttentionSettings { Threads = 2 });
+        Assert.Equal("Decode", r.Certificate.ParametersOf<FlashParameters>().Path);
+        Assert.True(r.Certificate.ParametersOf<FlashParameters>().KeySplits >= 2, "at least one key split per thread");
         Assert.True(Error(decode, r.Output) <= 1e-12);
         var prefill = TestData.Problem(400, 300, 32, 32, 1.0, seed: 6);
-        var rp = new FlashAttention().Compute(prefill, new AttentionSettings { Threads = 4 });
-        Assert.Equal("General", rp.Certificate.Parameter("path"));
-        Assert.Equal(1, (int)rp.Certificate.Parameter("keySplits")!);
-        int tile = (int)rp.Certificate.Parameter("queryTile")!;
-        Assert.True((400 + tile - 1) / tile >= 16, $"query tiles of {tile} rows: fewer than 4 per thread");
+        var rp = new FlashAttention().Compute(prefill, new AttentionSettings { Threads = 2 });
+        Assert.Equal("General", rp.Certificate.ParametersOf<FlashParameters>().Path);
+        Assert.Equal(1, rp.Certificate.ParametersOf<FlashParameters>().KeySplits);
+        int tile = rp.Certificate.ParametersOf<FlashParameters>().QueryTile;
+        Assert.True((400 + tile - 1) / tile >= 8, $"query tiles of {tile} rows: fewer than 4 per thread");
     }
 
     [Fact]
     public void Few_heads_on_many_threads_split_inside_each_head()
     {
-        // 2 heads on 8 threads: each head gets 4 threads (AttentionAlgorithm), which the kernel spends on key splits (decode)
-        // or query tiles (prefill); all heads at once through ComputeWithLogSumExp.
+        // One head on two threads: the decode path splits its keys. Through the kernel's all-heads entry, 2 heads on 8
+        // threads split each head's keys 16 ways (4 per thread, 2 heads sharing them).
+        var p1 = TestData.Problem(3, 2000, 16, 8, 1.0, seed: 9);
+        var r = new FlashAttention().Compute(p1, new AttentionSettings { Threads = 2 });
+        Assert.True(r.Certificate.ParametersOf<FlashParameters>().KeySplits >= 2, "one head's two threads split its keys");
+        Assert.True(Error(p1, r.Output) <= 1e-12);
         var p = TestData.Problem(3, 2000, 16, 8, 1.0, seed: 9, heads: 2);
-        var r = new FlashAttention().Compute(p, new AttentionSettings { Threads = 8 });
-        Assert.True((int)r.Certificate.Parameter("keySplits")! >= 4, "each head's 4 threads split its keys");
-        Assert.True(Error(p, r.Output) <= 1e-12);
-        var (o, _) = new FlashAttention().ComputeWithLogSumExp(p, threads: 8);
+        var (o, lse) = new FlashAttention().ComputeWithLogSumExp(p, threads: 8);
         Assert.True(Error(p, o) <= 1e-12);
+        var plan = FlashKernels.Plan(new FlashParams<double> { Batch = 1, Heads = 2, N = 3, M = 2000, D = 16, Dv = 8, Scale = 0.25 }, threads: 8);
+        Assert.Equal(FlashPath.Decode, plan.Path);
+        Assert.True(plan.KeySplits >= 4, $"{plan.KeySplits} splits for 2 heads on 8 threads");
     }
 
     [Theory]
