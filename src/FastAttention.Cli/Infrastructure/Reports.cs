@@ -62,9 +62,12 @@ internal sealed record PerCallEpsilon(double C5, double W, double C7);
 
 /// <summary><c>fastattn bench exact --json</c>.</summary>
 internal sealed record BenchExactReport(
-    int N, int M, int D, int Threads, string Precision, bool Causal, double Seconds, double Gflops, double PeakGflops,
-    double FractionOfPeak, double? OnnxRuntimeSeconds, double? SpeedupVsOnnxRuntime, double? MaxAbsErrorVsOnnxRuntime,
-    long ExtraBytesAllocated);
+    int N, int M, int D, int Threads, string Precision, bool Causal, int Repeats, double Seconds, double SecondsMin, double SecondsMax,
+    double Gflops, double PeakGflops, double FractionOfPeak, double ExpLimitGexps, double KernelGexps, double FractionOfExpLimit,
+    double BandwidthGBs, double KernelGBs, double FractionOfBandwidth,
+    double? OnnxRuntimeSeconds, double? OnnxRuntimeSecondsMin, double? OnnxRuntimeSecondsMax, double? SpeedupVsOnnxRuntime,
+    double? MaxAbsErrorVsOnnxRuntime, long ExtraBytesAllocated,
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Kernel);
 
 /// <summary><c>fastattn bench polynomial --json</c>.</summary>
 internal sealed record BenchPolynomialReport(

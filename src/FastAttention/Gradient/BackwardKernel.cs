@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics.X86;
 using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
@@ -37,7 +36,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
 
     /// <summary>16 accumulators + 4 panel vectors + a broadcast fit only in 32 vector registers (EVEX, AVX-512); with
     /// 16 (AVX2) they spill, and the kernel uses 4-row × 2-vector blocks instead.</summary>
-    public static bool WideBlocksByDefault => Avx512F.IsSupported;
+    public static bool WideBlocksByDefault => SimdInfo.VectorRegisters >= 32;
 
     /// <summary>
     /// One head: dQ (n×d), dK (m×d), dV (m×dv) of ⟨dO, softmax(s·QKᵀ)·V⟩ from the forward pass's output
