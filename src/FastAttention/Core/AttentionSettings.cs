@@ -15,6 +15,9 @@ public sealed record AttentionSettings
     /// <summary>Optional progress sink (fraction in [0, 1]); algorithms call it from any thread.</summary>
     public IProgress<double>? Progress { get; init; }
 
+    /// <summary>Cancels a run (e.g. Ctrl-C in the CLI): algorithms stop with <see cref="OperationCanceledException"/>.</summary>
+    public CancellationToken Cancellation { get; init; }
+
     /// <summary>The effective thread count.</summary>
     public int EffectiveThreads => Threads > 0 ? Threads : Environment.ProcessorCount;
 
