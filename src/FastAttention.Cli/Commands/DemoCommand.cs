@@ -35,7 +35,7 @@ internal static class DemoCommand
         {
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(r.InvocationConfiguration.Output), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
             console.Profile.Width = Math.Max(console.Profile.Width, 160);
-            Run(console, r.GetValue(quick), r.GetValue(threads));
+            Run(console, r.GetValue(quick), CommonOptions.ThreadCount(r.GetValue(threads)));
             return 0;
         });
         return cmd;
@@ -51,9 +51,13 @@ internal static class DemoCommand
             console.WriteLine($"  {inst.Name,-15} n = m = {nn}, d = {inst.D}, ε = {inst.Epsilon:G2}: {inst.Description}");
         }
         var table = new Table().AddColumns("instance", "algorithm", "max error", "bound", "time (s)", "speedup vs exact", "parameters");
+        var context = CliContext.Current;
+        var names = AttentionAlgorithms.Names.Where(x => x != "reference").ToList();
         foreach (var inst in Instances)
         {
             int n = quick ? Math.Min(inst.N, 2048) : inst.N;
+            context.ThrowIfCancelled();
+            context.Status($"demo: instance '{inst.Name}' (n = m = {n}, d = {inst.D}): warming up…");
             var q = Infrastructure.Instances.Matrix(n, inst.D, inst.Bound, 1, inst.Distribution);
             var k = Infrastructure.Instances.Matrix(n, inst.D, inst.Bound, 2, inst.Distribution);
             var v = Infrastructure.Instances.Matrix(n, inst.D, Math.Min(inst.Bound, 1), 3, inst.Distribution);
@@ -61,11 +65,12 @@ internal static class DemoCommand
             var rows = Infrastructure.Instances.SampleRows(n, 256, 4);
             WarmUp(inst, threads);
             double exactSeconds = double.NaN;
-            foreach (string name in AttentionAlgorithms.Names)
+            foreach (string name in names)
             {
-                if (name == "reference") continue;
+                context.ThrowIfCancelled();
+                context.Status($"demo: instance '{inst.Name}': running '{name}' ({names.IndexOf(name) + 1} of {names.Count})…");
                 var alg = AttentionAlgorithms.Create(name);
-                var settings = new AttentionSettings { Epsilon = inst.Epsilon, Threads = threads };
+                var settings = new AttentionSettings { Epsilon = inst.Epsilon, Threads = threads, Cancellation = context.Cancellation };
                 string label = inst.Name;
                 try
                 {
@@ -86,6 +91,8 @@ internal static class DemoCommand
         console.Write(table);
         foreach (var (title, run) in Sections)
         {
+            context.ThrowIfCancelled();
+            context.Status($"demo: {title}…");
             console.WriteLine();
             console.WriteLine(title);
             run(console, quick);
