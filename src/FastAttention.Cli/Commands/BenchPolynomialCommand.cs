@@ -109,6 +109,7 @@ internal static class PolynomialBenchmark
         var (exactSeconds, sampled, rows) = TimeExact(problem, s.Threads, s.SampleRows, s.Seed);
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         var c = result.Certificate;
+        var pp = c.ParametersOf<FastAttention.Polynomial.PolynomialParameters>();
         return
         [
             new("algorithm", "polynomial"), new("n", s.N), new("m", s.M), new("d", s.D), new("bound", s.Bound), new("scale", s.Scale),
@@ -116,8 +117,8 @@ internal static class PolynomialBenchmark
             new("threads", settings.EffectiveThreads),
             new("seconds", seconds), new("exactSeconds", exactSeconds), new("speedupVsExact", exactSeconds / seconds),
             new("maxAbsError", err), new("epsilon", s.Epsilon), new("errorBound", c.ErrorBound),
-            new("degree", c.Parameter("degree")), new("rank", c.Parameter("rank")), new("rankPaperBound", c.Parameter("rankPaperBound")),
-            new("R", c.Parameter("R")), new("exactSampledRows", sampled),
+            new("degree", pp.Degree), new("rank", pp.Rank), new("rankPaperBound", pp.RankPaperBound),
+            new("R", pp.R), new("exactSampledRows", sampled),
             new("halfSeconds", halfSeconds), new("doublingRatio", doubling),
         ];
     }

@@ -39,7 +39,7 @@ internal static class BenchRangeMeasurement
             new("epsilon", epsilon), new("errorBound", result.Certificate.ErrorBound), new("maxAbsError", err),
             new("seconds", seconds), new("repeats", repeats), new("exactSeconds", exactSeconds), new("speedupVsExact", exactSeconds / seconds),
             new("exactSampledRows", rows.Length), new("peakWorkingSetBytes", System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64),
-            new("parameters", result.Certificate.Parameters.Select(p => new KeyValuePair<string, object?>(p.Key, p.Value)).ToList()),
+            new("parameters", (result.Certificate.Parameters?.Describe() ?? []).Where(p => p.Value is not null).ToList()),
         ];
     }
 

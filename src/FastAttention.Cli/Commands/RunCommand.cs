@@ -13,7 +13,7 @@ internal static class RunCommand
         var k = new Option<string>("--k") { Description = "Keys .npy: [m, d] (same leading dims).", Required = true };
         var v = new Option<string>("--v") { Description = "Values .npy: [m, dv] (same leading dims).", Required = true };
         var output = new Option<string>("--out") { Description = "Output .npy [.., n, dv].", Required = true };
-        var algorithm = new Option<string>("--algorithm") { Description = "Algorithm: " + string.Join(", ", AttentionAlgorithms.Names), DefaultValueFactory = _ => "exact" };
+        var algorithm = new Option<string?>("--algorithm") { Description = "Algorithm: " + string.Join(", ", AttentionAlgorithms.Names) + " (default: auto when --epsilon is given, else exact)." };
         var scale = new Option<double?>("--scale") { Description = "Logit scale s in exp(s·QKᵀ); default 1/√d." };
         var causal = new Option<bool>("--causal") { Description = "Causal mask (query i sees keys j ≤ i)." };
         var precision = CommonOptions.Precision();
@@ -26,13 +26,13 @@ internal static class RunCommand
             var context = CliContext.Current;
             // Every option and path is checked before any data is read or anything computed.
             string qPath = r.GetValue(q)!, kPath = r.GetValue(k)!, vPath = r.GetValue(v)!;
-            string name = r.GetValue(algorithm)!;
+            double? eps = r.GetValue(epsilon);
+            string name = r.GetValue(algorithm) ?? (eps is null ? "exact" : "auto");
             if (!AttentionAlgorithms.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
                 throw new UsageException($"--algorithm: unknown algorithm '{name}'; known: {string.Join(", ", AttentionAlgorithms.Names)}.");
             var alg = AttentionAlgorithms.Create(name);
-            double? eps = r.GetValue(epsilon);
             if (eps is { } e) CommonOptions.Positive("--epsilon", e);
-            if (!alg.IsExact && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
+            if (alg.RequiresEpsilon && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
             double? s = r.GetValue(scale);
             if (s is { } sv) CommonOptions.Finite("--scale", sv);
             int t = CommonOptions.ThreadCount(r.GetValue(threads));
@@ -55,7 +55,7 @@ internal static class RunCommand
             bool roundOutputOnly = f32 && files.AnyFloat64 && !alg.IsExact;
             if (f32 && files.AnyFloat64 && alg.IsExact)
                 context.Note("--precision f32: the float64 inputs are rounded to float32 and the exact kernel runs in float32.");
-            var settings = new AttentionSettings { Epsilon = eps ?? 0, Threads = t, Cancellation = context.Cancellation };
+            var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault(), Cancellation = context.Cancellation };
             bool c = r.GetValue(causal);
             if (roundOutputOnly) ExecuteRoundingOutput(files, alg, settings, s, c, outputs, outFull, reportFull);
             else if (f32) Execute<float>(files, alg, settings, s, c, outputs, outFull, reportFull);
@@ -92,7 +92,7 @@ internal static class RunCommand
         OutputFiles outputs, string outFull, string? reportFull)
     {
         var problem = files.Problem<double>(scale, causal);
-        double eps = settings.Epsilon;
+        double eps = settings.Epsilon ?? throw new InvalidOperationException("an approximate algorithm without ε; this is a bug.");
         if (!(problem.VMax <= float.MaxValue))
             throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision, $"values up to {problem.VMax:G3} do not fit float32; use --precision f64.");
         double allowance = Math.ScaleB(problem.VMax + eps, -24) * (1 + Math.ScaleB(1, -20)) + Math.ScaleB(1, -149);
@@ -119,7 +119,8 @@ internal static class RunCommand
         {
             Epsilon = eps,
             ErrorBound = bound,
-            Parameters = [.. result.Certificate.Parameters, new("computedIn", "f64"), new("float32OutputRounding", rounding)],
+            Budget = [.. result.Certificate.Budget, new ErrorTerm("float32 output rounding (measured: max |o − fl₃₂(o)|)", rounding)],
+            Notes = [.. result.Certificate.Notes, "computed in float64 from the float64 inputs; only the output was rounded to float32"],
         };
         outputs.WriteNpy(outFull, rounded, files.OutputShape);
         if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, certificate, "f32"));
@@ -131,6 +132,9 @@ internal static class RunCommand
             new("scale", p.Scale), new("causal", p.Causal), new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
             new("errorBound", c.ErrorBound), new("seconds", c.Elapsed.TotalSeconds), new("threads", c.Threads),
             new("precision", precision ?? (typeof(T) == typeof(float) ? "f32" : "f64")),
-            new("parameters", c.Parameters),
+            new("parameters", CertificateReport.Parameters(c.Parameters)),
+            new("budget", CertificateReport.Terms(c.Budget)), new("predictedSeconds", c.PredictedSeconds),
+            new("planningSeconds", c.PlanningTime.TotalSeconds), new("notes", c.Notes.ToList()),
+            new("perHead", CertificateReport.Heads(c)),
         ]);
 }

@@ -72,6 +72,9 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
     public AttentionProblem<T> With(double? scale = null, bool? causal = null) =>
         new(Q, K, V, N, M, D, Dv, Heads, scale ?? Scale, causal ?? Causal);
 
+    /// <summary>The same problem with other values (same shape); used for the exact power-of-two rescaling of V.</summary>
+    internal AttentionProblem<T> WithValues(ReadOnlyMemory<T> v) => new(Q, K, v, N, M, D, Dv, Heads, Scale, Causal);
+
     private static void CheckLength(string name, int actual, long expected, string shape)
     {
         if (actual != expected)
@@ -85,13 +88,7 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
                 ThrowHelper.Argument(name, $"{name} contains a non-finite value ({data[i]}) at flat index {i}.");
     }
 
-    private static double MaxAbs(ReadOnlySpan<T> data)
-    {
-        if (data.IsEmpty) return 0;
-        if (typeof(T) == typeof(float))
-            return System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(data)) is var f ? Math.Abs(f) : 0;
-        return Math.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(data)));
-    }
+    private static double MaxAbs(ReadOnlySpan<T> data) => Numerics.FloatingPoint.MaxAbs(data);
 }
 
 /// <summary>A view of one head of an <see cref="AttentionProblem{T}"/>: spans of Q (n×d), K (m×d), V (m×dv).</summary>

@@ -21,10 +21,36 @@ public sealed class FlashAttention : AttentionAlgorithm
     /// <summary>Forces the register blocking for tests: true = 4×2 (16-register CPUs), false = 4×4; null = by CPU.</summary>
     internal bool? ForcedNarrowBlocks { get; init; }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
-        Run(head, output, [], settings.EffectiveThreads);
-        return HeadReport.Exact;
+        int lanes = Lanes<T>();
+        return Planned(head, context, new ExactParameters("flash", lanes), [], Cost(head));
+    }
+
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
+    {
+        Run(head, output, [], context.Threads);
+        return new HeadExecution([], plan.Parameters);
+    }
+
+    /// <summary>The counted work of exact attention on one head: 2·(d + dv) flops and one exp per visible logit, Q, K,
+    /// V read and O written once.</summary>
+    internal static CostEstimate Cost<T>(AttentionHead<T> head) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double logits = 0;
+        if (!head.Causal) logits = (double)head.N * head.M;
+        else for (int i = 0; i < head.N; i++) logits += head.VisibleKeys(i);
+        double size = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        double bytes = size * ((double)head.N * head.D + (double)head.M * (head.D + head.Dv) + (double)head.N * head.Dv);
+        double width = typeof(T) == typeof(double) ? 2 : 1; // float64 runs half the lanes
+        return new CostEstimate(2.0 * logits * (head.D + head.Dv) * width, logits * width, bytes);
+    }
+
+    private int Lanes<T>() where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int lanes = ForcedFloat32Lanes > 0 ? ForcedFloat32Lanes : SimdInfo.Float32Lanes;
+        int w = lanes >= 16 && Vector512.IsHardwareAccelerated ? 16 : lanes >= 8 && Vector256.IsHardwareAccelerated ? 8 : 1;
+        return typeof(T) == typeof(double) ? Math.Max(1, w / 2) : w;
     }
 
     /// <summary>

@@ -38,7 +38,10 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         return output;
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context) =>
+        Planned(head, context, new ExactParameters("reference", 1), [], FlashAttention.Cost(head) with { Flops = 8 * FlashAttention.Cost(head).Flops });
+
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
         var row = new double[head.Dv];
@@ -46,8 +49,9 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         {
             Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
             for (int c = 0; c < head.Dv; c++) output[i * head.Dv + c] = T.CreateTruncating(row[c]);
+            if ((i & 63) == 63) { context.ThrowIfCancelled(); context.Report((double)i / head.N); }
         }
-        return HeadReport.Exact;
+        return new HeadExecution([], plan.Parameters);
     }
 
     /// <summary>One output row: softmax(s·qᵢKᵀ)·V with the max subtracted, in float64 with compensated sums.

@@ -8,7 +8,7 @@ public sealed record ReductionInstance(int N, int Keys, int D, double Bound, dou
 
 /// <summary>
 /// An attention algorithm used as a black-box oracle by the hardness reductions. Every call is one
-/// <see cref="AttentionAlgorithm.Compute{T}"/> on a single-head float64 problem whose value matrix is one non-negative
+/// <see cref="AttentionAlgorithm.Compute{T}(AttentionProblem{T}, AttentionSettings?)"/> on a single-head float64 problem whose value matrix is one non-negative
 /// column; the reduction then thresholds the output rows. The oracle counts calls and certifies each threshold:
 /// <list type="bullet">
 /// <item>approximate algorithms are asked for the additive ε′ the threshold needs and held to their certificate;</item>
@@ -19,7 +19,7 @@ public sealed record ReductionInstance(int N, int Keys, int D, double Bound, dou
 /// </summary>
 public sealed class AttentionOracle
 {
-    private const double U = 1.1102230246251565e-16; // unit roundoff 2⁻⁵³
+    private const double U = Numerics.FloatingPoint.U;
     private int _n, _keys, _d;
     private double _bound, _epsilon = double.PositiveInfinity;
 
