@@ -42,11 +42,18 @@ internal static class Figure
         LabelFormatter = v => "2^" + Math.Round(v).ToString(CultureInfo.InvariantCulture),
     };
 
+    /// <summary>10^k as a label: plain digits for 10⁻³ … 10⁴, else 10 with a superscript exponent.</summary>
     public static string PowerOfTen(double log10)
     {
-        double v = Math.Pow(10, Math.Round(log10));
-        return v is >= 0.001 and <= 10000 ? v.ToString("G4", CultureInfo.InvariantCulture) : "1e" + Math.Round(log10).ToString(CultureInfo.InvariantCulture);
+        int k = (int)Math.Round(log10);
+        if (k is >= -3 and <= 4) return Math.Pow(10, k).ToString(k < 0 ? "0.###" : "0", CultureInfo.InvariantCulture);
+        return "10" + Superscript(k);
     }
+
+    public static string Superscript(int k) => new(k.ToString(CultureInfo.InvariantCulture).Select(ch => ch switch
+    {
+        '-' => '⁻', '0' => '⁰', '1' => '¹', '2' => '²', '3' => '³', '4' => '⁴', '5' => '⁵', '6' => '⁶', '7' => '⁷', '8' => '⁸', _ => '⁹',
+    }).ToArray());
 
     /// <summary>Medians as markers joined by a line, min–max as error bars. With <paramref name="log10"/> the values are
     /// plotted as log₁₀ (pair with <see cref="Log10Axis"/>).</summary>
