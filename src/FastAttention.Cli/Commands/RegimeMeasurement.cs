@@ -108,16 +108,18 @@ internal static class RegimeMeasurement
         if (pilotRows < problem.N)
         {
             var pilot = Timing.SampleQueries(problem, Instances.SampleRows(problem.N, pilotRows, seed + 5));
-            // Twice, the faster counts: the first run of a code path may still be compiling.
+            // Twice, the faster counts: the first run of a code path may still be compiling. A sample that refuses says
+            // nothing about the time (the whole problem may refuse for its own reasons, or not): the full run decides.
             double pilotSeconds = double.PositiveInfinity;
-            for (int i = 0; i < 2 && pilotSeconds > exactSeconds; i++)
+            bool pilotRefused = false;
+            for (int i = 0; i < 2 && pilotSeconds > exactSeconds && !pilotRefused; i++)
             {
                 var sw = Stopwatch.StartNew();
                 try { alg.Compute(pilot, settings); }
-                catch (AttentionRefusedException) { } // the sample may refuse where the whole does not; it only bounds the time
+                catch (AttentionRefusedException) { pilotRefused = true; }
                 pilotSeconds = Math.Min(pilotSeconds, sw.Elapsed.TotalSeconds);
             }
-            if (pilotSeconds > exactSeconds)
+            if (!pilotRefused && pilotSeconds > exactSeconds)
                 return new AlgorithmRun(name, RunStatus.SlowerOnSample, null,
                     $"{pilotRows} sampled queries took {pilotSeconds:G3} s, more than exact on all {problem.N} ({exactSeconds:G3} s)",
                     default, predicted, planned, double.NaN, eps);

@@ -80,6 +80,7 @@ internal static class RegimesExperimentCommand
     public static IReadOnlyList<Cell> Run(ExperimentRun run, Config c)
     {
         const string Name = "regimes";
+        run.CreateDir();
         var o = run.Output;
         o.WriteLine($"regimes: n = m = {c.N}, ε = {c.Epsilon:G3}, s = {c.Scale.Text}, Q, K uniform in [−B, B], V uniform in [−{c.ValueBound}, {c.ValueBound}], " +
                     $"{run.Repeats} timed runs per algorithm and cell; planner: {(RegimeMeasurement.HasPlanner ? "the library's 'auto'" : "fastest measured certified algorithm ('auto' is not registered)")}.");

@@ -79,6 +79,7 @@ internal static class ScalingExperimentCommand
     public static (IReadOnlyList<Size> Sizes, IReadOnlyList<Exponent> Fits) Run(ExperimentRun run, Config c)
     {
         const string Name = "scaling";
+        run.CreateDir();
         var o = run.Output;
         var alg = AttentionAlgorithms.Create(c.Algorithm);
         var settings = new AttentionSettings { Epsilon = c.Epsilon, Threads = run.Threads };

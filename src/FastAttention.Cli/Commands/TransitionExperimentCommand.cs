@@ -78,6 +78,7 @@ internal static class TransitionExperimentCommand
     public static Result Run(ExperimentRun run, Config cfg)
     {
         const string Name = "transition";
+        run.CreateDir();
         var o = run.Output;
         o.WriteLine($"transition: d = {cfg.D}, s = 1/d, ε = 1/n, B* by bisection on (0, {cfg.MaxBound}] ({cfg.Steps} steps, resolution {cfg.Resolution:G3}), " +
                     $"{run.Repeats} repeats per n on fresh inputs, rank budget {cfg.MaxRank}; each plan is timed against exact in 5 interleaved samples after a warm-up (median ratio).");

@@ -26,6 +26,7 @@ internal static class CommandTree
         experiment.Subcommands.Add(TransitionExperimentCommand.Create());
         experiment.Subcommands.Add(ScalingExperimentCommand.Create());
         experiment.Subcommands.Add(RegimesExperimentCommand.Create());
+        experiment.Subcommands.Add(HeadsExperimentCommand.Create());
         root.Subcommands.Add(experiment);
         return root;
     }

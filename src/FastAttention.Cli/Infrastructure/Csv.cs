@@ -57,3 +57,51 @@ internal sealed class CsvTable
     private static string Quote(string s) =>
         s.IndexOfAny([',', '"', '\n', '\r']) < 0 ? s : "\"" + s.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 }
+
+/// <summary>Reads a CSV written by <see cref="CsvTable"/> (RFC 4180 quoting): the header and the rows as strings.</summary>
+internal static class CsvReader
+{
+    public static (string[] Header, List<string[]> Rows) Read(string path)
+    {
+        if (!File.Exists(path)) throw new UsageException($"the file '{path}' does not exist.");
+        var lines = Split(File.ReadAllText(path));
+        if (lines.Count == 0) throw new UsageException($"{path} is empty.");
+        var header = lines[0];
+        for (int i = 1; i < lines.Count; i++)
+            if (lines[i].Length != header.Length)
+                throw new UsageException($"{path}: row {i} has {lines[i].Length} fields, the header has {header.Length}.");
+        return (header, lines.Skip(1).ToList());
+    }
+
+    private static List<string[]> Split(string text)
+    {
+        var rows = new List<string[]>();
+        var fields = new List<string>();
+        var f = new StringBuilder();
+        bool quoted = false, any = false;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (quoted)
+            {
+                if (c == '"' && i + 1 < text.Length && text[i + 1] == '"') { f.Append('"'); i++; }
+                else if (c == '"') quoted = false;
+                else f.Append(c);
+                continue;
+            }
+            switch (c)
+            {
+                case '"': quoted = true; any = true; break;
+                case ',': fields.Add(f.ToString()); f.Clear(); any = true; break;
+                case '\r': break;
+                case '\n':
+                    fields.Add(f.ToString()); f.Clear();
+                    rows.Add([.. fields]); fields.Clear(); any = false;
+                    break;
+                default: f.Append(c); any = true; break;
+            }
+        }
+        if (any || f.Length > 0) { fields.Add(f.ToString()); rows.Add([.. fields]); }
+        return rows;
+    }
+}

@@ -10,6 +10,16 @@ internal sealed record ExperimentRun(string Dir, int Repeats, bool Quick, int Th
     public void Progress(string experiment, string message) => Log.WriteLine($"[{experiment} {DateTime.Now:HH:mm:ss}] {message}");
 
     public string PathOf(string file) => Path.Combine(Dir, file);
+
+    /// <summary>Creates the output folder (after every option was validated, so a rejected command leaves nothing behind).</summary>
+    public void CreateDir()
+    {
+        try { Directory.CreateDirectory(Dir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            throw new UsageException($"--out: cannot create the folder '{Dir}' ({e.Message}).");
+        }
+    }
 }
 
 /// <summary>The options every experiment has: --out (created when missing), --repeats, --quick, --threads, --seed.</summary>
@@ -30,7 +40,8 @@ internal sealed class ExperimentOptions
         command.Options.Add(Threads); command.Options.Add(Seed);
     }
 
-    /// <summary>Validates the shared options and creates the output folder.</summary>
+    /// <summary>Validates the shared options (the folder is created by <see cref="ExperimentRun.CreateDir"/> once the
+    /// command's own options are valid too).</summary>
     public ExperimentRun Parse(ParseResult r)
     {
         int repeats = r.GetValue(Repeats), threads = r.GetValue(Threads);
@@ -39,11 +50,6 @@ internal sealed class ExperimentOptions
         string dir = r.GetValue(Out)!;
         if (string.IsNullOrWhiteSpace(dir)) throw new UsageException("--out must name a folder.");
         if (File.Exists(dir)) throw new UsageException($"--out: '{dir}' is a file, not a folder.");
-        try { Directory.CreateDirectory(dir); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
-        {
-            throw new UsageException($"--out: cannot create the folder '{dir}' ({e.Message}).");
-        }
         return new ExperimentRun(dir, repeats, r.GetValue(Quick), threads, r.GetValue(Seed), r.InvocationConfiguration.Output, r.InvocationConfiguration.Error);
     }
 }

@@ -18,6 +18,18 @@ internal static class Figure
     /// <summary>Colours by series index (colour-blind-safe Tableau 10).</summary>
     public static Color Palette(int i) => new ScottPlot.Palettes.Category10().GetColor(i);
 
+    /// <summary>One colour per algorithm name, the same in every figure.</summary>
+    public static Color AlgorithmColor(string name) => name switch
+    {
+        "exact" => Colors.Black,
+        "polynomial" => Palette(0),
+        "vector" => Palette(1),
+        "rounding" => Palette(2),
+        "range" => Palette(4),
+        "lowrank" => Palette(5),
+        _ => Palette(6),
+    };
+
     public static Plot New(string title, string xLabel, string yLabel)
     {
         var p = new Plot();

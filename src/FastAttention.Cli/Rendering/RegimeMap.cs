@@ -96,6 +96,12 @@ internal static class RegimeMap
 
     private static Color ColorOf(int kind) => kind switch { -2 => Refused, -1 => Slower, _ => BinColor(kind) };
 
+    /// <summary>The map's colour for a measured speedup (below 1: the "slower than exact" grey).</summary>
+    public static Color SpeedupColor(double speedup) => speedup >= 1 ? BinColor(Array.FindLastIndex(Bins, b => speedup >= b.From)) : Slower;
+
+    /// <summary>Text colour readable on <see cref="SpeedupColor"/>.</summary>
+    public static Color SpeedupTextColor(double speedup) => speedup >= 1 && speedup < 100 ? Colors.White : Colors.Black;
+
     private static int IndexOf<T>(IReadOnlyList<T> list, T v)
     {
         for (int i = 0; i < list.Count; i++) if (EqualityComparer<T>.Default.Equals(list[i], v)) return i;
