@@ -14,7 +14,7 @@ internal static class RunCommand
         var k = new Option<string>("--k") { Description = "Keys .npy: [m, d] (same leading dims).", Required = true };
         var v = new Option<string>("--v") { Description = "Values .npy: [m, dv] (same leading dims).", Required = true };
         var output = new Option<string>("--out") { Description = "Output .npy [.., n, dv].", Required = true };
-        var algorithm = new Option<string>("--algorithm") { Description = "Algorithm: " + string.Join(", ", AttentionAlgorithms.Names), DefaultValueFactory = _ => "exact" };
+        var algorithm = new Option<string?>("--algorithm") { Description = "Algorithm: " + string.Join(", ", AttentionAlgorithms.Names) + " (default: auto when --epsilon is given, else exact)." };
         var scale = new Option<double?>("--scale") { Description = "Logit scale s in exp(s·QKᵀ); default 1/√d." };
         var causal = new Option<bool>("--causal") { Description = "Causal mask (query i sees keys j ≤ i)." };
         var precision = CommonOptions.Precision();
@@ -25,13 +25,13 @@ internal static class RunCommand
         cmd.SetAction(r =>
         {
             var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
-            var alg = AttentionAlgorithms.Create(r.GetValue(algorithm)!);
             double? eps = r.GetValue(epsilon);
+            var alg = AttentionAlgorithms.Create(r.GetValue(algorithm) ?? (eps is null ? "exact" : "auto"));
             if (eps is { } e) CommonOptions.Positive("--epsilon", e);
-            if (!alg.IsExact && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
+            if (alg.RequiresEpsilon && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
             int t = r.GetValue(threads);
             CommonOptions.AtLeast("--threads", t, 0);
-            var settings = new AttentionSettings { Epsilon = eps ?? 0, Threads = t };
+            var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault() };
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), !files.AnyFloat64);
             string outPath = r.GetValue(output)!;
             string? reportPath = r.GetValue(report);
@@ -59,6 +59,9 @@ internal static class RunCommand
             new("scale", p.Scale), new("causal", p.Causal), new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
             new("errorBound", c.ErrorBound), new("seconds", c.Elapsed.TotalSeconds), new("threads", c.Threads),
             new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
-            new("parameters", c.Parameters),
+            new("parameters", CertificateReport.Parameters(c.Parameters)),
+            new("budget", CertificateReport.Terms(c.Budget)), new("predictedSeconds", c.PredictedSeconds),
+            new("planningSeconds", c.PlanningTime.TotalSeconds), new("notes", c.Notes.ToList()),
+            new("perHead", CertificateReport.Heads(c)),
         ]);
 }

@@ -20,6 +20,9 @@ public abstract class AttentionAlgorithm
     /// <summary>True when the output is exact up to floating-point rounding (no ε needed).</summary>
     public abstract bool IsExact { get; }
 
+    /// <summary>True when the algorithm cannot run without ε (approximate algorithms); the planner runs exact without one.</summary>
+    public virtual bool RequiresEpsilon => !IsExact;
+
     /// <summary>Plans every head, or says why not. Never throws a refusal; throws only for invalid arguments
     /// (and <see cref="OperationCanceledException"/> when cancelled).</summary>
     public PlanOutcome<T> TryPlan<T>(AttentionProblem<T> problem, AttentionSettings? settings = null)
@@ -30,7 +33,7 @@ public abstract class AttentionAlgorithm
         settings.Validate();
         var clock = Stopwatch.StartNew();
         double epsilon = double.NaN;
-        if (!IsExact)
+        if (RequiresEpsilon)
         {
             if (settings.Epsilon is null)
                 return new(null, new Refusal(Name, RefusalReason.EpsilonMissing,
@@ -40,6 +43,8 @@ public abstract class AttentionAlgorithm
             epsilon = settings.RequiredEpsilon;
         }
         else if (settings.ValidEpsilon is double e) epsilon = e;
+        else if (settings.Epsilon is not null && !IsExact)
+            return new(null, new Refusal(Name, RefusalReason.EpsilonInvalid, $"ε must be a positive finite number (got {settings.Epsilon}).", []));
 
         var notes = new List<string>();
         if (settings.ThreadsClamped) notes.Add($"threads: {settings.Threads} asked, {settings.EffectiveThreads} used (the machine has {Environment.ProcessorCount} processors).");
@@ -97,6 +102,10 @@ public abstract class AttentionAlgorithm
     /// <summary>Plans <paramref name="head"/> with this algorithm as a component of another (the planner, reductions).</summary>
     internal HeadPlan PlanHeadFor<T>(AttentionHead<T> head, PlanningContext context) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
         PlanHead(head, context);
+
+    /// <summary>Executes <paramref name="plan"/> (made by this algorithm) as a component of another (the planner).</summary>
+    internal HeadExecution ExecuteHeadFor<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> => ExecuteHead(plan, head, output, context);
 
     /// <summary>The plan record a subclass returns from <see cref="PlanHead{T}"/>.</summary>
     protected HeadPlan Planned<T>(AttentionHead<T> head, PlanningContext context, AlgorithmParameters parameters, IReadOnlyList<ErrorTerm> budget,
@@ -172,7 +181,7 @@ public abstract class AttentionAlgorithm
             if (bound > certs[worst].ErrorBound) worst = h;
         }
         double total = heads == 0 ? 0 : certs[worst].ErrorBound;
-        if (!IsExact && !(total <= settings.Epsilon))
+        if (!IsExact && settings.Epsilon is not null && !(total <= settings.Epsilon))
             ThrowHelper.InvalidOperation($"{Name} produced a certificate bound {total:G4} above the requested ε = {settings.Epsilon:G4}; this is a bug.");
         return new ErrorCertificate
         {

@@ -52,7 +52,9 @@ public sealed record HeadExecution(IReadOnlyList<ErrorTerm> Budget, AlgorithmPar
 /// <param name="Settings">The caller's settings.</param>
 /// <param name="Epsilon">ε for this (possibly V-rescaled) problem; NaN for exact algorithms when none was given.</param>
 /// <param name="Threads">Threads this head will run on.</param>
-public readonly record struct PlanningContext(AttentionSettings Settings, double Epsilon, int Threads)
+/// <param name="MeasureCost">When true, algorithms whose work depends on the data (range structures) build their
+/// structure while planning (execution reuses it) and count the work of a sample of queries; the planner asks for this.</param>
+public readonly record struct PlanningContext(AttentionSettings Settings, double Epsilon, int Threads, bool MeasureCost = false)
 {
     /// <summary>Throws <see cref="OperationCanceledException"/> when the caller cancelled.</summary>
     public void ThrowIfCancelled() => Settings.Cancellation.ThrowIfCancellationRequested();

@@ -42,7 +42,8 @@ public sealed class FlashAttention : AttentionAlgorithm
         else for (int i = 0; i < head.N; i++) logits += head.VisibleKeys(i);
         double size = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
         double bytes = size * ((double)head.N * head.D + (double)head.M * (head.D + head.Dv) + (double)head.N * head.Dv);
-        return new CostEstimate(2.0 * logits * (head.D + head.Dv), logits, bytes);
+        double width = typeof(T) == typeof(double) ? 2 : 1; // float64 runs half the lanes
+        return new CostEstimate(2.0 * logits * (head.D + head.Dv) * width, logits * width, bytes);
     }
 
     private int Lanes<T>() where T : unmanaged, IBinaryFloatingPointIeee754<T>

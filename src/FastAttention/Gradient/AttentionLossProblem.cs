@@ -82,12 +82,7 @@ public sealed class AttentionLossProblem
     /// <summary>Gupta et al. Def. B.4: h(y) = A₃·Y (m×d), the value matrix V.</summary>
     public double[] Values() => Multiply(A3, Y);
 
-    internal static double MaxAbs(DenseMatrix a)
-    {
-        double r = 0;
-        foreach (double v in a.Span) r = Math.Max(r, Math.Abs(v));
-        return r;
-    }
+    internal static double MaxAbs(DenseMatrix a) => Numerics.FloatingPoint.MaxAbs<double>(a.Span);
 
     /// <summary>Row-major product of a (r×k) and b (k×c), compensated dot products: O(r·k·c).</summary>
     internal static double[] Multiply(DenseMatrix a, DenseMatrix b)

@@ -69,7 +69,7 @@ internal sealed class PolynomialPlan
         double r = Math.Max(Math.Abs(st.Scale) * qNorm * kNorm * (1 + 4 * ErrorBudget.Unit), MinR);
         // t = x/R = ⟨σ_q q, σ_k k⟩ with ‖σ_q q‖ ≤ 1, ‖σ_k k‖ ≤ 1 (balanced).
         double sigmaK = 1 / kNorm, sigmaQ = st.Scale * kNorm / r;
-        double outputUnit = st.Float32 ? Math.ScaleB(1, -24) + Math.ScaleB(1, -52) : Math.ScaleB(1, -52);
+        double outputUnit = st.Float32 ? Numerics.FloatingPoint.UFloat32 + 2 * Numerics.FloatingPoint.U : 2 * Numerics.FloatingPoint.U;
         double outputFloor = outputUnit * st.VMax * 1.01;
         if (!(outputFloor <= 0.5 * epsilon))
             ThrowHelper.Refused("polynomial", RefusalReason.OutputPrecision, st.Float32
@@ -226,7 +226,7 @@ internal sealed class PolynomialPlan
         get
         {
             double inputs = 8.0 * ((double)Stats.N * Stats.D + (double)Stats.M * (Stats.D + Stats.Dv) + (double)Stats.N * Stats.Dv);
-            return new CostEstimate(PredictedFlops, 0, inputs + PredictedBytes);
+            return new CostEstimate(0, 0, inputs + PredictedBytes, ScalarFlops: PredictedFlops);
         }
     }
 }

@@ -16,6 +16,27 @@ public sealed class LowRankAttention : RangeSearchFamily
 {
     public override string Name => "lowrank";
 
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
+    {
+        var plan = base.PlanHead(head, context);
+        // The numerical rank decides before any work (thin QR + SVD of the d×d factor: O((n + m)·d²)).
+        double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
+        if (vMax > 0)
+        {
+            var (q, k, _) = head.ToDouble();
+            var (rq, rk) = NumericalRanks(q, head.N, k, head.M, head.D, head.Scale, context.Epsilon, vMax);
+            if (Math.Min(rq, rk) > MaxRangeDimension)
+                ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.", "exact");
+            int r = Math.Max(1, Math.Min(rq, rk));
+            // The search runs in r dimensions; projecting costs 2(n + m)·d·r flops.
+            var cost = EstimateCost(head, r);
+            cost = cost with { ScalarFlops = cost.ScalarFlops + 2.0 * (head.N + head.M) * head.D * (r + head.D) };
+            return Planned(head, context, new RangeFamilyParameters { Rank = r, RankQ = rq, RankK = rk }, plan.Budget,
+                context.MeasureCost ? plan.Cost : cost);
+        }
+        return plan;
+    }
+
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
@@ -57,6 +78,19 @@ public sealed class LowRankAttention : RangeSearchFamily
     }
 
     private static double MaxRowNorm(double[] a, int rows, int d) => Numerics.FloatingPoint.MaxRowNorm<double>(a, rows, d);
+
+    /// <summary>The numerical ranks of Q and K at ε (the ranks this algorithm would truncate to: σ_{r+1} below the
+    /// tolerance that keeps the truncation's output error within ε/4).</summary>
+    internal static (int RankQ, int RankK) NumericalRanks(double[] q, int n, double[] k, int m, int d, double scale, double epsilon, double vMax)
+    {
+        if (vMax == 0) return (0, 0);
+        double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
+        double deltaTarget = 0.5 * double.LogP1(0.25 * epsilon / vMax);
+        var (_, sq) = RightSingular(q, n, d);
+        var (_, sk) = RightSingular(k, m, d);
+        return (RankFor(sq, deltaTarget / (Math.Abs(scale) * Math.Max(kNorm, double.Epsilon))),
+                RankFor(sk, deltaTarget / (Math.Abs(scale) * Math.Max(qNorm, double.Epsilon))));
+    }
 
     /// <summary>Right singular vectors (d×d, columns, row-major) and singular values of the rows×d matrix A, via a thin
     /// QR (so the SVD is of the small d×d factor R, Lemma A.5) when rows ≥ d.</summary>
