@@ -3,8 +3,7 @@ using System.Globalization;
 using FastAttention.Cli.Infrastructure;
 using FastAttention.Cli.Rendering;
 using FastAttention.Exact;
-using MathNet.Numerics.LinearAlgebra;
-using MathNet.Numerics.LinearAlgebra.Factorization;
+using FastAttention.Planning;
 using ScottPlot;
 
 namespace FastAttention.Cli.Commands;
@@ -13,7 +12,7 @@ namespace FastAttention.Cli.Commands;
 /// <c>fastattn experiment heads --q Q.npy --k K.npy --v V.npy</c>: real model heads ([n, d], [h, n, d] or
 /// [b, h, n, d], e.g. every layer of a model exported with numpy). Per head: the statistics that decide which regime
 /// it is in — the entry bound B, the largest logit |s·qᵢ·kⱼ| (on sampled rows) and its Cauchy–Schwarz bound, the
-/// numerical ranks of Q and K, the softmax entropy — and every algorithm's verdict through plan → execute
+/// numerical ranks of Q and K at ε (the library's <see cref="HeadStatistics"/>), the softmax entropy — and every algorithm's verdict through plan → execute
 /// (<see cref="RegimeMeasurement"/>: refusal code, or measured speedup and error). The figure places each head on the
 /// regime map at (effective dimension = min(rank Q, rank K), √(largest logit)) — where a map cell drawn at s = 1/d has
 /// logits up to B², so a head with largest logit R sits at B = √R — coloured by the planner's pick, with the measured
@@ -25,7 +24,7 @@ internal static class HeadsExperimentCommand
 
     public static readonly string[] Columns =
         ["head", "n", "m", "d", "dv", "scale", "entryBound", "qMax", "kMax", "vMax", "largestLogit", "logitBound", "meanRowLogitRange", "statsRows",
-         "rankQ", "rankK", "rankTolerance", "entropy", "normalizedEntropy", "winner", "pickSource", "speedup", "seconds", "exactSeconds",
+         "rankQ", "rankK", "entropy", "normalizedEntropy", "winner", "pickSource", "speedup", "seconds", "exactSeconds",
          "maxAbsError", "withinEpsilon", "epsilon"];
 
     public static readonly string[] AlgorithmColumns =
@@ -41,18 +40,16 @@ internal static class HeadsExperimentCommand
         var epsilon = new Option<double>("--epsilon") { Description = "Target ‖·‖∞ error ε.", DefaultValueFactory = _ => 1e-3 };
         var scale = new Option<double?>("--scale") { Description = "Logit scale s (default 1/√d, as PyTorch)." };
         var map = new Option<string?>("--map") { Description = "regimes-cells.csv from 'experiment regimes', drawn behind the heads." };
-        var tol = new Option<double>("--rank-tolerance") { Description = "Numerical rank: singular values above this × the largest.", DefaultValueFactory = _ => 1e-3 };
         var sampleRows = new Option<int>("--sample-rows") { Description = "Query rows per head for the logit and entropy statistics and the error check.", DefaultValueFactory = _ => 256 };
         var maxHeads = new Option<int?>("--max-heads") { Description = "Analyse only the first this many heads (--quick: 4)." };
         var cmd = new Command("heads", "Real model heads: per head B, largest logit, numerical ranks, softmax entropy and every algorithm's verdict; the heads on the regime map.")
-            { q, k, v, epsilon, scale, map, tol, sampleRows, maxHeads };
+            { q, k, v, epsilon, scale, map, sampleRows, maxHeads };
         common.AddTo(cmd);
         cmd.SetAction(r =>
         {
             var run = common.Parse(r);
-            double eps = r.GetValue(epsilon), t = r.GetValue(tol);
+            double eps = r.GetValue(epsilon);
             CommonOptions.Positive("--epsilon", eps);
-            if (!(t > 0 && t < 1)) throw new UsageException($"--rank-tolerance must be in (0, 1) (got {t}).");
             int rows = r.GetValue(sampleRows);
             CommonOptions.AtLeast("--sample-rows", rows, 1);
             int? limit = r.GetValue(maxHeads) ?? (run.Quick ? 4 : null);
@@ -63,13 +60,13 @@ internal static class HeadsExperimentCommand
             var mapCells = mapPath is null ? null : ReadMap(mapPath);
             var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
             var problem = files.Problem<double>(s, false);
-            Run(run, problem, new Config(eps, t, rows, limit, mapPath, mapCells));
+            Run(run, problem, new Config(eps, rows, limit, mapPath, mapCells));
             return 0;
         });
         return cmd;
     }
 
-    public sealed record Config(double Epsilon, double RankTolerance, int SampleRows, int? MaxHeads, string? MapPath, MapBackground? Map);
+    public sealed record Config(double Epsilon, int SampleRows, int? MaxHeads, string? MapPath, MapBackground? Map);
 
     /// <summary>A measured map read back from regimes-cells.csv.</summary>
     public sealed record MapBackground(IReadOnlyList<MapCell> Cells, int N, double Epsilon);
@@ -99,7 +96,7 @@ internal static class HeadsExperimentCommand
         {
             run.Progress(Name, $"head {h + 1}/{heads}: statistics");
             var hp = HeadProblem(problem, h, problem.N);
-            var stats = Statistics(hp, c.RankTolerance, c.SampleRows, run.Seed + h);
+            var stats = Statistics(hp, c.Epsilon, c.SampleRows, run.Seed + h);
             run.Progress(Name, $"head {h + 1}/{heads}: every algorithm");
             var m = RegimeMeasurement.Run(hp, c.Epsilon, run.Threads, run.Repeats, run.Seed + h, errorRows: c.SampleRows);
             list.Add(new Head(h, stats, m));
@@ -123,10 +120,12 @@ internal static class HeadsExperimentCommand
         new(p.Q.Slice(h * p.N * p.D, rows * p.D), p.K.Slice(h * p.M * p.D, p.M * p.D), p.V.Slice(h * p.M * p.Dv, p.M * p.Dv),
             rows, p.M, p.D, p.Dv, 1, p.Scale);
 
-    /// <summary>B, ‖V‖∞, the largest |logit| and the mean logit range per row and the softmax entropy (on sampled
-    /// rows, the float64 reference's softmax row), the Cauchy–Schwarz logit bound, and the numerical ranks of Q and K.</summary>
-    public static HeadStats Statistics(AttentionProblem<double> p, double rankTolerance, int sampleRows, int seed)
+    /// <summary>The library's head statistics (‖Q‖∞, ‖K‖∞, ‖V‖∞, the Cauchy–Schwarz logit bound, the numerical ranks of
+    /// Q and K at ε — what the low-rank method would truncate to), and on sampled rows the largest |logit|, the mean
+    /// logit range per row and the softmax entropy (the float64 reference's softmax row).</summary>
+    public static HeadStats Statistics(AttentionProblem<double> p, double epsilon, int sampleRows, int seed)
     {
+        var lib = HeadStatistics.Measure(p, 0, epsilon);
         var q = p.Q.Span; var k = p.K.Span;
         int d = p.D, m = p.M;
         var rows = Instances.SampleRows(p.N, sampleRows, seed + 11);
@@ -149,21 +148,8 @@ internal static class HeadsExperimentCommand
             entropy += hrow;
         }
         entropy /= rows.Length;
-        double bound = Math.Abs(p.Scale) * Numerics.FloatingPoint.MaxRowNorm(q, p.N, d) * Numerics.FloatingPoint.MaxRowNorm(k, m, d);
-        return new HeadStats(p.QMax, p.KMax, p.VMax, largest, bound, range / rows.Length, rows.Length,
-            NumericalRank(q, p.N, d, rankTolerance), NumericalRank(k, m, d, rankTolerance), entropy, m > 1 ? entropy / Math.Log(m) : 0);
-    }
-
-    /// <summary>Singular values above <paramref name="tolerance"/>·σ₁ (thin QR, then the SVD of the d×d factor R).</summary>
-    public static int NumericalRank(ReadOnlySpan<double> a, int rows, int cols, double tolerance)
-    {
-        var mat = Matrix<double>.Build.DenseOfRowMajor(rows, cols, a.ToArray());
-        var small = rows >= cols ? mat.QR(QRMethod.Thin).R : mat;
-        var sv = small.Svd(false).S;
-        if (sv.Count == 0 || !(sv[0] > 0)) return 0;
-        int r = 0;
-        for (int i = 0; i < sv.Count; i++) if (sv[i] > tolerance * sv[0]) r++;
-        return r;
+        return new HeadStats(lib.QMax, lib.KMax, lib.VMax, largest, lib.LogitBound, range / rows.Length, rows.Length,
+            lib.RankQ ?? d, lib.RankK ?? d, entropy, m > 1 ? entropy / Math.Log(m) : 0);
     }
 
     private static void Write(ExperimentRun run, AttentionProblem<double> problem, Config c, List<Head> heads)
@@ -174,7 +160,7 @@ internal static class HeadsExperimentCommand
         {
             var s = h.Stats; var m = h.Measurement;
             table.Add(h.Index, problem.N, problem.M, problem.D, problem.Dv, problem.Scale, s.EntryBound, s.QMax, s.KMax, s.VMax, s.LargestLogit, s.LogitBound,
-                s.MeanRowLogitRange, s.StatsRows, s.RankQ, s.RankK, c.RankTolerance, s.Entropy, s.NormalizedEntropy, m.Pick.Algorithm, m.Pick.Source, m.Speedup,
+                s.MeanRowLogitRange, s.StatsRows, s.RankQ, s.RankK, s.Entropy, s.NormalizedEntropy, m.Pick.Algorithm, m.Pick.Source, m.Speedup,
                 m.Pick.Seconds.Median, m.ExactSeconds.Median, m.Pick.MaxAbsError, double.IsNaN(m.Pick.MaxAbsError) ? null : m.Pick.MaxAbsError <= c.Epsilon, c.Epsilon);
             foreach (var a in m.Runs)
                 algs.Add(h.Index, a.Algorithm, a.StatusName, a.Reason?.ToString(), a.Seconds.Count > 0 ? a.Seconds.Median : double.NaN,
@@ -275,13 +261,15 @@ internal static class HeadsExperimentCommand
             if (i < 0) throw new UsageException($"--map: {path} has no '{name}' column; give the regimes-cells.csv written by 'fastattn experiment regimes'.");
             return i;
         }
-        int cn = Col("n"), cd = Col("d"), cb = Col("bound"), cw = Col("winner"), cs = Col("speedup"), cr = Col("allRefused"), ce = Col("epsilon");
+        int cn = Col("n"), cd = Col("d"), cb = Col("bound"), cw = Col("winner"), cs = Col("speedup"), cr = Col("allRefused"), ce = Col("epsilon"),
+            cf = Col("fastestMeasured"), cfs = Col("fastestMeasuredSpeedup");
         if (rows.Count == 0) throw new UsageException($"--map: {path} has no cells.");
         var inv = CultureInfo.InvariantCulture;
         try
         {
             var cells = rows.Select(r => new MapCell(int.Parse(r[cd], inv), double.Parse(r[cb], inv), r[cw],
-                r[cs].Length == 0 ? double.NaN : double.Parse(r[cs], inv), r[cr] == "true")).ToList();
+                r[cs].Length == 0 ? double.NaN : double.Parse(r[cs], inv), r[cr] == "true",
+                r[cf].Length == 0 ? null : r[cf], r[cfs].Length == 0 ? double.NaN : double.Parse(r[cfs], inv))).ToList();
             return new MapBackground(cells, int.Parse(rows[0][cn], inv), double.Parse(rows[0][ce], inv));
         }
         catch (FormatException)

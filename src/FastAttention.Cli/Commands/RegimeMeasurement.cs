@@ -71,7 +71,7 @@ internal static class RegimeMeasurement
     /// tiered compilation happen before anything is timed; refusals are ignored.</summary>
     public static void WarmUp(AttentionProblem<double> small, double epsilon, int threads)
     {
-        var settings = new AttentionSettings { Epsilon = epsilon, Threads = threads };
+        var settings = new AttentionSettings { Epsilon = epsilon, Threads = threads, Rates = RatesCache.LoadOrDefault() };
         var names = Candidates().Append("exact").Concat(HasPlanner ? [PlannerName] : Array.Empty<string>());
         foreach (string name in names)
             for (int i = 0; i < 2; i++)
@@ -86,7 +86,7 @@ internal static class RegimeMeasurement
         var exact = Timing.Seconds(exactRun, repeats).Times(exactScale);
         var rows = Instances.SampleRows(problem.N, errorRows, seed + 3);
         var reference = FastAttention.Exact.ReferenceAttention.ComputeRows(problem, 0, rows);
-        var settings = new AttentionSettings { Epsilon = epsilon, Threads = threads };
+        var settings = new AttentionSettings { Epsilon = epsilon, Threads = threads, Rates = RatesCache.LoadOrDefault() };
         var runs = new List<AlgorithmRun>();
         foreach (string name in Candidates())
         {

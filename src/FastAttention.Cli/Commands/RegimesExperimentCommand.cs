@@ -74,7 +74,8 @@ internal static class RegimesExperimentCommand
     public sealed record Cell(int D, double Bound, double Scale, double LogitBound, ProblemMeasurement Measurement)
     {
         public AlgorithmRun? FastestMeasured => Measurement.Runs.Where(r => r.Status == RunStatus.Ran && r.WithinEpsilon).MinBy(r => r.Seconds.Median);
-        public MapCell ToMap() => new(D, Bound, Measurement.Pick.Algorithm, Measurement.Speedup, Measurement.AllRefused);
+        public MapCell ToMap() => new(D, Bound, Measurement.Pick.Algorithm, Measurement.Speedup, Measurement.AllRefused, FastestMeasured?.Algorithm,
+            FastestMeasured is { } f ? Measurement.ExactSeconds.Median / f.Seconds.Median : double.NaN);
     }
 
     public static IReadOnlyList<Cell> Run(ExperimentRun run, Config c)
@@ -83,7 +84,7 @@ internal static class RegimesExperimentCommand
         run.CreateDir();
         var o = run.Output;
         o.WriteLine($"regimes: n = m = {c.N}, ε = {c.Epsilon:G3}, s = {c.Scale.Text}, Q, K uniform in [−B, B], V uniform in [−{c.ValueBound}, {c.ValueBound}], " +
-                    $"{run.Repeats} timed runs per algorithm and cell; planner: {(RegimeMeasurement.HasPlanner ? "the library's 'auto'" : "fastest measured certified algorithm ('auto' is not registered)")}.");
+                    $"{run.Repeats} timed runs per algorithm and cell; planner: {(RegimeMeasurement.HasPlanner ? "the library's 'auto'" : "fastest measured certified algorithm ('auto' is not registered)")}; machine rates: {RatesCache.LoadOrDefault().Source}.");
         o.WriteLine($"{"d",4} {"B",8} {"R ≤",9} {"winner",11} {"speedup",8} {"seconds",10} {"exact [s]",10} {"max error",10}  every algorithm");
         var cells = new List<Cell>();
         int total = c.Ds.Count * c.Bounds.Count, done = 0;
@@ -96,7 +97,7 @@ internal static class RegimesExperimentCommand
                 done++;
                 double s = c.Scale.Of(d);
                 var problem = BenchRangeMeasurement.Make(c.N, d, b, s, Distribution.Uniform, c.ValueBound, run.Seed + d);
-                double logitBound = Math.Abs(s) * Numerics.FloatingPoint.MaxRowNorm(problem.Q.Span, c.N, d) * Numerics.FloatingPoint.MaxRowNorm(problem.K.Span, c.N, d);
+                double logitBound = Planning.HeadStatistics.Measure(problem, 0, null).LogitBound;
                 run.Progress(Name, $"cell {done}/{total}: d = {d}, B = {b}");
                 var m = RegimeMeasurement.Run(problem, c.Epsilon, run.Threads, run.Repeats, run.Seed, progress: a => run.Progress(Name, $"  d = {d}, B = {b}: {a}"));
                 var cell = new Cell(d, b, s, logitBound, m);

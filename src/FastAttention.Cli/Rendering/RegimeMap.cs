@@ -38,8 +38,9 @@ internal sealed class RegimeAxes(IReadOnlyList<int> ds, IReadOnlyList<double> bo
     }
 }
 
-/// <summary>One measured cell of the map: its winner and speedup, or why exact won.</summary>
-internal sealed record MapCell(int D, double Bound, string Winner, double Speedup, bool AllRefused);
+/// <summary>One measured cell of the map: its winner and speedup, or why exact won (and then the fastest certified
+/// algorithm's measured speedup, when one ran).</summary>
+internal sealed record MapCell(int D, double Bound, string Winner, double Speedup, bool AllRefused, string? Fastest = null, double FastestSpeedup = double.NaN);
 
 /// <summary>Draws the measured regime map (coloured cells in speedup bins, winner and speedup written in each) with the
 /// theory's boundaries over it.</summary>
@@ -82,7 +83,8 @@ internal static class RegimeMap
             double x = IndexOf(axes.Ds, c.D), y = IndexOf(axes.Bounds, c.Bound);
             if (x < 0 || y < 0) continue;
             int k = Kind(c);
-            string label = k >= 0 ? $"{c.Speedup:0.#}×\n{c.Winner}" : k == -2 ? "refused" : $"exact\n({(double.IsFinite(c.Speedup) ? c.Speedup.ToString("0.##", CultureInfo.InvariantCulture) + "×" : "—")})";
+            string label = k >= 0 ? $"{c.Speedup:0.#}×\n{c.Winner}" : k == -2 ? "exact\n(all refuse)"
+                : c.Fastest is not null && double.IsFinite(c.FastestSpeedup) ? $"exact\n({c.Fastest} {c.FastestSpeedup.ToString("0.##", CultureInfo.InvariantCulture)}×)" : "exact";
             var t = p.Add.Text(label, x, y);
             t.Alignment = Alignment.MiddleCenter;
             t.LabelFontSize = 11;

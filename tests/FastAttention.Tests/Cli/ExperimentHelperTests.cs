@@ -154,12 +154,13 @@ public class ExperimentHelperTests
         for (int j = 0; j < m; j++) { k[j * d] = j; k[j * d + 1] = 2 * j; }
         var v = Enumerable.Range(0, m).Select(j => (double)j).ToArray();
         var p = new AttentionProblem<double>(q, k, v, n, m, d, 1, 1, 0.5);
-        var s = HeadsExperimentCommand.Statistics(p, 1e-3, 100, 1);
+        var s = HeadsExperimentCommand.Statistics(p, 1e-3, 100, 1); // ranks at ε = 1e-3
         Assert.Equal(0, s.LargestLogit);
         Assert.Equal(Math.Log(m), s.Entropy, 12);
         Assert.Equal(1, s.NormalizedEntropy, 12);
+        // Ranks at ε (the low-rank method's criterion): with Q = 0 no logit depends on K, so both truncate to rank 0.
         Assert.Equal(0, s.RankQ);
-        Assert.Equal(1, s.RankK);
+        Assert.Equal(0, s.RankK);
         Assert.Equal(30, s.KMax);
         Assert.Equal(n, s.StatsRows);
         // One query q = (1, 0, 0) against those keys at s = 0.5: the largest logit is 0.5·15, the row's range 7.5.
@@ -168,6 +169,7 @@ public class ExperimentHelperTests
         Assert.Equal(7.5, s2.LargestLogit, 12);
         Assert.Equal(7.5 / n, s2.MeanRowLogitRange, 12);
         Assert.Equal(1, s2.RankQ);
+        Assert.Equal(1, s2.RankK);
         Assert.Equal(0.5 * 1 * Math.Sqrt(15 * 15 + 30 * 30), s2.LogitBound, 9);
     }
 
