@@ -116,12 +116,13 @@ public class ExperimentHelperTests
         {
             int n = 1 << k;
             var samples = Enumerable.Range(0, 3).Select(r => new ScalingExperimentCommand.Sample(n, r, 1e-8 * Math.Pow(n, 1.2) * (1 + 0.01 * (r - 1)),
-                0, 1e-8 * n, 1e-9 * Math.Pow(n, 1.3), 20, 10, 5)).ToList();
+                5e-9 * Math.Pow(n, 1.1), 0, 1e-8 * n, 1e-9 * Math.Pow(n, 1.3), 20, 10, 5)).ToList();
             return new ScalingExperimentCommand.Size(n, samples, new Spread(1e-10 * n * (double)n, 1e-10 * n * (double)n, 1e-10 * n * (double)n, 3), true, 0, 0);
         }).ToList();
         var fits = ScalingExperimentCommand.Fits(sizes).ToDictionary(f => f.Series);
         Assert.InRange(1.2, fits["seconds"].Interval.Lo, fits["seconds"].Interval.Hi);
         Assert.Equal(1.2, fits["seconds"].Fit.Slope, 2);
+        Assert.Equal(1.1, fits["cpu seconds"].Fit.Slope, 9);
         Assert.Equal(1.0, fits["build"].Fit.Slope, 9);
         Assert.Equal(1.3, fits["query"].Fit.Slope, 9);
         Assert.Equal(2.0, fits["exact"].Fit.Slope, 9);
