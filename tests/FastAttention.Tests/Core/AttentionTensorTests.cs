@@ -181,6 +181,15 @@ public class AttentionTensorTests
         Assert.Contains("(0, 1, 6, 1)", nan.Message);   // flat 77 = ((0·8 + 6)·3 + 1)·4 + 1 in [b, m, h, d]: (b, h, row, column) = (0, 1, 6, 1)
     }
 
+    /// <summary>Cancelled 30 ms from now by a dedicated thread (a CancelAfter timer runs on the thread pool, which the
+    /// kernel's Parallel.For may keep busy until the run ends).</summary>
+    private static CancellationTokenSource CancelledSoon()
+    {
+        var source = new CancellationTokenSource();
+        new Thread(() => { Thread.Sleep(30); source.Cancel(); }) { IsBackground = true }.Start();
+        return source;
+    }
+
     [Fact]
     public void CancellationMidRunThrows()
     {
@@ -188,15 +197,13 @@ public class AttentionTensorTests
         int b = 1, h = 8, n = 2048, d = 64;
         float[] q = Random<float>(b * h * n * d, 13), k = Random<float>(b * h * n * d, 14), v = Random<float>(b * h * n * d, 15);
         var output = new float[q.Length];
-        using var cancel = new CancellationTokenSource();
-        cancel.CancelAfter(30);
+        using var cancel = CancelledSoon();
         var e = Assert.ThrowsAny<OperationCanceledException>(() => Attention.Exact<float>(q, k, v, output, new AttentionShape(b, h, n, n, d, d), cancellationToken: cancel.Token));
         Assert.Equal(cancel.Token, e.CancellationToken);
 
         // Through Compute the destination is written only on success: a cancelled run leaves it as it was.
         Array.Fill(output, 3f);
-        using var cancel2 = new CancellationTokenSource();
-        cancel2.CancelAfter(30);
+        using var cancel2 = CancelledSoon();
         Assert.ThrowsAny<OperationCanceledException>(() => Attention.Compute(new FlashAttention(), new ReadOnlyTensorSpan<float>(q, [b, h, n, d]),
             new ReadOnlyTensorSpan<float>(k, [b, h, n, d]), new ReadOnlyTensorSpan<float>(v, [b, h, n, d]), new TensorSpan<float>(output, [b, h, n, d]),
             new AttentionSettings { Cancellation = cancel2.Token }));
