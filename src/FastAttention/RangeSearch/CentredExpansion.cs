@@ -25,7 +25,7 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 internal sealed class CentredExpansion
 {
-    private const double U = RangeErrorBudget.U;
+    private const double U = Numerics.FloatingPoint.U;
 
     private readonly double[] _alpha;
     private readonly int[] _rowStart, _rowLength, _rowParent, _rowAxis;

@@ -15,84 +15,159 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class LowRankAttention : RangeSearchFamily
 {
+    /// <summary><c>"lowrank"</c>: Gupta et al. Theorem 1.2 (Q or K of low numerical rank), certified within ε.</summary>
     public override string Name => "lowrank";
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
+    {
+        var plan = base.PlanHead(head, context);
+        // The numerical rank decides before any work (thin QR + SVD of the d×d factor: O((n + m)·d²)).
+        double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
+        if (vMax > 0)
+        {
+            var (q, k, _) = head.ToDouble();
+            var (rq, rk) = NumericalRanks(q, head.N, k, head.M, head.D, head.Scale, context.Epsilon, vMax);
+            if (Math.Min(rq, rk) > MaxRangeDimension)
+                ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.", "exact");
+            int r = Math.Max(1, Math.Min(rq, rk));
+            // The search runs in r dimensions; projecting costs 2(n + m)·d·r flops.
+            var cost = EstimateCost(head, r);
+            cost = cost with { ScalarFlops = cost.ScalarFlops + 2.0 * (head.N + head.M) * head.D * (r + head.D) };
+            return Planned(head, context, new RangeFamilyParameters { Rank = r, RankQ = rq, RankK = rk }, plan.Budget,
+                context.MeasureCost ? plan.Cost : cost);
+        }
+        return plan;
+    }
+
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
         if (RangeErrorBudget.MaxAbs(v) == 0)
         {
             output.Clear();
-            return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
+            return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
-        var (qr, kr, r, eps, p) = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, settings.Epsilon);
-        var res = RangeEngine.Run(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth, AllowExactPlan);
-        for (int i = 0; i < res.Output.Length; i++) Store(output, i, res.Output[i]);
-        p.AddRange(res.Parameters);
-        return new HeadReport((double)p.First(x => x.Key == "truncationError").Value + res.Bound, p);
+        var red = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, context.Epsilon);
+        var (result, terms, parameters) = RangeEngine.Run(Name, red.Q, red.K, v, head.N, head.M, red.Rank, head.Dv, red.Scale, red.Epsilon,
+            typeof(T) != typeof(double), head.Causal, new RangeEngine.Options(context.Threads, context.Settings.EffectiveRates, ForcedHalfWidth: ForcedHalfWidth, AllowExact: AllowExactPlan),
+            context.Cancellation);
+        for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
+        var p = (parameters as RangeFamilyParameters ?? new RangeFamilyParameters()) with
+        {
+            Rank = red.Rank, RankQ = red.RankQ, RankK = red.RankK, Projected = red.UseQ ? "Q" : "K",
+            TruncationLogitShift = red.Delta, TruncationError = red.Truncation,
+        };
+        return new HeadExecution([new ErrorTerm("rank truncation (Theorem 1.2: (e^{2Δ} − 1)‖V‖∞)", red.Truncation), .. terms], p);
     }
 
-    internal override RangeWorkEstimate EstimateHead<T>(AttentionHead<T> head, AttentionSettings settings, int sampleQueries)
+    /// <summary>The work of the range search in r dimensions on the reduced Q′, K′ (the projection itself is O((n + m)·d·r)).</summary>
+    internal override RangeWorkEstimate EstimateHead<T>(AttentionHead<T> head, double epsilon, int threads, int sampleQueries)
     {
         var (q, k, v) = head.ToDouble();
         if (RangeErrorBudget.MaxAbs(v) == 0) return RangeWorkEstimate.Zero(Name, head.N, head.M);
-        var (qr, kr, r, eps, _) = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, settings.Epsilon);
-        return RangeEngine.Estimate(Name, qr, kr, v, head.N, head.M, r, head.Dv, head.Scale, eps, typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth, AllowExactPlan);
+        var red = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, epsilon);
+        var p = RangeEngine.Prepare(Name, red.Q, red.K, v, head.N, head.M, red.Rank, head.Dv, red.Scale, red.Epsilon, typeof(T) != typeof(double), head.Causal,
+            new RangeEngine.Options(threads, MachineRates.Default, sampleQueries, ForcedHalfWidth, AllowExactPlan));
+        return p?.Estimate() ?? RangeWorkEstimate.Zero(Name, head.N, head.M);
     }
 
-    /// <summary>Lemma A.5: the rank-r reduction Q′, K′, its rank and the ε left for Algorithm 1 after the truncation.</summary>
-    private (double[] Q, double[] K, int Rank, double Epsilon, List<KeyValuePair<string, object>> Parameters) Reduce(double[] q, double[] k, double[] v, int n, int m, int d, double s, double eps)
+    /// <summary>Lemma A.5's reduction of one head: Q′, K′ in r dimensions (entries scaled below 1, the scale absorbing it),
+    /// the ranks, the truncation's logit shift Δ and output error, and the ε left for Algorithm 1.</summary>
+    private sealed record Reduction(double[] Q, double[] K, int Rank, int RankQ, int RankK, bool UseQ, double Scale, double Delta, double Truncation, double Epsilon);
+
+    private Reduction Reduce(double[] q, double[] k, double[] v, int n, int m, int d, double s, double eps)
     {
+        double scale0 = s;
         double vMax = RangeErrorBudget.MaxAbs(v);
         double u = RangeErrorBudget.U;
+        // Entries above 1 are scaled down by exact powers of two (s absorbs them: s·q·k is unchanged) so that the
+        // projections and the search in r dimensions cannot overflow (entries of 1e154 with s = 1e-300 have logits
+        // of only 1e8, but their products overflow).
+        int eq = ScaleDown(q), ek = ScaleDown(k);
+        s = Math.ScaleB(s, eq + ek);
+        if (!double.IsFinite(s))
+            ThrowHelper.Refused(Name, RefusalReason.Overflow, $"the logits s·qᵢ·kⱼ can reach about 2^{eq + ek + Math.ILogB(scale0)}, beyond float64's range; use 'exact'.", "exact");
         double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
-        if (!double.IsFinite(Math.Abs(s) * qNorm * kNorm))
-            ThrowHelper.Refused(Name, RefusalReason.Overflow, "the logits s·q·k overflow float64; scale Q or K down.");
         // Truncation target: (e^{2Δ} − 1)‖V‖∞ ≤ ε/4.
         double deltaTarget = 0.5 * double.LogP1(0.25 * eps / vMax);
-        var (wq, sq) = RightSingular(q, n, d);
-        var (wk, sk) = RightSingular(k, m, d);
+        var (wq, sq) = RightSingular(q, n, d, "Q");
+        var (wk, sk) = RightSingular(k, m, d, "K");
         int rq = RankFor(sq, deltaTarget / (Math.Abs(s) * Math.Max(kNorm, double.Epsilon)));
         int rk = RankFor(sk, deltaTarget / (Math.Abs(s) * Math.Max(qNorm, double.Epsilon)));
         bool useQ = rq <= rk;
         int r = Math.Max(1, useQ ? rq : rk);
         if (r > MaxRangeDimension)
-            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.");
+            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.", "exact");
         var w = useQ ? wq : wk; // d×r, row-major
         var qr = Project(q, n, d, w, r, useQ, out double qResidual);
         var kr = Project(k, m, d, w, r, !useQ, out double kResidual);
         // Logits move by ≤ s·‖E‖·‖other‖ (truncation) + (2d + 2r + 8)u·s·‖q‖‖k‖ (forming the projections and E).
-        double delta = Math.Abs(s) * (useQ ? qResidual * kNorm : qNorm * kResidual) + (2.0 * d + 2 * r + 8) * u * Math.Abs(s) * qNorm * kNorm;
+        // Scaled entries are below 1, so moving some by 2⁻¹⁰⁷⁵ (underflow) shifts a logit by at most 3d·|s|·2⁻¹⁰⁷⁵.
+        double underflow = eq + ek > 0 ? 3.0 * d * Math.Abs(s) * Math.ScaleB(1, -1074) : 0;
+        double delta = Math.Abs(s) * (useQ ? qResidual * kNorm : qNorm * kResidual) + (2.0 * d + 2 * r + 8) * u * Math.Abs(s) * qNorm * kNorm + underflow;
         double truncation = double.ExpM1(2 * delta) * vMax;
         if (!(truncation <= 0.5 * eps))
-            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.");
-        var p = new List<KeyValuePair<string, object>>
-        {
-            new("rank", r), new("rankQ", rq), new("rankK", rk), new("projected", useQ ? "Q" : "K"),
-            new("truncationLogitShift", delta), new("truncationError", truncation),
-        };
-        return (qr, kr, r, eps - truncation, p);
+            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.", "exact");
+        return new Reduction(qr, kr, r, rq, rk, useQ, s, delta, truncation, eps - truncation);
     }
 
-    private static double MaxRowNorm(double[] a, int rows, int d)
+    /// <summary>Scales <paramref name="a"/> in place by 2^−e so that max|a| &lt; 1 when it was above 1; returns e ≥ 0.
+    /// Exact except for entries pushed below 2⁻¹⁰²², which move by at most 2⁻¹⁰⁷⁵.</summary>
+    private static int ScaleDown(double[] a)
     {
-        double mx = 0;
-        for (int i = 0; i < rows; i++) { double s = 0; for (int c = 0; c < d; c++) s += a[i * d + c] * a[i * d + c]; mx = Math.Max(mx, s); }
-        return Math.Sqrt(mx) * (1 + 2 * d * RangeErrorBudget.U);
+        double mx = RangeErrorBudget.MaxAbs(a);
+        if (!(mx >= 1)) return 0;
+        int e = Math.ILogB(mx) + 1;
+        for (int i = 0; i < a.Length; i++) a[i] = Math.ScaleB(a[i], -e);
+        return e;
+    }
+
+    private static double MaxRowNorm(double[] a, int rows, int d) => Numerics.FloatingPoint.MaxRowNorm<double>(a, rows, d);
+
+    /// <summary>The numerical ranks of Q and K at ε (the ranks this algorithm would truncate to: σ_{r+1} below the
+    /// tolerance that keeps the truncation's output error within ε/4).</summary>
+    internal static (int RankQ, int RankK) NumericalRanks(double[] q, int n, double[] k, int m, int d, double scale, double epsilon, double vMax)
+    {
+        if (vMax == 0) return (0, 0);
+        double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
+        double deltaTarget = 0.5 * double.LogP1(0.25 * epsilon / vMax);
+        var (_, sq) = RightSingular(q, n, d);
+        var (_, sk) = RightSingular(k, m, d);
+        return (RankFor(sq, deltaTarget / (Math.Abs(scale) * Math.Max(kNorm, double.Epsilon))),
+                RankFor(sk, deltaTarget / (Math.Abs(scale) * Math.Max(qNorm, double.Epsilon))));
     }
 
     /// <summary>Right singular vectors (d×d, columns, row-major) and singular values of the rows×d matrix A, via a thin
-    /// QR (so the SVD is of the small d×d factor R, Lemma A.5) when rows ≥ d.</summary>
-    private static (double[] W, double[] S) RightSingular(double[] a, int rows, int d)
+    /// QR (so the SVD is of the small d×d factor R, Lemma A.5) when rows ≥ d. A copy scaled by a power of two (max
+    /// entry in [½, 1)) is factorised, so no square overflows or underflows; the singular values are scaled back. The
+    /// basis only steers the rank (the certificate uses residuals computed from the data), so a failed factorisation
+    /// is a refusal, never a wrong bound.</summary>
+    private static (double[] W, double[] S) RightSingular(double[] a, int rows, int d, string name = "Q or K")
     {
-        var mat = Matrix<double>.Build.DenseOfRowMajor(rows, d, a);
-        var small = rows >= d ? mat.QR(QRMethod.Thin).R : mat;
-        var svd = small.Svd(true);
+        double mx = RangeErrorBudget.MaxAbs(a);
+        int e = mx > 0 && double.IsFinite(mx) ? Math.ILogB(mx) + 1 : 0;
+        var scaled = e == 0 ? a : Array.ConvertAll(a, x => Math.ScaleB(x, -e));
+        var mat = Matrix<double>.Build.DenseOfRowMajor(rows, d, scaled);
+        Svd<double> svd;
+        try
+        {
+            var small = rows >= d ? mat.QR(QRMethod.Thin).R : mat;
+            svd = small.Svd(true);
+        }
+        catch (MathNet.Numerics.NonConvergenceException)
+        {
+            ThrowHelper.Refused("lowrank", RefusalReason.NumericalFailure, $"the SVD of {name} did not converge; use 'exact'.", "exact");
+            return default;
+        }
         var vt = svd.VT;
         var w = new double[d * d];
         for (int i = 0; i < d; i++) for (int c = 0; c < d; c++) w[i * d + c] = vt[c, i];
         var s = new double[d];
-        for (int i = 0; i < svd.S.Count && i < d; i++) s[i] = svd.S[i];
+        for (int i = 0; i < svd.S.Count && i < d; i++) s[i] = Math.ScaleB(svd.S[i], e);
+        if (!w.All(double.IsFinite) || !s.All(double.IsFinite))
+            ThrowHelper.Refused("lowrank", RefusalReason.NumericalFailure, $"the SVD of {name} produced non-finite values; use 'exact'.", "exact");
         return (w, s);
     }
 

@@ -864,23 +864,14 @@ internal sealed class MomentTree
     }
 }
 
-/// <summary>Double-double building blocks (error-free transformations).</summary>
+/// <summary>Double-double addition on the numerics core's error-free transformations (<see cref="Numerics.FloatingPoint"/>).</summary>
 internal static class Dd
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void TwoSum(double a, double b, out double s, out double e)
-    {
-        s = a + b;
-        double bb = s - a;
-        e = (a - (s - bb)) + (b - bb);
-    }
+    public static void TwoSum(double a, double b, out double s, out double e) => (s, e) = Numerics.FloatingPoint.TwoSum(a, b);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void TwoProduct(double a, double b, out double p, out double e)
-    {
-        p = a * b;
-        e = Math.FusedMultiplyAdd(a, b, -p);
-    }
+    public static void TwoProduct(double a, double b, out double p, out double e) => (p, e) = Numerics.FloatingPoint.TwoProduct(a, b);
 
     /// <summary>(ah + al) + (bh + bl), error ≤ 4u²·(|a| + |b|).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

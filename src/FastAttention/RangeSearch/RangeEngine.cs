@@ -11,7 +11,7 @@ namespace FastAttention.RangeSearch;
 /// chosen per problem among candidates up to what float64 certifies at this ε: for each candidate the traversal runs
 /// on a sample of queries, counting nodes visited, expansions and keys summed directly, and the predicted time
 /// (queries + moment build) decides. The counts, extrapolated to all queries, are the planner's work estimate
-/// (<see cref="Estimate"/>): a Θ(n·m) plan shows up as direct keys ≈ m per query.</para>
+/// (<see cref="Prepared.Estimate"/>): a Θ(n·m) plan shows up as direct keys ≈ m per query.</para>
 /// <para><b>Certificate.</b> ε is split into discarding (ε/4, Lemma 3.2), and 2ρ‖V‖∞/(1 − ρ) with ρ the relative error
 /// of the computed numerator and denominator. For an expanded node with centre weight e^{s·q·κ − M}, the polynomial
 /// error (proven uniform bound δ of <see cref="CentredExpansion"/>) and the evaluation rounding are absolute:
@@ -39,21 +39,33 @@ internal static class RangeEngine
     /// <summary>Candidate half-widths H (the chosen one is the cheapest by counting among those float64 certifies).</summary>
     public static readonly double[] Candidates = [0.75, 1.5, 2.5, 4, 6, 8.5, 11.5, 15];
 
-    public sealed record Result(double[] Output, double Bound, List<KeyValuePair<string, object>> Parameters);
+    /// <summary>Options of one preparation (tests fix H or forbid the exact-kernel plan).</summary>
+    public readonly record struct Options(int Threads, MachineRates Rates, int Sample = DefaultSample, double? ForcedHalfWidth = null, bool AllowExact = true);
 
-    /// <summary>Runs Algorithm 1; returns the output (n×dv), the certified bound and the certificate parameters.
-    /// <paramref name="forcedHalfWidth"/> (tests only) fixes H (0: no moments) instead of choosing it by counting.</summary>
-    public static Result Run(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
-        double epsilon, bool float32Output, int threads, bool causal, double? forcedHalfWidth = null, bool allowExact = true) =>
-        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal) { ForcedHalfWidth = forcedHalfWidth, AllowExact = allowExact }.Execute();
+    /// <summary>
+    /// Algorithm 1's preparation for one head: budget, key structures (geometry only), the maximum and traversal of a
+    /// sample of queries, and the plan chosen by counting (H, moment threshold, or the exact kernel). Null when V = 0
+    /// (the output is 0 exactly). The result is the plan's state: execute it (any number of times) with
+    /// <see cref="Prepared.Execute"/>; its <see cref="Prepared.Cost"/> is the sampled work.
+    /// </summary>
+    public static Prepared? Prepare(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
+        double epsilon, bool float32Output, bool causal, Options options)
+    {
+        var e = new Prepared(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, causal, options);
+        return e.Setup() ? e : null;
+    }
 
-    /// <summary>The planner's cheap, data-dependent work estimate: the geometry (no moments) and the traversal on a sample
-    /// of queries, extrapolated to all n.</summary>
-    public static RangeWorkEstimate Estimate(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
-        double epsilon, bool float32Output, int threads, bool causal, int sample = DefaultSample, double? forcedHalfWidth = null, bool allowExact = true) =>
-        new Engine(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, threads, causal, sample) { ForcedHalfWidth = forcedHalfWidth, AllowExact = allowExact }.EstimateOnly();
+    /// <summary>Prepares and executes at once (low-rank's search in r dimensions, tests).</summary>
+    public static (double[] Output, IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) Run(string name, double[] q, double[] k, double[] v,
+        int n, int m, int d, int dv, double scale, double epsilon, bool float32Output, bool causal, Options options, CancellationToken cancel = default)
+    {
+        var p = Prepare(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, causal, options);
+        if (p is null) return (new double[n * dv], [], new TrivialParameters("V = 0: output 0 exactly"));
+        return p.Execute(options.Threads, cancel);
+    }
 
-    private sealed class Engine
+    /// <summary>One head's prepared Algorithm 1 (see <see cref="Prepare"/>). Moments are built on the first execution.</summary>
+    internal sealed class Prepared
     {
         private readonly string _name;
         private readonly double[] _q, _k, _v;
@@ -72,30 +84,49 @@ internal static class RangeEngine
         private double _buildSeconds, _geometrySeconds;
         // chosen plan
         private CentredExpansion? _exp;
-        private double _h, _hSafe;
+        private double _h;
         private int _momentMinimum = int.MaxValue;
         private Plan _chosen = null!;
         private readonly List<Plan> _plans = [];
         private double _exactSeconds;
+        private CostEstimate _exactCost = CostEstimate.Zero;
         private bool _useExact;
-        public double? ForcedHalfWidth { get; init; }
-        public bool AllowExact { get; init; } = true;
+        private readonly double? ForcedHalfWidth;
+        private readonly bool AllowExact;
+        private readonly MachineRates _rates;
+        private double _planSeconds;
+        private readonly object _momentGate = new();
+        private bool _momentsBuilt;
 
-        public Engine(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale, double epsilon,
-            bool float32, int threads, bool causal, int sample = DefaultSample)
+        public Prepared(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale, double epsilon,
+            bool float32, bool causal, Options options)
         {
             _name = name; _q = q; _k = k; _v = v; _n = n; _m = m; _d = d; _dv = dv; _scale = scale; _epsilon = epsilon;
-            _float32 = float32; _threads = Math.Max(1, threads); _causal = causal; _sample = Math.Max(1, sample);
+            _float32 = float32; _threads = Math.Max(1, options.Threads); _causal = causal; _sample = Math.Max(1, options.Sample);
+            _rates = options.Rates; ForcedHalfWidth = options.ForcedHalfWidth; AllowExact = options.AllowExact;
+        }
+
+        /// <summary>Geometry, sample and plan; false when V = 0.</summary>
+        public bool Setup()
+        {
+            if (!PrepareBudget()) return false;
+            BuildTrees();
+            FinishBudget();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            SetUpPlans(Sample());
+            _planSeconds = clock.Elapsed.TotalSeconds;
+            return true;
         }
 
         /// <summary>A candidate plan: expansion (or none), its moment threshold and the counted work on the sample.</summary>
         private sealed record Plan(double H, CentredExpansion? Exp, int MomentMinimum, double Visits, double Expansions, double DirectKeys,
-            double DirectRanges, double MaxNodes, double QuerySeconds, double BuildSeconds, long MomentBytes)
+            double DirectRanges, double MaxNodes, CostEstimate QueryCost, CostEstimate BuildCost, double QuerySeconds, double BuildSeconds, long MomentBytes)
         {
             public double Seconds => QuerySeconds + BuildSeconds;
+            public CostEstimate Cost => (QueryCost + BuildCost) with { Sampled = true };
         }
 
-        private bool Prepare()
+        private bool PrepareBudget()
         {
             _vMax = RangeErrorBudget.MaxAbs(_v);
             if (_vMax == 0) return false;
@@ -265,31 +296,37 @@ internal static class RangeEngine
                     }
                     double visits = st.NodesVisited * perQuery, expansions = st.Expansions * perQuery, direct = (st.DirectKeys + tailKeys) * perQuery;
                     double ranges = st.DirectRanges * perQuery, maxNodes = maxStats.MaxSearchNodes * perQuery;
-                    // Nanoseconds per unit of work (measured on the 2-core Zen 3 development machine; only their ratios
-                    // matter for the choice, the absolute values for the predicted time).
-                    double keyNs = _plain ? 3 + 0.5 * (_d + _dv) : 20 + 4.0 * _d + 1.5 * _dv, rangeNs = _plain ? 80 + 10.0 * _dv : 10;
-                    double expNs = exp is null ? 0 : 80 + 2.0 * exp.Degree + exp.Terms * 0.5 * (_dv + 1) + 2.0 * RowCount(exp);
-                    double querySeconds = 1e-9 * (visits * 15 + maxNodes * (25 + 3.0 * _d) + expansions * expNs + direct * keyNs + ranges * rangeNs + _n * 200) / _threads;
-                    double buildSeconds = 0; long bytes = 0;
+                    // Counted work in the planner's units (MachineRates): tree nodes (visits, maximum search, direct
+                    // ranges), leaf keys (a compensated key counts as 4), float64 flops of the expansions.
+                    double expFlops = exp is null ? 0 : 2.0 * exp.Terms * (_dv + 1) + exp.Terms + 8.0 * RowCount(exp) + 4.0 * exp.Degree + 60;
+                    var queryCost = new CostEstimate(0, 0, 0, TreeNodes: visits + maxNodes + ranges, LeafKeys: direct * (_plain ? 1 : 4),
+                        ScalarFlops: expansions * expFlops + _n * 200.0) { Sampled = true };
+                    var buildCost = CostEstimate.Zero;
+                    long bytes = 0;
                     if (exp is not null)
                     {
                         // Every key is summed once into the lowest moment nodes; the others translate their children.
-                        double keyTerms = keysTotal * (double)exp.Terms * (0.4 + 0.3 * (_dv + 1));
                         double momentNodes = 2.0 * keysTotal / momentMin;
-                        double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 1.0;
-                        buildSeconds = 1e-9 * (keyTerms + translate) / _threads;
+                        double keyFlops = keysTotal * (double)exp.Terms * (2.0 * (_dv + 1) + 1);
+                        double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 2;
                         bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
+                        buildCost = new CostEstimate(0, 0, bytes, ScalarFlops: keyFlops + translate);
                     }
-                    _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, ranges, maxNodes, querySeconds, buildSeconds, bytes));
+                    double querySeconds = queryCost.Seconds(_rates, _threads), buildSeconds = buildCost.Seconds(_rates, _threads);
+                    _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, ranges, maxNodes, queryCost, buildCost, querySeconds, buildSeconds, bytes));
                     if (exp is null) break;
                 }
             }
             _chosen = _plans.MinBy(p => p.Seconds)!;
             _exp = _chosen.Exp; _h = _chosen.H; _momentMinimum = _chosen.MomentMinimum;
-            // Summing every key is best done by the exact kernel: it is the plan when the range search is predicted no
-            // faster (d = 3, 4 at moderate n, where C(g + d, d) moments per node cost as much as the keys they replace).
-            _exactSeconds = 1e-9 * (_causal ? ExactCausalPairs() : (double)_n * _m) * (1.8 + 0.2 * (_d + _dv)) / _threads;
-            _useExact = AllowExact && ForcedHalfWidth is null && _chosen.Seconds >= 0.9 * _exactSeconds && ExactRho() <= 0.5 * _budget.RhoMax;
+            // Summing every key is best done by the exact kernel: it is the plan when the range search is predicted
+            // slower by a margin that matters (10% and 20 ms) — d = 3, 4 at moderate n, where C(g + d, d) moments per
+            // node cost as much as the keys they replace. Tiny problems keep the range plan (nothing to gain either way).
+            double pairs = _causal ? ExactCausalPairs() : (double)_n * _m;
+            _exactCost = new CostEstimate(2.0 * pairs * (_d + _dv) * 2, pairs * 2, 8.0 * ((double)_n * _d + (double)_m * (_d + _dv) + (double)_n * _dv));
+            _exactSeconds = _exactCost.Seconds(_rates, _threads);
+            _useExact = AllowExact && ForcedHalfWidth is null && _chosen.Seconds >= 1.1 * _exactSeconds && _chosen.Seconds - _exactSeconds >= 0.02
+                && ExactRho() <= 0.5 * _budget.RhoMax;
         }
 
         /// <summary>Relative error of the exact kernel's numerator and denominator (float64, logits by plain FMA dot
@@ -331,16 +368,15 @@ internal static class RangeEngine
             return best;
         }
 
-        public RangeWorkEstimate EstimateOnly()
+        /// <summary>The sampled work of the chosen plan in the planner's units (build included).</summary>
+        public CostEstimate Cost => _useExact ? _exactCost with { Sampled = true } : _chosen.Cost;
+
+        /// <summary>The planner's work estimate of the chosen plan (sampled counts, extrapolated to all n queries).</summary>
+        public RangeWorkEstimate Estimate()
         {
-            if (!Prepare()) return RangeWorkEstimate.Zero(_name, _n, _m);
-            BuildTrees();
-            FinishBudget();
-            var sample = Sample();
-            SetUpPlans(sample);
             var p = _chosen;
             double exactPairs = _causal ? ExactCausalPairs() : (double)_n * _m;
-            return new RangeWorkEstimate(_name, sample.Length, p.H, p.Exp?.Degree ?? 0, p.Exp?.Terms ?? 0,
+            return new RangeWorkEstimate(_name, Math.Min(_n, _sample), p.H, p.Exp?.Degree ?? 0, p.Exp?.Terms ?? 0,
                 p.Visits / _n, p.MaxNodes / _n, p.Expansions / _n, p.DirectKeys / _n,
                 p.Visits, p.Expansions, p.DirectKeys, p.QuerySeconds, p.BuildSeconds, exactPairs, p.MomentBytes,
                 _trees.Sum(t => t.OrientedNodes)) { PredictedExactSeconds = _exactSeconds, UsesExactKernel = _useExact };
@@ -353,30 +389,34 @@ internal static class RangeEngine
             return s;
         }
 
-        public Result Execute()
+        /// <summary>Answers every query (moments are built once, on the first execution); returns the output (n×dv,
+        /// in the caller's units of V), the certificate's named terms and the parameters with the measured counters.</summary>
+        public (double[] Output, IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) Execute(int threads, CancellationToken cancel)
         {
+            int executionThreads = Math.Max(1, threads);
+            if (_useExact) return ExecuteExact(executionThreads);
             var output = new double[_n * _dv];
-            if (!Prepare()) return new Result(output, 0, [new("note", "V = 0: output 0 exactly")]);
-            BuildTrees();
-            FinishBudget();
-            var sample = Sample();
-            var planClock = System.Diagnostics.Stopwatch.StartNew();
-            SetUpPlans(sample);
-            double planSeconds = planClock.Elapsed.TotalSeconds;
-            if (_useExact) return ExecuteExact(planSeconds);
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            if (_exp is not null)
-                foreach (var t in _trees) t.ComputeMoments(_exp, _momentMinimum, _threads);
-            _buildSeconds += clock.Elapsed.TotalSeconds;
+            lock (_momentGate)
+            {
+                if (!_momentsBuilt)
+                {
+                    var build = System.Diagnostics.Stopwatch.StartNew();
+                    if (_exp is not null)
+                        foreach (var t in _trees) t.ComputeMoments(_exp, _momentMinimum, executionThreads);
+                    _buildSeconds += build.Elapsed.TotalSeconds;
+                    _momentsBuilt = true;
+                }
+            }
             double momentUnits = _trees.Length == 0 ? 0 : _trees.Max(t => t.MomentUnits);
             double evalUnits = (_exp?.EvaluationUnits ?? 0) + momentUnits;
-            _hSafe = SafeWidth(evalUnits);
+            double hSafe = SafeWidth(evalUnits);
             double hMax = _exp is null ? -1 : _h * (1 - 64 * U);
             var order = _d == 1 ? QueryOrder.Sorted(_q) : QueryOrder.ByDirection(_q, _n, _d);
             var rhoWorst = new double[1];
-            clock.Restart();
-            var stats = RangeSearchFamily.ForQueries(_n, _threads, () => new QueryStats(), (from, to, st) =>
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var stats = RangeSearchFamily.ForQueries(_n, executionThreads, () => new QueryStats(), (from, to, st) =>
             {
+                cancel.ThrowIfCancellationRequested();
                 var sc = new MomentTree.Scratch(_d, _dv, _exp?.Terms ?? 1, _exp?.PowersWork ?? 1);
                 Span<int> trees = stackalloc int[40];
                 double worst = 0;
@@ -392,7 +432,7 @@ internal static class RangeEngine
                     if (rho > _rhoEval)
                     {
                         st.Redone++;
-                        rho = Sum(sc, trees[..count], ts, te, _hSafe, evalUnits, st, out terms);
+                        rho = Sum(sc, trees[..count], ts, te, hSafe, evalUnits, st, out terms);
                         if (rho > _rhoEval) rho = Sum(sc, trees[..count], ts, te, -1, evalUnits, st, out terms);
                     }
                     var acc = sc.Acc;
@@ -411,58 +451,62 @@ internal static class RangeEngine
                 if (!double.IsFinite(x))
                     ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, "a non-finite output appeared (an intermediate overflowed); this is outside what the range search certifies.");
             double rhoTotal = rhoWorst[0] + _rhoGlobal;
-            // Bound in units of the scaled V, then back (2^e·(ε/2^e) = ε exactly); V's scaling underflow adds ≤ 2^−1074.
-            double boundScaled = _budget.BoundFromRho(rhoTotal) + Math.ScaleB(1, -1070);
-            double bound = _budget.Certify(_name, boundScaled) * _vScale;
+            // Terms in units of the scaled V, then back (2^e·(ε/2^e) = ε exactly); V's scaling underflow adds ≤ 2^−1074.
+            var terms = new List<ErrorTerm>(_budget.TermsFromRho(rhoTotal)) { new("V scaled to [½, 1) (subnormal rounding)", Math.ScaleB(1, -1070)) };
+            _budget.Certify(_name, terms);
+            IReadOnlyList<ErrorTerm> scaledTerms = ErrorTerms.Scale(terms, _vScale);
             double exactPairs = _causal ? ExactCausalPairs() : (double)_n * _m;
-            var parameters = new List<KeyValuePair<string, object>>
+            var parameters = new RangeFamilyParameters
             {
-                new("plan", "range search"), new("halfWidthH", _h), new("degree", _exp?.Degree ?? 0), new("monomials", _exp?.Terms ?? 0),
-                new("polynomialAbsoluteError", _exp?.AbsoluteError ?? 0), new("thresholdT", _width), new("momentMinimum", _exp is null ? 0 : _momentMinimum),
-                new("safeHalfWidth", _hSafe), new("redoneQueries", stats.Redone),
-                new("nodesVisitedPerQuery", stats.PerQuery(stats.NodesVisited)), new("expansionsPerQuery", stats.PerQuery(stats.Expansions)),
-                new("directKeysPerQuery", stats.PerQuery(stats.DirectKeys)), new("prunedPerQuery", stats.PerQuery(stats.Pruned)),
-                new("maxSearchNodesPerQuery", stats.PerQuery(stats.MaxSearchNodes)),
-                new("directKeysFraction", stats.DirectKeys / exactPairs),
-                new("predictedDirectKeysPerQuery", _chosen.DirectKeys / _n), new("predictedExpansionsPerQuery", _chosen.Expansions / _n),
-                new("predictedSeconds", _chosen.Seconds), new("predictedExactSeconds", _exactSeconds),
-                new("trees", _trees.Length), new("treeNodes", _trees.Sum(t => t.NodeCount)), new("momentNodes", _trees.Sum(t => t.MomentNodes)),
-                new("orientedNodes", _trees.Sum(t => t.OrientedNodes)), new("treeBytes", _trees.Sum(t => t.Bytes)),
-                new("plainLogits", _plain), new("causal", _causal),
-                new("discardBound", _budget.Relevant.OutputError(_budget.VMax) * _vScale), new("roundingRho", rhoTotal),
-                new("candidates", string.Join(" ", _plans.GroupBy(p => p.H).Select(g => g.MinBy(p => p.Seconds)!).Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
-                new("maxSearchSeconds", (double)stats.MaxTicks / System.Diagnostics.Stopwatch.Frequency),
-                new("collectSeconds", (double)stats.CollectTicks / System.Diagnostics.Stopwatch.Frequency),
-                new("accumulateSeconds", (double)stats.AccumulateTicks / System.Diagnostics.Stopwatch.Frequency),
-                new("buildSeconds", _buildSeconds), new("geometrySeconds", _geometrySeconds), new("planSeconds", planSeconds), new("querySeconds", querySeconds),
+                Plan = "range search", HalfWidthH = _h, Degree = _exp?.Degree ?? 0, Monomials = _exp?.Terms ?? 0,
+                PolynomialAbsoluteError = _exp?.AbsoluteError ?? 0, ThresholdT = _width, MomentMinimum = _exp is null ? 0 : _momentMinimum,
+                SafeHalfWidth = hSafe, RedoneQueries = stats.Redone,
+                NodesVisitedPerQuery = stats.PerQuery(stats.NodesVisited), ExpansionsPerQuery = stats.PerQuery(stats.Expansions),
+                DirectKeysPerQuery = stats.PerQuery(stats.DirectKeys), PrunedPerQuery = stats.PerQuery(stats.Pruned),
+                MaxSearchNodesPerQuery = stats.PerQuery(stats.MaxSearchNodes), DirectKeysFraction = stats.DirectKeys / exactPairs,
+                PredictedDirectKeysPerQuery = _chosen.DirectKeys / _n, PredictedExpansionsPerQuery = _chosen.Expansions / _n,
+                Trees = _trees.Length, TreeNodes = _trees.Sum(t => t.NodeCount), MomentNodes = _trees.Sum(t => t.MomentNodes),
+                OrientedNodes = _trees.Sum(t => t.OrientedNodes), TreeBytes = _trees.Sum(t => t.Bytes),
+                PlainLogits = _plain, DiscardBound = _budget.Relevant.OutputError(_budget.VMax) * _vScale, RoundingRho = rhoTotal,
+                Candidates = CandidateSummary(),
+                BuildSeconds = _buildSeconds, GeometrySeconds = _geometrySeconds, PlanSeconds = _planSeconds, QuerySeconds = querySeconds,
+                MaxSearchSeconds = (double)stats.MaxTicks / System.Diagnostics.Stopwatch.Frequency,
+                CollectSeconds = (double)stats.CollectTicks / System.Diagnostics.Stopwatch.Frequency,
+                AccumulateSeconds = (double)stats.AccumulateTicks / System.Diagnostics.Stopwatch.Frequency,
             };
-            return new Result(output, bound, parameters);
+            return (output, scaledTerms, parameters);
         }
 
+        private string CandidateSummary() => string.Join(" ", _plans.GroupBy(p => p.H).Select(g => g.MinBy(p => p.Seconds)!)
+            .Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))
+            + FormattableString.Invariant($" exact:{_exactSeconds:G3}s");
+
         /// <summary>The exact kernel on the scaled V, with its rounding bound as the certificate (no key discarded).</summary>
-        private Result ExecuteExact(double planSeconds)
+        private (double[] Output, IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) ExecuteExact(int threads)
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var problem = new AttentionProblem<double>(_q, _k, _vs, _n, _m, _d, _dv, 1, _scale, _causal);
-            var r = new Exact.FlashAttention().Compute(problem, new AttentionSettings { Threads = _threads });
-            var output = r.Output;
-            for (int i = 0; i < output.Length; i++) output[i] *= _vScale;
+            var output = new Exact.FlashAttention().Compute(problem, new AttentionSettings { Threads = threads }).Output;
             foreach (double x in output)
                 if (!double.IsFinite(x))
                     ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, "a non-finite output appeared in the exact plan; this is outside what the range search certifies.");
-            double rho = ExactRho();
-            double vMax = _budget.VMax;
-            double boundScaled = 2 * rho * vMax / (1 - rho) + _budget.OutputRounding + Math.ScaleB(1, -1070);
-            double bound = _budget.Certify(_name, boundScaled) * _vScale;
-            return new Result(output, bound,
-            [
-                new("plan", "exact kernel (predicted no slower than the range search)"), new("predictedSeconds", _exactSeconds),
-                new("predictedRangeSeconds", _chosen.Seconds), new("halfWidthH", 0.0), new("degree", 0), new("monomials", 0),
-                new("thresholdT", _width), new("nodesVisitedPerQuery", 0.0), new("expansionsPerQuery", 0.0),
-                new("directKeysPerQuery", (double)_m), new("maxSearchNodesPerQuery", 0.0), new("roundingRho", rho), new("causal", _causal),
-                new("candidates", string.Join(" ", _plans.GroupBy(p => p.H).Select(g => g.MinBy(p => p.Seconds)!).Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))),
-                new("buildSeconds", _buildSeconds), new("planSeconds", planSeconds), new("querySeconds", clock.Elapsed.TotalSeconds),
-            ]);
+            for (int i = 0; i < output.Length; i++) output[i] *= _vScale;
+            double rho = ExactRho(), vMax = _budget.VMax;
+            var terms = new List<ErrorTerm>
+            {
+                new("exact kernel rounding (2ρ‖V‖∞/(1 − ρ), no key dropped)", 2 * rho * vMax / (1 - rho)),
+                new("output division and conversion", _budget.OutputRounding),
+                new("V scaled to [½, 1) (subnormal rounding)", Math.ScaleB(1, -1070)),
+            };
+            _budget.Certify(_name, terms);
+            var parameters = new RangeFamilyParameters
+            {
+                Plan = "exact kernel (no range plan predicted faster)", HalfWidthH = 0, Degree = 0, Monomials = 0, ThresholdT = _width,
+                NodesVisitedPerQuery = 0, ExpansionsPerQuery = 0, DirectKeysPerQuery = (_causal ? ExactCausalPairs() : (double)_n * _m) / _n,
+                MaxSearchNodesPerQuery = 0, DirectKeysFraction = 1, RoundingRho = rho, Trees = _trees.Length, Candidates = CandidateSummary(),
+                BuildSeconds = _buildSeconds, GeometrySeconds = _geometrySeconds, PlanSeconds = _planSeconds, QuerySeconds = clock.Elapsed.TotalSeconds,
+            };
+            return (output, ErrorTerms.Scale(terms, _vScale), parameters);
         }
 
         /// <summary>Σ over the visible keys into sc.Acc with expansions up to half-width <paramref name="hMax"/> (−1: none);

@@ -7,32 +7,26 @@ namespace FastAttention.RangeSearch;
 /// <see cref="RangeSearchFamily.MaxRangeDimension"/>: per query the maximum logit within a tolerance (Lemma A.4's
 /// s_max), the relevant halfspace {k : s·q·k ≥ M − T} (Definition 3.2), and Σ_relevant P(·)·(1, V) from the moments of
 /// the <see cref="MomentTree"/> (Lemma 3.5); causal masks by the logarithmic method over power-of-two key blocks.
-/// The engine and its certificate: <see cref="RangeEngine"/>.
+/// The engine, its choice of H by counting and its certificate: <see cref="RangeEngine"/>.
 /// </summary>
 public sealed class RangeSearchAttention : RangeSearchFamily
 {
+    /// <summary><c>"range"</c>: Gupta et al. Algorithm 1 for d ≤ 4, certified within ε.</summary>
     public override string Name => "range";
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    /// <summary>Refuses (<see cref="RefusalReason.HeadDimension"/>) when d exceeds <see cref="RangeSearchFamily.MaxRangeDimension"/>.</summary>
+    protected override void CheckHead<T>(AttentionHead<T> head)
     {
-        if (problem.D > MaxRangeDimension)
-            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"head dimension d = {problem.D} exceeds the range-search limit d ≤ {MaxRangeDimension} (C(g + d, d) moments per node outgrow the keys, and the crossing number n^(1−1/d) approaches n); use 'lowrank' if Q or K has low rank, else 'exact'.");
-        base.Validate(problem, settings);
+        if (head.D > MaxRangeDimension)
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"head dimension d = {head.D} exceeds the range-search limit d ≤ {MaxRangeDimension} (C(g + d, d) moments per node outgrow the keys, and the crossing number n^(1−1/d) approaches n); use 'lowrank' if Q or K has low rank, else 'exact'.", "lowrank", "exact");
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
-    {
-        var (q, k, v) = head.ToDouble();
-        var r = RangeEngine.Run(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, settings.Epsilon,
-            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth, AllowExactPlan);
-        for (int i = 0; i < r.Output.Length; i++) Store(output, i, r.Output[i]);
-        return new HeadReport(r.Bound, r.Parameters);
-    }
+    private protected override bool SamplesBySubproblem => false;
 
-    internal override RangeWorkEstimate EstimateHead<T>(AttentionHead<T> head, AttentionSettings settings, int sampleQueries)
-    {
-        var (q, k, v) = head.ToDouble();
-        return RangeEngine.Estimate(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, settings.Epsilon,
-            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth, AllowExactPlan);
-    }
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context) => PlanWithEngine(head, context, base.PlanHead(head, context));
+
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context) =>
+        ExecuteWithEngine(plan, head, output, context);
 }

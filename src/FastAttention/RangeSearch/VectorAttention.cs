@@ -14,28 +14,22 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class VectorAttention : RangeSearchFamily
 {
+    /// <summary><c>"vector"</c>: Gupta et al. Algorithm 2 for d = 1, certified within ε.</summary>
     public override string Name => "vector";
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    /// <summary>Refuses (<see cref="RefusalReason.HeadDimension"/>) unless d = 1.</summary>
+    protected override void CheckHead<T>(AttentionHead<T> head)
     {
-        if (problem.D != 1)
-            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.");
-        base.Validate(problem, settings);
+        if (head.D != 1)
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {head.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.", "range", "lowrank", "exact");
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
-    {
-        var (q, k, v) = head.ToDouble();
-        var r = RangeEngine.Run(Name, q, k, v, head.N, head.M, 1, head.Dv, head.Scale, settings.Epsilon,
-            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, ForcedHalfWidth, AllowExactPlan);
-        for (int i = 0; i < r.Output.Length; i++) Store(output, i, r.Output[i]);
-        return new HeadReport(r.Bound, r.Parameters);
-    }
+    private protected override bool SamplesBySubproblem => false;
 
-    internal override RangeWorkEstimate EstimateHead<T>(AttentionHead<T> head, AttentionSettings settings, int sampleQueries)
-    {
-        var (q, k, v) = head.ToDouble();
-        return RangeEngine.Estimate(Name, q, k, v, head.N, head.M, 1, head.Dv, head.Scale, settings.Epsilon,
-            typeof(T) == typeof(float), settings.EffectiveThreads, head.Causal, sampleQueries, ForcedHalfWidth, AllowExactPlan);
-    }
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context) => PlanWithEngine(head, context, base.PlanHead(head, context));
+
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context) =>
+        ExecuteWithEngine(plan, head, output, context);
 }

@@ -145,8 +145,8 @@ public class RangeFamilyTests
         var alg = new RangeSearchAttention { ForcedHalfWidth = 11.5 };
         RangeTestData.Check(alg, p, 1e-4);
         var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-4, Threads = 1 });
-        Assert.True((double)r.Certificate.Parameter("nodesVisitedPerQuery")! <= 1.0);
-        Assert.Equal(0.0, (double)r.Certificate.Parameter("directKeysPerQuery")!);
+        Assert.True(RangeTestData.P(r).NodesVisitedPerQuery!.Value <= 1.0);
+        Assert.Equal(0.0, RangeTestData.P(r).DirectKeysPerQuery!.Value);
     }
 
     [Theory]
@@ -161,9 +161,9 @@ public class RangeFamilyTests
         var alg = new RangeSearchAttention { ForcedHalfWidth = 4 };
         RangeTestData.Check(alg, p, 1e-6);
         var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
-        Assert.True((double)r.Certificate.Parameter("nodesVisitedPerQuery")! <= 1.0);
-        Assert.True((double)r.Certificate.Parameter("maxSearchNodesPerQuery")! <= 2.0);
-        Assert.Equal(0.0, (double)r.Certificate.Parameter("directKeysPerQuery")!);
+        Assert.True(RangeTestData.P(r).NodesVisitedPerQuery!.Value <= 1.0);
+        Assert.True(RangeTestData.P(r).MaxSearchNodesPerQuery!.Value <= 2.0);
+        Assert.Equal(0.0, RangeTestData.P(r).DirectKeysPerQuery!.Value);
     }
 
     [Fact]
@@ -174,10 +174,10 @@ public class RangeFamilyTests
         var p = RangeTestData.Uniform(n, m, 1, 1, 30, 8, 1);
         var alg = new VectorAttention { ForcedHalfWidth = 6 };
         var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
-        double t = (double)r.Certificate.Parameter("thresholdT")!, depth = Math.Log2(m / 16.0) + 1;
-        double visited = (double)r.Certificate.Parameter("nodesVisitedPerQuery")!;
+        double t = RangeTestData.P(r).ThresholdT, depth = Math.Log2(m / 16.0) + 1;
+        double visited = RangeTestData.P(r).NodesVisitedPerQuery!.Value;
         Assert.True(visited <= 2 * (depth + 1) * (Math.Ceiling(t / 12) + 2), $"{visited} nodes per query");
-        Assert.True((double)r.Certificate.Parameter("maxSearchNodesPerQuery")! <= depth + 2);
+        Assert.True(RangeTestData.P(r).MaxSearchNodesPerQuery!.Value <= depth + 2);
     }
 
     [Fact]
@@ -189,13 +189,32 @@ public class RangeFamilyTests
         var est = alg.EstimateWork(p, settings);
         var r = alg.Compute(p, settings);
         Assert.Equal(64, est.SampledQueries);
-        Assert.Equal((double)r.Certificate.Parameter("halfWidthH")!, est.HalfWidth);
+        Assert.Equal(RangeTestData.P(r).HalfWidthH!.Value, est.HalfWidth);
         // The sample predicts the per-query work within a factor 2 on uniform data.
-        double run = (double)r.Certificate.Parameter("nodesVisitedPerQuery")!;
+        double run = RangeTestData.P(r).NodesVisitedPerQuery!.Value;
         Assert.InRange(est.NodesVisitedPerQuery, run / 2, run * 2);
         Assert.Equal(2000.0 * 2000, est.ExactPairs);
         // With no moments every relevant key is summed directly: the estimate shows it.
         var direct = new RangeSearchAttention { ForcedHalfWidth = 0 }.EstimateWork(RangeTestData.Uniform(500, 500, 2, 1, 1, 3, 1), settings);
         Assert.True(direct.DirectKeysFraction > 0.9, $"direct fraction {direct.DirectKeysFraction}");
+    }
+
+    [Fact]
+    public void Where_no_range_plan_is_faster_the_exact_kernel_computes_it_and_the_estimate_says_so()
+    {
+        // d = 4, B = 2: almost every key is relevant and C(g + 4, 4) moments per node cost as much as the keys.
+        int n = 4000;
+        var p = RangeTestData.Uniform(n, n, 4, 4, 2, 17, 1);
+        var settings = new AttentionSettings { Epsilon = 1e-4, Threads = 2 };
+        var est = new RangeSearchAttention().EstimateWork(p, settings);
+        Assert.True(est.UsesExactKernel, $"predicted range {est.PredictedSeconds:G3} s vs exact {est.PredictedExactSeconds:G3} s");
+        Assert.True(est.PredictedSeconds >= est.PredictedExactSeconds);
+        var r = new RangeSearchAttention().Compute(p, settings);
+        Assert.StartsWith("exact kernel", RangeTestData.P(r).Plan);
+        Assert.True(r.Certificate.ErrorBound <= 1e-4);
+        var rows = Enumerable.Range(0, 64).Select(i => i * 61).ToArray();
+        var reference = FastAttention.Exact.ReferenceAttention.ComputeRows(p, 0, rows);
+        for (int i = 0; i < rows.Length; i++)
+            for (int c = 0; c < 4; c++) Assert.True(Math.Abs(r.Output[rows[i] * 4 + c] - reference[i * 4 + c]) <= 1e-4);
     }
 }

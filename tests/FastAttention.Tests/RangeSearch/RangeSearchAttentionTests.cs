@@ -38,7 +38,7 @@ public class RangeSearchAttentionTests
             var alg = new RangeSearchAttention { ForcedHalfWidth = h };
             RangeTestData.Check(alg, p, 1e-6);
             var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 2 });
-            Assert.True((double)r.Certificate.Parameter("expansionsPerQuery")! >= 1);
+            Assert.True(RangeTestData.P(r).ExpansionsPerQuery!.Value >= 1);
         }
     }
 
@@ -83,9 +83,9 @@ public class RangeSearchAttentionTests
         var alg = new RangeSearchAttention { ForcedHalfWidth = 4 };
         RangeTestData.Check(alg, p, epsilon);
         var r = alg.Compute(p, new AttentionSettings { Epsilon = epsilon, Threads = 1 });
-        Assert.True((int)r.Certificate.Parameter("orientedNodes")! > 0);
+        Assert.True(RangeTestData.P(r).OrientedNodes!.Value > 0);
         // The double-double frame never rejects an oriented node at large B: no key is summed directly.
-        Assert.True((double)r.Certificate.Parameter("directKeysPerQuery")! < m / 20.0);
+        Assert.True(RangeTestData.P(r).DirectKeysPerQuery!.Value < m / 20.0);
     }
 
     [Fact]

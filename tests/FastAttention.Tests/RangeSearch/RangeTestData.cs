@@ -45,5 +45,9 @@ internal static class RangeTestData
         return err;
     }
 
+    /// <summary>The range family's typed parameters of head 0.</summary>
+    public static FastAttention.RangeSearch.RangeFamilyParameters P<T>(AttentionResult<T> r) where T : unmanaged =>
+        r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>();
+
     public static double[] Reference(AttentionProblem<double> p) => ReferenceAttention.Compute(p);
 }

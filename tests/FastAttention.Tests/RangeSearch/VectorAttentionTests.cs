@@ -108,13 +108,13 @@ public class VectorAttentionTests
         var p = RangeTestData.Uniform(100, 100, 1, 1, 100, 11, 1);
         var r = new VectorAttention { ForcedHalfWidth = 4 }.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
         Assert.True(r.Certificate.ErrorBound is > 0 and <= 1e-6);
-        Assert.True((int)r.Certificate.Parameter("degree")! >= 5);
-        Assert.Equal(4.0, (double)r.Certificate.Parameter("halfWidthH")!);
-        Assert.True((double)r.Certificate.Parameter("thresholdT")! > Math.Log(100 / 1e-6));
-        Assert.NotNull(r.Certificate.Parameter("nodesVisitedPerQuery"));
+        Assert.True(RangeTestData.P(r).Degree!.Value >= 5);
+        Assert.Equal(4.0, RangeTestData.P(r).HalfWidthH!.Value);
+        Assert.True(RangeTestData.P(r).ThresholdT > Math.Log(100 / 1e-6));
+        Assert.NotNull(RangeTestData.P(r).NodesVisitedPerQuery);
         // Chosen by counting: some candidate, with its predicted time reported.
         var chosen = new VectorAttention().Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
-        Assert.Contains("H=0:", (string)chosen.Certificate.Parameter("candidates")!);
+        Assert.Contains("H=0:", RangeTestData.P(chosen).Candidates!);
     }
 
     [Fact]
@@ -145,7 +145,7 @@ public class VectorAttentionExpansionTests
             var alg = new VectorAttention { ForcedHalfWidth = h };
             RangeTestData.Check(alg, p, epsilon);
             var r = alg.Compute(p, new AttentionSettings { Epsilon = epsilon, Threads = 1 });
-            Assert.True((double)r.Certificate.Parameter("expansionsPerQuery")! >= 1);
+            Assert.True(RangeTestData.P(r).ExpansionsPerQuery!.Value >= 1);
         }
     }
 }
