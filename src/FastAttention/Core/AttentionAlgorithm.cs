@@ -23,22 +23,24 @@ public abstract class AttentionAlgorithm
         ArgumentNullException.ThrowIfNull(problem);
         settings ??= new AttentionSettings();
         settings.Validate(!IsExact, Name);
+        MaskSupport.Check(this, problem);
         if (!IsExact) Validate(problem, settings);
         var output = new T[problem.OutputLength];
         var sw = Stopwatch.StartNew();
         int threads = settings.EffectiveThreads;
         var reports = new HeadReport[problem.Heads];
+        // A head whose batch element has no keys (key length 0) sees nothing: its output stays zero.
+        HeadReport Head(int h, AttentionSettings s) => problem.KeyCount(h) == 0 ? HeadReport.Exact
+            : ComputeHead(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), s);
         if (problem.Heads == 1 || threads == 1)
         {
-            for (int h = 0; h < problem.Heads; h++)
-                reports[h] = ComputeHead(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), settings);
+            for (int h = 0; h < problem.Heads; h++) reports[h] = Head(h, settings);
         }
         else
         {
             // Heads in parallel, one thread each; the per-head kernel then runs single-threaded.
             var perHead = settings with { Threads = 1 };
-            Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threads }, h =>
-                reports[h] = ComputeHead(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), perHead));
+            Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threads }, h => reports[h] = Head(h, perHead));
         }
         sw.Stop();
         double bound = 0;
