@@ -33,11 +33,13 @@ internal static unsafe class FlashKernel<T, TV, TS>
     /// <param name="d">Head dimension.</param>
     /// <param name="dv">Value dimension.</param>
     /// <param name="scale">The logit scale s.</param>
-    /// <param name="causal">PyTorch is_causal mask.</param>
+    /// <param name="mask">The head's mask (key count m, causal alignment, window, boolean mask, bias): key blocks are
+    /// classified per query tile (<see cref="KernelMask.Classify"/>); hidden blocks are skipped, partly visible ones (and
+    /// every block under a bias) pay the per-element epilogue <see cref="KernelMask.Apply{T}"/>.</param>
     /// <param name="threads">Threads over query tiles.</param>
     /// <param name="narrow">4-row × 2-vector register blocks (8 accumulators) instead of 4 × 4: for CPUs with 16 vector
     /// registers (AVX2 without AVX-512), where 16 accumulators plus operands spill.</param>
-    public static void Run(T* q, T* k, T* v, T* o, T* lse, int n, int m, int d, int dv, double scale, bool causal, int threads, bool narrow)
+    public static void Run(T* q, T* k, T* v, T* o, T* lse, int n, int m, int d, int dv, double scale, KernelMask mask, int threads, bool narrow)
     {
         int w = TS.Count, keyVectors = KeyVectors(d), bc = keyVectors * w;
         int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
@@ -73,7 +75,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                         var ctx = new Context
                         {
                             Lse = (T*)pl, Q = (T*)pq, Kt = (T*)pk, V = (T*)pv, Tail = tailFromPacked ? null : (T*)pt, O = (T*)po,
-                            N = n, M = m, D = d, Dv = dv, DvPad = dvPad, Bc = bc, Blocks = blocks, Causal = causal, QScale = qScale,
+                            N = n, M = m, D = d, Dv = dv, DvPad = dvPad, Bc = bc, Blocks = blocks, Mask = mask, QScale = qScale,
                             VStride = vStride, KeyVectors = keyVectors, TransposedV = transposeV, Narrow = narrow,
                         };
                         ProcessTile(ref ctx, tile, scratch);
@@ -88,7 +90,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
     {
         public T* Q, Kt, V, Tail, O, Lse;
         public int N, M, D, Dv, DvPad, Bc, Blocks, VStride, KeyVectors;
-        public bool Causal, TransposedV, Narrow;
+        public bool TransposedV, Narrow;
+        public KernelMask Mask;
         public T QScale;
     }
 
@@ -142,12 +145,13 @@ internal static unsafe class FlashKernel<T, TV, TS>
             var rowMax = scratch.RowMax; var rowSum = scratch.RowSum;
             Array.Fill(rowMax, T.NegativeInfinity);
             Array.Clear(rowSum);
-            int lastRow = i0 + rows - 1;
-            int lastBlock = x.Causal ? Math.Min(x.Blocks - 1, Math.Min(lastRow, x.M - 1) / bc) : x.Blocks - 1;
-            for (int b = 0; b <= lastBlock; b++)
+            var (firstBlock, lastBlock) = x.Mask.BlockSpan(i0, rows, bc);
+            for (int b = firstBlock; b <= lastBlock; b++)
             {
                 int j0 = b * bc;
-                bool mask = j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i0);
+                var visibility = x.Mask.Classify(i0, rows, j0, bc);
+                if (visibility == BlockVisibility.Hidden) continue; // skipped: its K and V are never read
+                bool epilogue = visibility == BlockVisibility.Partial || x.Mask.HasBias;
                 T* ktb = x.Kt + (long)b * d * bc;
                 T* vb; int vStride;
                 if (b == x.Blocks - 1 && x.Tail != null) { vb = x.Tail; vStride = dvPad; }
@@ -161,7 +165,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                     else
                         for (int slice = 0; slice < x.KeyVectors; slice += 4)
                             Scores(qs + r0 * d, ktb + slice * TS.Count, d, bc, s + slice * TS.Count);
-                    if (mask) Mask(s, bc, j0, i0 + r0, x.M, x.Causal);
+                    if (epilogue) x.Mask.Apply(s, bc, i0 + r0, MicroRows, j0, bc);
                     Softmax(s, bc, rowMax, rowSum, r0, acc + r0 * dvPad, dvPad);
                     if (x.TransposedV) AccumulateValuesTransposed(s, x.V + (long)b * x.Dv * bc, x.Dv, acc + r0 * dvPad, dvPad, bc);
                     else AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc, x.Narrow);
@@ -169,8 +173,15 @@ internal static unsafe class FlashKernel<T, TV, TS>
             }
             for (int r = 0; r < rows; r++)
             {
-                T inv = T.One / rowSum[r];
                 T* dst = x.O + (long)(i0 + r) * x.Dv;
+                if (T.IsNegativeInfinity(rowMax[r]))
+                {
+                    // The row sees no key: zeros and a log-sum-exp of −∞ (PyTorch's convention), never 0/0.
+                    new Span<T>(dst, x.Dv).Clear();
+                    if (x.Lse != null) x.Lse[i0 + r] = T.NegativeInfinity;
+                    continue;
+                }
+                T inv = T.One / rowSum[r];
                 T* src = acc + r * dvPad;
                 for (int c = 0; c < x.Dv; c++) dst[c] = src[c] * inv;
                 // Natural-log LSE from the log₂-domain running max and sum: ln 2·(max₂ + log₂ Σ).
@@ -232,17 +243,6 @@ internal static unsafe class FlashKernel<T, TV, TS>
         TS.Store(a10, ref s[bc]); TS.Store(a11, ref s[bc + w]);
         TS.Store(a20, ref s[2 * bc]); TS.Store(a21, ref s[2 * bc + w]);
         TS.Store(a30, ref s[3 * bc]); TS.Store(a31, ref s[3 * bc + w]);
-    }
-
-    /// <summary>−∞ for keys past m and, when causal, keys j &gt; i (PyTorch is_causal, top-left aligned).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Mask(T* s, int bc, int j0, int rowStart, int m, bool causal)
-    {
-        for (int r = 0; r < MicroRows; r++)
-        {
-            int limit = causal ? Math.Min(rowStart + r, m - 1) : m - 1;
-            for (int jj = Math.Max(0, limit - j0 + 1); jj < bc; jj++) s[r * bc + jj] = T.NegativeInfinity;
-        }
     }
 
     /// <summary>Online softmax step for 4 rows: new max, P = 2^(S − max) in place, rescale the running sum and accumulator.</summary>
@@ -312,7 +312,9 @@ internal static unsafe class FlashKernel<T, TV, TS>
         }
     }
 
-    /// <summary>acc[r, :] += Σ_j P[r, j]·V[j, :] for 4 rows, in 4-row × 4-vector register blocks.</summary>
+    /// <summary>acc[r, :] += Σ_j P[r, j]·V[j, :] for 4 rows, in 4-row × 4-vector register blocks. Each block's sum is formed
+    /// from zero and then added to acc (same instruction count as accumulating into acc): a key meets at most
+    /// bc + (blocks) roundings instead of m, which the rounding bound (<see cref="ExactRoundingBound"/>) counts.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void AccumulateValues(T* p, T* vb, int vStride, T* acc, int dvPad, int bc, bool narrow)
     {
@@ -324,8 +326,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
             for (; c + 2 * w <= dvPad; c += 2 * w)
             {
                 // 4 rows × 2 vectors: 8 accumulators for 16-register CPUs.
-                TV o00 = TS.Load(ref acc[c]), o01 = TS.Load(ref acc[c + w]), o10 = TS.Load(ref acc1[c]), o11 = TS.Load(ref acc1[c + w]);
-                TV o20 = TS.Load(ref acc2[c]), o21 = TS.Load(ref acc2[c + w]), o30 = TS.Load(ref acc3[c]), o31 = TS.Load(ref acc3[c + w]);
+                TV o00 = TS.Zero, o01 = TS.Zero, o10 = TS.Zero, o11 = TS.Zero;
+                TV o20 = TS.Zero, o21 = TS.Zero, o30 = TS.Zero, o31 = TS.Zero;
                 for (int j = 0; j < bc; j++)
                 {
                     T* vr = vb + (long)j * vStride + c;
@@ -335,15 +337,15 @@ internal static unsafe class FlashKernel<T, TV, TS>
                     b = TS.Broadcast(p2[j]); o20 = TS.Fma(b, v0, o20); o21 = TS.Fma(b, v1, o21);
                     b = TS.Broadcast(p3[j]); o30 = TS.Fma(b, v0, o30); o31 = TS.Fma(b, v1, o31);
                 }
-                TS.Store(o00, ref acc[c]); TS.Store(o01, ref acc[c + w]); TS.Store(o10, ref acc1[c]); TS.Store(o11, ref acc1[c + w]);
-                TS.Store(o20, ref acc2[c]); TS.Store(o21, ref acc2[c + w]); TS.Store(o30, ref acc3[c]); TS.Store(o31, ref acc3[c + w]);
+                TS.Store(TS.Add(TS.Load(ref acc[c]), o00), ref acc[c]); TS.Store(TS.Add(TS.Load(ref acc[c + w]), o01), ref acc[c + w]); TS.Store(TS.Add(TS.Load(ref acc1[c]), o10), ref acc1[c]); TS.Store(TS.Add(TS.Load(ref acc1[c + w]), o11), ref acc1[c + w]);
+                TS.Store(TS.Add(TS.Load(ref acc2[c]), o20), ref acc2[c]); TS.Store(TS.Add(TS.Load(ref acc2[c + w]), o21), ref acc2[c + w]); TS.Store(TS.Add(TS.Load(ref acc3[c]), o30), ref acc3[c]); TS.Store(TS.Add(TS.Load(ref acc3[c + w]), o31), ref acc3[c + w]);
             }
         for (; !narrow && c + 4 * w <= dvPad; c += 4 * w)
         {
-            TV o00 = TS.Load(ref acc[c]), o01 = TS.Load(ref acc[c + w]), o02 = TS.Load(ref acc[c + 2 * w]), o03 = TS.Load(ref acc[c + 3 * w]);
-            TV o10 = TS.Load(ref acc1[c]), o11 = TS.Load(ref acc1[c + w]), o12 = TS.Load(ref acc1[c + 2 * w]), o13 = TS.Load(ref acc1[c + 3 * w]);
-            TV o20 = TS.Load(ref acc2[c]), o21 = TS.Load(ref acc2[c + w]), o22 = TS.Load(ref acc2[c + 2 * w]), o23 = TS.Load(ref acc2[c + 3 * w]);
-            TV o30 = TS.Load(ref acc3[c]), o31 = TS.Load(ref acc3[c + w]), o32 = TS.Load(ref acc3[c + 2 * w]), o33 = TS.Load(ref acc3[c + 3 * w]);
+            TV o00 = TS.Zero, o01 = TS.Zero, o02 = TS.Zero, o03 = TS.Zero;
+            TV o10 = TS.Zero, o11 = TS.Zero, o12 = TS.Zero, o13 = TS.Zero;
+            TV o20 = TS.Zero, o21 = TS.Zero, o22 = TS.Zero, o23 = TS.Zero;
+            TV o30 = TS.Zero, o31 = TS.Zero, o32 = TS.Zero, o33 = TS.Zero;
             for (int j = 0; j < bc; j++)
             {
                 T* vr = vb + (long)j * vStride + c;
@@ -357,14 +359,14 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 b = TS.Broadcast(p3[j]);
                 o30 = TS.Fma(b, v0, o30); o31 = TS.Fma(b, v1, o31); o32 = TS.Fma(b, v2, o32); o33 = TS.Fma(b, v3, o33);
             }
-            TS.Store(o00, ref acc[c]); TS.Store(o01, ref acc[c + w]); TS.Store(o02, ref acc[c + 2 * w]); TS.Store(o03, ref acc[c + 3 * w]);
-            TS.Store(o10, ref acc1[c]); TS.Store(o11, ref acc1[c + w]); TS.Store(o12, ref acc1[c + 2 * w]); TS.Store(o13, ref acc1[c + 3 * w]);
-            TS.Store(o20, ref acc2[c]); TS.Store(o21, ref acc2[c + w]); TS.Store(o22, ref acc2[c + 2 * w]); TS.Store(o23, ref acc2[c + 3 * w]);
-            TS.Store(o30, ref acc3[c]); TS.Store(o31, ref acc3[c + w]); TS.Store(o32, ref acc3[c + 2 * w]); TS.Store(o33, ref acc3[c + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref acc[c]), o00), ref acc[c]); TS.Store(TS.Add(TS.Load(ref acc[c + w]), o01), ref acc[c + w]); TS.Store(TS.Add(TS.Load(ref acc[c + 2 * w]), o02), ref acc[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref acc[c + 3 * w]), o03), ref acc[c + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref acc1[c]), o10), ref acc1[c]); TS.Store(TS.Add(TS.Load(ref acc1[c + w]), o11), ref acc1[c + w]); TS.Store(TS.Add(TS.Load(ref acc1[c + 2 * w]), o12), ref acc1[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref acc1[c + 3 * w]), o13), ref acc1[c + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref acc2[c]), o20), ref acc2[c]); TS.Store(TS.Add(TS.Load(ref acc2[c + w]), o21), ref acc2[c + w]); TS.Store(TS.Add(TS.Load(ref acc2[c + 2 * w]), o22), ref acc2[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref acc2[c + 3 * w]), o23), ref acc2[c + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref acc3[c]), o30), ref acc3[c]); TS.Store(TS.Add(TS.Load(ref acc3[c + w]), o31), ref acc3[c + w]); TS.Store(TS.Add(TS.Load(ref acc3[c + 2 * w]), o32), ref acc3[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref acc3[c + 3 * w]), o33), ref acc3[c + 3 * w]);
         }
         for (; c < dvPad; c += w)
         {
-            TV o0 = TS.Load(ref acc[c]), o1 = TS.Load(ref acc1[c]), o2 = TS.Load(ref acc2[c]), o3 = TS.Load(ref acc3[c]);
+            TV o0 = TS.Zero, o1 = TS.Zero, o2 = TS.Zero, o3 = TS.Zero;
             for (int j = 0; j < bc; j++)
             {
                 TV v0 = TS.Load(ref vb[(long)j * vStride + c]);
@@ -373,7 +375,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 o2 = TS.Fma(TS.Broadcast(p2[j]), v0, o2);
                 o3 = TS.Fma(TS.Broadcast(p3[j]), v0, o3);
             }
-            TS.Store(o0, ref acc[c]); TS.Store(o1, ref acc1[c]); TS.Store(o2, ref acc2[c]); TS.Store(o3, ref acc3[c]);
+            TS.Store(TS.Add(TS.Load(ref acc[c]), o0), ref acc[c]); TS.Store(TS.Add(TS.Load(ref acc1[c]), o1), ref acc1[c]); TS.Store(TS.Add(TS.Load(ref acc2[c]), o2), ref acc2[c]); TS.Store(TS.Add(TS.Load(ref acc3[c]), o3), ref acc3[c]);
         }
     }
 }

@@ -4,33 +4,43 @@ using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
 
-/// <summary>dQ ([heads, n, d]), dK ([heads, m, d]) and dV ([heads, m, dv]) of ⟨dO, Attention(Q, K, V)⟩.</summary>
+/// <summary>dQ ([heads, n, d]), dK ([kvHeads, m, d]) and dV ([kvHeads, m, dv]) of ⟨dO, Attention(Q, K, V)⟩.</summary>
 public sealed record AttentionGradients<T>(ReadOnlyMemory<T> DQ, ReadOnlyMemory<T> DK, ReadOnlyMemory<T> DV) where T : unmanaged;
 
 /// <summary>
 /// The standard attention backward pass, FlashAttention-2 style (Dao 2023, Alg. 2): given dO, the output O and the
-/// per-row log-sum-exp L of the forward pass, recompute P = exp(s·QKᵀ − L) tile by tile and form
+/// per-row log-sum-exp L of the forward pass, recompute P = exp(s·QKᵀ + bias − L) tile by tile and form
 /// Dᵢ = ⟨dOᵢ, Oᵢ⟩, dP = dO·Vᵀ, dS = P∘(dP − D), dV = Pᵀ·dO, dK = s·dSᵀ·Q, dQ = s·dS·K. Never an n×m matrix.
+/// Every <see cref="AttentionMask"/> is honoured as in the forward pass (hidden pairs get no gradient; keys past a key
+/// length get dK = dV = 0); grouped-query K/V heads receive the sum over the query heads that read them.
 /// </summary>
 /// <remarks>
 /// One pass, parallel over key blocks: each worker owns whole key blocks (so dK, dV need no synchronisation) and a
 /// private dQ accumulator; the accumulators are added in a fixed order at the end, so results do not depend on
-/// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Causal: query i sees keys j ≤ i;
-/// key block [j₀, j₀ + B) only visits queries i ≥ j₀. Work: 5 tile products per tile against the forward's 2, run by
-/// <see cref="BackwardKernel{T,TV,TS}"/> at the exact kernel's SIMD width (Vector512, Vector256 or scalar).
+/// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Each worker visits, per key
+/// block, every query head of the block's K/V group, skipping (query tile, key block) pairs the mask hides.
+/// Work: 5 tile products per tile against the forward's 2, run by <see cref="BackwardKernel{T,TV,TS}"/> at the exact
+/// kernel's SIMD width (Vector512, Vector256 or scalar). float16 is computed in float32 (inputs widened exactly).
 /// </remarks>
 public static class AttentionBackward
 {
-    /// <summary>Runs the forward pass (saving O and L) and then the backward pass.</summary>
+    /// <summary>Runs the forward pass (saving O and L) and then the backward pass. float16: both in float32.</summary>
     public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ArgumentNullException.ThrowIfNull(problem);
         CheckDO(problem, dO);
+        if (typeof(T) == typeof(Half))
+        {
+            var p32 = FlashAttention.Widen((AttentionProblem<Half>)(object)problem);
+            var g32 = Compute(p32, Widen(dO), threads);
+            return Narrow<T>(g32);
+        }
         return Compute(problem, dO, AttentionForward.Compute(problem, threads), threads);
     }
 
-    /// <summary>The backward pass from a saved forward pass.</summary>
+    /// <summary>The backward pass from a saved forward pass (float16: widened to float32 — prefer the overload that
+    /// runs the forward pass, which keeps O and L in float32).</summary>
     public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => ComputeWithLanes(problem, dO, forward, threads, 0);
 
@@ -48,56 +58,100 @@ public static class AttentionBackward
             throw new ArgumentException($"the forward result has {forward.Output.Length} outputs and {forward.LogSumExp.Length} log-sum-exps; " +
                 $"this problem needs {problem.OutputLength} and {(long)problem.Heads * problem.N}.", nameof(forward));
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
+        if (typeof(T) == typeof(Half))
+        {
+            var p32 = FlashAttention.Widen((AttentionProblem<Half>)(object)problem);
+            var f32 = new AttentionForwardResult<float>(Widen(forward.Output), Widen(forward.LogSumExp));
+            return Narrow<T>(ComputeWithLanes(p32, Widen(dO), f32, threads, forcedFloat32Lanes, wideBlocks));
+        }
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
         var dq = new T[(long)problem.Heads * n * d];
-        var dk = new T[(long)problem.Heads * m * d];
-        var dvOut = new T[(long)problem.Heads * m * dv];
+        var dk = new T[(long)problem.KvHeads * m * d];
+        var dvOut = new T[(long)problem.KvHeads * m * dv];
         int threadCount = threads > 0 ? threads : Environment.ProcessorCount;
         int lanes = forcedFloat32Lanes > 0 ? forcedFloat32Lanes : SimdInfo.Float32Lanes;
-        if (problem.Heads >= threadCount && threadCount > 1)
+        if (problem.KvHeads >= threadCount && threadCount > 1)
         {
-            // Enough heads to keep every thread busy: one head per thread, each single-threaded (no dQ partials).
-            Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, h =>
-                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, workers: 1, lanes, wideBlocks));
+            // Enough K/V heads to keep every thread busy: one per thread, each single-threaded (no dQ partials).
+            Parallel.For(0, problem.KvHeads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, g =>
+                BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, workers: 1, lanes, wideBlocks));
         }
         else
         {
-            for (int h = 0; h < problem.Heads; h++)
-                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, threadCount, lanes, wideBlocks);
+            for (int g = 0; g < problem.KvHeads; g++)
+                BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, threadCount, lanes, wideBlocks);
         }
         return new AttentionGradients<T>(dq, dk, dvOut);
     }
 
-    /// <summary>One head: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the chosen width.</summary>
-    private static unsafe void BackwardHead<T>(AttentionProblem<T> problem, int h, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
+    /// <summary>One K/V head g and its query heads g·G … g·G + G − 1: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the chosen width.</summary>
+    private static unsafe void BackwardGroup<T>(AttentionProblem<T> problem, int g, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
         T[] dq, T[] dk, T[] dvOut, int workers, int lanes, bool? wideBlocks)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
-        var head = problem.Head(h);
-        var doHead = dO.Slice(h * n * dv, n * dv).Span;
-        var oHead = forward.Output.Slice(h * n * dv, n * dv).Span;
-        double scale = head.Scale;
-        bool causal = head.Causal;
-        fixed (T* q = head.Q) fixed (T* k = head.K) fixed (T* v = head.V) fixed (T* o = oHead) fixed (T* g = doHead)
-        fixed (T* l = forward.LogSumExp.Slice(h * n, n).Span)
-        fixed (T* gq = dq.AsSpan(h * n * d, n * d)) fixed (T* gk = dk.AsSpan(h * m * d, m * d)) fixed (T* gv = dvOut.AsSpan(h * m * dv, m * dv))
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv, group = problem.GroupSize;
+        var first = problem.Head(g * group);
+        int keys = first.M; // the group shares its batch element, hence its key length
+        if (keys == 0) return; // no key exists: every gradient of the group stays 0
+        double scale = problem.Scale;
+        var pins = new List<System.Buffers.MemoryHandle>();
+        try
         {
-            if (typeof(T) == typeof(float))
+            var heads = new BackwardHeadInput[group];
+            for (int t = 0; t < group; t++)
             {
-                float* qf = (float*)q, kf = (float*)k, vf = (float*)v, gf = (float*)g, lf = (float*)l, of = (float*)o, gqf = (float*)gq, gkf = (float*)gk, gvf = (float*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, Vector512<float>, Simd512F>.WideBlocksByDefault);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, Vector256<float>, Simd256F>.WideBlocksByDefault);
-                else BackwardKernel<float, float, ScalarSimd<float>>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, float, ScalarSimd<float>>.WideBlocksByDefault);
+                int h = g * group + t;
+                var head = problem.Head(h);
+                var mask = KernelMask.Create(head, out var vp, out var bp);
+                pins.Add(vp); pins.Add(bp);
+                nint Pin(ReadOnlyMemory<T> x) { pins.Add(x.Pin()); return (nint)pins[^1].Pointer; }
+                heads[t] = new BackwardHeadInput
+                {
+                    Q = Pin(head.QMemory), O = Pin(forward.Output.Slice(h * n * dv, n * dv)), DO = Pin(dO.Slice(h * n * dv, n * dv)),
+                    Lse = Pin(forward.LogSumExp.Slice(h * n, n)), DQ = Pin(dq.AsMemory(h * n * d, n * d)), Mask = mask,
+                };
             }
-            else
+            fixed (T* k = first.K) fixed (T* v = first.V)
+            fixed (T* gk = dk.AsSpan(g * m * d, keys * d)) fixed (T* gv = dvOut.AsSpan(g * m * dv, keys * dv))
             {
-                double* qd = (double*)q, kd = (double*)k, vd = (double*)v, gd = (double*)g, ld = (double*)l, od = (double*)o, gqd = (double*)gq, gkd = (double*)gk, gvd = (double*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, Vector512<double>, Simd512D>.WideBlocksByDefault);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, Vector256<double>, Simd256D>.WideBlocksByDefault);
-                else BackwardKernel<double, double, ScalarSimd<double>>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, double, ScalarSimd<double>>.WideBlocksByDefault);
+                if (typeof(T) == typeof(float))
+                {
+                    float* kf = (float*)k, vf = (float*)v, gkf = (float*)gk, gvf = (float*)gv;
+                    if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(heads, kf, vf, gkf, gvf, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<float, Vector512<float>, Simd512F>.WideBlocksByDefault);
+                    else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(heads, kf, vf, gkf, gvf, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<float, Vector256<float>, Simd256F>.WideBlocksByDefault);
+                    else BackwardKernel<float, float, ScalarSimd<float>>.Run(heads, kf, vf, gkf, gvf, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<float, float, ScalarSimd<float>>.WideBlocksByDefault);
+                }
+                else
+                {
+                    double* kd = (double*)k, vd = (double*)v, gkd = (double*)gk, gvd = (double*)gv;
+                    if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(heads, kd, vd, gkd, gvd, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<double, Vector512<double>, Simd512D>.WideBlocksByDefault);
+                    else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(heads, kd, vd, gkd, gvd, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<double, Vector256<double>, Simd256D>.WideBlocksByDefault);
+                    else BackwardKernel<double, double, ScalarSimd<double>>.Run(heads, kd, vd, gkd, gvd, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<double, double, ScalarSimd<double>>.WideBlocksByDefault);
+                }
             }
         }
+        finally
+        {
+            foreach (var p in pins) p.Dispose();
+        }
+    }
+
+    private static AttentionGradients<T> Narrow<T>(AttentionGradients<float> g) where T : unmanaged =>
+        new((T[])(object)Narrow(g.DQ.Span), (T[])(object)Narrow(g.DK.Span), (T[])(object)Narrow(g.DV.Span));
+
+    private static Half[] Narrow(ReadOnlySpan<float> x)
+    {
+        var r = new Half[x.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = (Half)x[i];
+        return r;
+    }
+
+    private static float[] Widen<T>(ReadOnlyMemory<T> x) where T : unmanaged
+    {
+        var s = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(x.Span);
+        var r = new float[s.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = (float)s[i];
+        return r;
     }
 
     private static void CheckDO<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO) where T : unmanaged, IBinaryFloatingPointIeee754<T>

@@ -5,8 +5,17 @@ using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
 
+/// <summary>One query head of a group that shares a K/V head, as <see cref="BackwardKernel{T,TV,TS}.Run"/> takes it: pinned
+/// Q (n×d), O and dO (n×dv), log-sum-exp (n), dQ output (n×d, zero on entry), all of the kernel's element type, and its mask.</summary>
+internal struct BackwardHeadInput
+{
+    public nint Q, O, DO, Lse, DQ;
+    public KernelMask Mask;
+}
+
+
 /// <summary>
-/// The FlashAttention-2 backward pass of one head, written once against <see cref="ISimd{T,TV}"/> in the style of the
+/// The FlashAttention-2 backward pass of one K/V head and the query heads that read it, written once against <see cref="ISimd{T,TV}"/> in the style of the
 /// exact forward kernel (<see cref="FlashKernel{T,TV,TS}"/>): 4-row × 4-vector register blocks (16 accumulators, each
 /// panel load feeding four FMAs), the scale·log₂e folded into the packed Kᵀ, the vectorised
 /// <see cref="ISimd{T,TV}.Exp2"/>, and every hot method <see cref="MethodImplOptions.AggressiveOptimization"/>.
@@ -40,15 +49,18 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     public static bool WideBlocksByDefault => Avx512F.IsSupported;
 
     /// <summary>
-    /// One head: dQ (n×d), dK (m×d), dV (m×dv) of ⟨dO, softmax(s·QKᵀ)·V⟩ from the forward pass's output
-    /// <paramref name="o"/> and log-sum-exp <paramref name="lse"/>. The outputs must be zero on entry. <paramref name="wideBlocks"/>:
-    /// 4-row × 4-vector register blocks (16 accumulators; needs the 32 vector registers of AVX-512) or 4-row × 2-vector
-    /// blocks (8 accumulators, for 16 registers); see <see cref="WideBlocksByDefault"/>.
+    /// One K/V head and the group of query heads that read it (one head for multi-head attention): dQ of each query
+    /// head, and dK (m×d), dV (m×dv) summed over the group, of ⟨dO, softmax(s·QKᵀ + bias)·V⟩, from the forward pass's
+    /// outputs and log-sum-exps. The outputs must be zero on entry; m is the number of keys that exist (the key length).
+    /// <paramref name="wideBlocks"/>: 4-row × 4-vector register blocks (16 accumulators; needs the 32 vector registers
+    /// of AVX-512) or 4-row × 2-vector blocks (8 accumulators, for 16 registers); see <see cref="WideBlocksByDefault"/>.
+    /// Each (query tile, key block) is classified by its head's mask (<see cref="KernelMask.Classify"/>): hidden pairs are
+    /// skipped, partly visible ones (and every block under a bias) get the per-element epilogue before the exp.
     /// </summary>
-    public static void Run(T* q, T* k, T* v, T* o, T* dO, T* lse, T* dq, T* dk, T* dvOut,
-        int n, int m, int d, int dv, double scale, bool causal, int workers, bool wideBlocks)
+    public static void Run(BackwardHeadInput[] heads, T* k, T* v, T* dk, T* dvOut,
+        int n, int m, int d, int dv, double scale, int workers, bool wideBlocks)
     {
-        int w = TS.Count, bc = KeyBlock;
+        int w = TS.Count, bc = KeyBlock, group = heads.Length;
         int blocks = (m + bc - 1) / bc;
         int dPad = (d + w - 1) / w * w, dvPad = (dv + w - 1) / w * w;
         int nPad = (n + MicroRows - 1) / MicroRows * MicroRows;
@@ -56,45 +68,75 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         // Rows of Q and dO are read in 4-row micro-tiles and whole vectors: use them in place when that stays inside
         // them, else padded copies (zero rows past n, zero columns past d / dv).
         bool inPlace = d == dPad && dv == dvPad && n == nPad;
-        T[]? qCopy = inPlace ? null : GC.AllocateArray<T>(nPad * dPad, pinned: true);
-        T[]? doCopy = inPlace ? null : GC.AllocateArray<T>(nPad * dvPad, pinned: true);
-        var rows = GC.AllocateArray<T>(2 * nPad, pinned: true); // L·log₂e, then D = rowsum(dO∘O); zero past n
-        var partials = new T[workers][];
-        fixed (T* pqc = qCopy) fixed (T* pdc = doCopy) fixed (T* prow = rows)
+        var qCopy = new T[group][]; var doCopy = new T[group][];
+        var rows = new T[group][]; // L·log₂e, then D = rowsum(dO∘O); zero past n
+        var prepared = new Prepared[group];
         {
-            if (!inPlace)
+            for (int g = 0; g < group; g++)
             {
-                PadRows(q, n, d, pqc, dPad);
-                PadRows(dO, n, dv, pdc, dvPad);
+                var h = heads[g];
+                rows[g] = GC.AllocateArray<T>(2 * nPad, pinned: true);
+                T* prow = Pin(rows[g]);
+                T* pq = (T*)h.Q, pdo = (T*)h.DO;
+                if (!inPlace)
+                {
+                    qCopy[g] = GC.AllocateArray<T>(nPad * dPad, pinned: true);
+                    doCopy[g] = GC.AllocateArray<T>(nPad * dvPad, pinned: true);
+                    pq = Pin(qCopy[g]); pdo = Pin(doCopy[g]);
+                    PadRows((T*)h.Q, n, d, pq, dPad);
+                    PadRows((T*)h.DO, n, dv, pdo, dvPad);
+                }
+                RowTerms((T*)h.Lse, (T*)h.O, (T*)h.DO, n, dv, prow, prow + nPad);
+                prepared[g] = new Prepared { Q = pq, DO = pdo, L2 = prow, D = prow + nPad, DQ = (T*)h.DQ, Mask = h.Mask };
             }
-            RowTerms(lse, o, dO, n, dv, prow, prow + nPad);
-            nint nq = inPlace ? (nint)q : (nint)pqc, ndo = inPlace ? (nint)dO : (nint)pdc, nrow = (nint)prow;
-            nint nk = (nint)k, nv = (nint)v, ndq = (nint)dq, ndk = (nint)dk, ndv = (nint)dvOut;
+            var partials = new T[workers][][];
             T kScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e folded into Kᵀ: exp(s·x − L) = 2^(s·log₂e·x − L·log₂e)
             T sT = T.CreateTruncating(scale);
+            nint nk = (nint)k, nv = (nint)v, ndk = (nint)dk, ndv = (nint)dvOut;
             Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
             {
-                // Worker 0 accumulates dQ in the output itself when its rows are not padded.
-                T[]? part = worker == 0 && inPlace ? null : GC.AllocateArray<T>(nPad * dPad, pinned: true);
+                // Worker 0 accumulates dQ in the outputs themselves when their rows are not padded.
+                var part = new T[group][];
+                var dqs = new nint[group];
                 var scratch = new Scratch(bc, d, dv, dPad, dvPad);
-                fixed (T* pdq = part)
-                fixed (T* pp = scratch.P) fixed (T* pds = scratch.DS) fixed (T* pdk = scratch.DK) fixed (T* pdv = scratch.DV)
-                fixed (T* pkt = scratch.Kt) fixed (T* pkr = scratch.Kr) fixed (T* pvt = scratch.Vt)
                 {
-                    var x = new Context
+                    for (int g = 0; g < group; g++)
                     {
-                        Q = (T*)nq, DO = (T*)ndo, L2 = (T*)nrow, D = (T*)nrow + nPad, K = (T*)nk, V = (T*)nv,
-                        DQ = part is null ? (T*)ndq : pdq, DK = (T*)ndk, DV = (T*)ndv,
-                        P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv, Kt = pkt, Kr = pkr, Vt = pvt,
-                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Causal = causal, Wide = wideBlocks, KScale = kScale, Scale = sT,
-                    };
-                    for (int b = worker; b < blocks; b += workers) ProcessBlock(ref x, b);
+                        if (worker == 0 && inPlace) { dqs[g] = (nint)prepared[g].DQ; continue; }
+                        part[g] = GC.AllocateArray<T>(nPad * dPad, pinned: true);
+                        dqs[g] = (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref part[g][0]);
+                    }
+                    fixed (T* pp = scratch.P) fixed (T* pds = scratch.DS) fixed (T* pdk = scratch.DK) fixed (T* pdv = scratch.DV)
+                    fixed (T* pkt = scratch.Kt) fixed (T* pkr = scratch.Kr) fixed (T* pvt = scratch.Vt)
+                    {
+                        var x = new Context
+                        {
+                            Heads = prepared, DQs = dqs, K = (T*)nk, V = (T*)nv, DK = (T*)ndk, DV = (T*)ndv,
+                            P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv, Kt = pkt, Kr = pkr, Vt = pvt,
+                            N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Wide = wideBlocks, KScale = kScale, Scale = sT,
+                        };
+                        for (int b = worker; b < blocks; b += workers) ProcessBlock(ref x, b);
+                    }
                 }
-                partials[worker] = part!;
+                partials[worker] = part;
             });
             // dQ = Σ_workers partial, in a fixed order (results independent of scheduling).
-            Gather(dq, n, d, dPad, partials, inPlace);
+            for (int g = 0; g < group; g++)
+            {
+                var per = new T[workers][];
+                for (int wk = 0; wk < workers; wk++) per[wk] = partials[wk][g];
+                Gather((T*)heads[g].DQ, n, d, dPad, per, inPlace);
+            }
         }
+
+        static T* Pin(T[] a) => (T*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref a[0]); // arrays allocated pinned
+    }
+
+    /// <summary>A query head's inputs as the block loop reads them: Q and dO (padded or in place), row terms, mask.</summary>
+    private struct Prepared
+    {
+        public T* Q, DO, L2, D, DQ;
+        public KernelMask Mask;
     }
 
     /// <summary>Zero-padded copy of a rows×cols matrix with row stride <paramref name="stride"/>.</summary>
@@ -105,14 +147,15 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             new ReadOnlySpan<T>(src + (long)i * cols, cols).CopyTo(new Span<T>(dst + (long)i * stride, cols));
     }
 
-    /// <summary>l2[i] = Lᵢ·log₂e and rowD[i] = Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4, accumulated in float64).</summary>
+    /// <summary>l2[i] = Lᵢ·log₂e and rowD[i] = Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4, accumulated in float64).
+    /// A row that saw no key (L = −∞) gets l2 = +∞, so every P = 2^(S − l2) of it is 0, never 2^(−∞ + ∞).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowTerms(T* lse, T* o, T* dO, int n, int dv, T* l2, T* rowD)
     {
         T log2e = T.CreateTruncating(1.4426950408889634);
         for (int i = 0; i < n; i++)
         {
-            l2[i] = lse[i] * log2e;
+            l2[i] = T.IsNegativeInfinity(lse[i]) ? T.PositiveInfinity : lse[i] * log2e;
             T* a = dO + (long)i * dv, b = o + (long)i * dv;
             double sum = 0;
             for (int c = 0; c < dv; c++) sum += double.CreateTruncating(a[c]) * double.CreateTruncating(b[c]);
@@ -140,9 +183,11 @@ internal static unsafe class BackwardKernel<T, TV, TS>
 
     private struct Context
     {
-        public T* Q, DO, L2, D, K, V, DQ, DK, DV, P, DS, DKAcc, DVAcc, Kt, Kr, Vt;
+        public Prepared[] Heads;
+        public nint[] DQs;
+        public T* K, V, DK, DV, P, DS, DKAcc, DVAcc, Kt, Kr, Vt;
         public int N, M, Dk, Dv, DPad, DvPad, Bc;
-        public bool Causal, Wide;
+        public bool Wide;
         public T KScale, Scale;
     }
 
@@ -185,42 +230,69 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         int bc = x.Bc, d = x.Dk, dv = x.Dv, dPad = x.DPad, dvPad = x.DvPad, w = TS.Count;
         int j0 = b * bc, keys = Math.Min(bc, x.M - j0);
         int keys4 = (keys + MicroRows - 1) / MicroRows * MicroRows;
-        int firstQuery = x.Causal ? j0 : 0;
-        if (firstQuery >= x.N) return; // no query sees these keys: their gradients stay 0
-        PackBlock(ref x, j0, keys);
-        new Span<T>(x.DKAcc, bc * dPad).Clear();
-        new Span<T>(x.DVAcc, bc * dvPad).Clear();
+        bool packed = false;
         T* p = x.P, ds = x.DS;
-        for (int i0 = firstQuery / QueryTile * QueryTile; i0 < x.N; i0 += QueryTile)
+        for (int g = 0; g < x.Heads.Length; g++)
         {
-            int rows = Math.Min(QueryTile, x.N - i0);
-            int micro = (rows + MicroRows - 1) / MicroRows;
-            // Causal: micro-tiles whose rows all precede the block see none of its keys.
-            int first = x.Causal ? Math.Max(0, j0 - i0) / MicroRows : 0;
-            for (int mt = first; mt < micro; mt++)
+            ref readonly var hd = ref x.Heads[g];
+            T* q = hd.Q, dO = hd.DO, l2 = hd.L2, rowD = hd.D, dq = (T*)x.DQs[g];
+            var mask = hd.Mask;
+            for (int i0 = 0; i0 < x.N; i0 += QueryTile)
             {
-                int r0 = mt * MicroRows, i = i0 + r0;
-                T* qi = x.Q + (long)i * dPad, doi = x.DO + (long)i * dvPad;
-                T* pr = p + r0 * bc, dsr = ds + r0 * bc;
-                if (x.Wide)
-                    for (int slice = 0; slice < KeyVectors; slice += 4)
-                        Probabilities(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
-                else
-                    for (int slice = 0; slice < KeyVectors; slice += 2)
-                        Probabilities2(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
-                if (j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i)) Mask(pr, bc, j0, i, x.M, x.Causal);
-                if (x.Wide)
-                    for (int slice = 0; slice < KeyVectors; slice += 4)
-                        ScoreGradients(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
-                else
-                    for (int slice = 0; slice < KeyVectors; slice += 2)
-                        ScoreGradients2(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
-                AccumulateRows(dsr, bc, keys, x.Kr, dPad, x.DQ + (long)i * dPad, x.Wide);
+                int rows = Math.Min(QueryTile, x.N - i0);
+                var tile = mask.Classify(i0, rows, j0, bc);
+                if (tile == BlockVisibility.Hidden) continue; // no row of the tile sees a key of the block
+                if (!packed)
+                {
+                    PackBlock(ref x, j0, keys);
+                    new Span<T>(x.DKAcc, bc * dPad).Clear();
+                    new Span<T>(x.DVAcc, bc * dvPad).Clear();
+                    packed = true;
+                }
+                int micro = (rows + MicroRows - 1) / MicroRows;
+                int first = micro, last = -1;
+                for (int mt = 0; mt < micro; mt++)
+                {
+                    int r0 = mt * MicroRows, i = i0 + r0;
+                    T* qi = q + (long)i * dPad, doi = dO + (long)i * dvPad;
+                    T* pr = p + r0 * bc, dsr = ds + r0 * bc;
+                    var vis = tile == BlockVisibility.Full ? BlockVisibility.Full : mask.Classify(i, Math.Min(MicroRows, x.N - i), j0, bc);
+                    if (vis == BlockVisibility.Hidden)
+                    {
+                        // These 4 rows see none of the block's keys: P = dS = 0 (the tile's column sums read them).
+                        new Span<T>(pr, MicroRows * bc).Clear();
+                        new Span<T>(dsr, MicroRows * bc).Clear();
+                        continue;
+                    }
+                    first = Math.Min(first, mt); last = mt;
+                    bool epilogue = vis == BlockVisibility.Partial || mask.HasBias;
+                    if (x.Wide)
+                        for (int slice = 0; slice < KeyVectors; slice += 4)
+                            Probabilities(qi, dPad, d, x.Kt + slice * w, bc, l2 + i, pr + slice * w, epilogue);
+                    else
+                        for (int slice = 0; slice < KeyVectors; slice += 2)
+                            Probabilities2(qi, dPad, d, x.Kt + slice * w, bc, l2 + i, pr + slice * w, epilogue);
+                    if (epilogue)
+                    {
+                        // Logits are raw here: hide pairs (−∞), add the bias, then P = 2^(S − L₂).
+                        mask.Apply(pr, bc, i, MicroRows, j0, bc);
+                        Exponentiate(pr, bc, l2 + i);
+                    }
+                    if (x.Wide)
+                        for (int slice = 0; slice < KeyVectors; slice += 4)
+                            ScoreGradients(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, rowD + i, dsr + slice * w);
+                    else
+                        for (int slice = 0; slice < KeyVectors; slice += 2)
+                            ScoreGradients2(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, rowD + i, dsr + slice * w);
+                    AccumulateRows(dsr, bc, keys, x.Kr, dPad, dq + (long)i * dPad, x.Wide);
+                }
+                if (last < first) continue;
+                int r = first * MicroRows, count = (last + 1) * MicroRows - r;
+                AccumulateColumns(p + r * bc, bc, keys4, dO + (long)(i0 + r) * dvPad, dvPad, count, x.DVAcc, x.Wide);
+                AccumulateColumns(ds + r * bc, bc, keys4, q + (long)(i0 + r) * dPad, dPad, count, x.DKAcc, x.Wide);
             }
-            int r = first * MicroRows, count = micro * MicroRows - r;
-            AccumulateColumns(p + r * bc, bc, keys4, x.DO + (long)(i0 + r) * dvPad, dvPad, count, x.DVAcc, x.Wide);
-            AccumulateColumns(ds + r * bc, bc, keys4, x.Q + (long)(i0 + r) * dPad, dPad, count, x.DKAcc, x.Wide);
         }
+        if (!packed) return; // no query of the group sees these keys: their gradients stay 0
         for (int jj = 0; jj < keys; jj++)
         {
             T* dkj = x.DK + (long)(j0 + jj) * d, dkAcc = x.DKAcc + jj * dPad;
@@ -229,9 +301,22 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         }
     }
 
+    /// <summary>P = 2^(S − L₂) in place for 4 rows of raw logits (after the mask epilogue; −∞ gives 0).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Exponentiate(T* s, int bc, T* l2)
+    {
+        int w = TS.Count;
+        for (int r = 0; r < MicroRows; r++)
+        {
+            TV l = TS.Broadcast(l2[r]);
+            T* sr = s + r * bc;
+            for (int c = 0; c < bc; c += w) TS.Store(TS.Exp2(TS.Sub(TS.Load(ref sr[c]), l)), ref sr[c]);
+        }
+    }
+
     /// <summary>P = 2^(Q̃·Kᵀ − L₂) for 4 rows × 4W keys: the S product (accumulators in registers) with the exp in its epilogue.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Probabilities(T* q, int qStride, int d, T* kt, int bc, T* l2, T* p)
+    private static void Probabilities(T* q, int qStride, int d, T* kt, int bc, T* l2, T* p, bool raw)
     {
         int w = TS.Count;
         TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero;
@@ -252,6 +337,15 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             b = TS.Broadcast(q3[c]);
             a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31); a32 = TS.Fma(b, k2, a32); a33 = TS.Fma(b, k3, a33);
         }
+        if (raw)
+        {
+            // The mask epilogue comes between the logits and the exp: store S as it is.
+            TS.Store(a00, ref p[0]); TS.Store(a01, ref p[w]); TS.Store(a02, ref p[2 * w]); TS.Store(a03, ref p[3 * w]);
+            T* r1 = p + bc; TS.Store(a10, ref r1[0]); TS.Store(a11, ref r1[w]); TS.Store(a12, ref r1[2 * w]); TS.Store(a13, ref r1[3 * w]);
+            T* r2 = p + 2 * bc; TS.Store(a20, ref r2[0]); TS.Store(a21, ref r2[w]); TS.Store(a22, ref r2[2 * w]); TS.Store(a23, ref r2[3 * w]);
+            T* r3 = p + 3 * bc; TS.Store(a30, ref r3[0]); TS.Store(a31, ref r3[w]); TS.Store(a32, ref r3[2 * w]); TS.Store(a33, ref r3[3 * w]);
+            return;
+        }
         TV l = TS.Broadcast(l2[0]);
         TS.Store(TS.Exp2(TS.Sub(a00, l)), ref p[0]); TS.Store(TS.Exp2(TS.Sub(a01, l)), ref p[w]);
         TS.Store(TS.Exp2(TS.Sub(a02, l)), ref p[2 * w]); TS.Store(TS.Exp2(TS.Sub(a03, l)), ref p[3 * w]);
@@ -264,17 +358,6 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         T* p3 = p + 3 * bc; l = TS.Broadcast(l2[3]);
         TS.Store(TS.Exp2(TS.Sub(a30, l)), ref p3[0]); TS.Store(TS.Exp2(TS.Sub(a31, l)), ref p3[w]);
         TS.Store(TS.Exp2(TS.Sub(a32, l)), ref p3[2 * w]); TS.Store(TS.Exp2(TS.Sub(a33, l)), ref p3[3 * w]);
-    }
-
-    /// <summary>P = 0 for keys past m and, when causal, keys j &gt; i (4 rows from <paramref name="rowStart"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Mask(T* p, int bc, int j0, int rowStart, int m, bool causal)
-    {
-        for (int r = 0; r < MicroRows; r++)
-        {
-            int limit = causal ? Math.Min(rowStart + r, m - 1) : m - 1;
-            for (int jj = Math.Max(0, limit - j0 + 1); jj < bc; jj++) p[r * bc + jj] = T.Zero;
-        }
     }
 
     /// <summary>dS = P∘(dO·Vᵀ − D) for 4 rows × 4W keys: the dP product with the softmax Jacobian in its epilogue.</summary>
@@ -316,7 +399,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
 
     /// <summary><see cref="Probabilities"/> for 4 rows × 2W keys (8 accumulators, for 16 vector registers).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Probabilities2(T* q, int qStride, int d, T* kt, int bc, T* l2, T* p)
+    private static void Probabilities2(T* q, int qStride, int d, T* kt, int bc, T* l2, T* p, bool raw)
     {
         int w = TS.Count;
         TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
@@ -329,6 +412,14 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             b = TS.Broadcast(q1[c]); a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11);
             b = TS.Broadcast(q2[c]); a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21);
             b = TS.Broadcast(q3[c]); a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31);
+        }
+        if (raw)
+        {
+            TS.Store(a00, ref p[0]); TS.Store(a01, ref p[w]);
+            TS.Store(a10, ref p[bc]); TS.Store(a11, ref p[bc + w]);
+            TS.Store(a20, ref p[2 * bc]); TS.Store(a21, ref p[2 * bc + w]);
+            TS.Store(a30, ref p[3 * bc]); TS.Store(a31, ref p[3 * bc + w]);
+            return;
         }
         TV l = TS.Broadcast(l2[0]);
         TS.Store(TS.Exp2(TS.Sub(a00, l)), ref p[0]); TS.Store(TS.Exp2(TS.Sub(a01, l)), ref p[w]);
