@@ -10,21 +10,24 @@ internal static class RunCommand
 {
     public static Command Create()
     {
-        var q = new Option<string>("--q") { Description = "Queries .npy: [n, d], [h, n, d] or [b, h, n, d].", Required = true };
-        var k = new Option<string>("--k") { Description = "Keys .npy: [m, d] (same leading dims).", Required = true };
-        var v = new Option<string>("--v") { Description = "Values .npy: [m, dv] (same leading dims).", Required = true };
+        var q = new Option<string>("--q") { Description = "Queries .npy: [n, d], [h, n, d] or [b, h, n, d] (float16, float32 or float64).", Required = true };
+        var k = new Option<string>("--k") { Description = "Keys .npy: [m, d] (same leading dims; fewer heads than Q for grouped-query attention).", Required = true };
+        var v = new Option<string>("--v") { Description = "Values .npy: [m, dv] (K's leading dims).", Required = true };
         var output = new Option<string>("--out") { Description = "Output .npy [.., n, dv].", Required = true };
         var algorithm = new Option<string>("--algorithm") { Description = "Algorithm: " + string.Join(", ", AttentionAlgorithms.Names), DefaultValueFactory = _ => "exact" };
         var scale = new Option<double?>("--scale") { Description = "Logit scale s in exp(s·QKᵀ); default 1/√d." };
-        var causal = new Option<bool>("--causal") { Description = "Causal mask (query i sees keys j ≤ i)." };
-        var precision = CommonOptions.Precision();
+        var masks = new MaskOptions();
+        var precision = new Option<string?>("--precision") { Description = "Element type: f16 (float32 accumulation), f32 or f64; default from the inputs." };
+        var outDtype = new Option<string?>("--out-dtype") { Description = "With f16: write the output as f16 (default) or f32." };
         var epsilon = new Option<double?>("--epsilon") { Description = "Target ‖·‖∞ error for approximate algorithms." };
         var report = new Option<string?>("--report") { Description = "Write a JSON report here." };
         var threads = CommonOptions.Threads();
-        var cmd = new Command("run", "Compute attention on .npy inputs.") { q, k, v, output, algorithm, scale, causal, precision, epsilon, report, threads };
+        var cmd = new Command("run", "Compute attention on .npy inputs.") { q, k, v, output, algorithm, scale, precision, outDtype, epsilon, report, threads };
+        foreach (var o in masks.All) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
             var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
+            var (causal, mask, _) = masks.Load(r, files);
             var alg = AttentionAlgorithms.Create(r.GetValue(algorithm)!);
             double? eps = r.GetValue(epsilon);
             if (eps is { } e) CommonOptions.Positive("--epsilon", e);
@@ -32,33 +35,83 @@ internal static class RunCommand
             int t = r.GetValue(threads);
             CommonOptions.AtLeast("--threads", t, 0);
             var settings = new AttentionSettings { Epsilon = eps ?? 0, Threads = t };
-            bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), !files.AnyFloat64);
+            var prec = files.ChoosePrecision(r.GetValue(precision));
+            bool f32Out = r.GetValue(outDtype) switch
+            {
+                null or "f16" or "float16" => false,
+                "f32" or "float32" when prec == Precision.F16 => true,
+                "f32" or "float32" => throw new UsageException("--out-dtype f32 applies to --precision f16 only (f32 and f64 runs write their own type)."),
+                var other => throw new UsageException($"--out-dtype must be f16 or f32 (got '{other}')."),
+            };
             string outPath = r.GetValue(output)!;
             string? reportPath = r.GetValue(report);
-            if (f32) Execute<float>(files, alg, settings, r.GetValue(scale), r.GetValue(causal), outPath, reportPath);
-            else Execute<double>(files, alg, settings, r.GetValue(scale), r.GetValue(causal), outPath, reportPath);
+            double? s = r.GetValue(scale);
+            switch (prec)
+            {
+                case Precision.F32: Execute(Build<float>(files, s, causal, mask), alg, settings, files, outPath, reportPath); break;
+                case Precision.F64: Execute(Build<double>(files, s, causal, mask), alg, settings, files, outPath, reportPath); break;
+                default:
+                    var p16 = Build<Half>(files, s, causal, mask);
+                    if (f32Out && alg is Exact.FlashAttention flash)
+                    {
+                        var r32 = flash.ComputeFloat32Output(p16, settings);
+                        Write(outPath, r32.Output, files.OutputShape, reportPath, p16, r32.Certificate, "f16→f32");
+                    }
+                    else if (f32Out) throw new UsageException($"--out-dtype f32 needs --algorithm exact (got '{alg.Name}').");
+                    else Execute(p16, alg, settings, files, outPath, reportPath);
+                    break;
+            }
             return 0;
         });
         return cmd;
     }
 
-    private static void Execute<T>(AttentionFiles files, AttentionAlgorithm alg, AttentionSettings settings, double? scale, bool causal, string outPath, string? reportPath)
+    /// <summary>The problem, with the library's own checks (e.g. a NaN bias at a visible pair) reported against the option.</summary>
+    internal static AttentionProblem<T> Build<T>(AttentionFiles files, double? scale, bool causal, AttentionMask mask)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var problem = files.Problem<T>(scale, causal);
-        var result = alg.Compute(problem, settings);
-        if (result.Output is float[] f) NpyFile.Write(outPath, f, files.OutputShape);
-        else NpyFile.Write(outPath, (double[])(object)result.Output, files.OutputShape);
-        if (reportPath is not null)
-            AtomicFile.WriteAllText(reportPath, Report(problem, result.Certificate));
+        try { return files.Problem<T>(scale, causal, mask); }
+        catch (ArgumentException e) when (e.ParamName is "Bias" or "mask")
+        {
+            string option = e.ParamName == "Bias" ? "--bias" : "--key-lengths";
+            throw new UsageException($"{option}: {ExitCodes.Describe(e)[(e.ParamName.Length + 2)..]}");
+        }
     }
 
+    private static void Execute<T>(AttentionProblem<T> problem, AttentionAlgorithm alg, AttentionSettings settings, AttentionFiles files, string outPath, string? reportPath)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var result = alg.Compute(problem, settings);
+        Write(outPath, result.Output, files.OutputShape, reportPath, problem, result.Certificate, Name<T>());
+    }
+
+    private static void Write<T, TOut>(string outPath, TOut[] output, int[] shape, string? reportPath, AttentionProblem<T> problem, ErrorCertificate c, string precision)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> where TOut : unmanaged
+    {
+        switch (output)
+        {
+            case float[] f: NpyFile.Write(outPath, f, shape); break;
+            case double[] dd: NpyFile.Write(outPath, dd, shape); break;
+            case Half[] h: NpyFile.Write(outPath, h, shape); break;
+        }
+        if (reportPath is not null) AtomicFile.WriteAllText(reportPath, Report(problem, c, precision));
+    }
+
+    private static string Name<T>() => typeof(T) == typeof(float) ? "f32" : typeof(T) == typeof(double) ? "f64" : "f16";
+
     internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        Report(p, c, Name<T>());
+
+    private static string Report<T>(AttentionProblem<T> p, ErrorCertificate c, string precision) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
         Json.Object([
             new("algorithm", c.Algorithm), new("n", p.N), new("m", p.M), new("d", p.D), new("dv", p.Dv), new("heads", p.Heads),
-            new("scale", p.Scale), new("causal", p.Causal), new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
+            new("kvHeads", p.KvHeads), new("batch", p.Batch),
+            new("scale", p.Scale), new("causal", p.Causal), new("causalAlign", p.Mask.CausalAlignment == CausalAlignment.BottomRight ? "bottom-right" : "top-left"),
+            new("keyLengths", p.Mask.HasKeyLengths ? p.Mask.KeyLengths.ToArray() : null),
+            new("mask", p.Mask.BooleanMask?.ShapeText), new("bias", p.Mask.Bias?.ShapeText), new("window", p.Mask.Window),
+            new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
             new("errorBound", c.ErrorBound), new("seconds", c.Elapsed.TotalSeconds), new("threads", c.Threads),
-            new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
+            new("precision", precision),
             new("parameters", c.Parameters),
         ]);
 }

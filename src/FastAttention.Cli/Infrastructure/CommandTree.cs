@@ -21,6 +21,7 @@ internal static class CommandTree
         bench.Subcommands.Add(BenchBackwardCommand.Create());
         bench.Subcommands.Add(BenchPolynomialCommand.Create());
         bench.Subcommands.Add(BenchRangeCommand.Create());
+        bench.Subcommands.Add(BenchSemanticsCommand.Create());
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
         experiment.Subcommands.Add(TransitionExperimentCommand.Create());

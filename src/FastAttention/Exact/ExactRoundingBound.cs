@@ -106,7 +106,9 @@ internal static class ExactRoundingBound
         if (!double.IsFinite(weights)) weights = 2 * half;
         // 4–5. Accumulation, row sum and the final division.
         double gA = Gamma(bc + 2 * blocks + 1, u), gS = Gamma(bc / lanes + lanes + 2 * blocks + 1, u), g2 = Gamma(2, u);
-        double accumulation = vMax * ((g2 + gS) + gA * (1 + g2)) / (1 - gS);
+        // Underflow in the FMAs (gradual, absolute ≤ the smallest subnormal per operation) against a row sum ≥ 1.
+        double tiny = typeof(T) == typeof(double) ? double.Epsilon : float.Epsilon;
+        double accumulation = vMax * ((g2 + gS) + gA * (1 + g2)) / (1 - gS) + (bc + 2 * blocks + lanes + 2) * tiny * (1 + vMax);
         double output = uOut * (vMax + weights + accumulation);
         return new Terms(logit, weights, accumulation, output);
     }

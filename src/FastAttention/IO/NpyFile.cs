@@ -8,10 +8,11 @@ namespace FastAttention.IO;
 /// <summary>The element types this library reads from .npy files.</summary>
 public enum NpyDType
 {
-    Float32, Float64, Int8, UInt8, Bool, Int32, Int64,
+    Float32, Float64, Int8, UInt8, Bool, Int32, Int64, Float16,
 }
 
-/// <summary>A C-ordered array read from a .npy file. Float data stays in its precision; integers widen to double.</summary>
+/// <summary>A C-ordered array read from a .npy file. Float data stays in its precision (float16 is held widened to
+/// float32, exactly); integers and booleans widen to double.</summary>
 public sealed class NpyArray
 {
     internal NpyArray(NpyDType dtype, int[] shape, float[]? f32, double[]? f64)
@@ -25,7 +26,17 @@ public sealed class NpyArray
     public NpyDType DType { get; }
     public IReadOnlyList<int> Shape { get; }
     public long Length => _f32?.Length ?? _f64!.Length;
-    public bool IsFloat32 => _f32 is not null;
+    public bool IsFloat32 => _f32 is not null && DType == NpyDType.Float32;
+    public bool IsFloat16 => DType == NpyDType.Float16;
+
+    /// <summary>The data as float16 (exact when the file was &lt;f2; otherwise rounded).</summary>
+    public Half[] ToHalf()
+    {
+        var r = new Half[Length];
+        if (_f32 is not null) for (int i = 0; i < r.Length; i++) r[i] = (Half)_f32[i];
+        else for (int i = 0; i < r.Length; i++) r[i] = (Half)_f64![i];
+        return r;
+    }
 
     /// <summary>The data as float32 (only when the file was &lt;f4).</summary>
     public float[] Float32 => _f32 ?? throw new InvalidOperationException($"the array is {DType}, not float32.");
@@ -111,18 +122,19 @@ public static class NpyFile
         {
             "<f4" => NpyDType.Float32,
             "<f8" => NpyDType.Float64,
+            "<f2" => NpyDType.Float16,
             "<i4" => NpyDType.Int32,
             "<i8" => NpyDType.Int64,
             "|i1" => NpyDType.Int8,
             "|u1" => NpyDType.UInt8,
             "|b1" => NpyDType.Bool,
-            ">f4" or ">f8" or ">i4" or ">i8" => throw new NpyFormatException(name, $"big-endian dtype '{descr}' is not supported; convert with x.astype('<f8')."),
-            _ => throw new NpyFormatException(name, $"dtype '{descr}' is not supported (supported: <f4, <f8, and for integer inputs <i4, <i8, |i1, |u1, |b1)."),
+            ">f2" or ">f4" or ">f8" or ">i4" or ">i8" => throw new NpyFormatException(name, $"big-endian dtype '{descr}' is not supported; convert with x.astype('<f8')."),
+            _ => throw new NpyFormatException(name, $"dtype '{descr}' is not supported (supported: <f2, <f4, <f8, and for integer inputs <i4, <i8, |i1, |u1, |b1)."),
         };
         long count = 1;
         foreach (int s in shape) count *= s;
         if (count > Array.MaxLength) throw new NpyFormatException(name, $"{count} elements exceed the largest supported array.");
-        int size = dtype switch { NpyDType.Float32 or NpyDType.Int32 => 4, NpyDType.Float64 or NpyDType.Int64 => 8, _ => 1 };
+        int size = dtype switch { NpyDType.Float32 or NpyDType.Int32 => 4, NpyDType.Float64 or NpyDType.Int64 => 8, NpyDType.Float16 => 2, _ => 1 };
         var raw = new byte[count * size];
         int got = ReadFully(stream, raw);
         if (got < raw.Length)
@@ -135,6 +147,13 @@ public static class NpyFile
             {
                 var f = new float[count];
                 MemoryMarshal.Cast<byte, float>(raw).CopyTo(f); // little-endian host assumed
+                return new NpyArray(dtype, shape, f, null);
+            }
+            case NpyDType.Float16:
+            {
+                var f = new float[count];
+                var h = MemoryMarshal.Cast<byte, Half>(raw);
+                for (long i = 0; i < count; i++) f[i] = (float)h[(int)i]; // exact widening
                 return new NpyArray(dtype, shape, f, null);
             }
             case NpyDType.Float64:
@@ -162,6 +181,10 @@ public static class NpyFile
     /// <summary>Writes float32 data atomically (temporary file, then rename).</summary>
     public static void Write(string path, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) =>
         WriteAtomic(path, MemoryMarshal.AsBytes(data), "<f4", shape, data.Length);
+
+    /// <summary>Writes float16 data atomically (temporary file, then rename).</summary>
+    public static void Write(string path, ReadOnlySpan<Half> data, ReadOnlySpan<int> shape) =>
+        WriteAtomic(path, MemoryMarshal.AsBytes(data), "<f2", shape, data.Length);
 
     /// <summary>Writes float64 data atomically (temporary file, then rename).</summary>
     public static void Write(string path, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) =>
