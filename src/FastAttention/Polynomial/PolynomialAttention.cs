@@ -33,7 +33,8 @@ public sealed class PolynomialAttention : AttentionAlgorithm, ISupportsCausalAli
         if (MaxRank < 1) ThrowHelper.ArgumentOutOfRange(nameof(MaxRank), $"the rank budget must be at least 1 (got {MaxRank}).");
         // Refuse before any work (and outside the per-head parallel loop): plan every head now.
         for (int h = 0; h < problem.Heads; h++)
-            PolynomialPlan.Create(HeadStats.Measure(problem.Head(h)), settings.Epsilon, MaxRank);
+            if (problem.KeyCount(h) > 0) // a head without keys is all zeros (the base class writes nothing)
+                PolynomialPlan.Create(HeadStats.Measure(problem.Head(h)), settings.Epsilon, MaxRank);
     }
 
     protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
