@@ -33,10 +33,10 @@ internal static class BenchSemanticsCommand
             CommonOptions.AtLeast("--threads", t, 0);
             if (hq % hkv != 0) throw new UsageException($"--kv-heads {hkv} must divide --query-heads {hq}.");
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
-            var fields = SemanticsBenchmark.Run(nn, mm, dd, w, g, hq, hkv, bn, t == 0 ? Environment.ProcessorCount : t, f32, rep);
+            var report = SemanticsBenchmark.Run(nn, mm, dd, w, g, hq, hkv, bn, t == 0 ? Environment.ProcessorCount : t, f32, rep);
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-30} {kv.Value}");
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchSemanticsReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchSemanticsReport, 26);
             return 0;
         });
         return cmd;

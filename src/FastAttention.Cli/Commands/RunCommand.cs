@@ -14,7 +14,7 @@ internal static class RunCommand
         var k = new Option<string>("--k") { Description = "Keys .npy: [m, d] (same leading dims; fewer heads than Q for grouped-query attention).", Required = true };
         var v = new Option<string>("--v") { Description = "Values .npy: [m, dv] (K's leading dims).", Required = true };
         var output = new Option<string>("--out") { Description = "Output .npy [.., n, dv].", Required = true };
-        var algorithm = new Option<string>("--algorithm") { Description = "Algorithm: " + string.Join(", ", AttentionAlgorithms.Names), DefaultValueFactory = _ => "exact" };
+        var algorithm = new Option<string?>("--algorithm") { Description = "Algorithm: " + string.Join(", ", AttentionAlgorithms.Names) + " (default: auto when --epsilon is given, else exact)." };
         var scale = new Option<double?>("--scale") { Description = "Logit scale s in exp(s·QKᵀ); default 1/√d." };
         var masks = new MaskOptions();
         var precision = new Option<string?>("--precision") { Description = "Element type: f16 (float32 accumulation), f32 or f64; default from the inputs." };
@@ -28,13 +28,13 @@ internal static class RunCommand
         {
             var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
             var (causal, mask, _) = masks.Load(r, files);
-            var alg = AttentionAlgorithms.Create(r.GetValue(algorithm)!);
             double? eps = r.GetValue(epsilon);
+            var alg = AttentionAlgorithms.Create(r.GetValue(algorithm) ?? (eps is null ? "exact" : "auto"));
             if (eps is { } e) CommonOptions.Positive("--epsilon", e);
-            if (!alg.IsExact && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
+            if (alg.RequiresEpsilon && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
             int t = r.GetValue(threads);
             CommonOptions.AtLeast("--threads", t, 0);
-            var settings = new AttentionSettings { Epsilon = eps ?? 0, Threads = t };
+            var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault() };
             var prec = files.ChoosePrecision(r.GetValue(precision));
             bool f32Out = r.GetValue(outDtype) switch
             {
@@ -103,15 +103,8 @@ internal static class RunCommand
         Report(p, c, Name<T>());
 
     private static string Report<T>(AttentionProblem<T> p, ErrorCertificate c, string precision) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        Json.Object([
-            new("algorithm", c.Algorithm), new("n", p.N), new("m", p.M), new("d", p.D), new("dv", p.Dv), new("heads", p.Heads),
-            new("kvHeads", p.KvHeads), new("batch", p.Batch),
-            new("scale", p.Scale), new("causal", p.Causal), new("causalAlign", p.Mask.CausalAlignment == CausalAlignment.BottomRight ? "bottom-right" : "top-left"),
-            new("keyLengths", p.Mask.HasKeyLengths ? p.Mask.KeyLengths.ToArray() : null),
-            new("mask", p.Mask.BooleanMask?.ShapeText), new("bias", p.Mask.Bias?.ShapeText), new("window", p.Mask.Window),
-            new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
-            new("errorBound", c.ErrorBound), new("seconds", c.Elapsed.TotalSeconds), new("threads", c.Threads),
-            new("precision", precision),
-            new("parameters", c.Parameters),
-        ]);
+        Reports.Json(new RunReport(c.Algorithm, p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal, p.EntryBound, c.Epsilon,
+            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, precision, CertificateReport.Parameters(c.Parameters),
+            CertificateReport.Terms(c.Budget), c.PredictedSeconds, c.PlanningTime.TotalSeconds, c.Notes, CertificateReport.Heads(c),
+            SemanticsReport.Of(p)), ReportJson.Default.RunReport);
 }

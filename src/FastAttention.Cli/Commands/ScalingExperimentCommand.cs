@@ -49,10 +49,10 @@ internal static class ScalingExperimentCommand
             {
                 int n = 1 << lg;
                 var f = BenchRangeMeasurement.Run(alg, n, dd, b, s, eps, dist, t, 1, repeats: reps);
-                double sec = Get(f, "seconds"), ex = Get(f, "exactSeconds");
-                bool extrapolated = (int)f.First(p => p.Key == "exactSampledRows").Value! < n;
-                rows.Add((n, sec, ex, extrapolated, Get(f, "maxAbsError"), Get(f, "errorBound")));
-                o.WriteLine($"{n,10} {sec,12:G4} {ex,12:G4}{(extrapolated ? "*" : " "),1}{ex / sec,9:F1}× {Get(f, "maxAbsError"),11:E2} {Get(f, "errorBound"),11:E2}");
+                double sec = f.Seconds, ex = f.ExactSeconds;
+                bool extrapolated = f.ExactSampledRows < n;
+                rows.Add((n, sec, ex, extrapolated, f.MaxAbsError, f.ErrorBound));
+                o.WriteLine($"{n,10} {sec,12:G4} {ex,12:G4}{(extrapolated ? "*" : " "),1}{ex / sec,9:F1}× {f.MaxAbsError,11:E2} {f.ErrorBound,11:E2}");
             }
             double slope = Fit(rows.Select(x => (double)x.N), rows.Select(x => x.Seconds));
             double exactSlope = Fit(rows.Select(x => (double)x.N), rows.Select(x => x.Exact));
@@ -84,8 +84,6 @@ internal static class ScalingExperimentCommand
         });
         return cmd;
     }
-
-    private static double Get(List<KeyValuePair<string, object?>> f, string key) => Convert.ToDouble(f.First(p => p.Key == key).Value, CultureInfo.InvariantCulture);
 
     /// <summary>Least-squares slope of log t against log n.</summary>
     internal static double Fit(IEnumerable<double> n, IEnumerable<double> t)

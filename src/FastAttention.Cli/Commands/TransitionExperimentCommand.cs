@@ -116,10 +116,9 @@ internal static class TransitionExperimentCommand
             double secs = first.Certificate.Elapsed.TotalSeconds;
             // Re-time short runs (the first call includes JIT and first-touch costs).
             if (secs < 0.5) secs = Math.Min(secs, Measure.BestSeconds(() => alg.Compute(problem, settings), 2));
-            var c = first.Certificate;
+            var c = first.Certificate.ParametersOf<FastAttention.Polynomial.PolynomialParameters>();
             bool beats = secs < exactSeconds;
-            return new Trial(beats, beats ? "" : "time", secs, (int)c.Parameter("degree")!, (int)c.Parameter("rank")!, (double)c.Parameter("R")!,
-                (double)c.Parameter("theoryDegree")!);
+            return new Trial(beats, beats ? "" : "time", secs, c.Degree, c.Rank, c.R, c.TheoryDegree);
         }
         catch (AttentionRefusedException e)
         {

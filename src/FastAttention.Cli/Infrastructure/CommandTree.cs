@@ -11,6 +11,8 @@ internal static class CommandTree
         var root = new RootCommand("fastattn — softmax attention faster than n²d, with a guaranteed entrywise error.");
         root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(PlanCommand.Create());
+        root.Subcommands.Add(CalibrateCommand.Create());
         root.Subcommands.Add(InfoCommand.Create());
         root.Subcommands.Add(ReduceCommand.Create());
         root.Subcommands.Add(GradientCommand.Create());
@@ -22,6 +24,7 @@ internal static class CommandTree
         bench.Subcommands.Add(BenchPolynomialCommand.Create());
         bench.Subcommands.Add(BenchRangeCommand.Create());
         bench.Subcommands.Add(BenchSemanticsCommand.Create());
+        bench.Subcommands.Add(BenchPlannerCommand.Create());
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
         experiment.Subcommands.Add(TransitionExperimentCommand.Create());

@@ -9,16 +9,14 @@ namespace FastAttention.Cli.Infrastructure;
 /// </summary>
 internal static class SemanticsBenchmark
 {
-    public static List<KeyValuePair<string, object?>> Run(int n, int m, int d, int window, int gqaN, int queryHeads, int kvHeads,
+    public static BenchSemanticsReport Run(int n, int m, int d, int window, int gqaN, int queryHeads, int kvHeads,
         int boundN, int threads, bool f32, int repeats)
     {
-        var fields = new List<KeyValuePair<string, object?>>
-        {
-            new("n", n), new("m", m), new("d", d), new("threads", threads), new("precision", f32 ? "f32" : "f64"),
-        };
         var settings = new AttentionSettings { Threads = threads };
         var alg = new FlashAttention();
 
+        double tMha, tGqa, tPlain, tPad, tWin;
+        long bMha, bGqa;
         // Grouped-query vs multi-head attention at the same shape: h_q query heads reading h_kv or h_q K/V heads.
         {
             var q = Data(queryHeads * gqaN * d, 21, f32);
@@ -26,17 +24,10 @@ internal static class SemanticsBenchmark
             var vMha = Data(queryHeads * gqaN * d, 23, f32);
             var mha = Problem(q, kMha, vMha, gqaN, gqaN, d, queryHeads, queryHeads, null, f32);
             var gqa = Problem(q, kMha, vMha, gqaN, gqaN, d, queryHeads, kvHeads, null, f32);
-            var (tMha, bMha) = Time(alg, mha, settings, repeats);
-            var (tGqa, bGqa) = Time(alg, gqa, settings, repeats);
-            long kvBytes = 2L * queryHeads * gqaN * d * (f32 ? 4 : 8);
-            fields.AddRange([
-                new("gqaN", gqaN), new("queryHeads", queryHeads), new("kvHeads", kvHeads),
-                new("mhaSecondsPerQueryHead", tMha / queryHeads), new("gqaSecondsPerQueryHead", tGqa / queryHeads),
-                new("gqaOverMha", tGqa / tMha),
-                new("mhaBytesAllocatedPerRun", bMha), new("gqaBytesAllocatedPerRun", bGqa),
-                new("mhaKvInputBytes", kvBytes), new("gqaExtraBytesVsMha", bGqa - bMha),
-            ]);
+            (tMha, bMha) = Time(alg, mha, settings, repeats);
+            (tGqa, bGqa) = Time(alg, gqa, settings, repeats);
         }
+        long kvBytes = 2L * queryHeads * gqaN * d * (f32 ? 4 : 8);
 
         // Masks at n × m, one head: none, key padding to half the keys, a sliding window (which implies causal).
         {
@@ -46,14 +37,11 @@ internal static class SemanticsBenchmark
             var plain = Problem(q, k, v, n, m, d, 1, 1, null, f32);
             var padded = Problem(q, k, v, n, m, d, 1, 1, new AttentionMask { KeyLengths = new[] { m / 2 } }, f32);
             var windowed = Problem(q, k, v, n, m, d, 1, 1, new AttentionMask { Window = window }, f32);
-            var (tPlain, _) = Time(alg, plain, settings, repeats);
-            var (tPad, _) = Time(alg, padded, settings, repeats);
-            var (tWin, _) = Time(alg, windowed, settings, repeats);
-            fields.AddRange([
-                new("unmaskedSeconds", tPlain), new("paddedHalfSeconds", tPad), new("paddedOverUnmasked", tPad / tPlain),
-                new("window", window), new("windowSeconds", tWin), new("windowOverUnmasked", tWin / tPlain),
-            ]);
+            (tPlain, _) = Time(alg, plain, settings, repeats);
+            (tPad, _) = Time(alg, padded, settings, repeats);
+            (tWin, _) = Time(alg, windowed, settings, repeats);
         }
+        var bounds = new List<BoundMeasurement>();
 
         // The exact certificate's rounding bound against the error measured on every row (random inputs, s = 1/√d).
         foreach (var (name, dist, bound) in new[] { ("normal", Distribution.Normal, 3.0), ("uniform", Distribution.Uniform, 1.0) })
@@ -65,14 +53,11 @@ internal static class SemanticsBenchmark
                     ? Problem(Instances.ToFloat32(q), Instances.ToFloat32(k), Instances.ToFloat32(v), boundN, boundN, d, 1, 1, null, true)
                     : Problem(q, k, v, boundN, boundN, d, 1, 1, null, false);
                 var (certificate, measured) = single ? BoundAndError<float>(alg, p, settings) : BoundAndError<double>(alg, p, settings);
-                string tag = $"{name}{(single ? "F32" : "F64")}";
-                fields.AddRange([
-                    new($"bound{tag}", certificate), new($"measured{tag}", measured), new($"boundOverMeasured{tag}", certificate / measured),
-                ]);
+                bounds.Add(new BoundMeasurement(name, single ? "f32" : "f64", d, certificate, measured, certificate / measured));
             }
         }
-        fields.Add(new("boundN", boundN));
-        return fields;
+        return new BenchSemanticsReport(n, m, d, threads, f32 ? "f32" : "f64", gqaN, queryHeads, kvHeads, tMha / queryHeads, tGqa / queryHeads, tGqa / tMha,
+            bMha, bGqa, kvBytes, bGqa - bMha, tPlain, tPad, tPad / tPlain, window, tWin, tWin / tPlain, boundN, bounds);
     }
 
     private static Array Data(int count, int seed, bool f32)

@@ -15,6 +15,7 @@ public static class AttentionAlgorithms
         ["rounding"] = () => new RangeSearch.RoundingAttention(),
         ["range"] = () => new RangeSearch.RangeSearchAttention(),
         ["lowrank"] = () => new RangeSearch.LowRankAttention(),
+        ["auto"] = () => new Planning.AutoAttention(),
     };
 
     /// <summary>Names of all registered algorithms.</summary>

@@ -15,6 +15,30 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
 {
     private double _qMax = double.NaN, _kMax = double.NaN, _vMax = double.NaN;
 
+    /// <summary>
+    /// Wraps Q, K, V (not copied: the memory must not change while the problem is in use) and validates them.
+    /// </summary>
+    /// <param name="q">Queries, [heads, n, d] row-major: element (h, i, c) at (h·n + i)·d + c.</param>
+    /// <param name="k">Keys, [kvHeads, m, d] row-major.</param>
+    /// <param name="v">Values, [kvHeads, m, dv] row-major.</param>
+    /// <param name="n">Queries per head (rows of Q), ≥ 1.</param>
+    /// <param name="m">Keys per head (rows of K and V), ≥ 1; n ≠ m is allowed.</param>
+    /// <param name="d">Head dimension of Q and K, ≥ 1.</param>
+    /// <param name="dv">Value dimension (columns of V and of the output), ≥ 1; dv ≠ d is allowed.</param>
+    /// <param name="heads">Independent heads (batch × heads of a [b, h, n, d] tensor), ≥ 1.</param>
+    /// <param name="scale">The logit scale s in exp(s·QKᵀ); null means 1/√d (PyTorch). Must be finite.</param>
+    /// <param name="causal">Causal mask: query i attends to keys j ≤ i (top-left, PyTorch <c>is_causal</c>) or j ≤ i + m − n
+    /// (bottom-right, with <see cref="AttentionMask.CausalAlignment"/>).</param>
+    /// <param name="mask">Key lengths, boolean mask, bias, window and causal alignment; null = none.</param>
+    /// <param name="kvHeads">K/V heads over the whole batch (null = heads): fewer is grouped-query attention, query head
+    /// h reading K/V head h / (heads / kvHeads); K and V are then [kvHeads, m, ·].</param>
+    /// <param name="batch">The batch size b (heads and kvHeads are multiples of it); key lengths and the mask index it.</param>
+    /// <exception cref="ArgumentException">T is not float, double or Half; a length does not match its shape; the scale
+    /// is not finite; Q (or K, V within the key lengths) holds a NaN or an infinity (the message names the array and the
+    /// flat index); the mask does not fit (key lengths, broadcast shapes, window) or its bias is NaN or +∞ at a pair
+    /// that takes part.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A dimension or <paramref name="heads"/> is below 1, or the batch or
+    /// K/V head count does not divide as required.</exception>
     public AttentionProblem(ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v,
         int n, int m, int d, int dv, int heads = 1, double? scale = null, bool causal = false,
         AttentionMask? mask = null, int? kvHeads = null, int batch = 1)
@@ -57,12 +81,15 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
     public ReadOnlyMemory<T> K { get; }
     /// <summary>Values, [kvHeads, m, dv].</summary>
     public ReadOnlyMemory<T> V { get; }
+    /// <summary>n: queries per head (rows of Q and of the output).</summary>
     public int N { get; }
-    /// <summary>Keys per K/V head (before key lengths shorten a batch element's).</summary>
+    /// <summary>m: keys per K/V head (rows of K and V) before key lengths shorten a batch element's.</summary>
     public int M { get; }
+    /// <summary>d: the head dimension of queries and keys.</summary>
     public int D { get; }
+    /// <summary>dv: the value dimension (columns of V and of the output).</summary>
     public int Dv { get; }
-    /// <summary>Query heads over the whole batch (batch × query heads per batch element).</summary>
+    /// <summary>Query heads over the whole batch (batch × query heads per batch element); each is its own n×m attention.</summary>
     public int Heads { get; }
     /// <summary>K/V heads over the whole batch; fewer than <see cref="Heads"/> is grouped-query attention.</summary>
     public int KvHeads { get; }
@@ -155,6 +182,9 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
             }
     }
 
+    /// <summary>The same problem with other values (same shape); used for the exact power-of-two rescaling of V.</summary>
+    internal AttentionProblem<T> WithValues(ReadOnlyMemory<T> v) => new(Q, K, v, N, M, D, Dv, Heads, Scale, Causal, Mask, KvHeads, Batch);
+
     private static void CheckLength(string name, int actual, long expected, string shape)
     {
         if (actual != expected)
@@ -180,17 +210,7 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
         return best;
     }
 
-    private static double MaxAbs(ReadOnlySpan<T> data)
-    {
-        if (data.IsEmpty) return 0;
-        if (typeof(T) == typeof(float))
-            return Math.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(data)));
-        if (typeof(T) == typeof(double))
-            return Math.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(data)));
-        double best = 0;
-        foreach (var x in data) best = Math.Max(best, Math.Abs(double.CreateTruncating(x)));
-        return best;
-    }
+    private static double MaxAbs(ReadOnlySpan<T> data) => Numerics.FloatingPoint.MaxAbs(data);
 }
 
 /// <summary>
@@ -204,8 +224,9 @@ public readonly struct AttentionHead<T> where T : unmanaged, IBinaryFloatingPoin
         Problem = p; Index = h; M = p.KeyCount(h);
     }
 
+    /// <summary>The problem this head belongs to.</summary>
     public AttentionProblem<T> Problem { get; }
-    /// <summary>The query head (over the whole batch).</summary>
+    /// <summary>The query head index h in [0, heads) (over the whole batch).</summary>
     public int Index { get; }
     /// <summary>The K/V head this query head reads.</summary>
     public int KvIndex => Problem.KvHead(Index);
@@ -213,21 +234,33 @@ public readonly struct AttentionHead<T> where T : unmanaged, IBinaryFloatingPoin
     public int BatchIndex => Index / Problem.HeadsPerBatch;
     /// <summary>The query head within its batch element (the h of [b, h, n, m]).</summary>
     public int LocalIndex => Index % Problem.HeadsPerBatch;
+    /// <summary>n: queries.</summary>
     public int N => Problem.N;
-    /// <summary>Keys that exist for this head (its batch element's key length, else the problem's m); K and V hold exactly these.</summary>
+    /// <summary>m: keys that exist for this head (its batch element's key length, else the problem's m); K and V hold exactly these.</summary>
     public int M { get; }
+    /// <summary>d: head dimension.</summary>
     public int D => Problem.D;
+    /// <summary>dv: value dimension.</summary>
     public int Dv => Problem.Dv;
+    /// <summary>The logit scale s.</summary>
     public double Scale => Problem.Scale;
+    /// <summary>True when query i sees keys j ≤ i only.</summary>
     public bool Causal => Problem.Causal;
+    /// <summary>The problem's mask (key lengths, boolean mask, bias, window, causal alignment).</summary>
     public AttentionMask Mask => Problem.Mask;
     /// <summary>True when a boolean mask or bias applies to individual pairs (the window is structural: see <see cref="KeyRange"/>).</summary>
     public bool HasPairMask => Problem.Mask.BooleanMask is not null || Problem.Mask.Bias is not null;
+    /// <summary>This head's queries, n×d row-major.</summary>
     public ReadOnlySpan<T> Q => Problem.Q.Span.Slice(Index * N * D, N * D);
+    /// <summary>This head's keys (its K/V head's first <see cref="M"/> rows), m×d row-major.</summary>
     public ReadOnlySpan<T> K => Problem.K.Span.Slice(KvIndex * Problem.M * D, M * D);
+    /// <summary>This head's values (its K/V head's first <see cref="M"/> rows), m×dv row-major.</summary>
     public ReadOnlySpan<T> V => Problem.V.Span.Slice(KvIndex * Problem.M * Dv, M * Dv);
+    /// <summary><see cref="Q"/> as memory (for work that outlives a stack frame).</summary>
     public ReadOnlyMemory<T> QMemory => Problem.Q.Slice(Index * N * D, N * D);
+    /// <summary><see cref="K"/> as memory.</summary>
     public ReadOnlyMemory<T> KMemory => Problem.K.Slice(KvIndex * Problem.M * D, M * D);
+    /// <summary><see cref="V"/> as memory.</summary>
     public ReadOnlyMemory<T> VMemory => Problem.V.Slice(KvIndex * Problem.M * Dv, M * Dv);
 
     /// <summary>The causal offset o: query i's diagonal is key i + o (0 top-left, m − n bottom-right, with m this head's key count).</summary>

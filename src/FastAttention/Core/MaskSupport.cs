@@ -12,7 +12,14 @@ public interface ISupportsCausalAlignment;
 /// </summary>
 internal static class MaskSupport
 {
-    public static void Check<T>(AttentionAlgorithm algorithm, AttentionProblem<T> problem) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>Why <paramref name="algorithm"/> cannot serve <paramref name="problem"/>'s semantics, or null when it can.</summary>
+    public static Refusal? Refusal<T>(AttentionAlgorithm algorithm, AttentionProblem<T> problem) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        try { Check(algorithm, problem); return null; }
+        catch (AttentionRefusedException r) { return r.Refusal; }
+    }
+
+    private static void Check<T>(AttentionAlgorithm algorithm, AttentionProblem<T> problem) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         if (algorithm.IsExact) return;
         var mask = problem.Mask;

@@ -27,6 +27,8 @@ public enum RefusalReason
     Overflow,
     /// <summary>The predicted cost is no better than exact attention (e.g. the structure would do Θ(n·m) work).</summary>
     NotCheaperThanExact,
+    /// <summary>The planner did not pursue it: even an optimistic count of its work is slower than a certified alternative.</summary>
+    SlowerThanAlternative,
     /// <summary>Rounding measured during the run pushed the bound above ε (refused after execution).</summary>
     MeasuredRounding,
     /// <summary>The algorithm's input semantics do not match this problem (e.g. grouped K/V heads).</summary>

@@ -1,4 +1,5 @@
 using System.Numerics;
+using FastAttention.Numerics;
 
 namespace FastAttention.Exact;
 
@@ -9,22 +10,24 @@ namespace FastAttention.Exact;
 /// from the inputs before the run in O((n + m)·(d + dv)): row norms of Q, K, the range of V and the largest bias.
 /// </summary>
 /// <remarks>
-/// With u the kernel's unit roundoff (2⁻²⁴ float32, also for float16 inputs; 2⁻⁵³ float64), c = s·log₂e:
+/// With u the kernel's unit roundoff (2⁻²⁴ float32, also for float16 inputs; 2⁻⁵³ float64), c = s·log₂e, W the lanes:
 /// <list type="number">
-/// <item>Logits (log₂ units). Q is scaled by ĉ = fl(c) and rounded (2 roundings), then the dot product runs as FMAs over
-/// c' = 0 … d − 1, so term c' meets d − c' + 2 roundings, and adding a bias one more:
-/// |ŝⱼ − sⱼ| ≤ Eᵢ = u/(1 − (d+3)u)·(c·‖ω∘|qᵢ|‖·max‖kⱼ‖ + 3·log₂e·max|bias|), ωc' = d − c' + 3 (Cauchy–Schwarz).</item>
-/// <item>Exponentials. The argument ŝⱼ − m̂ rounds (relative u), the running-max rescale α = 2^(old − new) of a key's
-/// later blocks adds at most as much again (their increments sum to at most |xⱼ| = m̂ − ŝⱼ) and each α has its own
-/// error (≤ 4u, at most one per visited block); the exp₂ polynomial has relative error η ≤ 3u (Horner with FMA,
-/// coefficient rounding, Taylor remainder; tested); arguments below −126 (−1022) flush to 0.
-/// So p̂ⱼ = C·pⱼ(1 + ρⱼ) with a common C, and Σⱼ wⱼ|ρⱼ| ≤ Sᵢ = κ(η + B·4u + ln2·(Eᵢ + 2u·(log₂ m + 2Eᵢ))) + flush,
-/// κ = 2^(Eᵢ + 254u) (using Σⱼ wⱼ|xⱼ| ≤ log₂ m, the entropy bound, for the true softmax weights w).</item>
-/// <item>Softmax weights. Σⱼ|Ŵⱼ − wⱼ| ≤ 2Sᵢ/(1 − Sᵢ), and since both weight vectors sum to 1 the output moves by at
+/// <item>Logits (log₂ units). Q is scaled by ĉ = fl(c) and rounded (2 roundings); the dot product is an FMA chain over d
+/// (prefill, small d: k = d roundings per term) or lanes plus a horizontal sum and a tail (decode: k = ⌈d/W⌉ + W − 1 +
+/// d mod W); adding the bias one more: |ŝⱼ − sⱼ| ≤ E = γ_{k+3}·(c·max‖qᵢ‖·max‖kⱼ‖ + log₂e·max|bias|) + 3u·log₂e·max|bias|
+/// (Cauchy–Schwarz); key splits round the merge's maxima in natural units (3 more).</item>
+/// <item>Exponentials. The argument ŝⱼ − ref rounds (relative u; the lazy reference sits at most 8 below the max), the
+/// rescales of a key's later blocks add at most as much again (their increments sum to at most m̂ − ŝⱼ), and each rescale
+/// or merge factor has its own error (≤ 4u, at most one per visited block and split); the exp₂ polynomial has relative
+/// error η ≤ 3u (Horner with FMA, coefficient rounding, Taylor remainder; tested); arguments below −126 (−1022) flush to 0.
+/// So p̂ⱼ = C·pⱼ(1 + ρⱼ) with a common C, and Σⱼ wⱼ|ρⱼ| ≤ S = κ(η + (B + splits)·4u + ln2·(E + 2u·(log₂ m + 2E + 8))) + flush,
+/// κ = 2^(E + 270u) (using Σⱼ wⱼ|xⱼ| ≤ log₂ m, the entropy bound, for the true softmax weights w).</item>
+/// <item>Softmax weights. Σⱼ|Ŵⱼ − wⱼ| ≤ 2S/(1 − S), and since both weight vectors sum to 1 the output moves by at
 /// most that times the half-range H of V's columns — and never by more than 2H (both are convex combinations).</item>
 /// <item>P·V and the row sum. Each block's P·V is summed from zero (bc FMAs) and added to the accumulator, which is
 /// rescaled at most once per block: γ_{bc + 2B + 1}·Σ P|V|; the row sum: γ_{bc/W + W + 2B + 1}·Σ P (B = key blocks
-/// visited, W = lanes).</item>
+/// visited); the small-d path, whose lanes run over keys: γ_{bc/W + 2B + W + 2}; each key split adds a rescale and an
+/// addition.</item>
 /// <item>The final division O = acc·(1/Σ): 2 roundings; float16 output: one more rounding at 2⁻¹¹.</item>
 /// </list>
 /// </remarks>
@@ -32,8 +35,8 @@ internal static class ExactRoundingBound
 {
     /// <summary>Relative error of the kernel's vectorised exp₂ (<see cref="ISimd{T,TV}.Exp2"/>), in units of u.</summary>
     public const double Exp2Units = 3;
-    /// <summary>Relative error of the scalar exp₂ of the running-max rescale (MathF.Exp2 / Math.Exp2), in units of u.</summary>
-    public const double RescaleExp2Units = 4;
+    /// <summary>Relative error of a scalar exp₂ / exp (running-max rescale, split merge: MathF/Math), in units of u.</summary>
+    public const double ScalarExpUnits = 4;
 
     /// <summary>The bound's parts, for the certificate.</summary>
     public readonly record struct Terms(double Logits, double Weights, double Accumulation, double OutputRounding)
@@ -41,29 +44,25 @@ internal static class ExactRoundingBound
         public double Total => Weights + Accumulation + OutputRounding;
     }
 
-    /// <summary>γₖ = k·u/(1 − k·u) (Higham Lemma 3.1); ∞ when k·u ≥ 1.</summary>
-    public static double Gamma(double k, double u) => k * u < 1 ? k * u / (1 - k * u) : double.PositiveInfinity;
-
-    /// <summary>The bound for one head run by the kernel at unit roundoff <paramref name="u"/> with key blocks of
-    /// <paramref name="bc"/> keys and <paramref name="lanes"/> lanes, rounding the output at <paramref name="uOut"/>
-    /// (0 when the output has the kernel's precision).</summary>
-    public static Terms ForHead<T>(AttentionHead<T> head, double u, int bc, int lanes, double uOut) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>The bound for one head computed by the kernel plan <paramref name="plan"/> (path, lanes, key block, splits);
+    /// float16 heads run the float32 kernel and round the output once more.</summary>
+    public static Terms ForHead<T>(AttentionHead<T> head, FlashPlan plan) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = head.N, m = head.M, d = head.D, dv = head.Dv;
         if (m == 0) return default;
+        bool f64 = typeof(T) == typeof(double);
+        double u = f64 ? FloatingPoint.U : FloatingPoint.UFloat32;
+        double uOut = typeof(T) == typeof(Half) ? FloatingPoint.UFloat16 : 0;
+        int w = Math.Max(1, plan.Lanes), bc = Math.Max(1, plan.KeyBlock), splits = Math.Max(1, plan.KeySplits);
         double c = Math.Abs(head.Scale) * 1.4426950408889634;
         // Norms in float64, inflated so they bound the exact values (d + 2 roundings, a square root).
-        double inflate = 1 + Gamma(d + 4, Math.ScaleB(1.0, -53));
+        double inflate = 1 + FloatingPoint.Gamma(d + 4);
         var q = head.Q;
         double qNorm = 0;
         for (int i = 0; i < n; i++)
         {
             double s = 0;
-            for (int k = 0; k < d; k++)
-            {
-                double x = double.CreateTruncating(q[i * d + k]) * (d - k + 3);
-                s = Math.FusedMultiplyAdd(x, x, s);
-            }
+            for (int k = 0; k < d; k++) { double x = double.CreateTruncating(q[i * d + k]); s = Math.FusedMultiplyAdd(x, x, s); }
             qNorm = Math.Max(qNorm, s);
         }
         qNorm = Math.Sqrt(qNorm) * inflate;
@@ -87,28 +86,52 @@ internal static class ExactRoundingBound
                 lo = Math.Min(lo, x); hi = Math.Max(hi, x);
             }
             vMax = Math.Max(vMax, Math.Max(Math.Abs(lo), Math.Abs(hi)));
-            half = Math.Max(half, 0.5 * (hi - lo) * (1 + Math.ScaleB(1.0, -52)));
+            half = Math.Max(half, 0.5 * (hi - lo) * (1 + 2 * FloatingPoint.U));
         }
         double biasMax = 0;
         if (head.Mask.Bias is { } bias)
             foreach (double b in bias.Data.Span)
                 if (double.IsFinite(b)) biasMax = Math.Max(biasMax, Math.Abs(b));
 
-        // 1. Logit error in log₂ units (the max over rows of the per-row bound: qNorm is the largest weighted row norm).
-        double logit = u / (1 - (d + 3) * u) * (c * qNorm * kNorm * inflate + 3 * 1.4426950408889634 * biasMax);
-        // 2. Relative weight perturbations, averaged under the softmax weights.
+        // 1. Logit error in log₂ units: a dot-product term meets the FMA chain's d roundings (prefill, small d) or the
+        // decode path's lanes ⌈d/W⌉ + horizontal sum W − 1 + scalar tail d mod W; scaling Q adds 2, the bias 1; with key
+        // splits, the merge's max in natural units is rounded 3 more times (relative to |logit|).
+        double chain = plan.Path == FlashPath.Decode ? (d + w - 1) / w + (w - 1) + d % w : d; // roundings of one dot-product term
+        double weight = chain + 3 + (splits > 1 ? 3 : 0);
+        double logitMagnitude = c * qNorm * kNorm * inflate + 1.4426950408889634 * biasMax;
+        double logit = FloatingPoint.Gamma(weight, u) * logitMagnitude + 3 * u * 1.4426950408889634 * biasMax;
+        // 2. Relative weight perturbations averaged under the softmax weights: the exp₂ polynomial, one scalar exp per
+        // rescale (≤ one per visited block) and per split merge, the argument roundings (entropy bound, plus the lazy
+        // rescale's offset of at most RescaleThreshold above the reference).
         int blocks = (m + bc - 1) / bc + 1;
-        double flush = m * (typeof(T) == typeof(double) ? Math.ScaleB(1.0, -1021) : Math.ScaleB(1.0, -125));
-        double kappa = Math.Pow(2, logit + 254 * u);
+        double flush = m * (f64 ? Math.ScaleB(1.0, -1021) : Math.ScaleB(1.0, -125));
+        int offset = FlashKernel<float, float, ScalarSimd<float>>.RescaleThreshold;
+        double kappa = Math.Pow(2, logit + 2 * (127 + offset) * u);
         double ln2 = 0.6931471805599453;
-        double sum = kappa * (Exp2Units * u + blocks * RescaleExp2Units * u + ln2 * (logit + 2 * u * (Math.Log2(m) + 2 * logit))) + flush;
+        double sum = kappa * (Exp2Units * u + (blocks + splits) * ScalarExpUnits * u + ln2 * (logit + 2 * u * (Math.Log2(m) + 2 * logit + offset))) + flush;
         double weights = sum < 1 ? Math.Min(2 * half, 2 * sum / (1 - sum) * half) : 2 * half;
         if (!double.IsFinite(weights)) weights = 2 * half;
-        // 4–5. Accumulation, row sum and the final division.
-        double gA = Gamma(bc + 2 * blocks + 1, u), gS = Gamma(bc / lanes + lanes + 2 * blocks + 1, u), g2 = Gamma(2, u);
+        // 3. Accumulation: how many roundings a key's term of P·V and of the row sum meets, by path.
+        double termsPV, termsSum;
+        switch (plan.Path)
+        {
+            case FlashPath.SmallD:
+                // Lanes run over keys: a block's lane sums from zero (bc/W steps), one addition and one rescale per later
+                // block, the W lanes summed at the end.
+                termsPV = bc / w + 2 * blocks + w + 2;
+                termsSum = termsPV;
+                break;
+            default:
+                // Block sums from zero (bc FMAs), one addition per later block, one rescale per block; the lane sum of P.
+                termsPV = bc + 2 * blocks + 1;
+                termsSum = bc / w + w + 2 * blocks + 1;
+                break;
+        }
+        termsPV += 2 * splits; termsSum += 2 * splits; // each split merge: a rescale and an addition
+        double gA = FloatingPoint.Gamma(termsPV, u), gS = FloatingPoint.Gamma(termsSum, u), g2 = FloatingPoint.Gamma(2, u);
         // Underflow in the FMAs (gradual, absolute ≤ the smallest subnormal per operation) against a row sum ≥ 1.
-        double tiny = typeof(T) == typeof(double) ? double.Epsilon : float.Epsilon;
-        double accumulation = vMax * ((g2 + gS) + gA * (1 + g2)) / (1 - gS) + (bc + 2 * blocks + lanes + 2) * tiny * (1 + vMax);
+        double tiny = f64 ? double.Epsilon : float.Epsilon;
+        double accumulation = vMax * ((g2 + gS) + gA * (1 + g2)) / (1 - gS) + (termsPV + termsSum) * tiny * (1 + vMax);
         double output = uOut * (vMax + weights + accumulation);
         return new Terms(logit, weights, accumulation, output);
     }

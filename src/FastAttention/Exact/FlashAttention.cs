@@ -1,40 +1,69 @@
 using System.Numerics;
-using System.Runtime.Intrinsics;
 
 namespace FastAttention.Exact;
 
 /// <summary>
-/// Exact attention with the FlashAttention-2 kernel (<see cref="FlashKernel{T,TV,TS}"/>): tiles of queries × keys,
-/// online softmax, SIMD micro-kernels with FMA (Vector512 where the CPU has AVX-512, else Vector256, else scalar),
-/// multi-threaded over query tiles, float32 and float64 (float16 inputs computed in float32), every
-/// <see cref="AttentionMask"/> (key blocks a mask hides are skipped), grouped-query K/V heads read in place.
-/// Extreme logits give the correct near-one-hot rows: the max is subtracted before every exp. Should float32
+/// Exact attention with the FlashAttention-2 kernel (<see cref="FlashKernel{T,TV,TS}"/>): tiles of queries × keys, online
+/// softmax, SIMD register blocks with FMA at the width of the one dispatch ladder (<see cref="SimdDispatch"/>: Vector512,
+/// Vector256, Vector128 or scalar), float32 and float64, causal mask skipping fully masked key blocks. Few queries (decode)
+/// read K and V in place with the keys split across threads (flash-decoding); d ≤ 4 takes an exp-bound loop.
+/// Every <see cref="AttentionMask"/> (key blocks a mask hides are skipped), grouped-query K/V heads read in place, and
+/// float16 inputs (widened exactly to float32, computed there, rounded once at the end).
+/// Extreme logits give the correct near-one-hot rows: a reference max is subtracted before every exp. Should float32
 /// logits themselves overflow (|s·q·k| &gt; 3·10³⁸), the affected rows are recomputed in float64.
-/// The certificate's bound is the a-priori rounding bound of <see cref="ExactRoundingBound"/>.
+/// The certificate's bound is the a-priori rounding bound of <see cref="ExactRoundingBound"/>, for the path that ran.
 /// </summary>
 public sealed class FlashAttention : AttentionAlgorithm
 {
+    /// <summary><c>"exact"</c>: the FlashAttention-2 kernel; exact up to floating-point rounding.</summary>
     public override string Name => "exact";
+    /// <summary>True: no ε is needed; the certificate carries the kernel's rounding bound.</summary>
     public override bool IsExact => true;
 
-    /// <summary>Forces a SIMD width (16, 8 or 1 float32 lanes) for tests; 0 = the widest the CPU has.</summary>
+    /// <summary>Forces a SIMD width (16, 8, 4 or 1 float32 lanes) for tests; 0 = the widest the CPU has. A width the CPU
+    /// lacks throws <see cref="PlatformNotSupportedException"/> (it never silently runs a narrower one).</summary>
     internal int ForcedFloat32Lanes { get; init; }
 
-    /// <summary>Forces the register blocking for tests: true = 4×2 (16-register CPUs), false = 4×4; null = by CPU.</summary>
-    internal bool? ForcedNarrowBlocks { get; init; }
+    /// <summary>Forces path, tiles, key splits or register blocking for tests; default = chosen by the kernel's plan.</summary>
+    internal FlashTuning Tuning { get; init; }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    /// <inheritdoc/>
+    protected override unsafe HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
-        Run(head, output, [], settings.EffectiveThreads);
-        var t = RoundingBound(head);
-        return new HeadReport(t.Total, [
-            new("roundingBound", t.Total), new("logitErrorLog2", t.Logits), new("softmaxWeightTerm", t.Weights),
-            new("accumulationTerm", t.Accumulation), new("outputRoundingTerm", t.OutputRounding),
-        ]);
+        var plan = PlanKernel(head, context.Threads);
+        return Planned(head, context, FlashParameters.Of(plan), RoundingBudget(head, plan), Cost(head));
+    }
+
+    /// <summary>What the kernel would run for this head (float16 runs the float32 kernel).</summary>
+    private unsafe FlashPlan PlanKernel<T>(AttentionHead<T> head, int threads) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var mask = new MaskParams { Window = head.Mask.Window ?? 0, BottomRight = head.Mask.CausalAlignment == CausalAlignment.BottomRight };
+        if (typeof(T) == typeof(Half))
+        {
+            var p32 = FlashParams<float>.Contiguous(null, null, null, null, null, 1, head.N, head.M, head.D, head.Dv, head.Scale, head.Causal);
+            p32.Mask = mask;
+            return FlashKernels.Plan(p32, threads, Tuning, ForcedFloat32Lanes);
+        }
+        var p = FlashParams<T>.Contiguous(null, null, null, null, null, 1, head.N, head.M, head.D, head.Dv, head.Scale, head.Causal);
+        p.Mask = mask;
+        return FlashKernels.Plan(p, threads, Tuning, ForcedFloat32Lanes);
+    }
+
+    /// <summary>The a-priori rounding bound of this head for the kernel plan that runs it, as named error terms.</summary>
+    internal static IReadOnlyList<ErrorTerm> RoundingBudget<T>(AttentionHead<T> head, FlashPlan plan) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var t = ExactRoundingBound.ForHead(head, plan);
+        return [
+            new ErrorTerm("softmax weights (logit, exp₂, rescale rounding)", t.Weights),
+            new ErrorTerm("P·V and row-sum accumulation, final division", t.Accumulation),
+            new ErrorTerm("output rounding", t.OutputRounding),
+        ];
     }
 
     /// <summary>float16 inputs with a float32 output (no rounding to float16 at the end): the inputs are widened to
     /// float32 exactly and computed there; the certificate bounds the float32 result.</summary>
+    /// <param name="problem">A float16 problem (any mask, grouped-query heads).</param>
+    /// <param name="settings">Threads, cancellation, progress; null = defaults.</param>
     public AttentionResult<float> ComputeFloat32Output(AttentionProblem<Half> problem, AttentionSettings? settings = null)
     {
         ArgumentNullException.ThrowIfNull(problem);
@@ -52,22 +81,30 @@ public sealed class FlashAttention : AttentionAlgorithm
         return r;
     }
 
-    /// <summary>The a-priori rounding bound of this head at the kernel's precision and blocking.</summary>
-    internal ExactRoundingBound.Terms RoundingBound<T>(AttentionHead<T> head) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
-        int lanes = ForcedFloat32Lanes > 0 ? ForcedFloat32Lanes : SimdInfo.Float32Lanes;
-        bool f64 = typeof(T) == typeof(double);
-        int w = lanes >= 16 && Vector512.IsHardwareAccelerated ? (f64 ? 8 : 16) : lanes >= 8 && Vector256.IsHardwareAccelerated ? (f64 ? 4 : 8) : 1;
-        int bc = FlashKernel<float, float, ScalarSimd<float>>.KeyVectors(head.D) * w;
-        double u = f64 ? Math.ScaleB(1.0, -53) : Math.ScaleB(1.0, -24);
-        double uOut = typeof(T) == typeof(Half) ? Math.ScaleB(1.0, -11) : 0;
-        return ExactRoundingBound.ForHead(head, u, bc, w, uOut);
+        context.ThrowIfCancelled();
+        var ran = Run(head.Problem, head.Index, 1, output, [], [], context.Threads);
+        return new HeadExecution(RoundingBudget(head, ran), FlashParameters.Of(ran));
+    }
+
+    /// <summary>The counted work of exact attention on one head: 2·(d + dv) flops and one exp per visible logit, Q, K,
+    /// V read and O written once.</summary>
+    internal static CostEstimate Cost<T>(AttentionHead<T> head) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double logits = 0;
+        if (!head.HasUpperBound && head.Mask.Window is null) logits = (double)head.N * head.M;
+        else for (int i = 0; i < head.N; i++) { var (lo, hi) = head.KeyRange(i); logits += hi - lo; }
+        double size = System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+        double bytes = size * ((double)head.N * head.D + (double)head.M * (head.D + head.Dv) + (double)head.N * head.Dv);
+        double width = typeof(T) == typeof(double) ? 2 : 1; // float64 runs half the lanes
+        return new CostEstimate(2.0 * logits * (head.D + head.Dv) * width, logits * width, bytes);
     }
 
     /// <summary>
-    /// Exact attention and the per-row log-sum-exp Lᵢ = log Σ_{j visible} exp(s·qᵢ·kⱼ + biasᵢⱼ) ([heads, n]; −∞ for
-    /// rows that see no key) — what the FlashAttention-2 backward pass keeps from the forward pass. Heads run one after
-    /// another, each on all threads. float16 problems are computed in float32 and return float16.
+    /// Exact attention and the per-row log-sum-exp Lᵢ = log Σ_{j visible} exp(s·qᵢ·kⱼ) ([heads, n]) — what the
+    /// FlashAttention-2 backward pass keeps from the forward pass. All heads run in one parallel loop on all threads.
     /// </summary>
     public (T[] Output, T[] LogSumExp) ComputeWithLogSumExp<T>(AttentionProblem<T> problem, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -76,85 +113,121 @@ public sealed class FlashAttention : AttentionAlgorithm
         if (threads < 0) ThrowHelper.ArgumentOutOfRange(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
         var output = new T[problem.OutputLength];
         var lse = new T[(long)problem.Heads * problem.N];
-        int t = threads > 0 ? threads : Environment.ProcessorCount;
-        for (int h = 0; h < problem.Heads; h++)
-            Run(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), lse.AsSpan(h * problem.N, problem.N), t);
+        Run(problem, 0, problem.Heads, output, lse, [], threads > 0 ? threads : Environment.ProcessorCount);
         return (output, lse);
     }
 
-    private void Run<T>(AttentionHead<T> head, Span<T> output, Span<T> lse, int threads) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>
+    /// The mergeable partial state of this problem (rows = heads·n, row h·n + i): per row the max logit, the sum of
+    /// exp(logit − max) and the unnormalised output, over the problem's keys. Partials of problems that share Q and split
+    /// the keys (disjoint sets of K, V rows) merge (<see cref="AttentionPartial{T}.MergeFrom"/>) into the partial of the
+    /// whole; <see cref="AttentionPartial{T}.Normalize"/> then gives the attention output. A causal problem masks by the key
+    /// positions within this problem (query i sees its keys 0..i).
+    /// </summary>
+    public AttentionPartial<T> ComputePartial<T>(AttentionProblem<T> problem, int threads = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        if (head.M == 0)
-        {
-            // No key exists for this head (key length 0): every row sees nothing.
-            output.Clear();
-            lse.Fill(T.NegativeInfinity);
-            return;
-        }
+        ArgumentNullException.ThrowIfNull(problem);
+        if (threads < 0) ThrowHelper.ArgumentOutOfRange(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
+        var partial = new AttentionPartial<T>(problem.Heads * problem.N, problem.Dv);
+        Run(problem, 0, problem.Heads, partial.Output, partial.Max, partial.Sum, threads > 0 ? threads : Environment.ProcessorCount);
+        return partial;
+    }
+
+    /// <summary>Runs heads [h0, h0 + heads) of <paramref name="problem"/> (contiguous [heads, n, d] layout; K/V heads
+    /// [kvHeads, m, ·]) into <paramref name="output"/> and, when not empty, <paramref name="lse"/>; partial mode when
+    /// <paramref name="partialSum"/> is not empty. float16 is widened to float32 for the kernel and rounded back.</summary>
+    private unsafe FlashPlan Run<T>(AttentionProblem<T> problem, int h0, int heads, Span<T> output, Span<T> lse, Span<T> partialSum, int threads)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv, g = problem.GroupSize;
+        int kv0 = h0 / g, kv1 = (h0 + heads - 1) / g + 1;
+        FlashPlan plan;
         if (typeof(T) == typeof(Half))
         {
-            // float16: widen this head's Q, K, V (exactly) to float32, compute there, round once at the end.
-            var q = Widen(System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(head.Q));
-            var k = Widen(System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(head.K));
-            var v = Widen(System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(head.V));
-            var o32 = new float[output.Length];
-            var l32 = new float[lse.Length];
-            RunKernel(head, q, k, v, o32, l32, threads);
+            var hp = (AttentionProblem<Half>)(object)problem;
+            float[] q = Widen(hp.Q.Span.Slice(h0 * n * d, heads * n * d)), k = Widen(hp.K.Span.Slice(kv0 * m * d, (kv1 - kv0) * m * d));
+            float[] v = Widen(hp.V.Span.Slice(kv0 * m * dv, (kv1 - kv0) * m * dv));
+            var o32 = new float[output.Length]; var l32 = new float[lse.Length]; var s32 = new float[partialSum.Length];
+            fixed (float* pq = q) fixed (float* pk = k) fixed (float* pv = v) fixed (float* po = o32) fixed (float* pl = l32) fixed (float* ps = s32)
+                plan = RunKernel(hp, h0, heads, pq, pk, pv, po, lse.IsEmpty ? null : pl, partialSum.IsEmpty ? null : ps, threads);
             var oh = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(output);
             for (int i = 0; i < oh.Length; i++) oh[i] = (Half)o32[i];
             var lh = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(lse);
             for (int i = 0; i < lh.Length; i++) lh[i] = (Half)l32[i];
-            return;
+            var sh = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(partialSum);
+            for (int i = 0; i < sh.Length; i++) sh[i] = (Half)s32[i];
+            return plan;
         }
-        RunKernel(head, head.Q, head.K, head.V, output, lse, threads);
-        RecomputeNonFinite(head, output, lse);
+        using (var qh = problem.Q.Slice(h0 * n * d, heads * n * d).Pin())
+        using (var kh = problem.K.Slice(kv0 * m * d, (kv1 - kv0) * m * d).Pin())
+        using (var vh = problem.V.Slice(kv0 * m * dv, (kv1 - kv0) * m * dv).Pin())
+        fixed (T* o = output)
+        fixed (T* l = lse)
+        fixed (T* ps = partialSum)
+            plan = RunKernel(problem, h0, heads, (T*)qh.Pointer, (T*)kh.Pointer, (T*)vh.Pointer, o, lse.IsEmpty ? null : l, partialSum.IsEmpty ? null : ps, threads);
+        for (int h = 0; h < heads; h++)
+            RecomputeNonFinite(problem.Head(h0 + h), output.Slice(h * n * dv, n * dv),
+                lse.IsEmpty ? [] : lse.Slice(h * n, n), partialSum.IsEmpty ? [] : partialSum.Slice(h * n, n));
+        return plan;
     }
 
-    /// <summary>The kernel at the chosen SIMD width on one head's Q (n×d), K (m×d), V (m×dv) in the kernel's type TK.</summary>
-    private unsafe void RunKernel<TIn, TK>(AttentionHead<TIn> head, ReadOnlySpan<TK> qs, ReadOnlySpan<TK> ks, ReadOnlySpan<TK> vs, Span<TK> output, Span<TK> lse, int threads)
+    /// <summary>The kernel on heads [h0, h0 + heads) of <paramref name="problem"/> over buffers of the kernel's type TK: Q, O
+    /// (and the log-sum-exp / partial sums) from head h0, K and V from K/V head h0 / G. With key lengths the heads run
+    /// in batch-element groups (the kernel's m is the group's key length); a group without keys gets zeros and −∞.</summary>
+    private unsafe FlashPlan RunKernel<TIn, TK>(AttentionProblem<TIn> problem, int h0, int heads, TK* q, TK* k, TK* v, TK* o, TK* lse, TK* partialSum, int threads)
         where TIn : unmanaged, IBinaryFloatingPointIeee754<TIn>
         where TK : unmanaged, IBinaryFloatingPointIeee754<TK>
     {
-        int lanes = ForcedFloat32Lanes > 0 ? ForcedFloat32Lanes : SimdInfo.Float32Lanes;
-        int n = head.N, m = head.M, d = head.D, dv = head.Dv;
-        double scale = head.Scale;
-        // Without AVX-512 there are 16 vector registers: 4×4 accumulator blocks would spill.
-        bool narrow = ForcedNarrowBlocks ?? !Vector512.IsHardwareAccelerated;
-        var mask = KernelMask.Create(head, out var visiblePin, out var biasPin);
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv, g = problem.GroupSize, hpb = problem.HeadsPerBatch;
+        FlashPlan plan = default;
+        var maskParams = MaskParams.Create(problem, h0, out var visiblePin, out var biasPin);
         using (visiblePin)
         using (biasPin)
-        fixed (TK* qh = qs)
-        fixed (TK* kh = ks)
-        fixed (TK* vh = vs)
-        fixed (TK* o = output)
-        fixed (TK* l = lse)
         {
-            if (typeof(TK) == typeof(float))
+            for (int start = h0; start < h0 + heads;)
             {
-                float* q = (float*)qh, k = (float*)kh, v = (float*)vh, of = (float*)o, lf = (float*)l;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<float, Vector512<float>, Simd512F>.Run(q, k, v, of, lf, n, m, d, dv, scale, mask, threads, narrow);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<float, Vector256<float>, Simd256F>.Run(q, k, v, of, lf, n, m, d, dv, scale, mask, threads, narrow);
-                else FlashKernel<float, float, ScalarSimd<float>>.Run(q, k, v, of, lf, n, m, d, dv, scale, mask, threads, narrow);
-            }
-            else
-            {
-                double* q = (double*)qh, k = (double*)kh, v = (double*)vh, od = (double*)o, ld = (double*)l;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<double, Vector512<double>, Simd512D>.Run(q, k, v, od, ld, n, m, d, dv, scale, mask, threads, narrow);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<double, Vector256<double>, Simd256D>.Run(q, k, v, od, ld, n, m, d, dv, scale, mask, threads, narrow);
-                else FlashKernel<double, double, ScalarSimd<double>>.Run(q, k, v, od, ld, n, m, d, dv, scale, mask, threads, narrow);
+                // Heads of one batch element share its key length; without key lengths every head runs in one call.
+                int end = problem.Mask.HasKeyLengths ? Math.Min(h0 + heads, (start / hpb + 1) * hpb) : h0 + heads;
+                int keys = problem.KeyCount(start), count = end - start, off = start - h0;
+                if (keys == 0)
+                {
+                    for (int t = 0; t < count * n; t++)
+                    {
+                        if (lse != null) lse[off * n + t] = TK.NegativeInfinity;
+                        if (partialSum != null) partialSum[off * n + t] = TK.Zero;
+                    }
+                    new Span<TK>(o + (long)off * n * dv, count * n * dv).Clear();
+                }
+                else
+                {
+                    long kvOff = (long)(start / g - h0 / g) * m;
+                    var p = FlashParams<TK>.Contiguous(q + (long)off * n * d, k + kvOff * d, v + kvOff * dv, o + (long)off * n * dv,
+                        lse == null ? null : lse + (long)off * n, count, n, m, d, dv, problem.Scale, problem.Causal);
+                    p.M = keys; // strides stay those of the full m
+                    p.PartialSum = partialSum == null ? null : partialSum + (long)off * n;
+                    p.Mask = maskParams;
+                    p.Mask.HeadBase = start;
+                    plan = FlashKernels.Run(p, threads, Tuning, ForcedFloat32Lanes);
+                }
+                start = end;
             }
         }
+        return plan;
     }
 
-    /// <summary>Rows whose float logits overflowed (only possible for |s·q·k| beyond the type's range) are redone in float64.</summary>
-    private static void RecomputeNonFinite<T>(AttentionHead<T> head, Span<T> output, Span<T> lse) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>Rows whose float logits overflowed (only possible for |s·q·k| beyond the type's range) are redone in float64;
+    /// in partial mode the row becomes the partial of its finished result (max = log-sum-exp, sum = 1).</summary>
+    private static void RecomputeNonFinite<T>(AttentionHead<T> head, Span<T> output, Span<T> lse, Span<T> partialSum)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         double[]? q = null, k = null, v = null;
         double[]? row = null;
+        bool partial = !partialSum.IsEmpty;
         for (int i = 0; i < head.N; i++)
         {
             var oi = output.Slice(i * head.Dv, head.Dv);
-            bool bad = false;
+            bool bad = partial && (!T.IsFinite(partialSum[i]) || T.IsPositiveInfinity(lse[i]) || T.IsNaN(lse[i]));
             foreach (var x in oi) if (!T.IsFinite(x)) { bad = true; break; }
             if (!bad) continue;
             if (q is null) (q, k, v) = head.ToDouble();
@@ -162,6 +235,7 @@ public sealed class FlashAttention : AttentionAlgorithm
             double logSumExp = ReferenceAttention.Row(q, k!, v!, head.M, head.D, head.Dv, head.Scale, head.Row(i), i, row);
             for (int c = 0; c < head.Dv; c++) oi[c] = T.CreateTruncating(row[c]);
             if (!lse.IsEmpty) lse[i] = T.CreateTruncating(logSumExp);
+            if (partial) partialSum[i] = T.One;
         }
     }
 }

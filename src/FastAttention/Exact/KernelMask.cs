@@ -4,17 +4,6 @@ using System.Runtime.CompilerServices;
 
 namespace FastAttention.Exact;
 
-/// <summary>How a key block looks to a tile of query rows under a mask.</summary>
-internal enum BlockVisibility : byte
-{
-    /// <summary>No row of the tile sees any key of the block: the block is skipped, its K and V never read.</summary>
-    Hidden,
-    /// <summary>Every row sees every key of the block: no per-element masking (a bias is still added).</summary>
-    Full,
-    /// <summary>Some pairs are hidden: the per-element epilogue sets them to −∞ (after the logits, before the exp).</summary>
-    Partial,
-}
-
 /// <summary>
 /// One head's mask as the exact kernels (forward and backward) see it, shared by both: the structural key interval of
 /// each query row (key count, causal alignment, window), pointers to the boolean mask and bias rows, a per-(tile, key

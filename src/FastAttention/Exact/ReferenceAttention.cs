@@ -10,7 +10,9 @@ namespace FastAttention.Exact;
 /// </summary>
 public sealed class ReferenceAttention : AttentionAlgorithm
 {
+    /// <summary><c>"reference"</c>: the compensated float64 reference (slow; the yardstick of the tests).</summary>
     public override string Name => "reference";
+    /// <summary>True: exact up to float64 rounding, with compensated sums.</summary>
     public override bool IsExact => true;
 
     /// <summary>Convenience: the float64 reference output of the whole problem.</summary>
@@ -46,7 +48,12 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         return output;
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context) =>
+        Planned(head, context, new ExactParameters("reference", 1), [], FlashAttention.Cost(head) with { Flops = 8 * FlashAttention.Cost(head).Flops });
+
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
         var row = new double[head.Dv];
@@ -54,8 +61,9 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         {
             Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Row(i), i, row);
             for (int c = 0; c < head.Dv; c++) output[i * head.Dv + c] = T.CreateTruncating(row[c]);
+            if ((i & 63) == 63) { context.ThrowIfCancelled(); context.Report((double)i / head.N); }
         }
-        return HeadReport.Exact;
+        return new HeadExecution([], plan.Parameters);
     }
 
     /// <summary>One output row without a mask beyond PyTorch's top-left causal one (see the masked overload).</summary>

@@ -20,7 +20,8 @@ public sealed record AttentionGradients<T>(ReadOnlyMemory<T> DQ, ReadOnlyMemory<
 /// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Each worker visits, per key
 /// block, every query head of the block's K/V group, skipping (query tile, key block) pairs the mask hides.
 /// Work: 5 tile products per tile against the forward's 2, run by <see cref="BackwardKernel{T,TV,TS}"/> at the exact
-/// kernel's SIMD width (Vector512, Vector256 or scalar). float16 is computed in float32 (inputs widened exactly).
+/// kernel's SIMD width (Vector512, Vector256, Vector128 or scalar, one dispatch ladder). float16 is computed in float32
+/// (inputs widened exactly).
 /// </remarks>
 public static class AttentionBackward
 {
@@ -42,13 +43,14 @@ public static class AttentionBackward
     /// <summary>The backward pass from a saved forward pass (float16: widened to float32 — prefer the overload that
     /// runs the forward pass, which keeps O and L in float32).</summary>
     public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward, int threads = 0)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> => ComputeWithLanes(problem, dO, forward, threads, 0);
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> => ComputeWithLanes(problem, dO, forward, threads, 0, out _);
 
     /// <summary>As <see cref="Compute{T}(AttentionProblem{T}, ReadOnlyMemory{T}, AttentionForwardResult{T}, int)"/> with a forced
-    /// SIMD width (16, 8 or 1 float32 lanes; 0 = the widest the CPU has) and register blocking (true: 4×4 vectors, false:
-    /// 4×2, null: 4×4 where the CPU has 32 vector registers), for tests of every kernel path.</summary>
+    /// SIMD width (16, 8, 4 or 1 float32 lanes; 0 = the widest the CPU has; a width the CPU lacks throws) and register
+    /// blocking (true: 4×4 vectors, false: 4×2, null: 4×4 where the CPU has 32 vector registers), for tests of every kernel
+    /// path. <paramref name="vectorBits"/> receives the vector width that ran, in bits.</summary>
     internal static AttentionGradients<T> ComputeWithLanes<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
-        int threads, int forcedFloat32Lanes, bool? wideBlocks = null)
+        int threads, int forcedFloat32Lanes, out int vectorBits, bool? wideBlocks = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ArgumentNullException.ThrowIfNull(problem);
@@ -62,37 +64,40 @@ public static class AttentionBackward
         {
             var p32 = FlashAttention.Widen((AttentionProblem<Half>)(object)problem);
             var f32 = new AttentionForwardResult<float>(Widen(forward.Output), Widen(forward.LogSumExp));
-            return Narrow<T>(ComputeWithLanes(p32, Widen(dO), f32, threads, forcedFloat32Lanes, wideBlocks));
+            return Narrow<T>(ComputeWithLanes(p32, Widen(dO), f32, threads, forcedFloat32Lanes, out vectorBits, wideBlocks));
         }
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
         var dq = new T[(long)problem.Heads * n * d];
         var dk = new T[(long)problem.KvHeads * m * d];
         var dvOut = new T[(long)problem.KvHeads * m * dv];
         int threadCount = threads > 0 ? threads : Environment.ProcessorCount;
-        int lanes = forcedFloat32Lanes > 0 ? forcedFloat32Lanes : SimdInfo.Float32Lanes;
+        int bits = 0;
         if (problem.KvHeads >= threadCount && threadCount > 1)
         {
             // Enough K/V heads to keep every thread busy: one per thread, each single-threaded (no dQ partials).
             Parallel.For(0, problem.KvHeads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, g =>
-                BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, workers: 1, lanes, wideBlocks));
+                bits = Math.Max(bits, BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, workers: 1, forcedFloat32Lanes, wideBlocks)));
         }
         else
         {
+            // Fewer K/V heads than threads: each group split inside across all threads (workers own key blocks).
             for (int g = 0; g < problem.KvHeads; g++)
-                BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, threadCount, lanes, wideBlocks);
+                bits = Math.Max(bits, BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, threadCount, forcedFloat32Lanes, wideBlocks));
         }
+        vectorBits = bits;
         return new AttentionGradients<T>(dq, dk, dvOut);
     }
 
-    /// <summary>One K/V head g and its query heads g·G … g·G + G − 1: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the chosen width.</summary>
-    private static unsafe void BackwardGroup<T>(AttentionProblem<T> problem, int g, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
-        T[] dq, T[] dk, T[] dvOut, int workers, int lanes, bool? wideBlocks)
+    /// <summary>One K/V head g and its query heads g·G … g·G + G − 1: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at
+    /// the width of the one dispatch ladder (<see cref="SimdDispatch"/>). Returns the vector width that ran, in bits (0: nothing ran).</summary>
+    private static unsafe int BackwardGroup<T>(AttentionProblem<T> problem, int g, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
+        T[] dq, T[] dk, T[] dvOut, int workers, int forcedLanes, bool? wideBlocks)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv, group = problem.GroupSize;
         var first = problem.Head(g * group);
         int keys = first.M; // the group shares its batch element, hence its key length
-        if (keys == 0) return; // no key exists: every gradient of the group stays 0
+        if (keys == 0) return 0; // no key exists: every gradient of the group stays 0
         double scale = problem.Scale;
         var pins = new List<System.Buffers.MemoryHandle>();
         try
@@ -114,25 +119,33 @@ public static class AttentionBackward
             fixed (T* k = first.K) fixed (T* v = first.V)
             fixed (T* gk = dk.AsSpan(g * m * d, keys * d)) fixed (T* gv = dvOut.AsSpan(g * m * dv, keys * dv))
             {
-                if (typeof(T) == typeof(float))
+                var runner = new Runner
                 {
-                    float* kf = (float*)k, vf = (float*)v, gkf = (float*)gk, gvf = (float*)gv;
-                    if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(heads, kf, vf, gkf, gvf, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<float, Vector512<float>, Simd512F>.WideBlocksByDefault);
-                    else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(heads, kf, vf, gkf, gvf, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<float, Vector256<float>, Simd256F>.WideBlocksByDefault);
-                    else BackwardKernel<float, float, ScalarSimd<float>>.Run(heads, kf, vf, gkf, gvf, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<float, float, ScalarSimd<float>>.WideBlocksByDefault);
-                }
-                else
-                {
-                    double* kd = (double*)k, vd = (double*)v, gkd = (double*)gk, gvd = (double*)gv;
-                    if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(heads, kd, vd, gkd, gvd, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<double, Vector512<double>, Simd512D>.WideBlocksByDefault);
-                    else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(heads, kd, vd, gkd, gvd, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<double, Vector256<double>, Simd256D>.WideBlocksByDefault);
-                    else BackwardKernel<double, double, ScalarSimd<double>>.Run(heads, kd, vd, gkd, gvd, n, keys, d, dv, scale, workers, wideBlocks ?? BackwardKernel<double, double, ScalarSimd<double>>.WideBlocksByDefault);
-                }
+                    Heads = heads, K = k, V = v, DK = gk, DV = gv,
+                    N = n, M = keys, D = d, Dv = dv, Scale = scale, Workers = workers, WideBlocks = wideBlocks,
+                };
+                return SimdDispatch.Run<T, Runner, int>(ref runner, forcedLanes);
             }
         }
         finally
         {
             foreach (var p in pins) p.Dispose();
+        }
+    }
+
+    /// <summary>The backward kernel's arguments for the dispatch ladder (untyped pointers, re-typed at the chosen T).</summary>
+    private unsafe struct Runner : ISimdKernel<int>
+    {
+        public BackwardHeadInput[] Heads;
+        public void* K, V, DK, DV;
+        public int N, M, D, Dv, Workers;
+        public double Scale;
+        public bool? WideBlocks;
+
+        public int Run<T, TV, TS>() where T : unmanaged, IBinaryFloatingPointIeee754<T> where TV : unmanaged where TS : struct, ISimd<T, TV>
+        {
+            BackwardKernel<T, TV, TS>.Run(Heads, (T*)K, (T*)V, (T*)DK, (T*)DV, N, M, D, Dv, Scale, Workers, WideBlocks ?? BackwardKernel<T, TV, TS>.WideBlocksByDefault);
+            return TS.Count * sizeof(T) * 8;
         }
     }
 

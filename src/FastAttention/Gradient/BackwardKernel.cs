@@ -1,6 +1,5 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics.X86;
 using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
@@ -46,7 +45,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
 
     /// <summary>16 accumulators + 4 panel vectors + a broadcast fit only in 32 vector registers (EVEX, AVX-512); with
     /// 16 (AVX2) they spill, and the kernel uses 4-row × 2-vector blocks instead.</summary>
-    public static bool WideBlocksByDefault => Avx512F.IsSupported;
+    public static bool WideBlocksByDefault => SimdInfo.VectorRegisters >= 32;
 
     /// <summary>
     /// One K/V head and the group of query heads that read it (one head for multi-head attention): dQ of each query

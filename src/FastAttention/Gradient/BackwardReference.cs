@@ -10,8 +10,12 @@ namespace FastAttention.Gradient;
 /// </summary>
 public static class BackwardReference
 {
-    /// <summary>dQ ([heads, n, d]), dK ([kvHeads, m, d]) and dV ([kvHeads, m, dv]); grouped-query K/V heads sum their
-    /// query heads' contributions; keys past a key length, and hidden pairs, get nothing.</summary>
+    /// <summary>dQ ([heads, n, d]), dK ([kvHeads, m, d]) and dV ([kvHeads, m, dv]) of ⟨dO, Att(Q, K, V)⟩ in float64
+    /// (compensated), row-major like Q, K and V; grouped-query K/V heads sum their query heads' contributions; keys past
+    /// a key length, and hidden pairs, get nothing.</summary>
+    /// <param name="problem">The forward problem (scale and mask included).</param>
+    /// <param name="dO">The upstream gradient, [heads, n, dv] row-major.</param>
+    /// <exception cref="ArgumentException"><paramref name="dO"/> does not have heads·n·dv elements.</exception>
     public static (double[] DQ, double[] DK, double[] DV) Compute<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

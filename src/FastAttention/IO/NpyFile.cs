@@ -8,7 +8,22 @@ namespace FastAttention.IO;
 /// <summary>The element types this library reads from .npy files.</summary>
 public enum NpyDType
 {
-    Float32, Float64, Int8, UInt8, Bool, Int32, Int64, Float16,
+    /// <summary>&lt;f4: IEEE float32, little-endian (kept as float32).</summary>
+    Float32,
+    /// <summary>&lt;f8: IEEE float64, little-endian.</summary>
+    Float64,
+    /// <summary>|i1: signed byte (widened to float64 exactly).</summary>
+    Int8,
+    /// <summary>|u1: unsigned byte (widened to float64 exactly).</summary>
+    UInt8,
+    /// <summary>|b1: bool, 0 or 1 (widened to float64).</summary>
+    Bool,
+    /// <summary>&lt;i4: int32, little-endian (widened to float64 exactly).</summary>
+    Int32,
+    /// <summary>&lt;i8: int64, little-endian (widened to float64, exactly up to 2⁵³ in magnitude).</summary>
+    Int64,
+    /// <summary>&lt;f2: IEEE float16, little-endian (held widened to float32, exactly).</summary>
+    Float16,
 }
 
 /// <summary>A C-ordered array read from a .npy file. Float data stays in its precision (float16 is held widened to
@@ -23,10 +38,15 @@ public sealed class NpyArray
     private readonly float[]? _f32;
     private readonly double[]? _f64;
 
+    /// <summary>The element type the file declared.</summary>
     public NpyDType DType { get; }
+    /// <summary>The shape, C order (last index fastest); rank 0 to <see cref="NpyFile.MaxRank"/>.</summary>
     public IReadOnlyList<int> Shape { get; }
+    /// <summary>Number of elements (the product of <see cref="Shape"/>).</summary>
     public long Length => _f32?.Length ?? _f64!.Length;
+    /// <summary>True when the data is float32 (the file was &lt;f4 or the array was made from float32).</summary>
     public bool IsFloat32 => _f32 is not null && DType == NpyDType.Float32;
+    /// <summary>True when the file was &lt;f2 (the data is held widened to float32).</summary>
     public bool IsFloat16 => DType == NpyDType.Float16;
 
     /// <summary>The data as float16 (exact when the file was &lt;f2; otherwise rounded).</summary>
@@ -58,7 +78,9 @@ public sealed class NpyArray
         return r;
     }
 
+    /// <summary>Wraps float32 data (not copied) with a C-order shape; throws <see cref="ArgumentException"/> when the shape's product is not the length or an entry is negative.</summary>
     public static NpyArray FromFloat32(float[] data, params int[] shape) => new(NpyDType.Float32, Check(shape, data.Length), data, null);
+    /// <summary>Wraps float64 data (not copied) with a C-order shape; throws <see cref="ArgumentException"/> when the shape's product is not the length or an entry is negative.</summary>
     public static NpyArray FromFloat64(double[] data, params int[] shape) => new(NpyDType.Float64, Check(shape, data.Length), null, data);
 
     private static int[] Check(int[] shape, long length)
@@ -73,7 +95,9 @@ public sealed class NpyArray
 /// <summary>A malformed or unsupported .npy file; the message names the file and the problem.</summary>
 public sealed class NpyFormatException(string file, string problem) : Exception($"{file}: {problem}")
 {
+    /// <summary>The file (or stream name) that was being read.</summary>
     public string File { get; } = file;
+    /// <summary>What is wrong with it, as a sentence.</summary>
     public string Problem { get; } = problem;
 }
 
@@ -85,8 +109,12 @@ public sealed class NpyFormatException(string file, string problem) : Exception(
 public static class NpyFile
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
+    /// <summary>The largest rank read or written ([b, h, n, d]).</summary>
     public const int MaxRank = 4;
 
+    /// <summary>Reads a .npy file (format 1.0–3.0, C order, a dtype of <see cref="NpyDType"/>).</summary>
+    /// <exception cref="NpyFormatException">The file cannot be opened, is not .npy, is truncated, is Fortran-ordered,
+    /// has an unsupported dtype or version, or a malformed header; the message names the file and the problem.</exception>
     public static NpyArray Read(string path)
     {
         FileStream fs;
@@ -96,6 +124,8 @@ public static class NpyFile
         using (fs) return Read(fs, path);
     }
 
+    /// <summary>Reads a .npy array from <paramref name="stream"/>; <paramref name="name"/> names it in error messages.</summary>
+    /// <exception cref="NpyFormatException">As <see cref="Read(string)"/>.</exception>
     public static NpyArray Read(Stream stream, string name)
     {
         Span<byte> pre = stackalloc byte[8];
@@ -190,9 +220,11 @@ public static class NpyFile
     public static void Write(string path, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) =>
         WriteAtomic(path, MemoryMarshal.AsBytes(data), "<f8", shape, data.Length);
 
+    /// <summary>Writes a float32 array (&lt;f4, C order) to <paramref name="stream"/>; the shape's product must equal the length.</summary>
     public static void Write(Stream stream, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) =>
         WriteTo(stream, MemoryMarshal.AsBytes(data), "<f4", shape, data.Length);
 
+    /// <summary>Writes a float64 array (&lt;f8, C order) to <paramref name="stream"/>; the shape's product must equal the length.</summary>
     public static void Write(Stream stream, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) =>
         WriteTo(stream, MemoryMarshal.AsBytes(data), "<f8", shape, data.Length);
 

@@ -28,7 +28,7 @@ namespace FastAttention.Polynomial;
 public sealed record ErrorBudget
 {
     /// <summary>Unit roundoff of float64, 2⁻⁵³.</summary>
-    public const double Unit = 1.1102230246251565e-16;
+    public const double Unit = Numerics.FloatingPoint.U;
 
     /// <summary>The requested ε (absolute, entrywise).</summary>
     public required double Epsilon { get; init; }
@@ -56,7 +56,15 @@ public sealed record ErrorBudget
     /// <summary>u_out·(‖V‖∞ + rounding bound): the last division and the cast to the output type.</summary>
     public double OutputRoundingBound => OutputUnit * (VMax + ApproximationBound + RoundingBound);
     /// <summary>The certified bound on ‖T − Att‖∞.</summary>
-    public double Total => ApproximationBound + RoundingBound + OutputRoundingBound;
+    public double Total => ErrorTerms.Sum(Terms);
+
+    /// <summary>The bound as named terms (they add up to <see cref="Total"/>).</summary>
+    public IReadOnlyList<ErrorTerm> Terms =>
+    [
+        new("approximation (Lemmas 3.5–3.6: ε_A·H/(1 − ε_A))", ApproximationBound),
+        new("float64 evaluation rounding", RoundingBound),
+        new("output rounding", OutputRoundingBound),
+    ];
 
     /// <summary>Lemma 3.6 sharpened: a relative error ε_A on every entry of A moves each output entry by at most ε_A·H/(1 − ε_A).</summary>
     public static double NormalisedError(double epsA, double halfRange) =>
@@ -67,5 +75,5 @@ public sealed record ErrorBudget
         halfRange > 0 ? budget / (halfRange + budget) : 1;
 
     /// <summary>γ_k = k·u/(1 − k·u): the bound on k compounded float64 roundings (Higham, Lemma 3.1).</summary>
-    public static double Gamma(double k) => k * Unit < 0.5 ? k * Unit / (1 - k * Unit) : double.PositiveInfinity;
+    public static double Gamma(double k) => Numerics.FloatingPoint.Gamma(k);
 }

@@ -18,29 +18,31 @@ public sealed class PolynomialAttention : AttentionAlgorithm, ISupportsCausalAli
     /// <summary>The default rank budget.</summary>
     public const int DefaultMaxRank = 8192;
 
+    /// <summary><c>"polynomial"</c>: Alman–Song Algorithm 1, certified within ε.</summary>
     public override string Name => "polynomial";
+    /// <summary>False: needs ε in (0, 1); the output is within ε of Att in ‖·‖∞, or the call refuses.</summary>
     public override bool IsExact => false;
 
     /// <summary>The largest rank r = C(g + d, d) the method accepts before refusing.</summary>
     public int MaxRank { get; init; } = DefaultMaxRank;
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
-        // ε ≤ 0 (and NaN) is rejected by the base class before this point, with its own message.
-        if (!(settings.Epsilon < 1))
+        double epsilon = context.Epsilon;
+        if (!(epsilon < 1))
             ThrowHelper.Refused(Name, RefusalReason.EpsilonInvalid,
-                $"ε = {settings.Epsilon:G3} ≥ 1 is refused: the certificate (Lemmas 3.5–3.6) is stated for ε in (0, 1); ask for ε < 1.");
+                $"ε = {epsilon:G3} ≥ 1 is refused: the certificate (Lemmas 3.5–3.6) is stated for ε in (0, 1); ask for ε < 1.", "exact");
         if (MaxRank < 1) ThrowHelper.ArgumentOutOfRange(nameof(MaxRank), $"the rank budget must be at least 1 (got {MaxRank}).");
-        // Refuse before any work (and outside the per-head parallel loop): plan every head now.
-        for (int h = 0; h < problem.Heads; h++)
-            if (problem.KeyCount(h) > 0) // a head without keys is all zeros (the base class writes nothing)
-                PolynomialPlan.Create(HeadStats.Measure(problem.Head(h)), settings.Epsilon, MaxRank);
+        var plan = PolynomialPlan.Create(HeadStats.Measure(head), epsilon, MaxRank);
+        return Planned(head, context, plan.Parameters(), plan.Budget.Terms, plan.Cost, plan);
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan headPlan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
-        var plan = PolynomialPlan.Create(HeadStats.Measure(head), settings.Epsilon, MaxRank);
-        var opts = new ParallelOptions { MaxDegreeOfParallelism = settings.EffectiveThreads };
+        var plan = (PolynomialPlan)headPlan.State!;
+        var opts = new ParallelOptions { MaxDegreeOfParallelism = context.Threads, CancellationToken = context.Cancellation };
         if (output.Length != head.N * head.Dv) ThrowHelper.Argument(nameof(output), $"output has {output.Length} elements, expected n·dv = {head.N * head.Dv}.");
         unsafe
         {
@@ -52,10 +54,10 @@ public sealed class PolynomialAttention : AttentionAlgorithm, ISupportsCausalAli
                 else NonCausal(plan, head.QMemory, head.KMemory, head.VMemory, dst, opts);
             }
         }
-        return new HeadReport(plan.Budget.Total, plan.Parameters());
+        return new HeadExecution(plan.Budget.Terms, headPlan.Parameters);
     }
 
-    /// <summary>The pinned output (n×dv, row-major); valid only inside <see cref="ComputeHead"/>'s fixed block.</summary>
+    /// <summary>The pinned output (n×dv, row-major); valid only inside <see cref="ExecuteHead"/>'s fixed block.</summary>
     private readonly unsafe struct Output<T>(T* p) where T : unmanaged
     {
         private readonly T* _p = p;

@@ -26,20 +26,7 @@ internal readonly record struct HeadStats(
             half = Math.Max(half, 0.5 * (hi - lo) * (1 + 2 * ErrorBudget.Unit));
         }
         return new HeadStats(head.N, head.M, head.D, head.Dv, head.Scale, head.Causal, typeof(T) == typeof(float),
-            MaxRowNorm(head.Q, head.N, head.D), MaxRowNorm(head.K, head.M, head.D), vMax, Math.Min(half, vMax));
-    }
-
-    private static double MaxRowNorm<T>(ReadOnlySpan<T> x, int rows, int d) where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        double best = 0;
-        for (int i = 0; i < rows; i++)
-        {
-            double s = 0;
-            for (int c = 0; c < d; c++) { double e = double.CreateTruncating(x[i * d + c]); s = Math.FusedMultiplyAdd(e, e, s); }
-            best = Math.Max(best, s);
-        }
-        // d roundings in the sum, one in the square root: inflate so the result bounds the exact maximum norm.
-        return Math.Sqrt(best) * (1 + ErrorBudget.Gamma(d + 4));
+            Numerics.FloatingPoint.MaxRowNorm(head.Q, head.N, head.D), Numerics.FloatingPoint.MaxRowNorm(head.K, head.M, head.D), vMax, Math.Min(half, vMax));
     }
 }
 
@@ -82,7 +69,7 @@ internal sealed class PolynomialPlan
         double r = Math.Max(Math.Abs(st.Scale) * qNorm * kNorm * (1 + 4 * ErrorBudget.Unit), MinR);
         // t = x/R = ⟨σ_q q, σ_k k⟩ with ‖σ_q q‖ ≤ 1, ‖σ_k k‖ ≤ 1 (balanced).
         double sigmaK = 1 / kNorm, sigmaQ = st.Scale * kNorm / r;
-        double outputUnit = st.Float32 ? Math.ScaleB(1, -24) + Math.ScaleB(1, -52) : Math.ScaleB(1, -52);
+        double outputUnit = st.Float32 ? Numerics.FloatingPoint.UFloat32 + 2 * Numerics.FloatingPoint.U : 2 * Numerics.FloatingPoint.U;
         double outputFloor = outputUnit * st.VMax * 1.01;
         if (!(outputFloor <= 0.5 * epsilon))
             ThrowHelper.Refused("polynomial", RefusalReason.OutputPrecision, st.Float32
@@ -213,25 +200,50 @@ internal sealed class PolynomialPlan
         }
     }
 
-    /// <summary>The certificate's parameters, in a stable order.</summary>
-    public IReadOnlyList<KeyValuePair<string, object>> Parameters()
+    /// <summary>The typed parameters of this plan.</summary>
+    public PolynomialParameters Parameters()
     {
         double exactFlops = 2.0 * Stats.N * Stats.M * (Stats.D + Stats.Dv) * (Stats.Causal ? 0.5 : 1);
-        return
-        [
-            new("degree", Polynomial.Degree),
-            new("rank", Factors.Rank),
-            new("rankPaperBound", Factors.PaperRankBound),
-            new("R", R),
-            new("epsA", Budget.EpsA),
+        return new PolynomialParameters(
+            Degree: Polynomial.Degree,
+            Rank: Factors.Rank,
+            RankPaperBound: Factors.PaperRankBound,
+            R: R,
+            EpsA: Budget.EpsA,
             // Lemma 2.1 / Cor. 2.2 with unit constants on [−R, R] (Aggarwal–Alman): max{2R, log(1/ε)/log(log(1/ε)/2R)}.
-            new("theoryDegree", ExpPolynomial.TheoryDegree(Polynomial.Length, Polynomial.TargetRelativeError)),
-            new("monomialCondition", Polynomial.MonomialConditionNumber),
-            new("approximationBound", Budget.ApproximationBound),
-            new("roundingBound", Budget.RoundingBound + Budget.OutputRoundingBound),
-            new("predictedFlops", PredictedFlops),
-            new("predictedBytes", PredictedBytes),
-            new("flopRatioVsExact", exactFlops / PredictedFlops),
-        ];
+            TheoryDegree: ExpPolynomial.TheoryDegree(Polynomial.Length, Polynomial.TargetRelativeError),
+            MonomialCondition: Polynomial.MonomialConditionNumber,
+            ApproximationBound: Budget.ApproximationBound,
+            RoundingBound: Budget.RoundingBound + Budget.OutputRoundingBound,
+            PredictedFlops: PredictedFlops,
+            PredictedBytes: PredictedBytes,
+            FlopRatioVsExact: exactFlops / PredictedFlops);
+    }
+
+    /// <summary>Counted work: the monomial features and their products with [V, 1] (no exponentials).</summary>
+    public CostEstimate Cost
+    {
+        get
+        {
+            double inputs = 8.0 * ((double)Stats.N * Stats.D + (double)Stats.M * (Stats.D + Stats.Dv) + (double)Stats.N * Stats.Dv);
+            return new CostEstimate(0, 0, inputs + PredictedBytes, ScalarFlops: PredictedFlops);
+        }
     }
 }
+
+/// <summary>Parameters of the polynomial method (Alman–Song Algorithm 1) for one head.</summary>
+/// <param name="Degree">Degree g of the Chebyshev interpolant of exp on [−R, R] (Cor. 2.2).</param>
+/// <param name="Rank">r = C(g + d, d): the rank of U₁U₂ᵀ (Lemma 3.2, monomials of degree ≤ g).</param>
+/// <param name="RankPaperBound">The paper's rank bound C(2(g + d), 2g).</param>
+/// <param name="R">The logit interval half-width: |s·qᵢ·kⱼ| ≤ R (Cauchy–Schwarz).</param>
+/// <param name="EpsA">ε_A: the relative error of every entry of Ã against A.</param>
+/// <param name="TheoryDegree">Lemma 2.1's degree with unit constants, for comparison.</param>
+/// <param name="MonomialCondition">Σ|a_ℓ|·e^R: the monomial expansion's condition number.</param>
+/// <param name="ApproximationBound">Lemmas 3.5–3.6 (sharpened): ε_A·H/(1 − ε_A).</param>
+/// <param name="RoundingBound">float64 evaluation and output rounding.</param>
+/// <param name="PredictedFlops">Counted flops.</param>
+/// <param name="PredictedBytes">Extra memory in bytes (never n×m, never n×r).</param>
+/// <param name="FlopRatioVsExact">Exact attention's flops over these.</param>
+public sealed record PolynomialParameters(int Degree, int Rank, double RankPaperBound, double R, double EpsA, double TheoryDegree,
+    double MonomialCondition, double ApproximationBound, double RoundingBound, double PredictedFlops, double PredictedBytes,
+    double FlopRatioVsExact) : AlgorithmParameters;

@@ -14,18 +14,42 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class LowRankAttention : RangeSearchFamily
 {
+    /// <summary><c>"lowrank"</c>: Gupta et al. Theorem 1.2 (Q or K of low numerical rank), certified within ε.</summary>
     public override string Name => "lowrank";
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
+    {
+        var plan = base.PlanHead(head, context);
+        // The numerical rank decides before any work (thin QR + SVD of the d×d factor: O((n + m)·d²)).
+        double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
+        if (vMax > 0)
+        {
+            var (q, k, _) = head.ToDouble();
+            var (rq, rk) = NumericalRanks(q, head.N, k, head.M, head.D, head.Scale, context.Epsilon, vMax);
+            if (Math.Min(rq, rk) > MaxRangeDimension)
+                ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.", "exact");
+            int r = Math.Max(1, Math.Min(rq, rk));
+            // The search runs in r dimensions; projecting costs 2(n + m)·d·r flops.
+            var cost = EstimateCost(head, r);
+            cost = cost with { ScalarFlops = cost.ScalarFlops + 2.0 * (head.N + head.M) * head.D * (r + head.D) };
+            return Planned(head, context, new RangeFamilyParameters { Rank = r, RankQ = rq, RankK = rk }, plan.Budget,
+                context.MeasureCost ? plan.Cost : cost);
+        }
+        return plan;
+    }
+
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
         int n = head.N, m = head.M, d = head.D, dv = head.Dv;
-        double s = head.Scale, eps = settings.Epsilon, vMax = RangeErrorBudget.MaxAbs(v);
+        double s = head.Scale, eps = context.Epsilon, vMax = RangeErrorBudget.MaxAbs(v);
         double u = RangeErrorBudget.U;
         if (vMax == 0)
         {
             output.Clear();
-            return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
+            return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
         double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
         // Truncation target: (e^{2Δ} − 1)‖V‖∞ ≤ ε/4.
@@ -37,7 +61,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         bool useQ = rq <= rk;
         int r = Math.Max(1, useQ ? rq : rk);
         if (r > MaxRangeDimension)
-            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.");
+            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.", "exact");
         var w = useQ ? wq : wk; // d×r, row-major
         var qr = Project(q, n, d, w, r, useQ, out double qResidual);
         var kr = Project(k, m, d, w, r, !useQ, out double kResidual);
@@ -45,23 +69,30 @@ public sealed class LowRankAttention : RangeSearchFamily
         double delta = Math.Abs(s) * (useQ ? qResidual * kNorm : qNorm * kResidual) + (2.0 * d + 2 * r + 8) * u * Math.Abs(s) * qNorm * kNorm;
         double truncation = double.ExpM1(2 * delta) * vMax;
         if (!(truncation <= 0.5 * eps))
-            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.");
-        var (result, bound, parameters) = RangeSearchAttention.Run(Name, qr, kr, v, n, m, r, dv, s, eps - truncation, typeof(T) == typeof(float), settings.EffectiveThreads);
+            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.", "exact");
+        var (result, terms, parameters) = RangeSearchAttention.Run(Name, qr, kr, v, n, m, r, dv, s, eps - truncation, typeof(T) == typeof(float), context.Threads);
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
-        var p = new List<KeyValuePair<string, object>>
+        var p = (parameters as RangeFamilyParameters ?? new RangeFamilyParameters()) with
         {
-            new("rank", r), new("rankQ", rq), new("rankK", rk), new("projected", useQ ? "Q" : "K"),
-            new("truncationLogitShift", delta), new("truncationError", truncation),
+            Rank = r, RankQ = rq, RankK = rk, Projected = useQ ? "Q" : "K",
+            TruncationLogitShift = delta, TruncationError = truncation,
         };
-        p.AddRange(parameters);
-        return new HeadReport(truncation + bound, p);
+        return new HeadExecution([new ErrorTerm("rank truncation (Theorem 1.2: (e^{2Δ} − 1)‖V‖∞)", truncation), .. terms], p);
     }
 
-    private static double MaxRowNorm(double[] a, int rows, int d)
+    private static double MaxRowNorm(double[] a, int rows, int d) => Numerics.FloatingPoint.MaxRowNorm<double>(a, rows, d);
+
+    /// <summary>The numerical ranks of Q and K at ε (the ranks this algorithm would truncate to: σ_{r+1} below the
+    /// tolerance that keeps the truncation's output error within ε/4).</summary>
+    internal static (int RankQ, int RankK) NumericalRanks(double[] q, int n, double[] k, int m, int d, double scale, double epsilon, double vMax)
     {
-        double mx = 0;
-        for (int i = 0; i < rows; i++) { double s = 0; for (int c = 0; c < d; c++) s += a[i * d + c] * a[i * d + c]; mx = Math.Max(mx, s); }
-        return Math.Sqrt(mx) * (1 + 2 * d * RangeErrorBudget.U);
+        if (vMax == 0) return (0, 0);
+        double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
+        double deltaTarget = 0.5 * double.LogP1(0.25 * epsilon / vMax);
+        var (_, sq) = RightSingular(q, n, d);
+        var (_, sk) = RightSingular(k, m, d);
+        return (RankFor(sq, deltaTarget / (Math.Abs(scale) * Math.Max(kNorm, double.Epsilon))),
+                RankFor(sk, deltaTarget / (Math.Abs(scale) * Math.Max(qNorm, double.Epsilon))));
     }
 
     /// <summary>Right singular vectors (d×d, columns, row-major) and singular values of the rows×d matrix A, via a thin

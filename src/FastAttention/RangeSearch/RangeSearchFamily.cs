@@ -11,14 +11,111 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     /// <summary>The largest head dimension 'range' accepts: the C(g + d, d) moments per node outgrow the keys beyond it.</summary>
     public const int MaxRangeDimension = 4;
 
+    /// <summary>False: every member needs ε; the output is within ε of Att in ‖·‖∞, or the call refuses.</summary>
     public override bool IsExact => false;
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    /// <summary>Checks what the algorithm supports (head dimension); refuses otherwise.</summary>
+    protected virtual void CheckHead<T>(AttentionHead<T> head) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        if (problem.Causal)
-            ThrowHelper.Refused(Name, RefusalReason.CausalUnsupported, "causal masks are not supported: the relevant keys of query i would be a halfspace intersected with the prefix j ≤ i, which the sorted/range-tree structures built once over all keys cannot answer; use 'exact' for causal attention.");
-        if (!(settings.Epsilon > 0 && double.IsFinite(settings.Epsilon)))
-            ThrowHelper.Refused(Name, RefusalReason.EpsilonInvalid, $"ε must be a positive finite number (got {settings.Epsilon}).");
+    }
+
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
+    {
+        CheckHead(head);
+        if (head.Causal)
+            ThrowHelper.Refused(Name, RefusalReason.CausalUnsupported, "causal masks are not supported: the relevant keys of query i would be a halfspace intersected with the prefix j ≤ i, which the sorted/range-tree structures built once over all keys cannot answer; use 'exact' for causal attention.", "exact", "polynomial");
+        // The error budget refuses now (before any work) when ε is out of float64's or the output type's reach.
+        double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
+        double logitBound = Math.Abs(head.Scale) * Numerics.FloatingPoint.MaxRowNorm(head.Q, head.N, head.D) * Numerics.FloatingPoint.MaxRowNorm(head.K, head.M, head.D);
+        int dim = Math.Min(head.D, MaxRangeDimension);
+        // Planned terms: the approximation at its target; float64 rounding is measured during the run and added then.
+        IReadOnlyList<ErrorTerm> planned = [];
+        if (vMax > 0)
+        {
+            var budget = new RangeErrorBudget(Name, context.Epsilon, vMax, head.M, dim, logitBound, typeof(T) != typeof(double));
+            planned = budget.Terms(budget.PolynomialError, 0);
+        }
+        var plan = Planned(head, context, new RangeFamilyParameters(), planned, EstimateCost(head, dim));
+        return context.MeasureCost && SamplesBySubproblem && vMax > 0 ? Planned(head, context, plan.Parameters, planned, SampleBySubproblem(plan, head, context)) : plan;
+    }
+
+    /// <summary>True for algorithms that measure their data-dependent cost by running on a sample of the queries
+    /// (against all keys); vector and range instead build their structure once during planning and sample on it.</summary>
+    private protected virtual bool SamplesBySubproblem => true;
+
+    /// <summary>Runs the algorithm on <see cref="SampleSize"/> sampled queries against all keys and scales the
+    /// measured work counters to the n queries (the structure's build is counted by <see cref="EstimateCost"/>).</summary>
+    private CostEstimate SampleBySubproblem<T>(HeadPlan plan, AttentionHead<T> head, PlanningContext context) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int count = Math.Min(SampleSize, head.N), d = head.D;
+        var q = new T[count * d];
+        var src = head.Q;
+        for (int r = 0; r < count; r++) src.Slice((int)((long)r * head.N / count) * d, d).CopyTo(q.AsSpan(r * d, d));
+        var sub = new AttentionProblem<T>(q, head.KMemory, head.VMemory, count, head.M, d, head.Dv, 1, head.Scale, head.Causal);
+        var output = new T[count * head.Dv];
+        var run = ExecuteHead(plan, sub.Head(0), output, new ExecutionContext(context.Settings, context.Epsilon, 1, null));
+        if (run.Parameters is not RangeFamilyParameters w) return plan.Cost;
+        var stats = new QueryStats
+        {
+            Queries = count,
+            NodesVisited = (long)Math.Round(count * (w.NodesVisitedPerQuery ?? w.BucketsPerQuery ?? 0)),
+            Expansions = (long)Math.Round(count * (w.ExpansionsPerQuery ?? 0)),
+            DirectKeys = (long)Math.Round(count * (w.DirectKeysPerQuery ?? w.RelevantKeysPerQuery ?? 0)),
+            MaxSearchNodes = (long)Math.Round(count * (w.MaxSearchNodesPerQuery ?? 0)),
+        };
+        int dim = Math.Min(d, w.Rank ?? MaxRangeDimension);
+        var work = WorkCost(stats, head.N, dim, head.Dv, w.Monomials ?? (w.Degree ?? 0) + 1);
+        var build = EstimateCost(head, dim);
+        return work with { ScalarFlops = work.ScalarFlops + BuildFlops(head, dim), Bytes = build.Bytes };
+    }
+
+    /// <summary>Flops of building a moment structure over the m keys (m·log₂m node moments of C(12 + d, d) terms).</summary>
+    private static double BuildFlops<T>(AttentionHead<T> head, int d) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        head.M * Math.Log2(head.M + 1.0) * LowRankFactorsCount(12, d) * (head.Dv + 1) * 2;
+
+    /// <summary>
+    /// A counted-work model of the family before any sampling: building the structure (m·log₂m node moments of
+    /// C(g + d, d) terms, g ≈ 12) and per query O(log m) nodes plus the leaf keys of the boundary cells, taken as
+    /// m^(1−1/d) (the crossing number of a partition tree; a kd-tree can exceed it on adversarial data).
+    /// </summary>
+    internal static CostEstimate EstimateCost<T>(AttentionHead<T> head, int d) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        double m = head.M, n = head.N, logm = Math.Log2(m + 1);
+        double monomials = LowRankFactorsCount(12, d);
+        double leafKeys = n * Math.Min(m, 16 * Math.Pow(m, 1 - 1.0 / Math.Max(1, d)));
+        double nodes = n * 4 * logm * Math.Max(1, d);
+        double flops = m * logm * monomials * (head.Dv + 1) * 2 + nodes * monomials * (head.Dv + 1) * 2 + leafKeys * 2 * (head.D + head.Dv);
+        double bytes = 8.0 * ((n + m) * head.D + m * head.Dv + n * head.Dv) + 8.0 * m / 16 * monomials * (head.Dv + 1);
+        return new CostEstimate(0, 0, bytes, nodes, leafKeys, ScalarFlops: flops - leafKeys * 2 * (head.D + head.Dv));
+    }
+
+    /// <summary>Queries sampled to measure data-dependent work: every ⌈n/64⌉-th of the locality order (deterministic).</summary>
+    internal const int SampleSize = 64;
+
+    /// <summary>A deterministic sample of at most <see cref="SampleSize"/> rows spread over <paramref name="order"/>.</summary>
+    internal static int[] SampleRows(int[] order)
+    {
+        int count = Math.Min(SampleSize, order.Length);
+        var rows = new int[count];
+        for (int r = 0; r < count; r++) rows[r] = order[(int)((long)r * order.Length / count)];
+        return rows;
+    }
+
+    /// <summary>Counted work of all n queries from a sample's counters: nodes visited (tree work), nodes answered from
+    /// moments (monomials·(dv + 1) multiply-adds each), keys summed directly (one exp and d + dv multiply-adds each).</summary>
+    internal static CostEstimate WorkCost(QueryStats sample, int n, int d, int dv, int monomials)
+    {
+        double scale = sample.Queries == 0 ? 0 : (double)n / sample.Queries;
+        double nodes = (sample.NodesVisited + sample.MaxSearchNodes) * scale, expansions = sample.Expansions * scale, keys = sample.DirectKeys * scale;
+        return new CostEstimate(Flops: 0, ExpEvaluations: 0, Bytes: 0, TreeNodes: nodes, LeafKeys: keys, ScalarFlops: 2 * expansions * monomials * (dv + 1)) { Sampled = true };
+    }
+
+    private static double LowRankFactorsCount(int g, int d)
+    {
+        double c = 1;
+        for (int i = 1; i <= d; i++) c = c * (g + i) / i;
+        return c;
     }
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>

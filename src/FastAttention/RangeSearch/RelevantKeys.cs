@@ -43,12 +43,12 @@ public sealed class RelevantKeys
 internal sealed class RangeErrorBudget
 {
     /// <summary>Unit roundoff 2⁻⁵³.</summary>
-    public const double U = 1.1102230246251565e-16;
+    public const double U = Numerics.FloatingPoint.U;
 
     public RangeErrorBudget(string algorithm, double epsilon, double vMax, int keys, int d, double logitMagnitude, bool float32Output)
     {
         Epsilon = epsilon; VMax = vMax; LogitMagnitude = logitMagnitude;
-        OutputRounding = (4 * U + (float32Output ? Math.ScaleB(1, -24) : 0)) * vMax;
+        OutputRounding = (4 * U + (float32Output ? Numerics.FloatingPoint.UFloat32 : 0)) * vMax;
         double avail = epsilon - OutputRounding;
         if (!(avail >= 0.5 * epsilon))
             ThrowHelper.Refused(algorithm, RefusalReason.OutputPrecision, $"ε = {epsilon:G3} is too small for the output type: rounding the output alone costs {OutputRounding:G3} (‖V‖∞ = {vMax:G3}); use float64 or a larger ε.");
@@ -91,6 +91,27 @@ internal sealed class RangeErrorBudget
         return Relevant.OutputError(VMax) + 2 * rho * VMax / (1 - rho) + OutputRounding;
     }
 
+    /// <summary>The bound of <see cref="Bound"/> as named terms (they add up to it).</summary>
+    public IReadOnlyList<ErrorTerm> Terms(double approximationError, double evaluationRounding)
+    {
+        if (VMax == 0) return [];
+        double rho = approximationError + LogitRelativeError + evaluationRounding;
+        double main = rho < 0.5 ? 2 * rho * VMax / (1 - rho) : double.PositiveInfinity;
+        return
+        [
+            new("dropped keys (Definition 3.2: more than T below the row maximum)", Relevant.OutputError(VMax)),
+            new("approximation and float64 rounding (2ρ‖V‖∞/(1 − ρ))", main),
+            new("output division and conversion", OutputRounding),
+        ];
+    }
+
+    /// <summary>Returns <paramref name="terms"/> when their sum is within ε; otherwise refuses like <see cref="Certify(string, double)"/>.</summary>
+    public IReadOnlyList<ErrorTerm> Certify(string algorithm, IReadOnlyList<ErrorTerm> terms)
+    {
+        Certify(algorithm, ErrorTerms.Sum(terms));
+        return terms;
+    }
+
     /// <summary>
     /// Returns <paramref name="bound"/> when it is within ε; otherwise refuses: the rounding measured during the run
     /// (ρ, known only afterwards) left the certificate above ε, which is a refusal, not a silent larger error.
@@ -111,45 +132,12 @@ internal sealed class RangeErrorBudget
         return Math.Abs(scale) * Math.Sqrt(qm) * Math.Sqrt(km) * (1 + 4 * d * U);
     }
 
-    /// <summary>
-    /// Σ_c q_c·k_c − (yHi + yLo), with error ≤ 2u·|result| + 4(d + 1)u²·Σ|q_c k_c|: every product is split exactly
-    /// (TwoProduct via FMA) and all parts are added with Neumaier's compensation.
-    /// </summary>
-    public static double DotMinus(ReadOnlySpan<double> q, ReadOnlySpan<double> k, double yHi, double yLo)
-    {
-        double sum = -yHi, comp = -yLo;
-        for (int c = 0; c < q.Length; c++)
-        {
-            double p = q[c] * k[c];
-            comp += Math.FusedMultiplyAdd(q[c], k[c], -p);
-            double t = sum + p;
-            comp += Math.Abs(sum) >= Math.Abs(p) ? (sum - t) + p : (p - t) + sum;
-            sum = t;
-        }
-        return sum + comp;
-    }
+    /// <summary>Σ_c q_c·k_c − (yHi + yLo) with compensation (<see cref="Numerics.FloatingPoint.DotMinus"/>).</summary>
+    public static double DotMinus(ReadOnlySpan<double> q, ReadOnlySpan<double> k, double yHi, double yLo) => Numerics.FloatingPoint.DotMinus(q, k, yHi, yLo);
 
-    /// <summary>q·k as a double-double (hi + lo), error ≤ 4(d + 1)u²·Σ|q_c k_c|.</summary>
-    public static (double Hi, double Lo) Dot2(ReadOnlySpan<double> q, ReadOnlySpan<double> k)
-    {
-        double sum = 0, comp = 0;
-        for (int c = 0; c < q.Length; c++)
-        {
-            double p = q[c] * k[c];
-            comp += Math.FusedMultiplyAdd(q[c], k[c], -p);
-            double t = sum + p;
-            comp += Math.Abs(sum) >= Math.Abs(p) ? (sum - t) + p : (p - t) + sum;
-            sum = t;
-        }
-        double hi = sum + comp;
-        return (hi, comp - (hi - sum));
-    }
+    /// <summary>q·k as a double-double (<see cref="Numerics.FloatingPoint.Dot2"/>).</summary>
+    public static (double Hi, double Lo) Dot2(ReadOnlySpan<double> q, ReadOnlySpan<double> k) => Numerics.FloatingPoint.Dot2(q, k);
 
     /// <summary>max |V|.</summary>
-    public static double MaxAbs(ReadOnlySpan<double> v)
-    {
-        double r = 0;
-        foreach (double x in v) r = Math.Max(r, Math.Abs(x));
-        return r;
-    }
+    public static double MaxAbs(ReadOnlySpan<double> v) => Numerics.FloatingPoint.MaxAbs(v);
 }

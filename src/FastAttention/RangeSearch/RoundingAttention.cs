@@ -13,16 +13,18 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class RoundingAttention : RangeSearchFamily
 {
+    /// <summary><c>"rounding"</c>: the Section 1.1 logit-rounding scheme for d = 1, certified within ε.</summary>
     public override string Name => "rounding";
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    /// <summary>Refuses (<see cref="RefusalReason.HeadDimension"/>) unless d = 1.</summary>
+    protected override void CheckHead<T>(AttentionHead<T> head)
     {
-        if (problem.D != 1)
-            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"the rounding scheme (Section 1.1) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank'.");
-        base.Validate(problem, settings);
+        if (head.D != 1)
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"the rounding scheme (Section 1.1) needs head dimension d = 1 (got d = {head.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank'.", "range", "lowrank", "exact");
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
         int n = head.N, m = head.M, dv = head.Dv;
@@ -30,10 +32,10 @@ public sealed class RoundingAttention : RangeSearchFamily
         if (vMax == 0)
         {
             output.Clear();
-            return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
+            return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
         double logitBound = RangeErrorBudget.LogitBound(q, n, k, m, 1, s);
-        var budget = new RangeErrorBudget(Name, settings.Epsilon, vMax, m, 1, logitBound, typeof(T) == typeof(float));
+        var budget = new RangeErrorBudget(Name, context.Epsilon, vMax, m, 1, logitBound, typeof(T) == typeof(float));
         double epsPrime = budget.PolynomialError, bucket = Math.Log(1 + epsPrime);
         double width = budget.Relevant.Width + 8 * RangeErrorBudget.U * logitBound;
 
@@ -57,7 +59,7 @@ public sealed class RoundingAttention : RangeSearchFamily
         }
 
         var result = new double[n * dv];
-        var stats = ForQueries(n, settings.EffectiveThreads, () => new QueryStats(), (from, to, st) =>
+        var stats = ForQueries(n, context.Threads, () => new QueryStats(), (from, to, st) =>
         {
             var acc = new double[dv + 1];
             for (int i = from; i < to; i++)
@@ -110,13 +112,13 @@ public sealed class RoundingAttention : RangeSearchFamily
         // logit rounding already in the budget plus u·T, and the accumulation of G buckets by G·u.
         double u = RangeErrorBudget.U;
         double rho = 1.1 * (2 * u + u * width + (stats.MaxTerms + 2) * (u + 3.0 * m * m * u * u));
-        double bound = budget.Certify(Name, budget.Bound(epsPrime, rho));
-        return new HeadReport(bound,
-        [
-            new("bucketWidth", bucket), new("epsilonPrime", epsPrime), new("thresholdT", budget.Relevant.Width),
-            new("bucketsPerQuery", stats.PerQuery(stats.NodesVisited)), new("relevantKeysPerQuery", stats.PerQuery(stats.DirectKeys)),
-            new("maxBuckets", stats.MaxTerms), new("discardBound", budget.Relevant.OutputError(vMax)), new("roundingRho", rho),
-        ]);
+        var terms = budget.Certify(Name, budget.Terms(epsPrime, rho));
+        return new HeadExecution(terms, new RangeFamilyParameters
+        {
+            BucketWidth = bucket, EpsilonPrime = epsPrime, ThresholdT = budget.Relevant.Width,
+            BucketsPerQuery = stats.PerQuery(stats.NodesVisited), RelevantKeysPerQuery = stats.PerQuery(stats.DirectKeys),
+            MaxBuckets = stats.MaxTerms, DiscardBound = budget.Relevant.OutputError(vMax), RoundingRho = rho,
+        });
     }
 
     private static int FirstAtLeast(double[] keys, double a, double thr)

@@ -18,56 +18,100 @@ public sealed class VectorAttention : RangeSearchFamily
     public const double HalfWidth = 2.0;
     private const int Leaf = 16, Chunk = 256;
 
+    /// <summary><c>"vector"</c>: Gupta et al. Algorithm 2 for d = 1, certified within ε.</summary>
     public override string Name => "vector";
 
-    protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+    /// <summary>Refuses (<see cref="RefusalReason.HeadDimension"/>) unless d = 1.</summary>
+    protected override void CheckHead<T>(AttentionHead<T> head)
     {
-        if (problem.D != 1)
-            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {problem.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.");
-        base.Validate(problem, settings);
+        if (head.D != 1)
+            ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"VectorAttention (Algorithm 2) needs head dimension d = 1 (got d = {head.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank' for low-rank Q, K.", "range", "lowrank", "exact");
     }
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    private protected override bool SamplesBySubproblem => false;
+
+    /// <inheritdoc/>
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
+    {
+        var plan = base.PlanHead(head, context);
+        if (!context.MeasureCost) return plan;
+        // Build the sorted-key tree now (execution reuses it) and count the work of a sample of queries.
+        var prepared = Prepare(head, context.Epsilon, context.Threads);
+        if (prepared is null) return plan;
+        var rows = SampleRows(prepared.Order);
+        var stats = Query(prepared, rows, new double[rows.Length * head.Dv], compact: true, 1, context.Settings.Cancellation);
+        return Planned(head, context, plan.Parameters, plan.Budget, WorkCost(stats, head.N, 1, head.Dv, prepared.Exp.Degree + 1), prepared);
+    }
+
+    /// <inheritdoc/>
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
+    {
+        var p = plan.State as Prepared ?? Prepare(head, context.Epsilon, context.Threads);
+        if (p is null)
+        {
+            output.Clear();
+            return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
+        }
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var result = new double[p.N * p.Dv];
+        var stats = Query(p, p.Order, result, compact: false, context.Threads, context.Cancellation);
+        double querySeconds = clock.Elapsed.TotalSeconds;
+        for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
+        var exp = p.Exp; var budget = p.Budget;
+        double rho = 1.1 * (exp.NodeRoundingUnits(p.M, Chunk, p.Tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
+        var terms = budget.Certify(Name, budget.Terms(exp.RelativeError, rho));
+        return new HeadExecution(terms, new RangeFamilyParameters
+        {
+            Degree = exp.Degree, HalfWidthH = HalfWidth, ThresholdT = budget.Relevant.Width,
+            PolynomialRelativeError = exp.RelativeError, MonomialCondition = exp.ConditionNumber,
+            ExpansionsPerQuery = stats.PerQuery(stats.Expansions), NodesVisitedPerQuery = stats.PerQuery(stats.NodesVisited),
+            DirectKeysPerQuery = stats.PerQuery(stats.DirectKeys), TreeNodes = p.Tree.NodeCount,
+            DiscardBound = budget.Relevant.OutputError(p.VMax), RoundingRho = rho,
+            BuildSeconds = p.BuildSeconds, QuerySeconds = querySeconds,
+        });
+    }
+
+    /// <summary>What Algorithm 2 builds before the queries (budget, expansion, sorted-key tree, query order); shared
+    /// by a plan and its executions. Immutable.</summary>
+    private sealed class Prepared(double[] q, int n, int dv, int m, double scale, double vMax, RangeErrorBudget budget, CentredExpansion exp,
+        SortedKeyTree tree, int[] order, double width, double buildSeconds)
+    {
+        public readonly double[] Q = q;
+        public readonly int N = n, Dv = dv, M = m;
+        public readonly double Scale = scale, VMax = vMax, Width = width, BuildSeconds = buildSeconds;
+        public readonly RangeErrorBudget Budget = budget;
+        public readonly CentredExpansion Exp = exp;
+        public readonly SortedKeyTree Tree = tree;
+        public readonly int[] Order = order;
+    }
+
+    private Prepared? Prepare<T>(AttentionHead<T> head, double epsilon, int threads) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var (q, k, v) = head.ToDouble();
         int n = head.N, m = head.M, dv = head.Dv;
         double s = head.Scale, vMax = RangeErrorBudget.MaxAbs(v);
-        if (vMax == 0)
-        {
-            output.Clear();
-            return new HeadReport(0, [new("note", "V = 0: output 0 exactly")]);
-        }
-        var budget = new RangeErrorBudget(Name, settings.Epsilon, vMax, m, 1, RangeErrorBudget.LogitBound(q, n, k, m, 1, s), typeof(T) == typeof(float));
+        if (vMax == 0) return null;
+        var budget = new RangeErrorBudget(Name, epsilon, vMax, m, 1, RangeErrorBudget.LogitBound(q, n, k, m, 1, s), typeof(T) == typeof(float));
         var exp = new CentredExpansion(1, HalfWidth, budget.PolynomialError);
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var tree = new SortedKeyTree(k, v, m, dv, exp, Leaf, Chunk, settings.EffectiveThreads);
+        var tree = new SortedKeyTree(k, v, m, dv, exp, Leaf, Chunk, threads);
         double buildSeconds = clock.Elapsed.TotalSeconds;
         var order = QueryOrder.Sorted(q); // neighbouring queries share tree paths
-        double width = budget.Relevant.Width, slack = 8 * RangeErrorBudget.U * budget.LogitMagnitude;
-        var result = new double[n * dv];
-        var stats = ForQueries(n, settings.EffectiveThreads, () => new QueryStats(), (from, to, st) =>
+        double width = budget.Relevant.Width + 8 * RangeErrorBudget.U * budget.LogitMagnitude;
+        return new Prepared(q, n, dv, m, s, vMax, budget, exp, tree, order, width, buildSeconds);
+    }
+
+    private static QueryStats Query(Prepared p, int[] rows, double[] result, bool compact, int threads, CancellationToken cancel) =>
+        ForQueries(rows.Length, threads, () => new QueryStats(), (from, to, st) =>
         {
-            var scratch = tree.CreateScratch();
+            cancel.ThrowIfCancellationRequested();
+            var scratch = p.Tree.CreateScratch();
             for (int r = from; r < to; r++)
             {
-                int i = order[r];
-                tree.Query(q[i], s, width + slack, scratch, result.AsSpan(i * dv, dv), st);
+                int i = rows[r];
+                p.Tree.Query(p.Q[i], p.Scale, p.Width, scratch, result.AsSpan((compact ? r : i) * p.Dv, p.Dv), st);
             }
         });
-        double querySeconds = clock.Elapsed.TotalSeconds - buildSeconds;
-        for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
-        double rho = 1.1 * (exp.NodeRoundingUnits(m, Chunk, tree.Depth) * RangeErrorBudget.U * exp.ConditionNumber + (stats.MaxTerms + 2) * RangeErrorBudget.U);
-        double bound = budget.Certify(Name, budget.Bound(exp.RelativeError, rho));
-        return new HeadReport(bound,
-        [
-            new("degree", exp.Degree), new("halfWidthH", HalfWidth), new("thresholdT", width),
-            new("polynomialRelativeError", exp.RelativeError), new("monomialCondition", exp.ConditionNumber),
-            new("expansionsPerQuery", stats.PerQuery(stats.Expansions)), new("nodesVisitedPerQuery", stats.PerQuery(stats.NodesVisited)),
-            new("directKeysPerQuery", stats.PerQuery(stats.DirectKeys)), new("treeNodes", tree.NodeCount),
-            new("discardBound", budget.Relevant.OutputError(vMax)), new("roundingRho", rho),
-            new("buildSeconds", buildSeconds), new("querySeconds", querySeconds),
-        ]);
-    }
 
     /// <summary>
     /// The sorted keys with a segment tree of centred moments (the numerically safe form of Lemma A.2's prefix sums).

@@ -8,7 +8,7 @@ public sealed record ReductionInstance(int N, int Keys, int D, double Bound, dou
 
 /// <summary>
 /// An attention algorithm used as a black-box oracle by the hardness reductions. Every call is one
-/// <see cref="AttentionAlgorithm.Compute{T}"/> on a single-head float64 problem whose value matrix is one non-negative
+/// <see cref="AttentionAlgorithm.Compute{T}(AttentionProblem{T}, AttentionSettings?)"/> on a single-head float64 problem whose value matrix is one non-negative
 /// column; the reduction then thresholds the output rows. The oracle counts calls and certifies each threshold:
 /// <list type="bullet">
 /// <item>approximate algorithms are asked for the additive ε′ the threshold needs and held to their certificate;</item>
@@ -19,10 +19,15 @@ public sealed record ReductionInstance(int N, int Keys, int D, double Bound, dou
 /// </summary>
 public sealed class AttentionOracle
 {
-    private const double U = 1.1102230246251565e-16; // unit roundoff 2⁻⁵³
+    private const double U = Numerics.FloatingPoint.U;
     private int _n, _keys, _d;
     private double _bound, _epsilon = double.PositiveInfinity;
 
+    /// <summary>Wraps <paramref name="algorithm"/> as an oracle.</summary>
+    /// <param name="algorithm">Any attention algorithm; approximate ones are held to their certificates.</param>
+    /// <param name="threads">Threads per call; 0 means all processors.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="algorithm"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is negative.</exception>
     public AttentionOracle(AttentionAlgorithm algorithm, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(algorithm);
@@ -33,8 +38,11 @@ public sealed class AttentionOracle
     /// <summary>The oracle registered under <paramref name="name"/> in <see cref="AttentionAlgorithms"/>.</summary>
     public static AttentionOracle Create(string name, int threads = 1) => new(AttentionAlgorithms.Create(name), threads);
 
+    /// <summary>The wrapped algorithm.</summary>
     public AttentionAlgorithm Algorithm { get; }
+    /// <summary>The algorithm's registry name (e.g. "exact").</summary>
     public string Name => Algorithm.Name;
+    /// <summary>Threads per call (0 = all processors).</summary>
     public int Threads { get; }
 
     /// <summary>Oracle calls made so far.</summary>

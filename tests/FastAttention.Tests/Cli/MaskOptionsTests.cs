@@ -62,8 +62,10 @@ public class MaskOptionsTests
         Assert.True(TestData.MaxAbsDiff(output.ToFloat64(), ReferenceAttention.Compute(Problem(f, mask))) <= 1e-12);
         using (var report = System.Text.Json.JsonDocument.Parse(File.ReadAllText(r)))
         {
-            Assert.Equal(B * Hkv, report.RootElement.GetProperty("kvHeads").GetInt32());
-            Assert.Equal("bottom-right", report.RootElement.GetProperty("causalAlign").GetString());
+            var semantics = report.RootElement.GetProperty("semantics");
+            Assert.Equal(B * Hkv, semantics.GetProperty("kvHeads").GetInt32());
+            Assert.Equal("bottom-right", semantics.GetProperty("causalAlign").GetString());
+            Assert.Equal(new[] { M, 11 }, semantics.GetProperty("keyLengths").EnumerateArray().Select(x => x.GetInt32()));
             Assert.True(report.RootElement.GetProperty("errorBound").GetDouble() > 0); // the exact certificate's rounding bound
         }
         // int32 key lengths are accepted as well.

@@ -83,21 +83,44 @@ public class MaskedAttentionTests
             }
     }
 
+    [SimdTheory(16)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector512_kernel_paths_apply_the_mask(bool wide) => EveryPathAppliesTheMask(16, wide);
+
+    [SimdTheory(8)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector256_kernel_paths_apply_the_mask(bool wide) => EveryPathAppliesTheMask(8, wide);
+
+    [SimdTheory(4)]
+    [InlineData(false)]
+    public void Vector128_kernel_paths_apply_the_mask(bool wide) => EveryPathAppliesTheMask(4, wide);
+
     [Theory]
-    [InlineData(16, false)]
-    [InlineData(8, true)]
-    [InlineData(8, false)]
-    [InlineData(1, false)]
-    public void Every_simd_width_applies_the_mask_epilogue(int lanes, bool narrow)
+    [InlineData(false)]
+    public void Scalar_kernel_paths_apply_the_mask(bool wide) => EveryPathAppliesTheMask(1, wide);
+
+    /// <summary>Prefill, small-d and decode paths, with and without key splits, under every mask feature at once.</summary>
+    private static void EveryPathAppliesTheMask(int lanes, bool wide)
     {
-        var alg = new FlashAttention { ForcedFloat32Lanes = lanes, ForcedNarrowBlocks = narrow };
-        foreach (var (n, m) in new[] { (67, 300), (9, 520) })
-        {
-            var (batch, hq, hkv, causal, mask) = Case("everything", n, m, n + m);
-            var p = MaskedData.Problem<double>(batch, hq, hkv, n, m, 5, 3, n + m, causal, mask);
-            double e = TestData.MaxAbsDiff(alg.Compute(p, new AttentionSettings { Threads = 1 }).Output, ReferenceAttention.Compute(p));
-            Assert.True(e <= 1e-12, $"lanes={lanes} narrow={narrow} n={n} m={m}: {e:E3}");
-        }
+        foreach (var path in new[] { FlashPath.General, FlashPath.SmallD, FlashPath.Decode })
+            foreach (int splits in new[] { 1, 3 })
+            {
+                var alg = new FlashAttention { ForcedFloat32Lanes = lanes, Tuning = new FlashTuning(Path: path, WideBlocks: wide, KeyBlock: 32, KeySplits: splits) };
+                foreach (var (n, m) in new[] { (67, 300), (9, 520), (16, 70) })
+                {
+                    int nn = path == FlashPath.Decode ? Math.Min(n, 16) : n, d = path == FlashPath.SmallD ? 3 : 5, dv = path == FlashPath.SmallD ? 2 : 3;
+                    var (batch, hq, hkv, causal, mask) = Case("everything", nn, m, nn + m);
+                    var p = MaskedData.Problem<double>(batch, hq, hkv, nn, m, d, dv, nn + m, causal, mask);
+                    double e = TestData.MaxAbsDiff(alg.Compute(p, new AttentionSettings { Threads = 2 }).Output, ReferenceAttention.Compute(p));
+                    Assert.True(e <= 1e-12, $"lanes={lanes} wide={wide} path={path} splits={splits} n={nn} m={m}: {e:E3}");
+                    var p32 = MaskedData.Problem<float>(batch, hq, hkv, nn, m, d, dv, nn + m, causal, mask);
+                    var r32 = alg.Compute(p32, new AttentionSettings { Threads = 2 });
+                    double e32 = TestData.MaxAbsDiff(r32.Output, ReferenceAttention.Compute(p32));
+                    Assert.True(e32 <= r32.Certificate.ErrorBound, $"lanes={lanes} path={path} splits={splits} n={nn} m={m}: f32 {e32:E3} above the certificate {r32.Certificate.ErrorBound:E3}");
+                }
+            }
     }
 
     [Fact]

@@ -85,14 +85,27 @@ public class AttentionBackwardTests
         AssertClose(rv, TestData.ToDouble(g.DV.ToArray()), 1e-4, "dV");
     }
 
+    [SimdTheory(16)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector512_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(16, wideBlocks);
+
+    [SimdTheory(8)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector256_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(8, wideBlocks);
+
+    [SimdTheory(4)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector128_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(4, wideBlocks);
+
     [Theory]
-    [InlineData(16, true)]
-    [InlineData(16, false)]
-    [InlineData(8, true)]
-    [InlineData(8, false)]
-    [InlineData(1, true)]
-    [InlineData(1, false)]
-    public void Every_simd_width_handles_every_remainder_length(int lanes, bool wideBlocks)
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Scalar_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(1, wideBlocks);
+
+    private static void WidthSweep(int lanes, bool wideBlocks)
     {
         // Key counts sweep every remainder modulo the vector (W) and the key block (4·W) and cross block boundaries;
         // d and dv sweep the remainders modulo W (padded copies of Q and dO); n crosses the 4-row micro-tile and the
@@ -122,7 +135,8 @@ public class AttentionBackwardTests
         var p = TestData.Problem(n, m, d, dv, 1.0, seed, causal: causal);
         var dO = TestData.Uniform(n * dv, 1, seed + 10);
         var (rq, rk, rv) = BackwardReference.Compute(p, dO);
-        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, threads), threads, lanes, wideBlocks);
+        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, threads), threads, lanes, out int bits, wideBlocks);
+        Assert.Equal(lanes == 1 ? 64 : lanes * 32, bits); // the width that really ran
         AssertNear(rq, g.DQ.Span, 1e-11, $"f64 dQ {shape}");
         AssertNear(rk, g.DK.Span, 1e-11, $"f64 dK {shape}");
         AssertNear(rv, g.DV.Span, 1e-11, $"f64 dV {shape}");
@@ -132,7 +146,8 @@ public class AttentionBackwardTests
         var p64r = new AttentionProblem<double>(TestData.ToDouble(p32.Q.ToArray()), TestData.ToDouble(p32.K.ToArray()), TestData.ToDouble(p32.V.ToArray()),
             n, m, d, dv, 1, p.Scale, causal);
         var (sq, sk, sv) = BackwardReference.Compute(p64r, TestData.ToDouble(dO32));
-        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, threads), threads, lanes, wideBlocks);
+        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, threads), threads, lanes, out int bits32, wideBlocks);
+        Assert.Equal(lanes == 1 ? 32 : lanes * 32, bits32);
         AssertNear(sq, TestData.ToDouble(g32.DQ.ToArray()), 1e-4, $"f32 dQ {shape}");
         AssertNear(sk, TestData.ToDouble(g32.DK.ToArray()), 1e-4, $"f32 dK {shape}");
         AssertNear(sv, TestData.ToDouble(g32.DV.ToArray()), 1e-4, $"f32 dV {shape}");

@@ -180,15 +180,18 @@ public class AttentionLossGradientTests
         public override string Name => "adversarial";
         public override bool IsExact => false;
 
-        protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+        protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context) =>
+            Planned(head, context, new TrivialParameters("adversarial"), [new ErrorTerm("adversarial", context.Epsilon)], CostEstimate.Zero);
+
+        protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
         {
             int call = Interlocked.Increment(ref _calls);
             var exact = FastAttention.Exact.ReferenceAttention.ComputeRows(head.Problem, head.Index, Enumerable.Range(0, head.N).ToArray());
             var rng = new Random(seed * 1000 + call);
-            double eps = settings.Epsilon * 0.999;
+            double eps = context.Epsilon * 0.999;
             for (int t = 0; t < exact.Length; t++)
                 output[t] = T.CreateTruncating(exact[t] + (rng.Next(2) == 0 ? -eps : eps));
-            return new HeadReport(settings.Epsilon, []);
+            return new HeadExecution([new ErrorTerm("adversarial", context.Epsilon * (1 - 1e-15))], plan.Parameters);
         }
     }
 }

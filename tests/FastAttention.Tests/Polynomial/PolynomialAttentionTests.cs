@@ -179,12 +179,13 @@ public class PolynomialAttentionTests
         const int n = 100, d = 4;
         var p = TestData.Problem(n, n, d, d, 1, 61, 0.25);
         var c = new PolynomialAttention().Compute(p, new AttentionSettings { Epsilon = 1e-4 }).Certificate;
-        string[] keys = ["degree", "rank", "rankPaperBound", "R", "epsA", "theoryDegree", "monomialCondition", "approximationBound", "roundingBound", "predictedFlops", "predictedBytes"];
-        Assert.Equal(keys, c.Parameters.Take(keys.Length).Select(kv => kv.Key).ToArray());
-        int g = (int)c.Parameter("degree")!, r = (int)c.Parameter("rank")!;
+        string[] keys = ["degree", "rank", "rankPaperBound", "r", "epsA", "theoryDegree", "monomialCondition", "approximationBound", "roundingBound", "predictedFlops", "predictedBytes"];
+        Assert.Equal(keys, c.Parameters!.Describe().Take(keys.Length).Select(kv => kv.Key).ToArray());
+        var pp = c.ParametersOf<PolynomialParameters>();
+        int g = pp.Degree, r = pp.Rank;
         Assert.Equal(LowRankFactors.Binomial(g + d, d), r);
-        Assert.True((double)c.Parameter("rankPaperBound")! > r);
-        double rr = (double)c.Parameter("R")!;
+        Assert.True(pp.RankPaperBound > r);
+        double rr = pp.R;
         // R bounds every logit (Cauchy–Schwarz) and is no worse than Lemma 3.3's s·d·B².
         var (q, k, _) = p.Head(0).ToDouble();
         double maxLogit = 0;
@@ -196,7 +197,7 @@ public class PolynomialAttentionTests
                 maxLogit = Math.Max(maxLogit, Math.Abs(0.25 * x));
             }
         Assert.InRange(rr, maxLogit, 0.25 * d * p.EntryBound * p.EntryBound);
-        Assert.True((double)c.Parameter("epsA")! < 1e-4);
+        Assert.True(pp.EpsA < 1e-4);
         Assert.True(c.ErrorBound <= 1e-4 && c.ErrorBound > 0);
     }
 
@@ -207,8 +208,20 @@ public class PolynomialAttentionTests
     public void Refuses_non_positive_epsilon(double eps)
     {
         var p = TestData.Problem(16, 16, 2, 2, 1, 71);
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new PolynomialAttention().Compute(p, new AttentionSettings { Epsilon = eps }));
-        Assert.Contains("polynomial needs a positive finite epsilon", e.Message);
+        var outcome = new PolynomialAttention().TryPlan(p, new AttentionSettings { Epsilon = eps });
+        Assert.False(outcome.Succeeded);
+        Assert.Equal(RefusalReason.EpsilonInvalid, outcome.Refusal!.Reason);
+        var e = Assert.Throws<AttentionRefusedException>(() => new PolynomialAttention().Compute(p, new AttentionSettings { Epsilon = eps }));
+        Assert.Equal(RefusalReason.EpsilonInvalid, e.Reason);
+    }
+
+    [Fact]
+    public void Refuses_a_missing_epsilon_instead_of_a_silent_default()
+    {
+        var p = TestData.Problem(16, 16, 2, 2, 1, 72);
+        var outcome = new PolynomialAttention().TryPlan(p, new AttentionSettings());
+        Assert.Equal(RefusalReason.EpsilonMissing, outcome.Refusal!.Reason);
+        Assert.Contains("exact", outcome.Refusal.Alternatives);
     }
 
     [Theory]

@@ -20,7 +20,7 @@ public class PolynomialMemoryTests
         var alg = new PolynomialAttention();
         var settings = new AttentionSettings { Epsilon = 1e-6, Threads = 2 };
         var first = alg.Compute(p, settings); // JIT and first-touch allocations outside the measurement
-        int r = (int)first.Certificate.Parameter("rank")!;
+        int r = first.Certificate.ParametersOf<PolynomialParameters>().Rank;
         long before = GC.GetTotalAllocatedBytes(true);
         alg.Compute(p, settings);
         long allocated = GC.GetTotalAllocatedBytes(true) - before;

@@ -38,7 +38,7 @@ public class LowRankAttentionTests
         var p = RangeTestData.Problem(q, k, TestData.Uniform(m * 2, 1, 3), n, m, d, 2, 1 / Math.Sqrt(d));
         RangeTestData.Check(new LowRankAttention(), p, epsilon);
         var res = new LowRankAttention().Compute(p, new AttentionSettings { Epsilon = epsilon, Threads = 1 });
-        Assert.Equal(r, (int)res.Certificate.Parameter("rank")!);
+        Assert.Equal(r, res.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().Rank!.Value);
     }
 
     [Fact]
@@ -50,8 +50,8 @@ public class LowRankAttentionTests
         var p = RangeTestData.Problem(q, k, RangeTestData.Alternating(m, 1, 2), n, m, d, 1, 1);
         RangeTestData.Check(new LowRankAttention(), p, 1e-6);
         var res = new LowRankAttention().Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
-        Assert.Equal("K", res.Certificate.Parameter("projected"));
-        Assert.Equal(2, (int)res.Certificate.Parameter("rank")!);
+        Assert.Equal("K", res.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().Projected);
+        Assert.Equal(2, res.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().Rank!.Value);
     }
 
     [Fact]
@@ -66,7 +66,7 @@ public class LowRankAttentionTests
         var p = RangeTestData.Problem(q, k, TestData.Uniform(m, 1, 13), n, m, d, 1, 1);
         RangeTestData.Check(new LowRankAttention(), p, 1e-4);
         var res = new LowRankAttention().Compute(p, new AttentionSettings { Epsilon = 1e-4, Threads = 1 });
-        Assert.True((double)res.Certificate.Parameter("truncationError")! > 0);
+        Assert.True(res.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().TruncationError!.Value > 0);
     }
 
     [Fact]

@@ -34,7 +34,7 @@ public class RangeSearchAttentionTests
         var p = RangeTestData.Uniform(40, 5000, d, 2, bound, 31 + d, scale);
         RangeTestData.Check(new RangeSearchAttention(), p, 1e-6);
         var r = new RangeSearchAttention().Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 2 });
-        Assert.True((double)r.Certificate.Parameter("expansionsPerQuery")! >= 1);
+        Assert.True(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().ExpansionsPerQuery!.Value >= 1);
     }
 
     [Theory]
@@ -76,8 +76,8 @@ public class RangeSearchAttentionTests
         var p = RangeTestData.Problem(q, k, TestData.Uniform(m * 2, 1, 91), n, m, d, 2, 1);
         RangeTestData.Check(new RangeSearchAttention(), p, epsilon);
         var r = new RangeSearchAttention().Compute(p, new AttentionSettings { Epsilon = epsilon, Threads = 1 });
-        Assert.True((int)r.Certificate.Parameter("orientedNodes")! > 0);
-        if (bound <= 100) Assert.True((double)r.Certificate.Parameter("directKeysPerQuery")! < m / 4.0);
+        Assert.True(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().OrientedNodes!.Value > 0);
+        if (bound <= 100) Assert.True(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().DirectKeysPerQuery!.Value < m / 4.0);
     }
 
     [Fact]

@@ -39,7 +39,7 @@ public class RoundingAttentionTests
         var p = RangeTestData.Uniform(50, 4000, 1, 1, 1, 5, 0.01);
         RangeTestData.Check(new RoundingAttention(), p, 1e-3);
         var r = new RoundingAttention().Compute(p, new AttentionSettings { Epsilon = 1e-3, Threads = 2 });
-        Assert.True((double)r.Certificate.Parameter("bucketsPerQuery")! < (double)r.Certificate.Parameter("relevantKeysPerQuery")! / 2);
+        Assert.True(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().BucketsPerQuery!.Value < r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().RelevantKeysPerQuery!.Value / 2);
     }
 
     [Fact]

@@ -108,9 +108,9 @@ public class VectorAttentionTests
         var p = RangeTestData.Uniform(100, 100, 1, 1, 100, 11, 1);
         var r = new VectorAttention().Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
         Assert.True(r.Certificate.ErrorBound is > 0 and <= 1e-6);
-        Assert.True((int)r.Certificate.Parameter("degree")! >= 5);
-        Assert.True((double)r.Certificate.Parameter("thresholdT")! > Math.Log(100 / 1e-6));
-        Assert.NotNull(r.Certificate.Parameter("nodesVisitedPerQuery"));
+        Assert.True(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().Degree!.Value >= 5);
+        Assert.True(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().ThresholdT > Math.Log(100 / 1e-6));
+        Assert.NotNull(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().NodesVisitedPerQuery);
     }
 
     [Fact]
@@ -138,6 +138,6 @@ public class VectorAttentionExpansionTests
         var p = RangeTestData.Uniform(60, 4000, 1, 2, bound, 21, scale);
         RangeTestData.Check(new VectorAttention(), p, epsilon);
         var r = new VectorAttention().Compute(p, new AttentionSettings { Epsilon = epsilon, Threads = 1 });
-        Assert.True((double)r.Certificate.Parameter("expansionsPerQuery")! >= 1);
+        Assert.True(r.Certificate.ParametersOf<FastAttention.RangeSearch.RangeFamilyParameters>().ExpansionsPerQuery!.Value >= 1);
     }
 }

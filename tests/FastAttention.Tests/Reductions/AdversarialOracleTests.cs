@@ -15,7 +15,10 @@ internal sealed class AdversarialAttention(int seed) : AttentionAlgorithm
     public override string Name => "adversarial";
     public override bool IsExact => false;
 
-    protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context) =>
+        Planned(head, context, new TrivialParameters("adversarial"), [new ErrorTerm("adversarial", context.Epsilon)], CostEstimate.Zero);
+
+    protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
         var row = new double[head.Dv];
@@ -23,9 +26,9 @@ internal sealed class AdversarialAttention(int seed) : AttentionAlgorithm
         {
             ReferenceAttention.Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
             for (int c = 0; c < head.Dv; c++)
-                output[i * head.Dv + c] = T.CreateTruncating(row[c] + (_rng.Next(2) == 0 ? 0.999 : -0.999) * settings.Epsilon);
+                output[i * head.Dv + c] = T.CreateTruncating(row[c] + (_rng.Next(2) == 0 ? 0.999 : -0.999) * context.Epsilon);
         }
-        return new HeadReport(settings.Epsilon, []);
+        return new HeadExecution([new ErrorTerm("adversarial", context.Epsilon * (1 - 1e-15))], plan.Parameters);
     }
 }
 

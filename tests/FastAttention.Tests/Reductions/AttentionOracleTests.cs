@@ -12,12 +12,13 @@ public class AttentionOracleTests
         public override bool IsExact => false;
         public int Computed { get; private set; }
 
-        protected override void Validate<T>(AttentionProblem<T> problem, AttentionSettings settings)
+        protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
         {
-            if (settings.Epsilon < floor) throw new AttentionRefusedException(Name, RefusalReason.Float64Reach, $"ε = {settings.Epsilon:G3} is below my floor {floor:G3}.");
+            if (context.Epsilon < floor) throw new AttentionRefusedException(Name, RefusalReason.Float64Reach, $"ε = {context.Epsilon:G3} is below my floor {floor:G3}.");
+            return Planned(head, context, new TrivialParameters("picky"), [new ErrorTerm("picky", context.Epsilon * 0.5)], CostEstimate.Zero);
         }
 
-        protected override HeadReport ComputeHead<T>(AttentionHead<T> head, Span<T> output, AttentionSettings settings)
+        protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
         {
             Computed++;
             var (q, k, v) = head.ToDouble();
@@ -27,7 +28,7 @@ public class AttentionOracleTests
                 ReferenceAttention.Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
                 for (int c = 0; c < head.Dv; c++) output[i * head.Dv + c] = T.CreateTruncating(row[c]);
             }
-            return new HeadReport(settings.Epsilon, []);
+            return new HeadExecution([new ErrorTerm("picky", context.Epsilon * 0.5)], plan.Parameters);
         }
     }
 

@@ -1,0 +1,70 @@
+namespace FastAttention.RangeSearch;
+
+/// <summary>
+/// Parameters of the Gupta et al. family (vector, rounding, range, lowrank) for one head: what was chosen (degree,
+/// half-width H, threshold T, …) and what the run measured (work counters per query, tree sizes, rounding ρ, times).
+/// Fields that do not apply to an algorithm are null.
+/// </summary>
+public sealed record RangeFamilyParameters : AlgorithmParameters
+{
+    /// <summary>Degree g of the per-node expansion of exp (vector, range, lowrank).</summary>
+    public int? Degree { get; init; }
+    /// <summary>Monomials C(g + d, d) stored per node.</summary>
+    public int? Monomials { get; init; }
+    /// <summary>Half-width H of the logit interval one node expansion covers.</summary>
+    public double? HalfWidthH { get; init; }
+    /// <summary>T: keys more than T below the row maximum are dropped (Definition 3.2, relevant keys).</summary>
+    public double ThresholdT { get; init; }
+    /// <summary>Relative error of the expansion on [−H, H].</summary>
+    public double? PolynomialRelativeError { get; init; }
+    /// <summary>The expansion's monomial condition number.</summary>
+    public double? MonomialCondition { get; init; }
+    /// <summary>Tree nodes visited per query (measured).</summary>
+    public double? NodesVisitedPerQuery { get; init; }
+    /// <summary>Nodes answered from their moments per query (measured).</summary>
+    public double? ExpansionsPerQuery { get; init; }
+    /// <summary>Keys summed directly per query (measured).</summary>
+    public double? DirectKeysPerQuery { get; init; }
+    /// <summary>Nodes pruned (entirely below the threshold) per query (measured).</summary>
+    public double? PrunedPerQuery { get; init; }
+    /// <summary>Nodes visited per query by the maximum search (measured).</summary>
+    public double? MaxSearchNodesPerQuery { get; init; }
+    /// <summary>Nodes of the tree.</summary>
+    public int? TreeNodes { get; init; }
+    /// <summary>Nodes that store moments.</summary>
+    public int? MomentNodes { get; init; }
+    /// <summary>Nodes with a principal-axis frame (thin nodes).</summary>
+    public int? OrientedNodes { get; init; }
+    /// <summary>Bytes of the tree.</summary>
+    public long? TreeBytes { get; init; }
+    /// <summary>The output error from dropping irrelevant keys.</summary>
+    public double DiscardBound { get; init; }
+    /// <summary>ρ: relative float64 rounding measured during the run.</summary>
+    public double RoundingRho { get; init; }
+    /// <summary>Seconds spent building the structure.</summary>
+    public double? BuildSeconds { get; init; }
+    /// <summary>Seconds spent answering queries.</summary>
+    public double? QuerySeconds { get; init; }
+    /// <summary>rounding: the bucket width log(1 + ε′).</summary>
+    public double? BucketWidth { get; init; }
+    /// <summary>rounding: ε′, the relative error of a rounded weight.</summary>
+    public double? EpsilonPrime { get; init; }
+    /// <summary>rounding: buckets visited per query.</summary>
+    public double? BucketsPerQuery { get; init; }
+    /// <summary>rounding: relevant keys per query.</summary>
+    public double? RelevantKeysPerQuery { get; init; }
+    /// <summary>rounding: the most buckets any query visited.</summary>
+    public int? MaxBuckets { get; init; }
+    /// <summary>lowrank: the rank r used (Theorem 1.2).</summary>
+    public int? Rank { get; init; }
+    /// <summary>lowrank: numerical rank of Q at this ε.</summary>
+    public int? RankQ { get; init; }
+    /// <summary>lowrank: numerical rank of K at this ε.</summary>
+    public int? RankK { get; init; }
+    /// <summary>lowrank: which of Q, K was projected ("Q" or "K").</summary>
+    public string? Projected { get; init; }
+    /// <summary>lowrank: the largest logit shift Δ from the truncation.</summary>
+    public double? TruncationLogitShift { get; init; }
+    /// <summary>lowrank: the output error (e^{2Δ} − 1)‖V‖∞ from the truncation.</summary>
+    public double? TruncationError { get; init; }
+}
