@@ -12,10 +12,11 @@ namespace FastAttention.Exact;
 /// <remarks>
 /// With u the kernel's unit roundoff (2⁻²⁴ float32, also for float16 inputs; 2⁻⁵³ float64), c = s·log₂e, W the lanes:
 /// <list type="number">
-/// <item>Logits (log₂ units). Q is scaled by ĉ = fl(c) and rounded (2 roundings); the dot product is an FMA chain over d
-/// (prefill, small d: k = d roundings per term) or lanes plus a horizontal sum and a tail (decode: k = ⌈d/W⌉ + W − 1 +
-/// d mod W); adding the bias one more: |ŝⱼ − sⱼ| ≤ E = γ_{k+3}·(c·max‖qᵢ‖·max‖kⱼ‖ + log₂e·max|bias|) + 3u·log₂e·max|bias|
-/// (Cauchy–Schwarz); key splits round the merge's maxima in natural units (3 more).</item>
+/// <item>Logits (log₂ units). Q is scaled by ĉ = fl(c) and rounded (2 roundings); the dot product is an FMA chain over
+/// c' = 0 … d − 1 (prefill, small d: term c' meets d − c' roundings) or lanes plus a horizontal sum and a tail (decode: at
+/// most ⌈d/W⌉ + W − 1 + d mod W per term); adding the bias one more; key splits round the merge's maxima in natural units
+/// (3 more). With ω the per-term counts: |ŝⱼ − sⱼ| ≤ E = u/(1 − ω_max·u)·(c·max‖ω∘qᵢ‖·max‖kⱼ‖ + ω_max·log₂e·max|bias|)
+/// + 3u·log₂e·max|bias| (Cauchy–Schwarz).</item>
 /// <item>Exponentials. The argument ŝⱼ − ref rounds (relative u; the lazy reference sits at most 8 below the max), the
 /// rescales of a key's later blocks add at most as much again (their increments sum to at most m̂ − ŝⱼ), and each rescale
 /// or merge factor has its own error (≤ 4u, at most one per visited block and split); the exp₂ polynomial has relative
@@ -57,12 +58,19 @@ internal static class ExactRoundingBound
         double c = Math.Abs(head.Scale) * 1.4426950408889634;
         // Norms in float64, inflated so they bound the exact values (d + 2 roundings, a square root).
         double inflate = 1 + FloatingPoint.Gamma(d + 4);
+        // Roundings of dot-product term k: the prefill and small-d paths run an FMA chain over k = 0 … d − 1 (term k meets
+        // d − k of them), the decode path lanes plus a horizontal sum and a scalar tail (at most ⌈d/W⌉ + W − 1 + d mod W);
+        // scaling Q adds 2, the bias 1, and with key splits the merge's maxima in natural units 3 (relative to |logit|).
+        int extra = 3 + (splits > 1 ? 3 : 0);
+        bool decode = plan.Path == FlashPath.Decode;
+        double Weight(int k) => (decode ? (d + w - 1) / w + (w - 1) + d % w : d - k) + extra;
+        double maxWeight = Weight(0);
         var q = head.Q;
-        double qNorm = 0;
+        double qNorm = 0; // max over rows of ‖ω∘qᵢ‖, ω the per-term rounding counts (Cauchy–Schwarz against ‖kⱼ‖)
         for (int i = 0; i < n; i++)
         {
             double s = 0;
-            for (int k = 0; k < d; k++) { double x = double.CreateTruncating(q[i * d + k]); s = Math.FusedMultiplyAdd(x, x, s); }
+            for (int k = 0; k < d; k++) { double x = double.CreateTruncating(q[i * d + k]) * Weight(k); s = Math.FusedMultiplyAdd(x, x, s); }
             qNorm = Math.Max(qNorm, s);
         }
         qNorm = Math.Sqrt(qNorm) * inflate;
@@ -93,13 +101,10 @@ internal static class ExactRoundingBound
             foreach (double b in bias.Data.Span)
                 if (double.IsFinite(b)) biasMax = Math.Max(biasMax, Math.Abs(b));
 
-        // 1. Logit error in log₂ units: a dot-product term meets the FMA chain's d roundings (prefill, small d) or the
-        // decode path's lanes ⌈d/W⌉ + horizontal sum W − 1 + scalar tail d mod W; scaling Q adds 2, the bias 1; with key
-        // splits, the merge's max in natural units is rounded 3 more times (relative to |logit|).
-        double chain = plan.Path == FlashPath.Decode ? (d + w - 1) / w + (w - 1) + d % w : d; // roundings of one dot-product term
-        double weight = chain + 3 + (splits > 1 ? 3 : 0);
-        double logitMagnitude = c * qNorm * kNorm * inflate + 1.4426950408889634 * biasMax;
-        double logit = FloatingPoint.Gamma(weight, u) * logitMagnitude + 3 * u * 1.4426950408889634 * biasMax;
+        // 1. Logit error in log₂ units (the weights ω above; the bias term meets at most the largest count).
+        // γ_k ≤ k·u/(1 − k_max·u) for every k ≤ k_max: one factor for all terms.
+        double unitScale = u / (1 - maxWeight * u);
+        double logit = unitScale * (c * qNorm * kNorm * inflate + maxWeight * 1.4426950408889634 * biasMax) + 3 * u * 1.4426950408889634 * biasMax;
         // 2. Relative weight perturbations averaged under the softmax weights: the exp₂ polynomial, one scalar exp per
         // rescale (≤ one per visited block) and per split merge, the argument roundings (entropy bound, plus the lazy
         // rescale's offset of at most RescaleThreshold above the reference).
