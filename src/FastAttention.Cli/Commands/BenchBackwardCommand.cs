@@ -26,10 +26,11 @@ internal static class BenchBackwardCommand
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads), reps = r.GetValue(repeats);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1);
-            CommonOptions.AtLeast("--threads", t, 0); CommonOptions.AtLeast("--repeats", reps, 1);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.Fits("--n, --m, --d", Math.Max(nn, mm), dd, 4);
+            t = CommonOptions.ThreadCount(t); CommonOptions.AtLeast("--repeats", reps, 1);
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
             bool c = r.GetValue(causal);
+            CliContext.Current.Status($"bench backward: timing the forward and backward kernels at n = {nn}, m = {mm}, d = {dd}…");
             var report = f32 ? Run<float>(nn, mm, dd, c, t, reps) : Run<double>(nn, mm, dd, c, t, reps);
             var o = r.InvocationConfiguration.Output;
             if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchBackwardReport));

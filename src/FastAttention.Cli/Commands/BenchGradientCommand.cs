@@ -26,7 +26,7 @@ internal static class BenchGradientCommand
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), t = r.GetValue(threads);
             double b = r.GetValue(bound), eps = r.GetValue(epsilon);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--threads", t, 0);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.Fits("--n, --d", nn, dd, 4); t = CommonOptions.ThreadCount(t);
             CommonOptions.Positive("--bound", b); CommonOptions.Positive("--epsilon", eps);
             string name = r.GetValue(oracle)!;
             if (!AttentionAlgorithms.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
@@ -36,6 +36,7 @@ internal static class BenchGradientCommand
             DenseMatrix M(int rows, int seed) => new(Instances.Matrix(rows, dd, b, seed), rows, dd);
             var problem = new AttentionLossProblem(M(nn, 1), M(nn, 2), M(nn, 3), M(nn, 4), M(dd, 5), M(dd, 6), s);
             var alg = AttentionAlgorithms.Create(name);
+            CliContext.Current.Status($"bench gradient: timing the Thm B.1 reduction with '{alg.Name}' and the exact gradient at n = {nn}, d = {dd}…");
             // Warm-up on a small copy so that no timing includes JIT compilation.
             var small = new AttentionLossProblem(M(256, 1), M(256, 2), M(256, 3), M(256, 4), M(dd, 5), M(dd, 6), s);
             try { AttentionLossGradient.Compute(small, alg, eps, t); } catch (AttentionRefusedException) { }

@@ -37,7 +37,7 @@ internal static class BenchPlannerCommand
         {
             int size = r.GetValue(n), t = r.GetValue(threads);
             CommonOptions.AtLeast("--n", size, 64);
-            CommonOptions.AtLeast("--threads", t, 0);
+            t = CommonOptions.ThreadCount(t);
             var err = r.InvocationConfiguration.Error;
             var rows = new List<PlannerInstanceReport>();
             var rates = RatesCache.LoadOrDefault();

@@ -32,14 +32,15 @@ internal static class BenchPolynomialCommand
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads), rows = r.GetValue(sampleRows);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1);
-            CommonOptions.AtLeast("--threads", t, 0); CommonOptions.AtLeast("--exact-rows", rows, 1024);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.Fits("--n, --m, --d", Math.Max(nn, mm), dd);
+            t = CommonOptions.ThreadCount(t); CommonOptions.AtLeast("--exact-rows", rows, 1024);
             double b = r.GetValue(bound), eps = r.GetValue(epsilon);
             CommonOptions.Positive("--bound", b); CommonOptions.Positive("--epsilon", eps);
             double? s = r.GetValue(scale);
             if (s is { } sv && !double.IsFinite(sv)) throw new UsageException($"--scale must be finite (got {sv}).");
             var setup = new PolynomialBenchmark.Setup(nn, mm, dd, b, s ?? 1 / Math.Sqrt(dd), eps, r.GetValue(causal), t, r.GetValue(seed), rows);
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), false);
+            CliContext.Current.Status($"bench polynomial: timing the polynomial method and the exact kernel at n = {nn}, m = {mm}, d = {dd}…");
             var report = f32 ? PolynomialBenchmark.Run<float>(setup) : PolynomialBenchmark.Run<double>(setup);
             var o = r.InvocationConfiguration.Output;
             if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchPolynomialReport));

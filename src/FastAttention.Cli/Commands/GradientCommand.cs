@@ -36,21 +36,24 @@ internal static class GradientCommand
             double? eps = r.GetValue(epsilon);
             if (eps is { } ev) CommonOptions.Positive("--epsilon", ev);
             if (!alg.IsExact && eps is null) throw new UsageException($"--epsilon is required for the approximate oracle '{alg.Name}'.");
-            int t = r.GetValue(threads);
-            CommonOptions.AtLeast("--threads", t, 0);
+            if (alg.IsExact && eps is not null)
+                CliContext.Current.Note($"--epsilon is ignored: the oracle '{alg.Name}' is exact.");
+            int t = CommonOptions.ThreadCount(r.GetValue(threads));
             double s = r.GetValue(scale) ?? 1.0;
-            if (!double.IsFinite(s)) throw new UsageException($"--scale must be a finite number (got {s}).");
+            CommonOptions.Finite("--scale", s);
+            var inputs = new[] { (a1, "--a1"), (a2, "--a2"), (a3, "--a3"), (e, "--e"), (x, "--x"), (y, "--y") };
+            using var outputs = new OutputFiles();
+            foreach (var (opt, name) in inputs) outputs.Input(name, r.GetValue(opt)!);
+            string outFull = outputs.Output("--out", r.GetValue(output)!);
+            string? reportFull = r.GetValue(report) is { } rp ? outputs.Output("--report", rp) : null;
             var problem = Build(Load(r.GetValue(a1)!, "--a1"), Load(r.GetValue(a2)!, "--a2"), Load(r.GetValue(a3)!, "--a3"),
                 Load(r.GetValue(e)!, "--e"), Load(r.GetValue(x)!, "--x"), Load(r.GetValue(y)!, "--y"), s);
             // An exact oracle needs no budget; the value only has to be valid.
-            var result = AttentionLossGradient.Compute(problem, alg, eps ?? 1.0, t);
-            NpyFile.Write(r.GetValue(output)!, result.Gradient.Span, [problem.D, problem.D]);
-            if (r.GetValue(report) is { } reportPath)
-            {
-                // AtomicFile.WriteAllText disposes the stream before flushing it (reported to the lead); write bytes instead.
-                var bytes = System.Text.Encoding.UTF8.GetBytes(Report(problem, result, eps));
-                AtomicFile.Write(reportPath, stream => stream.Write(bytes));
-            }
+            var result = LongWork.Run("attention loss gradient", _ => AttentionLossGradient.Compute(problem, alg, eps ?? 1.0, t));
+            CliContext.Current.ThrowIfCancelled();
+            outputs.WriteNpy(outFull, result.Gradient.Span, [problem.D, problem.D]);
+            if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, result, eps));
+            outputs.Commit();
             return 0;
         });
         return cmd;
@@ -65,8 +68,7 @@ internal static class GradientCommand
 
     private static (DenseMatrix Matrix, string Option) Load(string path, string option)
     {
-        if (!File.Exists(path)) throw new UsageException($"{option}: the file '{path}' does not exist.");
-        var a = NpyFile.Read(path);
+        var a = AttentionFiles.Read(path, option);
         if (a.DType is not (NpyDType.Float32 or NpyDType.Float64))
             throw new UsageException($"{option}: {path} has dtype {a.DType}; gradient inputs must be float32 (<f4) or float64 (<f8).");
         if (a.Shape.Count != 2 || a.Shape[0] == 0 || a.Shape[1] == 0)

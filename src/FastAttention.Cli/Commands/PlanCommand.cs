@@ -33,7 +33,7 @@ internal static class PlanCommand
             double eps = r.GetValue(epsilon);
             CommonOptions.Positive("--epsilon", eps);
             int t = r.GetValue(threads);
-            CommonOptions.AtLeast("--threads", t, 0);
+            t = CommonOptions.ThreadCount(t);
             var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault() };
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), !files.AnyFloat64);
             var o = r.InvocationConfiguration.Output;

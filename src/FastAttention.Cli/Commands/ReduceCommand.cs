@@ -43,10 +43,11 @@ internal static class ReduceCommand
     private static AttentionOracle Oracle(ParseResult r, Common c)
     {
         int t = r.GetValue(c.Threads);
-        CommonOptions.AtLeast("--threads", t, 0);
+        t = CommonOptions.ThreadCount(t);
         string name = r.GetValue(c.Oracle)!;
-        try { return AttentionOracle.Create(name, t); }
-        catch (ArgumentException e) { throw new UsageException($"--oracle: {ExitCodes.Describe(e).Replace("name: ", "", StringComparison.Ordinal)}"); }
+        if (!AttentionAlgorithms.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
+            throw new UsageException($"--oracle: unknown algorithm '{name}'; known: {string.Join(", ", AttentionAlgorithms.Names)}.");
+        return AttentionOracle.Create(name, t);
     }
 
     private static Option<string> File(string name, string description) => new(name) { Description = description, Required = true };
@@ -63,7 +64,7 @@ internal static class ReduceCommand
             double e = r.GetValue(eps);
             if (!(e > 0 && e <= 1)) throw new UsageException($"--epsilon must be in (0, 1] (got {e}).");
             var qs = Load(r.GetValue(q)!, "--q", "Q"); var ks = Load(r.GetValue(k)!, "--k", "K");
-            if (qs.Dimension != ks.Dimension) throw new UsageException($"Q has d = {qs.Dimension} but K has d = {ks.Dimension}.");
+            if (qs.Dimension != ks.Dimension) throw new UsageException($"--q has d = {qs.Dimension} but --k has d = {ks.Dimension}; they must agree.");
             var oracle = Oracle(r, c);
             var res = RowSumsViaAttention.Estimate(qs, ks, e, oracle);
             string check = "skipped (instance too large)";
@@ -95,6 +96,8 @@ internal static class ReduceCommand
         cmd.SetAction(r =>
         {
             var (sa, sb) = Pair(r.GetValue(a)!, r.GetValue(b)!);
+            ExitCodes.Validate("--a", () => sa.RequireIntegers(MaxIpViaAttention.MaxEntry));
+            ExitCodes.Validate("--b", () => sb.RequireIntegers(MaxIpViaAttention.MaxEntry));
             var oracle = Oracle(r, c);
             var res = MaxIpViaAttention.Solve(sa, sb, oracle);
             string check = "skipped (instance too large)";
@@ -129,8 +132,8 @@ internal static class ReduceCommand
         var c = AddCommon(cmd);
         cmd.SetAction(r =>
         {
-            var (sa, sb) = Pair(r.GetValue(a)!, r.GetValue(b)!);
-            var m = ParseMethod(r.GetValue(method)!);
+            var (sa, sb) = Binary(r.GetValue(a)!, r.GetValue(b)!);
+            var m = ParseMethod(r.GetValue(method)!, "--method");
             double eta = r.GetValue(oracleEps);
             if (!(eta > 0 && eta < 0.5)) throw new UsageException($"--oracle-epsilon must be in (0, 0.5) (got {eta}).");
             int s = r.GetValue(samples);
@@ -163,7 +166,8 @@ internal static class ReduceCommand
         {
             double e = r.GetValue(eps);
             CommonOptions.Positive("--epsilon", e);
-            var (sa, sb) = Pair(r.GetValue(a)!, r.GetValue(b)!);
+            var (sa, sb) = Binary(r.GetValue(a)!, r.GetValue(b)!);
+            if (sa.Dimension < 1) throw new UsageException("--a, --b: the vectors need dimension at least 1.");
             var oracle = Oracle(r, c);
             var res = new GapNearestNeighbour(sa, sb, oracle).Solve(e);
             int direct = VectorSet.Hamming(sa[res.I], sb[res.J]);
@@ -199,9 +203,11 @@ internal static class ReduceCommand
         cmd.SetAction(r =>
         {
             string path = r.GetValue(cnf)!;
-            if (!System.IO.File.Exists(path)) throw new UsageException($"--cnf: the file '{path}' does not exist.");
-            var f = DimacsCnf.Read(path);
-            var m = ParseMethod(r.GetValue(via)!);
+            AttentionFiles.CheckFile(path, "--cnf");
+            var f = ExitCodes.Validate("--cnf", () => DimacsCnf.Read(path));
+            if (f.Variables > SatViaOrthogonalVectors.MaxVariables)
+                throw new UsageException($"--cnf: {path} has {f.Variables} variables; split-and-list builds 2^⌈v/2⌉ vectors per side, so at most {SatViaOrthogonalVectors.MaxVariables} are supported.");
+            var m = ParseMethod(r.GetValue(via)!, "--via");
             var oracle = Oracle(r, c);
             var res = SatViaOrthogonalVectors.Solve(f, oracle, m, r.GetValue(seed));
             string check;
@@ -259,27 +265,35 @@ internal static class ReduceCommand
         return 0;
     }
 
-    private static OrthogonalVectorsMethod ParseMethod(string s) => s switch
+    private static OrthogonalVectorsMethod ParseMethod(string s, string option) => s switch
     {
         "large-d" => OrthogonalVectorsMethod.LargeD,
         "log-two" => OrthogonalVectorsMethod.LogTwo,
-        _ => throw new UsageException($"the method must be large-d or log-two (got '{s}')."),
+        _ => throw new UsageException($"{option} must be large-d or log-two (got '{s}')."),
     };
+
+    /// <summary>A pair of 0/1 vector sets of equal dimension.</summary>
+    private static (VectorSet A, VectorSet B) Binary(string a, string b)
+    {
+        var (sa, sb) = Pair(a, b);
+        ExitCodes.Validate("--a", sa.RequireBinary);
+        ExitCodes.Validate("--b", sb.RequireBinary);
+        return (sa, sb);
+    }
 
     private static (VectorSet A, VectorSet B) Pair(string a, string b)
     {
         var sa = Load(a, "--a", "A"); var sb = Load(b, "--b", "B");
-        if (sa.Dimension != sb.Dimension) throw new UsageException($"A has d = {sa.Dimension} but B has d = {sb.Dimension}.");
+        if (sa.Dimension != sb.Dimension) throw new UsageException($"--a has d = {sa.Dimension} but --b has d = {sb.Dimension}; they must agree.");
         return (sa, sb);
     }
 
     private static VectorSet Load(string path, string option, string name)
     {
-        if (!System.IO.File.Exists(path)) throw new UsageException($"{option}: the file '{path}' does not exist.");
-        var arr = NpyFile.Read(path);
+        var arr = AttentionFiles.Read(path, option);
         if (arr.Shape.Count != 2) throw new UsageException($"{option}: {path} must be 2-D [count, d] (got {arr.Shape.Count}-D).");
         if (arr.Shape[0] < 1) throw new UsageException($"{option}: {path} holds no vectors.");
-        return new VectorSet(arr.ToFloat64(), arr.Shape[0], arr.Shape[1], name);
+        return ExitCodes.Validate(option, () => new VectorSet(arr.ToFloat64(), arr.Shape[0], arr.Shape[1], name));
     }
 
     private static double LogSumExp(VectorSet q, VectorSet k, int i)

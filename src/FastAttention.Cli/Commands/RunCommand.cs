@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Numerics;
 using FastAttention.Cli.Infrastructure;
-using FastAttention.IO;
 
 namespace FastAttention.Cli.Commands;
 
@@ -26,85 +25,155 @@ internal static class RunCommand
         foreach (var o in masks.All) cmd.Options.Add(o);
         cmd.SetAction(r =>
         {
-            var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
-            var (causal, mask, _) = masks.Load(r, files);
+            var context = CliContext.Current;
+            // Every option and path is checked before any data is read or anything computed.
+            string qPath = r.GetValue(q)!, kPath = r.GetValue(k)!, vPath = r.GetValue(v)!;
             double? eps = r.GetValue(epsilon);
-            var alg = AttentionAlgorithms.Create(r.GetValue(algorithm) ?? (eps is null ? "exact" : "auto"));
+            string name = r.GetValue(algorithm) ?? (eps is null ? "exact" : "auto");
+            if (!AttentionAlgorithms.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
+                throw new UsageException($"--algorithm: unknown algorithm '{name}'; known: {string.Join(", ", AttentionAlgorithms.Names)}.");
+            var alg = AttentionAlgorithms.Create(name);
             if (eps is { } e) CommonOptions.Positive("--epsilon", e);
             if (alg.RequiresEpsilon && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
-            int t = r.GetValue(threads);
-            CommonOptions.AtLeast("--threads", t, 0);
-            var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault() };
-            var prec = files.ChoosePrecision(r.GetValue(precision));
-            bool f32Out = r.GetValue(outDtype) switch
-            {
-                null or "f16" or "float16" => false,
-                "f32" or "float32" when prec == Precision.F16 => true,
-                "f32" or "float32" => throw new UsageException("--out-dtype f32 applies to --precision f16 only (f32 and f64 runs write their own type)."),
-                var other => throw new UsageException($"--out-dtype must be f16 or f32 (got '{other}')."),
-            };
-            string outPath = r.GetValue(output)!;
-            string? reportPath = r.GetValue(report);
             double? s = r.GetValue(scale);
-            switch (prec)
-            {
-                case Precision.F32: Execute(Build<float>(files, s, causal, mask), alg, settings, files, outPath, reportPath); break;
-                case Precision.F64: Execute(Build<double>(files, s, causal, mask), alg, settings, files, outPath, reportPath); break;
-                default:
-                    var p16 = Build<Half>(files, s, causal, mask);
-                    if (f32Out && alg is Exact.FlashAttention flash)
-                    {
-                        var r32 = flash.ComputeFloat32Output(p16, settings);
-                        Write(outPath, r32.Output, files.OutputShape, reportPath, p16, r32.Certificate, "f16→f32");
-                    }
-                    else if (f32Out) throw new UsageException($"--out-dtype f32 needs --algorithm exact (got '{alg.Name}').");
-                    else Execute(p16, alg, settings, files, outPath, reportPath);
-                    break;
-            }
+            if (s is { } sv) CommonOptions.Finite("--scale", sv);
+            int t = CommonOptions.ThreadCount(r.GetValue(threads));
+            string? precisionText = r.GetValue(precision);
+            bool requestedF16 = precisionText is "f16" or "float16";
+            bool? requestedF32 = precisionText is null ? null : requestedF16 || CommonOptions.IsFloat32(precisionText, false, "f16, f32 or f64");
+            string? outDtypeText = r.GetValue(outDtype);
+            if (outDtypeText is not (null or "f16" or "float16" or "f32" or "float32"))
+                throw new UsageException($"--out-dtype must be f16 or f32 (got '{outDtypeText}').");
+            using var outputs = new OutputFiles();
+            outputs.Input("--q", qPath); outputs.Input("--k", kPath); outputs.Input("--v", vPath);
+            foreach (var (option, path) in masks.Paths(r)) outputs.Input(option, path);
+            string outFull = outputs.Output("--out", r.GetValue(output)!);
+            string? reportFull = r.GetValue(report) is { } rp ? outputs.Output("--report", rp) : null;
+
+            var files = AttentionFiles.Load(qPath, kPath, vPath, requestedF32);
+            var (c, mask, _) = masks.Load(r, files);
+            bool f16 = requestedF16 || (precisionText is null && files.AllFloat16);
+            bool f32 = requestedF32 ?? !files.AnyFloat64;
+            bool f32Out = outDtypeText is "f32" or "float32";
+            if (f32Out && !f16) throw new UsageException("--out-dtype f32 applies to float16 runs only (f32 and f64 runs write their own type).");
+            if (f16 && !alg.IsExact) throw new UsageException($"--precision f16 is served by 'exact' only (got '{alg.Name}'); approximate algorithms certify float32 or float64 — use --precision f32.");
+            if (alg.IsExact && eps is not null)
+                context.Note($"--epsilon is ignored: '{alg.Name}' is exact (its error is float rounding only).");
+            if (requestedF32 is null && files.Mixed)
+                context.Note("the inputs mix float32 and float64: computing in float64 and writing float64 (--precision f32 for float32).");
+            // Approximate algorithms certify float64 work: on float64 files asked for float32 output they compute from
+            // the float64 data and round only the output, whose rounding joins the bound (rounding the inputs first
+            // would certify a different problem).
+            bool roundOutputOnly = f32 && files.AnyFloat64 && !alg.IsExact;
+            if (f32 && files.AnyFloat64 && alg.IsExact)
+                context.Note("--precision f32: the float64 inputs are rounded to float32 and the exact kernel runs in float32.");
+            var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault(), Cancellation = context.Cancellation };
+            if (f16) ExecuteFloat16(files, alg, settings, s, c, mask, f32Out, outputs, outFull, reportFull);
+            else if (roundOutputOnly) ExecuteRoundingOutput(files, alg, settings, s, c, mask, outputs, outFull, reportFull);
+            else if (f32) Execute<float>(files, alg, settings, s, c, mask, outputs, outFull, reportFull);
+            else Execute<double>(files, alg, settings, s, c, mask, outputs, outFull, reportFull);
+            outputs.Commit();
             return 0;
         });
         return cmd;
     }
 
-    /// <summary>The problem, with the library's own checks (e.g. a NaN bias at a visible pair) reported against the option.</summary>
+    private static AttentionResult<T> Compute<T>(AttentionAlgorithm alg, AttentionProblem<T> problem, AttentionSettings settings)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        LongWork.Run($"{alg.Name} attention", progress => alg.Compute(problem, settings with { Progress = progress }));
+
+    /// <summary>The problem, with the library's own checks (e.g. a NaN bias at a visible pair, a NaN in K within the key
+    /// lengths) reported against the option.</summary>
     internal static AttentionProblem<T> Build<T>(AttentionFiles files, double? scale, bool causal, AttentionMask mask)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         try { return files.Problem<T>(scale, causal, mask); }
-        catch (ArgumentException e) when (e.ParamName is "Bias" or "mask")
+        catch (ArgumentException e) when (e.ParamName is "Bias" or "mask" or "q" or "k" or "v")
         {
-            string option = e.ParamName == "Bias" ? "--bias" : "--key-lengths";
-            throw new UsageException($"{option}: {ExitCodes.Describe(e)[(e.ParamName.Length + 2)..]}");
+            string option = e.ParamName switch { "Bias" => "--bias", "mask" => "--key-lengths", var p => "--" + p };
+            throw new UsageException($"{option}: {ExitCodes.StripParameter(e)}");
         }
     }
 
-    private static void Execute<T>(AttentionProblem<T> problem, AttentionAlgorithm alg, AttentionSettings settings, AttentionFiles files, string outPath, string? reportPath)
+    /// <summary>float16 inputs computed with float32 accumulation by the exact kernel; the output as float16 or float32.</summary>
+    private static void ExecuteFloat16(AttentionFiles files, AttentionAlgorithm alg, AttentionSettings settings, double? scale, bool causal,
+        AttentionMask mask, bool f32Out, OutputFiles outputs, string outFull, string? reportFull)
+    {
+        var problem = Build<Half>(files, scale, causal, mask);
+        if (f32Out)
+        {
+            var flash = alg as Exact.FlashAttention ?? new Exact.FlashAttention();
+            var wide = LongWork.Run($"{alg.Name} attention", progress => flash.ComputeFloat32Output(problem, settings with { Progress = progress }));
+            CliContext.Current.ThrowIfCancelled();
+            outputs.WriteNpy(outFull, wide.Output, files.OutputShape);
+            if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, wide.Certificate, "f16→f32"));
+            return;
+        }
+        var result = Compute(alg, problem, settings);
+        CliContext.Current.ThrowIfCancelled();
+        outputs.WriteNpy(outFull, result.Output, files.OutputShape);
+        if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, result.Certificate, "f16"));
+    }
+
+    private static void Execute<T>(AttentionFiles files, AttentionAlgorithm alg, AttentionSettings settings, double? scale, bool causal,
+        AttentionMask mask, OutputFiles outputs, string outFull, string? reportFull)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var result = alg.Compute(problem, settings);
-        Write(outPath, result.Output, files.OutputShape, reportPath, problem, result.Certificate, Name<T>());
+        var problem = Build<T>(files, scale, causal, mask);
+        var result = Compute(alg, problem, settings);
+        CliContext.Current.ThrowIfCancelled();
+        if (result.Output is float[] f) outputs.WriteNpy(outFull, f, files.OutputShape);
+        else outputs.WriteNpy(outFull, (double[])(object)result.Output, files.OutputShape);
+        if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, result.Certificate));
     }
 
-    private static void Write<T, TOut>(string outPath, TOut[] output, int[] shape, string? reportPath, AttentionProblem<T> problem, ErrorCertificate c, string precision)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> where TOut : unmanaged
+    /// <summary>
+    /// Float32 output of an approximate algorithm from float64 data: the algorithm runs in float64 with ε minus an
+    /// allowance for the output rounding, |fl₃₂(o) − o| ≤ 2⁻²⁴·|o| ≤ 2⁻²⁴·(‖V‖∞ + ε) (an attention output is a
+    /// convex combination of V's rows, the approximation adds at most ε); the rounding actually made is then measured
+    /// exactly (o − fl₃₂(o) is exact in float64) and added to the certified bound, which must stay within ε.
+    /// </summary>
+    private static void ExecuteRoundingOutput(AttentionFiles files, AttentionAlgorithm alg, AttentionSettings settings, double? scale, bool causal,
+        AttentionMask mask, OutputFiles outputs, string outFull, string? reportFull)
     {
-        switch (output)
+        var problem = Build<double>(files, scale, causal, mask);
+        double eps = settings.Epsilon ?? throw new InvalidOperationException("an approximate algorithm without ε; this is a bug.");
+        if (!(problem.VMax <= float.MaxValue))
+            throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision, $"values up to {problem.VMax:G3} do not fit float32; use --precision f64.");
+        double allowance = Math.ScaleB(problem.VMax + eps, -24) * (1 + Math.ScaleB(1, -20)) + Math.ScaleB(1, -149);
+        if (!(allowance < eps))
+            throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision,
+                $"float32 output rounding alone (2⁻²⁴·(‖V‖∞ + ε) = {allowance:G3}) is not below ε = {eps:G3}; use --precision f64 or a larger ε.");
+        var result = Compute(alg, problem, settings with { Epsilon = eps - allowance });
+        CliContext.Current.ThrowIfCancelled();
+        var o = result.Output;
+        var rounded = new float[o.Length];
+        double rounding = 0;
+        for (int i = 0; i < o.Length; i++)
         {
-            case float[] f: NpyFile.Write(outPath, f, shape); break;
-            case double[] dd: NpyFile.Write(outPath, dd, shape); break;
-            case Half[] h: NpyFile.Write(outPath, h, shape); break;
+            rounded[i] = (float)o[i];
+            if (!float.IsFinite(rounded[i]))
+                throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision, $"the output entry {o[i]:G3} does not fit float32; use --precision f64.");
+            rounding = Math.Max(rounding, Math.Abs(o[i] - rounded[i]));
         }
-        if (reportPath is not null) AtomicFile.WriteAllText(reportPath, Report(problem, c, precision));
+        double bound = (result.Certificate.ErrorBound + rounding) * (1 + Math.ScaleB(1, -50));
+        if (!(bound <= eps))
+            throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision,
+                $"the certified bound {result.Certificate.ErrorBound:G3} plus the float32 output rounding {rounding:G3} exceeds ε = {eps:G3}; use --precision f64 or a larger ε.");
+        var certificate = result.Certificate with
+        {
+            Epsilon = eps,
+            ErrorBound = bound,
+            Budget = [.. result.Certificate.Budget, new ErrorTerm("float32 output rounding (measured: max |o − fl₃₂(o)|)", rounding)],
+            Notes = [.. result.Certificate.Notes, "computed in float64 from the float64 inputs; only the output was rounded to float32"],
+        };
+        outputs.WriteNpy(outFull, rounded, files.OutputShape);
+        if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, certificate, "f32"));
     }
 
-    private static string Name<T>() => typeof(T) == typeof(float) ? "f32" : typeof(T) == typeof(double) ? "f64" : "f16";
-
-    internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        Report(p, c, Name<T>());
-
-    private static string Report<T>(AttentionProblem<T> p, ErrorCertificate c, string precision) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+    internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c, string? precision = null) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
         Reports.Json(new RunReport(c.Algorithm, p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal, p.EntryBound, c.Epsilon,
-            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, precision, CertificateReport.Parameters(c.Parameters),
-            CertificateReport.Terms(c.Budget), c.PredictedSeconds, c.PlanningTime.TotalSeconds, c.Notes, CertificateReport.Heads(c),
-            SemanticsReport.Of(p)), ReportJson.Default.RunReport);
+            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, precision ?? (typeof(T) == typeof(float) ? "f32" : typeof(T) == typeof(Half) ? "f16" : "f64"),
+            CertificateReport.Parameters(c.Parameters), CertificateReport.Terms(c.Budget), c.PredictedSeconds, c.PlanningTime.TotalSeconds, c.Notes,
+            CertificateReport.Heads(c), SemanticsReport.Of(p)), ReportJson.Default.RunReport);
 }

@@ -30,7 +30,7 @@ internal static class ScalingExperimentCommand
             { algorithm, d, outDir, minLog, maxLog, bound, scale, epsilon, distribution, threads, repeats };
         cmd.SetAction(r =>
         {
-            int dd = r.GetValue(d), lo = r.GetValue(minLog), hi = r.GetValue(maxLog), t = r.GetValue(threads), reps = r.GetValue(repeats);
+            int dd = r.GetValue(d), lo = r.GetValue(minLog), hi = r.GetValue(maxLog), t = CommonOptions.ThreadCount(r.GetValue(threads)), reps = r.GetValue(repeats);
             CommonOptions.AtLeast("--repeats", reps, 1);
             CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--min-log-n", lo, 4); CommonOptions.AtLeast("--max-log-n", hi, lo + 1);
             if (hi > 24) throw new UsageException($"--max-log-n must be at most 24 (got {hi}).");
@@ -38,16 +38,23 @@ internal static class ScalingExperimentCommand
             if (alg is not ("range" or "vector" or "rounding" or "lowrank"))
                 throw new UsageException($"--algorithm must be range, vector, rounding or lowrank (got '{alg}').");
             double eps = r.GetValue(epsilon) ?? (dd == 1 ? 1e-6 : 1e-4), b = r.GetValue(bound), s = r.GetValue(scale);
-            CommonOptions.Positive("--epsilon", eps); CommonOptions.Positive("--bound", b);
+            CommonOptions.Positive("--epsilon", eps); CommonOptions.Positive("--bound", b); CommonOptions.Finite("--scale", s);
             var dist = Instances.ParseDistribution(r.GetValue(distribution)!);
             string dir = r.GetValue(outDir)!;
-            if (!Directory.Exists(dir)) throw new UsageException($"the output folder '{dir}' does not exist.");
+            if (File.Exists(dir)) throw new UsageException($"--out: '{dir}' is a file; --out names the folder for the CSV and PNG.");
+            if (!Directory.Exists(dir)) throw new UsageException($"--out: the folder '{dir}' does not exist.");
+            string stem = Path.Combine(dir, $"scaling-{alg}-d{dd}-{dist.ToString().ToLowerInvariant()}");
+            using var outputs = new OutputFiles();
+            string csvPath = outputs.Output("--out", stem + ".csv"), pngPath = outputs.Output("--out", stem + ".png");
+            var context = CliContext.Current;
             var o = r.InvocationConfiguration.Output;
             var rows = new List<(int N, double Seconds, double Exact, bool Extrapolated, double Error, double Bound)>();
             o.WriteLine($"{"n",10} {"seconds",12} {"exact [s]",12} {"speedup",10} {"max error",11} {"bound",11}");
             for (int lg = lo; lg <= hi; lg++)
             {
                 int n = 1 << lg;
+                context.ThrowIfCancelled();
+                context.Status($"experiment scaling: {alg} and exact at n = {n} ({lg - lo + 1} of {hi - lo + 1})…");
                 var f = BenchRangeMeasurement.Run(alg, n, dd, b, s, eps, dist, t, 1, repeats: reps);
                 double sec = f.Seconds, ex = f.ExactSeconds;
                 bool extrapolated = f.ExactSampledRows < n;
@@ -60,13 +67,11 @@ internal static class ScalingExperimentCommand
             var upper = rows.Skip(rows.Count / 2).ToList();
             double upperSlope = Fit(upper.Select(x => (double)x.N), upper.Select(x => x.Seconds));
             o.WriteLine($"fitted exponent (time ∝ n^p): {alg} p = {slope:F3} (n ≥ {upper[0].N}: p = {upperSlope:F3}); exact p = {exactSlope:F3}   (* = exact timed on sampled rows, scaled by n/rows)");
-            string stem = Path.Combine(dir, $"scaling-{alg}-d{dd}-{dist.ToString().ToLowerInvariant()}");
             var csv = new StringBuilder("n,seconds,exactSeconds,exactExtrapolated,speedup,maxAbsError,errorBound\n");
             foreach (var x in rows)
                 csv.Append(CultureInfo.InvariantCulture, $"{x.N},{x.Seconds:R},{x.Exact:R},{(x.Extrapolated ? "true" : "false")},{x.Exact / x.Seconds:R},{x.Error:R},{x.Bound:R}\n");
             csv.Append(CultureInfo.InvariantCulture, $"# fitted exponent {alg} {slope:R} (n >= {upper[0].N}: {upperSlope:R}) exact {exactSlope:R}\n");
-            byte[] csvBytes = Encoding.UTF8.GetBytes(csv.ToString()); // (AtomicFile.WriteAllText disposes the stream before its flush)
-            AtomicFile.Write(stem + ".csv", st => st.Write(csvBytes));
+            outputs.WriteText(csvPath, csv.ToString());
             var plot = new ScottPlot.Plot();
             var xs = rows.Select(x => Math.Log2(x.N)).ToArray();
             var a = plot.Add.Scatter(xs, rows.Select(x => Math.Log10(x.Seconds)).ToArray());
@@ -78,7 +83,8 @@ internal static class ScalingExperimentCommand
             plot.YLabel("log10 seconds");
             plot.ShowLegend();
             byte[] png = plot.GetImage(900, 600).GetImageBytes(ScottPlot.ImageFormat.Png);
-            AtomicFile.Write(stem + ".png", st => st.Write(png));
+            outputs.WriteBytes(pngPath, png);
+            outputs.Commit();
             o.WriteLine($"wrote {stem}.csv and {stem}.png");
             return 0;
         });

@@ -36,14 +36,15 @@ internal static class TransitionExperimentCommand
             int lo = r.GetValue(minLogN), hi = r.GetValue(maxLogN), dd = r.GetValue(d), st = r.GetValue(steps), t = r.GetValue(threads);
             CommonOptions.AtLeast("--min-log-n", lo, 4); CommonOptions.AtLeast("--max-log-n", hi, lo);
             if (hi > 24) throw new UsageException($"--max-log-n must be at most 24 (got {hi}).");
-            CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--steps", st, 1); CommonOptions.AtLeast("--threads", t, 0);
+            CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--steps", st, 1); t = CommonOptions.ThreadCount(t);
             double bmax = r.GetValue(maxBound);
             CommonOptions.Positive("--max-bound", bmax);
             int rankBudget = r.GetValue(maxRank);
             CommonOptions.AtLeast("--max-rank", rankBudget, 1);
-            string dir = r.GetValue(output)!;
-            Directory.CreateDirectory(dir);
-            Run(r.InvocationConfiguration.Output, dir, lo, hi, dd, bmax, st, rankBudget, t, r.GetValue(seed));
+            using var outputs = new OutputFiles();
+            var paths = outputs.Folder("--out", r.GetValue(output)!, "transition.csv", "transition-degree.csv", "transition.png");
+            Run(r.InvocationConfiguration.Output, outputs, paths, lo, hi, dd, bmax, st, rankBudget, t, r.GetValue(seed));
+            outputs.Commit();
             return 0;
         });
         return cmd;
@@ -52,8 +53,9 @@ internal static class TransitionExperimentCommand
     private sealed record Point(int LogN, double Epsilon, double ExactSeconds, int ExactSampledRows, double BStar, string Limit,
         double PolySeconds, int Degree, int Rank, double R, double TheoryDegree, double Lemma21Degree);
 
-    private static void Run(TextWriter o, string dir, int lo, int hi, int d, double bmax, int steps, int maxRank, int threads, int seed)
+    private static void Run(TextWriter o, OutputFiles outputs, string[] paths, int lo, int hi, int d, double bmax, int steps, int maxRank, int threads, int seed)
     {
+        var context = CliContext.Current;
         o.WriteLine($"transition: d = {d}, s = 1/d, ε = 1/n, B searched in (0, {bmax}] with {steps} bisection steps, rank budget {maxRank}; times are measured.");
         o.WriteLine($"{"n",8} {"ε",9} {"exact s",9} {"B*",7} {"√ln n",6} {"poly s",9} {"g",3} {"r",6} {"Lemma2.1 g",10}  limit");
         var points = new List<Point>();
@@ -67,6 +69,8 @@ internal static class TransitionExperimentCommand
         for (int k = lo; k <= hi; k++)
         {
             int n = 1 << k;
+            context.ThrowIfCancelled();
+            context.Status($"experiment transition: searching B* at n = {n} ({k - lo + 1} of {hi - lo + 1})…");
             double eps = 1.0 / n;
             // The exact kernel's time does not depend on B: measure it once per n.
             var baseSetup = new PolynomialBenchmark.Setup(n, n, d, 1, 1.0 / d, eps, false, threads, seed, 1024);
@@ -94,9 +98,9 @@ internal static class TransitionExperimentCommand
             points.Add(p);
             o.WriteLine($"{n,8} {eps,9:G3} {exactSeconds,9:G3} {bLo,7:F3} {Math.Sqrt(Math.Log(n)),6:F3} {best.Seconds,9:G3} {best.Degree,3} {best.Rank,6} {lemma21,10:F1}  {limit}");
         }
-        WriteCsv(dir, points);
-        WritePlot(dir, points, d);
-        o.WriteLine($"wrote {Path.Combine(dir, "transition.csv")}, {Path.Combine(dir, "transition-degree.csv")}, {Path.Combine(dir, "transition.png")}");
+        WriteCsv(outputs, paths, points);
+        WritePlot(outputs, paths[2], points, d);
+        o.WriteLine($"wrote {paths[0]}, {paths[1]}, {paths[2]}");
         o.WriteLine();
         o.WriteLine("Degree g of the verified interpolant versus Lemma 2.1's formula max{2R, log(1/ε)/log(log(1/ε)/2R)} (unit constants), interval [−R, R]:");
         o.WriteLine($"{"R",6} {"ε",8} {"g",4} {"formula",8} {"g/formula",9}");
@@ -140,7 +144,7 @@ internal static class TransitionExperimentCommand
             }
     }
 
-    private static void WriteCsv(string dir, List<Point> points)
+    private static void WriteCsv(OutputFiles outputs, string[] paths, List<Point> points)
     {
         var sb = new StringBuilder("log2n,n,epsilon,sqrtLogN,exactSeconds,exactSampledRows,bStar,limit,polySeconds,degree,rank,R,theoryDegree,lemma21Degree\n");
         foreach (var p in points)
@@ -148,21 +152,14 @@ internal static class TransitionExperimentCommand
                 Math.Sqrt(Math.Log(1 << p.LogN)).ToString("R", Inv), p.ExactSeconds.ToString("R", Inv), p.ExactSampledRows.ToString(Inv),
                 p.BStar.ToString("R", Inv), p.Limit.Replace(',', ';'), p.PolySeconds.ToString("R", Inv), p.Degree.ToString(Inv),
                 p.Rank.ToString(Inv), p.R.ToString("R", Inv), p.TheoryDegree.ToString("R", Inv), p.Lemma21Degree.ToString("R", Inv)));
-        WriteText(Path.Combine(dir, "transition.csv"), sb.ToString());
+        outputs.WriteText(paths[0], sb.ToString());
         var deg = new StringBuilder("R,epsilon,degree,lemma21Degree\n");
         foreach (var (r, e, g, f) in DegreeTable())
             deg.AppendLine(string.Join(",", r.ToString("R", Inv), e.ToString("R", Inv), g.ToString(Inv), f.ToString("R", Inv)));
-        WriteText(Path.Combine(dir, "transition-degree.csv"), deg.ToString());
+        outputs.WriteText(paths[1], deg.ToString());
     }
 
-    /// <summary>Atomic text write (AtomicFile.WriteAllText's StreamWriter closes the stream before its flush).</summary>
-    private static void WriteText(string path, string text)
-    {
-        byte[] bytes = Encoding.UTF8.GetBytes(text);
-        AtomicFile.Write(path, s => s.Write(bytes));
-    }
-
-    private static void WritePlot(string dir, List<Point> points, int d)
+    private static void WritePlot(OutputFiles outputs, string path, List<Point> points, int d)
     {
         var plt = new ScottPlot.Plot();
         double[] xs = points.Select(p => Math.Sqrt(Math.Log(1 << p.LogN))).ToArray();
@@ -193,6 +190,6 @@ internal static class TransitionExperimentCommand
         plt.YLabel("largest entry bound B*");
         plt.ShowLegend();
         byte[] png = plt.GetImageBytes(900, 560, ScottPlot.ImageFormat.Png);
-        AtomicFile.Write(Path.Combine(dir, "transition.png"), s => s.Write(png));
+        outputs.WriteBytes(path, png);
     }
 }

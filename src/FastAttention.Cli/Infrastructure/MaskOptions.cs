@@ -19,6 +19,14 @@ internal sealed class MaskOptions
 
     public IEnumerable<Option> All => [Causal, Align, KeyLengths, Mask, Bias, Window];
 
+    /// <summary>The mask files given, with their options (for the input/output path checks before any work).</summary>
+    public IEnumerable<(string Option, string Path)> Paths(ParseResult r)
+    {
+        if (r.GetValue(KeyLengths) is { } l) yield return ("--key-lengths", l);
+        if (r.GetValue(Mask) is { } m) yield return ("--mask", m);
+        if (r.GetValue(Bias) is { } b) yield return ("--bias", b);
+    }
+
     /// <summary>The causal flag and mask the options describe, validated against <paramref name="files"/>.</summary>
     public (bool Causal, AttentionMask Mask, bool BiasIsFloat64) Load(ParseResult r, AttentionFiles files)
     {
@@ -79,11 +87,7 @@ internal sealed class MaskOptions
         return (causal, mask, biasF64);
     }
 
-    private static NpyArray Read(string path, string option)
-    {
-        if (!File.Exists(path)) throw new UsageException($"{option}: the file '{path}' does not exist.");
-        return NpyFile.Read(path);
-    }
+    private static NpyArray Read(string path, string option) => AttentionFiles.Read(path, option, checkFinite: false);
 
     private static void CheckBroadcast(string option, string path, NpyArray a, int[] full, string fullText)
     {

@@ -50,8 +50,11 @@ internal static class RatesCache
     {
         string path = PathFor();
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        AtomicFile.WriteAllText(path, Reports.Json(new RatesFile(MachineKey(), rates.Source, rates.FlopsPerSecond, rates.ExpsPerSecond,
+        using var outputs = new OutputFiles();
+        string full = outputs.Output("the rates cache", path);
+        outputs.WriteText(full, Reports.Json(new RatesFile(MachineKey(), rates.Source, rates.FlopsPerSecond, rates.ExpsPerSecond,
             rates.ScalarFlopsPerSecond, rates.BytesPerSecond, rates.SecondsPerTreeNode, rates.SecondsPerLeafKey), ReportJson.Default.RatesFile));
+        outputs.Commit();
     }
 
     /// <summary>Rates belong to one machine: host name, processor count and SIMD width.</summary>

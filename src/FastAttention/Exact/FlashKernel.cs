@@ -68,6 +68,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
 {
     /// <summary>Query rows per register block (6 rows × 2 vectors = 12 accumulators for 16 registers, × 4 vectors = 24 for 32).</summary>
     public const int MicroRows = 6;
+    internal static readonly int Experiment = int.TryParse(Environment.GetEnvironmentVariable("FA_EXPERIMENT"), out int e) ? e : 0;
     /// <summary>At most this many queries per head take the decode path.</summary>
     public const int DecodeRows = 16;
     /// <summary>Lazy rescaling: the reference max moves only when a block max exceeds it by more than this (log₂ units).</summary>
@@ -444,13 +445,12 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 {
                     int r0 = mt * MicroRows;
                     T* q = sc.Qs + r0 * d;
-                    if (Wide) for (int pn = 0; pn < panels; pn++) Scores6x4(q, d, ktb + (long)pn * d * Panel, d, s + pn * Panel, bc);
-                    else for (int pn = 0; pn < panels; pn++) Scores6x2(q, d, ktb + (long)pn * d * Panel, d, s + pn * Panel, bc);
+                    for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(Wide, q, d, ktb + (long)pn * d * Panel, d, s + pn * Panel, bc);
                     if (vis == BlockVisibility.Partial)
                         for (int r = 0; r < MicroRows; r++) P.ApplyMask(b, h, i0 + r0 + r, j0, keysPad, s + r * bc);
-                    Softmax(s, bc, MicroRows, keysPad, sc.Ref + r0, sc.Sum + r0, sc.Acc + r0 * DvPad, DvPad);
-                    if (Wide) Values6x4(s, bc, keys, vb, vStride, sc.Acc + r0 * DvPad, DvPad, DvPad);
-                    else Values6x2(s, bc, keys, vb, vStride, sc.Acc + r0 * DvPad, DvPad, DvPad);
+                    if ((Experiment & 1) == 0) Softmax(s, bc, MicroRows, keysPad, sc.Ref + r0, sc.Sum + r0, sc.Acc + r0 * DvPad, DvPad);
+                    if ((Experiment & 2) != 0) continue;
+                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, s, bc, 1, keys, vb, vStride, sc.Acc + r0 * DvPad, DvPad, DvPad);
                 }
             }
         }
@@ -481,14 +481,13 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 int r0 = 0;
                 for (; r0 + MicroRows <= rowsPad && rows - r0 > 2; r0 += MicroRows)
                 {
-                    if (Wide) Values6x4(s + r0 * bc, bc, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec);
-                    else Values6x2(s + r0 * bc, bc, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec);
-                    ValuesTail(s + r0 * bc, bc, MicroRows, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
+                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, s + r0 * bc, bc, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec);
+                    RegisterBlocks<T, TV, TS>.AccumulateTail(s + r0 * bc, bc, 1, MicroRows, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
                 }
                 for (; r0 < rows; r0++)
                 {
-                    Values1(s + r0 * bc, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, dvVec);
-                    ValuesTail(s + r0 * bc, bc, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
+                    RegisterBlocks<T, TV, TS>.Accumulate1(s + r0 * bc, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, dvVec);
+                    RegisterBlocks<T, TV, TS>.AccumulateTail(s + r0 * bc, bc, 1, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
                 }
             }
         }
@@ -656,191 +655,6 @@ internal static unsafe class FlashKernel<T, TV, TS>
             }
             sums[r] += TS.SumAcross(sv);
         }
-    }
-
-    /// <summary>6 rows × 2W keys of S = Q̃·Kᵀ over one packed panel ([d][2W]): 12 accumulators, each panel load feeding 6 FMAs.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores6x2(T* q, int qStride, T* panel, int d, T* s, int sStride)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero;
-        TV a30 = TS.Zero, a31 = TS.Zero, a40 = TS.Zero, a41 = TS.Zero, a50 = TS.Zero, a51 = TS.Zero;
-        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride, q4 = q + 4 * qStride, q5 = q + 5 * qStride;
-        for (int c = 0; c < d; c++, panel += 2 * w)
-        {
-            TV k0 = TS.Load(ref panel[0]), k1 = TS.Load(ref panel[w]);
-            TV x = TS.Broadcast(q0[c]); a00 = TS.Fma(x, k0, a00); a01 = TS.Fma(x, k1, a01);
-            x = TS.Broadcast(q1[c]); a10 = TS.Fma(x, k0, a10); a11 = TS.Fma(x, k1, a11);
-            x = TS.Broadcast(q2[c]); a20 = TS.Fma(x, k0, a20); a21 = TS.Fma(x, k1, a21);
-            x = TS.Broadcast(q3[c]); a30 = TS.Fma(x, k0, a30); a31 = TS.Fma(x, k1, a31);
-            x = TS.Broadcast(q4[c]); a40 = TS.Fma(x, k0, a40); a41 = TS.Fma(x, k1, a41);
-            x = TS.Broadcast(q5[c]); a50 = TS.Fma(x, k0, a50); a51 = TS.Fma(x, k1, a51);
-        }
-        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]); s += sStride;
-        TS.Store(a10, ref s[0]); TS.Store(a11, ref s[w]); s += sStride;
-        TS.Store(a20, ref s[0]); TS.Store(a21, ref s[w]); s += sStride;
-        TS.Store(a30, ref s[0]); TS.Store(a31, ref s[w]); s += sStride;
-        TS.Store(a40, ref s[0]); TS.Store(a41, ref s[w]); s += sStride;
-        TS.Store(a50, ref s[0]); TS.Store(a51, ref s[w]);
-    }
-
-    /// <summary>6 rows × 4W keys over one packed panel ([d][4W]): 24 accumulators, for CPUs with 32 vector registers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores6x4(T* q, int qStride, T* panel, int d, T* s, int sStride)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
-        TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
-        TV a40 = TS.Zero, a41 = TS.Zero, a42 = TS.Zero, a43 = TS.Zero, a50 = TS.Zero, a51 = TS.Zero, a52 = TS.Zero, a53 = TS.Zero;
-        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride, q4 = q + 4 * qStride, q5 = q + 5 * qStride;
-        for (int c = 0; c < d; c++, panel += 4 * w)
-        {
-            TV k0 = TS.Load(ref panel[0]), k1 = TS.Load(ref panel[w]), k2 = TS.Load(ref panel[2 * w]), k3 = TS.Load(ref panel[3 * w]);
-            TV x = TS.Broadcast(q0[c]); a00 = TS.Fma(x, k0, a00); a01 = TS.Fma(x, k1, a01); a02 = TS.Fma(x, k2, a02); a03 = TS.Fma(x, k3, a03);
-            x = TS.Broadcast(q1[c]); a10 = TS.Fma(x, k0, a10); a11 = TS.Fma(x, k1, a11); a12 = TS.Fma(x, k2, a12); a13 = TS.Fma(x, k3, a13);
-            x = TS.Broadcast(q2[c]); a20 = TS.Fma(x, k0, a20); a21 = TS.Fma(x, k1, a21); a22 = TS.Fma(x, k2, a22); a23 = TS.Fma(x, k3, a23);
-            x = TS.Broadcast(q3[c]); a30 = TS.Fma(x, k0, a30); a31 = TS.Fma(x, k1, a31); a32 = TS.Fma(x, k2, a32); a33 = TS.Fma(x, k3, a33);
-            x = TS.Broadcast(q4[c]); a40 = TS.Fma(x, k0, a40); a41 = TS.Fma(x, k1, a41); a42 = TS.Fma(x, k2, a42); a43 = TS.Fma(x, k3, a43);
-            x = TS.Broadcast(q5[c]); a50 = TS.Fma(x, k0, a50); a51 = TS.Fma(x, k1, a51); a52 = TS.Fma(x, k2, a52); a53 = TS.Fma(x, k3, a53);
-        }
-        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]); TS.Store(a02, ref s[2 * w]); TS.Store(a03, ref s[3 * w]); s += sStride;
-        TS.Store(a10, ref s[0]); TS.Store(a11, ref s[w]); TS.Store(a12, ref s[2 * w]); TS.Store(a13, ref s[3 * w]); s += sStride;
-        TS.Store(a20, ref s[0]); TS.Store(a21, ref s[w]); TS.Store(a22, ref s[2 * w]); TS.Store(a23, ref s[3 * w]); s += sStride;
-        TS.Store(a30, ref s[0]); TS.Store(a31, ref s[w]); TS.Store(a32, ref s[2 * w]); TS.Store(a33, ref s[3 * w]); s += sStride;
-        TS.Store(a40, ref s[0]); TS.Store(a41, ref s[w]); TS.Store(a42, ref s[2 * w]); TS.Store(a43, ref s[3 * w]); s += sStride;
-        TS.Store(a50, ref s[0]); TS.Store(a51, ref s[w]); TS.Store(a52, ref s[2 * w]); TS.Store(a53, ref s[3 * w]);
-    }
-
-    /// <summary>acc[r, 0..width) += Σ_{j &lt; keys} P[r, j]·V[j, 0..width) for 6 rows (P stride <paramref name="pStride"/>, V rows
-    /// at <paramref name="vStride"/>, acc stride <paramref name="accStride"/>; width a multiple of W): 6 × 2-vector register
-    /// blocks, then 6 × 1. Like every P·V loop of the kernel, the block's sum is formed from zero and then added to acc (the
-    /// same work as accumulating into acc): a key meets the block's roundings plus one per later block, not m — the count
-    /// the exact certificate's rounding bound (<see cref="ExactRoundingBound"/>) uses.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values6x2(T* p, int pStride, int keys, T* v, long vStride, T* acc, int accStride, int width)
-    {
-        int w = TS.Count, c = 0;
-        T* p0 = p, p1 = p + pStride, p2 = p + 2 * pStride, p3 = p + 3 * pStride, p4 = p + 4 * pStride, p5 = p + 5 * pStride;
-        T* o0 = acc, o1 = acc + accStride, o2 = acc + 2 * accStride, o3 = acc + 3 * accStride, o4 = acc + 4 * accStride, o5 = acc + 5 * accStride;
-        for (; c + 2 * w <= width; c += 2 * w)
-        {
-            TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero;
-            TV a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
-            TV a40 = TS.Zero, a41 = TS.Zero, a50 = TS.Zero, a51 = TS.Zero;
-            T* vr = v + c;
-            for (int j = 0; j < keys; j++, vr += vStride)
-            {
-                TV v0 = TS.Load(ref vr[0]), v1 = TS.Load(ref vr[w]);
-                TV x = TS.Broadcast(p0[j]); a00 = TS.Fma(x, v0, a00); a01 = TS.Fma(x, v1, a01);
-                x = TS.Broadcast(p1[j]); a10 = TS.Fma(x, v0, a10); a11 = TS.Fma(x, v1, a11);
-                x = TS.Broadcast(p2[j]); a20 = TS.Fma(x, v0, a20); a21 = TS.Fma(x, v1, a21);
-                x = TS.Broadcast(p3[j]); a30 = TS.Fma(x, v0, a30); a31 = TS.Fma(x, v1, a31);
-                x = TS.Broadcast(p4[j]); a40 = TS.Fma(x, v0, a40); a41 = TS.Fma(x, v1, a41);
-                x = TS.Broadcast(p5[j]); a50 = TS.Fma(x, v0, a50); a51 = TS.Fma(x, v1, a51);
-            }
-            TS.Store(TS.Add(TS.Load(ref o0[c]), a00), ref o0[c]); TS.Store(TS.Add(TS.Load(ref o0[c + w]), a01), ref o0[c + w]); TS.Store(TS.Add(TS.Load(ref o1[c]), a10), ref o1[c]); TS.Store(TS.Add(TS.Load(ref o1[c + w]), a11), ref o1[c + w]);
-            TS.Store(TS.Add(TS.Load(ref o2[c]), a20), ref o2[c]); TS.Store(TS.Add(TS.Load(ref o2[c + w]), a21), ref o2[c + w]); TS.Store(TS.Add(TS.Load(ref o3[c]), a30), ref o3[c]); TS.Store(TS.Add(TS.Load(ref o3[c + w]), a31), ref o3[c + w]);
-            TS.Store(TS.Add(TS.Load(ref o4[c]), a40), ref o4[c]); TS.Store(TS.Add(TS.Load(ref o4[c + w]), a41), ref o4[c + w]); TS.Store(TS.Add(TS.Load(ref o5[c]), a50), ref o5[c]); TS.Store(TS.Add(TS.Load(ref o5[c + w]), a51), ref o5[c + w]);
-        }
-        if (c < width) Values6x1(p, pStride, keys, v, vStride, acc, accStride, c, width);
-    }
-
-    /// <summary><see cref="Values6x2"/> with 6 × 4-vector blocks (24 accumulators, 32-register CPUs).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values6x4(T* p, int pStride, int keys, T* v, long vStride, T* acc, int accStride, int width)
-    {
-        int w = TS.Count, c = 0;
-        T* p0 = p, p1 = p + pStride, p2 = p + 2 * pStride, p3 = p + 3 * pStride, p4 = p + 4 * pStride, p5 = p + 5 * pStride;
-        T* o0 = acc, o1 = acc + accStride, o2 = acc + 2 * accStride, o3 = acc + 3 * accStride, o4 = acc + 4 * accStride, o5 = acc + 5 * accStride;
-        for (; c + 4 * w <= width; c += 4 * w)
-        {
-            TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero;
-            TV a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
-            TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero;
-            TV a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
-            TV a40 = TS.Zero, a41 = TS.Zero, a42 = TS.Zero, a43 = TS.Zero;
-            TV a50 = TS.Zero, a51 = TS.Zero, a52 = TS.Zero, a53 = TS.Zero;
-            T* vr = v + c;
-            for (int j = 0; j < keys; j++, vr += vStride)
-            {
-                TV v0 = TS.Load(ref vr[0]), v1 = TS.Load(ref vr[w]), v2 = TS.Load(ref vr[2 * w]), v3 = TS.Load(ref vr[3 * w]);
-                TV x = TS.Broadcast(p0[j]); a00 = TS.Fma(x, v0, a00); a01 = TS.Fma(x, v1, a01); a02 = TS.Fma(x, v2, a02); a03 = TS.Fma(x, v3, a03);
-                x = TS.Broadcast(p1[j]); a10 = TS.Fma(x, v0, a10); a11 = TS.Fma(x, v1, a11); a12 = TS.Fma(x, v2, a12); a13 = TS.Fma(x, v3, a13);
-                x = TS.Broadcast(p2[j]); a20 = TS.Fma(x, v0, a20); a21 = TS.Fma(x, v1, a21); a22 = TS.Fma(x, v2, a22); a23 = TS.Fma(x, v3, a23);
-                x = TS.Broadcast(p3[j]); a30 = TS.Fma(x, v0, a30); a31 = TS.Fma(x, v1, a31); a32 = TS.Fma(x, v2, a32); a33 = TS.Fma(x, v3, a33);
-                x = TS.Broadcast(p4[j]); a40 = TS.Fma(x, v0, a40); a41 = TS.Fma(x, v1, a41); a42 = TS.Fma(x, v2, a42); a43 = TS.Fma(x, v3, a43);
-                x = TS.Broadcast(p5[j]); a50 = TS.Fma(x, v0, a50); a51 = TS.Fma(x, v1, a51); a52 = TS.Fma(x, v2, a52); a53 = TS.Fma(x, v3, a53);
-            }
-            TS.Store(TS.Add(TS.Load(ref o0[c]), a00), ref o0[c]); TS.Store(TS.Add(TS.Load(ref o0[c + w]), a01), ref o0[c + w]); TS.Store(TS.Add(TS.Load(ref o0[c + 2 * w]), a02), ref o0[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref o0[c + 3 * w]), a03), ref o0[c + 3 * w]);
-            TS.Store(TS.Add(TS.Load(ref o1[c]), a10), ref o1[c]); TS.Store(TS.Add(TS.Load(ref o1[c + w]), a11), ref o1[c + w]); TS.Store(TS.Add(TS.Load(ref o1[c + 2 * w]), a12), ref o1[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref o1[c + 3 * w]), a13), ref o1[c + 3 * w]);
-            TS.Store(TS.Add(TS.Load(ref o2[c]), a20), ref o2[c]); TS.Store(TS.Add(TS.Load(ref o2[c + w]), a21), ref o2[c + w]); TS.Store(TS.Add(TS.Load(ref o2[c + 2 * w]), a22), ref o2[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref o2[c + 3 * w]), a23), ref o2[c + 3 * w]);
-            TS.Store(TS.Add(TS.Load(ref o3[c]), a30), ref o3[c]); TS.Store(TS.Add(TS.Load(ref o3[c + w]), a31), ref o3[c + w]); TS.Store(TS.Add(TS.Load(ref o3[c + 2 * w]), a32), ref o3[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref o3[c + 3 * w]), a33), ref o3[c + 3 * w]);
-            TS.Store(TS.Add(TS.Load(ref o4[c]), a40), ref o4[c]); TS.Store(TS.Add(TS.Load(ref o4[c + w]), a41), ref o4[c + w]); TS.Store(TS.Add(TS.Load(ref o4[c + 2 * w]), a42), ref o4[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref o4[c + 3 * w]), a43), ref o4[c + 3 * w]);
-            TS.Store(TS.Add(TS.Load(ref o5[c]), a50), ref o5[c]); TS.Store(TS.Add(TS.Load(ref o5[c + w]), a51), ref o5[c + w]); TS.Store(TS.Add(TS.Load(ref o5[c + 2 * w]), a52), ref o5[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref o5[c + 3 * w]), a53), ref o5[c + 3 * w]);
-        }
-        if (c < width) Values6x2(p, pStride, keys, v + c, vStride, acc + c, accStride, width - c);
-    }
-
-    /// <summary>6 rows × 1 vector, columns [c0, width) a vector at a time (remainder of the wider blocks).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values6x1(T* p, int pStride, int keys, T* v, long vStride, T* acc, int accStride, int c0, int width)
-    {
-        int w = TS.Count;
-        T* p0 = p, p1 = p + pStride, p2 = p + 2 * pStride, p3 = p + 3 * pStride, p4 = p + 4 * pStride, p5 = p + 5 * pStride;
-        for (int c = c0; c < width; c += w)
-        {
-            T* o = acc + c;
-            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero;
-            TV a3 = TS.Zero, a4 = TS.Zero, a5 = TS.Zero;
-            T* vr = v + c;
-            for (int j = 0; j < keys; j++, vr += vStride)
-            {
-                TV v0 = TS.Load(ref vr[0]);
-                a0 = TS.Fma(TS.Broadcast(p0[j]), v0, a0); a1 = TS.Fma(TS.Broadcast(p1[j]), v0, a1); a2 = TS.Fma(TS.Broadcast(p2[j]), v0, a2);
-                a3 = TS.Fma(TS.Broadcast(p3[j]), v0, a3); a4 = TS.Fma(TS.Broadcast(p4[j]), v0, a4); a5 = TS.Fma(TS.Broadcast(p5[j]), v0, a5);
-            }
-            TS.Store(TS.Add(TS.Load(ref o[0]), a0), ref o[0]); TS.Store(TS.Add(TS.Load(ref o[accStride]), a1), ref o[accStride]); TS.Store(TS.Add(TS.Load(ref o[2 * accStride]), a2), ref o[2 * accStride]);
-            TS.Store(TS.Add(TS.Load(ref o[3 * accStride]), a3), ref o[3 * accStride]); TS.Store(TS.Add(TS.Load(ref o[4 * accStride]), a4), ref o[4 * accStride]); TS.Store(TS.Add(TS.Load(ref o[5 * accStride]), a5), ref o[5 * accStride]);
-        }
-    }
-
-    /// <summary>One row: acc[0..width) += Σ_j p[j]·V[j, 0..width) (width a multiple of W), 4 vectors at a time.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Values1(T* p, int keys, T* v, long vStride, T* acc, int width)
-    {
-        int w = TS.Count, c = 0;
-        for (; c + 4 * w <= width; c += 4 * w)
-        {
-            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
-            T* vr = v + c;
-            for (int j = 0; j < keys; j++, vr += vStride)
-            {
-                TV x = TS.Broadcast(p[j]);
-                a0 = TS.Fma(x, TS.Load(ref vr[0]), a0); a1 = TS.Fma(x, TS.Load(ref vr[w]), a1);
-                a2 = TS.Fma(x, TS.Load(ref vr[2 * w]), a2); a3 = TS.Fma(x, TS.Load(ref vr[3 * w]), a3);
-            }
-            TS.Store(TS.Add(TS.Load(ref acc[c]), a0), ref acc[c]); TS.Store(TS.Add(TS.Load(ref acc[c + w]), a1), ref acc[c + w]); TS.Store(TS.Add(TS.Load(ref acc[c + 2 * w]), a2), ref acc[c + 2 * w]); TS.Store(TS.Add(TS.Load(ref acc[c + 3 * w]), a3), ref acc[c + 3 * w]);
-        }
-        for (; c < width; c += w)
-        {
-            TV a0 = TS.Zero;
-            T* vr = v + c;
-            for (int j = 0; j < keys; j++, vr += vStride) a0 = TS.Fma(TS.Broadcast(p[j]), TS.Load(ref vr[0]), a0);
-            TS.Store(TS.Add(TS.Load(ref acc[c]), a0), ref acc[c]);
-        }
-    }
-
-    /// <summary>The columns [c0, dv) that do not fill a vector, scalar, for <paramref name="rows"/> rows (V read in place).</summary>
-    private static void ValuesTail(T* p, int pStride, int rows, int keys, T* v, long vStride, T* acc, int accStride, int c0, int dv)
-    {
-        for (int c = c0; c < dv; c++)
-            for (int r = 0; r < rows; r++)
-            {
-                T* pr = p + r * pStride;
-                T sum = T.Zero;
-                for (int j = 0; j < keys; j++) sum = T.FusedMultiplyAdd(pr[j], v[j * vStride + c], sum);
-                acc[r * accStride + c] += sum;
-            }
     }
 
     /// <summary>s[j] = ⟨q, K[j]⟩ for <paramref name="keys"/> key rows at <paramref name="kStride"/>, 4 keys at a time

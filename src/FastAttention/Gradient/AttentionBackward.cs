@@ -47,7 +47,7 @@ public static class AttentionBackward
 
     /// <summary>As <see cref="Compute{T}(AttentionProblem{T}, ReadOnlyMemory{T}, AttentionForwardResult{T}, int)"/> with a forced
     /// SIMD width (16, 8, 4 or 1 float32 lanes; 0 = the widest the CPU has; a width the CPU lacks throws) and register
-    /// blocking (true: 4×4 vectors, false: 4×2, null: 4×4 where the CPU has 32 vector registers), for tests of every kernel
+    /// blocking (true: 6×4 vectors, false: 6×2, null: 6×4 where the CPU has 32 vector registers), for tests of every kernel
     /// path. <paramref name="vectorBits"/> receives the vector width that ran, in bits.</summary>
     internal static AttentionGradients<T> ComputeWithLanes<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
         int threads, int forcedFloat32Lanes, out int vectorBits, bool? wideBlocks = null)

@@ -108,8 +108,8 @@ public class AttentionBackwardTests
     private static void WidthSweep(int lanes, bool wideBlocks)
     {
         // Key counts sweep every remainder modulo the vector (W) and the key block (4·W) and cross block boundaries;
-        // d and dv sweep the remainders modulo W (padded copies of Q and dO); n crosses the 4-row micro-tile and the
-        // 64-row query tile; threads 1 and 3 (one worker, and dQ gathered from several); 4×4- and 4×2-vector register blocks.
+        // d and dv sweep the remainders modulo W (padded copies of Q and dO); n crosses the 6-row micro-tile and the
+        // 96-row query tile; threads 1 and 3 (one worker, and dQ gathered from several); 6×4- and 6×2-vector register blocks.
         int cases = 0;
         for (int m = 1; m <= 140; m += 5)
             for (int dv = 1; dv <= 34; dv += 3)
@@ -119,7 +119,7 @@ public class AttentionBackwardTests
                 CheckWidth(lanes, wideBlocks, n, m, d, dv, causal, threads: (m + dv) % 2 == 0 ? 1 : 3, seed: m * 100 + dv);
                 cases++;
             }
-        // Shapes with no padding at all (d, dv multiples of W, n a multiple of 4): Q, dO and dQ used in place.
+        // Shapes with d, dv multiples of W (no column padding), n on and off the 6-row micro-tile, n past the 96-row tile.
         foreach (var (n, m, d, dv) in new[] { (8, 70, 16, 32), (64, 64, 32, 16), (68, 130, 16, 16), (4, 1, 8, 8), (132, 33, 8, 24) })
         {
             CheckWidth(lanes, wideBlocks, n, m, d, dv, causal: false, threads: 2, seed: n + m);
