@@ -320,6 +320,55 @@ public class MaskedAttentionTests
     }
 
     [Fact]
+    public void Masked_grouped_query_partials_over_a_key_split_merge_to_the_unsplit_result()
+    {
+        // Mergeable partial states (split-key decoding, a KV cache appended block by block) under GQA, key lengths, a
+        // boolean mask and a bias: each part is the problem over its keys (K/V rows, key lengths, mask and bias columns).
+        int batch = 2, hq = 4, hkv = 2, n = 9, m = 130, d = 6, dv = 5;
+        int[] lens = [130, 75];
+        var vis = MaskedData.BooleanMask([batch, 1, n, m], 0.7, seed: 21);
+        var bias = MaskedData.RandomBias([1, hq, 1, m], 2, seed: 22);
+        var mask = new AttentionMask { KeyLengths = lens, BooleanMask = vis, Bias = bias };
+        var p = MaskedData.Problem<double>(batch, hq, hkv, n, m, d, dv, seed: 23, mask: mask);
+        foreach (int cut in new[] { 1, 64, 75, 100 })
+        {
+            AttentionPartial<double>? merged = null;
+            foreach (var (lo, hi) in new[] { (cut, m), (0, cut) }) // merged in reverse key order: the merge is order-free
+            {
+                var part = Columns(p, lo, hi);
+                var partial = new FlashAttention().ComputePartial(part, threads: 2);
+                if (merged is null) merged = partial; else merged.MergeFrom(partial);
+            }
+            var output = new double[p.OutputLength];
+            merged!.Normalize(output);
+            Assert.True(TestData.MaxAbsDiff(output, ReferenceAttention.Compute(p)) <= 1e-12, $"cut {cut}");
+        }
+
+        static AttentionProblem<double> Columns(AttentionProblem<double> p, int lo, int hi)
+        {
+            int w = hi - lo, kvh = p.KvHeads, d = p.D, dv = p.Dv, m = p.M;
+            var k = new double[kvh * w * d]; var v = new double[kvh * w * dv];
+            for (int g = 0; g < kvh; g++)
+            {
+                p.K.Span.Slice((g * m + lo) * d, w * d).CopyTo(k.AsSpan(g * w * d));
+                p.V.Span.Slice((g * m + lo) * dv, w * dv).CopyTo(v.AsSpan(g * w * dv));
+            }
+            var lens = p.Mask.KeyLengths.ToArray().Select(l => Math.Clamp(l - lo, 0, w)).ToArray();
+            var mk = p.Mask with { KeyLengths = lens, BooleanMask = Slice(p.Mask.BooleanMask!, lo, hi), Bias = Slice(p.Mask.Bias!, lo, hi) };
+            return new AttentionProblem<double>(p.Q, k, v, p.N, w, d, dv, p.Heads, p.Scale, p.Causal, mk, p.KvHeads, p.Batch);
+        }
+
+        static BroadcastTensor<TE> Slice<TE>(BroadcastTensor<TE> t, int lo, int hi) where TE : unmanaged
+        {
+            var s = t.Shape.ToArray();
+            int rows = s[0] * s[1] * s[2], m = s[3], w = hi - lo;
+            var data = new TE[rows * w];
+            for (int r = 0; r < rows; r++) t.Data.Span.Slice(r * m + lo, w).CopyTo(data.AsSpan(r * w));
+            return new BroadcastTensor<TE>(data, s[0], s[1], s[2], w);
+        }
+    }
+
+    [Fact]
     public void Key_blocks_are_classified_hidden_full_or_partial()
     {
         // Window 64 at n = m = 1024 (top-left): tile [256, 320) sees keys (192, 320).
