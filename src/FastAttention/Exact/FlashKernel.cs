@@ -95,8 +95,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
                     : Math.Clamp((int)(CpuCaches.L1Data / ((p.D + dvPad) * (long)size)) / panel * panel, panel, 512);
                 br = (int)Math.Clamp(CpuCaches.L2 / 2 / ((p.D + dvPad) * (long)size), MicroRows, 384) / MicroRows * MicroRows;
                 br = tuning.QueryTile > 0 ? RoundUp(tuning.QueryTile, MicroRows) : ForParallelism(br, p.N, heads, threads, MicroRows);
-                // A sliding window: a tile of br rows sees br + w − 1 keys, so tiles well below w keep the work near n·w.
-                if (tuning.QueryTile <= 0 && p.Mask.Window > 0) br = Math.Min(br, RoundUp(Math.Max(p.Mask.Window / 2, 2 * MicroRows), MicroRows));
+                // A sliding window: a tile of br rows sees br + w − 1 keys, so tiles of about w/4 keep the work near n·w.
+                if (tuning.QueryTile <= 0 && p.Mask.Window > 0) br = Math.Min(br, RoundUp(Math.Max(p.Mask.Window / 4, 2 * MicroRows), MicroRows));
                 break;
             case FlashPath.SmallD:
                 bc = tuning.KeyBlock > 0 ? RoundUp(tuning.KeyBlock, w)
