@@ -67,6 +67,8 @@ internal sealed class PolynomialPlan
         // Lemma 3.3 tightened: |s⟨q,k⟩| ≤ |s|·max‖q‖·max‖k‖ (Cauchy–Schwarz), never worse than s·d·B².
         double qNorm = st.QNorm > 0 ? st.QNorm : 1, kNorm = st.KNorm > 0 ? st.KNorm : 1;
         double r = Math.Max(Math.Abs(st.Scale) * qNorm * kNorm * (1 + 4 * ErrorBudget.Unit), MinR);
+        if (!double.IsFinite(r))
+            ThrowHelper.Refused("polynomial", RefusalReason.EntryRange, $"the logit bound |s|·max‖q‖·max‖k‖ overflows float64 (s = {st.Scale:G3}, max‖q‖ = {qNorm:G3}, max‖k‖ = {kNorm:G3}); use 'exact'.", "exact");
         // t = x/R = ⟨σ_q q, σ_k k⟩ with ‖σ_q q‖ ≤ 1, ‖σ_k k‖ ≤ 1 (balanced).
         double sigmaK = 1 / kNorm, sigmaQ = st.Scale * kNorm / r;
         double outputUnit = st.Float32 ? Numerics.FloatingPoint.UFloat32 + 2 * Numerics.FloatingPoint.U : 2 * Numerics.FloatingPoint.U;
