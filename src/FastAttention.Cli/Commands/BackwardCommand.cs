@@ -42,7 +42,7 @@ internal static class BackwardCommand
             bool f32 = requestedF32 ?? !anyF64;
             if (requestedF32 is null && anyF64 && !allF64)
                 context.Note("the inputs mix float32 and float64: computing in float64 and writing float64 (--precision f32 for float32).");
-            if (f32) Execute(files, files.Problem<float>(s, r.GetValue(causal)), g.ToFloat32(), outputs, paths, t);
+            if (f32) Execute(files, files.Problem<float>(s, r.GetValue(causal)), AttentionFiles.Float32(g, "--do"), outputs, paths, t);
             else Execute(files, files.Problem<double>(s, r.GetValue(causal)), g.ToFloat64(), outputs, paths, t);
             outputs.Commit();
             return 0;

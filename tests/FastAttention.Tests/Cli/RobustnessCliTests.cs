@@ -108,6 +108,43 @@ public class RobustnessCliTests
     }
 
     [Fact]
+    public void Float64_values_beyond_float32_with_precision_f32_are_refused_naming_the_input()
+    {
+        var (dir, q, k, _, _) = Inputs();
+        var v = TestData.Uniform(24, 1, 4); v[5] = 1e300;
+        AssertUsage(Run("run", "--q", q, "--k", k, "--v", Save(dir, "big.npy", v, 12, 2), "--out", Path.Combine(dir, "o.npy"), "--precision", "f32"),
+            "--v", "does not fit float32", "[2, 1]");
+    }
+
+    /// <summary>A 2.1 GiB float32 input through the whole tool (read in chunks, computed, output written): Q is
+    /// [4300000, 128] with 16 keys, so the attention itself is cheap. Minutes of disk and ~5 GiB of memory: Slow.</summary>
+    [Fact]
+    [Trait("Category", "Slow")]
+    public void A_query_file_over_two_gigabytes_runs_through_the_tool()
+    {
+        int n = 4_300_000, m = 16, d = 128;
+        string dir = CliRunner.TempDir();
+        try
+        {
+            var rng = new Random(7);
+            var q = new float[(long)n * d];
+            for (long i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() - 0.5);
+            Assert.True((long)q.Length * 4 > int.MaxValue);
+            string qPath = Save(dir, "q.npy", q, n, d);
+            var k = TestData.ToFloat(TestData.Uniform(m * d, 0.5, 8)); var v = TestData.ToFloat(TestData.Uniform(m, 1, 9));
+            string o = Path.Combine(dir, "o.npy");
+            var r = Run("run", "--q", qPath, "--k", Save(dir, "k.npy", k, m, d), "--v", Save(dir, "v.npy", v, m, 1), "--out", o);
+            Assert.True(r.Code == 0, r.Err);
+            var output = NpyFile.Read(o).Float32;
+            int[] rows = [0, 1, n / 2, n - 1];
+            var p = new AttentionProblem<float>(q, k, v, n, m, d, 1);
+            var reference = ReferenceAttention.ComputeRows(p, 0, rows);
+            for (int i = 0; i < rows.Length; i++) Assert.True(Math.Abs(output[rows[i]] - reference[i]) <= 1e-5);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void Out_naming_a_folder_and_out_dir_naming_a_file_exit_2_naming_the_option()
     {
         var (dir, q, k, v, _) = Inputs();
