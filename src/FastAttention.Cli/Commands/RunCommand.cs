@@ -71,7 +71,19 @@ internal static class RunCommand
     private static AttentionResult<T> Compute<T>(AttentionAlgorithm alg, AttentionProblem<T> problem, AttentionSettings settings)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var result = LongWork.Run($"{alg.Name} attention", progress => alg.Compute(problem, settings with { Progress = progress }));
+        var context = CliContext.Current;
+        var result = LongWork.Run($"{alg.Name} attention", progress =>
+        {
+            var plan = alg.Plan(problem, settings with { Progress = progress });
+            // Said before starting: a run the planner predicts to take longer than an hour.
+            if (plan.PredictedSeconds > 3600)
+            {
+                context.Note(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"'{alg.Name}' is predicted to take about {plan.PredictedSeconds / 3600:G3} hours on this machine (Ctrl-C stops it cleanly)."));
+                context.FlushNotes();
+            }
+            return plan.Execute();
+        });
         var o = result.Output;
         for (int i = 0; i < o.Length; i++)
             if (!T.IsFinite(o[i]))

@@ -43,4 +43,23 @@ public class ProcessLevelTests
         Assert.Contains("--n: 'abc' is not an integer", err);
         Assert.DoesNotContain("System.", err);
     }
+
+    [Fact]
+    public void A_run_predicted_to_take_hours_says_so_before_starting()
+    {
+        string dir = CliRunner.TempDir();
+        // Rates a million times slower than this machine: the planner predicts hours for a run that takes milliseconds.
+        string rates = Path.Combine(dir, "rates.json");
+        File.WriteAllText(rates, $$"""
+            {"machine": "{{Environment.MachineName}}/{{Environment.ProcessorCount}}/{{FastAttention.Exact.SimdInfo.Float32Lanes}}", "source": "test",
+             "flopsPerSecond": 1, "expsPerSecond": 1, "scalarFlopsPerSecond": 1, "bytesPerSecond": 1, "secondsPerTreeNode": 1, "secondsPerLeafKey": 1}
+            """);
+        var p = TestSupport.TestData.Problem(64, 64, 16, 16, 1, 3);
+        string q = CliHarness.Save(dir, "q.npy", p.Q.ToArray(), 64, 16), k = CliHarness.Save(dir, "k.npy", p.K.ToArray(), 64, 16), v = CliHarness.Save(dir, "v.npy", p.V.ToArray(), 64, 16);
+        var (code, _, err) = CliRunner.RunWith(new Dictionary<string, string> { ["FASTATTN_RATES"] = rates }, "run", "--q", q, "--k", k, "--v", v, "--out", Path.Combine(dir, "o.npy"));
+        Assert.True(code == 0, err);
+        Assert.Single(err.Trim().Split('\n'));
+        Assert.Contains("is predicted to take about", err);
+        Assert.Contains("hours", err);
+    }
 }
