@@ -33,18 +33,11 @@ internal static class BenchRangeCommand
                 throw new UsageException($"--algorithm must be range, vector, rounding or lowrank (got '{alg}').");
             var o = r.InvocationConfiguration.Output;
             CliContext.Current.Status($"bench range: timing '{alg}' and the exact kernel (sampled rows) at n = {nn}, d = {dd}…");
-            var fields = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb);
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-20} {Format(kv.Value)}");
+            var report = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb);
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchRangeReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchRangeReport, 20, x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
             return 0;
         });
         return cmd;
     }
-
-    private static string Format(object? v) => v switch
-    {
-        double x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture),
-        IEnumerable<KeyValuePair<string, object?>> list => string.Join(" ", list.Select(p => $"{p.Key}={Format(p.Value)}")),
-        _ => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "",
-    };
 }

@@ -60,13 +60,10 @@ internal static class GradientCommand
         return cmd;
     }
 
-    internal static string Report(AttentionLossProblem p, AttentionLossGradientResult r, double? requested) => Json.Object([
-        new("oracle", r.Oracle), new("oracleIsExact", r.OracleIsExact), new("n", p.N), new("m", p.M), new("d", p.D), new("scale", p.Scale),
-        new("entryBound", r.EntryBound), new("epsilon", requested), new("oracleCalls", r.OracleCalls), new("oracleCallLimit", 2 * p.D + 4),
-        new("perCallEpsilon", new KeyValuePair<string, object?>[] { new("c5", r.EpsilonC5), new("w", r.EpsilonW), new("c7", r.EpsilonC7) }),
-        new("paperEpsilon2", r.PaperEpsilon2), new("aprioriBound", r.OracleIsExact ? 0.0 : r.AprioriBound), new("guaranteedBound", r.GuaranteedBound),
-        new("seconds", r.Elapsed.TotalSeconds), new("oracleSeconds", r.OracleElapsed.TotalSeconds),
-    ]);
+    internal static string Report(AttentionLossProblem p, AttentionLossGradientResult r, double? requested) => Reports.Json(new GradientReport(
+        r.Oracle, r.OracleIsExact, p.N, p.M, p.D, p.Scale, r.EntryBound, requested, r.OracleCalls, 2 * p.D + 4,
+        new PerCallEpsilon(r.EpsilonC5, r.EpsilonW, r.EpsilonC7), r.PaperEpsilon2, r.OracleIsExact ? 0.0 : r.AprioriBound, r.GuaranteedBound,
+        r.Elapsed.TotalSeconds, r.OracleElapsed.TotalSeconds), ReportJson.Default.GradientReport);
 
     private static Option<string> Matrix(string name, string description) => new(name) { Description = description + " 2-D .npy, float32 or float64.", Required = true };
 

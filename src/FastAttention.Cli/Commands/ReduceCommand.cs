@@ -81,8 +81,8 @@ internal static class ReduceCommand
             var text = new List<string> { $"row sums of exp(QKᵀ) within 1 ± {F(e)} (Lemma C.1 + Claim C.2), {res.Rounds} binary-search rounds" };
             for (int i = 0; i < Math.Min(qs.Count, 20); i++) text.Add($"  S_{i} ≈ {F(res.Estimates[i])}  (ln = {F(res.LogEstimates[i])})");
             if (qs.Count > 20) text.Add($"  … {qs.Count - 20} more rows (use --json)");
-            return Emit(r, c, oracle, "rowsums", res.Estimates, null, res.Instance, check, text,
-                [new("logEstimates", res.LogEstimates), new("rounds", res.Rounds)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new RowSumsReport("rowsums", res.Estimates, null,
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, res.LogEstimates, res.Rounds), ReportJson.Default.RowSumsReport));
         });
         return cmd;
     }
@@ -114,7 +114,8 @@ internal static class ReduceCommand
             var text = new List<string> { $"Max-IP (Lemma C.3) with K = λ·B, λ = {F(res.Lambda)}" };
             for (int i = 0; i < Math.Min(sa.Count, 20); i++) text.Add($"  max_j a_{i}·b_j = {res.Maxima[i]}");
             if (sa.Count > 20) text.Add($"  … {sa.Count - 20} more rows (use --json)");
-            return Emit(r, c, oracle, "maxip", res.Maxima, null, res.Instance, check, text, [new("lambda", res.Lambda)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new MaxIpReport("maxip", res.Maxima, null,
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, res.Lambda), ReportJson.Default.MaxIpReport));
         });
         return cmd;
     }
@@ -147,8 +148,9 @@ internal static class ReduceCommand
                 m == OrthogonalVectorsMethod.LargeD ? "orthogonal vectors, Lemma C.6 (one call, ln k scaling)" : $"orthogonal vectors, Lemma C.8 (entries √ln 2, exact row sums; sampling rounds used: {res.Samples})",
                 res.Pair is { } p ? $"answer: yes — a_{p.I}·b_{p.J} = 0" : $"answer: no orthogonal pair{(res.FailureProbability > 0 ? $" (wrong with probability ≤ {F(res.FailureProbability)})" : "")}",
             };
-            return Emit(r, c, oracle, "ov", res.Found, res.Pair is { } w ? new[] { w.I, w.J } : null, res.Instance, check, text,
-                [new("method", m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two"), new("samples", res.Samples), new("failureProbability", res.FailureProbability)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new OrthogonalVectorsReport("ov", res.Found,
+                res.Pair is { } w ? [w.I, w.J] : null, h.Oracle, h.OracleCalls, h.Instance, h.Check,
+                m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two", res.Samples, res.FailureProbability), ReportJson.Default.OrthogonalVectorsReport));
         });
         return cmd;
     }
@@ -185,8 +187,8 @@ internal static class ReduceCommand
                 $"(1 + {F(e)})-ANN by binary search over Gap-ANN: {res.GapCalls} Gap-ANN instances ({res.BruteForceCalls} by the brute-force branch)",
                 $"answer: a_{res.I}, b_{res.J} at Hamming distance {res.Distance} (nearest ≥ {res.LowerBound})",
             };
-            return Emit(r, c, oracle, "ann", new[] { res.I, res.J }, new[] { res.I, res.J }, res.Instance, check, text,
-                [new("distance", res.Distance), new("lowerBound", res.LowerBound), new("gapCalls", res.GapCalls), new("bruteForceCalls", res.BruteForceCalls)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new NearestNeighbourReport("ann", [res.I, res.J], [res.I, res.J],
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, res.Distance, res.LowerBound, res.GapCalls, res.BruteForceCalls), ReportJson.Default.NearestNeighbourReport));
         });
         return cmd;
     }
@@ -228,8 +230,9 @@ internal static class ReduceCommand
                 $"SAT → OV by split-and-list: {f.Variables} variables, {f.Clauses.Count} clauses → |A| = {res.VectorsA}, |B| = {res.VectorsB}, d = {f.Clauses.Count}",
                 res.Assignment is { } y ? "answer: satisfiable — " + string.Join(' ', y.Select((v, i) => v ? $"{i + 1}" : $"-{i + 1}")) : $"answer: unsatisfiable{(res.Ov.FailureProbability > 0 ? $" (wrong with probability ≤ {F(res.Ov.FailureProbability)})" : "")}",
             };
-            return Emit(r, c, oracle, "sat", res.Satisfiable, res.Assignment?.Select(v => v ? 1 : 0).ToArray(), res.Ov.Instance, check, text,
-                [new("variables", f.Variables), new("clauses", f.Clauses.Count), new("vectorsA", res.VectorsA), new("vectorsB", res.VectorsB), new("via", m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two"), new("failureProbability", res.Ov.FailureProbability)]);
+            return Emit(r, c, oracle, res.Ov.Instance, check, text, h => Reports.Json(new SatReport("sat", res.Satisfiable, res.Assignment?.Select(v => v ? 1 : 0).ToArray(),
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, f.Variables, f.Clauses.Count, res.VectorsA, res.VectorsB,
+                m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two", res.Ov.FailureProbability), ReportJson.Default.SatReport));
         });
         return cmd;
     }
@@ -248,20 +251,13 @@ internal static class ReduceCommand
         return "brute force agrees (no orthogonal pair)";
     }
 
-    private static int Emit(ParseResult r, Common c, AttentionOracle oracle, string problem, object answer, object? witness,
-        ReductionInstance? inst, string check, List<string> text, KeyValuePair<string, object?>[] extra)
+    private static int Emit(ParseResult r, Common c, AttentionOracle oracle, ReductionInstance? inst, string check, List<string> text,
+        Func<ReduceHeader, string> json)
     {
         var output = r.InvocationConfiguration.Output;
         if (r.GetValue(c.Json))
         {
-            var fields = new List<KeyValuePair<string, object?>>
-            {
-                new("problem", problem), new("answer", answer), new("witness", witness), new("oracle", oracle.Name), new("oracleCalls", oracle.Calls),
-                new("instance", new KeyValuePair<string, object?>[] { new("n", inst?.N), new("d", inst?.D), new("bound", inst?.Bound), new("epsilon", inst?.Epsilon), new("keys", inst?.Keys) }),
-                new("check", check),
-            };
-            fields.AddRange(extra);
-            output.WriteLine(Json.Object(fields));
+            output.WriteLine(json(new ReduceHeader(oracle.Name, oracle.Calls, ReductionInstanceReport.Of(inst), check)));
             return 0;
         }
         foreach (var line in text) output.WriteLine(line);

@@ -149,14 +149,7 @@ internal static class RunCommand
     }
 
     internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c, string? precision = null) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        Json.Object([
-            new("algorithm", c.Algorithm), new("n", p.N), new("m", p.M), new("d", p.D), new("dv", p.Dv), new("heads", p.Heads),
-            new("scale", p.Scale), new("causal", p.Causal), new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
-            new("errorBound", c.ErrorBound), new("seconds", c.Elapsed.TotalSeconds), new("threads", c.Threads),
-            new("precision", precision ?? (typeof(T) == typeof(float) ? "f32" : "f64")),
-            new("parameters", CertificateReport.Parameters(c.Parameters)),
-            new("budget", CertificateReport.Terms(c.Budget)), new("predictedSeconds", c.PredictedSeconds),
-            new("planningSeconds", c.PlanningTime.TotalSeconds), new("notes", c.Notes.ToList()),
-            new("perHead", CertificateReport.Heads(c)),
-        ]);
+        Reports.Json(new RunReport(c.Algorithm, p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal, p.EntryBound, c.Epsilon,
+            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, precision ?? (typeof(T) == typeof(float) ? "f32" : "f64"), CertificateReport.Parameters(c.Parameters),
+            CertificateReport.Terms(c.Budget), c.PredictedSeconds, c.PlanningTime.TotalSeconds, c.Notes, CertificateReport.Heads(c)), ReportJson.Default.RunReport);
 }

@@ -52,12 +52,8 @@ internal static class RatesCache
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         using var outputs = new OutputFiles();
         string full = outputs.Output("the rates cache", path);
-        outputs.WriteText(full, Json.Object([
-            new("machine", MachineKey()), new("source", rates.Source),
-            new("flopsPerSecond", rates.FlopsPerSecond), new("expsPerSecond", rates.ExpsPerSecond),
-            new("scalarFlopsPerSecond", rates.ScalarFlopsPerSecond), new("bytesPerSecond", rates.BytesPerSecond),
-            new("secondsPerTreeNode", rates.SecondsPerTreeNode), new("secondsPerLeafKey", rates.SecondsPerLeafKey),
-        ]));
+        outputs.WriteText(full, Reports.Json(new RatesFile(MachineKey(), rates.Source, rates.FlopsPerSecond, rates.ExpsPerSecond,
+            rates.ScalarFlopsPerSecond, rates.BytesPerSecond, rates.SecondsPerTreeNode, rates.SecondsPerLeafKey), ReportJson.Default.RatesFile));
         outputs.Commit();
     }
 

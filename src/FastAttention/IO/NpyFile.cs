@@ -8,7 +8,20 @@ namespace FastAttention.IO;
 /// <summary>The element types this library reads from .npy files.</summary>
 public enum NpyDType
 {
-    Float32, Float64, Int8, UInt8, Bool, Int32, Int64,
+    /// <summary>&lt;f4</summary>
+    Float32,
+    /// <summary>&lt;f8</summary>
+    Float64,
+    /// <summary>|i1</summary>
+    Int8,
+    /// <summary>|u1</summary>
+    UInt8,
+    /// <summary>|b1</summary>
+    Bool,
+    /// <summary>&lt;i4</summary>
+    Int32,
+    /// <summary>&lt;i8</summary>
+    Int64,
 }
 
 /// <summary>A C-ordered array read from a .npy file. Float data stays in its precision; integers widen to double.</summary>
@@ -22,9 +35,13 @@ public sealed class NpyArray
     private readonly float[]? _f32;
     private readonly double[]? _f64;
 
+    /// <summary>The dtype as stored in the file.</summary>
     public NpyDType DType { get; }
+    /// <summary>The shape (C order).</summary>
     public IReadOnlyList<int> Shape { get; }
+    /// <summary>Number of elements.</summary>
     public long Length => _f32?.Length ?? _f64!.Length;
+    /// <summary>True when the data is held as float32 (the file was &lt;f4).</summary>
     public bool IsFloat32 => _f32 is not null;
 
     /// <summary>The data as float32 (only when the file was &lt;f4).</summary>
@@ -47,7 +64,9 @@ public sealed class NpyArray
         return r;
     }
 
+    /// <summary>Wraps float32 data of the given shape (no copy).</summary>
     public static NpyArray FromFloat32(float[] data, params int[] shape) => new(NpyDType.Float32, Check(shape, data.Length), data, null);
+    /// <summary>Wraps float64 data of the given shape (no copy).</summary>
     public static NpyArray FromFloat64(double[] data, params int[] shape) => new(NpyDType.Float64, Check(shape, data.Length), null, data);
 
     private static int[] Check(int[] shape, long length)
@@ -77,7 +96,9 @@ public sealed record NpyHeader(NpyDType DType, int[] Shape, long DataOffset)
 /// <summary>A malformed or unsupported .npy file; the message names the file and the problem.</summary>
 public sealed class NpyFormatException(string file, string problem) : Exception($"{file}: {problem}")
 {
+    /// <summary>The file (or stream name) at fault.</summary>
     public string File { get; } = file;
+    /// <summary>What is wrong with it.</summary>
     public string Problem { get; } = problem;
 }
 
@@ -89,6 +110,7 @@ public sealed class NpyFormatException(string file, string problem) : Exception(
 public static class NpyFile
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
+    /// <summary>The largest rank read or written ([b, h, n, d]).</summary>
     public const int MaxRank = 4;
 
     /// <summary>Bytes moved per read or write call: keeps spans far below 2 GiB whatever the array's size.</summary>
@@ -128,12 +150,16 @@ public static class NpyFile
         return h;
     }
 
+    /// <summary>Reads a .npy file (format 1.0–3.0, C order), in chunks; refuses arrays too large for memory before allocating.</summary>
+    /// <exception cref="NpyFormatException">The file cannot be opened, is not .npy, is truncated, Fortran-ordered, of an
+    /// unsupported dtype or version, malformed, or too large; the message names the file and the problem.</exception>
     public static NpyArray Read(string path)
     {
         using var fs = Open(path);
         return Read(fs, path);
     }
 
+    /// <summary>Reads a .npy array from <paramref name="stream"/>; <paramref name="name"/> names it in error messages.</summary>
     public static NpyArray Read(Stream stream, string name) => Read(stream, name, DefaultChunkBytes, AvailableMemory());
 
     /// <summary>The memory this process can have at most: the machine's, or the container's limit (the GC's view).</summary>
@@ -292,8 +318,10 @@ public static class NpyFile
     /// <summary>Writes float64 data atomically (temporary file in the same folder, then rename), in chunks.</summary>
     public static void Write(string path, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) => Write(path, data, shape, DefaultChunkBytes);
 
+    /// <summary>Writes a float32 array (&lt;f4, format 1.0) to <paramref name="stream"/>, in chunks.</summary>
     public static void Write(Stream stream, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) => WriteTo(stream, data, shape, DefaultChunkBytes);
 
+    /// <summary>Writes a float64 array (&lt;f8, format 1.0) to <paramref name="stream"/>, in chunks.</summary>
     public static void Write(Stream stream, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) => WriteTo(stream, data, shape, DefaultChunkBytes);
 
     /// <summary>The atomic writer with its chunk size explicit (tests use small ones).</summary>

@@ -14,8 +14,10 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class LowRankAttention : RangeSearchFamily
 {
+    /// <summary><c>"lowrank"</c>: Gupta et al. Theorem 1.2 (Q or K of low numerical rank), certified within ε.</summary>
     public override string Name => "lowrank";
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         var plan = base.PlanHead(head, context);
@@ -37,6 +39,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         return plan;
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();

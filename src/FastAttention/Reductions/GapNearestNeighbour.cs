@@ -37,9 +37,14 @@ public sealed class GapNearestNeighbour
     /// <summary>Brute force when the Hamming ball of radius t has at most m^exponent points (−∞: never).</summary>
     public double BruteForceExponent { get; init; } = 0.9;
 
+    /// <summary>Gap-ANN instances answered by brute-force ball enumeration (Lemma 4.7 Case 1) so far.</summary>
     public int BruteForceCalls { get; private set; }
+    /// <summary>Gap-ANN instances solved so far (each by the oracle or by brute force).</summary>
     public int GapCalls { get; private set; }
 
+    /// <summary>A solver for the 0/1 sets <paramref name="a"/> and <paramref name="b"/> (same dimension ≥ 1) with
+    /// <paramref name="oracle"/> answering the attention instances.</summary>
+    /// <exception cref="ArgumentException">The dimensions differ or are 0, or an entry is not 0 or 1.</exception>
     public GapNearestNeighbour(VectorSet a, VectorSet b, AttentionOracle oracle)
     {
         ArgumentNullException.ThrowIfNull(a);
