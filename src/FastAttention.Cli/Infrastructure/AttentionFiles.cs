@@ -47,8 +47,19 @@ internal sealed class AttentionFiles
     public AttentionProblem<T> Problem<T>(double? scale, bool causal) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         if (typeof(T) == typeof(float))
-            return (AttentionProblem<T>)(object)new AttentionProblem<float>(Q.ToFloat32(), K.ToFloat32(), V.ToFloat32(), N, M, D, Dv, Heads, scale, causal);
+            return (AttentionProblem<T>)(object)new AttentionProblem<float>(Float32(Q, "--q"), Float32(K, "--k"), Float32(V, "--v"), N, M, D, Dv, Heads, scale, causal);
         return (AttentionProblem<T>)(object)new AttentionProblem<double>(Q.ToFloat64(), K.ToFloat64(), V.ToFloat64(), N, M, D, Dv, Heads, scale, causal);
+    }
+
+    /// <summary>The array as float32, refusing values beyond float32's range (they would become ±∞).</summary>
+    public static float[] Float32(NpyArray a, string option)
+    {
+        var f = a.ToFloat32();
+        if (!a.IsFloat32)
+            for (long i = 0; i < f.Length; i++)
+                if (!float.IsFinite(f[i]))
+                    throw new UsageException($"{option}: the value {a.ToFloat64()[i]:G6} at index {Index(i, a.Shape)} does not fit float32; use --precision f64.");
+        return f;
     }
 
     /// <summary>The header of an attention input, checked: a readable .npy, float32/float64, 2–4-D, no empty dimension.</summary>
