@@ -21,6 +21,9 @@ internal readonly record struct FlashTuning(FlashPath? Path = null, int QueryTil
 /// <summary>What the kernel chose for one run: path, SIMD lanes (of T), register blocking, tile sizes, key splits.</summary>
 internal readonly record struct FlashPlan(FlashPath Path, int Lanes, bool Wide, int QueryTile, int KeyBlock, int KeySplits, int Tiles, int ElementBytes)
 {
+    /// <summary>The kernel's extra memory, bytes (packed panels, per-thread tiles, split states; never n×m).</summary>
+    public long WorkingBytes { get; init; }
+
     /// <summary>The vector width that ran, in bits (Lanes × element size).</summary>
     public int VectorBits => Lanes * ElementBytes * 8;
 
@@ -35,11 +38,12 @@ internal readonly record struct FlashPlan(FlashPath Path, int Lanes, bool Wide, 
 /// <param name="QueryTile">Query rows per tile.</param>
 /// <param name="KeyBlock">Keys per block.</param>
 /// <param name="KeySplits">Key splits per (head, tile), merged as partial states (1 = none).</param>
-public sealed record FlashParameters(string Kernel, int Lanes, int VectorBits, string Path, string RegisterBlock, int QueryTile, int KeyBlock, int KeySplits)
-    : AlgorithmParameters
+/// <param name="WorkingBytes">The kernel's extra memory in bytes: packed panels, per-thread tiles and split states.</param>
+public sealed record FlashParameters(string Kernel, int Lanes, int VectorBits, string Path, string RegisterBlock, int QueryTile, int KeyBlock, int KeySplits,
+    long WorkingBytes) : AlgorithmParameters
 {
     internal static FlashParameters Of(FlashPlan plan) =>
-        new("flash", plan.Lanes, plan.VectorBits, plan.Path.ToString(), plan.Wide ? "6x4" : "6x2", plan.QueryTile, plan.KeyBlock, plan.KeySplits);
+        new("flash", plan.Lanes, plan.VectorBits, plan.Path.ToString(), plan.Wide ? "6x4" : "6x2", plan.QueryTile, plan.KeyBlock, plan.KeySplits, plan.WorkingBytes);
 }
 
 /// <summary>
@@ -113,7 +117,28 @@ internal static unsafe class FlashKernel<T, TV, TS>
         int splits = tuning.KeySplits > 0 ? tuning.KeySplits
             : items >= threads ? 1 : (int)Math.Min(Math.Min(64, (4L * threads + items - 1) / items), Math.Max(1, blocks / 4));
         splits = Math.Clamp(splits, 1, blocks);
-        return new FlashPlan(path, w, wide, br, bc, splits, tiles, size);
+        return new FlashPlan(path, w, wide, br, bc, splits, tiles, size) { WorkingBytes = WorkingBytes(p, path, w, wide, br, bc, splits, tiles, threads) };
+    }
+
+    /// <summary>The kernel's extra memory for this plan, in bytes: packed panels of one head group, per-thread tiles and the
+    /// key-split states (what <see cref="Work"/> and <see cref="Scratch"/> take from the pool).</summary>
+    private static long WorkingBytes(in FlashParams<T> p, FlashPath path, int w, bool wide, int br, int bc, int splits, int tiles, int threads)
+    {
+        int panel = (wide ? 4 : 2) * w, dvPad = RoundUp(p.Dv, w), heads = p.Batch * p.Heads, blocks = (p.M + bc - 1) / bc;
+        long perHead = path switch
+        {
+            FlashPath.General => (long)RoundUp(p.M, panel) * p.D + (p.Dv != dvPad ? (long)p.M * dvPad : 0),
+            FlashPath.SmallD => (long)blocks * bc * (p.D + p.Dv),
+            _ => 0,
+        };
+        long group = perHead == 0 ? heads : Math.Clamp(PackBudgetBytes / (perHead * sizeof(T)), 1, heads);
+        int rowsPad = RoundUp(br, MicroRows);
+        int accWidth = path == FlashPath.SmallD ? (1 + p.Dv) * w : dvPad;
+        long scratch = rowsPad * (long)p.D + 2L * (Math.Max(MicroRows, path == FlashPath.Decode ? rowsPad : 1) * (long)bc + w)
+            + rowsPad * (long)Math.Max(accWidth, dvPad) + 2L * rowsPad + 6 * 64;
+        long workers = Math.Min(Math.Max(1, threads), group * tiles * splits);
+        long splitStates = splits > 1 ? group * tiles * splits * br * (2L + dvPad) : 0;
+        return sizeof(T) * (group * perHead + workers * scratch + splitStates);
     }
 
     /// <summary>Query tile rows: <paramref name="cacheRows"/>, cut so that there are at least 8 tiles per thread where n allows
@@ -133,7 +158,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
     public static FlashPlan Run(in FlashParams<T> p, int threads, FlashTuning tuning)
     {
         var plan = Plan(p, threads, tuning);
-        var work = new Work(p, plan);
+        using var work = new Work(p, plan);
         int heads = p.Batch * p.Heads;
         int group = work.HeadsPerGroup(heads);
         for (int g0 = 0; g0 < heads; g0 += group)
@@ -153,37 +178,39 @@ internal static unsafe class FlashKernel<T, TV, TS>
         if (threads <= 1 || count == 1)
         {
             var local = init();
-            for (long i = 0; i < count; i++) body(i, local);
+            try { for (long i = 0; i < count; i++) body(i, local); }
+            finally { (local as IDisposable)?.Dispose(); }
             return;
         }
         Parallel.For(0L, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, init,
-            (i, _, local) => { body(i, local); return local; }, _ => { });
+            (i, _, local) => { body(i, local); return local; }, local => (local as IDisposable)?.Dispose());
     }
 
-    /// <summary>Per-worker tiles: the scaled query tile, one logit strip, the output accumulator and row statistics.</summary>
-    private sealed class Scratch
+    /// <summary>Per-worker tiles: the scaled query tile, the logit and probability strips, the output accumulator and row
+    /// statistics (pooled, cache-line aligned).</summary>
+    private sealed class Scratch : IDisposable
     {
         public readonly T* Qs, S, P, Acc, Ref, Sum;
-        private readonly T[] _qs, _s, _p, _acc, _ref, _sum;
+        private readonly KernelBuffer<T> _buffer;
 
         public Scratch(Work x)
         {
             int rows = x.RowsPad, w = TS.Count;
-            _qs = GC.AllocateArray<T>(rows * x.P.D + w, pinned: true);
-            _s = GC.AllocateArray<T>(Math.Max(MicroRows, x.Path == FlashPath.Decode ? rows : 1) * x.Bc + w, pinned: true);
-            _p = GC.AllocateArray<T>(_s.Length, pinned: true);
+            long qs = RoundUp(rows * x.P.D, 64), s = RoundUp(Math.Max(MicroRows, x.Path == FlashPath.Decode ? rows : 1) * x.Bc + w, 64);
             int accWidth = x.Path == FlashPath.SmallD ? (1 + x.P.Dv) * w : x.DvPad;
-            _acc = GC.AllocateArray<T>(rows * Math.Max(accWidth, x.DvPad) + w, pinned: true);
-            _ref = GC.AllocateArray<T>(rows, pinned: true);
-            _sum = GC.AllocateArray<T>(rows, pinned: true);
-            Qs = Ptr(_qs); S = Ptr(_s); P = Ptr(_p); Acc = Ptr(_acc); Ref = Ptr(_ref); Sum = Ptr(_sum);
+            long acc = RoundUp(rows * Math.Max(accWidth, x.DvPad) + w, 64), row = RoundUp(rows, 64);
+            _buffer = new KernelBuffer<T>(qs + 2 * s + acc + 2 * row, clear: true);
+            T* b = _buffer.Pointer;
+            Qs = b; S = Qs + qs; P = S + s; Acc = P + s; Ref = Acc + acc; Sum = Ref + row;
         }
+
+        public void Dispose() => _buffer.Dispose();
     }
 
-    private static T* Ptr(T[] pinned) => (T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+    private static long RoundUp(long x, int to) => (x + to - 1) / to * to;
 
     /// <summary>One run's shared state: parameters, plan, packed panels of the current head group, split partials.</summary>
-    private sealed class Work
+    private sealed class Work : IDisposable
     {
         public readonly FlashParams<T> P;
         public readonly FlashPath Path;
@@ -191,7 +218,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         public readonly bool Wide, PackV;
         public readonly T QScale;
         private readonly long _ktHead, _vHead;
-        private T[]? _kt, _vp, _splitMax, _splitSum, _splitAcc;
+        private KernelBuffer<T>? _kt, _vp, _splits;
         private T* _ktPtr, _vpPtr, _smPtr, _ssPtr, _saPtr;
         private int _g0, _groupHeads;
 
@@ -233,6 +260,11 @@ internal static unsafe class FlashKernel<T, TV, TS>
             return (int)Math.Clamp(PackBudgetBytes / perHead, 1, heads);
         }
 
+        public void Dispose()
+        {
+            _kt?.Dispose(); _vp?.Dispose(); _splits?.Dispose();
+        }
+
         public long PackItems { get; private set; }
         private int PackChunk => Path == FlashPath.SmallD ? Bc : Panel * 16;
 
@@ -240,17 +272,17 @@ internal static unsafe class FlashKernel<T, TV, TS>
         {
             _g0 = g0; _groupHeads = heads;
             long ktLen = _ktHead * heads, vLen = _vHead * heads;
-            if (ktLen > 0 && (_kt is null || _kt.Length < ktLen)) { _kt = GC.AllocateUninitializedArray<T>((int)ktLen, pinned: true); _ktPtr = Ptr(_kt); }
-            if (vLen > 0 && (_vp is null || _vp.Length < vLen)) { _vp = GC.AllocateUninitializedArray<T>((int)vLen, pinned: true); _vpPtr = Ptr(_vp); }
+            if (ktLen > 0 && (_kt is null || _kt.Length < ktLen)) { _kt?.Dispose(); _kt = new KernelBuffer<T>(ktLen); _ktPtr = _kt.Pointer; }
+            if (vLen > 0 && (_vp is null || _vp.Length < vLen)) { _vp?.Dispose(); _vp = new KernelBuffer<T>(vLen); _vpPtr = _vp.Pointer; }
             PackItems = _ktHead > 0 ? (long)heads * ((MPad + PackChunk - 1) / PackChunk) : 0;
             if (Splits > 1)
             {
                 long rows = (long)heads * Tiles * Splits * Br;
-                if (_splitMax is null || _splitMax.Length < rows)
+                if (_splits is null || _splits.Length < rows * (2 + DvPad))
                 {
-                    _splitMax = GC.AllocateUninitializedArray<T>((int)rows, pinned: true); _smPtr = Ptr(_splitMax);
-                    _splitSum = GC.AllocateUninitializedArray<T>((int)rows, pinned: true); _ssPtr = Ptr(_splitSum);
-                    _splitAcc = GC.AllocateUninitializedArray<T>((int)(rows * DvPad), pinned: true); _saPtr = Ptr(_splitAcc);
+                    _splits?.Dispose();
+                    _splits = new KernelBuffer<T>(rows * (2 + DvPad));
+                    _smPtr = _splits.Pointer; _ssPtr = _smPtr + rows; _saPtr = _ssPtr + rows;
                 }
             }
         }
