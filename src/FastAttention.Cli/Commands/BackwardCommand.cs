@@ -40,6 +40,7 @@ internal static class BackwardCommand
             var gh = AttentionFiles.Header(doPath, "--do");
             var files = AttentionFiles.Load(qPath, kPath, vPath, requestedF32, extraOutputBytes: gh.MemoryBytes);
             var (causal, mask, _) = masks.Load(r, files);
+            files.CheckKeysFinite(mask);
             if (!gh.Shape.SequenceEqual(files.OutputShape))
                 throw new UsageException($"--do: {doPath} has shape ({string.Join(", ", gh.Shape)}) but the attention output is ({string.Join(", ", files.OutputShape)}).");
             var g = AttentionFiles.Read(doPath, "--do");
@@ -49,8 +50,8 @@ internal static class BackwardCommand
             bool f32 = requestedF32 ?? !anyF64;
             if (requestedF32 is null && anyF64 && !allF64)
                 context.Note("the inputs mix float32 and float64: computing in float64 and writing float64 (--precision f32 for float32).");
-            if (f16) Execute(files, RunCommand.Build<Half>(files, s, causal, mask), g.ToHalf(), outputs, paths, t);
-            else if (f32) Execute(files, RunCommand.Build<float>(files, s, causal, mask), g.ToFloat32(), outputs, paths, t);
+            if (f16) Execute(files, RunCommand.Build<Half>(files, s, causal, mask), AttentionFiles.Float16(g, "--do"), outputs, paths, t);
+            else if (f32) Execute(files, RunCommand.Build<float>(files, s, causal, mask), AttentionFiles.Float32(g, "--do"), outputs, paths, t);
             else Execute(files, RunCommand.Build<double>(files, s, causal, mask), g.ToFloat64(), outputs, paths, t);
             outputs.Commit();
             return 0;
@@ -63,9 +64,16 @@ internal static class BackwardCommand
     {
         var grads = LongWork.Run("attention backward", _ => AttentionBackward.Compute(problem, dO, threads));
         CliContext.Current.ThrowIfCancelled();
+        RequireFinite(grads.DQ.Span); RequireFinite(grads.DK.Span); RequireFinite(grads.DV.Span);
         Write(outputs, paths[0], grads.DQ.Span, [.. files.Q.Shape]);
         Write(outputs, paths[1], grads.DK.Span, [.. files.K.Shape]);
         Write(outputs, paths[2], grads.DV.Span, [.. files.V.Shape]);
+    }
+
+    private static void RequireFinite<T>(ReadOnlySpan<T> values) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float)) CommonOptions.RequireFinite("backward", System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(values));
+        else CommonOptions.RequireFinite("backward", System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(values));
     }
 
     private static void Write<T>(OutputFiles outputs, string path, ReadOnlySpan<T> data, int[] shape) where T : unmanaged

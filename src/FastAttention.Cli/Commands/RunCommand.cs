@@ -52,6 +52,7 @@ internal static class RunCommand
 
             var files = AttentionFiles.Load(qPath, kPath, vPath, requestedF32);
             var (c, mask, _) = masks.Load(r, files);
+            files.CheckKeysFinite(mask);
             bool f16 = requestedF16 || (precisionText is null && files.AllFloat16);
             bool f32 = requestedF32 ?? !files.AnyFloat64;
             bool f32Out = outDtypeText is "f32" or "float32";
@@ -64,8 +65,8 @@ internal static class RunCommand
             // Approximate algorithms certify float64 work: on float64 files asked for float32 output they compute from
             // the float64 data and round only the output, whose rounding joins the bound (rounding the inputs first
             // would certify a different problem).
-            bool roundOutputOnly = f32 && files.AnyFloat64 && !alg.IsExact;
-            if (f32 && files.AnyFloat64 && alg.IsExact)
+            bool roundOutputOnly = f32 && files.AnyFloat64 && !alg.IsExact && eps is not null;
+            if (f32 && files.AnyFloat64 && !roundOutputOnly)
                 context.Note("--precision f32: the float64 inputs are rounded to float32 and the exact kernel runs in float32.");
             var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault(), Cancellation = context.Cancellation };
             if (f16) ExecuteFloat16(files, alg, settings, s, c, mask, f32Out, outputs, outFull, reportFull);
@@ -78,9 +79,31 @@ internal static class RunCommand
         return cmd;
     }
 
+    /// <summary>Computes with a progress bar when it takes long; an output with a non-finite entry is refused, never
+    /// written with exit 0 (the last line of defence against an overflow no certificate caught).</summary>
     private static AttentionResult<T> Compute<T>(AttentionAlgorithm alg, AttentionProblem<T> problem, AttentionSettings settings)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        LongWork.Run($"{alg.Name} attention", progress => alg.Compute(problem, settings with { Progress = progress }));
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var context = CliContext.Current;
+        var result = LongWork.Run($"{alg.Name} attention", progress =>
+        {
+            var plan = alg.Plan(problem, settings with { Progress = progress });
+            // Said before starting: a run the planner predicts to take longer than an hour.
+            if (plan.PredictedSeconds > 3600)
+            {
+                context.Note(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"'{alg.Name}' is predicted to take about {plan.PredictedSeconds / 3600:G3} hours on this machine (Ctrl-C stops it cleanly)."));
+                context.FlushNotes();
+            }
+            return plan.Execute();
+        });
+        var o = result.Output;
+        for (int i = 0; i < o.Length; i++)
+            if (!T.IsFinite(o[i]))
+                throw new AttentionRefusedException(alg.Name, RefusalReason.Overflow,
+                    $"the output has a non-finite entry ({o[i]}) at flat index {i}: the logits s·q·k or the values overflow float64 (|s|·max|q|·max|k|·d ≈ {Math.Abs(problem.Scale) * problem.QMax * problem.KMax * problem.D:G3}); use a smaller --scale or smaller entries.");
+        return result;
+    }
 
     /// <summary>The problem, with the library's own checks (e.g. a NaN bias at a visible pair, a NaN in K within the key
     /// lengths) reported against the option.</summary>

@@ -81,10 +81,61 @@ internal sealed class AttentionFiles
     public AttentionProblem<T> Problem<T>(double? scale, bool causal, AttentionMask? mask = null) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         if (typeof(T) == typeof(float))
-            return (AttentionProblem<T>)(object)new AttentionProblem<float>(Q.ToFloat32(), K.ToFloat32(), V.ToFloat32(), N, M, D, Dv, Heads, scale, causal, mask, KvHeads, Batch);
+            return (AttentionProblem<T>)(object)new AttentionProblem<float>(Float32(Q, "--q"), Float32(K, "--k"), Float32(V, "--v"), N, M, D, Dv, Heads, scale, causal, mask, KvHeads, Batch);
         if (typeof(T) == typeof(Half))
-            return (AttentionProblem<T>)(object)new AttentionProblem<Half>(Q.ToHalf(), K.ToHalf(), V.ToHalf(), N, M, D, Dv, Heads, scale, causal, mask, KvHeads, Batch);
+            return (AttentionProblem<T>)(object)new AttentionProblem<Half>(Float16(Q, "--q"), Float16(K, "--k"), Float16(V, "--v"), N, M, D, Dv, Heads, scale, causal, mask, KvHeads, Batch);
         return (AttentionProblem<T>)(object)new AttentionProblem<double>(Q.ToFloat64(), K.ToFloat64(), V.ToFloat64(), N, M, D, Dv, Heads, scale, causal, mask, KvHeads, Batch);
+    }
+
+    /// <summary>K and V must be finite in every row that exists (rows below each batch element's key length; rows past it
+    /// are padding and may hold anything): the first offender is named with its option and multi-index.</summary>
+    public void CheckKeysFinite(AttentionMask mask)
+    {
+        foreach (var (a, option) in new[] { (K, "--k"), (V, "--v") })
+        {
+            int m = a.Shape[^2], width = a.Shape[^1];
+            bool f32 = a.IsFloat32 || a.IsFloat16;
+            float[]? f = f32 ? a.Float32 : null;
+            double[]? x = f32 ? null : a.ToFloat64();
+            long rows = a.Length / width;
+            for (long row = 0; row < rows; row++)
+            {
+                int j = (int)(row % m), b = (int)(row / m) / KvHeadsPerBatch;
+                if (mask.HasKeyLengths && j >= mask.KeyLengths.Span[b]) continue;
+                for (long t = row * width; t < (row + 1) * width; t++)
+                {
+                    double value = f32 ? f![t] : x![t];
+                    if (!double.IsFinite(value))
+                        throw new UsageException($"{option}: {option[2..]} holds a non-finite value ({value}) at index {Index(t, a.Shape)}, a key that exists; attention needs finite inputs (rows past a key length may hold anything).");
+                }
+            }
+        }
+    }
+
+    /// <summary>The array as float32, refusing finite values beyond float32's range (they would become ±∞; non-finite
+    /// values, allowed only in K/V padding, pass through for the problem's own check).</summary>
+    public static float[] Float32(NpyArray a, string option)
+    {
+        var f = a.ToFloat32();
+        if (!a.IsFloat32 && !a.IsFloat16)
+            for (long i = 0; i < f.Length; i++)
+                if (!float.IsFinite(f[i]) && double.IsFinite(a.ToFloat64()[i]))
+                    throw new UsageException($"{option}: the value {a.ToFloat64()[i]:G6} at index {Index(i, a.Shape)} does not fit float32; use --precision f64.");
+        return f;
+    }
+
+    /// <summary>The array as float16, refusing finite values beyond float16's range (±65504).</summary>
+    public static Half[] Float16(NpyArray a, string option)
+    {
+        var h = a.ToHalf();
+        if (!a.IsFloat16)
+        {
+            var x = a.ToFloat64();
+            for (long i = 0; i < h.Length; i++)
+                if (!Half.IsFinite(h[i]) && double.IsFinite(x[i]))
+                    throw new UsageException($"{option}: the value {x[i]:G6} at index {Index(i, a.Shape)} does not fit float16; use --precision f32.");
+        }
+        return h;
     }
 
     /// <summary>The header of an attention input, checked: a readable .npy, float16/float32/float64, 2–4-D, no empty dimension.</summary>

@@ -54,6 +54,15 @@ internal static class CommonOptions
             throw new UsageException($"{options}: the inputs alone need {FastAttention.IO.NpyFile.FormatBytes(bytes)}, more than this machine's {FastAttention.IO.NpyFile.FormatBytes(available)}.");
     }
 
+    /// <summary>Refuses a result with a non-finite entry (an overflow nothing caught): never written with exit 0.</summary>
+    public static void RequireFinite<T>(string what, ReadOnlySpan<T> values) where T : System.Numerics.IFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!T.IsFinite(values[i]))
+                throw new AttentionRefusedException(what, RefusalReason.Overflow,
+                    $"the result has a non-finite entry ({values[i]}) at flat index {i}: an intermediate overflowed float64; use a smaller --scale or smaller entries.");
+    }
+
     public static void AtLeast(string option, int value, int min)
     {
         if (value < min) throw new UsageException($"{option} must be at least {min} (got {value}).");

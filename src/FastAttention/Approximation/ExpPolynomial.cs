@@ -182,24 +182,29 @@ public sealed class ExpPolynomial
 
     /// <summary>
     /// Proven relative error, against e^{h·t} on t ∈ [−1, 1], of Σ a_ℓ tℓ in exact arithmetic with the computed
-    /// <see cref="MonomialCoefficients"/>: the approximation plus the conversion's rounding
-    /// (|Σ Δa_ℓ tℓ| ≤ γ_{g+2}·Σ_k |c_k|·‖T_k‖₁, the Chebyshev polynomials' integer coefficients being exact below 2⁵³),
-    /// relative to e^{−h}. Callers bound their own evaluation of the monomial form. +∞ when the integers exceed 2⁵³.
+    /// <see cref="MonomialCoefficients"/>: <see cref="ApproximationError"/> combined with
+    /// <see cref="MonomialConversionError"/>. Callers bound their own evaluation of the monomial form.
     /// </summary>
-    public double MonomialRelativeErrorBound()
+    public double MonomialRelativeErrorBound() => Combine(ApproximationError, MonomialConversionError());
+
+    /// <summary>
+    /// ε_conv: the conversion's rounding, |Σ Δa_ℓ tℓ| ≤ Σ_ℓ|Δa_ℓ| ≤ γ_{g+2}·Σ_k |c_k|·‖T_k‖₁ on |t| ≤ 1 (the
+    /// Chebyshev polynomials' integer coefficients are exact below 2⁵³; each a_ℓ is a sum of g + 1 rounded products),
+    /// relative to min e^{ht} = e^{−h}. +∞ when the integers exceed 2⁵³ (no such bound).
+    /// </summary>
+    public double MonomialConversionError()
     {
         int g = Degree;
         double prev = 1, cur = 1, w = Math.Abs(_cheb[0]) + (g >= 1 ? Math.Abs(_cheb[1]) : 0), largest = 1;
         for (int k = 2; k <= g; k++)
         {
-            double next = 2 * cur + prev; // ‖T_k‖₁ ≤ 2‖T_{k−1}‖₁ + ‖T_{k−2}‖₁
+            double next = 2 * cur + prev; // ‖T_k‖₁ ≤ 2‖T_{k−1}‖₁ + ‖T_{k−2}‖₁ (triangle inequality on the recurrence)
             w += Math.Abs(_cheb[k]) * next;
             largest = Math.Max(largest, next);
             prev = cur; cur = next;
         }
         if (!(largest < 9007199254740992.0)) return double.PositiveInfinity;
-        double conversion = Gamma(g + 2) * w * Math.Exp(HalfWidth) * BoundMargin * BoundMargin;
-        return Combine(ApproximationError, conversion);
+        return Gamma(g + 2) * w * Math.Exp(HalfWidth) * BoundMargin * BoundMargin;
     }
 
     private static double Gamma(double n) => n * U / (1 - n * U);

@@ -34,8 +34,9 @@ namespace FastAttention.Exact;
 /// </remarks>
 internal static class ExactRoundingBound
 {
-    /// <summary>Relative error of the kernel's vectorised exp₂ (<see cref="ISimd{T,TV}.Exp2"/>), in units of u.</summary>
-    public const double Exp2Units = 3;
+    /// <summary>Relative error of the kernel's vectorised exp₂ (<see cref="ISimd{T,TV}.Exp2"/>), float32 and float64: the
+    /// SIMD layer's own figures (<see cref="Exp2Coefficients"/>), tested against high-precision references.</summary>
+    public static double Exp2Error(bool f64) => f64 ? Exp2Coefficients.RelativeErrorF64 : Exp2Coefficients.RelativeErrorF32;
     /// <summary>Relative error of a scalar exp₂ / exp (running-max rescale, split merge: MathF/Math), in units of u.</summary>
     public const double ScalarExpUnits = 4;
 
@@ -66,14 +67,18 @@ internal static class ExactRoundingBound
         double Weight(int k) => (decode ? (d + w - 1) / w + (w - 1) + d % w : d - k) + extra;
         double maxWeight = Weight(0);
         var q = head.Q;
-        double qNorm = 0; // max over rows of ‖ω∘qᵢ‖, ω the per-term rounding counts (Cauchy–Schwarz against ‖kⱼ‖)
+        double qNorm = 0, qNorm0 = 0; // max over rows of ‖ω∘qᵢ‖ (ω the per-term rounding counts) and of ‖qᵢ‖
         for (int i = 0; i < n; i++)
         {
-            double s = 0;
-            for (int k = 0; k < d; k++) { double x = double.CreateTruncating(q[i * d + k]) * Weight(k); s = Math.FusedMultiplyAdd(x, x, s); }
-            qNorm = Math.Max(qNorm, s);
+            double s = 0, s0 = 0;
+            for (int k = 0; k < d; k++)
+            {
+                double e = double.CreateTruncating(q[i * d + k]), x = e * Weight(k);
+                s = Math.FusedMultiplyAdd(x, x, s); s0 = Math.FusedMultiplyAdd(e, e, s0);
+            }
+            qNorm = Math.Max(qNorm, s); qNorm0 = Math.Max(qNorm0, s0);
         }
-        qNorm = Math.Sqrt(qNorm) * inflate;
+        qNorm = Math.Sqrt(qNorm) * inflate; qNorm0 = Math.Sqrt(qNorm0) * inflate;
         var kk = head.K;
         double kNorm = 0;
         for (int j = 0; j < m; j++)
@@ -105,6 +110,9 @@ internal static class ExactRoundingBound
         // γ_k ≤ k·u/(1 − k_max·u) for every k ≤ k_max: one factor for all terms.
         double unitScale = u / (1 - maxWeight * u);
         double logit = unitScale * (c * qNorm * kNorm * inflate + maxWeight * 1.4426950408889634 * biasMax) + 3 * u * 1.4426950408889634 * biasMax;
+        // The small-d path folds the reference (a logit, |ref| ≤ the largest |logit|) into its FMA chain: each of its d
+        // roundings is then relative to a partial sum that includes −ref.
+        if (plan.Path == FlashPath.SmallD) logit += unitScale * d * (c * qNorm0 * kNorm * inflate + 1.4426950408889634 * biasMax);
         // 2. Relative weight perturbations averaged under the softmax weights: the exp₂ polynomial, one scalar exp per
         // rescale (≤ one per visited block) and per split merge, the argument roundings (entropy bound, plus the lazy
         // rescale's offset of at most RescaleThreshold above the reference).
@@ -113,7 +121,7 @@ internal static class ExactRoundingBound
         int offset = FlashKernel<float, float, ScalarSimd<float>>.RescaleThreshold;
         double kappa = Math.Pow(2, logit + 2 * (127 + offset) * u);
         double ln2 = 0.6931471805599453;
-        double sum = kappa * (Exp2Units * u + (blocks + splits) * ScalarExpUnits * u + ln2 * (logit + 2 * u * (Math.Log2(m) + 2 * logit + offset))) + flush;
+        double sum = kappa * (Exp2Error(f64) + (blocks + splits) * ScalarExpUnits * u + ln2 * (logit + 2 * u * (Math.Log2(m) + 2 * logit + offset))) + flush;
         double weights = sum < 1 ? Math.Min(2 * half, 2 * sum / (1 - sum) * half) : 2 * half;
         if (!double.IsFinite(weights)) weights = 2 * half;
         // 3. Accumulation: how many roundings a key's term of P·V and of the row sum meets, by path.

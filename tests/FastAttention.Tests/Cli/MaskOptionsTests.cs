@@ -74,6 +74,23 @@ public class MaskOptionsTests
         var (code2, _, err2) = CliRunner.Run(["run", "--q", f.Q, "--k", f.K, "--v", f.V, "--out", o2, "--key-lengths", Path.Combine(f.Dir, "len32.npy"), .. args[2..]]);
         Assert.True(code2 == 0, err2);
         Assert.Equal(output.ToFloat64(), NpyFile.Read(o2).ToFloat64());
+        // Padding rows of K and V (past batch element 1's key length 11) may hold NaN: never read, same output.
+        var kNan = f.Kd.ToArray(); var vNan = f.Vd.ToArray();
+        for (int g = Hkv; g < 2 * Hkv; g++)
+            for (int j = 11; j < M; j++) { kNan[(g * M + j) * D] = double.NaN; vNan[(g * M + j) * Dv] = double.PositiveInfinity; }
+        NpyFile.Write(Path.Combine(f.Dir, "knan.npy"), kNan, [B, Hkv, M, D]);
+        NpyFile.Write(Path.Combine(f.Dir, "vnan.npy"), vNan, [B, Hkv, M, Dv]);
+        string o3 = Path.Combine(f.Dir, "o3.npy");
+        var (code3, _, err3) = CliRunner.Run(["run", "--q", f.Q, "--k", Path.Combine(f.Dir, "knan.npy"), "--v", Path.Combine(f.Dir, "vnan.npy"), "--out", o3, .. args]);
+        Assert.True(code3 == 0, err3);
+        Assert.Equal(output.ToFloat64(), NpyFile.Read(o3).ToFloat64());
+        // A NaN in a key that exists is refused, naming the option and the index.
+        kNan[(Hkv * M + 3) * D + 1] = double.NaN;
+        NpyFile.Write(Path.Combine(f.Dir, "knan2.npy"), kNan, [B, Hkv, M, D]);
+        var (code4, _, err4) = CliRunner.Run(["run", "--q", f.Q, "--k", Path.Combine(f.Dir, "knan2.npy"), "--v", Path.Combine(f.Dir, "vnan.npy"), "--out", o3, .. args]);
+        Assert.Equal(2, code4);
+        Assert.Contains("--k", err4);
+        Assert.Contains("[1, 0, 3, 1]", err4);
     }
 
     [Fact]

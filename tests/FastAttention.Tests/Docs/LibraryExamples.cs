@@ -2,6 +2,7 @@
 using FastAttention;
 using FastAttention.Exact;
 using FastAttention.Polynomial;
+using System.Numerics.Tensors;
 // </example:usings>
 
 namespace FastAttention.Tests.Docs;
@@ -80,30 +81,16 @@ public static class LibraryExamples
         float[] Uniform(int count) => [.. Enumerable.Range(0, count).Select(_ => (float)(2 * rng.NextDouble() - 1))];
         float[] q = Uniform(b * n * h * d), k = Uniform(b * n * h * d), v = Uniform(b * n * h * d);
 
-        // The problem's layout is [heads, n, d] with heads = b·h (what [b, h, n, d] is in memory), so each
-        // [b, n, h, d] array is rearranged once: row copies of d elements, no arithmetic.
-        float[] ToHeads(float[] x)
-        {
-            var r = new float[x.Length];
-            for (int bi = 0; bi < b; bi++)
-                for (int i = 0; i < n; i++)
-                    for (int hh = 0; hh < h; hh++)
-                        x.AsSpan(((bi * n + i) * h + hh) * d, d).CopyTo(r.AsSpan(((bi * h + hh) * n + i) * d, d));
-            return r;
-        }
-        var problem = new AttentionProblem<float>(ToHeads(q), ToHeads(k), ToHeads(v), n, n, d, d, heads: b * h, causal: true);
+        // Tensor spans over the arrays (no copy). The kernel reads them at their strides: no transposing copy in or out.
+        var query = new ReadOnlyTensorSpan<float>(q, [b, n, h, d]);
+        var key = new ReadOnlyTensorSpan<float>(k, [b, n, h, d]);
+        var value = new ReadOnlyTensorSpan<float>(v, [b, n, h, d]);
+        float[] output = new float[b * n * h * d];                            // written as [b, n, h, d]
 
-        // Heads run in parallel; the token cancels planning and execution (OperationCanceledException).
+        // Heads run in parallel; the token cancels the computation (OperationCanceledException).
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(1));
-        var settings = new AttentionSettings { Threads = 0, Cancellation = cancel.Token };
-        float[] heads = new float[problem.OutputLength];                      // [b·h, n, d]
-        new FlashAttention().Compute(problem, heads.AsSpan(), settings);
-
-        float[] output = new float[b * n * h * d];                            // back to [b, n, h, d]
-        for (int bi = 0; bi < b; bi++)
-            for (int hh = 0; hh < h; hh++)
-                for (int i = 0; i < n; i++)
-                    heads.AsSpan(((bi * h + hh) * n + i) * d, d).CopyTo(output.AsSpan(((bi * n + i) * h + hh) * d, d));
+        Attention.Exact(query, key, value, new TensorSpan<float>(output, [b, n, h, d]), AttentionLayout.Bnhd,
+            causal: true, cancellationToken: cancel.Token);
         // </example:multi-head>
         return (q, k, v, output, b, n, h, d);
     }
