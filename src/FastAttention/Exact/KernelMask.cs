@@ -86,6 +86,7 @@ internal unsafe struct KernelMask
             int a = Math.Clamp(lo - j0, 0, bc), b = Math.Clamp(hi - j0, 0, bc);
             for (int jj = 0; jj < a; jj++) sr[jj] = T.NegativeInfinity;
             for (int jj = Math.Max(a, b); jj < bc; jj++) sr[jj] = T.NegativeInfinity;
+            if (Visible == null && Bias == null) continue; // structure only: the interval is all there is
             bool* vis = Visible == null ? null : Visible + (long)i * VisibleRow + (long)j0 * VisibleCol;
             double* bias = Bias == null ? null : Bias + (long)i * BiasRow + (long)j0 * BiasCol;
             for (int jj = a; jj < b; jj++)
