@@ -28,13 +28,14 @@ internal static class BenchExactCommand
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads), reps = r.GetValue(repeats);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.AtLeast("--threads", t, 0);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.Fits("--n, --m, --d", Math.Max(nn, mm), dd); t = CommonOptions.ThreadCount(t);
             CommonOptions.AtLeast("--repeats", reps, 1);
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
-            var fields = ExactBenchmark.Run(nn, mm, dd, t == 0 ? Environment.ProcessorCount : t, f32, r.GetValue(causal), reps);
+            CliContext.Current.Status($"bench exact: timing the exact kernel at n = {nn}, m = {mm}, d = {dd}, interleaved with the FMA peak, the exp limit, the bandwidth and ONNX Runtime…");
+            var report = ExactBenchmark.Run(nn, mm, dd, t == 0 ? Environment.ProcessorCount : t, f32, r.GetValue(causal), reps);
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-26} {kv.Value}");
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchExactReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchExactReport, 26);
             return 0;
         });
         return cmd;

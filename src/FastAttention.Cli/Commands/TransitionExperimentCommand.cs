@@ -1,129 +1,257 @@
 using System.CommandLine;
-using System.Globalization;
-using System.Text;
 using FastAttention.Approximation;
 using FastAttention.Cli.Infrastructure;
+using FastAttention.Cli.Rendering;
 using FastAttention.Polynomial;
+using ScottPlot;
 
 namespace FastAttention.Cli.Commands;
 
 /// <summary>
-/// <c>fastattn experiment transition</c>: Alman–Song's transition at B = Θ(√log n). For n = 2^k and ε = 1/n, binary
-/// search the largest entry bound B* at which the polynomial method is still faster than the exact kernel (measured
-/// times), and plot B* against √(ln n). Also tabulates the verified degree g against the Lemma 2.1 formula.
+/// <c>fastattn experiment transition</c>: Alman–Song's transition at B = Θ(√log n) (Theorems 1.3/1.4, 3.7/3.8). For
+/// n = 2^k and ε = 1/n, bisection finds the largest entry bound B* at which the polynomial method (plan + execute) is
+/// still faster than the exact kernel, on fresh random inputs per repeat; per n the median B* with its min–max over
+/// the repeats is plotted against √(ln n), with the fit B* ≈ c·√(ln n) and its residuals beside it, and a one-line
+/// verdict. The polynomial's time depends on B only through its plan (degree g, rank r), so within one repeat the
+/// time of each plan is measured once and reused: the bisection's predicate is then monotone in B whenever time
+/// grows with the rank, and noise moves B* only from one repeat to the next, where the error bars show it.
 /// </summary>
 internal static class TransitionExperimentCommand
 {
-    private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+    public const string Csv = "transition.csv", SummaryCsv = "transition-summary.csv", DegreeCsv = "transition-degree.csv", FigureStem = "transition";
+
+    public static readonly string[] Columns =
+        ["log2n", "n", "epsilon", "sqrtLnN", "repeat", "seed", "exactSeconds", "exactSampledRows", "bStar", "bUpper", "limit",
+         "polySeconds", "degree", "rank", "R", "lemma21Degree"];
+
+    public static readonly string[] SummaryColumns =
+        ["log2n", "n", "sqrtLnN", "repeats", "bStarMedian", "bStarMin", "bStarMax", "fitted", "residual", "withinSpread", "limits"];
 
     public static Command Create()
     {
-        var output = new Option<string>("--out") { Description = "Folder for transition.csv, transition-degree.csv and transition.png (created if missing).", DefaultValueFactory = _ => "." };
+        var common = new ExperimentOptions($"{Csv}, {SummaryCsv}, {DegreeCsv}, {FigureStem}.png and {FigureStem}.svg");
         var minLogN = new Option<int>("--min-log-n") { Description = "Smallest n = 2^k.", DefaultValueFactory = _ => 8 };
-        var maxLogN = new Option<int>("--max-log-n") { Description = "Largest n = 2^k (16 takes about 3 minutes on 2 cores).", DefaultValueFactory = _ => 16 };
-        var d = new Option<int>("--d") { Description = "Head dimension.", DefaultValueFactory = _ => 4 };
+        var maxLogN = new Option<int>("--max-log-n") { Description = "Largest n = 2^k (--quick: 12).", DefaultValueFactory = _ => 16 };
+        var d = new Option<int>("--d") { Description = "Head dimension (the scale is Alman–Song's s = 1/d).", DefaultValueFactory = _ => 4 };
         var maxBound = new Option<double>("--max-bound") { Description = "Upper end of the search on B.", DefaultValueFactory = _ => 4.0 };
-        var steps = new Option<int>("--steps") { Description = "Bisection steps on B.", DefaultValueFactory = _ => 7 };
+        var steps = new Option<int>("--steps") { Description = "Bisection steps on B (resolution max-bound/2^steps; --quick: 5).", DefaultValueFactory = _ => 7 };
         var maxRank = new Option<int>("--max-rank") { Description = "Rank budget of the polynomial method during the search.", DefaultValueFactory = _ => 16384 };
-        var threads = CommonOptions.Threads();
-        var seed = new Option<int>("--seed") { Description = "Random seed.", DefaultValueFactory = _ => 1 };
-        var cmd = new Command("transition", "Largest entry bound B* where the polynomial method beats exact, for ε = 1/n, against √(log n).")
+        var cmd = new Command("transition", "Largest entry bound B* where the polynomial method beats exact, for ε = 1/n, against √(log n): bisection, repeats, fit and verdict.")
         {
-            output, minLogN, maxLogN, d, maxBound, steps, maxRank, threads, seed,
+            minLogN, maxLogN, d, maxBound, steps, maxRank,
         };
+        common.AddTo(cmd);
         cmd.SetAction(r =>
         {
-            int lo = r.GetValue(minLogN), hi = r.GetValue(maxLogN), dd = r.GetValue(d), st = r.GetValue(steps), t = r.GetValue(threads);
+            var run = common.Parse(r);
+            int lo = r.GetValue(minLogN), hi = QuickDefaults.Pick(r, maxLogN, run.Quick, 12), dd = r.GetValue(d);
+            int st = QuickDefaults.Pick(r, steps, run.Quick, 5), rank = r.GetValue(maxRank);
             CommonOptions.AtLeast("--min-log-n", lo, 4); CommonOptions.AtLeast("--max-log-n", hi, lo);
             if (hi > 24) throw new UsageException($"--max-log-n must be at most 24 (got {hi}).");
-            CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--steps", st, 1); CommonOptions.AtLeast("--threads", t, 0);
+            CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--steps", st, 1); CommonOptions.AtLeast("--max-rank", rank, 1);
             double bmax = r.GetValue(maxBound);
             CommonOptions.Positive("--max-bound", bmax);
-            int rankBudget = r.GetValue(maxRank);
-            CommonOptions.AtLeast("--max-rank", rankBudget, 1);
-            string dir = r.GetValue(output)!;
-            Directory.CreateDirectory(dir);
-            Run(r.InvocationConfiguration.Output, dir, lo, hi, dd, bmax, st, rankBudget, t, r.GetValue(seed));
+            Run(run, new Config(lo, hi, dd, bmax, st, rank));
             return 0;
         });
         return cmd;
     }
 
-    private sealed record Point(int LogN, double Epsilon, double ExactSeconds, int ExactSampledRows, double BStar, string Limit,
-        double PolySeconds, int Degree, int Rank, double R, double TheoryDegree, double Lemma21Degree);
-
-    private static void Run(TextWriter o, string dir, int lo, int hi, int d, double bmax, int steps, int maxRank, int threads, int seed)
+    public sealed record Config(int MinLogN, int MaxLogN, int D, double MaxBound, int Steps, int MaxRank)
     {
-        o.WriteLine($"transition: d = {d}, s = 1/d, ε = 1/n, B searched in (0, {bmax}] with {steps} bisection steps, rank budget {maxRank}; times are measured.");
-        o.WriteLine($"{"n",8} {"ε",9} {"exact s",9} {"B*",7} {"√ln n",6} {"poly s",9} {"g",3} {"r",6} {"Lemma2.1 g",10}  limit");
-        var points = new List<Point>();
-        // Warm-up (JIT, tiering) of both kernels so the first n is not timed on unoptimised code.
-        var warm = PolynomialBenchmark.Problem<double>(new PolynomialBenchmark.Setup(2048, 2048, d, 1, 1.0 / d, 1e-3, false, threads, seed, 1024));
-        for (int i = 0; i < 40; i++)
-        {
-            AttentionAlgorithms.Create("exact").Compute(warm, new AttentionSettings { Threads = threads });
-            new PolynomialAttention().Compute(warm, new AttentionSettings { Epsilon = 1e-3, Threads = threads });
-        }
-        for (int k = lo; k <= hi; k++)
-        {
-            int n = 1 << k;
-            double eps = 1.0 / n;
-            // The exact kernel's time does not depend on B: measure it once per n.
-            var baseSetup = new PolynomialBenchmark.Setup(n, n, d, 1, 1.0 / d, eps, false, threads, seed, 1024);
-            var baseProblem = PolynomialBenchmark.Problem<double>(baseSetup);
-            var (exactSeconds, sampled, _) = PolynomialBenchmark.TimeExact(baseProblem, threads, 1024, seed);
-            // Bisection on B: beats(B) is monotone in expectation (larger B → larger R → higher degree and rank).
-            Trial best = default;
-            double bLo = 0, bHi = bmax;
-            var top = Try(baseSetup with { Bound = bmax }, exactSeconds, maxRank);
-            string limit;
-            if (top.Beats) { best = top; bLo = bmax; limit = "search ceiling"; }
-            else
-            {
-                limit = top.Why;
-                for (int i = 0; i < steps; i++)
-                {
-                    double mid = 0.5 * (bLo + bHi);
-                    var trial = Try(baseSetup with { Bound = mid }, exactSeconds, maxRank);
-                    if (trial.Beats) { bLo = mid; best = trial; }
-                    else { bHi = mid; limit = trial.Why; }
-                }
-            }
-            double lemma21 = best.Rank > 0 ? Lemma21(best.R, eps) : double.NaN;
-            var p = new Point(k, eps, exactSeconds, sampled, bLo, limit, best.Seconds, best.Degree, best.Rank, best.R, best.TheoryDegree, lemma21);
-            points.Add(p);
-            o.WriteLine($"{n,8} {eps,9:G3} {exactSeconds,9:G3} {bLo,7:F3} {Math.Sqrt(Math.Log(n)),6:F3} {best.Seconds,9:G3} {best.Degree,3} {best.Rank,6} {lemma21,10:F1}  {limit}");
-        }
-        WriteCsv(dir, points);
-        WritePlot(dir, points, d);
-        o.WriteLine($"wrote {Path.Combine(dir, "transition.csv")}, {Path.Combine(dir, "transition-degree.csv")}, {Path.Combine(dir, "transition.png")}");
-        o.WriteLine();
-        o.WriteLine("Degree g of the verified interpolant versus Lemma 2.1's formula max{2R, log(1/ε)/log(log(1/ε)/2R)} (unit constants), interval [−R, R]:");
-        o.WriteLine($"{"R",6} {"ε",8} {"g",4} {"formula",8} {"g/formula",9}");
-        foreach (var (rr, e, g, f) in DegreeTable()) o.WriteLine($"{rr,6:G3} {e,8:G2} {g,4} {f,8:F2} {g / f,9:F2}");
+        /// <summary>The bisection's resolution on B.</summary>
+        public double Resolution => MaxBound / Math.Pow(2, Steps);
     }
 
-    private readonly record struct Trial(bool Beats, string Why, double Seconds, int Degree, int Rank, double R, double TheoryDegree);
+    /// <summary>One bisection: n, repeat, the bracket [B*, upper], what stopped it, and the winning plan at B*.</summary>
+    public sealed record Trial(int LogN, int Repeat, int Seed, double ExactSeconds, int ExactSampledRows, double BStar, double BUpper, string Limit,
+        double PolySeconds, int Degree, int Rank, double R);
 
-    private static Trial Try(PolynomialBenchmark.Setup s, double exactSeconds, int maxRank)
+    /// <summary>Per n: the spread of B* over the repeats, the fit and whether the fit lies in the spread.</summary>
+    public sealed record Point(int LogN, Spread BStar, double Fitted, double Residual, bool WithinSpread, string Limits, bool InFit)
     {
-        var problem = PolynomialBenchmark.Problem<double>(s);
-        var alg = new PolynomialAttention { MaxRank = maxRank };
-        var settings = new AttentionSettings { Epsilon = s.Epsilon, Threads = s.Threads };
-        try
+        public double SqrtLnN => Math.Sqrt(LogN * Math.Log(2));
+    }
+
+    public sealed record Result(IReadOnlyList<Trial> Trials, IReadOnlyList<Point> Points, ProportionalFit? Fit, bool Monotone, bool GrowsLikeSqrtLog, string Verdict);
+
+    public static Result Run(ExperimentRun run, Config cfg)
+    {
+        const string Name = "transition";
+        run.CreateDir();
+        var o = run.Output;
+        o.WriteLine($"transition: d = {cfg.D}, s = 1/d, ε = 1/n, B* by bisection on (0, {cfg.MaxBound}] ({cfg.Steps} steps, resolution {cfg.Resolution:G3}), " +
+                    $"{run.Repeats} repeats per n on fresh inputs, rank budget {cfg.MaxRank}; each plan is timed against exact in 5 interleaved samples after a warm-up (median ratio).");
+        var trials = new List<Trial>();
+        for (int k = cfg.MinLogN; k <= cfg.MaxLogN; k++)
+            for (int rep = 0; rep < run.Repeats; rep++)
+            {
+                int seed = run.Seed + 1000 * rep + k;
+                run.Progress(Name, $"n = 2^{k}, repeat {rep + 1}/{run.Repeats}");
+                trials.Add(Bisect(k, rep, seed, cfg, run.Threads));
+            }
+        var result = Analyse(trials, cfg);
+        o.WriteLine($"{"n",8} {"√ln n",6} {"B* median",9} {"min",6} {"max",6} {"fit",6} {"resid",7}  limits");
+        foreach (var p in result.Points)
+            o.WriteLine($"{1 << p.LogN,8} {p.SqrtLnN,6:F3} {p.BStar.Median,9:F3} {p.BStar.Min,6:F3} {p.BStar.Max,6:F3} {p.Fitted,6:F3} {p.Residual,7:F3}  {p.Limits}");
+        Write(run, trials, result, cfg);
+        o.WriteLine(result.Verdict);
+        o.WriteLine($"wrote {run.PathOf(Csv)}, {run.PathOf(SummaryCsv)}, {run.PathOf(DegreeCsv)}, {run.PathOf(FigureStem)}.png and .svg");
+        o.WriteLine();
+        o.WriteLine("Degree g of the proven Chebyshev series versus Lemma 2.1's formula max{2R, log(1/ε)/log(log(1/ε)/2R)} (unit constants), interval [−R, R]:");
+        o.WriteLine($"{"R",6} {"ε",8} {"g",4} {"formula",8} {"g/formula",9}");
+        foreach (var (rr, e, g, f) in DegreeTable()) o.WriteLine($"{rr,6:G3} {e,8:G2} {g,4} {f,8:F2} {g / f,9:F2}");
+        return result;
+    }
+
+    private static Trial Bisect(int logN, int rep, int seed, Config cfg, int threads)
+    {
+        int n = 1 << logN;
+        double eps = 1.0 / n;
+        var setup = new PolynomialBenchmark.Setup(n, n, cfg.D, cfg.MaxBound, 1.0 / cfg.D, eps, false, threads, seed, 1024);
+        var exact = Timing.ExactRunner(PolynomialBenchmark.Problem<double>(setup), threads, seed: seed);
+        var alg = new PolynomialAttention { MaxRank = cfg.MaxRank };
+        var settings = new AttentionSettings { Epsilon = eps, Threads = threads };
+        var ratioOfPlan = new Dictionary<(int Degree, int Rank), (double Ratio, double Poly, double Exact)>();
+        Evaluation best = default;
+        double exactSeconds = double.NaN;
+        string lastFalse = "time";
+        bool Beats(double b)
         {
-            var first = alg.Compute(problem, settings);
-            double secs = first.Certificate.Elapsed.TotalSeconds;
-            // Re-time short runs (the first call includes JIT and first-touch costs).
-            if (secs < 0.5) secs = Math.Min(secs, Measure.BestSeconds(() => alg.Compute(problem, settings), 2));
-            var c = first.Certificate.ParametersOf<FastAttention.Polynomial.PolynomialParameters>();
-            bool beats = secs < exactSeconds;
-            return new Trial(beats, beats ? "" : "time", secs, c.Degree, c.Rank, c.R, c.TheoryDegree);
+            var e = Evaluate(PolynomialBenchmark.Problem<double>(setup with { Bound = b }), alg, settings, ratioOfPlan, exact.Run, exact.Scale);
+            if (!double.IsNaN(e.ExactSeconds)) exactSeconds = e.ExactSeconds;
+            if (e.Beats) best = e; else lastFalse = e.Why;
+            return e.Beats;
         }
-        catch (AttentionRefusedException e)
+        var edge = Bisection.LargestTrue(Beats, 0, cfg.MaxBound, cfg.Steps);
+        if (double.IsNaN(exactSeconds)) exactSeconds = Timing.Seconds(exact.Run, 3).Median * exact.Scale; // every plan was refused
+        string limit = edge.TrueAtHi ? "search ceiling" : lastFalse;
+        return new Trial(logN, rep, seed, exactSeconds, exact.SampledRows, edge.Lower, edge.Upper, limit,
+            edge.TrueSomewhere ? best.Seconds : double.NaN, best.Degree, best.Rank, edge.TrueSomewhere ? best.R : double.NaN);
+    }
+
+    private readonly record struct Evaluation(bool Beats, string Why, double Seconds, double ExactSeconds, int Degree, int Rank, double R);
+
+    /// <summary>Plans the polynomial method at this B; a refusal is "not faster". A plan not timed before in this repeat is
+    /// timed against the exact kernel in 5 interleaved samples (plan + execute: what a caller pays for one call), and
+    /// it beats exact when the median ratio is below 1.</summary>
+    private static Evaluation Evaluate(AttentionProblem<double> problem, PolynomialAttention alg, AttentionSettings settings,
+        Dictionary<(int, int), (double Ratio, double Poly, double Exact)> ratioOfPlan, Action exact, double exactScale)
+    {
+        var outcome = alg.TryPlan(problem, settings);
+        if (outcome.Refusal is { } refusal)
+            return new Evaluation(false, refusal.Reason switch
+            {
+                RefusalReason.RankBudget => "refused: rank budget",
+                RefusalReason.Float64Reach => "refused: float64 reach",
+                var other => "refused: " + other,
+            }, double.NaN, double.NaN, 0, 0, double.NaN);
+        var pp = (PolynomialParameters)outcome.Plan!.Heads[0].Parameters;
+        if (!ratioOfPlan.TryGetValue((pp.Degree, pp.Rank), out var m))
         {
-            return new Trial(false, e.Reason == RefusalReason.RankBudget ? "refused: rank" : "refused: float64", double.NaN, 0, 0, double.NaN, double.NaN);
+            var (ratio, poly, ex) = Timing.Paired(() => alg.Compute(problem, settings), exact, 5);
+            m = (ratio.Median / exactScale, poly.Median, ex.Median * exactScale);
+            ratioOfPlan[(pp.Degree, pp.Rank)] = m;
         }
+        bool beats = m.Ratio < 1;
+        return new Evaluation(beats, beats ? "" : "time", m.Poly, m.Exact, pp.Degree, pp.Rank, pp.R);
+    }
+
+    /// <summary>Spread per n, the fit B* ≈ c·√(ln n) over the points whose search time (not a refusal or the ceiling)
+    /// stopped and B* &gt; 0, the residuals, monotonicity within the spread, and the verdict.</summary>
+    public static Result Analyse(IReadOnlyList<Trial> trials, Config cfg)
+    {
+        var groups = trials.GroupBy(t => t.LogN).OrderBy(g => g.Key).ToList();
+        double tol = cfg.Resolution;
+        var spreads = groups.Select(g => Spread.Of(g.Select(t => t.BStar))).ToArray();
+        var usable = groups.Select((g, i) => (g, i)).Where(x => x.g.All(t => t.Limit == "time") && spreads[x.i].Median > 0).Select(x => x.i).ToArray();
+        ProportionalFit? fit = usable.Length >= 1
+            ? Fit.Proportional(usable.Select(i => Math.Sqrt(groups[i].Key * Math.Log(2))).ToArray(), usable.Select(i => spreads[i].Median).ToArray())
+            : null;
+        var points = new List<Point>();
+        for (int i = 0; i < groups.Count; i++)
+        {
+            double x = Math.Sqrt(groups[i].Key * Math.Log(2));
+            double f = fit is null ? double.NaN : fit.Coefficient * x;
+            bool within = fit is not null && f >= spreads[i].Min - tol && f <= spreads[i].Max + tol;
+            string limits = string.Join(";", groups[i].GroupBy(t => t.Limit).Select(l => l.Count() == 1 ? l.Key : $"{l.Key}×{l.Count()}"));
+            points.Add(new Point(groups[i].Key, spreads[i], f, spreads[i].Median - f, within, limits, usable.Contains(i)));
+        }
+        // Monotone within the error bars: no later n has its whole range below an earlier n's whole range.
+        bool monotone = true;
+        for (int i = 0; i < points.Count; i++)
+            for (int j = i + 1; j < points.Count; j++)
+                if (points[j].BStar.Max + tol < points[i].BStar.Min) monotone = false;
+        var fitted = points.Where(p => p.InFit).ToList();
+        int inside = fitted.Count(p => p.WithinSpread);
+        bool grows = fit is not null && fitted.Count >= 3 && inside == fitted.Count;
+        string verdict = fit is null
+            ? $"verdict: no n in 2^{cfg.MinLogN}…2^{cfg.MaxLogN} has a time-limited B* > 0, so there is nothing to fit; B* is {(monotone ? "" : "NOT ")}monotone non-decreasing in n within its spread."
+            : $"verdict: B* is {(monotone ? "" : "NOT ")}monotone non-decreasing in n within its spread; B* ≈ {fit.Coefficient:F3}·√(ln n) lies within the " +
+              $"measured spread (± the bisection resolution {tol:G2}) at {inside} of {fitted.Count} fitted n (RMS residual {fit.RmsResidual:F3}), so B* " +
+              (grows ? "grows like √log n within the measured spread." : fitted.Count < 3 ? "cannot be tested against √log n (fewer than 3 fitted points)." : "does NOT grow like √log n within the measured spread.");
+        return new Result(trials, points, fit, monotone, grows, verdict);
+    }
+
+    private static void Write(ExperimentRun run, List<Trial> trials, Result result, Config cfg)
+    {
+        var csv = new CsvTable(Columns);
+        foreach (var t in trials)
+        {
+            int n = 1 << t.LogN;
+            csv.Add(t.LogN, n, 1.0 / n, Math.Sqrt(Math.Log(n)), t.Repeat, t.Seed, t.ExactSeconds, t.ExactSampledRows, t.BStar, t.BUpper, t.Limit,
+                t.PolySeconds, t.Degree, t.Rank, t.R, t.Rank > 0 ? Lemma21(t.R, 1.0 / n) : double.NaN);
+        }
+        csv.Write(run.PathOf(Csv));
+        var sum = new CsvTable(SummaryColumns);
+        foreach (var p in result.Points)
+            sum.Add(p.LogN, 1 << p.LogN, p.SqrtLnN, p.BStar.Count, p.BStar.Median, p.BStar.Min, p.BStar.Max, p.Fitted, p.Residual, p.WithinSpread, p.Limits);
+        sum.Write(run.PathOf(SummaryCsv));
+        var deg = new CsvTable("R", "epsilon", "degree", "lemma21Degree");
+        foreach (var (r, e, g, f) in DegreeTable()) deg.Add(r, e, g, f);
+        deg.Write(run.PathOf(DegreeCsv));
+        Plot(run, result, cfg);
+    }
+
+    private static void Plot(ExperimentRun run, Result result, Config cfg)
+    {
+        var pts = result.Points;
+        double[] xs = pts.Select(p => p.SqrtLnN).ToArray();
+        var main = Figure.New($"Polynomial method beats exact up to B* (d = {cfg.D}, s = 1/d, ε = 1/n, {run.Repeats} repeats)", "√(ln n)", "largest entry bound B*");
+        Figure.AddSpread(main, xs, pts.Select(p => p.BStar).ToArray(), Figure.Palette(0), "B*: median, min–max over repeats");
+        var capped = pts.Where(p => p.Limits.Contains("refused", StringComparison.Ordinal) || p.Limits.Contains("ceiling", StringComparison.Ordinal)).ToArray();
+        if (capped.Length > 0)
+        {
+            var cap = main.Add.ScatterPoints(capped.Select(p => p.SqrtLnN).ToArray(), capped.Select(p => p.BStar.Median).ToArray(), Figure.Palette(3));
+            cap.MarkerShape = MarkerShape.OpenSquare;
+            cap.MarkerSize = 14;
+            cap.LegendText = "a refusal or the search ceiling stopped a repeat (B* is a lower bound there)";
+        }
+        if (result.Fit is { } fit)
+        {
+            double x0 = 0, x1 = xs[^1] * 1.02;
+            Figure.AddReference(main, [x0, x1], [fit.Coefficient * x0, fit.Coefficient * x1], Figure.Palette(1),
+                $"fit {fit.Coefficient:F3}·√(ln n) (RMS residual {fit.RmsResidual:F3})");
+        }
+        double top = Math.Max(cfg.MaxBound, pts.Max(p => double.IsNaN(p.BStar.Max) ? 0 : p.BStar.Max));
+        main.Axes.SetLimitsY(0, top * 1.05);
+        main.Axes.SetLimitsX(Math.Max(0, xs[0] - 0.1), xs[^1] + 0.1);
+        main.ShowLegend(Alignment.UpperLeft);
+        var resid = Figure.New("Residual of the fit: B* − c·√(ln n)", "√(ln n)", "residual (median, min–max)");
+        if (result.Fit is not null)
+        {
+            var rs = pts.Select(p => new Spread(p.Residual, p.BStar.Min - p.Fitted, p.BStar.Max - p.Fitted, p.BStar.Count)).ToArray();
+            Figure.AddSpread(resid, xs, rs, Figure.Palette(0), "B* − fit", line: false);
+            var zero = resid.Add.HorizontalLine(0, 1.5f, Figure.Palette(1));
+            zero.LegendText = "0";
+            var band = resid.Add.VerticalSpan(-cfg.Resolution, cfg.Resolution, Figure.Palette(7).WithAlpha(0.2));
+            band.LegendText = $"± bisection resolution {cfg.Resolution:G2}";
+            resid.ShowLegend(Alignment.UpperLeft);
+        }
+        resid.Axes.SetLimitsX(Math.Max(0, xs[0] - 0.1), xs[^1] + 0.1);
+        var verdict = main.Add.Annotation(result.Monotone ? "monotone within spread: yes" : "monotone within spread: NO", Alignment.LowerRight);
+        verdict.LabelStyle.FontSize = 13;
+        Figure.SaveSideBySide([main, resid], run.PathOf(FigureStem), 900, 600);
     }
 
     /// <summary>Lemma 2.1 / Cor. 2.2 with unit constants on [−R, R] (an interval of length 2R).</summary>
@@ -138,61 +266,5 @@ internal static class TransitionExperimentCommand
                 var p = ExpPolynomial.Create(-r, r, e);
                 yield return (r, e, p.Degree, Lemma21(r, e));
             }
-    }
-
-    private static void WriteCsv(string dir, List<Point> points)
-    {
-        var sb = new StringBuilder("log2n,n,epsilon,sqrtLogN,exactSeconds,exactSampledRows,bStar,limit,polySeconds,degree,rank,R,theoryDegree,lemma21Degree\n");
-        foreach (var p in points)
-            sb.AppendLine(string.Join(",", p.LogN.ToString(Inv), (1 << p.LogN).ToString(Inv), p.Epsilon.ToString("R", Inv),
-                Math.Sqrt(Math.Log(1 << p.LogN)).ToString("R", Inv), p.ExactSeconds.ToString("R", Inv), p.ExactSampledRows.ToString(Inv),
-                p.BStar.ToString("R", Inv), p.Limit.Replace(',', ';'), p.PolySeconds.ToString("R", Inv), p.Degree.ToString(Inv),
-                p.Rank.ToString(Inv), p.R.ToString("R", Inv), p.TheoryDegree.ToString("R", Inv), p.Lemma21Degree.ToString("R", Inv)));
-        WriteText(Path.Combine(dir, "transition.csv"), sb.ToString());
-        var deg = new StringBuilder("R,epsilon,degree,lemma21Degree\n");
-        foreach (var (r, e, g, f) in DegreeTable())
-            deg.AppendLine(string.Join(",", r.ToString("R", Inv), e.ToString("R", Inv), g.ToString(Inv), f.ToString("R", Inv)));
-        WriteText(Path.Combine(dir, "transition-degree.csv"), deg.ToString());
-    }
-
-    /// <summary>Atomic text write (AtomicFile.WriteAllText's StreamWriter closes the stream before its flush).</summary>
-    private static void WriteText(string path, string text)
-    {
-        byte[] bytes = Encoding.UTF8.GetBytes(text);
-        AtomicFile.Write(path, s => s.Write(bytes));
-    }
-
-    private static void WritePlot(string dir, List<Point> points, int d)
-    {
-        var plt = new ScottPlot.Plot();
-        double[] xs = points.Select(p => Math.Sqrt(Math.Log(1 << p.LogN))).ToArray();
-        double[] ys = points.Select(p => p.BStar).ToArray();
-        var sc = plt.Add.Scatter(xs, ys);
-        sc.LegendText = "B* (measured)";
-        // Points where a refusal (rank budget, float64), not time, stopped the search: B* is a lower bound there.
-        var capped = points.Select((p, i) => (p, i)).Where(t => t.p.Limit.StartsWith("refused", StringComparison.Ordinal) || t.p.Limit == "search ceiling").ToArray();
-        if (capped.Length > 0)
-        {
-            var cap = plt.Add.ScatterPoints(capped.Select(t => xs[t.i]).ToArray(), capped.Select(t => ys[t.i]).ToArray());
-            cap.MarkerShape = ScottPlot.MarkerShape.OpenSquare;
-            cap.MarkerSize = 12;
-            cap.LegendText = "stopped by a refusal or the search ceiling (B* ≥ this for time alone)";
-        }
-        // Reference line B* = c·√(ln n), c fitted (least squares through 0) on the time-limited points only.
-        var timed = points.Select((p, i) => (p, i)).Where(t => t.p.Limit == "time").Select(t => t.i).ToArray();
-        double sxx = timed.Sum(i => xs[i] * xs[i]), sxy = timed.Sum(i => xs[i] * ys[i]);
-        if (timed.Length > 0 && sxx > 0)
-        {
-            double c = sxy / sxx;
-            var line = plt.Add.Scatter(new[] { xs[0], xs[^1] }, new[] { c * xs[0], c * xs[^1] });
-            line.LegendText = $"{c:F2}·√(ln n) (fit on time-limited points)";
-            line.LinePattern = ScottPlot.LinePattern.Dashed;
-        }
-        plt.Title($"Polynomial attention beats exact up to B* (d = {d}, s = 1/d, ε = 1/n)");
-        plt.XLabel("√(ln n)");
-        plt.YLabel("largest entry bound B*");
-        plt.ShowLegend();
-        byte[] png = plt.GetImageBytes(900, 560, ScottPlot.ImageFormat.Png);
-        AtomicFile.Write(Path.Combine(dir, "transition.png"), s => s.Write(png));
     }
 }

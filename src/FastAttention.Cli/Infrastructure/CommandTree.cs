@@ -28,6 +28,8 @@ internal static class CommandTree
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");
         experiment.Subcommands.Add(TransitionExperimentCommand.Create());
         experiment.Subcommands.Add(ScalingExperimentCommand.Create());
+        experiment.Subcommands.Add(RegimesExperimentCommand.Create());
+        experiment.Subcommands.Add(HeadsExperimentCommand.Create());
         root.Subcommands.Add(experiment);
         return root;
     }

@@ -13,7 +13,7 @@ internal static class ExactBenchmark
 {
     public const int DefaultRepeats = 5;
 
-    public static List<KeyValuePair<string, object?>> Run(int n, int m, int d, int threads, bool f32, bool causal, int repeats = DefaultRepeats)
+    public static BenchExactReport Run(int n, int m, int d, int threads, bool f32, bool causal, int repeats = DefaultRepeats)
     {
         var q = Instances.Matrix(n, d, 1, 11, Distribution.Normal);
         var k = Instances.Matrix(m, d, 1, 12, Distribution.Normal);
@@ -77,19 +77,10 @@ internal static class ExactBenchmark
         double seconds = Median(ourTimes);
         double? onnxSeconds = onnxTimes.Count > 0 ? Median(onnxTimes) : null;
         double gflops = flops / seconds / 1e9, logitsPerSecond = pairs / seconds / 1e9, gbs = bytesMoved / seconds / 1e9;
-        var fields = new List<KeyValuePair<string, object?>>
-        {
-            new("n", n), new("m", m), new("d", d), new("threads", threads), new("precision", f32 ? "f32" : "f64"), new("causal", causal),
-            new("repeats", repeats), new("seconds", seconds), new("secondsMin", ourTimes.Min()), new("secondsMax", ourTimes.Max()),
-            new("gflops", gflops), new("peakGflops", peak), new("fractionOfPeak", gflops / peak),
-            new("expLimitGexps", expLimit), new("kernelGexps", logitsPerSecond), new("fractionOfExpLimit", logitsPerSecond / expLimit),
-            new("bandwidthGBs", bandwidthGBs), new("kernelGBs", gbs), new("fractionOfBandwidth", gbs / bandwidthGBs),
-            new("onnxRuntimeSeconds", onnxSeconds), new("onnxRuntimeSecondsMin", onnxTimes.Count > 0 ? onnxTimes.Min() : null),
-            new("onnxRuntimeSecondsMax", onnxTimes.Count > 0 ? onnxTimes.Max() : null),
-            new("speedupVsOnnxRuntime", onnxSeconds / seconds), new("maxAbsErrorVsOnnxRuntime", onnxError), new("extraBytesAllocated", allocated),
-        };
-        foreach (var kv in plan()) fields.Add(new(kv.Key, kv.Value));
-        return fields;
+        return new BenchExactReport(n, m, d, threads, f32 ? "f32" : "f64", causal, repeats, seconds, ourTimes.Min(), ourTimes.Max(),
+            gflops, peak, gflops / peak, expLimit, logitsPerSecond, logitsPerSecond / expLimit, bandwidthGBs, gbs, gbs / bandwidthGBs,
+            onnxSeconds, onnxTimes.Count > 0 ? onnxTimes.Min() : null, onnxTimes.Count > 0 ? onnxTimes.Max() : null,
+            onnxSeconds / seconds, onnxError, allocated, [.. plan()]);
     }
 
     private static double Seconds(Action run)

@@ -12,7 +12,9 @@ namespace FastAttention.Exact;
 /// </summary>
 public sealed class FlashAttention : AttentionAlgorithm
 {
+    /// <summary><c>"exact"</c>: the FlashAttention-2 kernel; exact up to floating-point rounding.</summary>
     public override string Name => "exact";
+    /// <summary>True: no ε is needed; the certificate carries the kernel's rounding bound.</summary>
     public override bool IsExact => true;
 
     /// <summary>Forces a SIMD width (16, 8, 4 or 1 float32 lanes) for tests; 0 = the widest the CPU has. A width the CPU
@@ -22,6 +24,7 @@ public sealed class FlashAttention : AttentionAlgorithm
     /// <summary>Forces path, tiles, key splits or register blocking for tests; default = chosen by the kernel's plan.</summary>
     internal FlashTuning Tuning { get; init; }
 
+    /// <inheritdoc/>
     protected override unsafe HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         var plan = FlashKernels.Plan(FlashParams<T>.Contiguous(null, null, null, null, null, 1, head.N, head.M, head.D, head.Dv, head.Scale, head.Causal),
@@ -29,6 +32,7 @@ public sealed class FlashAttention : AttentionAlgorithm
         return Planned(head, context, FlashParameters.Of(plan), [], Cost(head));
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         context.ThrowIfCancelled();

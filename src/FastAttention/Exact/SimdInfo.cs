@@ -37,6 +37,7 @@ public static class SimdInfo
         return forcedFloat32Lanes;
     }
 
+    /// <summary>The kernel's vector width for people, e.g. "Vector256 (8 × f32, 4 × f64)" or "scalar".</summary>
     public static string Describe() => Describe(Float32Lanes);
 
     /// <summary>A width in words, e.g. "Vector256 (8 × f32, 4 × f64)".</summary>

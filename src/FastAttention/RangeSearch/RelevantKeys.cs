@@ -48,7 +48,7 @@ internal sealed class RangeErrorBudget
     public RangeErrorBudget(string algorithm, double epsilon, double vMax, int keys, int d, double logitMagnitude, bool float32Output)
     {
         Epsilon = epsilon; VMax = vMax; LogitMagnitude = logitMagnitude;
-        OutputRounding = (4 * U + (float32Output ? Math.ScaleB(1, -24) : 0)) * vMax;
+        OutputRounding = (4 * U + (float32Output ? Numerics.FloatingPoint.UFloat32 : 0)) * vMax;
         double avail = epsilon - OutputRounding;
         if (!(avail >= 0.5 * epsilon))
             ThrowHelper.Refused(algorithm, RefusalReason.OutputPrecision, $"ε = {epsilon:G3} is too small for the output type: rounding the output alone costs {OutputRounding:G3} (‖V‖∞ = {vMax:G3}); use float64 or a larger ε.");

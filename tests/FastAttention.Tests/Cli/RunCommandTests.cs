@@ -112,8 +112,10 @@ public class RunCommandTests
         Assert.True(code == 0, err);
         using var doc = JsonDocument.Parse(stdout);
         foreach (var key in new[] { "seconds", "secondsMin", "secondsMax", "gflops", "peakGflops", "fractionOfPeak", "expLimitGexps", "fractionOfExpLimit",
-                     "bandwidthGBs", "fractionOfBandwidth", "onnxRuntimeSeconds", "speedupVsOnnxRuntime", "maxAbsErrorVsOnnxRuntime", "path", "vectorBits" })
+                     "bandwidthGBs", "fractionOfBandwidth", "onnxRuntimeSeconds", "speedupVsOnnxRuntime", "maxAbsErrorVsOnnxRuntime", "kernel" })
             Assert.True(doc.RootElement.TryGetProperty(key, out _), $"missing {key}");
+        foreach (var key in new[] { "path", "vectorBits" })
+            Assert.True(doc.RootElement.GetProperty("kernel").TryGetProperty(key, out _), $"missing kernel.{key}");
         var root = doc.RootElement;
         Assert.True(root.GetProperty("maxAbsErrorVsOnnxRuntime").GetDouble() < 1e-5);
         Assert.Equal(3, root.GetProperty("repeats").GetInt32());
@@ -128,7 +130,7 @@ public class RunCommandTests
         var (code, stdout, err) = CliRunner.Run("bench", "exact", "--n", "1", "--m", "3000", "--d", "32", "--json", "--repeats", "1");
         Assert.True(code == 0, err);
         using var doc = JsonDocument.Parse(stdout);
-        Assert.Equal("Decode", doc.RootElement.GetProperty("path").GetString());
+        Assert.Equal("Decode", doc.RootElement.GetProperty("kernel").GetProperty("path").GetString());
         Assert.True(doc.RootElement.GetProperty("speedupVsOnnxRuntime").GetDouble() > 0);
         Assert.True(doc.RootElement.GetProperty("maxAbsErrorVsOnnxRuntime").GetDouble() < 1e-5);
     }

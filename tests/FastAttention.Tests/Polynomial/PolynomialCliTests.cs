@@ -29,20 +29,4 @@ public class PolynomialCliTests
         Assert.Equal(2, code);
         Assert.Contains("'range'", stderr);
     }
-
-    [Fact]
-    public void Transition_experiment_writes_csv_and_png()
-    {
-        string dir = CliRunner.TempDir();
-        var (code, stdout, stderr) = CliRunner.Run("experiment", "transition", "--out", dir, "--min-log-n", "6", "--max-log-n", "7", "--steps", "2", "--threads", "1");
-        Assert.True(code == 0, stderr);
-        var csv = File.ReadAllLines(Path.Combine(dir, "transition.csv"));
-        Assert.Equal(3, csv.Length); // header + n = 64, 128
-        Assert.StartsWith("log2n,n,epsilon,sqrtLogN", csv[0]);
-        Assert.True(File.ReadAllLines(Path.Combine(dir, "transition-degree.csv")).Length > 5);
-        var png = File.ReadAllBytes(Path.Combine(dir, "transition.png"));
-        Assert.True(png.Length > 1000 && png[1] == (byte)'P' && png[2] == (byte)'N' && png[3] == (byte)'G');
-        Assert.Contains("Lemma 2.1", stdout);
-        Assert.Empty(Directory.GetFiles(dir, "*.tmp"));
-    }
 }

@@ -1,6 +1,5 @@
 using System.Text.Json;
 using FastAttention.Cli;
-using FastAttention.Tests.Cli;
 
 namespace FastAttention.Tests.RangeSearch;
 
@@ -45,28 +44,5 @@ public class RangeCliTests
         (code, _, err) = Run("bench", "range", "--n", "100", "--d", "2", "--epsilon", "1e-3", "--distribution", "spiral");
         Assert.Equal(2, code);
         Assert.Contains("--distribution", err);
-    }
-
-    [Fact]
-    public void Scaling_experiment_writes_csv_and_png_with_a_fitted_exponent()
-    {
-        string dir = CliRunner.TempDir();
-        var (code, stdout, stderr) = Run("experiment", "scaling", "--algorithm", "vector", "--d", "1", "--min-log-n", "8", "--max-log-n", "10", "--out", dir, "--threads", "1");
-        Assert.True(code == 0, stderr);
-        Assert.Contains("fitted exponent", stdout);
-        string csv = Path.Combine(dir, "scaling-vector-d1-uniform.csv");
-        var lines = File.ReadAllLines(csv);
-        Assert.Equal("n,seconds,exactSeconds,exactExtrapolated,speedup,maxAbsError,errorBound", lines[0]);
-        Assert.Equal(3, lines.Count(l => char.IsDigit(l[0])));
-        var png = File.ReadAllBytes(Path.Combine(dir, "scaling-vector-d1-uniform.png"));
-        Assert.True(png.Length > 1000 && png[1] == 'P' && png[2] == 'N' && png[3] == 'G');
-        Assert.Empty(Directory.GetFiles(dir, "*.tmp"));
-    }
-
-    [Fact]
-    public void Fit_recovers_a_known_exponent()
-    {
-        var n = new double[] { 1024, 2048, 4096, 8192 };
-        Assert.Equal(1.5, FastAttention.Cli.Commands.ScalingExperimentCommand.Fit(n, n.Select(x => 3e-9 * Math.Pow(x, 1.5))), 9);
     }
 }
