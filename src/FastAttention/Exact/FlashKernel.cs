@@ -129,7 +129,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         int panel = (wide ? 4 : 2) * w, dvPad = RoundUp(p.Dv, w), heads = p.Batch * p.Heads, blocks = (p.M + bc - 1) / bc;
         long perHead = path switch
         {
-            FlashPath.General => (long)RoundUp(p.M, panel) * p.D + (p.Dv != dvPad ? (long)p.M * dvPad : 0),
+            FlashPath.General => (long)RoundUp(p.M, panel) * p.D + (p.Dv != dvPad || p.VRowStride != p.Dv ? (long)p.M * dvPad : 0),
             FlashPath.SmallD => (long)blocks * bc * (p.D + p.Dv),
             _ => 0,
         };
@@ -239,7 +239,9 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 case FlashPath.General:
                     MPad = RoundUp(p.M, Panel);
                     _ktHead = (long)MPad * p.D;
-                    PackV = p.Dv != DvPad;
+                    // V is read in place when its rows are contiguous and whole vectors; padded, or strided rows (an
+                    // interleaved [b, n, h, d] layout puts rows h·d apart, and power-of-two strides alias in L1), are packed.
+                    PackV = p.Dv != DvPad || p.VRowStride != p.Dv;
                     _vHead = PackV ? (long)p.M * DvPad : 0;
                     break;
                 case FlashPath.SmallD:
@@ -268,7 +270,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         }
 
         public long PackItems { get; private set; }
-        private int PackChunk => Path == FlashPath.SmallD ? Bc : Panel * 16;
+        private int PackChunk => Path == FlashPath.SmallD ? Bc : HeadsInterleaved ? Panel * 2 : Panel * 16;
 
         public void BeginGroup(int g0, int heads)
         {
@@ -276,7 +278,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
             long ktLen = _ktHead * heads, vLen = _vHead * heads;
             if (ktLen > 0 && (_kt is null || _kt.Length < ktLen)) { _kt?.Dispose(); _kt = new KernelBuffer<T>(ktLen); _ktPtr = _kt.Pointer; }
             if (vLen > 0 && (_vp is null || _vp.Length < vLen)) { _vp?.Dispose(); _vp = new KernelBuffer<T>(vLen); _vpPtr = _vp.Pointer; }
-            PackItems = _ktHead > 0 ? (long)heads * ((MPad + PackChunk - 1) / PackChunk) : 0;
+            int chunks = (MPad + PackChunk - 1) / PackChunk;
+            PackItems = _ktHead == 0 ? 0 : HeadsInterleaved ? chunks : (long)heads * chunks;
             if (Splits > 1)
             {
                 long rows = (long)heads * Tiles * Splits * Br;
@@ -295,51 +298,61 @@ internal static unsafe class FlashKernel<T, TV, TS>
             return (bh / P.Heads, bh % P.Heads);
         }
 
-        /// <summary>Packs one chunk of keys of one head: Kᵀ panels (and V when it needs padding or transposing).</summary>
+        /// <summary>True when a key row's heads lie closer together than its rows ([b, n, h, d]): packing then walks rows
+        /// with all heads inner, so memory is read in order (row by row across heads, not 2·h·d-byte strides per head,
+        /// which defeat the hardware prefetcher).</summary>
+        private bool HeadsInterleaved => P.Heads > 1 && P.KHeadStride < P.KRowStride;
+
+        /// <summary>Packs one item: a chunk of keys of one head, or with interleaved heads a chunk of keys of every head.</summary>
         public void Pack(long item)
         {
             int chunks = (MPad + PackChunk - 1) / PackChunk;
-            int gh = (int)(item / chunks), j0 = (int)(item % chunks) * PackChunk, j1 = Math.Min(MPad, j0 + PackChunk);
-            var (b, h) = HeadOf(gh);
-            int d = P.D, dv = P.Dv;
-            if (Path == FlashPath.General)
+            if (HeadsInterleaved)
             {
-                T* kt = _ktPtr + gh * _ktHead;
+                int j0 = (int)item * PackChunk, j1 = Math.Min(MPad, j0 + PackChunk);
                 for (int j = j0; j < j1; j++)
-                {
-                    T* dst = kt + (long)(j / Panel) * d * Panel + j % Panel;
-                    if (j < P.M) { T* src = P.KRow(b, h, j); for (int c = 0; c < d; c++) dst[c * Panel] = src[c]; }
-                    else for (int c = 0; c < d; c++) dst[c * Panel] = T.Zero;
-                }
-                if (PackV)
-                {
-                    T* vp = _vpPtr + gh * _vHead;
-                    for (int j = j0; j < Math.Min(j1, P.M); j++)
-                    {
-                        T* src = P.VRow(b, h, j), dst = vp + (long)j * DvPad;
-                        for (int c = 0; c < dv; c++) dst[c] = src[c];
-                        for (int c = dv; c < DvPad; c++) dst[c] = T.Zero;
-                    }
-                }
+                    for (int gh = 0; gh < _groupHeads; gh++) PackRow(gh, j);
             }
             else
             {
-                // SmallD: Kᵀ as d rows of MPad keys, Vᵀ as d_v rows of MPad keys (zero past m).
-                T* kt = _ktPtr + gh * _ktHead, vt = _vpPtr + gh * _vHead;
-                for (int j = j0; j < j1; j++)
+                int gh = (int)(item / chunks), j0 = (int)(item % chunks) * PackChunk, j1 = Math.Min(MPad, j0 + PackChunk);
+                for (int j = j0; j < j1; j++) PackRow(gh, j);
+            }
+        }
+
+        /// <summary>Packs key j of head <paramref name="gh"/>: its Kᵀ panel column (and V row when padded or strided;
+        /// SmallD: Kᵀ and Vᵀ columns). Keys past m are zero.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void PackRow(int gh, int j)
+        {
+            var (b, h) = HeadOf(gh);
+            int d = P.D, dv = P.Dv;
+            bool real = j < P.M;
+            if (Path == FlashPath.General)
+            {
+                T* dst = _ktPtr + gh * _ktHead + (long)(j / Panel) * d * Panel + j % Panel;
+                if (real) { T* src = P.KRow(b, h, j); for (int c = 0; c < d; c++) dst[c * Panel] = src[c]; }
+                else for (int c = 0; c < d; c++) dst[c * Panel] = T.Zero;
+                if (PackV && real)
                 {
-                    if (j < P.M)
-                    {
-                        T* k = P.KRow(b, h, j), v = P.VRow(b, h, j);
-                        for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = k[c];
-                        for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = v[c];
-                    }
-                    else
-                    {
-                        for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = T.Zero;
-                        for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = T.Zero;
-                    }
+                    T* src = P.VRow(b, h, j), vdst = _vpPtr + gh * _vHead + (long)j * DvPad;
+                    for (int c = 0; c < dv; c++) vdst[c] = src[c];
+                    for (int c = dv; c < DvPad; c++) vdst[c] = T.Zero;
                 }
+                return;
+            }
+            // SmallD: Kᵀ as d rows of MPad keys, Vᵀ as d_v rows of MPad keys (zero past m).
+            T* kt = _ktPtr + gh * _ktHead, vt = _vpPtr + gh * _vHead;
+            if (real)
+            {
+                T* k = P.KRow(b, h, j), v = P.VRow(b, h, j);
+                for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = k[c];
+                for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = v[c];
+            }
+            else
+            {
+                for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = T.Zero;
+                for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = T.Zero;
             }
         }
 
