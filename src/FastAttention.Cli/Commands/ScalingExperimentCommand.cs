@@ -182,7 +182,7 @@ internal static class ScalingExperimentCommand
         var csv = new CsvTable(Columns);
         foreach (var z in sizes)
             foreach (var x in z.Samples)
-                csv.Add(x.N, x.Repeat, x.Seconds, x.PlanSeconds, x.BuildSeconds, x.QuerySeconds, x.NodesPerQuery, x.DirectKeysPerQuery, x.ExpansionsPerQuery,
+                csv.Add(x.N, x.Repeat, x.Seconds, x.CpuSeconds, x.PlanSeconds, x.BuildSeconds, x.QuerySeconds, x.NodesPerQuery, x.DirectKeysPerQuery, x.ExpansionsPerQuery,
                     z.Exact.Median, z.ExactExtrapolated, z.Exact.Median / x.Seconds, z.MaxAbsError, z.ErrorBound);
         csv.Write(stem + ".csv");
         var fc = new CsvTable(FitColumns);
