@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Numerics;
 using FastAttention.Cli.Infrastructure;
 using FastAttention.Gradient;
-using FastAttention.IO;
 
 namespace FastAttention.Cli.Commands;
 
@@ -24,40 +23,53 @@ internal static class BackwardCommand
             { q, k, v, dO, causal, scale, outDir, precision, threads };
         cmd.SetAction(r =>
         {
-            var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
-            string doPath = r.GetValue(dO)!;
-            if (!File.Exists(doPath)) throw new UsageException($"--do: the file '{doPath}' does not exist.");
-            var g = NpyFile.Read(doPath);
-            if (g.DType is not (NpyDType.Float32 or NpyDType.Float64))
-                throw new UsageException($"--do: {doPath} has dtype {g.DType}; it must be float32 (<f4) or float64 (<f8).");
-            if (!g.Shape.SequenceEqual(files.OutputShape))
-                throw new UsageException($"--do: {doPath} has shape ({string.Join(", ", g.Shape)}) but the attention output is ({string.Join(", ", files.OutputShape)}).");
-            int t = r.GetValue(threads);
-            CommonOptions.AtLeast("--threads", t, 0);
+            var context = CliContext.Current;
+            string qPath = r.GetValue(q)!, kPath = r.GetValue(k)!, vPath = r.GetValue(v)!, doPath = r.GetValue(dO)!;
+            int t = CommonOptions.ThreadCount(r.GetValue(threads));
             double? s = r.GetValue(scale);
-            if (s is { } sv && !double.IsFinite(sv)) throw new UsageException($"--scale must be a finite number (got {sv}).");
-            bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), !files.AnyFloat64 && g.IsFloat32);
-            string dir = r.GetValue(outDir)!;
-            Directory.CreateDirectory(dir);
-            if (f32) Execute(files, files.Problem<float>(s, r.GetValue(causal)), g.ToFloat32(), dir, t);
-            else Execute(files, files.Problem<double>(s, r.GetValue(causal)), g.ToFloat64(), dir, t);
+            if (s is { } sv) CommonOptions.Finite("--scale", sv);
+            string? precisionText = r.GetValue(precision);
+            bool? requestedF32 = precisionText is null ? null : CommonOptions.IsFloat32(precisionText, false);
+            using var outputs = new OutputFiles();
+            outputs.Input("--q", qPath); outputs.Input("--k", kPath); outputs.Input("--v", vPath); outputs.Input("--do", doPath);
+            var paths = outputs.Folder("--out-dir", r.GetValue(outDir)!, "dQ.npy", "dK.npy", "dV.npy");
+            var gh = AttentionFiles.Header(doPath, "--do");
+            var files = AttentionFiles.Load(qPath, kPath, vPath, requestedF32, extraOutputBytes: gh.MemoryBytes);
+            if (!gh.Shape.SequenceEqual(files.OutputShape))
+                throw new UsageException($"--do: {doPath} has shape ({string.Join(", ", gh.Shape)}) but the attention output is ({string.Join(", ", files.OutputShape)}).");
+            var g = AttentionFiles.Read(doPath, "--do");
+            bool anyF64 = files.AnyFloat64 || !g.IsFloat32, allF64 = files.AllFloat64 && !g.IsFloat32;
+            bool f32 = requestedF32 ?? !anyF64;
+            if (requestedF32 is null && anyF64 && !allF64)
+                context.Note("the inputs mix float32 and float64: computing in float64 and writing float64 (--precision f32 for float32).");
+            if (f32) Execute(files, files.Problem<float>(s, r.GetValue(causal)), AttentionFiles.Float32(g, "--do"), outputs, paths, t);
+            else Execute(files, files.Problem<double>(s, r.GetValue(causal)), g.ToFloat64(), outputs, paths, t);
+            outputs.Commit();
             return 0;
         });
         return cmd;
     }
 
-    private static void Execute<T>(AttentionFiles files, AttentionProblem<T> problem, T[] dO, string dir, int threads)
+    private static void Execute<T>(AttentionFiles files, AttentionProblem<T> problem, T[] dO, OutputFiles outputs, string[] paths, int threads)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var grads = AttentionBackward.Compute(problem, dO, threads);
-        Write(Path.Combine(dir, "dQ.npy"), grads.DQ.Span, [.. files.Q.Shape]);
-        Write(Path.Combine(dir, "dK.npy"), grads.DK.Span, [.. files.K.Shape]);
-        Write(Path.Combine(dir, "dV.npy"), grads.DV.Span, [.. files.V.Shape]);
+        var grads = LongWork.Run("attention backward", _ => AttentionBackward.Compute(problem, dO, threads));
+        CliContext.Current.ThrowIfCancelled();
+        RequireFinite(grads.DQ.Span); RequireFinite(grads.DK.Span); RequireFinite(grads.DV.Span);
+        Write(outputs, paths[0], grads.DQ.Span, [.. files.Q.Shape]);
+        Write(outputs, paths[1], grads.DK.Span, [.. files.K.Shape]);
+        Write(outputs, paths[2], grads.DV.Span, [.. files.V.Shape]);
     }
 
-    private static void Write<T>(string path, ReadOnlySpan<T> data, int[] shape) where T : unmanaged
+    private static void RequireFinite<T>(ReadOnlySpan<T> values) where T : unmanaged
     {
-        if (typeof(T) == typeof(float)) NpyFile.Write(path, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(data), shape);
-        else NpyFile.Write(path, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(data), shape);
+        if (typeof(T) == typeof(float)) CommonOptions.RequireFinite("backward", System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(values));
+        else CommonOptions.RequireFinite("backward", System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(values));
+    }
+
+    private static void Write<T>(OutputFiles outputs, string path, ReadOnlySpan<T> data, int[] shape) where T : unmanaged
+    {
+        if (typeof(T) == typeof(float)) outputs.WriteNpy(path, System.Runtime.InteropServices.MemoryMarshal.Cast<T, float>(data), shape);
+        else outputs.WriteNpy(path, System.Runtime.InteropServices.MemoryMarshal.Cast<T, double>(data), shape);
     }
 }

@@ -26,14 +26,15 @@ internal static class BenchBackwardCommand
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads), reps = r.GetValue(repeats);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1);
-            CommonOptions.AtLeast("--threads", t, 0); CommonOptions.AtLeast("--repeats", reps, 1);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.Fits("--n, --m, --d", Math.Max(nn, mm), dd, 4);
+            t = CommonOptions.ThreadCount(t); CommonOptions.AtLeast("--repeats", reps, 1);
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
             bool c = r.GetValue(causal);
-            var fields = f32 ? Run<float>(nn, mm, dd, c, t, reps) : Run<double>(nn, mm, dd, c, t, reps);
+            CliContext.Current.Status($"bench backward: timing the forward and backward kernels at n = {nn}, m = {mm}, d = {dd}…");
+            var report = f32 ? Run<float>(nn, mm, dd, c, t, reps) : Run<double>(nn, mm, dd, c, t, reps);
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-26} {kv.Value}");
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchBackwardReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchBackwardReport, 26);
             return 0;
         });
         return cmd;
@@ -58,7 +59,7 @@ internal static class BenchBackwardCommand
         return (wall, cpu);
     }
 
-    private static List<KeyValuePair<string, object?>> Run<T>(int n, int m, int d, bool causal, int threads, int repeats)
+    private static BenchBackwardReport Run<T>(int n, int m, int d, bool causal, int threads, int repeats)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         T[] Data(int rows, int seed) => Array.ConvertAll(Instances.Matrix(rows, d, 1, seed, Distribution.Normal), x => T.CreateTruncating(x));
@@ -87,18 +88,13 @@ internal static class BenchBackwardCommand
         double backwardFlops = 2 * pairs * (3.0 * d + 2.0 * d), forwardFlops = 2 * pairs * (2.0 * d);
         int t = threads == 0 ? Environment.ProcessorCount : threads;
         double peak = FmaPeak.MeasureGflops(t, typeof(T) == typeof(float));
-        return
-        [
-            new("n", n), new("m", m), new("d", d), new("causal", causal), new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
-            new("threads", threads == 0 ? Environment.ProcessorCount : threads), new("repeats", repeats),
-            new("forwardSeconds", forwardSeconds), new("backwardSeconds", backwardSeconds), new("ratio", backwardSeconds / forwardSeconds),
-            new("savingForwardSeconds", ownForwardSeconds),
-            new("forwardCpuSeconds", forwardCpu), new("backwardCpuSeconds", backwardCpu), new("savingForwardCpuSeconds", ownForwardCpu),
-            new("cpuRatio", backwardCpu / forwardCpu), new("cpuRatioVsSavingForward", backwardCpu / ownForwardCpu), new("ratioVsSavingForward", backwardSeconds / ownForwardSeconds),
-            new("backwardGflops", backwardFlops / backwardSeconds / 1e9), new("forwardGflops", forwardFlops / forwardSeconds / 1e9),
-            new("savingForwardGflops", forwardFlops / ownForwardSeconds / 1e9), new("peakGflops", peak),
-            new("backwardFractionOfPeak", backwardFlops / backwardSeconds / 1e9 / peak),
-            new("savingForwardMaxAbsError", forwardError), new("dqSampledMaxAbsError", dqError), new("dqSampledMaxAbs", dqMax),
-        ];
+        return new BenchBackwardReport(n, m, d, causal, typeof(T) == typeof(float) ? "f32" : "f64",
+            threads == 0 ? Environment.ProcessorCount : threads, repeats,
+            forwardSeconds, backwardSeconds, backwardSeconds / forwardSeconds, ownForwardSeconds,
+            forwardCpu, backwardCpu, ownForwardCpu,
+            backwardCpu / forwardCpu, backwardCpu / ownForwardCpu, backwardSeconds / ownForwardSeconds,
+            backwardFlops / backwardSeconds / 1e9, forwardFlops / forwardSeconds / 1e9, forwardFlops / ownForwardSeconds / 1e9, peak,
+            backwardFlops / backwardSeconds / 1e9 / peak,
+            forwardError, dqError, dqMax);
     }
 }

@@ -3,7 +3,8 @@ using FastAttention.Cli.Infrastructure;
 
 namespace FastAttention.Cli.Commands;
 
-/// <summary><c>fastattn bench exact</c>: our exact kernel against the machine's FMA peak and ONNX Runtime, one run.</summary>
+/// <summary><c>fastattn bench exact</c>: our exact kernel against the machine's limits (FMA peak, exp limit, memory bandwidth)
+/// and ONNX Runtime, all in one run.</summary>
 internal static class BenchExactCommand
 {
     public static Command Create()
@@ -15,16 +16,26 @@ internal static class BenchExactCommand
         var precision = CommonOptions.Precision();
         var causal = new Option<bool>("--causal") { Description = "Causal mask." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var cmd = new Command("exact", "Time the exact kernel; compare with the FMA peak and ONNX Runtime.") { n, d, m, threads, precision, causal, json };
+        var repeats = new Option<int>("--repeats")
+        {
+            Description = "Rounds: each times the kernel and ONNX Runtime once and the machine limits once; the kernel's figure is the median.",
+            DefaultValueFactory = _ => ExactBenchmark.DefaultRepeats,
+        };
+        var cmd = new Command("exact", "Time the exact kernel; compare with the FMA peak, the exp limit, the memory bandwidth and ONNX Runtime.")
+        {
+            n, d, m, threads, precision, causal, json, repeats,
+        };
         cmd.SetAction(r =>
         {
-            int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.AtLeast("--threads", t, 0);
+            int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads), reps = r.GetValue(repeats);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.Fits("--n, --m, --d", Math.Max(nn, mm), dd); t = CommonOptions.ThreadCount(t);
+            CommonOptions.AtLeast("--repeats", reps, 1);
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), true);
-            var fields = ExactBenchmark.Run(nn, mm, dd, t == 0 ? Environment.ProcessorCount : t, f32, r.GetValue(causal));
+            CliContext.Current.Status($"bench exact: timing the exact kernel at n = {nn}, m = {mm}, d = {dd}, interleaved with the FMA peak, the exp limit, the bandwidth and ONNX Runtime…");
+            var report = ExactBenchmark.Run(nn, mm, dd, t == 0 ? Environment.ProcessorCount : t, f32, r.GetValue(causal), reps);
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-26} {kv.Value}");
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchExactReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchExactReport, 26);
             return 0;
         });
         return cmd;

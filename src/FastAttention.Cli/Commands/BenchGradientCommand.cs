@@ -26,7 +26,7 @@ internal static class BenchGradientCommand
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), t = r.GetValue(threads);
             double b = r.GetValue(bound), eps = r.GetValue(epsilon);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--threads", t, 0);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.Fits("--n, --d", nn, dd, 4); t = CommonOptions.ThreadCount(t);
             CommonOptions.Positive("--bound", b); CommonOptions.Positive("--epsilon", eps);
             string name = r.GetValue(oracle)!;
             if (!AttentionAlgorithms.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
@@ -36,6 +36,7 @@ internal static class BenchGradientCommand
             DenseMatrix M(int rows, int seed) => new(Instances.Matrix(rows, dd, b, seed), rows, dd);
             var problem = new AttentionLossProblem(M(nn, 1), M(nn, 2), M(nn, 3), M(nn, 4), M(dd, 5), M(dd, 6), s);
             var alg = AttentionAlgorithms.Create(name);
+            CliContext.Current.Status($"bench gradient: timing the Thm B.1 reduction with '{alg.Name}' and the exact gradient at n = {nn}, d = {dd}…");
             // Warm-up on a small copy so that no timing includes JIT compilation.
             var small = new AttentionLossProblem(M(256, 1), M(256, 2), M(256, 3), M(256, 4), M(dd, 5), M(dd, 6), s);
             try { AttentionLossGradient.Compute(small, alg, eps, t); } catch (AttentionRefusedException) { }
@@ -60,20 +61,14 @@ internal static class BenchGradientCommand
             var g = result.Gradient.Span;
             for (int i = 0; i < reference.Length; i++) { err = Math.Max(err, Math.Abs(g[i] - reference[i])); gmax = Math.Max(gmax, Math.Abs(reference[i])); }
             double seconds = result.Elapsed.TotalSeconds;
-            List<KeyValuePair<string, object?>> fields =
-            [
-                new("n", nn), new("d", dd), new("bound", b), new("scale", s), new("oracle", alg.Name), new("threads", t == 0 ? Environment.ProcessorCount : t),
-                new("seconds", seconds), new("oracleSeconds", result.OracleElapsed.TotalSeconds), new("exactSeconds", exactSeconds),
-                new("exactOracleReductionSeconds", exact.Elapsed.TotalSeconds), new("directReferenceSeconds", referenceSeconds),
-                new("errorMeasuredAgainst", referenceChecked ? "direct float64 reference" : "reduction with the exact oracle"),
-                new("speedupVsExact", exactSeconds / seconds), new("maxAbsError", err), new("maxAbsGradient", gmax), new("epsilon", eps),
-                new("guaranteedBound", result.GuaranteedBound), new("oracleCalls", result.OracleCalls), new("oracleCallLimit", 2 * dd + 4),
-                new("perCallEpsilonC5", result.EpsilonC5), new("perCallEpsilonW", result.EpsilonW), new("perCallEpsilonC7", result.EpsilonC7),
-                new("paperEpsilon2", result.PaperEpsilon2),
-            ];
+            var report = new BenchGradientReport(nn, dd, b, s, alg.Name, t == 0 ? Environment.ProcessorCount : t,
+                seconds, result.OracleElapsed.TotalSeconds, exactSeconds, exact.Elapsed.TotalSeconds, referenceSeconds,
+                referenceChecked ? "direct float64 reference" : "reduction with the exact oracle",
+                exactSeconds / seconds, err, gmax, eps, result.GuaranteedBound, result.OracleCalls, 2 * dd + 4,
+                result.EpsilonC5, result.EpsilonW, result.EpsilonC7, result.PaperEpsilon2);
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-20} {kv.Value}");
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchGradientReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchGradientReport, 20);
             return 0;
         });
         return cmd;

@@ -37,9 +37,9 @@ internal static class BenchPlannerCommand
         {
             int size = r.GetValue(n), t = r.GetValue(threads);
             CommonOptions.AtLeast("--n", size, 64);
-            CommonOptions.AtLeast("--threads", t, 0);
+            t = CommonOptions.ThreadCount(t);
             var err = r.InvocationConfiguration.Error;
-            var rows = new List<List<KeyValuePair<string, object?>>>();
+            var rows = new List<PlannerInstanceReport>();
             var rates = RatesCache.LoadOrDefault();
             foreach (var f in Families)
             {
@@ -47,16 +47,16 @@ internal static class BenchPlannerCommand
                 rows.Add(Measure(f, f.D >= 32 ? Math.Max(64, size / 4) : size, t, rates));
             }
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) { o.WriteLine(Json.Object([new("rates", rates.Source), new("instances", rows)])); return 0; }
+            if (r.GetValue(json)) { o.WriteLine(Reports.Json(new BenchPlannerReport(rates.Source, rows), ReportJson.Default.BenchPlannerReport)); return 0; }
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(o), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
             console.Profile.Width = Math.Max(console.Profile.Width, 200);
             console.WriteLine($"rates: {rates.Source}; {Environment.ProcessorCount} processors, kernel {Exact.SimdInfo.Describe()}");
             var table = new Table().AddColumns("instance", "n", "fastest by name", "its s", "auto chose", "auto s", "auto/fastest", "planning/chosen", "predicted/actual", "auto error", "ε", "all (s)");
             foreach (var row in rows)
             {
-                string G(string k) => row.First(x => x.Key == k).Value switch { double d => d.ToString("G3", CultureInfo.InvariantCulture), var v => Convert.ToString(v, CultureInfo.InvariantCulture) ?? "" };
-                table.AddRow(G("instance"), G("n"), G("fastest"), G("fastestSeconds"), G("autoChoice"), G("autoSeconds"), G("autoOverFastest"),
-                    G("planningOverChosen"), G("predictedOverActual"), G("autoError"), G("epsilon"), Markup.Escape(G("byName")));
+                static string G(double x) => x.ToString("G3", CultureInfo.InvariantCulture);
+                table.AddRow(row.Instance, row.N.ToString(CultureInfo.InvariantCulture), row.Fastest, G(row.FastestSeconds), row.AutoChoice, G(row.AutoSeconds),
+                    G(row.AutoOverFastest), G(row.PlanningOverChosen), G(row.PredictedOverActual), G(row.AutoError), G(row.Epsilon), Markup.Escape(row.ByName));
             }
             console.Write(table);
             return 0;
@@ -87,7 +87,7 @@ internal static class BenchPlannerCommand
         return new AttentionProblem<double>(q, k, v, n, n, f.D, f.D, 1, f.Scale, f.Causal);
     }
 
-    private static List<KeyValuePair<string, object?>> Measure(Family f, int n, int threads, MachineRates rates)
+    private static PlannerInstanceReport Measure(Family f, int n, int threads, MachineRates rates)
     {
         var p = Make(f, n);
         var sample = Instances.SampleRows(n, 128, 7);
@@ -116,16 +116,11 @@ internal static class BenchPlannerCommand
         double autoSeconds = autoClock.Elapsed.TotalSeconds;
         double autoError = Infrastructure.Measure.MaxAbsError(p, auto.Output, sample);
         var c = auto.Certificate;
-        return
-        [
-            new("instance", f.Name), new("n", n), new("d", f.D), new("epsilon", f.Epsilon), new("fastest", fastest), new("fastestSeconds", fastestSeconds),
-            new("autoChoice", c.Heads[0].Algorithm), new("autoSeconds", autoSeconds), new("autoOverFastest", autoSeconds / fastestSeconds),
-            new("planningSeconds", c.PlanningTime.TotalSeconds), new("executeSeconds", c.Elapsed.TotalSeconds),
-            new("planningOverChosen", c.PlanningTime.TotalSeconds / c.Elapsed.TotalSeconds),
-            new("predictedSeconds", c.PredictedSeconds), new("predictedOverActual", c.PredictedSeconds / c.Elapsed.TotalSeconds),
-            new("autoError", autoError), new("autoBound", c.ErrorBound), new("byName", string.Join("; ", byName)),
-            new("candidates", c.Heads[0].Candidates.Select(CertificateReport.Candidate).ToList()),
-        ];
+        return new PlannerInstanceReport(f.Name, n, f.D, f.Epsilon, fastest, fastestSeconds,
+            c.Heads[0].Algorithm, autoSeconds, autoSeconds / fastestSeconds,
+            c.PlanningTime.TotalSeconds, c.Elapsed.TotalSeconds, c.PlanningTime.TotalSeconds / c.Elapsed.TotalSeconds,
+            c.PredictedSeconds, c.PredictedSeconds / c.Elapsed.TotalSeconds,
+            autoError, c.ErrorBound, string.Join("; ", byName), CertificateReport.Candidates(c.Heads[0].Candidates));
     }
 
     /// <summary>Runs every algorithm once on a small copy so no timing includes JIT compilation.</summary>

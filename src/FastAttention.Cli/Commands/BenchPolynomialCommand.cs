@@ -32,28 +32,23 @@ internal static class BenchPolynomialCommand
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), mm = r.GetValue(m) ?? nn, t = r.GetValue(threads), rows = r.GetValue(sampleRows);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1);
-            CommonOptions.AtLeast("--threads", t, 0); CommonOptions.AtLeast("--exact-rows", rows, 1024);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--m", mm, 1); CommonOptions.Fits("--n, --m, --d", Math.Max(nn, mm), dd);
+            t = CommonOptions.ThreadCount(t); CommonOptions.AtLeast("--exact-rows", rows, 1024);
             double b = r.GetValue(bound), eps = r.GetValue(epsilon);
             CommonOptions.Positive("--bound", b); CommonOptions.Positive("--epsilon", eps);
             double? s = r.GetValue(scale);
             if (s is { } sv && !double.IsFinite(sv)) throw new UsageException($"--scale must be finite (got {sv}).");
             var setup = new PolynomialBenchmark.Setup(nn, mm, dd, b, s ?? 1 / Math.Sqrt(dd), eps, r.GetValue(causal), t, r.GetValue(seed), rows);
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), false);
-            var fields = f32 ? PolynomialBenchmark.Run<float>(setup) : PolynomialBenchmark.Run<double>(setup);
+            CliContext.Current.Status($"bench polynomial: timing the polynomial method and the exact kernel at n = {nn}, m = {mm}, d = {dd}…");
+            var report = f32 ? PolynomialBenchmark.Run<float>(setup) : PolynomialBenchmark.Run<double>(setup);
             var o = r.InvocationConfiguration.Output;
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-18} {Format(kv.Value)}");
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchPolynomialReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchPolynomialReport, 18, x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
             return 0;
         });
         return cmd;
     }
-
-    private static string Format(object? v) => v switch
-    {
-        double x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture),
-        _ => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "",
-    };
 }
 
 /// <summary>The measurements behind <c>fastattn bench polynomial</c> (also used by the transition experiment).</summary>
@@ -79,7 +74,7 @@ internal static class PolynomialBenchmark
         return r;
     }
 
-    public static List<KeyValuePair<string, object?>> Run<T>(Setup s) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    public static BenchPolynomialReport Run<T>(Setup s) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var problem = Problem<T>(s);
         var settings = new AttentionSettings { Epsilon = s.Epsilon, Threads = s.Threads };
@@ -109,17 +104,9 @@ internal static class PolynomialBenchmark
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         var c = result.Certificate;
         var pp = c.ParametersOf<FastAttention.Polynomial.PolynomialParameters>();
-        return
-        [
-            new("algorithm", "polynomial"), new("n", s.N), new("m", s.M), new("d", s.D), new("bound", s.Bound), new("scale", s.Scale),
-            new("causal", s.Causal), new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
-            new("threads", settings.EffectiveThreads),
-            new("seconds", seconds), new("exactSeconds", exactSeconds), new("speedupVsExact", exactSeconds / seconds),
-            new("maxAbsError", err), new("epsilon", s.Epsilon), new("errorBound", c.ErrorBound),
-            new("degree", pp.Degree), new("rank", pp.Rank), new("rankPaperBound", pp.RankPaperBound),
-            new("R", pp.R), new("exactSampledRows", sampled),
-            new("halfSeconds", halfSeconds), new("doublingRatio", doubling),
-        ];
+        return new BenchPolynomialReport("polynomial", s.N, s.M, s.D, s.Bound, s.Scale, s.Causal, typeof(T) == typeof(float) ? "f32" : "f64",
+            settings.EffectiveThreads, seconds, exactSeconds, exactSeconds / seconds, err, s.Epsilon, c.ErrorBound,
+            pp.Degree, pp.Rank, pp.RankPaperBound, pp.R, sampled, halfSeconds, doubling);
     }
 
     /// <summary>The first ⌈n/2⌉ queries and ⌈m/2⌉ keys of head 0 (the same data, so the same distribution).</summary>

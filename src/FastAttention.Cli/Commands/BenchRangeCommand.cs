@@ -23,7 +23,7 @@ internal static class BenchRangeCommand
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), t = r.GetValue(threads);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--threads", t, 0);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.Fits("--n, --d", nn, dd); t = CommonOptions.ThreadCount(t);
             double b = r.GetValue(bound), s = r.GetValue(scale), e = r.GetValue(epsilon), vb = r.GetValue(valueBound);
             CommonOptions.Positive("--bound", b); CommonOptions.Positive("--epsilon", e); CommonOptions.Positive("--value-bound", vb);
             if (!double.IsFinite(s)) throw new UsageException($"--scale must be finite (got {s}).");
@@ -32,18 +32,12 @@ internal static class BenchRangeCommand
             if (alg is not ("range" or "vector" or "rounding" or "lowrank"))
                 throw new UsageException($"--algorithm must be range, vector, rounding or lowrank (got '{alg}').");
             var o = r.InvocationConfiguration.Output;
-            var fields = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb);
-            if (r.GetValue(json)) o.WriteLine(Json.Object(fields));
-            else foreach (var kv in fields) o.WriteLine($"{kv.Key,-20} {Format(kv.Value)}");
+            CliContext.Current.Status($"bench range: timing '{alg}' and the exact kernel (sampled rows) at n = {nn}, d = {dd}…");
+            var report = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb);
+            if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchRangeReport));
+            else Reports.WriteText(o, report, ReportJson.Default.BenchRangeReport, 20, x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
             return 0;
         });
         return cmd;
     }
-
-    private static string Format(object? v) => v switch
-    {
-        double x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture),
-        IEnumerable<KeyValuePair<string, object?>> list => string.Join(" ", list.Select(p => $"{p.Key}={Format(p.Value)}")),
-        _ => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture) ?? "",
-    };
 }

@@ -15,7 +15,7 @@ internal static class BenchRangeMeasurement
 {
     public const int ExactRows = 1024;
 
-    public static List<KeyValuePair<string, object?>> Run(string algorithm, int n, int d, double bound, double scale, double epsilon,
+    public static BenchRangeReport Run(string algorithm, int n, int d, double bound, double scale, double epsilon,
         Distribution dist, int threads, double valueBound, int sampleRows = ExactRows, int seed = 1, int repeats = 1)
     {
         var alg = AttentionAlgorithms.Create(algorithm);
@@ -32,15 +32,9 @@ internal static class BenchRangeMeasurement
         var rows = Instances.SampleRows(n, sampleRows, seed + 3);
         double exactSeconds = ExactSeconds(problem, rows, threads);
         double err = Measure.MaxAbsError(problem, result.Output, rows);
-        return
-        [
-            new("algorithm", alg.Name), new("n", n), new("d", d), new("bound", bound), new("scale", scale), new("valueBound", valueBound),
-            new("distribution", dist.ToString().ToLowerInvariant()), new("threads", settings.EffectiveThreads),
-            new("epsilon", epsilon), new("errorBound", result.Certificate.ErrorBound), new("maxAbsError", err),
-            new("seconds", seconds), new("repeats", repeats), new("exactSeconds", exactSeconds), new("speedupVsExact", exactSeconds / seconds),
-            new("exactSampledRows", rows.Length), new("peakWorkingSetBytes", System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64),
-            new("parameters", (result.Certificate.Parameters?.Describe() ?? []).Where(p => p.Value is not null).ToList()),
-        ];
+        return new BenchRangeReport(alg.Name, n, d, bound, scale, valueBound, dist.ToString().ToLowerInvariant(), settings.EffectiveThreads,
+            epsilon, result.Certificate.ErrorBound, err, seconds, repeats, exactSeconds, exactSeconds / seconds,
+            rows.Length, System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64, CertificateReport.Parameters(result.Certificate.Parameters));
     }
 
     public static AttentionProblem<double> Make(int n, int d, double bound, double scale, Distribution dist, double valueBound, int seed)

@@ -38,7 +38,7 @@ internal static class DemoCommand
         {
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(r.InvocationConfiguration.Output), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
             console.Profile.Width = Math.Max(console.Profile.Width, 160);
-            Run(console, r.GetValue(quick), r.GetValue(threads), r.InvocationConfiguration.Error);
+            Run(console, r.GetValue(quick), CommonOptions.ThreadCount(r.GetValue(threads)), r.InvocationConfiguration.Error);
             return 0;
         });
         return cmd;
@@ -58,13 +58,14 @@ internal static class DemoCommand
         foreach (var inst in Instances)
         {
             int n = quick ? Math.Min(inst.N, 2048) : inst.N;
+            CliContext.Current.ThrowIfCancelled();
             progress?.WriteLine($"fastattn: demo — {inst.Name} (n = {n}, d = {inst.D}) …");
             var q = Infrastructure.Instances.Matrix(n, inst.D, inst.Bound, 1, inst.Distribution);
             var k = Infrastructure.Instances.Matrix(n, inst.D, inst.Bound, 2, inst.Distribution);
             var v = Infrastructure.Instances.Matrix(n, inst.D, Math.Min(inst.Bound, 1), 3, inst.Distribution);
             var problem = new AttentionProblem<double>(q, k, v, n, n, inst.D, inst.D, 1, inst.Scale);
             var rows = Infrastructure.Instances.SampleRows(n, 256, 4);
-            var settings = new AttentionSettings { Epsilon = inst.Epsilon, Threads = threads, Rates = rates };
+            var settings = new AttentionSettings { Epsilon = inst.Epsilon, Threads = threads, Rates = rates, Cancellation = CliContext.Current.Cancellation };
             WarmUp(inst, settings);
             var exactClock = System.Diagnostics.Stopwatch.StartNew();
             AttentionAlgorithms.Create("exact").Compute(problem, settings);
@@ -89,6 +90,8 @@ internal static class DemoCommand
         }
         foreach (var (title, run) in Sections)
         {
+            CliContext.Current.ThrowIfCancelled();
+            progress?.WriteLine($"fastattn: demo — {title} …");
             console.WriteLine();
             console.WriteLine(title);
             run(console, quick);

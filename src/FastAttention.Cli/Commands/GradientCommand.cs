@@ -36,40 +36,40 @@ internal static class GradientCommand
             double? eps = r.GetValue(epsilon);
             if (eps is { } ev) CommonOptions.Positive("--epsilon", ev);
             if (!alg.IsExact && eps is null) throw new UsageException($"--epsilon is required for the approximate oracle '{alg.Name}'.");
-            int t = r.GetValue(threads);
-            CommonOptions.AtLeast("--threads", t, 0);
+            if (alg.IsExact && eps is not null)
+                CliContext.Current.Note($"--epsilon is ignored: the oracle '{alg.Name}' is exact.");
+            int t = CommonOptions.ThreadCount(r.GetValue(threads));
             double s = r.GetValue(scale) ?? 1.0;
-            if (!double.IsFinite(s)) throw new UsageException($"--scale must be a finite number (got {s}).");
+            CommonOptions.Finite("--scale", s);
+            var inputs = new[] { (a1, "--a1"), (a2, "--a2"), (a3, "--a3"), (e, "--e"), (x, "--x"), (y, "--y") };
+            using var outputs = new OutputFiles();
+            foreach (var (opt, name) in inputs) outputs.Input(name, r.GetValue(opt)!);
+            string outFull = outputs.Output("--out", r.GetValue(output)!);
+            string? reportFull = r.GetValue(report) is { } rp ? outputs.Output("--report", rp) : null;
             var problem = Build(Load(r.GetValue(a1)!, "--a1"), Load(r.GetValue(a2)!, "--a2"), Load(r.GetValue(a3)!, "--a3"),
                 Load(r.GetValue(e)!, "--e"), Load(r.GetValue(x)!, "--x"), Load(r.GetValue(y)!, "--y"), s);
             // An exact oracle needs no budget; the value only has to be valid.
-            var result = AttentionLossGradient.Compute(problem, alg, eps ?? 1.0, t);
-            NpyFile.Write(r.GetValue(output)!, result.Gradient.Span, [problem.D, problem.D]);
-            if (r.GetValue(report) is { } reportPath)
-            {
-                // AtomicFile.WriteAllText disposes the stream before flushing it (reported to the lead); write bytes instead.
-                var bytes = System.Text.Encoding.UTF8.GetBytes(Report(problem, result, eps));
-                AtomicFile.Write(reportPath, stream => stream.Write(bytes));
-            }
+            var result = LongWork.Run("attention loss gradient", _ => AttentionLossGradient.Compute(problem, alg, eps ?? 1.0, t));
+            CliContext.Current.ThrowIfCancelled();
+            CommonOptions.RequireFinite("gradient", result.Gradient.Span);
+            outputs.WriteNpy(outFull, result.Gradient.Span, [problem.D, problem.D]);
+            if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, result, eps));
+            outputs.Commit();
             return 0;
         });
         return cmd;
     }
 
-    internal static string Report(AttentionLossProblem p, AttentionLossGradientResult r, double? requested) => Json.Object([
-        new("oracle", r.Oracle), new("oracleIsExact", r.OracleIsExact), new("n", p.N), new("m", p.M), new("d", p.D), new("scale", p.Scale),
-        new("entryBound", r.EntryBound), new("epsilon", requested), new("oracleCalls", r.OracleCalls), new("oracleCallLimit", 2 * p.D + 4),
-        new("perCallEpsilon", new KeyValuePair<string, object?>[] { new("c5", r.EpsilonC5), new("w", r.EpsilonW), new("c7", r.EpsilonC7) }),
-        new("paperEpsilon2", r.PaperEpsilon2), new("aprioriBound", r.OracleIsExact ? 0.0 : r.AprioriBound), new("guaranteedBound", r.GuaranteedBound),
-        new("seconds", r.Elapsed.TotalSeconds), new("oracleSeconds", r.OracleElapsed.TotalSeconds),
-    ]);
+    internal static string Report(AttentionLossProblem p, AttentionLossGradientResult r, double? requested) => Reports.Json(new GradientReport(
+        r.Oracle, r.OracleIsExact, p.N, p.M, p.D, p.Scale, r.EntryBound, requested, r.OracleCalls, 2 * p.D + 4,
+        new PerCallEpsilon(r.EpsilonC5, r.EpsilonW, r.EpsilonC7), r.PaperEpsilon2, r.OracleIsExact ? 0.0 : r.AprioriBound, r.GuaranteedBound,
+        r.Elapsed.TotalSeconds, r.OracleElapsed.TotalSeconds), ReportJson.Default.GradientReport);
 
     private static Option<string> Matrix(string name, string description) => new(name) { Description = description + " 2-D .npy, float32 or float64.", Required = true };
 
     private static (DenseMatrix Matrix, string Option) Load(string path, string option)
     {
-        if (!File.Exists(path)) throw new UsageException($"{option}: the file '{path}' does not exist.");
-        var a = NpyFile.Read(path);
+        var a = AttentionFiles.Read(path, option);
         if (a.DType is not (NpyDType.Float32 or NpyDType.Float64))
             throw new UsageException($"{option}: {path} has dtype {a.DType}; gradient inputs must be float32 (<f4) or float64 (<f8).");
         if (a.Shape.Count != 2 || a.Shape[0] == 0 || a.Shape[1] == 0)

@@ -33,7 +33,7 @@ internal static class PlanCommand
             double eps = r.GetValue(epsilon);
             CommonOptions.Positive("--epsilon", eps);
             int t = r.GetValue(threads);
-            CommonOptions.AtLeast("--threads", t, 0);
+            t = CommonOptions.ThreadCount(t);
             var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault() };
             bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), !files.AnyFloat64);
             var o = r.InvocationConfiguration.Output;
@@ -49,24 +49,16 @@ internal static class PlanCommand
         var outcome = new AutoAttention().TryPlan(problem, settings);
         if (!outcome.Succeeded) throw new AttentionRefusedException(outcome.Refusal!);
         var plan = outcome.Plan!;
-        var heads = new List<object?>();
+        var heads = new List<PlanHeadReport>();
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(o), Ansi = AnsiSupport.No, ColorSystem = ColorSystemSupport.NoColors });
         console.Profile.Width = Math.Max(console.Profile.Width, 200);
         if (!json) console.WriteLine($"rates: {settings.EffectiveRates.Source}; planning took {plan.PlanningTime.TotalSeconds:F3} s");
         foreach (var hp in plan.Heads)
         {
             var st = HeadStatistics.Measure(problem, hp.Head, settings.Epsilon);
-            var stats = new List<KeyValuePair<string, object?>>
-            {
-                new("n", st.N), new("m", st.M), new("d", st.D), new("entryBound", st.EntryBound), new("qMax", st.QMax), new("kMax", st.KMax),
-                new("vMax", st.VMax), new("logitBound", st.LogitBound), new("rankQ", st.RankQ), new("rankK", st.RankK),
-            };
-            heads.Add(new List<KeyValuePair<string, object?>>
-            {
-                new("head", hp.Head), new("stats", stats), new("candidates", hp.Candidates.Select(CertificateReport.Candidate).ToList()),
-                new("choice", hp.Algorithm), new("predictedSeconds", hp.PredictedSeconds), new("errorBound", hp.ErrorBound),
-                new("parameters", CertificateReport.Parameters(hp.Parameters)),
-            });
+            var stats = new PlanStatisticsReport(st.N, st.M, st.D, st.EntryBound, st.QMax, st.KMax, st.VMax, st.LogitBound, st.RankQ, st.RankK);
+            heads.Add(new PlanHeadReport(hp.Head, stats, CertificateReport.Candidates(hp.Candidates), hp.Algorithm, hp.PredictedSeconds, hp.ErrorBound,
+                CertificateReport.Parameters(hp.Parameters)));
             if (json) continue;
             console.WriteLine();
             console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -82,7 +74,7 @@ internal static class PlanCommand
             }
             console.Write(table);
         }
-        if (json) o.WriteLine(Json.Object([new("epsilon", settings.Epsilon), new("planningSeconds", plan.PlanningTime.TotalSeconds), new("rates", settings.EffectiveRates.Source), new("heads", heads)]));
+        if (json) o.WriteLine(Reports.Json(new PlanReport(settings.Epsilon, plan.PlanningTime.TotalSeconds, settings.EffectiveRates.Source, heads), ReportJson.Default.PlanReport));
         return 0;
     }
 

@@ -43,10 +43,11 @@ internal static class ReduceCommand
     private static AttentionOracle Oracle(ParseResult r, Common c)
     {
         int t = r.GetValue(c.Threads);
-        CommonOptions.AtLeast("--threads", t, 0);
+        t = CommonOptions.ThreadCount(t);
         string name = r.GetValue(c.Oracle)!;
-        try { return AttentionOracle.Create(name, t); }
-        catch (ArgumentException e) { throw new UsageException($"--oracle: {ExitCodes.Describe(e).Replace("name: ", "", StringComparison.Ordinal)}"); }
+        if (!AttentionAlgorithms.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
+            throw new UsageException($"--oracle: unknown algorithm '{name}'; known: {string.Join(", ", AttentionAlgorithms.Names)}.");
+        return AttentionOracle.Create(name, t);
     }
 
     private static Option<string> File(string name, string description) => new(name) { Description = description, Required = true };
@@ -63,7 +64,7 @@ internal static class ReduceCommand
             double e = r.GetValue(eps);
             if (!(e > 0 && e <= 1)) throw new UsageException($"--epsilon must be in (0, 1] (got {e}).");
             var qs = Load(r.GetValue(q)!, "--q", "Q"); var ks = Load(r.GetValue(k)!, "--k", "K");
-            if (qs.Dimension != ks.Dimension) throw new UsageException($"Q has d = {qs.Dimension} but K has d = {ks.Dimension}.");
+            if (qs.Dimension != ks.Dimension) throw new UsageException($"--q has d = {qs.Dimension} but --k has d = {ks.Dimension}; they must agree.");
             var oracle = Oracle(r, c);
             var res = RowSumsViaAttention.Estimate(qs, ks, e, oracle);
             string check = "skipped (instance too large)";
@@ -80,8 +81,8 @@ internal static class ReduceCommand
             var text = new List<string> { $"row sums of exp(QKᵀ) within 1 ± {F(e)} (Lemma C.1 + Claim C.2), {res.Rounds} binary-search rounds" };
             for (int i = 0; i < Math.Min(qs.Count, 20); i++) text.Add($"  S_{i} ≈ {F(res.Estimates[i])}  (ln = {F(res.LogEstimates[i])})");
             if (qs.Count > 20) text.Add($"  … {qs.Count - 20} more rows (use --json)");
-            return Emit(r, c, oracle, "rowsums", res.Estimates, null, res.Instance, check, text,
-                [new("logEstimates", res.LogEstimates), new("rounds", res.Rounds)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new RowSumsReport("rowsums", res.Estimates, null,
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, res.LogEstimates, res.Rounds), ReportJson.Default.RowSumsReport));
         });
         return cmd;
     }
@@ -95,6 +96,8 @@ internal static class ReduceCommand
         cmd.SetAction(r =>
         {
             var (sa, sb) = Pair(r.GetValue(a)!, r.GetValue(b)!);
+            ExitCodes.Validate("--a", () => sa.RequireIntegers(MaxIpViaAttention.MaxEntry));
+            ExitCodes.Validate("--b", () => sb.RequireIntegers(MaxIpViaAttention.MaxEntry));
             var oracle = Oracle(r, c);
             var res = MaxIpViaAttention.Solve(sa, sb, oracle);
             string check = "skipped (instance too large)";
@@ -111,7 +114,8 @@ internal static class ReduceCommand
             var text = new List<string> { $"Max-IP (Lemma C.3) with K = λ·B, λ = {F(res.Lambda)}" };
             for (int i = 0; i < Math.Min(sa.Count, 20); i++) text.Add($"  max_j a_{i}·b_j = {res.Maxima[i]}");
             if (sa.Count > 20) text.Add($"  … {sa.Count - 20} more rows (use --json)");
-            return Emit(r, c, oracle, "maxip", res.Maxima, null, res.Instance, check, text, [new("lambda", res.Lambda)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new MaxIpReport("maxip", res.Maxima, null,
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, res.Lambda), ReportJson.Default.MaxIpReport));
         });
         return cmd;
     }
@@ -128,8 +132,8 @@ internal static class ReduceCommand
         var c = AddCommon(cmd);
         cmd.SetAction(r =>
         {
-            var (sa, sb) = Pair(r.GetValue(a)!, r.GetValue(b)!);
-            var m = ParseMethod(r.GetValue(method)!);
+            var (sa, sb) = Binary(r.GetValue(a)!, r.GetValue(b)!);
+            var m = ParseMethod(r.GetValue(method)!, "--method");
             double eta = r.GetValue(oracleEps);
             if (!(eta > 0 && eta < 0.5)) throw new UsageException($"--oracle-epsilon must be in (0, 0.5) (got {eta}).");
             int s = r.GetValue(samples);
@@ -144,8 +148,9 @@ internal static class ReduceCommand
                 m == OrthogonalVectorsMethod.LargeD ? "orthogonal vectors, Lemma C.6 (one call, ln k scaling)" : $"orthogonal vectors, Lemma C.8 (entries √ln 2, exact row sums; sampling rounds used: {res.Samples})",
                 res.Pair is { } p ? $"answer: yes — a_{p.I}·b_{p.J} = 0" : $"answer: no orthogonal pair{(res.FailureProbability > 0 ? $" (wrong with probability ≤ {F(res.FailureProbability)})" : "")}",
             };
-            return Emit(r, c, oracle, "ov", res.Found, res.Pair is { } w ? new[] { w.I, w.J } : null, res.Instance, check, text,
-                [new("method", m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two"), new("samples", res.Samples), new("failureProbability", res.FailureProbability)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new OrthogonalVectorsReport("ov", res.Found,
+                res.Pair is { } w ? [w.I, w.J] : null, h.Oracle, h.OracleCalls, h.Instance, h.Check,
+                m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two", res.Samples, res.FailureProbability), ReportJson.Default.OrthogonalVectorsReport));
         });
         return cmd;
     }
@@ -161,7 +166,8 @@ internal static class ReduceCommand
         {
             double e = r.GetValue(eps);
             CommonOptions.Positive("--epsilon", e);
-            var (sa, sb) = Pair(r.GetValue(a)!, r.GetValue(b)!);
+            var (sa, sb) = Binary(r.GetValue(a)!, r.GetValue(b)!);
+            if (sa.Dimension < 1) throw new UsageException("--a, --b: the vectors need dimension at least 1.");
             var oracle = Oracle(r, c);
             var res = new GapNearestNeighbour(sa, sb, oracle).Solve(e);
             int direct = VectorSet.Hamming(sa[res.I], sb[res.J]);
@@ -181,8 +187,8 @@ internal static class ReduceCommand
                 $"(1 + {F(e)})-ANN by binary search over Gap-ANN: {res.GapCalls} Gap-ANN instances ({res.BruteForceCalls} by the brute-force branch)",
                 $"answer: a_{res.I}, b_{res.J} at Hamming distance {res.Distance} (nearest ≥ {res.LowerBound})",
             };
-            return Emit(r, c, oracle, "ann", new[] { res.I, res.J }, new[] { res.I, res.J }, res.Instance, check, text,
-                [new("distance", res.Distance), new("lowerBound", res.LowerBound), new("gapCalls", res.GapCalls), new("bruteForceCalls", res.BruteForceCalls)]);
+            return Emit(r, c, oracle, res.Instance, check, text, h => Reports.Json(new NearestNeighbourReport("ann", [res.I, res.J], [res.I, res.J],
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, res.Distance, res.LowerBound, res.GapCalls, res.BruteForceCalls), ReportJson.Default.NearestNeighbourReport));
         });
         return cmd;
     }
@@ -197,9 +203,14 @@ internal static class ReduceCommand
         cmd.SetAction(r =>
         {
             string path = r.GetValue(cnf)!;
-            if (!System.IO.File.Exists(path)) throw new UsageException($"--cnf: the file '{path}' does not exist.");
-            var f = DimacsCnf.Read(path);
-            var m = ParseMethod(r.GetValue(via)!);
+            AttentionFiles.CheckFile(path, "--cnf");
+            CnfFormula f;
+            try { f = ExitCodes.Validate("--cnf", () => DimacsCnf.Read(path)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            { throw new UsageException($"--cnf: cannot read '{path}' ({ExitCodes.OneLine(e.Message)})."); }
+            if (f.Variables > SatViaOrthogonalVectors.MaxVariables)
+                throw new UsageException($"--cnf: {path} has {f.Variables} variables; split-and-list builds 2^⌈v/2⌉ vectors per side, so at most {SatViaOrthogonalVectors.MaxVariables} are supported.");
+            var m = ParseMethod(r.GetValue(via)!, "--via");
             var oracle = Oracle(r, c);
             var res = SatViaOrthogonalVectors.Solve(f, oracle, m, r.GetValue(seed));
             string check;
@@ -219,8 +230,9 @@ internal static class ReduceCommand
                 $"SAT → OV by split-and-list: {f.Variables} variables, {f.Clauses.Count} clauses → |A| = {res.VectorsA}, |B| = {res.VectorsB}, d = {f.Clauses.Count}",
                 res.Assignment is { } y ? "answer: satisfiable — " + string.Join(' ', y.Select((v, i) => v ? $"{i + 1}" : $"-{i + 1}")) : $"answer: unsatisfiable{(res.Ov.FailureProbability > 0 ? $" (wrong with probability ≤ {F(res.Ov.FailureProbability)})" : "")}",
             };
-            return Emit(r, c, oracle, "sat", res.Satisfiable, res.Assignment?.Select(v => v ? 1 : 0).ToArray(), res.Ov.Instance, check, text,
-                [new("variables", f.Variables), new("clauses", f.Clauses.Count), new("vectorsA", res.VectorsA), new("vectorsB", res.VectorsB), new("via", m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two"), new("failureProbability", res.Ov.FailureProbability)]);
+            return Emit(r, c, oracle, res.Ov.Instance, check, text, h => Reports.Json(new SatReport("sat", res.Satisfiable, res.Assignment?.Select(v => v ? 1 : 0).ToArray(),
+                h.Oracle, h.OracleCalls, h.Instance, h.Check, f.Variables, f.Clauses.Count, res.VectorsA, res.VectorsB,
+                m == OrthogonalVectorsMethod.LargeD ? "large-d" : "log-two", res.Ov.FailureProbability), ReportJson.Default.SatReport));
         });
         return cmd;
     }
@@ -239,20 +251,13 @@ internal static class ReduceCommand
         return "brute force agrees (no orthogonal pair)";
     }
 
-    private static int Emit(ParseResult r, Common c, AttentionOracle oracle, string problem, object answer, object? witness,
-        ReductionInstance? inst, string check, List<string> text, KeyValuePair<string, object?>[] extra)
+    private static int Emit(ParseResult r, Common c, AttentionOracle oracle, ReductionInstance? inst, string check, List<string> text,
+        Func<ReduceHeader, string> json)
     {
         var output = r.InvocationConfiguration.Output;
         if (r.GetValue(c.Json))
         {
-            var fields = new List<KeyValuePair<string, object?>>
-            {
-                new("problem", problem), new("answer", answer), new("witness", witness), new("oracle", oracle.Name), new("oracleCalls", oracle.Calls),
-                new("instance", new KeyValuePair<string, object?>[] { new("n", inst?.N), new("d", inst?.D), new("bound", inst?.Bound), new("epsilon", inst?.Epsilon), new("keys", inst?.Keys) }),
-                new("check", check),
-            };
-            fields.AddRange(extra);
-            output.WriteLine(Json.Object(fields));
+            output.WriteLine(json(new ReduceHeader(oracle.Name, oracle.Calls, ReductionInstanceReport.Of(inst), check)));
             return 0;
         }
         foreach (var line in text) output.WriteLine(line);
@@ -263,27 +268,35 @@ internal static class ReduceCommand
         return 0;
     }
 
-    private static OrthogonalVectorsMethod ParseMethod(string s) => s switch
+    private static OrthogonalVectorsMethod ParseMethod(string s, string option) => s switch
     {
         "large-d" => OrthogonalVectorsMethod.LargeD,
         "log-two" => OrthogonalVectorsMethod.LogTwo,
-        _ => throw new UsageException($"the method must be large-d or log-two (got '{s}')."),
+        _ => throw new UsageException($"{option} must be large-d or log-two (got '{s}')."),
     };
+
+    /// <summary>A pair of 0/1 vector sets of equal dimension.</summary>
+    private static (VectorSet A, VectorSet B) Binary(string a, string b)
+    {
+        var (sa, sb) = Pair(a, b);
+        ExitCodes.Validate("--a", sa.RequireBinary);
+        ExitCodes.Validate("--b", sb.RequireBinary);
+        return (sa, sb);
+    }
 
     private static (VectorSet A, VectorSet B) Pair(string a, string b)
     {
         var sa = Load(a, "--a", "A"); var sb = Load(b, "--b", "B");
-        if (sa.Dimension != sb.Dimension) throw new UsageException($"A has d = {sa.Dimension} but B has d = {sb.Dimension}.");
+        if (sa.Dimension != sb.Dimension) throw new UsageException($"--a has d = {sa.Dimension} but --b has d = {sb.Dimension}; they must agree.");
         return (sa, sb);
     }
 
     private static VectorSet Load(string path, string option, string name)
     {
-        if (!System.IO.File.Exists(path)) throw new UsageException($"{option}: the file '{path}' does not exist.");
-        var arr = NpyFile.Read(path);
+        var arr = AttentionFiles.Read(path, option);
         if (arr.Shape.Count != 2) throw new UsageException($"{option}: {path} must be 2-D [count, d] (got {arr.Shape.Count}-D).");
         if (arr.Shape[0] < 1) throw new UsageException($"{option}: {path} holds no vectors.");
-        return new VectorSet(arr.ToFloat64(), arr.Shape[0], arr.Shape[1], name);
+        return ExitCodes.Validate(option, () => new VectorSet(arr.ToFloat64(), arr.Shape[0], arr.Shape[1], name));
     }
 
     private static double LogSumExp(VectorSet q, VectorSet k, int i)

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Numerics;
 using FastAttention.Cli.Infrastructure;
-using FastAttention.IO;
 
 namespace FastAttention.Cli.Commands;
 
@@ -24,44 +23,133 @@ internal static class RunCommand
         var cmd = new Command("run", "Compute attention on .npy inputs.") { q, k, v, output, algorithm, scale, causal, precision, epsilon, report, threads };
         cmd.SetAction(r =>
         {
-            var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
+            var context = CliContext.Current;
+            // Every option and path is checked before any data is read or anything computed.
+            string qPath = r.GetValue(q)!, kPath = r.GetValue(k)!, vPath = r.GetValue(v)!;
             double? eps = r.GetValue(epsilon);
-            var alg = AttentionAlgorithms.Create(r.GetValue(algorithm) ?? (eps is null ? "exact" : "auto"));
+            string name = r.GetValue(algorithm) ?? (eps is null ? "exact" : "auto");
+            if (!AttentionAlgorithms.Names.Contains(name, StringComparer.OrdinalIgnoreCase))
+                throw new UsageException($"--algorithm: unknown algorithm '{name}'; known: {string.Join(", ", AttentionAlgorithms.Names)}.");
+            var alg = AttentionAlgorithms.Create(name);
             if (eps is { } e) CommonOptions.Positive("--epsilon", e);
             if (alg.RequiresEpsilon && eps is null) throw new UsageException($"--epsilon is required for the approximate algorithm '{alg.Name}'.");
-            int t = r.GetValue(threads);
-            CommonOptions.AtLeast("--threads", t, 0);
-            var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault() };
-            bool f32 = CommonOptions.IsFloat32(r.GetValue(precision), !files.AnyFloat64);
-            string outPath = r.GetValue(output)!;
-            string? reportPath = r.GetValue(report);
-            if (f32) Execute<float>(files, alg, settings, r.GetValue(scale), r.GetValue(causal), outPath, reportPath);
-            else Execute<double>(files, alg, settings, r.GetValue(scale), r.GetValue(causal), outPath, reportPath);
+            double? s = r.GetValue(scale);
+            if (s is { } sv) CommonOptions.Finite("--scale", sv);
+            int t = CommonOptions.ThreadCount(r.GetValue(threads));
+            string? precisionText = r.GetValue(precision);
+            bool? requestedF32 = precisionText is null ? null : CommonOptions.IsFloat32(precisionText, false);
+            using var outputs = new OutputFiles();
+            outputs.Input("--q", qPath); outputs.Input("--k", kPath); outputs.Input("--v", vPath);
+            string outFull = outputs.Output("--out", r.GetValue(output)!);
+            string? reportFull = r.GetValue(report) is { } rp ? outputs.Output("--report", rp) : null;
+
+            var files = AttentionFiles.Load(qPath, kPath, vPath, requestedF32);
+            bool f32 = requestedF32 ?? !files.AnyFloat64;
+            if (alg.IsExact && eps is not null)
+                context.Note($"--epsilon is ignored: '{alg.Name}' is exact (its error is float rounding only).");
+            if (requestedF32 is null && files.Mixed)
+                context.Note("the inputs mix float32 and float64: computing in float64 and writing float64 (--precision f32 for float32).");
+            // Approximate algorithms certify float64 work: on float64 files asked for float32 output they compute from
+            // the float64 data and round only the output, whose rounding joins the bound (rounding the inputs first
+            // would certify a different problem).
+            bool roundOutputOnly = f32 && files.AnyFloat64 && !alg.IsExact && eps is not null;
+            if (f32 && files.AnyFloat64 && !roundOutputOnly)
+                context.Note("--precision f32: the float64 inputs are rounded to float32 and the exact kernel runs in float32.");
+            var settings = new AttentionSettings { Epsilon = eps, Threads = t, Rates = RatesCache.LoadOrDefault(), Cancellation = context.Cancellation };
+            bool c = r.GetValue(causal);
+            if (roundOutputOnly) ExecuteRoundingOutput(files, alg, settings, s, c, outputs, outFull, reportFull);
+            else if (f32) Execute<float>(files, alg, settings, s, c, outputs, outFull, reportFull);
+            else Execute<double>(files, alg, settings, s, c, outputs, outFull, reportFull);
+            outputs.Commit();
             return 0;
         });
         return cmd;
     }
 
-    private static void Execute<T>(AttentionFiles files, AttentionAlgorithm alg, AttentionSettings settings, double? scale, bool causal, string outPath, string? reportPath)
+    /// <summary>Computes with a progress bar when it takes long; an output with a non-finite entry is refused, never
+    /// written with exit 0 (the last line of defence against an overflow no certificate caught).</summary>
+    private static AttentionResult<T> Compute<T>(AttentionAlgorithm alg, AttentionProblem<T> problem, AttentionSettings settings)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var context = CliContext.Current;
+        var result = LongWork.Run($"{alg.Name} attention", progress =>
+        {
+            var plan = alg.Plan(problem, settings with { Progress = progress });
+            // Said before starting: a run the planner predicts to take longer than an hour.
+            if (plan.PredictedSeconds > 3600)
+            {
+                context.Note(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"'{alg.Name}' is predicted to take about {plan.PredictedSeconds / 3600:G3} hours on this machine (Ctrl-C stops it cleanly)."));
+                context.FlushNotes();
+            }
+            return plan.Execute();
+        });
+        var o = result.Output;
+        for (int i = 0; i < o.Length; i++)
+            if (!T.IsFinite(o[i]))
+                throw new AttentionRefusedException(alg.Name, RefusalReason.Overflow,
+                    $"the output has a non-finite entry ({o[i]}) at flat index {i}: the logits s·q·k or the values overflow float64 (|s|·max|q|·max|k|·d ≈ {Math.Abs(problem.Scale) * problem.QMax * problem.KMax * problem.D:G3}); use a smaller --scale or smaller entries.");
+        return result;
+    }
+
+    private static void Execute<T>(AttentionFiles files, AttentionAlgorithm alg, AttentionSettings settings, double? scale, bool causal,
+        OutputFiles outputs, string outFull, string? reportFull)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var problem = files.Problem<T>(scale, causal);
-        var result = alg.Compute(problem, settings);
-        if (result.Output is float[] f) NpyFile.Write(outPath, f, files.OutputShape);
-        else NpyFile.Write(outPath, (double[])(object)result.Output, files.OutputShape);
-        if (reportPath is not null)
-            AtomicFile.WriteAllText(reportPath, Report(problem, result.Certificate));
+        var result = Compute(alg, problem, settings);
+        CliContext.Current.ThrowIfCancelled();
+        if (result.Output is float[] f) outputs.WriteNpy(outFull, f, files.OutputShape);
+        else outputs.WriteNpy(outFull, (double[])(object)result.Output, files.OutputShape);
+        if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, result.Certificate));
     }
 
-    internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
-        Json.Object([
-            new("algorithm", c.Algorithm), new("n", p.N), new("m", p.M), new("d", p.D), new("dv", p.Dv), new("heads", p.Heads),
-            new("scale", p.Scale), new("causal", p.Causal), new("entryBound", p.EntryBound), new("epsilon", c.Epsilon),
-            new("errorBound", c.ErrorBound), new("seconds", c.Elapsed.TotalSeconds), new("threads", c.Threads),
-            new("precision", typeof(T) == typeof(float) ? "f32" : "f64"),
-            new("parameters", CertificateReport.Parameters(c.Parameters)),
-            new("budget", CertificateReport.Terms(c.Budget)), new("predictedSeconds", c.PredictedSeconds),
-            new("planningSeconds", c.PlanningTime.TotalSeconds), new("notes", c.Notes.ToList()),
-            new("perHead", CertificateReport.Heads(c)),
-        ]);
+    /// <summary>
+    /// Float32 output of an approximate algorithm from float64 data: the algorithm runs in float64 with ε minus an
+    /// allowance for the output rounding, |fl₃₂(o) − o| ≤ 2⁻²⁴·|o| ≤ 2⁻²⁴·(‖V‖∞ + ε) (an attention output is a
+    /// convex combination of V's rows, the approximation adds at most ε); the rounding actually made is then measured
+    /// exactly (o − fl₃₂(o) is exact in float64) and added to the certified bound, which must stay within ε.
+    /// </summary>
+    private static void ExecuteRoundingOutput(AttentionFiles files, AttentionAlgorithm alg, AttentionSettings settings, double? scale, bool causal,
+        OutputFiles outputs, string outFull, string? reportFull)
+    {
+        var problem = files.Problem<double>(scale, causal);
+        double eps = settings.Epsilon ?? throw new InvalidOperationException("an approximate algorithm without ε; this is a bug.");
+        if (!(problem.VMax <= float.MaxValue))
+            throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision, $"values up to {problem.VMax:G3} do not fit float32; use --precision f64.");
+        double allowance = Math.ScaleB(problem.VMax + eps, -24) * (1 + Math.ScaleB(1, -20)) + Math.ScaleB(1, -149);
+        if (!(allowance < eps))
+            throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision,
+                $"float32 output rounding alone (2⁻²⁴·(‖V‖∞ + ε) = {allowance:G3}) is not below ε = {eps:G3}; use --precision f64 or a larger ε.");
+        var result = Compute(alg, problem, settings with { Epsilon = eps - allowance });
+        CliContext.Current.ThrowIfCancelled();
+        var o = result.Output;
+        var rounded = new float[o.Length];
+        double rounding = 0;
+        for (int i = 0; i < o.Length; i++)
+        {
+            rounded[i] = (float)o[i];
+            if (!float.IsFinite(rounded[i]))
+                throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision, $"the output entry {o[i]:G3} does not fit float32; use --precision f64.");
+            rounding = Math.Max(rounding, Math.Abs(o[i] - rounded[i]));
+        }
+        double bound = (result.Certificate.ErrorBound + rounding) * (1 + Math.ScaleB(1, -50));
+        if (!(bound <= eps))
+            throw new AttentionRefusedException(alg.Name, RefusalReason.OutputPrecision,
+                $"the certified bound {result.Certificate.ErrorBound:G3} plus the float32 output rounding {rounding:G3} exceeds ε = {eps:G3}; use --precision f64 or a larger ε.");
+        var certificate = result.Certificate with
+        {
+            Epsilon = eps,
+            ErrorBound = bound,
+            Budget = [.. result.Certificate.Budget, new ErrorTerm("float32 output rounding (measured: max |o − fl₃₂(o)|)", rounding)],
+            Notes = [.. result.Certificate.Notes, "computed in float64 from the float64 inputs; only the output was rounded to float32"],
+        };
+        outputs.WriteNpy(outFull, rounded, files.OutputShape);
+        if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, certificate, "f32"));
+    }
+
+    internal static string Report<T>(AttentionProblem<T> p, ErrorCertificate c, string? precision = null) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        Reports.Json(new RunReport(c.Algorithm, p.N, p.M, p.D, p.Dv, p.Heads, p.Scale, p.Causal, p.EntryBound, c.Epsilon,
+            c.ErrorBound, c.Elapsed.TotalSeconds, c.Threads, precision ?? (typeof(T) == typeof(float) ? "f32" : "f64"), CertificateReport.Parameters(c.Parameters),
+            CertificateReport.Terms(c.Budget), c.PredictedSeconds, c.PlanningTime.TotalSeconds, c.Notes, CertificateReport.Heads(c)), ReportJson.Default.RunReport);
 }

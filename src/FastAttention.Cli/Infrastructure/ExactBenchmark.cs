@@ -1,63 +1,106 @@
+using System.Diagnostics;
 using FastAttention.Exact;
 
 namespace FastAttention.Cli.Infrastructure;
 
-/// <summary>The measurements behind <c>fastattn bench exact</c>.</summary>
+/// <summary>
+/// The measurements behind <c>fastattn bench exact</c>. Each of the <c>repeats</c> rounds times the exact kernel once,
+/// ONNX Runtime once (where it can run the shape), and one short run of each machine limit (FMA peak, exp limit, STREAM
+/// triad bandwidth), interleaved, so all of them see the same moments of a shared machine. The kernel's and ORT's figures
+/// are the median of their runs (with min and max); each limit is the best of its runs.
+/// </summary>
 internal static class ExactBenchmark
 {
-    /// <summary>Timed runs per contender; the fastest counts (the machine may be shared).</summary>
-    private const int DefaultRepeats = 7;
+    public const int DefaultRepeats = 5;
 
-    public static List<KeyValuePair<string, object?>> Run(int n, int m, int d, int threads, bool f32, bool causal)
+    public static BenchExactReport Run(int n, int m, int d, int threads, bool f32, bool causal, int repeats = DefaultRepeats)
     {
         var q = Instances.Matrix(n, d, 1, 11, Distribution.Normal);
         var k = Instances.Matrix(m, d, 1, 12, Distribution.Normal);
         var v = Instances.Matrix(m, d, 1, 13, Distribution.Normal);
-        double flops = (causal ? 2.0 : 4.0) * n * m * d;
-        int Repeats = flops > 1e11 ? 2 : DefaultRepeats; // minutes-long problems: fewer repeats
+        // Visible (query, key) pairs: Σᵢ min(i + 1, m) under the causal mask; 4d flops and one exp each.
+        double pairs = !causal ? (double)n * m : n <= m ? (double)n * (n + 1) / 2 : (double)m * (m + 1) / 2 + (double)(n - m) * m;
+        double flops = 4.0 * d * pairs;
+        int elementBytes = f32 ? sizeof(float) : sizeof(double);
+        double bytesMoved = (double)elementBytes * ((long)n * d + (long)m * d + (long)m * d + (long)n * d); // Q, K, V, O once
         var settings = new AttentionSettings { Threads = threads };
         var alg = new FlashAttention();
-        double seconds;
+        Action kernel;
+        Func<IReadOnlyList<KeyValuePair<string, object?>>> plan;
         long allocated;
+        float[]? ours = null;
         if (f32)
         {
             var p = new AttentionProblem<float>(Instances.ToFloat32(q), Instances.ToFloat32(k), Instances.ToFloat32(v), n, m, d, d, 1, null, causal);
-            alg.Compute(p, settings); // warm-up (JIT, tiered compilation)
-            long before = GC.GetTotalAllocatedBytes(true);
-            seconds = Measure.BestSeconds(() => alg.Compute(p, settings), Repeats);
-            allocated = (GC.GetTotalAllocatedBytes(true) - before) / Repeats - (long)n * d * sizeof(float);
+            var first = alg.Compute(p, settings); // warm-up (JIT, tiered compilation)
+            ours = first.Output;
+            plan = () => first.Certificate.Parameters!.Describe();
+            allocated = Allocated(() => alg.Compute(p, settings), (long)n * d * sizeof(float));
+            kernel = () => alg.Compute(p, settings);
         }
         else
         {
             var p = new AttentionProblem<double>(q, k, v, n, m, d, d, 1, null, causal);
-            alg.Compute(p, settings);
-            long before = GC.GetTotalAllocatedBytes(true);
-            seconds = Measure.BestSeconds(() => alg.Compute(p, settings), Repeats);
-            allocated = (GC.GetTotalAllocatedBytes(true) - before) / Repeats - (long)n * d * sizeof(double);
+            var first = alg.Compute(p, settings);
+            plan = () => first.Certificate.Parameters!.Describe();
+            allocated = Allocated(() => alg.Compute(p, settings), (long)n * d * sizeof(double));
+            kernel = () => alg.Compute(p, settings);
         }
-        double gflops = flops / seconds / 1e9;
-        double peak = FmaPeak.MeasureGflops(threads, f32);
-        // The peer: ONNX Runtime's CPU MultiHeadAttention (float32 only; causal only for n = m, where its
-        // bottom-right alignment equals PyTorch's top-left one).
-        double? onnxSeconds = null, onnxError = null;
-        // ORT materialises the n×m score matrix: skip it beyond 2 GiB of scores.
+
+        // The peer: ONNX Runtime's CPU MultiHeadAttention (float32 only; causal only for n = m, where its bottom-right
+        // alignment equals PyTorch's top-left one). Its causal path materialises the n×m scores: skip beyond 2 GiB.
+        OnnxAttentionPeer? peer = null;
+        double? onnxError = null;
+        float[] qf = Instances.ToFloat32(q), kf = Instances.ToFloat32(k), vf = Instances.ToFloat32(v);
         if (f32 && (!causal || n == m) && (long)n * m * sizeof(float) <= 2L << 30)
         {
-            float[] qf = Instances.ToFloat32(q), kf = Instances.ToFloat32(k), vf = Instances.ToFloat32(v);
-            using var peer = new OnnxAttentionPeer(n, m, d, d, 1 / Math.Sqrt(d), causal, threads);
-            float[] ours = alg.Compute(new AttentionProblem<float>(qf, kf, vf, n, m, d, d, 1, null, causal), settings).Output;
+            peer = new OnnxAttentionPeer(n, m, d, d, 1 / Math.Sqrt(d), causal, threads);
             float[] theirs = peer.Run(qf, kf, vf);
             onnxError = 0;
-            for (int i = 0; i < ours.Length; i++) onnxError = Math.Max(onnxError.Value, Math.Abs(ours[i] - theirs[i]));
-            peer.Run(qf, kf, vf);
-            onnxSeconds = Measure.BestSeconds(() => peer.Run(qf, kf, vf), Repeats);
+            for (int i = 0; i < ours!.Length; i++) onnxError = Math.Max(onnxError.Value, Math.Abs(ours[i] - theirs[i]));
         }
-        return
-        [
-            new("n", n), new("m", m), new("d", d), new("threads", threads), new("precision", f32 ? "f32" : "f64"), new("causal", causal),
-            new("seconds", seconds), new("gflops", gflops), new("peakGflops", peak), new("fractionOfPeak", gflops / peak),
-            new("onnxRuntimeSeconds", onnxSeconds), new("speedupVsOnnxRuntime", onnxSeconds / seconds),
-            new("maxAbsErrorVsOnnxRuntime", onnxError), new("extraBytesAllocated", allocated),
-        ];
+
+        var bandwidth = new Bandwidth(threads);
+        FmaPeak.MeasureOnce(threads, f32, 0.01); ExpLimit.MeasureOnce(threads, f32, 0.01); bandwidth.MeasureOnce(); // warm-up
+        var ourTimes = new List<double>();
+        var onnxTimes = new List<double>();
+        double peak = 0, expLimit = 0, bandwidthGBs = 0;
+        for (int r = 0; r < repeats; r++)
+        {
+            ourTimes.Add(Seconds(kernel));
+            if (peer is not null) onnxTimes.Add(Seconds(() => peer.Run(qf, kf, vf)));
+            peak = Math.Max(peak, FmaPeak.MeasureOnce(threads, f32));
+            expLimit = Math.Max(expLimit, ExpLimit.MeasureOnce(threads, f32));
+            bandwidthGBs = Math.Max(bandwidthGBs, bandwidth.MeasureOnce());
+        }
+        peer?.Dispose();
+        double seconds = Median(ourTimes);
+        double? onnxSeconds = onnxTimes.Count > 0 ? Median(onnxTimes) : null;
+        double gflops = flops / seconds / 1e9, logitsPerSecond = pairs / seconds / 1e9, gbs = bytesMoved / seconds / 1e9;
+        return new BenchExactReport(n, m, d, threads, f32 ? "f32" : "f64", causal, repeats, seconds, ourTimes.Min(), ourTimes.Max(),
+            gflops, peak, gflops / peak, expLimit, logitsPerSecond, logitsPerSecond / expLimit, bandwidthGBs, gbs, gbs / bandwidthGBs,
+            onnxSeconds, onnxTimes.Count > 0 ? onnxTimes.Min() : null, onnxTimes.Count > 0 ? onnxTimes.Max() : null,
+            onnxSeconds / seconds, onnxError, allocated, [.. plan()]);
+    }
+
+    private static double Seconds(Action run)
+    {
+        var sw = Stopwatch.StartNew();
+        run();
+        return sw.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Bytes one run allocates beyond its output.</summary>
+    private static long Allocated(Action run, long outputBytes)
+    {
+        long before = GC.GetTotalAllocatedBytes(true);
+        run();
+        return GC.GetTotalAllocatedBytes(true) - before - outputBytes;
+    }
+
+    private static double Median(List<double> xs)
+    {
+        var s = xs.OrderBy(x => x).ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }

@@ -50,12 +50,11 @@ internal static class RatesCache
     {
         string path = PathFor();
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        AtomicFile.WriteAllText(path, Json.Object([
-            new("machine", MachineKey()), new("source", rates.Source),
-            new("flopsPerSecond", rates.FlopsPerSecond), new("expsPerSecond", rates.ExpsPerSecond),
-            new("scalarFlopsPerSecond", rates.ScalarFlopsPerSecond), new("bytesPerSecond", rates.BytesPerSecond),
-            new("secondsPerTreeNode", rates.SecondsPerTreeNode), new("secondsPerLeafKey", rates.SecondsPerLeafKey),
-        ]));
+        using var outputs = new OutputFiles();
+        string full = outputs.Output("the rates cache", path);
+        outputs.WriteText(full, Reports.Json(new RatesFile(MachineKey(), rates.Source, rates.FlopsPerSecond, rates.ExpsPerSecond,
+            rates.ScalarFlopsPerSecond, rates.BytesPerSecond, rates.SecondsPerTreeNode, rates.SecondsPerLeafKey), ReportJson.Default.RatesFile));
+        outputs.Commit();
     }
 
     /// <summary>Rates belong to one machine: host name, processor count and SIMD width.</summary>

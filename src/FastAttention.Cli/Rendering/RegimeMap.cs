@@ -158,7 +158,9 @@ internal static class RegimeMap
         {
             double r = b * b;
             if (ExpPolynomial.FloatingPointFloor(2 * r) * 4 > epsilon) break;
-            int g = ExpPolynomial.Create(-r, r, epsilon).Degree;
+            int g;
+            try { g = ExpPolynomial.Create(-r, r, epsilon).Degree; }
+            catch (AttentionRefusedException) { break; } // beyond what float64 can certify: the boundary is below this B
             if (Binomial(g + d, d) > n / 2.0) break;
             last = b;
         }

@@ -1,23 +1,34 @@
 namespace FastAttention.Approximation;
 
 /// <summary>
-/// A polynomial P with |P(x) − eˣ| ≤ ε·eˣ on [a, b] (Alman–Song Lemma 2.1 / Cor. 2.2; Gupta et al. Lemma 3.4), built by
-/// Chebyshev interpolation of exp in the centred, scaled variable t = (x − c)/h ∈ [−1, 1] (c = (a + b)/2,
-/// h = (b − a)/2) and evaluated with Clenshaw's recurrence. The degree is the smallest whose relative error,
-/// measured in float64 on a dense grid, is at most half the target (the other half is the safety margin), so the
-/// verified error includes the evaluation's own rounding. Relative error depends only on L = b − a (eˣ⁺ᶜ = eᶜ·eˣ),
-/// so the polynomial is stored for e^{h·t} and rescaled by e^c. Immutable.
+/// A polynomial P with |P(x) − eˣ| ≤ ε·eˣ on [a, b] (Alman–Song Lemma 2.1 / Cor. 2.2; Gupta et al. Lemma 3.4): the
+/// Chebyshev series of exp truncated at degree g, in the centred, scaled variable t = (x − c)/h ∈ [−1, 1]
+/// (c = (a + b)/2, h = (b − a)/2), evaluated with Clenshaw's recurrence. Relative error depends only on L = b − a
+/// (eˣ⁺ᶜ = eᶜ·eˣ), so the polynomial is stored for e^{h·t} and rescaled by e^c. Immutable.
+/// <para>
+/// The degree is accepted by a proof, not a sample: e^{ht} = I₀(h) + 2·Σ_{k≥1} I_k(h)·T_k(t) (modified Bessel
+/// functions, all positive), so with |T_k| ≤ 1 on [−1, 1] the stored polynomial is off by at most
+/// Σ_{k≤g}|c_k − 2I_k(h)| + 2·Σ_{k&gt;g} I_k(h) everywhere (<see cref="ApproximationError"/>, relative to
+/// min e^{ht} = e^{−h}); each I_k is a sum of positive terms computed with a counted rounding bound and a geometric
+/// remainder. The float64 evaluation's own rounding is bounded separately (<see cref="EvaluationError"/>: Clenshaw's
+/// local errors act as perturbations of the coefficients, plus the argument and e^c), and a degree is accepted when
+/// the sum is at most ε.
+/// </para>
 /// </summary>
 public sealed class ExpPolynomial
 {
-    /// <summary>Dense verification grid size per unit of degree (plus the Chebyshev extrema and end points).</summary>
-    private const int GridPerDegree = 16;
+    private const double U = 1.1102230246251565e-16; // unit roundoff 2⁻⁵³
+    /// <summary>Margin on every bound computed here: covers the float64 rounding of the bound arithmetic itself
+    /// (sums of fewer than 10⁴ positive terms) and a library exp/cos within a few ulps.</summary>
+    private const double BoundMargin = 1 + TwoToMinus40;
+    private const double TwoToMinus40 = 9.094947017729282e-13, TwoToMinus60 = 8.673617379884035e-19;
 
     private readonly double[] _cheb; // Chebyshev coefficients of e^{h t} on t ∈ [−1, 1]
 
-    private ExpPolynomial(double a, double b, double target, double[] cheb, double verified)
+    private ExpPolynomial(double a, double b, double target, double[] cheb, double approximation, double evaluation)
     {
-        A = a; B = b; TargetRelativeError = target; _cheb = cheb; VerifiedRelativeError = verified;
+        A = a; B = b; TargetRelativeError = target; _cheb = cheb;
+        ApproximationError = approximation; EvaluationError = evaluation;
     }
 
     /// <summary>Left end of the interval.</summary>
@@ -34,16 +45,25 @@ public sealed class ExpPolynomial
     public int Degree => _cheb.Length - 1;
     /// <summary>The requested relative error ε.</summary>
     public double TargetRelativeError { get; }
-    /// <summary>max over the dense grid of |P(x) − eˣ|/eˣ, computed in float64 (≤ ε/2 by construction).</summary>
-    public double VerifiedRelativeError { get; }
+    /// <summary>Proven bound on max_{x∈[a,b]} |P(x) − eˣ|/eˣ for P with the stored coefficients in exact arithmetic.</summary>
+    public double ApproximationError { get; }
+    /// <summary>Proven bound on the extra relative error of float64 evaluation: <see cref="Evaluate"/> for x ∈ [a, b]
+    /// and <see cref="EvaluateScaled"/> for t ∈ [−1, 1] (Clenshaw's rounding, the argument's, e^c's).</summary>
+    public double EvaluationError { get; }
+    /// <summary>Proven bound on |fl(P(x)) − eˣ|/eˣ on [a, b] in float64: (1 + <see cref="ApproximationError"/>)·(1 +
+    /// <see cref="EvaluationError"/>) − 1, at most <see cref="TargetRelativeError"/> by construction.</summary>
+    public double VerifiedRelativeError => Combine(ApproximationError, EvaluationError);
+
+    /// <summary>(1 + a)(1 + b) − 1, rounded up.</summary>
+    private static double Combine(double a, double b) => (a + b + a * b) * BoundMargin;
     /// <summary>Chebyshev coefficients c_k of e^{h·t} ≈ Σ c_k T_k(t), t = (x − c)/h.</summary>
     public ReadOnlySpan<double> ChebyshevCoefficients => _cheb;
 
     /// <summary>
-    /// Builds the lowest-degree Chebyshev interpolant meeting the relative error, verified numerically.
-    /// Throws <see cref="ArgumentOutOfRangeException"/> naming the argument when ε ∉ (0, 1) or the interval is empty
-    /// or not finite, and <see cref="AttentionRefusedException"/> when float64 cannot reach ε on an interval this long
-    /// (relative floor ≈ 2⁻⁵³·e^L) within <paramref name="maxDegree"/>.
+    /// Builds the lowest-degree truncated Chebyshev series whose proven float64 error (approximation plus evaluation)
+    /// meets the relative error. Throws <see cref="ArgumentOutOfRangeException"/> naming the argument when ε ∉ (0, 1)
+    /// or the interval is empty or not finite, and <see cref="AttentionRefusedException"/> when float64 cannot reach ε
+    /// on an interval this long (relative floor ≈ 2⁻⁵³·e^L) within <paramref name="maxDegree"/>.
     /// </summary>
     public static ExpPolynomial Create(double a, double b, double relativeError, int maxDegree = 400)
     {
@@ -53,23 +73,36 @@ public sealed class ExpPolynomial
             ThrowHelper.ArgumentOutOfRange(nameof(relativeError), $"the relative error must lie in (0, 1) (got {relativeError}).");
         if (maxDegree < 0) ThrowHelper.ArgumentOutOfRange(nameof(maxDegree), $"maxDegree must be non-negative (got {maxDegree}).");
         double l = b - a, h = 0.5 * l;
+        if (!double.IsFinite(l))
+            ThrowHelper.ArgumentOutOfRange(nameof(b), $"the interval [{a}, {b}] is longer than float64's range.");
         double floor = FloatingPointFloor(l);
         if (relativeError < floor)
             ThrowHelper.Refused("exp polynomial", RefusalReason.Float64Reach, $"relative error {relativeError:G3} on an interval of length {l:G4} is below float64's evaluation floor ≈ 2⁻⁵³·e^L = {floor:G3}; split the interval (the range-search algorithm does) or ask for a larger ε.");
-        // Start a little below the Aggarwal–Alman estimate and raise the degree until the verified error holds.
+        var series = new BesselSeries(h);
+        double centre = 0.5 * (a + b);
+        double best = double.PositiveInfinity;
+        // Start a little below the Aggarwal–Alman estimate and raise the degree until the proven error holds.
         int g = Math.Max(0, Math.Min(maxDegree, (int)(0.6 * TheoryDegree(l, relativeError)) - 2));
         for (; g <= maxDegree; g++)
         {
-            var cheb = Interpolate(h, g);
-            double err = Verify(cheb, h);
-            if (err <= 0.5 * relativeError) return new ExpPolynomial(a, b, relativeError, cheb, err);
+            var cheb = series.Coefficients(g);
+            var (coefficientError, truncation) = series.TruncationBound(g);
+            double approximation = coefficientError + truncation;
+            double evaluation = EvaluationBound(cheb, h, centre);
+            double total = Combine(approximation, evaluation);
+            best = Math.Min(best, total);
+            if (total <= relativeError)
+                return new ExpPolynomial(a, b, relativeError, cheb, approximation, evaluation);
+            // Rounding (of the evaluation or of the coefficients) alone above ε: a higher degree cannot help.
+            if (evaluation > relativeError || (truncation < coefficientError && Combine(coefficientError, evaluation) > relativeError)) break;
         }
-        ThrowHelper.Refused("exp polynomial", RefusalReason.Float64Reach, $"no polynomial of degree ≤ {maxDegree} reaches relative error {relativeError:G3} on an interval of length {l:G4} in float64; split the interval or ask for a larger ε.");
+        ThrowHelper.Refused("exp polynomial", RefusalReason.Float64Reach, $"the proven float64 error of exp's Chebyshev series on an interval of length {l:G4} is at best {best:G3} (degrees up to {Math.Min(g, maxDegree)} tried), above the relative error {relativeError:G3} asked; split the interval or ask for a larger ε.");
         return null!;
     }
 
-    /// <summary>P(x) = e^c · Σ c_k T_k((x − c)/h) by Clenshaw's recurrence (stable in the Chebyshev basis).</summary>
-    public double Evaluate(double x) => Math.Exp(Centre) * EvaluateScaled((x - Centre) / HalfWidth);
+    /// <summary>P(x) = e^c · Σ c_k T_k((x − c)/h) by Clenshaw's recurrence (stable in the Chebyshev basis). The scaled
+    /// argument is clamped to [−1, 1]: for x ∈ [a, b] that only undoes its rounding.</summary>
+    public double Evaluate(double x) => Math.Exp(Centre) * EvaluateScaled(Math.Clamp((x - Centre) / HalfWidth, -1.0, 1.0));
 
     /// <summary>Σ c_k T_k(t) ≈ e^{h·t} for t ∈ [−1, 1].</summary>
     public double EvaluateScaled(double t) => Clenshaw(_cheb, t);
@@ -116,40 +149,145 @@ public sealed class ExpPolynomial
         return Math.Max(length, second);
     }
 
-    private static double[] Interpolate(double h, int g)
+    /// <summary>
+    /// Proven bound on the relative error float64 evaluation adds. Clenshaw with b_k = fl(2t·b_{k+1} + fl(c_k −
+    /// b_{k+2})) (FMA) computes exactly the recurrence for coefficients c_k + ρ_k with
+    /// |ρ_k| ≤ u(1 + 2u)(|c_k| + |b_{k+2}| + |b_k|), so the result is Σ (c_k + ρ_k)T_k(t) and is off by at most Σ|ρ_k|
+    /// on [−1, 1]; |b_k(t)| ≤ Σ_{j≥k}|c_j|(j − k + 1) since |U_n| ≤ n + 1 (the ρ's own share of the b_k is bounded
+    /// by the additive 4u(g + 1)²·max B_k). Relative to min e^{ht} = e^{−h}. Evaluate(x) adds the argument's rounding
+    /// (the exponent c + h·t̂ − x is at most 3.1u(h + |c|), clamping included), e^c (2u) and the product (u).
+    /// </summary>
+    private static double EvaluationBound(double[] c, double h, double centre)
     {
-        // Interpolation at the g + 1 Chebyshev points of the first kind: c_k = (2/(g+1)) Σ_j f(t_j) T_k(t_j).
-        int np = g + 1;
-        var f = new double[np];
-        for (int j = 0; j < np; j++) f[j] = Math.Exp(h * Math.Cos(Math.PI * (j + 0.5) / np));
-        var c = new double[np];
-        for (int k = 0; k < np; k++)
+        int g = c.Length - 1;
+        var bk = new double[g + 3];
+        double tail = 0, largest = 0;
+        for (int k = g; k >= 1; k--)
         {
-            double s = 0;
-            for (int j = 0; j < np; j++) s += f[j] * Math.Cos(Math.PI * k * (j + 0.5) / np);
-            c[k] = 2.0 * s / np;
+            tail += Math.Abs(c[k]);
+            bk[k] = bk[k + 1] + tail;
+            largest = Math.Max(largest, bk[k]);
         }
-        c[0] *= 0.5;
-        return c;
+        double sumAbs = tail + Math.Abs(c[0]);
+        double grow = 4 * U * (g + 1.0) * (g + 1.0) * largest;
+        double rho = 0;
+        for (int k = 1; k <= g; k++) rho += Math.Abs(c[k]) + bk[k + 2] + bk[k] + 2 * grow;
+        // The final step y = fma(t, b₁, fl(c₀ − b₂)), |y| ≤ Σ|c_k| + Σ|ρ_k|.
+        rho += Math.Abs(c[0]) + bk[Math.Min(2, g + 2)] + 2 * grow + sumAbs * (1 + 1e-9);
+        double clenshaw = U * (1 + 2 * U) * rho * Math.Exp(h) * BoundMargin * BoundMargin;
+        double exponent = 3.1 * U * (h + Math.Abs(centre));
+        double argument = double.ExpM1(exponent * BoundMargin) * BoundMargin;
+        return Combine(Combine(clenshaw, argument), 3.01 * U);
     }
 
-    private static double Verify(double[] cheb, double h)
+    /// <summary>
+    /// Proven relative error, against e^{h·t} on t ∈ [−1, 1], of Σ a_ℓ tℓ in exact arithmetic with the computed
+    /// <see cref="MonomialCoefficients"/>: <see cref="ApproximationError"/> combined with
+    /// <see cref="MonomialConversionError"/>. Callers bound their own evaluation of the monomial form.
+    /// </summary>
+    public double MonomialRelativeErrorBound() => Combine(ApproximationError, MonomialConversionError());
+
+    /// <summary>
+    /// ε_conv: the conversion's rounding, |Σ Δa_ℓ tℓ| ≤ Σ_ℓ|Δa_ℓ| ≤ γ_{g+2}·Σ_k |c_k|·‖T_k‖₁ on |t| ≤ 1 (the
+    /// Chebyshev polynomials' integer coefficients are exact below 2⁵³; each a_ℓ is a sum of g + 1 rounded products),
+    /// relative to min e^{ht} = e^{−h}. +∞ when the integers exceed 2⁵³ (no such bound).
+    /// </summary>
+    public double MonomialConversionError()
     {
-        int g = cheb.Length - 1;
-        int points = Math.Max(512, GridPerDegree * (g + 1));
-        double worst = 0;
-        for (int i = 0; i <= points; i++)
+        int g = Degree;
+        double prev = 1, cur = 1, w = Math.Abs(_cheb[0]) + (g >= 1 ? Math.Abs(_cheb[1]) : 0), largest = 1;
+        for (int k = 2; k <= g; k++)
         {
-            double t = -1 + 2.0 * i / points;
-            worst = Math.Max(worst, Math.Abs(Clenshaw(cheb, t) * Math.Exp(-h * t) - 1));
+            double next = 2 * cur + prev; // ‖T_k‖₁ ≤ 2‖T_{k−1}‖₁ + ‖T_{k−2}‖₁ (triangle inequality on the recurrence)
+            w += Math.Abs(_cheb[k]) * next;
+            largest = Math.Max(largest, next);
+            prev = cur; cur = next;
         }
-        // The extrema of T_{g+1} (where the interpolation error peaks) as well.
-        for (int i = 0; i <= g + 1; i++)
+        if (!(largest < 9007199254740992.0)) return double.PositiveInfinity;
+        return Gamma(g + 2) * w * Math.Exp(HalfWidth) * BoundMargin * BoundMargin;
+    }
+
+    private static double Gamma(double n) => n * U / (1 - n * U);
+
+    /// <summary>
+    /// The Chebyshev coefficients of e^{h·t}: a₀ = I₀(h), a_k = 2I_k(h), with I_k(h) = Σ_j x^{2j+k}/(j!(j+k)!),
+    /// x = h/2, summed in float64 with a counted rounding bound, a geometric bound on the series' remainder and an
+    /// absolute bound where the leading term falls below 2⁻⁹⁰⁰.
+    /// </summary>
+    private sealed class BesselSeries(double h)
+    {
+        private const double Tiny = 1.4996968138956309e-271; // 2⁻⁹⁰⁰ (normal, far above underflow)
+        private readonly double _x = 0.5 * h;
+        private readonly List<(double Value, double Error)> _terms = [];
+
+        /// <summary>2I_k(h) (I₀ for k = 0) and a bound on its absolute error.</summary>
+        private (double Value, double Error) Term(int k)
         {
-            double t = Math.Cos(Math.PI * i / (g + 1));
-            worst = Math.Max(worst, Math.Abs(Clenshaw(cheb, t) * Math.Exp(-h * t) - 1));
+            while (_terms.Count <= k) _terms.Add(Compute(_terms.Count));
+            return _terms[k];
         }
-        return worst;
+
+        private (double, double) Compute(int k)
+        {
+            double x = _x, tau = 1;
+            for (int i = 1; i <= k; i++)
+            {
+                tau *= x / i;
+                // Once the leading term is below 2⁻⁹⁰⁰ every later factor x/i is below 1 (the product of the earlier
+                // ones is), so x^k/k! ≤ 2·2⁻⁹⁰⁰ and I_k ≤ x^k/k!·e^{x²/(k+1)}.
+                if (tau < Tiny)
+                    return (0, (k == 0 ? 1 : 2) * 2 * Tiny * Math.Exp(x * x / (k + 1)) * BoundMargin);
+            }
+            double x2 = x * x, sum = tau;
+            // Rounding, in units of u: term j carries ≤ 2k (leading term) + 3j (x², division, product) roundings;
+            // each addition errs by at most min(u·|sum|, term) (both operands are floats, rounding is to nearest).
+            double termUnits = 2.0 * k * tau, additions = 0;
+            int j = 0;
+            while (true)
+            {
+                double r = x2 / ((j + 1.0) * (j + k + 1.0));
+                tau *= r;
+                j++;
+                sum += tau;
+                termUnits += (2.0 * k + 3.0 * j) * tau;
+                additions += Math.Min(U * sum, tau);
+                // Ratios decrease in j: once r ≤ 1/2 the remainder Σ_{j′>j} is at most the last term.
+                if (r <= 0.5 && tau <= sum * TwoToMinus60) break;
+            }
+            double error = (1.01 * U * termUnits + additions) * (1 + 1e-9) + tau;
+            return k == 0 ? (sum, error * BoundMargin) : (2 * sum, 2 * error * BoundMargin);
+        }
+
+        public double[] Coefficients(int g)
+        {
+            var c = new double[g + 1];
+            for (int k = 0; k <= g; k++) c[k] = Term(k).Value;
+            return c;
+        }
+
+        /// <summary>
+        /// Relative bound for the degree-g truncation with the computed coefficients: (Σ_{k≤g} |ĉ_k − a_k| +
+        /// Σ_{k&gt;g} a_k)·e^h. The tail uses I_{k+1} ≤ (x/(k+1))·I_k (termwise), so past K with x/(K+1) ≤ 1/2 the rest
+        /// is at most a_K.
+        /// </summary>
+        public (double Coefficients, double Truncation) TruncationBound(int g)
+        {
+            double err = 0;
+            for (int k = 0; k <= g; k++) err += Term(k).Error;
+            double tail = 0;
+            for (int k = g + 1; ; k++)
+            {
+                var (v, e) = Term(k);
+                tail += v + e;
+                if (_x / (k + 1) <= 0.5 && (v == 0 || v + e <= tail * TwoToMinus40))
+                {
+                    tail += v + e; // the geometric remainder Σ_{k′>K} a_k′ ≤ a_K
+                    break;
+                }
+            }
+            double scale = Math.Exp(2 * _x) * BoundMargin * BoundMargin;
+            return (err * scale, tail * scale);
+        }
     }
 
     internal static double Clenshaw(ReadOnlySpan<double> c, double t)

@@ -25,6 +25,13 @@ public abstract class AttentionAlgorithm
 
     /// <summary>Plans every head, or says why not. Never throws a refusal; throws only for invalid arguments
     /// (and <see cref="OperationCanceledException"/> when cancelled).</summary>
+    /// <param name="problem">Q [heads, n, d], K [heads, m, d], V [heads, m, dv], row-major, with scale and mask.</param>
+    /// <param name="settings">ε (required by approximate algorithms: without it the outcome is a
+    /// <see cref="RefusalReason.EpsilonMissing"/> refusal), threads, cancellation, progress; null = defaults.</param>
+    /// <returns>A plan whose execution satisfies ‖T − Att(Q, K, V)‖∞ ≤ ε (approximate algorithms) or is exact up to
+    /// rounding (exact ones), or the typed refusal of the first head that cannot be certified.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="problem"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The settings ask for a negative thread count.</exception>
     public PlanOutcome<T> TryPlan<T>(AttentionProblem<T> problem, AttentionSettings? settings = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -77,15 +84,34 @@ public abstract class AttentionAlgorithm
     }
 
     /// <summary>Plans every head or throws <see cref="AttentionRefusedException"/> with the typed refusal.</summary>
+    /// <param name="problem">The problem (see <see cref="TryPlan{T}"/>).</param>
+    /// <param name="settings">ε, threads, cancellation, progress; null = defaults.</param>
+    /// <exception cref="AttentionRefusedException">ε cannot be certified (or is missing for an approximate
+    /// algorithm); <see cref="AttentionRefusedException.Refusal"/> carries the reason code and alternatives.</exception>
     public AttentionPlan<T> Plan<T>(AttentionProblem<T> problem, AttentionSettings? settings = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => TryPlan(problem, settings).PlanOrThrow();
 
     /// <summary>Plans and executes into a new array. Throws <see cref="AttentionRefusedException"/> when the requested ε
     /// cannot be certified.</summary>
+    /// <param name="problem">Q [heads, n, d], K [heads, m, d], V [heads, m, dv], row-major.</param>
+    /// <param name="settings">ε (required by approximate algorithms), threads, cancellation, progress; null = defaults.</param>
+    /// <returns>The output T ([heads, n, dv], row-major) and its certificate: ‖T − Att‖∞ ≤ ErrorBound ≤ ε.</returns>
+    /// <exception cref="AttentionRefusedException">ε cannot be certified, before or after the run (rounding measured
+    /// during the run may leave the bound above ε); no output is returned.</exception>
+    /// <exception cref="OperationCanceledException">The settings' token was cancelled.</exception>
     public AttentionResult<T> Compute<T>(AttentionProblem<T> problem, AttentionSettings? settings = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => Plan(problem, settings).Execute();
 
     /// <summary>Plans and executes into <paramref name="destination"/> ([heads, n, dv], row-major).</summary>
+    /// <param name="problem">Q [heads, n, d], K [heads, m, d], V [heads, m, dv], row-major.</param>
+    /// <param name="destination">The caller's buffer of exactly heads·n·dv elements; element (h, i, c) at (h·n + i)·dv + c.</param>
+    /// <param name="settings">ε (required by approximate algorithms), threads, cancellation, progress; null = defaults.</param>
+    /// <returns>The certificate of what was written: ‖T − Att‖∞ ≤ ErrorBound (≤ ε for approximate algorithms).</returns>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> has the wrong length.</exception>
+    /// <exception cref="AttentionRefusedException">ε cannot be certified; when thrown after the run the destination
+    /// holds an uncertified result and must not be used.</exception>
+    /// <exception cref="OperationCanceledException">The settings' token was cancelled; the destination's contents are
+    /// unspecified.</exception>
     public ErrorCertificate Compute<T>(AttentionProblem<T> problem, Span<T> destination, AttentionSettings? settings = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => Plan(problem, settings).Execute(destination);
 

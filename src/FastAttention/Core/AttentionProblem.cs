@@ -12,6 +12,22 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
 {
     private double _qMax = double.NaN, _kMax = double.NaN, _vMax = double.NaN;
 
+    /// <summary>
+    /// Wraps Q, K, V (not copied: the memory must not change while the problem is in use) and validates them.
+    /// </summary>
+    /// <param name="q">Queries, [heads, n, d] row-major: element (h, i, c) at (h·n + i)·d + c.</param>
+    /// <param name="k">Keys, [heads, m, d] row-major.</param>
+    /// <param name="v">Values, [heads, m, dv] row-major.</param>
+    /// <param name="n">Queries per head (rows of Q), ≥ 1.</param>
+    /// <param name="m">Keys per head (rows of K and V), ≥ 1; n ≠ m is allowed.</param>
+    /// <param name="d">Head dimension of Q and K, ≥ 1.</param>
+    /// <param name="dv">Value dimension (columns of V and of the output), ≥ 1; dv ≠ d is allowed.</param>
+    /// <param name="heads">Independent heads (batch × heads of a [b, h, n, d] tensor), ≥ 1.</param>
+    /// <param name="scale">The logit scale s in exp(s·QKᵀ); null means 1/√d (PyTorch). Must be finite.</param>
+    /// <param name="causal">PyTorch <c>is_causal</c>: query i attends to keys j ≤ i only.</param>
+    /// <exception cref="ArgumentException">T is neither float nor double; a length does not match its shape; the scale
+    /// is not finite; Q, K or V holds a NaN or an infinity (the message names the array and the flat index).</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A dimension or <paramref name="heads"/> is below 1.</exception>
     public AttentionProblem(ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v,
         int n, int m, int d, int dv, int heads = 1, double? scale = null, bool causal = false)
     {
@@ -39,10 +55,15 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
     public ReadOnlyMemory<T> K { get; }
     /// <summary>Values, [heads, m, dv].</summary>
     public ReadOnlyMemory<T> V { get; }
+    /// <summary>n: queries per head (rows of Q and of the output).</summary>
     public int N { get; }
+    /// <summary>m: keys per head (rows of K and V).</summary>
     public int M { get; }
+    /// <summary>d: the head dimension of queries and keys.</summary>
     public int D { get; }
+    /// <summary>dv: the value dimension (columns of V and of the output).</summary>
     public int Dv { get; }
+    /// <summary>Independent heads (batch × heads flattened); each is its own n×m attention.</summary>
     public int Heads { get; }
     /// <summary>The logit scale s: A = exp(s·QKᵀ). PyTorch's default is 1/√d, Alman–Song use 1/d, Gupta et al. 1.</summary>
     public double Scale { get; }
@@ -99,19 +120,33 @@ public readonly struct AttentionHead<T> where T : unmanaged, IBinaryFloatingPoin
         Problem = p; Index = h;
     }
 
+    /// <summary>The problem this head belongs to.</summary>
     public AttentionProblem<T> Problem { get; }
+    /// <summary>The head index h in [0, heads).</summary>
     public int Index { get; }
+    /// <summary>n: queries.</summary>
     public int N => Problem.N;
+    /// <summary>m: keys.</summary>
     public int M => Problem.M;
+    /// <summary>d: head dimension.</summary>
     public int D => Problem.D;
+    /// <summary>dv: value dimension.</summary>
     public int Dv => Problem.Dv;
+    /// <summary>The logit scale s.</summary>
     public double Scale => Problem.Scale;
+    /// <summary>True when query i sees keys j ≤ i only.</summary>
     public bool Causal => Problem.Causal;
+    /// <summary>This head's queries, n×d row-major.</summary>
     public ReadOnlySpan<T> Q => Problem.Q.Span.Slice(Index * N * D, N * D);
+    /// <summary>This head's keys, m×d row-major.</summary>
     public ReadOnlySpan<T> K => Problem.K.Span.Slice(Index * M * D, M * D);
+    /// <summary>This head's values, m×dv row-major.</summary>
     public ReadOnlySpan<T> V => Problem.V.Span.Slice(Index * M * Dv, M * Dv);
+    /// <summary><see cref="Q"/> as memory (for work that outlives a stack frame).</summary>
     public ReadOnlyMemory<T> QMemory => Problem.Q.Slice(Index * N * D, N * D);
+    /// <summary><see cref="K"/> as memory.</summary>
     public ReadOnlyMemory<T> KMemory => Problem.K.Slice(Index * M * D, M * D);
+    /// <summary><see cref="V"/> as memory.</summary>
     public ReadOnlyMemory<T> VMemory => Problem.V.Slice(Index * M * Dv, M * Dv);
 
     /// <summary>Number of keys query i may attend to: m, or min(i + 1, m) when causal.</summary>

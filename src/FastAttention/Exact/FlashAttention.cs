@@ -1,36 +1,43 @@
 using System.Numerics;
-using System.Runtime.Intrinsics;
 
 namespace FastAttention.Exact;
 
 /// <summary>
-/// Exact attention with the FlashAttention-2 kernel (<see cref="FlashKernel{T,TV,TS}"/>): tiles of queries × keys,
-/// online softmax, SIMD micro-kernels with FMA (Vector512 where the CPU has AVX-512, else Vector256, else scalar),
-/// multi-threaded over query tiles, float32 and float64, causal mask skipping fully masked key blocks.
-/// Extreme logits give the correct near-one-hot rows: the max is subtracted before every exp. Should float32
+/// Exact attention with the FlashAttention-2 kernel (<see cref="FlashKernel{T,TV,TS}"/>): tiles of queries × keys, online
+/// softmax, SIMD register blocks with FMA at the width of the one dispatch ladder (<see cref="SimdDispatch"/>: Vector512,
+/// Vector256, Vector128 or scalar), float32 and float64, causal mask skipping fully masked key blocks. Few queries (decode)
+/// read K and V in place with the keys split across threads (flash-decoding); d ≤ 4 takes an exp-bound loop.
+/// Extreme logits give the correct near-one-hot rows: a reference max is subtracted before every exp. Should float32
 /// logits themselves overflow (|s·q·k| &gt; 3·10³⁸), the affected rows are recomputed in float64.
 /// </summary>
 public sealed class FlashAttention : AttentionAlgorithm
 {
+    /// <summary><c>"exact"</c>: the FlashAttention-2 kernel; exact up to floating-point rounding.</summary>
     public override string Name => "exact";
+    /// <summary>True: no ε is needed; the certificate carries the kernel's rounding bound.</summary>
     public override bool IsExact => true;
 
-    /// <summary>Forces a SIMD width (16, 8 or 1 float32 lanes) for tests; 0 = the widest the CPU has.</summary>
+    /// <summary>Forces a SIMD width (16, 8, 4 or 1 float32 lanes) for tests; 0 = the widest the CPU has. A width the CPU
+    /// lacks throws <see cref="PlatformNotSupportedException"/> (it never silently runs a narrower one).</summary>
     internal int ForcedFloat32Lanes { get; init; }
 
-    /// <summary>Forces the register blocking for tests: true = 4×2 (16-register CPUs), false = 4×4; null = by CPU.</summary>
-    internal bool? ForcedNarrowBlocks { get; init; }
+    /// <summary>Forces path, tiles, key splits or register blocking for tests; default = chosen by the kernel's plan.</summary>
+    internal FlashTuning Tuning { get; init; }
 
-    protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
+    /// <inheritdoc/>
+    protected override unsafe HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
-        int lanes = Lanes<T>();
-        return Planned(head, context, new ExactParameters("flash", lanes), [], Cost(head));
+        var plan = FlashKernels.Plan(FlashParams<T>.Contiguous(null, null, null, null, null, 1, head.N, head.M, head.D, head.Dv, head.Scale, head.Causal),
+            context.Threads, Tuning, ForcedFloat32Lanes);
+        return Planned(head, context, FlashParameters.Of(plan), [], Cost(head));
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
-        Run(head, output, [], context.Threads);
-        return new HeadExecution([], plan.Parameters);
+        context.ThrowIfCancelled();
+        var ran = Run(head.Problem, head.Index, 1, output, [], [], context.Threads);
+        return new HeadExecution([], FlashParameters.Of(ran));
     }
 
     /// <summary>The counted work of exact attention on one head: 2·(d + dv) flops and one exp per visible logit, Q, K,
@@ -46,16 +53,9 @@ public sealed class FlashAttention : AttentionAlgorithm
         return new CostEstimate(2.0 * logits * (head.D + head.Dv) * width, logits * width, bytes);
     }
 
-    private int Lanes<T>() where T : unmanaged, IBinaryFloatingPointIeee754<T>
-    {
-        int lanes = ForcedFloat32Lanes > 0 ? ForcedFloat32Lanes : SimdInfo.Float32Lanes;
-        int w = lanes >= 16 && Vector512.IsHardwareAccelerated ? 16 : lanes >= 8 && Vector256.IsHardwareAccelerated ? 8 : 1;
-        return typeof(T) == typeof(double) ? Math.Max(1, w / 2) : w;
-    }
-
     /// <summary>
     /// Exact attention and the per-row log-sum-exp Lᵢ = log Σ_{j visible} exp(s·qᵢ·kⱼ) ([heads, n]) — what the
-    /// FlashAttention-2 backward pass keeps from the forward pass. Heads run one after another, each on all threads.
+    /// FlashAttention-2 backward pass keeps from the forward pass. All heads run in one parallel loop on all threads.
     /// </summary>
     public (T[] Output, T[] LogSumExp) ComputeWithLogSumExp<T>(AttentionProblem<T> problem, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
@@ -64,53 +64,63 @@ public sealed class FlashAttention : AttentionAlgorithm
         if (threads < 0) ThrowHelper.ArgumentOutOfRange(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
         var output = new T[problem.OutputLength];
         var lse = new T[(long)problem.Heads * problem.N];
-        int t = threads > 0 ? threads : Environment.ProcessorCount;
-        for (int h = 0; h < problem.Heads; h++)
-            Run(problem.Head(h), output.AsSpan(h * problem.N * problem.Dv, problem.N * problem.Dv), lse.AsSpan(h * problem.N, problem.N), t);
+        Run(problem, 0, problem.Heads, output, lse, [], threads > 0 ? threads : Environment.ProcessorCount);
         return (output, lse);
     }
 
-    private unsafe void Run<T>(AttentionHead<T> head, Span<T> output, Span<T> lse, int threads) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>
+    /// The mergeable partial state of this problem (rows = heads·n, row h·n + i): per row the max logit, the sum of
+    /// exp(logit − max) and the unnormalised output, over the problem's keys. Partials of problems that share Q and split
+    /// the keys (disjoint sets of K, V rows) merge (<see cref="AttentionPartial{T}.MergeFrom"/>) into the partial of the
+    /// whole; <see cref="AttentionPartial{T}.Normalize"/> then gives the attention output. A causal problem masks by the key
+    /// positions within this problem (query i sees its keys 0..i).
+    /// </summary>
+    public AttentionPartial<T> ComputePartial<T>(AttentionProblem<T> problem, int threads = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int lanes = ForcedFloat32Lanes > 0 ? ForcedFloat32Lanes : SimdInfo.Float32Lanes;
-        using var qh = head.QMemory.Pin();
-        using var kh = head.KMemory.Pin();
-        using var vh = head.VMemory.Pin();
-        int n = head.N, m = head.M, d = head.D, dv = head.Dv;
-        double scale = head.Scale;
-        // Without AVX-512 there are 16 vector registers: 4×4 accumulator blocks would spill.
-        bool narrow = ForcedNarrowBlocks ?? !Vector512.IsHardwareAccelerated;
-        bool causal = head.Causal;
-        fixed (T* o = output)
-        fixed (T* l = lse)
-        {
-            if (typeof(T) == typeof(float))
-            {
-                float* q = (float*)qh.Pointer, k = (float*)kh.Pointer, v = (float*)vh.Pointer, of = (float*)o, lf = (float*)l;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<float, Vector512<float>, Simd512F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads, narrow);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<float, Vector256<float>, Simd256F>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads, narrow);
-                else FlashKernel<float, float, ScalarSimd<float>>.Run(q, k, v, of, lf, n, m, d, dv, scale, causal, threads, narrow);
-            }
-            else
-            {
-                double* q = (double*)qh.Pointer, k = (double*)kh.Pointer, v = (double*)vh.Pointer, od = (double*)o, ld = (double*)l;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) FlashKernel<double, Vector512<double>, Simd512D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads, narrow);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) FlashKernel<double, Vector256<double>, Simd256D>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads, narrow);
-                else FlashKernel<double, double, ScalarSimd<double>>.Run(q, k, v, od, ld, n, m, d, dv, scale, causal, threads, narrow);
-            }
-        }
-        RecomputeNonFinite(head, output, lse);
+        ArgumentNullException.ThrowIfNull(problem);
+        if (threads < 0) ThrowHelper.ArgumentOutOfRange(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
+        var partial = new AttentionPartial<T>(problem.Heads * problem.N, problem.Dv);
+        Run(problem, 0, problem.Heads, partial.Output, partial.Max, partial.Sum, threads > 0 ? threads : Environment.ProcessorCount);
+        return partial;
     }
 
-    /// <summary>Rows whose float logits overflowed (only possible for |s·q·k| beyond the type's range) are redone in float64.</summary>
-    private static void RecomputeNonFinite<T>(AttentionHead<T> head, Span<T> output, Span<T> lse) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <summary>Runs heads [h0, h0 + heads) of <paramref name="problem"/> (contiguous [heads, n, d] layout) into
+    /// <paramref name="output"/> and, when not empty, <paramref name="lse"/>; partial mode when <paramref name="partialSum"/> is not empty.</summary>
+    private unsafe FlashPlan Run<T>(AttentionProblem<T> problem, int h0, int heads, Span<T> output, Span<T> lse, Span<T> partialSum, int threads)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
+        FlashPlan plan;
+        using (var qh = problem.Q.Slice(h0 * n * d, heads * n * d).Pin())
+        using (var kh = problem.K.Slice(h0 * m * d, heads * m * d).Pin())
+        using (var vh = problem.V.Slice(h0 * m * dv, heads * m * dv).Pin())
+        fixed (T* o = output)
+        fixed (T* l = lse)
+        fixed (T* ps = partialSum)
+        {
+            var p = FlashParams<T>.Contiguous((T*)qh.Pointer, (T*)kh.Pointer, (T*)vh.Pointer, o, l, heads, n, m, d, dv, problem.Scale, problem.Causal);
+            p.PartialSum = ps;
+            plan = FlashKernels.Run(p, threads, Tuning, ForcedFloat32Lanes);
+        }
+        for (int h = 0; h < heads; h++)
+            RecomputeNonFinite(problem.Head(h0 + h), output.Slice(h * n * dv, n * dv),
+                lse.IsEmpty ? [] : lse.Slice(h * n, n), partialSum.IsEmpty ? [] : partialSum.Slice(h * n, n));
+        return plan;
+    }
+
+    /// <summary>Rows whose float logits overflowed (only possible for |s·q·k| beyond the type's range) are redone in float64;
+    /// in partial mode the row becomes the partial of its finished result (max = log-sum-exp, sum = 1).</summary>
+    private static void RecomputeNonFinite<T>(AttentionHead<T> head, Span<T> output, Span<T> lse, Span<T> partialSum)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         double[]? q = null, k = null, v = null;
         double[]? row = null;
+        bool partial = !partialSum.IsEmpty;
         for (int i = 0; i < head.N; i++)
         {
             var oi = output.Slice(i * head.Dv, head.Dv);
-            bool bad = false;
+            bool bad = partial && (!T.IsFinite(partialSum[i]) || T.IsPositiveInfinity(lse[i]) || T.IsNaN(lse[i]));
             foreach (var x in oi) if (!T.IsFinite(x)) { bad = true; break; }
             if (!bad) continue;
             if (q is null) (q, k, v) = head.ToDouble();
@@ -118,6 +128,7 @@ public sealed class FlashAttention : AttentionAlgorithm
             double logSumExp = ReferenceAttention.Row(q, k!, v!, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
             for (int c = 0; c < head.Dv; c++) oi[c] = T.CreateTruncating(row[c]);
             if (!lse.IsEmpty) lse[i] = T.CreateTruncating(logSumExp);
+            if (partial) partialSum[i] = T.One;
         }
     }
 }

@@ -1,379 +1,899 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace FastAttention.Exact;
 
+/// <summary>Which loop nest of the exact kernel runs (see <see cref="FlashKernel{T,TV,TS}"/>).</summary>
+internal enum FlashPath
+{
+    /// <summary>Prefill: query tiles × key blocks, packed Kᵀ panels, 6-row register blocks for S = Q·Kᵀ and O += P·V.</summary>
+    General,
+    /// <summary>d ≤ 4, d_v ≤ 4: the exp-bound loop; lanes run over keys, one pass per row computes logit, exp, sum and P·V in registers.</summary>
+    SmallD,
+    /// <summary>Decode (n ≤ <see cref="FlashKernel{T,TV,TS}.DecodeRows"/>): K and V rows read in place (no packing), keys split across threads.</summary>
+    Decode,
+}
+
+/// <summary>Tuning knobs, for tests and experiments; 0 / null = chosen by <see cref="FlashKernel{T,TV,TS}.Plan"/>.</summary>
+internal readonly record struct FlashTuning(FlashPath? Path = null, int QueryTile = 0, int KeyBlock = 0, int KeySplits = 0, bool? WideBlocks = null);
+
+/// <summary>What the kernel chose for one run: path, SIMD lanes (of T), register blocking, tile sizes, key splits.</summary>
+internal readonly record struct FlashPlan(FlashPath Path, int Lanes, bool Wide, int QueryTile, int KeyBlock, int KeySplits, int Tiles, int ElementBytes)
+{
+    /// <summary>The kernel's extra memory, bytes (packed panels, per-thread tiles, split states; never n×m).</summary>
+    public long WorkingBytes { get; init; }
+
+    /// <summary>The vector width that ran, in bits (Lanes × element size).</summary>
+    public int VectorBits => Lanes * ElementBytes * 8;
+
+}
+
+/// <summary>Parameters of the exact kernel for one head: what its plan chose and ran.</summary>
+/// <param name="Kernel">"flash".</param>
+/// <param name="Lanes">SIMD lanes of the element type (1 = scalar).</param>
+/// <param name="VectorBits">The vector width that ran, in bits (lanes × element size).</param>
+/// <param name="Path">"General" (prefill), "SmallD" (d ≤ 4, exp-bound) or "Decode" (n ≤ 16, keys split across threads).</param>
+/// <param name="RegisterBlock">Rows × vectors of the register blocks ("6x2" for 16 vector registers, "6x4" for 32).</param>
+/// <param name="QueryTile">Query rows per tile.</param>
+/// <param name="KeyBlock">Keys per block.</param>
+/// <param name="KeySplits">Key splits per (head, tile), merged as partial states (1 = none).</param>
+/// <param name="WorkingBytes">The kernel's extra memory in bytes: packed panels, per-thread tiles and split states.</param>
+public sealed record FlashParameters(string Kernel, int Lanes, int VectorBits, string Path, string RegisterBlock, int QueryTile, int KeyBlock, int KeySplits,
+    long WorkingBytes) : AlgorithmParameters
+{
+    internal static FlashParameters Of(FlashPlan plan) =>
+        new("flash", plan.Lanes, plan.VectorBits, plan.Path.ToString(), plan.Wide ? "6x4" : "6x2", plan.QueryTile, plan.KeyBlock, plan.KeySplits, plan.WorkingBytes);
+}
+
 /// <summary>
-/// The FlashAttention-2-style exact kernel, written once against <see cref="ISimd{T,TV}"/>. Queries are cut into tiles
-/// of <see cref="QueryTile"/> rows (one task each); keys into blocks of <see cref="KeyVectors"/> vectors. For each key block, every 4-row
-/// micro-tile computes its 4×(8·W) logits in two 4×(4·W) register halves (K packed transposed per block, so a broadcast query element
-/// meets 4 key vectors), updates its running max and sum (online softmax, log₂ domain: the scale·log₂e is folded into
-/// Q), and accumulates P·V into a tile-local accumulator in 4-row × 4-vector register blocks. Working memory:
-/// the packed Kᵀ (m·d), a padded V only when d_v is not a multiple of W, and per-thread tiles — never n×m.
+/// The exact attention kernel (FlashAttention-2 forward; flash-decoding for few queries), written once against
+/// <see cref="ISimd{T,TV}"/> and run at the width <see cref="SimdDispatch"/> picks. It reads <see cref="FlashParams{T}"/>
+/// (strided Q, K, V, O; no transposing copy) and never forms an n×m matrix.
 /// </summary>
+/// <remarks>
+/// <para>Work items are (batch·head, query tile, key split), run in parallel with fixed ownership, so results are bitwise
+/// reproducible for a given thread count. Heads fewer than threads are split inside: more query tiles, and when even those
+/// are too few (decode), the keys are split and the per-split partial states merged in split order by
+/// <see cref="AttentionPartial{T}.MergeRow"/>.</para>
+/// <para>Online softmax in log₂ units (s·log₂e folded into the query copy), with lazy rescaling: a row's reference max is
+/// moved only when a block's max exceeds it by more than <see cref="RescaleThreshold"/> (so exp₂ values stay ≤ 2⁸), which takes
+/// the per-block rescale of the output accumulator and its scalar exp off the critical path; the result is exact either way.</para>
+/// <para>Tile sizes come from the cache sizes (<see cref="CpuCaches"/>): key blocks so the block's K and V fit L1, query tiles
+/// so the tile's Q and accumulator fit half of L2, cut smaller when there would be fewer than 8 tiles per thread. Packing
+/// (Kᵀ panels; V only when d_v is not a multiple of the vector) runs in parallel before the tiles.</para>
+/// <para>Per key block the mask hook (<see cref="FlashParams{T}.Classify"/>) says hidden (skipped), partly visible
+/// (<see cref="FlashParams{T}.ApplyMask"/> writes −∞) or fully visible (no mask work).</para>
+/// </remarks>
 internal static unsafe class FlashKernel<T, TV, TS>
     where T : unmanaged, IBinaryFloatingPointIeee754<T>
     where TV : unmanaged
     where TS : struct, ISimd<T, TV>
 {
-    public const int MicroRows = 4;
-    public const int QueryTile = 64;
-    /// <summary>Key block = this many vectors (more for small d, where per-block softmax bookkeeping would
-    /// dominate); logits are computed in 4-vector slices (16 accumulators).</summary>
-    public static int KeyVectors(int d) => d <= 16 ? 32 : 8;
+    /// <summary>Query rows per register block (6 rows × 2 vectors = 12 accumulators for 16 registers, × 4 vectors = 24 for 32).</summary>
+    public const int MicroRows = 6;
+    /// <summary>At most this many queries per head take the decode path.</summary>
+    public const int DecodeRows = 16;
+    /// <summary>Lazy rescaling: the reference max moves only when a block max exceeds it by more than this (log₂ units).</summary>
+    public const int RescaleThreshold = 8;
+    private const long PackBudgetBytes = 64L << 20;
 
-    /// <summary>Runs one head: O (n×dv) = softmax(s·QKᵀ)·V over pinned row-major buffers.</summary>
-    /// <param name="q">Queries, n×d.</param>
-    /// <param name="k">Keys, m×d.</param>
-    /// <param name="v">Values, m×dv.</param>
-    /// <param name="o">Output, n×dv.</param>
-    /// <param name="lse">Optional (may be null): receives Lᵢ = log Σ_j exp(s·qᵢ·kⱼ) over visible keys, for the backward pass.</param>
-    /// <param name="n">Queries.</param>
-    /// <param name="m">Keys.</param>
-    /// <param name="d">Head dimension.</param>
-    /// <param name="dv">Value dimension.</param>
-    /// <param name="scale">The logit scale s.</param>
-    /// <param name="causal">PyTorch is_causal mask.</param>
-    /// <param name="threads">Threads over query tiles.</param>
-    /// <param name="narrow">4-row × 2-vector register blocks (8 accumulators) instead of 4 × 4: for CPUs with 16 vector
-    /// registers (AVX2 without AVX-512), where 16 accumulators plus operands spill.</param>
-    public static void Run(T* q, T* k, T* v, T* o, T* lse, int n, int m, int d, int dv, double scale, bool causal, int threads, bool narrow)
+    /// <summary>Chooses path, tiles and splits for this problem and thread count.</summary>
+    public static FlashPlan Plan(in FlashParams<T> p, int threads, FlashTuning tuning)
     {
-        int w = TS.Count, keyVectors = KeyVectors(d), bc = keyVectors * w;
-        int blocks = (m + bc - 1) / bc, mPad = blocks * bc;
-        int dvPad = (dv + w - 1) / w * w;
-        // d_v narrower than a vector: pack V transposed per block and vectorise P·V across keys instead.
-        bool transposeV = dv < w;
-        bool packV = dv != dvPad;
-        var kt = GC.AllocateUninitializedArray<T>(mPad * d, pinned: true);
-        fixed (T* pkt = kt)
+        int w = TS.Count, size = sizeof(T);
+        bool wide = tuning.WideBlocks ?? SimdInfo.VectorRegisters >= 32;
+        int panel = (wide ? 4 : 2) * w;
+        int dvPad = RoundUp(p.Dv, w);
+        int heads = p.Batch * p.Heads;
+        threads = Math.Max(1, threads);
+        var path = tuning.Path ?? (p.N <= DecodeRows ? FlashPath.Decode : p.D <= 4 && p.Dv <= 4 ? FlashPath.SmallD : FlashPath.General);
+        if (path == FlashPath.Decode && p.N > DecodeRows) path = FlashPath.General;
+        if (path == FlashPath.SmallD && (p.D > 4 || p.Dv > 4)) path = FlashPath.General;
+        int bc, br;
+        switch (path)
         {
-            PackKeys(k, pkt, m, d, bc, blocks);
-            T[]? vPacked = packV ? GC.AllocateUninitializedArray<T>(mPad * (transposeV ? dv : dvPad), pinned: true) : null;
-            // The last, partial key block reads V rows beyond m: give it a zero-padded copy.
-            T[] vTail = GC.AllocateArray<T>(bc * dvPad, pinned: true);
-            fixed (T* pvp = vPacked)
-            fixed (T* ptail = vTail)
+            case FlashPath.General:
+                bc = tuning.KeyBlock > 0 ? RoundUp(tuning.KeyBlock, panel)
+                    : Math.Clamp((int)(CpuCaches.L1Data / ((p.D + dvPad) * (long)size)) / panel * panel, panel, 512);
+                br = (int)Math.Clamp(CpuCaches.L2 / 2 / ((p.D + dvPad) * (long)size), MicroRows, 384) / MicroRows * MicroRows;
+                br = tuning.QueryTile > 0 ? RoundUp(tuning.QueryTile, MicroRows) : ForParallelism(br, p.N, heads, threads, MicroRows);
+                break;
+            case FlashPath.SmallD:
+                bc = tuning.KeyBlock > 0 ? RoundUp(tuning.KeyBlock, w)
+                    : Math.Clamp((int)(CpuCaches.L1Data / 2 / ((p.D + p.Dv) * (long)size)) / w * w, w, 1024);
+                br = tuning.QueryTile > 0 ? tuning.QueryTile : ForParallelism(256, p.N, heads, threads, 1);
+                break;
+            default:
+                bc = tuning.KeyBlock > 0 ? RoundUp(tuning.KeyBlock, w) : RoundUp(128, w);
+                br = p.N;
+                break;
+        }
+        int tiles = (p.N + br - 1) / br;
+        long items = (long)heads * tiles;
+        int blocks = (p.M + bc - 1) / bc;
+        // Too few (head, tile) items for the threads: split the keys, 4 splits per thread so an unevenly loaded machine
+        // still balances (each split costs one merge of its rows).
+        int splits = tuning.KeySplits > 0 ? tuning.KeySplits
+            : items >= threads ? 1 : (int)Math.Min(Math.Min(64, (4L * threads + items - 1) / items), Math.Max(1, blocks / 4));
+        splits = Math.Clamp(splits, 1, blocks);
+        return new FlashPlan(path, w, wide, br, bc, splits, tiles, size) { WorkingBytes = WorkingBytes(p, path, w, wide, br, bc, splits, tiles, threads) };
+    }
+
+    /// <summary>The kernel's extra memory for this plan, in bytes: packed panels of one head group, per-thread tiles and the
+    /// key-split states (what <see cref="Work"/> and <see cref="Scratch"/> take from the pool).</summary>
+    private static long WorkingBytes(in FlashParams<T> p, FlashPath path, int w, bool wide, int br, int bc, int splits, int tiles, int threads)
+    {
+        int panel = (wide ? 4 : 2) * w, dvPad = RoundUp(p.Dv, w), heads = p.Batch * p.Heads, blocks = (p.M + bc - 1) / bc;
+        long perHead = path switch
+        {
+            FlashPath.General => (long)RoundUp(p.M, panel) * p.D + (p.Dv != dvPad ? (long)p.M * dvPad : 0),
+            FlashPath.SmallD => (long)blocks * bc * (p.D + p.Dv),
+            _ => 0,
+        };
+        long group = perHead == 0 ? heads : Math.Clamp(PackBudgetBytes / (perHead * sizeof(T)), 1, heads);
+        int rowsPad = RoundUp(br, MicroRows);
+        int accWidth = path == FlashPath.SmallD ? (1 + p.Dv) * w : dvPad;
+        long scratch = rowsPad * (long)p.D + 2L * (Math.Max(MicroRows, path == FlashPath.Decode ? rowsPad : 1) * (long)bc + w)
+            + rowsPad * (long)Math.Max(accWidth, dvPad) + 2L * rowsPad + 6 * 64;
+        long workers = Math.Min(Math.Max(1, threads), group * tiles * splits);
+        long splitStates = splits > 1 ? group * tiles * splits * br * (2L + dvPad) : 0;
+        return sizeof(T) * (group * perHead + workers * scratch + splitStates);
+    }
+
+    /// <summary>Query tile rows: <paramref name="cacheRows"/>, cut so that there are at least 8 tiles per thread where n allows
+    /// (a shared or unevenly loaded machine then still keeps every thread busy to the end).</summary>
+    private static int ForParallelism(int cacheRows, int n, int heads, int threads, int multiple)
+    {
+        long wanted = 8L * threads;
+        long perHead = (wanted + heads - 1) / heads;
+        int rows = Math.Min(cacheRows, RoundUp((int)((n + perHead - 1) / perHead), multiple));
+        return Math.Max(Math.Max(multiple, 2 * MicroRows / multiple * multiple), rows);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int RoundUp(int x, int to) => (x + to - 1) / to * to;
+
+    /// <summary>Runs the kernel on <paramref name="p"/> with up to <paramref name="threads"/> threads; returns the plan it ran.</summary>
+    public static FlashPlan Run(in FlashParams<T> p, int threads, FlashTuning tuning)
+    {
+        var plan = Plan(p, threads, tuning);
+        using var work = new Work(p, plan);
+        int heads = p.Batch * p.Heads;
+        int group = work.HeadsPerGroup(heads);
+        for (int g0 = 0; g0 < heads; g0 += group)
+        {
+            int g = Math.Min(group, heads - g0);
+            work.BeginGroup(g0, g);
+            For(work.PackItems, threads, () => (object?)null, (i, _) => work.Pack(i));
+            For((long)g * plan.Tiles * plan.KeySplits, threads, () => new Scratch(work), (i, s) => work.Process(i, s));
+            if (plan.KeySplits > 1) For((long)g * plan.Tiles, threads, () => (object?)null, (i, _) => work.MergeSplits(i));
+        }
+        return plan;
+    }
+
+    private static void For<TLocal>(long count, int threads, Func<TLocal> init, Action<long, TLocal> body)
+    {
+        if (count <= 0) return;
+        if (threads <= 1 || count == 1)
+        {
+            var local = init();
+            try { for (long i = 0; i < count; i++) body(i, local); }
+            finally { (local as IDisposable)?.Dispose(); }
+            return;
+        }
+        Parallel.For(0L, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, init,
+            (i, _, local) => { body(i, local); return local; }, local => (local as IDisposable)?.Dispose());
+    }
+
+    /// <summary>Per-worker tiles: the scaled query tile, the logit and probability strips, the output accumulator and row
+    /// statistics (pooled, cache-line aligned).</summary>
+    private sealed class Scratch : IDisposable
+    {
+        public readonly T* Qs, S, P, Acc, Ref, Sum;
+        private readonly KernelBuffer<T> _buffer;
+
+        public Scratch(Work x)
+        {
+            int rows = x.RowsPad, w = TS.Count;
+            long qs = RoundUp(rows * x.P.D, 64), s = RoundUp(Math.Max(MicroRows, x.Path == FlashPath.Decode ? rows : 1) * x.Bc + w, 64);
+            int accWidth = x.Path == FlashPath.SmallD ? (1 + x.P.Dv) * w : x.DvPad;
+            long acc = RoundUp(rows * Math.Max(accWidth, x.DvPad) + w, 64), row = RoundUp(rows, 64);
+            _buffer = new KernelBuffer<T>(qs + 2 * s + acc + 2 * row, clear: true);
+            T* b = _buffer.Pointer;
+            Qs = b; S = Qs + qs; P = S + s; Acc = P + s; Ref = Acc + acc; Sum = Ref + row;
+        }
+
+        public void Dispose() => _buffer.Dispose();
+    }
+
+    private static long RoundUp(long x, int to) => (x + to - 1) / to * to;
+
+    /// <summary>One run's shared state: parameters, plan, packed panels of the current head group, split partials.</summary>
+    private sealed class Work : IDisposable
+    {
+        public readonly FlashParams<T> P;
+        public readonly FlashPath Path;
+        public readonly int Br, Bc, Splits, Tiles, Panel, DvPad, RowsPad, MPad, Blocks;
+        public readonly bool Wide, PackV;
+        public readonly T QScale;
+        private readonly long _ktHead, _vHead;
+        private KernelBuffer<T>? _kt, _vp, _splits;
+        private T* _ktPtr, _vpPtr, _smPtr, _ssPtr, _saPtr;
+        private int _g0, _groupHeads;
+
+        public Work(in FlashParams<T> p, FlashPlan plan)
+        {
+            P = p;
+            Path = plan.Path; Br = plan.QueryTile; Bc = plan.KeyBlock; Splits = plan.KeySplits; Tiles = plan.Tiles; Wide = plan.Wide;
+            int w = TS.Count;
+            Panel = (Wide ? 4 : 2) * w;
+            DvPad = RoundUp(p.Dv, w);
+            RowsPad = RoundUp(Br, MicroRows);
+            Blocks = (p.M + Bc - 1) / Bc;
+            QScale = T.CreateTruncating(p.ScaleLog2);
+            switch (Path)
             {
-                if (transposeV) PackKeys(v, pvp, m, dv, bc, blocks); // same transposed block layout as K
-                else if (packV) PackValues(v, pvp, m, dv, dvPad, mPad);
-                int tailRows = m - (blocks - 1) * bc;
-                if (!packV && tailRows < bc)
-                    for (int j = 0; j < tailRows; j++)
-                        new ReadOnlySpan<T>(v + ((blocks - 1) * bc + j) * (long)dv, dv).CopyTo(new Span<T>(ptail + j * dvPad, dv));
-                nint pl = (nint)lse, pq = (nint)q, pk = (nint)pkt, pv = packV ? (nint)pvp : (nint)v, pt = (nint)ptail, po = (nint)o;
-                bool tailFromPacked = packV || tailRows == bc;
-                int vStride = transposeV ? dv : packV ? dvPad : dv;
-                T qScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e: exp(s·x) = 2^(s·log₂e·x)
-                int tiles = (n + QueryTile - 1) / QueryTile;
-                Parallel.For(0, tiles, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) },
-                    () => new Scratch(d, dvPad, bc),
-                    (tile, _, scratch) =>
+                case FlashPath.General:
+                    MPad = RoundUp(p.M, Panel);
+                    _ktHead = (long)MPad * p.D;
+                    PackV = p.Dv != DvPad;
+                    _vHead = PackV ? (long)p.M * DvPad : 0;
+                    break;
+                case FlashPath.SmallD:
+                    MPad = Blocks * Bc;
+                    _ktHead = (long)MPad * p.D;
+                    _vHead = (long)MPad * p.Dv;
+                    PackV = true;
+                    break;
+                default:
+                    MPad = p.M;
+                    break;
+            }
+        }
+
+        /// <summary>Heads whose packed panels fit the packing budget together (at least one).</summary>
+        public int HeadsPerGroup(int heads)
+        {
+            long perHead = (_ktHead + _vHead) * sizeof(T);
+            if (perHead == 0) return heads;
+            return (int)Math.Clamp(PackBudgetBytes / perHead, 1, heads);
+        }
+
+        public void Dispose()
+        {
+            _kt?.Dispose(); _vp?.Dispose(); _splits?.Dispose();
+        }
+
+        public long PackItems { get; private set; }
+        private int PackChunk => Path == FlashPath.SmallD ? Bc : Panel * 16;
+
+        public void BeginGroup(int g0, int heads)
+        {
+            _g0 = g0; _groupHeads = heads;
+            long ktLen = _ktHead * heads, vLen = _vHead * heads;
+            if (ktLen > 0 && (_kt is null || _kt.Length < ktLen)) { _kt?.Dispose(); _kt = new KernelBuffer<T>(ktLen); _ktPtr = _kt.Pointer; }
+            if (vLen > 0 && (_vp is null || _vp.Length < vLen)) { _vp?.Dispose(); _vp = new KernelBuffer<T>(vLen); _vpPtr = _vp.Pointer; }
+            PackItems = _ktHead > 0 ? (long)heads * ((MPad + PackChunk - 1) / PackChunk) : 0;
+            if (Splits > 1)
+            {
+                long rows = (long)heads * Tiles * Splits * Br;
+                if (_splits is null || _splits.Length < rows * (2 + DvPad))
+                {
+                    _splits?.Dispose();
+                    _splits = new KernelBuffer<T>(rows * (2 + DvPad));
+                    _smPtr = _splits.Pointer; _ssPtr = _smPtr + rows; _saPtr = _ssPtr + rows;
+                }
+            }
+        }
+
+        private (int B, int H) HeadOf(int groupIndex)
+        {
+            int bh = _g0 + groupIndex;
+            return (bh / P.Heads, bh % P.Heads);
+        }
+
+        /// <summary>Packs one chunk of keys of one head: Kᵀ panels (and V when it needs padding or transposing).</summary>
+        public void Pack(long item)
+        {
+            int chunks = (MPad + PackChunk - 1) / PackChunk;
+            int gh = (int)(item / chunks), j0 = (int)(item % chunks) * PackChunk, j1 = Math.Min(MPad, j0 + PackChunk);
+            var (b, h) = HeadOf(gh);
+            int d = P.D, dv = P.Dv;
+            if (Path == FlashPath.General)
+            {
+                T* kt = _ktPtr + gh * _ktHead;
+                for (int j = j0; j < j1; j++)
+                {
+                    T* dst = kt + (long)(j / Panel) * d * Panel + j % Panel;
+                    if (j < P.M) { T* src = P.KRow(b, h, j); for (int c = 0; c < d; c++) dst[c * Panel] = src[c]; }
+                    else for (int c = 0; c < d; c++) dst[c * Panel] = T.Zero;
+                }
+                if (PackV)
+                {
+                    T* vp = _vpPtr + gh * _vHead;
+                    for (int j = j0; j < Math.Min(j1, P.M); j++)
                     {
-                        var ctx = new Context
-                        {
-                            Lse = (T*)pl, Q = (T*)pq, Kt = (T*)pk, V = (T*)pv, Tail = tailFromPacked ? null : (T*)pt, O = (T*)po,
-                            N = n, M = m, D = d, Dv = dv, DvPad = dvPad, Bc = bc, Blocks = blocks, Causal = causal, QScale = qScale,
-                            VStride = vStride, KeyVectors = keyVectors, TransposedV = transposeV, Narrow = narrow,
-                        };
-                        ProcessTile(ref ctx, tile, scratch);
-                        return scratch;
-                    },
-                    _ => { });
+                        T* src = P.VRow(b, h, j), dst = vp + (long)j * DvPad;
+                        for (int c = 0; c < dv; c++) dst[c] = src[c];
+                        for (int c = dv; c < DvPad; c++) dst[c] = T.Zero;
+                    }
+                }
+            }
+            else
+            {
+                // SmallD: Kᵀ as d rows of MPad keys, Vᵀ as d_v rows of MPad keys (zero past m).
+                T* kt = _ktPtr + gh * _ktHead, vt = _vpPtr + gh * _vHead;
+                for (int j = j0; j < j1; j++)
+                {
+                    if (j < P.M)
+                    {
+                        T* k = P.KRow(b, h, j), v = P.VRow(b, h, j);
+                        for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = k[c];
+                        for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = v[c];
+                    }
+                    else
+                    {
+                        for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = T.Zero;
+                        for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = T.Zero;
+                    }
+                }
             }
         }
-    }
 
-    private struct Context
-    {
-        public T* Q, Kt, V, Tail, O, Lse;
-        public int N, M, D, Dv, DvPad, Bc, Blocks, VStride, KeyVectors;
-        public bool Causal, TransposedV, Narrow;
-        public T QScale;
-    }
-
-    private sealed class Scratch(int d, int dvPad, int bc)
-    {
-        public readonly T[] Qs = GC.AllocateArray<T>(QueryTile * d, pinned: true);
-        public readonly T[] S = GC.AllocateArray<T>(MicroRows * bc, pinned: true);
-        public readonly T[] Acc = GC.AllocateArray<T>(QueryTile * dvPad, pinned: true);
-        public readonly T[] RowMax = new T[QueryTile];
-        public readonly T[] RowSum = new T[QueryTile];
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackKeys(T* k, T* kt, int m, int d, int bc, int blocks)
-    {
-        for (int b = 0; b < blocks; b++)
+        /// <summary>One work item: (head in group, query tile, key split). Causal tiles run last-first (they are the largest).</summary>
+        public void Process(long item, Scratch sc)
         {
-            T* dst = kt + (long)b * d * bc;
-            for (int jj = 0; jj < bc; jj++)
+            int split = (int)(item % Splits);
+            long rest = item / Splits;
+            int tile = (int)(rest % Tiles), gh = (int)(rest / Tiles);
+            if (P.Causal) tile = Tiles - 1 - tile;
+            var (b, h) = HeadOf(gh);
+            int i0 = tile * Br, rows = Math.Min(Br, P.N - i0);
+            // This split's share of the key blocks the tile can see.
+            int visibleBlocks = (P.KeyExtent(i0, i0 + rows) + Bc - 1) / Bc;
+            int blk0 = (int)((long)visibleBlocks * split / Splits), blk1 = (int)((long)visibleBlocks * (split + 1) / Splits);
+            int rowsPad = Path == FlashPath.SmallD ? rows : RoundUp(rows, MicroRows);
+            ScaleQueries(b, h, i0, rows, rowsPad, sc.Qs);
+            for (int r = 0; r < rowsPad; r++) { sc.Ref[r] = T.NegativeInfinity; sc.Sum[r] = T.Zero; }
+            int accWidth = Path == FlashPath.SmallD ? (1 + P.Dv) * TS.Count : DvPad;
+            new Span<T>(sc.Acc, rowsPad * accWidth).Clear();
+            switch (Path)
             {
-                int j = b * bc + jj;
-                if (j < m) { T* src = k + (long)j * d; for (int c = 0; c < d; c++) dst[c * bc + jj] = src[c]; }
-                else for (int c = 0; c < d; c++) dst[c * bc + jj] = T.Zero;
+                case FlashPath.General: General(gh, b, h, i0, rows, blk0, blk1, sc); break;
+                case FlashPath.SmallD: SmallD(gh, b, h, i0, rows, blk0, blk1, sc); break;
+                default: Decode(b, h, rows, blk0, blk1, sc); break;
+            }
+            if (Splits == 1) WriteRows(b, h, i0, rows, sc.Ref, sc.Sum, sc.Acc, log2Units: true);
+            else
+            {
+                long slot = ((long)(gh * Tiles + tile) * Splits + split) * Br;
+                T ln2 = T.CreateTruncating(0.6931471805599453);
+                for (int r = 0; r < rows; r++)
+                {
+                    _smPtr[slot + r] = T.IsNegativeInfinity(sc.Ref[r]) ? T.NegativeInfinity : sc.Ref[r] * ln2;
+                    _ssPtr[slot + r] = sc.Sum[r];
+                    new ReadOnlySpan<T>(sc.Acc + r * DvPad, P.Dv).CopyTo(new Span<T>(_saPtr + (slot + r) * DvPad, P.Dv));
+                }
             }
         }
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void PackValues(T* v, T* vp, int m, int dv, int dvPad, int mPad)
-    {
-        for (int j = 0; j < mPad; j++)
-            for (int c = 0; c < dvPad; c++)
-                vp[(long)j * dvPad + c] = j < m && c < dv ? v[(long)j * dv + c] : T.Zero;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ProcessTile(ref Context x, int tile, Scratch scratch)
-    {
-        int i0 = tile * QueryTile, rows = Math.Min(QueryTile, x.N - i0);
-        int micro = (rows + MicroRows - 1) / MicroRows;
-        int d = x.D, bc = x.Bc, dvPad = x.DvPad;
-        fixed (T* qs = scratch.Qs)
-        fixed (T* s = scratch.S)
-        fixed (T* acc = scratch.Acc)
+        /// <summary>Merges the key splits of one (head, tile) in split order (bitwise reproducible) and writes the rows.</summary>
+        public void MergeSplits(long item)
         {
-            // Scaled query tile (rows past n are zero and never written out).
-            for (int r = 0; r < micro * MicroRows; r++)
-                for (int c = 0; c < d; c++)
-                    qs[r * d + c] = r < rows ? x.Q[(long)(i0 + r) * d + c] * x.QScale : T.Zero;
-            new Span<T>(acc, micro * MicroRows * dvPad).Clear();
-            var rowMax = scratch.RowMax; var rowSum = scratch.RowSum;
-            Array.Fill(rowMax, T.NegativeInfinity);
-            Array.Clear(rowSum);
-            int lastRow = i0 + rows - 1;
-            int lastBlock = x.Causal ? Math.Min(x.Blocks - 1, Math.Min(lastRow, x.M - 1) / bc) : x.Blocks - 1;
-            for (int b = 0; b <= lastBlock; b++)
+            int gh = (int)(item / Tiles), tile = (int)(item % Tiles);
+            var (b, h) = HeadOf(gh);
+            int i0 = tile * Br, rows = Math.Min(Br, P.N - i0);
+            long slot0 = (long)(gh * Tiles + tile) * Splits * Br;
+            for (int r = 0; r < rows; r++)
             {
-                int j0 = b * bc;
-                bool mask = j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i0);
-                T* ktb = x.Kt + (long)b * d * bc;
-                T* vb; int vStride;
-                if (b == x.Blocks - 1 && x.Tail != null) { vb = x.Tail; vStride = dvPad; }
-                else { vb = x.V + (long)j0 * x.VStride; vStride = x.VStride; }
+                long s0 = slot0 + r;
+                ref T max = ref _smPtr[s0];
+                ref T sum = ref _ssPtr[s0];
+                var acc = new Span<T>(_saPtr + s0 * DvPad, P.Dv);
+                for (int s = 1; s < Splits; s++)
+                {
+                    long si = slot0 + (long)s * Br + r;
+                    AttentionPartial<T>.MergeRow(ref max, ref sum, acc, _smPtr[si], _ssPtr[si], new ReadOnlySpan<T>(_saPtr + si * DvPad, P.Dv));
+                }
+            }
+            // Rows of split 0 now hold the merged state (natural units), at stride DvPad.
+            WriteRows(b, h, i0, rows, _smPtr + slot0, _ssPtr + slot0, _saPtr + slot0 * DvPad, log2Units: false);
+        }
+
+        /// <summary>Writes finished rows: normalised O (and log-sum-exp), or the partial state in partial mode. A row that saw no
+        /// key (max −∞) gets zeros and −∞; a row whose logits overflowed keeps its NaN for the float64 fallback.</summary>
+        private void WriteRows(int b, int h, int i0, int rows, T* max, T* sum, T* acc, bool log2Units)
+        {
+            T ln2 = T.CreateTruncating(0.6931471805599453);
+            for (int r = 0; r < rows; r++)
+            {
+                int i = i0 + r;
+                T* o = P.ORow(b, h, i), a = acc + r * DvPad;
+                T m = max[r], l = sum[r];
+                bool empty = T.IsNegativeInfinity(m);
+                T mNat = empty ? m : log2Units ? m * ln2 : m;
+                if (P.WritesPartial)
+                {
+                    for (int c = 0; c < P.Dv; c++) o[c] = empty ? T.Zero : a[c];
+                    long li = P.LseIndex(b, h, i);
+                    P.Lse[li] = mNat;
+                    P.PartialSum[li] = empty ? T.Zero : l;
+                    continue;
+                }
+                if (empty)
+                {
+                    for (int c = 0; c < P.Dv; c++) o[c] = T.Zero;
+                    if (P.Lse != null) P.Lse[P.LseIndex(b, h, i)] = T.NegativeInfinity;
+                    continue;
+                }
+                T inv = T.One / l;
+                for (int c = 0; c < P.Dv; c++) o[c] = a[c] * inv;
+                if (P.Lse != null)
+                {
+                    double lse = log2Units
+                        ? (double.CreateTruncating(m) + Math.Log2(double.CreateTruncating(l))) * 0.6931471805599453
+                        : double.CreateTruncating(m) + Math.Log(double.CreateTruncating(l));
+                    P.Lse[P.LseIndex(b, h, i)] = T.CreateTruncating(lse);
+                }
+            }
+        }
+
+        /// <summary>qs[r, c] = s·log₂e·Q[i₀ + r, c] (rows past n are zero).</summary>
+        private void ScaleQueries(int b, int h, int i0, int rows, int rowsPad, T* qs)
+        {
+            int d = P.D;
+            for (int r = 0; r < rowsPad; r++)
+            {
+                T* dst = qs + r * d;
+                if (r < rows) { T* src = P.QRow(b, h, i0 + r); for (int c = 0; c < d; c++) dst[c] = src[c] * QScale; }
+                else for (int c = 0; c < d; c++) dst[c] = T.Zero;
+            }
+        }
+
+        /// <summary>Prefill: per key block, per 6-row micro-tile: S = Q̃·Kᵀ (register blocks over packed panels), mask hook,
+        /// online softmax, O += P·V (register blocks over V rows in place or padded).</summary>
+        private void General(int gh, int b, int h, int i0, int rows, int blk0, int blk1, Scratch sc)
+        {
+            int d = P.D, bc = Bc, micro = (rows + MicroRows - 1) / MicroRows;
+            T* kt = _ktPtr + gh * _ktHead;
+            T* vBase = PackV ? _vpPtr + gh * _vHead : P.VRow(b, h, 0);
+            long vStride = PackV ? DvPad : P.VRowStride;
+            T* s = sc.S, pb = sc.P;
+            for (int blk = blk0; blk < blk1; blk++)
+            {
+                int j0 = blk * bc, keys = Math.Min(bc, P.M - j0);
+                int panels = (keys + Panel - 1) / Panel, keysPad = panels * Panel;
+                var vis = P.Classify(b, h, i0, i0 + rows, j0, j0 + keys);
+                if (vis == BlockVisibility.Hidden) continue;
+                if (keysPad != keys) vis = BlockVisibility.Partial; // zero panels past m must be masked
+                T* ktb = kt + (long)j0 * d;
+                T* vb = vBase + j0 * vStride;
                 for (int mt = 0; mt < micro; mt++)
                 {
                     int r0 = mt * MicroRows;
-                    if (x.Narrow)
-                        for (int slice = 0; slice < x.KeyVectors; slice += 2)
-                            ScoresNarrow(qs + r0 * d, ktb + slice * TS.Count, d, bc, s + slice * TS.Count);
-                    else
-                        for (int slice = 0; slice < x.KeyVectors; slice += 4)
-                            Scores(qs + r0 * d, ktb + slice * TS.Count, d, bc, s + slice * TS.Count);
-                    if (mask) Mask(s, bc, j0, i0 + r0, x.M, x.Causal);
-                    Softmax(s, bc, rowMax, rowSum, r0, acc + r0 * dvPad, dvPad);
-                    if (x.TransposedV) AccumulateValuesTransposed(s, x.V + (long)b * x.Dv * bc, x.Dv, acc + r0 * dvPad, dvPad, bc);
-                    else AccumulateValues(s, vb, vStride, acc + r0 * dvPad, dvPad, bc, x.Narrow);
+                    T* q = sc.Qs + r0 * d;
+                    for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(Wide, q, d, ktb + (long)pn * d * Panel, d, s + pn * Panel, bc);
+                    if (vis == BlockVisibility.Partial)
+                        for (int r = 0; r < MicroRows; r++) P.ApplyMask(b, h, i0 + r0 + r, j0, keysPad, s + r * bc);
+                    SoftmaxStrip(s, pb, bc, keysPad, sc.Ref + r0, sc.Sum + r0, sc.Acc + r0 * DvPad, DvPad);
+                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, pb, bc, 1, keys, vb, vStride, sc.Acc + r0 * DvPad, DvPad, DvPad);
                 }
             }
+        }
+
+        /// <summary>Decode: all n (≤ 16) rows against this split's keys, K and V rows read in place (no packing).</summary>
+        private void Decode(int b, int h, int rows, int blk0, int blk1, Scratch sc)
+        {
+            int d = P.D, bc = Bc, w = TS.Count, dvVec = P.Dv / w * w;
+            int rowsPad = RoundUp(rows, MicroRows);
+            T* s = sc.S, pb = sc.P;
+            new Span<T>(pb + rows * bc, (rowsPad - rows) * bc).Clear(); // P = 0 in the padding rows of the 6-row blocks
+            int extent = P.KeyExtent(0, rows);
+            for (int blk = blk0; blk < blk1; blk++)
+            {
+                int j0 = blk * bc, keys = Math.Min(bc, extent - j0), keysPad = RoundUp(keys, w);
+                var vis = P.Classify(b, h, 0, rows, j0, j0 + keys);
+                if (vis == BlockVisibility.Hidden) continue;
+                T* k = P.KRow(b, h, j0);
+                for (int r = 0; r < rows; r++)
+                {
+                    T* sr = s + r * bc;
+                    Dots(sc.Qs + r * d, d, k, P.KRowStride, keys, sr);
+                    for (int jj = keys; jj < keysPad; jj++) sr[jj] = T.NegativeInfinity;
+                    if (vis == BlockVisibility.Partial) P.ApplyMask(b, h, r, j0, keys, sr);
+                }
+                Softmax(s, pb, bc, rows, keysPad, sc.Ref, sc.Sum, sc.Acc, DvPad);
+                T* v = P.VRow(b, h, j0);
+                int r0 = 0;
+                for (; r0 + MicroRows <= rowsPad && rows - r0 > 2; r0 += MicroRows)
+                {
+                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, pb + r0 * bc, bc, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec);
+                    RegisterBlocks<T, TV, TS>.AccumulateTail(pb + r0 * bc, bc, 1, MicroRows, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
+                }
+                for (; r0 < rows; r0++)
+                {
+                    RegisterBlocks<T, TV, TS>.Accumulate1(pb + r0 * bc, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, dvVec);
+                    RegisterBlocks<T, TV, TS>.AccumulateTail(pb + r0 * bc, bc, 1, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
+                }
+            }
+        }
+
+        /// <summary>Small d (≤ 4) and d_v (≤ 4): lanes run over keys. A fully visible block of a row whose reference max is
+        /// set runs <see cref="FusedRow{TD,TDV}"/> (logit, exp₂, sum and P·V in registers, one pass); the first block of a row,
+        /// partly visible blocks, and the rare block whose max moves the reference go through <see cref="SlowRow"/>.</summary>
+        private void SmallD(int gh, int b, int h, int i0, int rows, int blk0, int blk1, Scratch sc)
+        {
+            int d = P.D, dv = P.Dv, w = TS.Count, stateWidth = (1 + dv) * w;
+            T* kt = _ktPtr + gh * _ktHead, vt = _vpPtr + gh * _vHead;
+            for (int blk = blk0; blk < blk1; blk++)
+            {
+                int j0 = blk * Bc, keys = Math.Min(Bc, P.M - j0), keysPad = RoundUp(keys, w);
+                var vis = P.Classify(b, h, i0, i0 + rows, j0, j0 + keys);
+                if (vis == BlockVisibility.Hidden) continue;
+                if (keysPad != keys) vis = BlockVisibility.Partial;
+                for (int r = 0; r < rows; r++)
+                {
+                    T* q = sc.Qs + r * d, state = sc.Acc + r * stateWidth;
+                    ref T rowRef = ref sc.Ref[r];
+                    bool done = false;
+                    if (vis == BlockVisibility.Full)
+                    {
+                        // A row's first block: its max (a cheap logits-only pass) becomes the reference.
+                        if (T.IsNegativeInfinity(rowRef)) rowRef = MaxLogit(d, q, kt + j0, MPad, keysPad);
+                        done = Fused(d, dv, q, kt + j0, vt + j0, MPad, keysPad, rowRef, state);
+                    }
+                    if (!done) SlowRow(b, h, i0 + r, q, kt + j0, vt + j0, j0, keys, keysPad, vis, ref rowRef, state, sc.S);
+                }
+            }
+            // Reduce the lane-wise sums: Sum[r] = Σ lanes of ℓ, Acc[r, c] = Σ lanes of Õ_c (Acc is rewritten at stride DvPad).
+            var tmp = stackalloc T[1 + 4];
             for (int r = 0; r < rows; r++)
             {
-                T inv = T.One / rowSum[r];
-                T* dst = x.O + (long)(i0 + r) * x.Dv;
-                T* src = acc + r * dvPad;
-                for (int c = 0; c < x.Dv; c++) dst[c] = src[c] * inv;
-                // Natural-log LSE from the log₂-domain running max and sum: ln 2·(max₂ + log₂ Σ).
-                if (x.Lse != null) x.Lse[i0 + r] = T.CreateTruncating(0.6931471805599453) * (rowMax[r] + T.CreateTruncating(Math.Log2(double.CreateTruncating(rowSum[r]))));
+                T* state = sc.Acc + r * stateWidth;
+                sc.Sum[r] = TS.SumAcross(TS.Load(ref state[0]));
+                for (int c = 0; c < dv; c++) tmp[1 + c] = TS.SumAcross(TS.Load(ref state[(1 + c) * w]));
+                // Row r's reduced values land below its own state (r·DvPad + dv ≤ r·stateWidth): earlier rows' states only.
+                for (int c = 0; c < dv; c++) sc.Acc[r * DvPad + c] = tmp[1 + c];
             }
         }
-    }
 
-    /// <summary>4×(4W) logits: s[r, j] = Σ_c qs[r, c]·Kᵀ[c, j], accumulators in registers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores(T* qs, T* kt, int d, int bc, T* s)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero;
-        TV a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
-        TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero;
-        TV a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
-        T* q0 = qs, q1 = qs + d, q2 = qs + 2 * d, q3 = qs + 3 * d;
-        for (int c = 0; c < d; c++)
+        private static T MaxLogit(int d, T* q, T* kt, int mPad, int count) => d switch
         {
-            T* kc = kt + c * bc;
-            TV k0 = TS.Load(ref *kc), k1 = TS.Load(ref kc[w]), k2 = TS.Load(ref kc[2 * w]), k3 = TS.Load(ref kc[3 * w]);
-            TV b = TS.Broadcast(q0[c]);
-            a00 = TS.Fma(b, k0, a00); a01 = TS.Fma(b, k1, a01); a02 = TS.Fma(b, k2, a02); a03 = TS.Fma(b, k3, a03);
-            b = TS.Broadcast(q1[c]);
-            a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11); a12 = TS.Fma(b, k2, a12); a13 = TS.Fma(b, k3, a13);
-            b = TS.Broadcast(q2[c]);
-            a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21); a22 = TS.Fma(b, k2, a22); a23 = TS.Fma(b, k3, a23);
-            b = TS.Broadcast(q3[c]);
-            a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31); a32 = TS.Fma(b, k2, a32); a33 = TS.Fma(b, k3, a33);
-        }
-        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]); TS.Store(a02, ref s[2 * w]); TS.Store(a03, ref s[3 * w]);
-        T* s1 = s + bc;
-        TS.Store(a10, ref s1[0]); TS.Store(a11, ref s1[w]); TS.Store(a12, ref s1[2 * w]); TS.Store(a13, ref s1[3 * w]);
-        T* s2 = s + 2 * bc;
-        TS.Store(a20, ref s2[0]); TS.Store(a21, ref s2[w]); TS.Store(a22, ref s2[2 * w]); TS.Store(a23, ref s2[3 * w]);
-        T* s3 = s + 3 * bc;
-        TS.Store(a30, ref s3[0]); TS.Store(a31, ref s3[w]); TS.Store(a32, ref s3[2 * w]); TS.Store(a33, ref s3[3 * w]);
-    }
+            1 => MaxRow<C1>(q, kt, mPad, count),
+            2 => MaxRow<C2>(q, kt, mPad, count),
+            3 => MaxRow<C3>(q, kt, mPad, count),
+            _ => MaxRow<C4>(q, kt, mPad, count),
+        };
 
-    /// <summary>4×(2W) logits with 8 accumulators: <see cref="Scores"/> for CPUs with 16 vector registers.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScoresNarrow(T* qs, T* kt, int d, int bc, T* s)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero;
-        TV a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
-        T* q0 = qs, q1 = qs + d, q2 = qs + 2 * d, q3 = qs + 3 * d;
-        for (int c = 0; c < d; c++)
+        private static bool Fused(int d, int dv, T* q, T* kt, T* vt, int mPad, int count, T rowRef, T* state) => (d, dv) switch
         {
-            T* kc = kt + c * bc;
-            TV k0 = TS.Load(ref *kc), k1 = TS.Load(ref kc[w]);
-            TV b = TS.Broadcast(q0[c]); a00 = TS.Fma(b, k0, a00); a01 = TS.Fma(b, k1, a01);
-            b = TS.Broadcast(q1[c]); a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11);
-            b = TS.Broadcast(q2[c]); a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21);
-            b = TS.Broadcast(q3[c]); a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31);
-        }
-        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]);
-        TS.Store(a10, ref s[bc]); TS.Store(a11, ref s[bc + w]);
-        TS.Store(a20, ref s[2 * bc]); TS.Store(a21, ref s[2 * bc + w]);
-        TS.Store(a30, ref s[3 * bc]); TS.Store(a31, ref s[3 * bc + w]);
-    }
+            (1, 1) => FusedRow<C1, C1>(q, kt, vt, mPad, count, rowRef, state),
+            (1, 2) => FusedRow<C1, C2>(q, kt, vt, mPad, count, rowRef, state),
+            (1, 3) => FusedRow<C1, C3>(q, kt, vt, mPad, count, rowRef, state),
+            (1, 4) => FusedRow<C1, C4>(q, kt, vt, mPad, count, rowRef, state),
+            (2, 1) => FusedRow<C2, C1>(q, kt, vt, mPad, count, rowRef, state),
+            (2, 2) => FusedRow<C2, C2>(q, kt, vt, mPad, count, rowRef, state),
+            (2, 3) => FusedRow<C2, C3>(q, kt, vt, mPad, count, rowRef, state),
+            (2, 4) => FusedRow<C2, C4>(q, kt, vt, mPad, count, rowRef, state),
+            (3, 1) => FusedRow<C3, C1>(q, kt, vt, mPad, count, rowRef, state),
+            (3, 2) => FusedRow<C3, C2>(q, kt, vt, mPad, count, rowRef, state),
+            (3, 3) => FusedRow<C3, C3>(q, kt, vt, mPad, count, rowRef, state),
+            (3, 4) => FusedRow<C3, C4>(q, kt, vt, mPad, count, rowRef, state),
+            (4, 1) => FusedRow<C4, C1>(q, kt, vt, mPad, count, rowRef, state),
+            (4, 2) => FusedRow<C4, C2>(q, kt, vt, mPad, count, rowRef, state),
+            (4, 3) => FusedRow<C4, C3>(q, kt, vt, mPad, count, rowRef, state),
+            _ => FusedRow<C4, C4>(q, kt, vt, mPad, count, rowRef, state),
+        };
 
-    /// <summary>−∞ for keys past m and, when causal, keys j &gt; i (PyTorch is_causal, top-left aligned).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Mask(T* s, int bc, int j0, int rowStart, int m, bool causal)
-    {
-        for (int r = 0; r < MicroRows; r++)
+        /// <summary>The general row step of the small-d path: logits into a strip, mask hook, block max, lazy rescale of the
+        /// row state, then exp₂, sum and P·V from the strip.</summary>
+        private void SlowRow(int b, int h, int i, T* q, T* kt, T* vt, int j0, int keys, int keysPad, BlockVisibility vis, ref T rowRef, T* state, T* strip)
         {
-            int limit = causal ? Math.Min(rowStart + r, m - 1) : m - 1;
-            for (int jj = Math.Max(0, limit - j0 + 1); jj < bc; jj++) s[r * bc + jj] = T.NegativeInfinity;
-        }
-    }
-
-    /// <summary>Online softmax step for 4 rows: new max, P = 2^(S − max) in place, rescale the running sum and accumulator.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Softmax(T* s, int bc, T[] rowMax, T[] rowSum, int r0, T* acc, int dvPad)
-    {
-        int w = TS.Count;
-        for (int r = 0; r < MicroRows; r++)
-        {
-            T* sr = s + r * bc;
-            TV mx = TS.Load(ref sr[0]);
-            for (int c = w; c < bc; c += w) mx = TS.Max(mx, TS.Load(ref sr[c]));
-            T blockMax = TS.MaxAcross(mx);
-            T oldMax = rowMax[r0 + r];
-            T newMax = T.Max(oldMax, blockMax);
-            if (T.IsNegativeInfinity(newMax))
+            int d = P.D, dv = P.Dv, w = TS.Count;
+            for (int j = 0; j < keysPad; j += w)
             {
-                // Every key so far is masked for this (padding) row: weights stay 0.
-                new Span<T>(sr, bc).Clear();
-                continue;
+                TV x = TS.Zero;
+                for (int c = 0; c < d; c++) x = TS.Fma(TS.Broadcast(q[c]), TS.Load(ref kt[(long)c * MPad + j]), x);
+                TS.Store(x, ref strip[j]);
             }
-            TV mv = TS.Broadcast(newMax);
-            TV sv = TS.Zero;
-            for (int c = 0; c < bc; c += w)
+            if (vis == BlockVisibility.Partial) P.ApplyMask(b, h, i, j0, keysPad, strip);
+            TV mx = TS.Load(ref strip[0]);
+            for (int j = w; j < keysPad; j += w) mx = TS.Max(mx, TS.Load(ref strip[j]));
+            T bm = TS.MaxAcross(mx);
+            if (!UpdateReference(ref rowRef, bm, state, (1 + dv) * w)) return; // nothing visible yet
+            TV rv = TS.Broadcast(rowRef), l = TS.Load(ref state[0]);
+            for (int j = 0; j < keysPad; j += w)
             {
-                TV e = TS.Exp2(TS.Sub(TS.Load(ref sr[c]), mv));
-                TS.Store(e, ref sr[c]);
-                sv = TS.Add(sv, e);
-            }
-            T sum = TS.SumAcross(sv);
-            if (newMax != oldMax)
-            {
-                T alpha = T.IsNegativeInfinity(oldMax) ? T.Zero : T.Exp2(oldMax - newMax);
-                rowSum[r0 + r] = rowSum[r0 + r] * alpha + sum;
-                T* ar = acc + r * dvPad;
-                if (alpha == T.Zero) new Span<T>(ar, dvPad).Clear();
-                else
+                TV e = TS.Exp2(TS.Sub(TS.Load(ref strip[j]), rv));
+                l = TS.Add(l, e);
+                for (int c = 0; c < dv; c++)
                 {
-                    TV av = TS.Broadcast(alpha);
-                    for (int c = 0; c < dvPad; c += w) TS.Store(TS.Mul(TS.Load(ref ar[c]), av), ref ar[c]);
+                    ref T a = ref state[(1 + c) * w];
+                    TS.Store(TS.Fma(e, TS.Load(ref vt[(long)c * MPad + j]), TS.Load(ref a)), ref a);
                 }
-                rowMax[r0 + r] = newMax;
             }
-            else rowSum[r0 + r] += sum;
+            TS.Store(l, ref state[0]);
         }
     }
 
-    /// <summary>acc[r, c] += Σ_j P[r, j]·Vᵀ[c, j] for 4 rows and narrow d_v: vectorised across keys.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateValuesTransposed(T* p, T* vt, int dv, T* acc, int dvPad, int bc)
+    /// <summary>Lazy online-softmax reference update for one row: when the block max <paramref name="blockMax"/> exceeds the
+    /// reference by more than <see cref="RescaleThreshold"/>, move the reference to it and rescale the row's state
+    /// (<paramref name="width"/> elements: sum and accumulator, contiguous) by 2^(old − new). Returns false when the row has
+    /// seen no visible key yet (reference still −∞): its weights are all 0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool UpdateReference(ref T rowRef, T blockMax, T* state, int width)
     {
-        int w = TS.Count;
-        for (int r = 0; r < MicroRows; r++)
+        T old = rowRef;
+        if (blockMax > old + T.CreateTruncating(RescaleThreshold))
         {
-            T* pr = p + r * bc;
-            for (int c = 0; c < dv; c++)
+            rowRef = blockMax;
+            if (!T.IsNegativeInfinity(old)) ScaleRow(state, width, T.Exp2(old - blockMax));
+        }
+        return !T.IsNegativeInfinity(rowRef);
+    }
+
+    private static void ScaleRow(T* row, int width, T alpha)
+    {
+        int w = TS.Count, c = 0;
+        TV av = TS.Broadcast(alpha);
+        for (; c + w <= width; c += w) TS.Store(TS.Mul(TS.Load(ref row[c]), av), ref row[c]);
+        for (; c < width; c++) row[c] *= alpha;
+    }
+
+    /// <summary>Online softmax for <paramref name="rows"/> logit rows of S (stride <paramref name="stride"/>, <paramref name="count"/>
+    /// a multiple of W) into P (same stride). A row whose reference is set takes one pass with it (P = 2^(S − ref), the row
+    /// sum and the block max together); only when the block max exceeds the reference by more than
+    /// <see cref="RescaleThreshold"/> (or on the row's first block) is the reference moved — rescaling the row's sum and
+    /// accumulator — and the row redone from S.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Softmax(T* s, T* p, int stride, int rows, int count, T* refs, T* sums, T* acc, int accStride)
+    {
+        T threshold = T.CreateTruncating(RescaleThreshold);
+        for (int r = 0; r < rows; r++)
+        {
+            T* sr = s + r * stride, pr = p + r * stride;
+            T old = refs[r], bm;
+            if (!T.IsNegativeInfinity(old))
             {
-                T* vc = vt + c * bc;
-                TV s0 = TS.Zero, s1 = TS.Zero;
-                for (int j = 0; j < bc; j += 2 * w)
-                {
-                    s0 = TS.Fma(TS.Load(ref pr[j]), TS.Load(ref vc[j]), s0);
-                    s1 = TS.Fma(TS.Load(ref pr[j + w]), TS.Load(ref vc[j + w]), s1);
-                }
-                acc[r * dvPad + c] += TS.SumAcross(TS.Add(s0, s1));
+                T sum = ExpRow(sr, pr, count, old, out bm);
+                if (!(bm > old + threshold)) { sums[r] += sum; continue; }
             }
+            else bm = MaxRow(sr, count);
+            if (bm > old + threshold)
+            {
+                refs[r] = bm;
+                if (!T.IsNegativeInfinity(old))
+                {
+                    T alpha = T.Exp2(old - bm);
+                    sums[r] *= alpha;
+                    ScaleRow(acc + r * accStride, accStride, alpha);
+                }
+            }
+            T rf = refs[r];
+            if (T.IsNegativeInfinity(rf)) { new Span<T>(pr, count).Clear(); continue; } // nothing visible yet: weights 0
+            sums[r] += ExpRow(sr, pr, count, rf, out _);
         }
     }
 
-    /// <summary>acc[r, :] += Σ_j P[r, j]·V[j, :] for 4 rows, in 4-row × 4-vector register blocks.</summary>
+    /// <summary>
+    /// <see cref="Softmax"/> for one 6-row strip of the prefill path, columns outermost: each step takes one vector of
+    /// all six rows (six independent exp₂ chains, so the exponential's latency overlaps), against the rows' current
+    /// references, tracking one max of S − ref over the strip. When a row has no reference yet (its first block) or the
+    /// strip's max moves past <see cref="RescaleThreshold"/>, the strip is redone row by row by <see cref="Softmax"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateValues(T* p, T* vb, int vStride, T* acc, int dvPad, int bc, bool narrow)
+    private static void SoftmaxStrip(T* s, T* p, int stride, int count, T* refs, T* sums, T* acc, int accStride)
+    {
+        bool ready = true;
+        for (int r = 0; r < MicroRows; r++) ready &= !T.IsNegativeInfinity(refs[r]);
+        if (ready)
+        {
+            int w = TS.Count;
+            T* s0 = s, s1 = s + stride, s2 = s + 2 * stride, s3 = s + 3 * stride, s4 = s + 4 * stride, s5 = s + 5 * stride;
+            T* p0 = p, p1 = p + stride, p2 = p + 2 * stride, p3 = p + 3 * stride, p4 = p + 4 * stride, p5 = p + 5 * stride;
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero, a4 = TS.Zero, a5 = TS.Zero;
+            TV mx = TS.Broadcast(T.NegativeInfinity);
+            for (int c = 0; c < count; c += w)
+            {
+                TV x = TS.Sub(TS.Load(ref s0[c]), TS.Broadcast(refs[0])); mx = TS.Max(mx, x); TV e = TS.Exp2(x); TS.Store(e, ref p0[c]); a0 = TS.Add(a0, e);
+                x = TS.Sub(TS.Load(ref s1[c]), TS.Broadcast(refs[1])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p1[c]); a1 = TS.Add(a1, e);
+                x = TS.Sub(TS.Load(ref s2[c]), TS.Broadcast(refs[2])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p2[c]); a2 = TS.Add(a2, e);
+                x = TS.Sub(TS.Load(ref s3[c]), TS.Broadcast(refs[3])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p3[c]); a3 = TS.Add(a3, e);
+                x = TS.Sub(TS.Load(ref s4[c]), TS.Broadcast(refs[4])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p4[c]); a4 = TS.Add(a4, e);
+                x = TS.Sub(TS.Load(ref s5[c]), TS.Broadcast(refs[5])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p5[c]); a5 = TS.Add(a5, e);
+            }
+            if (!(TS.MaxAcross(mx) > T.CreateTruncating(RescaleThreshold)))
+            {
+                sums[0] += TS.SumAcross(a0); sums[1] += TS.SumAcross(a1); sums[2] += TS.SumAcross(a2);
+                sums[3] += TS.SumAcross(a3); sums[4] += TS.SumAcross(a4); sums[5] += TS.SumAcross(a5);
+                return;
+            }
+        }
+        Softmax(s, p, stride, MicroRows, count, refs, sums, acc, accStride);
+    }
+
+    /// <summary>p[c] = 2^(s[c] − ref) for c &lt; count; returns Σ p and the max of s (two vectors per step, so the exp₂
+    /// constants load once per pair).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static T ExpRow(T* s, T* p, int count, T reference, out T max)
+    {
+        int w = TS.Count, c = 0;
+        TV rv = TS.Broadcast(reference), s0 = TS.Zero, s1 = TS.Zero;
+        TV m0 = TS.Broadcast(T.NegativeInfinity), m1 = m0;
+        for (; c + 2 * w <= count; c += 2 * w)
+        {
+            TV x0 = TS.Load(ref s[c]), x1 = TS.Load(ref s[c + w]);
+            m0 = TS.Max(m0, x0); m1 = TS.Max(m1, x1);
+            TV e0 = TS.Exp2(TS.Sub(x0, rv)), e1 = TS.Exp2(TS.Sub(x1, rv));
+            TS.Store(e0, ref p[c]); TS.Store(e1, ref p[c + w]);
+            s0 = TS.Add(s0, e0); s1 = TS.Add(s1, e1);
+        }
+        if (c < count)
+        {
+            TV x0 = TS.Load(ref s[c]);
+            m0 = TS.Max(m0, x0);
+            TV e0 = TS.Exp2(TS.Sub(x0, rv));
+            TS.Store(e0, ref p[c]);
+            s0 = TS.Add(s0, e0);
+        }
+        max = TS.MaxAcross(TS.Max(m0, m1));
+        return TS.SumAcross(TS.Add(s0, s1));
+    }
+
+    /// <summary>max of s[0..count) (count a multiple of W).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static T MaxRow(T* s, int count)
     {
         int w = TS.Count;
-        T* p1 = p + bc, p2 = p + 2 * bc, p3 = p + 3 * bc;
-        T* acc1 = acc + dvPad, acc2 = acc + 2 * dvPad, acc3 = acc + 3 * dvPad;
-        int c = 0;
-        if (narrow)
-            for (; c + 2 * w <= dvPad; c += 2 * w)
-            {
-                // 4 rows × 2 vectors: 8 accumulators for 16-register CPUs.
-                TV o00 = TS.Load(ref acc[c]), o01 = TS.Load(ref acc[c + w]), o10 = TS.Load(ref acc1[c]), o11 = TS.Load(ref acc1[c + w]);
-                TV o20 = TS.Load(ref acc2[c]), o21 = TS.Load(ref acc2[c + w]), o30 = TS.Load(ref acc3[c]), o31 = TS.Load(ref acc3[c + w]);
-                for (int j = 0; j < bc; j++)
-                {
-                    T* vr = vb + (long)j * vStride + c;
-                    TV v0 = TS.Load(ref vr[0]), v1 = TS.Load(ref vr[w]);
-                    TV b = TS.Broadcast(p[j]); o00 = TS.Fma(b, v0, o00); o01 = TS.Fma(b, v1, o01);
-                    b = TS.Broadcast(p1[j]); o10 = TS.Fma(b, v0, o10); o11 = TS.Fma(b, v1, o11);
-                    b = TS.Broadcast(p2[j]); o20 = TS.Fma(b, v0, o20); o21 = TS.Fma(b, v1, o21);
-                    b = TS.Broadcast(p3[j]); o30 = TS.Fma(b, v0, o30); o31 = TS.Fma(b, v1, o31);
-                }
-                TS.Store(o00, ref acc[c]); TS.Store(o01, ref acc[c + w]); TS.Store(o10, ref acc1[c]); TS.Store(o11, ref acc1[c + w]);
-                TS.Store(o20, ref acc2[c]); TS.Store(o21, ref acc2[c + w]); TS.Store(o30, ref acc3[c]); TS.Store(o31, ref acc3[c + w]);
-            }
-        for (; !narrow && c + 4 * w <= dvPad; c += 4 * w)
+        TV mx = TS.Load(ref s[0]);
+        for (int c = w; c < count; c += w) mx = TS.Max(mx, TS.Load(ref s[c]));
+        return TS.MaxAcross(mx);
+    }
+
+    /// <summary>s[j] = ⟨q, K[j]⟩ for <paramref name="keys"/> key rows at <paramref name="kStride"/>, 4 keys at a time
+    /// (vectors along d, then a scalar tail of d mod W): the decode path's logits, K read in place.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dots(T* q, int d, T* k, long kStride, int keys, T* s)
+    {
+        int w = TS.Count, dVec = d / w * w, j = 0;
+        for (; j + 4 <= keys; j += 4)
         {
-            TV o00 = TS.Load(ref acc[c]), o01 = TS.Load(ref acc[c + w]), o02 = TS.Load(ref acc[c + 2 * w]), o03 = TS.Load(ref acc[c + 3 * w]);
-            TV o10 = TS.Load(ref acc1[c]), o11 = TS.Load(ref acc1[c + w]), o12 = TS.Load(ref acc1[c + 2 * w]), o13 = TS.Load(ref acc1[c + 3 * w]);
-            TV o20 = TS.Load(ref acc2[c]), o21 = TS.Load(ref acc2[c + w]), o22 = TS.Load(ref acc2[c + 2 * w]), o23 = TS.Load(ref acc2[c + 3 * w]);
-            TV o30 = TS.Load(ref acc3[c]), o31 = TS.Load(ref acc3[c + w]), o32 = TS.Load(ref acc3[c + 2 * w]), o33 = TS.Load(ref acc3[c + 3 * w]);
-            for (int j = 0; j < bc; j++)
+            T* k0 = k + j * kStride, k1 = k0 + kStride, k2 = k1 + kStride, k3 = k2 + kStride;
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+            for (int c = 0; c < dVec; c += w)
             {
-                T* vr = vb + (long)j * vStride + c;
-                TV v0 = TS.Load(ref vr[0]), v1 = TS.Load(ref vr[w]), v2 = TS.Load(ref vr[2 * w]), v3 = TS.Load(ref vr[3 * w]);
-                TV b = TS.Broadcast(p[j]);
-                o00 = TS.Fma(b, v0, o00); o01 = TS.Fma(b, v1, o01); o02 = TS.Fma(b, v2, o02); o03 = TS.Fma(b, v3, o03);
-                b = TS.Broadcast(p1[j]);
-                o10 = TS.Fma(b, v0, o10); o11 = TS.Fma(b, v1, o11); o12 = TS.Fma(b, v2, o12); o13 = TS.Fma(b, v3, o13);
-                b = TS.Broadcast(p2[j]);
-                o20 = TS.Fma(b, v0, o20); o21 = TS.Fma(b, v1, o21); o22 = TS.Fma(b, v2, o22); o23 = TS.Fma(b, v3, o23);
-                b = TS.Broadcast(p3[j]);
-                o30 = TS.Fma(b, v0, o30); o31 = TS.Fma(b, v1, o31); o32 = TS.Fma(b, v2, o32); o33 = TS.Fma(b, v3, o33);
+                TV x = TS.Load(ref q[c]);
+                a0 = TS.Fma(x, TS.Load(ref k0[c]), a0); a1 = TS.Fma(x, TS.Load(ref k1[c]), a1);
+                a2 = TS.Fma(x, TS.Load(ref k2[c]), a2); a3 = TS.Fma(x, TS.Load(ref k3[c]), a3);
             }
-            TS.Store(o00, ref acc[c]); TS.Store(o01, ref acc[c + w]); TS.Store(o02, ref acc[c + 2 * w]); TS.Store(o03, ref acc[c + 3 * w]);
-            TS.Store(o10, ref acc1[c]); TS.Store(o11, ref acc1[c + w]); TS.Store(o12, ref acc1[c + 2 * w]); TS.Store(o13, ref acc1[c + 3 * w]);
-            TS.Store(o20, ref acc2[c]); TS.Store(o21, ref acc2[c + w]); TS.Store(o22, ref acc2[c + 2 * w]); TS.Store(o23, ref acc2[c + 3 * w]);
-            TS.Store(o30, ref acc3[c]); TS.Store(o31, ref acc3[c + w]); TS.Store(o32, ref acc3[c + 2 * w]); TS.Store(o33, ref acc3[c + 3 * w]);
+            T s0 = TS.SumAcross(a0), s1 = TS.SumAcross(a1), s2 = TS.SumAcross(a2), s3 = TS.SumAcross(a3);
+            for (int c = dVec; c < d; c++)
+            {
+                s0 = T.FusedMultiplyAdd(q[c], k0[c], s0); s1 = T.FusedMultiplyAdd(q[c], k1[c], s1);
+                s2 = T.FusedMultiplyAdd(q[c], k2[c], s2); s3 = T.FusedMultiplyAdd(q[c], k3[c], s3);
+            }
+            s[j] = s0; s[j + 1] = s1; s[j + 2] = s2; s[j + 3] = s3;
         }
-        for (; c < dvPad; c += w)
+        for (; j < keys; j++)
         {
-            TV o0 = TS.Load(ref acc[c]), o1 = TS.Load(ref acc1[c]), o2 = TS.Load(ref acc2[c]), o3 = TS.Load(ref acc3[c]);
-            for (int j = 0; j < bc; j++)
-            {
-                TV v0 = TS.Load(ref vb[(long)j * vStride + c]);
-                o0 = TS.Fma(TS.Broadcast(p[j]), v0, o0);
-                o1 = TS.Fma(TS.Broadcast(p1[j]), v0, o1);
-                o2 = TS.Fma(TS.Broadcast(p2[j]), v0, o2);
-                o3 = TS.Fma(TS.Broadcast(p3[j]), v0, o3);
-            }
-            TS.Store(o0, ref acc[c]); TS.Store(o1, ref acc1[c]); TS.Store(o2, ref acc2[c]); TS.Store(o3, ref acc3[c]);
+            T* kj = k + j * kStride;
+            TV a = TS.Zero;
+            for (int c = 0; c < dVec; c += w) a = TS.Fma(TS.Load(ref q[c]), TS.Load(ref kj[c]), a);
+            T sj = TS.SumAcross(a);
+            for (int c = dVec; c < d; c++) sj = T.FusedMultiplyAdd(q[c], kj[c], sj);
+            s[j] = sj;
+        }
+    }
+
+    /// <summary>max_j Σ_c q̃_c·Kᵀ[c, j] over <paramref name="count"/> keys (a multiple of W): the reference for a row's first block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static T MaxRow<TD>(T* q, T* kt, int mPad, int count) where TD : struct, IConstant
+    {
+        int w = TS.Count;
+        TV q0 = TS.Broadcast(q[0]), q1 = TD.Value > 1 ? TS.Broadcast(q[1]) : TS.Zero;
+        TV q2 = TD.Value > 2 ? TS.Broadcast(q[2]) : TS.Zero, q3 = TD.Value > 3 ? TS.Broadcast(q[3]) : TS.Zero;
+        TV mx0 = TS.Broadcast(T.NegativeInfinity), mx1 = mx0;
+        T* k0 = kt, k1 = kt + mPad, k2 = kt + 2 * mPad, k3 = kt + 3 * mPad;
+        int j = 0;
+        for (; j + 2 * w <= count; j += 2 * w)
+        {
+            TV x = TS.Mul(q0, TS.Load(ref k0[j])), y = TS.Mul(q0, TS.Load(ref k0[j + w]));
+            if (TD.Value > 1) { x = TS.Fma(q1, TS.Load(ref k1[j]), x); y = TS.Fma(q1, TS.Load(ref k1[j + w]), y); }
+            if (TD.Value > 2) { x = TS.Fma(q2, TS.Load(ref k2[j]), x); y = TS.Fma(q2, TS.Load(ref k2[j + w]), y); }
+            if (TD.Value > 3) { x = TS.Fma(q3, TS.Load(ref k3[j]), x); y = TS.Fma(q3, TS.Load(ref k3[j + w]), y); }
+            mx0 = TS.Max(mx0, x); mx1 = TS.Max(mx1, y);
+        }
+        for (; j < count; j += w)
+        {
+            TV x = TS.Mul(q0, TS.Load(ref k0[j]));
+            if (TD.Value > 1) x = TS.Fma(q1, TS.Load(ref k1[j]), x);
+            if (TD.Value > 2) x = TS.Fma(q2, TS.Load(ref k2[j]), x);
+            if (TD.Value > 3) x = TS.Fma(q3, TS.Load(ref k3[j]), x);
+            mx0 = TS.Max(mx0, x);
+        }
+        return TS.MaxAcross(TS.Max(mx0, mx1));
+    }
+
+    /// <summary>
+    /// One row of the small-d path over a fully visible block, in registers: for each W keys, x = Σ_c q̃_c·Kᵀ[c] (TD FMAs),
+    /// p = 2^(x − ref), ℓ += p, Õ_c += p·Vᵀ[c] (TDV FMAs), and the running max of x. Returns false, leaving the state
+    /// untouched, when the block's max exceeds the reference by more than <see cref="RescaleThreshold"/> (the caller redoes it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool FusedRow<TD, TDV>(T* q, T* kt, T* vt, int mPad, int count, T rowRef, T* state)
+        where TD : struct, IConstant where TDV : struct, IConstant
+    {
+        int w = TS.Count;
+        TV q0 = TS.Broadcast(q[0]), q1 = TD.Value > 1 ? TS.Broadcast(q[1]) : TS.Zero;
+        TV q2 = TD.Value > 2 ? TS.Broadcast(q[2]) : TS.Zero, q3 = TD.Value > 3 ? TS.Broadcast(q[3]) : TS.Zero;
+        TV l = TS.Load(ref state[0]), a0 = TS.Load(ref state[w]);
+        TV a1 = TDV.Value > 1 ? TS.Load(ref state[2 * w]) : TS.Zero, a2 = TDV.Value > 2 ? TS.Load(ref state[3 * w]) : TS.Zero;
+        TV a3 = TDV.Value > 3 ? TS.Load(ref state[4 * w]) : TS.Zero;
+        TV negRef = TS.Broadcast(-rowRef), mx = TS.Broadcast(T.NegativeInfinity);
+        T* k0 = kt, k1 = kt + mPad, k2 = kt + 2 * mPad, k3 = kt + 3 * mPad;
+        T* v0 = vt, v1 = vt + mPad, v2 = vt + 2 * mPad, v3 = vt + 3 * mPad;
+        for (int j = 0; j < count; j += w)
+        {
+            // x = q̃·k − ref, the reference folded into the first FMA; visible logits only, so the clamped exp₂.
+            TV x = TS.Fma(q0, TS.Load(ref k0[j]), negRef);
+            if (TD.Value > 1) x = TS.Fma(q1, TS.Load(ref k1[j]), x);
+            if (TD.Value > 2) x = TS.Fma(q2, TS.Load(ref k2[j]), x);
+            if (TD.Value > 3) x = TS.Fma(q3, TS.Load(ref k3[j]), x);
+            mx = TS.Max(mx, x);
+            TV e = TS.Exp2Clamped(x);
+            l = TS.Add(l, e);
+            a0 = TS.Fma(e, TS.Load(ref v0[j]), a0);
+            if (TDV.Value > 1) a1 = TS.Fma(e, TS.Load(ref v1[j]), a1);
+            if (TDV.Value > 2) a2 = TS.Fma(e, TS.Load(ref v2[j]), a2);
+            if (TDV.Value > 3) a3 = TS.Fma(e, TS.Load(ref v3[j]), a3);
+        }
+        if (TS.MaxAcross(mx) > T.CreateTruncating(RescaleThreshold)) return false;
+        TS.Store(l, ref state[0]); TS.Store(a0, ref state[w]);
+        if (TDV.Value > 1) TS.Store(a1, ref state[2 * w]);
+        if (TDV.Value > 2) TS.Store(a2, ref state[3 * w]);
+        if (TDV.Value > 3) TS.Store(a3, ref state[4 * w]);
+        return true;
+    }
+}
+
+/// <summary>A compile-time integer for generic specialisation (the JIT folds <see cref="Value"/> and drops dead branches).</summary>
+internal interface IConstant { static abstract int Value { get; } }
+internal readonly struct C1 : IConstant { public static int Value => 1; }
+internal readonly struct C2 : IConstant { public static int Value => 2; }
+internal readonly struct C3 : IConstant { public static int Value => 3; }
+internal readonly struct C4 : IConstant { public static int Value => 4; }
+
+/// <summary>The exact kernel behind the one SIMD dispatch: runs <see cref="FlashKernel{T,TV,TS}"/> at the chosen width.</summary>
+internal static class FlashKernels
+{
+    /// <summary>Runs the kernel on <paramref name="p"/>; <paramref name="forcedFloat32Lanes"/> forces a width (throws when the CPU lacks it).</summary>
+    public static FlashPlan Run<T>(in FlashParams<T> p, int threads, FlashTuning tuning = default, int forcedFloat32Lanes = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var runner = new Runner<T> { Params = p, Threads = threads, Tuning = tuning };
+        return SimdDispatch.Run<T, Runner<T>, FlashPlan>(ref runner, forcedFloat32Lanes);
+    }
+
+    /// <summary>What <see cref="Run{T}"/> would do on <paramref name="p"/> (pointers unused), without running it.</summary>
+    public static FlashPlan Plan<T>(in FlashParams<T> p, int threads, FlashTuning tuning = default, int forcedFloat32Lanes = 0)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var runner = new Runner<T> { Params = p, Threads = threads, Tuning = tuning, PlanOnly = true };
+        return SimdDispatch.Run<T, Runner<T>, FlashPlan>(ref runner, forcedFloat32Lanes);
+    }
+
+    private struct Runner<TP> : ISimdKernel<FlashPlan> where TP : unmanaged, IBinaryFloatingPointIeee754<TP>
+    {
+        public FlashParams<TP> Params;
+        public int Threads;
+        public FlashTuning Tuning;
+        public bool PlanOnly;
+
+        public FlashPlan Run<T, TV, TS>() where T : unmanaged, IBinaryFloatingPointIeee754<T> where TV : unmanaged where TS : struct, ISimd<T, TV>
+        {
+            ref var p = ref Unsafe.As<FlashParams<TP>, FlashParams<T>>(ref Params);
+            return PlanOnly ? FlashKernel<T, TV, TS>.Plan(p, Threads, Tuning) : FlashKernel<T, TV, TS>.Run(p, Threads, Tuning);
         }
     }
 }

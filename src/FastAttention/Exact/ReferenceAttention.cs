@@ -10,7 +10,9 @@ namespace FastAttention.Exact;
 /// </summary>
 public sealed class ReferenceAttention : AttentionAlgorithm
 {
+    /// <summary><c>"reference"</c>: the compensated float64 reference (slow; the yardstick of the tests).</summary>
     public override string Name => "reference";
+    /// <summary>True: exact up to float64 rounding, with compensated sums.</summary>
     public override bool IsExact => true;
 
     /// <summary>Convenience: the float64 reference output of the whole problem.</summary>
@@ -38,9 +40,11 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         return output;
     }
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context) =>
         Planned(head, context, new ExactParameters("reference", 1), [], FlashAttention.Cost(head) with { Flops = 8 * FlashAttention.Cost(head).Flops });
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();

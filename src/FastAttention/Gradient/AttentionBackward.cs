@@ -1,5 +1,4 @@
 using System.Numerics;
-using System.Runtime.Intrinsics;
 using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
@@ -17,7 +16,7 @@ public sealed record AttentionGradients<T>(ReadOnlyMemory<T> DQ, ReadOnlyMemory<
 /// private dQ accumulator; the accumulators are added in a fixed order at the end, so results do not depend on
 /// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Causal: query i sees keys j ≤ i;
 /// key block [j₀, j₀ + B) only visits queries i ≥ j₀. Work: 5 tile products per tile against the forward's 2, run by
-/// <see cref="BackwardKernel{T,TV,TS}"/> at the exact kernel's SIMD width (Vector512, Vector256 or scalar).
+/// <see cref="BackwardKernel{T,TV,TS}"/> at the exact kernel's SIMD width (Vector512, Vector256, Vector128 or scalar, one dispatch ladder).
 /// </remarks>
 public static class AttentionBackward
 {
@@ -32,13 +31,14 @@ public static class AttentionBackward
 
     /// <summary>The backward pass from a saved forward pass.</summary>
     public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward, int threads = 0)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> => ComputeWithLanes(problem, dO, forward, threads, 0);
+        where T : unmanaged, IBinaryFloatingPointIeee754<T> => ComputeWithLanes(problem, dO, forward, threads, 0, out _);
 
     /// <summary>As <see cref="Compute{T}(AttentionProblem{T}, ReadOnlyMemory{T}, AttentionForwardResult{T}, int)"/> with a forced
-    /// SIMD width (16, 8 or 1 float32 lanes; 0 = the widest the CPU has) and register blocking (true: 4×4 vectors, false:
-    /// 4×2, null: 4×4 where the CPU has 32 vector registers), for tests of every kernel path.</summary>
+    /// SIMD width (16, 8, 4 or 1 float32 lanes; 0 = the widest the CPU has; a width the CPU lacks throws) and register
+    /// blocking (true: 6×4 vectors, false: 6×2, null: 6×4 where the CPU has 32 vector registers), for tests of every kernel
+    /// path. <paramref name="vectorBits"/> receives the vector width that ran, in bits.</summary>
     internal static AttentionGradients<T> ComputeWithLanes<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
-        int threads, int forcedFloat32Lanes, bool? wideBlocks = null)
+        int threads, int forcedFloat32Lanes, out int vectorBits, bool? wideBlocks = null)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ArgumentNullException.ThrowIfNull(problem);
@@ -53,50 +53,60 @@ public static class AttentionBackward
         var dk = new T[(long)problem.Heads * m * d];
         var dvOut = new T[(long)problem.Heads * m * dv];
         int threadCount = threads > 0 ? threads : Environment.ProcessorCount;
-        int lanes = forcedFloat32Lanes > 0 ? forcedFloat32Lanes : SimdInfo.Float32Lanes;
+        int bits = 0;
         if (problem.Heads >= threadCount && threadCount > 1)
         {
             // Enough heads to keep every thread busy: one head per thread, each single-threaded (no dQ partials).
             Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, h =>
-                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, workers: 1, lanes, wideBlocks));
+                bits = BackwardHead(problem, h, dO, forward, dq, dk, dvOut, workers: 1, forcedFloat32Lanes, wideBlocks));
         }
         else
         {
+            // Fewer heads than threads: each head split inside across all threads (workers own key blocks).
             for (int h = 0; h < problem.Heads; h++)
-                BackwardHead(problem, h, dO, forward, dq, dk, dvOut, threadCount, lanes, wideBlocks);
+                bits = BackwardHead(problem, h, dO, forward, dq, dk, dvOut, threadCount, forcedFloat32Lanes, wideBlocks);
         }
+        vectorBits = bits;
         return new AttentionGradients<T>(dq, dk, dvOut);
     }
 
-    /// <summary>One head: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the chosen width.</summary>
-    private static unsafe void BackwardHead<T>(AttentionProblem<T> problem, int h, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
-        T[] dq, T[] dk, T[] dvOut, int workers, int lanes, bool? wideBlocks)
+    /// <summary>One head: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the width of the one dispatch ladder
+    /// (<see cref="SimdDispatch"/>). Returns the vector width that ran, in bits.</summary>
+    private static unsafe int BackwardHead<T>(AttentionProblem<T> problem, int h, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
+        T[] dq, T[] dk, T[] dvOut, int workers, int forcedLanes, bool? wideBlocks)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
         var head = problem.Head(h);
         var doHead = dO.Slice(h * n * dv, n * dv).Span;
         var oHead = forward.Output.Slice(h * n * dv, n * dv).Span;
-        double scale = head.Scale;
-        bool causal = head.Causal;
         fixed (T* q = head.Q) fixed (T* k = head.K) fixed (T* v = head.V) fixed (T* o = oHead) fixed (T* g = doHead)
         fixed (T* l = forward.LogSumExp.Slice(h * n, n).Span)
         fixed (T* gq = dq.AsSpan(h * n * d, n * d)) fixed (T* gk = dk.AsSpan(h * m * d, m * d)) fixed (T* gv = dvOut.AsSpan(h * m * dv, m * dv))
         {
-            if (typeof(T) == typeof(float))
+            var runner = new Runner
             {
-                float* qf = (float*)q, kf = (float*)k, vf = (float*)v, gf = (float*)g, lf = (float*)l, of = (float*)o, gqf = (float*)gq, gkf = (float*)gk, gvf = (float*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<float, Vector512<float>, Simd512F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, Vector512<float>, Simd512F>.WideBlocksByDefault);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<float, Vector256<float>, Simd256F>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, Vector256<float>, Simd256F>.WideBlocksByDefault);
-                else BackwardKernel<float, float, ScalarSimd<float>>.Run(qf, kf, vf, of, gf, lf, gqf, gkf, gvf, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<float, float, ScalarSimd<float>>.WideBlocksByDefault);
-            }
-            else
-            {
-                double* qd = (double*)q, kd = (double*)k, vd = (double*)v, gd = (double*)g, ld = (double*)l, od = (double*)o, gqd = (double*)gq, gkd = (double*)gk, gvd = (double*)gv;
-                if (lanes >= 16 && Vector512.IsHardwareAccelerated) BackwardKernel<double, Vector512<double>, Simd512D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, Vector512<double>, Simd512D>.WideBlocksByDefault);
-                else if (lanes >= 8 && Vector256.IsHardwareAccelerated) BackwardKernel<double, Vector256<double>, Simd256D>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, Vector256<double>, Simd256D>.WideBlocksByDefault);
-                else BackwardKernel<double, double, ScalarSimd<double>>.Run(qd, kd, vd, od, gd, ld, gqd, gkd, gvd, n, m, d, dv, scale, causal, workers, wideBlocks ?? BackwardKernel<double, double, ScalarSimd<double>>.WideBlocksByDefault);
-            }
+                Q = q, K = k, V = v, O = o, DO = g, Lse = l, DQ = gq, DK = gk, DV = gv,
+                N = n, M = m, D = d, Dv = dv, Scale = head.Scale, Causal = head.Causal, Workers = workers, WideBlocks = wideBlocks,
+            };
+            return SimdDispatch.Run<T, Runner, int>(ref runner, forcedLanes);
+        }
+    }
+
+    /// <summary>The backward kernel's arguments for the dispatch ladder (untyped pointers, re-typed at the chosen T).</summary>
+    private unsafe struct Runner : ISimdKernel<int>
+    {
+        public void* Q, K, V, O, DO, Lse, DQ, DK, DV;
+        public int N, M, D, Dv, Workers;
+        public double Scale;
+        public bool Causal;
+        public bool? WideBlocks;
+
+        public int Run<T, TV, TS>() where T : unmanaged, IBinaryFloatingPointIeee754<T> where TV : unmanaged where TS : struct, ISimd<T, TV>
+        {
+            BackwardKernel<T, TV, TS>.Run((T*)Q, (T*)K, (T*)V, (T*)O, (T*)DO, (T*)Lse, (T*)DQ, (T*)DK, (T*)DV,
+                N, M, D, Dv, Scale, Causal, Workers, WideBlocks ?? BackwardKernel<T, TV, TS>.WideBlocksByDefault);
+            return TS.Count * sizeof(T) * 8;
         }
     }
 

@@ -13,6 +13,12 @@ public sealed record AttentionForwardResult<T>(ReadOnlyMemory<T> Output, ReadOnl
 /// </summary>
 public static class AttentionForward
 {
+    /// <summary>Runs the exact kernel on every head and keeps O and the per-row log-sum-exp for
+    /// <see cref="AttentionBackward"/>. Exact up to floating-point rounding, as <see cref="FlashAttention"/>.</summary>
+    /// <param name="problem">Q [heads, n, d], K [heads, m, d], V [heads, m, dv]; causal and scale as given.</param>
+    /// <param name="threads">Threads to use; 0 means all processors.</param>
+    /// <returns>O ([heads, n, dv]) and L ([heads, n]), row-major, in the element type of the problem.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="problem"/> is null.</exception>
     public static AttentionForwardResult<T> Compute<T>(AttentionProblem<T> problem, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

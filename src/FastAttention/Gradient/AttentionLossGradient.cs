@@ -10,6 +10,7 @@ public sealed record AttentionLossGradientResult
     public required ReadOnlyMemory<double> Gradient { get; init; }
     /// <summary>The oracle's registry name.</summary>
     public required string Oracle { get; init; }
+    /// <summary>True when the oracle was exact: no ε was spent and <see cref="GuaranteedBound"/> is 0 (float64 rounding aside).</summary>
     public required bool OracleIsExact { get; init; }
     /// <summary>Attention(A₁X, A₂, ·) evaluations made (d + 2).</summary>
     public required int OracleCalls { get; init; }
@@ -30,6 +31,7 @@ public sealed record AttentionLossGradientResult
     public required double PaperEpsilon2 { get; init; }
     /// <summary>Measured entry bound B over all inputs.</summary>
     public required double EntryBound { get; init; }
+    /// <summary>Wall-clock time of the whole gradient (oracle calls included).</summary>
     public required TimeSpan Elapsed { get; init; }
     /// <summary>Time spent inside the oracle.</summary>
     public required TimeSpan OracleElapsed { get; init; }

@@ -13,11 +13,17 @@ public readonly record struct DenseMatrix
         Data = data; Rows = rows; Cols = cols;
     }
 
+    /// <summary>The elements, row-major: (i, j) at i·<see cref="Cols"/> + j.</summary>
     public ReadOnlyMemory<double> Data { get; }
+    /// <summary>Number of rows, ≥ 1.</summary>
     public int Rows { get; }
+    /// <summary>Number of columns, ≥ 1.</summary>
     public int Cols { get; }
+    /// <summary>The elements as a span (row-major).</summary>
     public ReadOnlySpan<double> Span => Data.Span;
+    /// <summary>Row <paramref name="i"/> (0-based) as a span of <see cref="Cols"/> elements; throws when i is out of range.</summary>
     public ReadOnlySpan<double> Row(int i) => Data.Span.Slice(i * Cols, Cols);
+    /// <summary>The shape as "rows×cols", for messages.</summary>
     public string ShapeText => $"{Rows}×{Cols}";
 }
 
@@ -29,6 +35,16 @@ public readonly record struct DenseMatrix
 /// </summary>
 public sealed class AttentionLossProblem
 {
+    /// <summary>Validates and wraps the six matrices (not copied).</summary>
+    /// <param name="a1">A₁, n×d.</param>
+    /// <param name="a2">A₂, m×d (the keys of every oracle call).</param>
+    /// <param name="a3">A₃, m×d (V = A₃·Y).</param>
+    /// <param name="e">E, n×d, the target of the loss.</param>
+    /// <param name="x">X, d×d, the variable the gradient is taken in.</param>
+    /// <param name="y">Y, d×d.</param>
+    /// <param name="scale">The logit scale s (finite; the paper's is 1).</param>
+    /// <exception cref="ArgumentException">A shape disagrees with A₁'s n×d (the message names the matrix and both
+    /// shapes), the scale is not finite, or an entry is NaN or infinite.</exception>
     public AttentionLossProblem(DenseMatrix a1, DenseMatrix a2, DenseMatrix a3, DenseMatrix e, DenseMatrix x, DenseMatrix y, double scale = 1.0)
     {
         int n = a1.Rows, d = a1.Cols;
@@ -59,11 +75,17 @@ public sealed class AttentionLossProblem
         A1 = a1; A2 = a2; A3 = a3; E = e; X = x; Y = y; Scale = scale;
     }
 
+    /// <summary>A₁, n×d: A₁X are the queries.</summary>
     public DenseMatrix A1 { get; }
+    /// <summary>A₂, m×d: the keys.</summary>
     public DenseMatrix A2 { get; }
+    /// <summary>A₃, m×d: V = A₃Y are the values.</summary>
     public DenseMatrix A3 { get; }
+    /// <summary>E, n×d: the loss's target.</summary>
     public DenseMatrix E { get; }
+    /// <summary>X, d×d: the variable of L(X).</summary>
     public DenseMatrix X { get; }
+    /// <summary>Y, d×d.</summary>
     public DenseMatrix Y { get; }
     /// <summary>The logit scale s in A = exp(s·A₁XA₂ᵀ) (Gupta et al. use 1, Alman–Song 1/d).</summary>
     public double Scale { get; }
@@ -71,6 +93,7 @@ public sealed class AttentionLossProblem
     public int N => A1.Rows;
     /// <summary>Rows of A₂ and A₃ (keys); the paper has m = n.</summary>
     public int M => A2.Rows;
+    /// <summary>d: columns of A₁, A₂, A₃, E and the order of X and Y.</summary>
     public int D => A1.Cols;
 
     /// <summary>The papers' entry bound B: the largest |entry| over A₁, A₂, A₃, E, X, Y.</summary>

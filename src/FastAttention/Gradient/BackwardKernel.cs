@@ -1,49 +1,44 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics.X86;
 using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
 
 /// <summary>
-/// The FlashAttention-2 backward pass of one head, written once against <see cref="ISimd{T,TV}"/> in the style of the
-/// exact forward kernel (<see cref="FlashKernel{T,TV,TS}"/>): 4-row × 4-vector register blocks (16 accumulators, each
-/// panel load feeding four FMAs), the scale·log₂e folded into the packed Kᵀ, the vectorised
-/// <see cref="ISimd{T,TV}.Exp2"/>, and every hot method <see cref="MethodImplOptions.AggressiveOptimization"/>.
+/// The FlashAttention-2 backward pass of one head, built from the same register blocks as the exact forward kernel
+/// (<see cref="RegisterBlocks{T,TV,TS}"/>: 6 rows × 2 vectors on 16-register CPUs, 6 × 4 on 32), the scale·log₂e folded
+/// into the packed Kᵀ, and the vectorised <see cref="ISimd{T,TV}.Exp2"/>.
 /// </summary>
 /// <remarks>
-/// Workers own whole key blocks of <see cref="KeyVectors"/>·W keys (round-robin, so dK, dV need no synchronisation) and
-/// a private dQ accumulator (worker 0's is the output itself when nothing is padded), summed in worker order at the
-/// end, so results do not depend on scheduling. Per key block the worker packs s·log₂e·Kᵀ, s·K and Vᵀ into its own
-/// panels; then for every tile of <see cref="QueryTile"/> query rows, each 4-row micro-tile computes
-/// P = 2^(Q·(s·log₂e·K)ᵀ − L·log₂e) in the epilogue of the S product, dS = P∘(dO·Vᵀ − D) in the epilogue of the dP
-/// product and dQ += dS·(s·K); then the tile adds dV += Pᵀ·dO and dK += dSᵀ·Q (4 keys × 4 vectors, summing over
-/// the tile's rows; dK scaled by s when written). Q and dO are read in place unless d, dv are not multiples of W or
-/// n of 4 (then zero-padded copies). Working memory: O(n) row terms, per-worker dQ (n·d) and per-worker panels and
-/// tiles — never n×m.
+/// Workers own whole key blocks of <see cref="KeyBlock"/> keys (round-robin, so dK, dV need no synchronisation) and a
+/// private dQ accumulator, summed in worker order at the end, so results do not depend on scheduling. Per key block the
+/// worker packs s·log₂e·Kᵀ and Vᵀ into panels and s·K row-major; then for every tile of <see cref="QueryTile"/> query
+/// rows, each 6-row micro-tile computes S = Q·(s·log₂e·K)ᵀ and P = 2^(S − L·log₂e), dP = dO·Vᵀ and dS = P∘(dP − D), and
+/// dQ += dS·(s·K); then the tile adds dV += Pᵀ·dO and dK += dSᵀ·Q (6 keys at a time, the transposed coefficients read
+/// in place; dK scaled by s when written). Q and dO are read from zero-padded copies (rows to a multiple of 6, columns
+/// to a multiple of W). Working memory: O(n) row terms, per-worker dQ (n·d) and per-worker panels and tiles — never n×m.
 /// </remarks>
 internal static unsafe class BackwardKernel<T, TV, TS>
     where T : unmanaged, IBinaryFloatingPointIeee754<T>
     where TV : unmanaged
     where TS : struct, ISimd<T, TV>
 {
-    public const int MicroRows = 4;
-    public const int QueryTile = 64;
-    /// <summary>Key block = this many vectors: one 4-vector slice of logits per micro-tile, so the block's three packed
-    /// panels (Kᵀ, K, Vᵀ; 16 KB each for float32 at d = 64 with AVX-512) and the P and dS tiles stay near L1.</summary>
-    public const int KeyVectors = 4;
+    public const int MicroRows = RegisterBlocks<T, TV, TS>.Rows;
+    /// <summary>Query rows per tile (a multiple of the 6-row micro-tile).</summary>
+    public const int QueryTile = 96;
 
-    public static int KeyBlock => KeyVectors * TS.Count;
+    /// <summary>Keys per block: 4 vectors (one 4-vector panel with wide blocks, two 2-vector panels otherwise), so the
+    /// block's packed panels and the P and dS tiles stay near L1.</summary>
+    public static int KeyBlock => 4 * TS.Count;
 
-    /// <summary>16 accumulators + 4 panel vectors + a broadcast fit only in 32 vector registers (EVEX, AVX-512); with
-    /// 16 (AVX2) they spill, and the kernel uses 4-row × 2-vector blocks instead.</summary>
-    public static bool WideBlocksByDefault => Avx512F.IsSupported;
+    /// <summary>6 × 4-vector blocks (24 accumulators) need the 32 vector registers of AVX-512 or ARM64; with 16 (AVX2) the
+    /// kernel uses 6 × 2.</summary>
+    public static bool WideBlocksByDefault => SimdInfo.VectorRegisters >= 32;
 
     /// <summary>
     /// One head: dQ (n×d), dK (m×d), dV (m×dv) of ⟨dO, softmax(s·QKᵀ)·V⟩ from the forward pass's output
     /// <paramref name="o"/> and log-sum-exp <paramref name="lse"/>. The outputs must be zero on entry. <paramref name="wideBlocks"/>:
-    /// 4-row × 4-vector register blocks (16 accumulators; needs the 32 vector registers of AVX-512) or 4-row × 2-vector
-    /// blocks (8 accumulators, for 16 registers); see <see cref="WideBlocksByDefault"/>.
+    /// 6 × 4-vector register blocks, else 6 × 2; see <see cref="WideBlocksByDefault"/>.
     /// </summary>
     public static void Run(T* q, T* k, T* v, T* o, T* dO, T* lse, T* dq, T* dk, T* dvOut,
         int n, int m, int d, int dv, double scale, bool causal, int workers, bool wideBlocks)
@@ -53,30 +48,24 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         int dPad = (d + w - 1) / w * w, dvPad = (dv + w - 1) / w * w;
         int nPad = (n + MicroRows - 1) / MicroRows * MicroRows;
         workers = Math.Max(1, Math.Min(workers, blocks));
-        // Rows of Q and dO are read in 4-row micro-tiles and whole vectors: use them in place when that stays inside
-        // them, else padded copies (zero rows past n, zero columns past d / dv).
-        bool inPlace = d == dPad && dv == dvPad && n == nPad;
-        T[]? qCopy = inPlace ? null : GC.AllocateArray<T>(nPad * dPad, pinned: true);
-        T[]? doCopy = inPlace ? null : GC.AllocateArray<T>(nPad * dvPad, pinned: true);
+        // 6-row micro-tiles read whole vectors of 6 rows: zero-padded copies (rows past n, columns past d / dv).
+        var qCopy = GC.AllocateArray<T>(nPad * dPad, pinned: true);
+        var doCopy = GC.AllocateArray<T>(nPad * dvPad, pinned: true);
         var rows = GC.AllocateArray<T>(2 * nPad, pinned: true); // L·log₂e, then D = rowsum(dO∘O); zero past n
         var partials = new T[workers][];
         fixed (T* pqc = qCopy) fixed (T* pdc = doCopy) fixed (T* prow = rows)
         {
-            if (!inPlace)
-            {
-                PadRows(q, n, d, pqc, dPad);
-                PadRows(dO, n, dv, pdc, dvPad);
-            }
+            PadRows(q, n, d, pqc, dPad);
+            PadRows(dO, n, dv, pdc, dvPad);
             RowTerms(lse, o, dO, n, dv, prow, prow + nPad);
-            nint nq = inPlace ? (nint)q : (nint)pqc, ndo = inPlace ? (nint)dO : (nint)pdc, nrow = (nint)prow;
-            nint nk = (nint)k, nv = (nint)v, ndq = (nint)dq, ndk = (nint)dk, ndv = (nint)dvOut;
+            nint nq = (nint)pqc, ndo = (nint)pdc, nrow = (nint)prow;
+            nint nk = (nint)k, nv = (nint)v, ndk = (nint)dk, ndv = (nint)dvOut;
             T kScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e folded into Kᵀ: exp(s·x − L) = 2^(s·log₂e·x − L·log₂e)
             T sT = T.CreateTruncating(scale);
             Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
             {
-                // Worker 0 accumulates dQ in the output itself when its rows are not padded.
-                T[]? part = worker == 0 && inPlace ? null : GC.AllocateArray<T>(nPad * dPad, pinned: true);
-                var scratch = new Scratch(bc, d, dv, dPad, dvPad);
+                var part = GC.AllocateArray<T>(nPad * dPad, pinned: true);
+                var scratch = new Scratch(bc, d, dv, dPad, dvPad, RegisterBlocks<T, TV, TS>.PanelWidth(wideBlocks));
                 fixed (T* pdq = part)
                 fixed (T* pp = scratch.P) fixed (T* pds = scratch.DS) fixed (T* pdk = scratch.DK) fixed (T* pdv = scratch.DV)
                 fixed (T* pkt = scratch.Kt) fixed (T* pkr = scratch.Kr) fixed (T* pvt = scratch.Vt)
@@ -84,16 +73,17 @@ internal static unsafe class BackwardKernel<T, TV, TS>
                     var x = new Context
                     {
                         Q = (T*)nq, DO = (T*)ndo, L2 = (T*)nrow, D = (T*)nrow + nPad, K = (T*)nk, V = (T*)nv,
-                        DQ = part is null ? (T*)ndq : pdq, DK = (T*)ndk, DV = (T*)ndv,
+                        DQ = pdq, DK = (T*)ndk, DV = (T*)ndv,
                         P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv, Kt = pkt, Kr = pkr, Vt = pvt,
-                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Causal = causal, Wide = wideBlocks, KScale = kScale, Scale = sT,
+                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Panel = RegisterBlocks<T, TV, TS>.PanelWidth(wideBlocks),
+                        Causal = causal, Wide = wideBlocks, KScale = kScale, Scale = sT,
                     };
                     for (int b = worker; b < blocks; b += workers) ProcessBlock(ref x, b);
                 }
-                partials[worker] = part!;
+                partials[worker] = part;
             });
             // dQ = Σ_workers partial, in a fixed order (results independent of scheduling).
-            Gather(dq, n, d, dPad, partials, inPlace);
+            Gather(dq, n, d, dPad, partials);
         }
     }
 
@@ -120,16 +110,14 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         }
     }
 
-    /// <summary>dq[i, c] = Σ_w partials[w][i·dPad + c] in worker order (partials[0] is dq itself when <paramref name="inPlace"/>).</summary>
+    /// <summary>dq[i, c] = Σ_w partials[w][i·dPad + c] in worker order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Gather(T* dq, int n, int d, int dPad, T[][] partials, bool inPlace)
+    private static void Gather(T* dq, int n, int d, int dPad, T[][] partials)
     {
-        int first = inPlace ? 1 : 0;
-        if (first == partials.Length) return;
         for (int i = 0; i < n; i++)
         {
             T* dst = dq + (long)i * d;
-            if (first == 0) new ReadOnlySpan<T>(partials[0], i * dPad, d).CopyTo(new Span<T>(dst, d));
+            new ReadOnlySpan<T>(partials[0], i * dPad, d).CopyTo(new Span<T>(dst, d));
             for (int p = 1; p < partials.Length; p++)
             {
                 var src = new ReadOnlySpan<T>(partials[p], i * dPad, d);
@@ -141,55 +129,61 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     private struct Context
     {
         public T* Q, DO, L2, D, K, V, DQ, DK, DV, P, DS, DKAcc, DVAcc, Kt, Kr, Vt;
-        public int N, M, Dk, Dv, DPad, DvPad, Bc;
+        public int N, M, Dk, Dv, DPad, DvPad, Bc, Panel;
         public bool Causal, Wide;
         public T KScale, Scale;
     }
 
-    private sealed class Scratch(int bc, int d, int dv, int dPad, int dvPad)
+    private sealed class Scratch(int bc, int d, int dv, int dPad, int dvPad, int panel)
     {
-        public readonly T[] P = GC.AllocateArray<T>(QueryTile * bc, pinned: true);
-        public readonly T[] DS = GC.AllocateArray<T>(QueryTile * bc, pinned: true);
-        public readonly T[] DK = GC.AllocateArray<T>(bc * dPad, pinned: true);
-        public readonly T[] DV = GC.AllocateArray<T>(bc * dvPad, pinned: true);
-        /// <summary>This block's s·log₂e·Kᵀ (d × bc), s·K (bc × dPad) and Vᵀ (dv × bc), zero-padded.</summary>
-        public readonly T[] Kt = GC.AllocateArray<T>(d * bc, pinned: true);
+        /// <summary>P and dS tiles; the 6-key groups of dV, dK read up to 5 coefficients past a row, hence the padding.</summary>
+        public readonly T[] P = GC.AllocateArray<T>(QueryTile * bc + 8, pinned: true);
+        public readonly T[] DS = GC.AllocateArray<T>(QueryTile * bc + 8, pinned: true);
+        public readonly T[] DK = GC.AllocateArray<T>(RoundUp(bc, MicroRows) * dPad, pinned: true);
+        public readonly T[] DV = GC.AllocateArray<T>(RoundUp(bc, MicroRows) * dvPad, pinned: true);
+        /// <summary>This block's s·log₂e·Kᵀ and Vᵀ as panels ([bc / panel][d or dv][panel]) and s·K (bc × dPad), zero-padded.</summary>
+        public readonly T[] Kt = GC.AllocateArray<T>(d * RoundUp(bc, panel), pinned: true);
         public readonly T[] Kr = GC.AllocateArray<T>(bc * dPad, pinned: true);
-        public readonly T[] Vt = GC.AllocateArray<T>(dv * bc, pinned: true);
+        public readonly T[] Vt = GC.AllocateArray<T>(dv * RoundUp(bc, panel), pinned: true);
     }
 
-    /// <summary>Packs key block [j0, j0 + keys) into the worker's panels: Kᵀ·s·log₂e and Vᵀ (columns past keys zero) and
-    /// K·s row-major (rows past keys are never read; columns past d stay zero).</summary>
+    private static int RoundUp(int x, int to) => (x + to - 1) / to * to;
+
+    /// <summary>Packs key block [j0, j0 + keys) into the worker's panels: s·log₂e·Kᵀ and Vᵀ (columns past keys zero) and
+    /// s·K row-major (rows past keys are never read; columns past d stay zero).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackBlock(ref Context x, int j0, int keys)
     {
-        int bc = x.Bc, d = x.Dk, dv = x.Dv, dPad = x.DPad;
+        int bc = x.Bc, d = x.Dk, dv = x.Dv, dPad = x.DPad, panel = x.Panel;
         T* kb = x.K + (long)j0 * d, vb = x.V + (long)j0 * dv;
-        if (keys < bc)
+        for (int jj = 0; jj < bc; jj++)
         {
-            new Span<T>(x.Kt, d * bc).Clear();
-            new Span<T>(x.Vt, dv * bc).Clear();
-        }
-        for (int jj = 0; jj < keys; jj++)
-        {
-            T* kj = kb + (long)jj * d, kr = x.Kr + jj * dPad;
-            for (int c = 0; c < d; c++) { x.Kt[c * bc + jj] = kj[c] * x.KScale; kr[c] = kj[c] * x.Scale; }
-            T* vj = vb + (long)jj * dv;
-            for (int c = 0; c < dv; c++) x.Vt[c * bc + jj] = vj[c];
+            T* kt = x.Kt + (long)(jj / panel) * d * panel + jj % panel, vt = x.Vt + (long)(jj / panel) * dv * panel + jj % panel;
+            if (jj < keys)
+            {
+                T* kj = kb + (long)jj * d, kr = x.Kr + jj * dPad, vj = vb + (long)jj * dv;
+                for (int c = 0; c < d; c++) { kt[c * panel] = kj[c] * x.KScale; kr[c] = kj[c] * x.Scale; }
+                for (int c = 0; c < dv; c++) vt[c * panel] = vj[c];
+            }
+            else
+            {
+                for (int c = 0; c < d; c++) kt[c * panel] = T.Zero;
+                for (int c = 0; c < dv; c++) vt[c * panel] = T.Zero;
+            }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ProcessBlock(ref Context x, int b)
     {
-        int bc = x.Bc, d = x.Dk, dv = x.Dv, dPad = x.DPad, dvPad = x.DvPad, w = TS.Count;
+        int bc = x.Bc, d = x.Dk, dv = x.Dv, dPad = x.DPad, dvPad = x.DvPad, w = TS.Count, panel = x.Panel;
+        int panels = (bc + panel - 1) / panel;
         int j0 = b * bc, keys = Math.Min(bc, x.M - j0);
-        int keys4 = (keys + MicroRows - 1) / MicroRows * MicroRows;
         int firstQuery = x.Causal ? j0 : 0;
         if (firstQuery >= x.N) return; // no query sees these keys: their gradients stay 0
         PackBlock(ref x, j0, keys);
-        new Span<T>(x.DKAcc, bc * dPad).Clear();
-        new Span<T>(x.DVAcc, bc * dvPad).Clear();
+        new Span<T>(x.DKAcc, RoundUp(bc, MicroRows) * dPad).Clear();
+        new Span<T>(x.DVAcc, RoundUp(bc, MicroRows) * dvPad).Clear();
         T* p = x.P, ds = x.DS;
         for (int i0 = firstQuery / QueryTile * QueryTile; i0 < x.N; i0 += QueryTile)
         {
@@ -202,24 +196,33 @@ internal static unsafe class BackwardKernel<T, TV, TS>
                 int r0 = mt * MicroRows, i = i0 + r0;
                 T* qi = x.Q + (long)i * dPad, doi = x.DO + (long)i * dvPad;
                 T* pr = p + r0 * bc, dsr = ds + r0 * bc;
-                if (x.Wide)
-                    for (int slice = 0; slice < KeyVectors; slice += 4)
-                        Probabilities(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
-                else
-                    for (int slice = 0; slice < KeyVectors; slice += 2)
-                        Probabilities2(qi, dPad, d, x.Kt + slice * w, bc, x.L2 + i, pr + slice * w);
+                // P = 2^(Q·(s·log₂e·K)ᵀ − L·log₂e), hidden keys 0.
+                for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, qi, dPad, x.Kt + (long)pn * d * panel, d, pr + pn * panel, bc);
+                for (int r = 0; r < MicroRows; r++)
+                {
+                    T* row = pr + r * bc;
+                    TV l = TS.Broadcast(x.L2[i + r]);
+                    for (int c = 0; c < bc; c += w) TS.Store(TS.Exp2(TS.Sub(TS.Load(ref row[c]), l)), ref row[c]);
+                }
                 if (j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i)) Mask(pr, bc, j0, i, x.M, x.Causal);
-                if (x.Wide)
-                    for (int slice = 0; slice < KeyVectors; slice += 4)
-                        ScoreGradients(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
-                else
-                    for (int slice = 0; slice < KeyVectors; slice += 2)
-                        ScoreGradients2(doi, dvPad, dv, x.Vt + slice * w, bc, pr + slice * w, x.D + i, dsr + slice * w);
-                AccumulateRows(dsr, bc, keys, x.Kr, dPad, x.DQ + (long)i * dPad, x.Wide);
+                // dS = P∘(dO·Vᵀ − D).
+                for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, doi, dvPad, x.Vt + (long)pn * dv * panel, dv, dsr + pn * panel, bc);
+                for (int r = 0; r < MicroRows; r++)
+                {
+                    T* row = dsr + r * bc, prow = pr + r * bc;
+                    TV dr = TS.Broadcast(x.D[i + r]);
+                    for (int c = 0; c < bc; c += w) TS.Store(TS.Mul(TS.Load(ref prow[c]), TS.Sub(TS.Load(ref row[c]), dr)), ref row[c]);
+                }
+                // dQ += dS·(s·K).
+                RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, dsr, bc, 1, keys, x.Kr, dPad, x.DQ + (long)i * dPad, dPad, dPad);
             }
-            int r = first * MicroRows, count = micro * MicroRows - r;
-            AccumulateColumns(p + r * bc, bc, keys4, x.DO + (long)(i0 + r) * dvPad, dvPad, count, x.DVAcc, x.Wide);
-            AccumulateColumns(ds + r * bc, bc, keys4, x.Q + (long)(i0 + r) * dPad, dPad, count, x.DKAcc, x.Wide);
+            // dV += Pᵀ·dO and dK += dSᵀ·Q over the tile's rows, 6 keys at a time (coefficient P[i, key] at key + i·bc).
+            int r1 = first * MicroRows, count = micro * MicroRows - r1;
+            for (int kg = 0; kg < keys; kg += MicroRows)
+            {
+                RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, p + r1 * bc + kg, 1, bc, count, x.DO + (long)(i0 + r1) * dvPad, dvPad, x.DVAcc + kg * dvPad, dvPad, dvPad);
+                RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, ds + r1 * bc + kg, 1, bc, count, x.Q + (long)(i0 + r1) * dPad, dPad, x.DKAcc + kg * dPad, dPad, dPad);
+            }
         }
         for (int jj = 0; jj < keys; jj++)
         {
@@ -229,44 +232,7 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         }
     }
 
-    /// <summary>P = 2^(Q̃·Kᵀ − L₂) for 4 rows × 4W keys: the S product (accumulators in registers) with the exp in its epilogue.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Probabilities(T* q, int qStride, int d, T* kt, int bc, T* l2, T* p)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero;
-        TV a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
-        TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero;
-        TV a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
-        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride;
-        for (int c = 0; c < d; c++)
-        {
-            T* kc = kt + c * bc;
-            TV k0 = TS.Load(ref *kc), k1 = TS.Load(ref kc[w]), k2 = TS.Load(ref kc[2 * w]), k3 = TS.Load(ref kc[3 * w]);
-            TV b = TS.Broadcast(q0[c]);
-            a00 = TS.Fma(b, k0, a00); a01 = TS.Fma(b, k1, a01); a02 = TS.Fma(b, k2, a02); a03 = TS.Fma(b, k3, a03);
-            b = TS.Broadcast(q1[c]);
-            a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11); a12 = TS.Fma(b, k2, a12); a13 = TS.Fma(b, k3, a13);
-            b = TS.Broadcast(q2[c]);
-            a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21); a22 = TS.Fma(b, k2, a22); a23 = TS.Fma(b, k3, a23);
-            b = TS.Broadcast(q3[c]);
-            a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31); a32 = TS.Fma(b, k2, a32); a33 = TS.Fma(b, k3, a33);
-        }
-        TV l = TS.Broadcast(l2[0]);
-        TS.Store(TS.Exp2(TS.Sub(a00, l)), ref p[0]); TS.Store(TS.Exp2(TS.Sub(a01, l)), ref p[w]);
-        TS.Store(TS.Exp2(TS.Sub(a02, l)), ref p[2 * w]); TS.Store(TS.Exp2(TS.Sub(a03, l)), ref p[3 * w]);
-        T* p1 = p + bc; l = TS.Broadcast(l2[1]);
-        TS.Store(TS.Exp2(TS.Sub(a10, l)), ref p1[0]); TS.Store(TS.Exp2(TS.Sub(a11, l)), ref p1[w]);
-        TS.Store(TS.Exp2(TS.Sub(a12, l)), ref p1[2 * w]); TS.Store(TS.Exp2(TS.Sub(a13, l)), ref p1[3 * w]);
-        T* p2 = p + 2 * bc; l = TS.Broadcast(l2[2]);
-        TS.Store(TS.Exp2(TS.Sub(a20, l)), ref p2[0]); TS.Store(TS.Exp2(TS.Sub(a21, l)), ref p2[w]);
-        TS.Store(TS.Exp2(TS.Sub(a22, l)), ref p2[2 * w]); TS.Store(TS.Exp2(TS.Sub(a23, l)), ref p2[3 * w]);
-        T* p3 = p + 3 * bc; l = TS.Broadcast(l2[3]);
-        TS.Store(TS.Exp2(TS.Sub(a30, l)), ref p3[0]); TS.Store(TS.Exp2(TS.Sub(a31, l)), ref p3[w]);
-        TS.Store(TS.Exp2(TS.Sub(a32, l)), ref p3[2 * w]); TS.Store(TS.Exp2(TS.Sub(a33, l)), ref p3[3 * w]);
-    }
-
-    /// <summary>P = 0 for keys past m and, when causal, keys j &gt; i (4 rows from <paramref name="rowStart"/>).</summary>
+    /// <summary>P = 0 for keys past m and, when causal, keys j &gt; i (6 rows from <paramref name="rowStart"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Mask(T* p, int bc, int j0, int rowStart, int m, bool causal)
     {
@@ -274,229 +240,6 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         {
             int limit = causal ? Math.Min(rowStart + r, m - 1) : m - 1;
             for (int jj = Math.Max(0, limit - j0 + 1); jj < bc; jj++) p[r * bc + jj] = T.Zero;
-        }
-    }
-
-    /// <summary>dS = P∘(dO·Vᵀ − D) for 4 rows × 4W keys: the dP product with the softmax Jacobian in its epilogue.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScoreGradients(T* dO, int doStride, int dv, T* vt, int bc, T* p, T* rowD, T* ds)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero;
-        TV a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
-        TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero;
-        TV a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
-        T* o0 = dO, o1 = dO + doStride, o2 = dO + 2 * doStride, o3 = dO + 3 * doStride;
-        for (int c = 0; c < dv; c++)
-        {
-            T* vc = vt + c * bc;
-            TV v0 = TS.Load(ref *vc), v1 = TS.Load(ref vc[w]), v2 = TS.Load(ref vc[2 * w]), v3 = TS.Load(ref vc[3 * w]);
-            TV b = TS.Broadcast(o0[c]);
-            a00 = TS.Fma(b, v0, a00); a01 = TS.Fma(b, v1, a01); a02 = TS.Fma(b, v2, a02); a03 = TS.Fma(b, v3, a03);
-            b = TS.Broadcast(o1[c]);
-            a10 = TS.Fma(b, v0, a10); a11 = TS.Fma(b, v1, a11); a12 = TS.Fma(b, v2, a12); a13 = TS.Fma(b, v3, a13);
-            b = TS.Broadcast(o2[c]);
-            a20 = TS.Fma(b, v0, a20); a21 = TS.Fma(b, v1, a21); a22 = TS.Fma(b, v2, a22); a23 = TS.Fma(b, v3, a23);
-            b = TS.Broadcast(o3[c]);
-            a30 = TS.Fma(b, v0, a30); a31 = TS.Fma(b, v1, a31); a32 = TS.Fma(b, v2, a32); a33 = TS.Fma(b, v3, a33);
-        }
-        TV dr = TS.Broadcast(rowD[0]);
-        TS.Store(TS.Mul(TS.Load(ref p[0]), TS.Sub(a00, dr)), ref ds[0]); TS.Store(TS.Mul(TS.Load(ref p[w]), TS.Sub(a01, dr)), ref ds[w]);
-        TS.Store(TS.Mul(TS.Load(ref p[2 * w]), TS.Sub(a02, dr)), ref ds[2 * w]); TS.Store(TS.Mul(TS.Load(ref p[3 * w]), TS.Sub(a03, dr)), ref ds[3 * w]);
-        T* p1 = p + bc, ds1 = ds + bc; dr = TS.Broadcast(rowD[1]);
-        TS.Store(TS.Mul(TS.Load(ref p1[0]), TS.Sub(a10, dr)), ref ds1[0]); TS.Store(TS.Mul(TS.Load(ref p1[w]), TS.Sub(a11, dr)), ref ds1[w]);
-        TS.Store(TS.Mul(TS.Load(ref p1[2 * w]), TS.Sub(a12, dr)), ref ds1[2 * w]); TS.Store(TS.Mul(TS.Load(ref p1[3 * w]), TS.Sub(a13, dr)), ref ds1[3 * w]);
-        T* p2 = p + 2 * bc, ds2 = ds + 2 * bc; dr = TS.Broadcast(rowD[2]);
-        TS.Store(TS.Mul(TS.Load(ref p2[0]), TS.Sub(a20, dr)), ref ds2[0]); TS.Store(TS.Mul(TS.Load(ref p2[w]), TS.Sub(a21, dr)), ref ds2[w]);
-        TS.Store(TS.Mul(TS.Load(ref p2[2 * w]), TS.Sub(a22, dr)), ref ds2[2 * w]); TS.Store(TS.Mul(TS.Load(ref p2[3 * w]), TS.Sub(a23, dr)), ref ds2[3 * w]);
-        T* p3 = p + 3 * bc, ds3 = ds + 3 * bc; dr = TS.Broadcast(rowD[3]);
-        TS.Store(TS.Mul(TS.Load(ref p3[0]), TS.Sub(a30, dr)), ref ds3[0]); TS.Store(TS.Mul(TS.Load(ref p3[w]), TS.Sub(a31, dr)), ref ds3[w]);
-        TS.Store(TS.Mul(TS.Load(ref p3[2 * w]), TS.Sub(a32, dr)), ref ds3[2 * w]); TS.Store(TS.Mul(TS.Load(ref p3[3 * w]), TS.Sub(a33, dr)), ref ds3[3 * w]);
-    }
-
-    /// <summary><see cref="Probabilities"/> for 4 rows × 2W keys (8 accumulators, for 16 vector registers).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Probabilities2(T* q, int qStride, int d, T* kt, int bc, T* l2, T* p)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
-        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride;
-        for (int c = 0; c < d; c++)
-        {
-            T* kc = kt + c * bc;
-            TV k0 = TS.Load(ref *kc), k1 = TS.Load(ref kc[w]);
-            TV b = TS.Broadcast(q0[c]); a00 = TS.Fma(b, k0, a00); a01 = TS.Fma(b, k1, a01);
-            b = TS.Broadcast(q1[c]); a10 = TS.Fma(b, k0, a10); a11 = TS.Fma(b, k1, a11);
-            b = TS.Broadcast(q2[c]); a20 = TS.Fma(b, k0, a20); a21 = TS.Fma(b, k1, a21);
-            b = TS.Broadcast(q3[c]); a30 = TS.Fma(b, k0, a30); a31 = TS.Fma(b, k1, a31);
-        }
-        TV l = TS.Broadcast(l2[0]);
-        TS.Store(TS.Exp2(TS.Sub(a00, l)), ref p[0]); TS.Store(TS.Exp2(TS.Sub(a01, l)), ref p[w]);
-        T* p1 = p + bc; l = TS.Broadcast(l2[1]);
-        TS.Store(TS.Exp2(TS.Sub(a10, l)), ref p1[0]); TS.Store(TS.Exp2(TS.Sub(a11, l)), ref p1[w]);
-        T* p2 = p + 2 * bc; l = TS.Broadcast(l2[2]);
-        TS.Store(TS.Exp2(TS.Sub(a20, l)), ref p2[0]); TS.Store(TS.Exp2(TS.Sub(a21, l)), ref p2[w]);
-        T* p3 = p + 3 * bc; l = TS.Broadcast(l2[3]);
-        TS.Store(TS.Exp2(TS.Sub(a30, l)), ref p3[0]); TS.Store(TS.Exp2(TS.Sub(a31, l)), ref p3[w]);
-    }
-
-    /// <summary><see cref="ScoreGradients"/> for 4 rows × 2W keys (8 accumulators, for 16 vector registers).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ScoreGradients2(T* dO, int doStride, int dv, T* vt, int bc, T* p, T* rowD, T* ds)
-    {
-        int w = TS.Count;
-        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero;
-        T* o0 = dO, o1 = dO + doStride, o2 = dO + 2 * doStride, o3 = dO + 3 * doStride;
-        for (int c = 0; c < dv; c++)
-        {
-            T* vc = vt + c * bc;
-            TV v0 = TS.Load(ref *vc), v1 = TS.Load(ref vc[w]);
-            TV b = TS.Broadcast(o0[c]); a00 = TS.Fma(b, v0, a00); a01 = TS.Fma(b, v1, a01);
-            b = TS.Broadcast(o1[c]); a10 = TS.Fma(b, v0, a10); a11 = TS.Fma(b, v1, a11);
-            b = TS.Broadcast(o2[c]); a20 = TS.Fma(b, v0, a20); a21 = TS.Fma(b, v1, a21);
-            b = TS.Broadcast(o3[c]); a30 = TS.Fma(b, v0, a30); a31 = TS.Fma(b, v1, a31);
-        }
-        TV dr = TS.Broadcast(rowD[0]);
-        TS.Store(TS.Mul(TS.Load(ref p[0]), TS.Sub(a00, dr)), ref ds[0]); TS.Store(TS.Mul(TS.Load(ref p[w]), TS.Sub(a01, dr)), ref ds[w]);
-        T* p1 = p + bc, ds1 = ds + bc; dr = TS.Broadcast(rowD[1]);
-        TS.Store(TS.Mul(TS.Load(ref p1[0]), TS.Sub(a10, dr)), ref ds1[0]); TS.Store(TS.Mul(TS.Load(ref p1[w]), TS.Sub(a11, dr)), ref ds1[w]);
-        T* p2 = p + 2 * bc, ds2 = ds + 2 * bc; dr = TS.Broadcast(rowD[2]);
-        TS.Store(TS.Mul(TS.Load(ref p2[0]), TS.Sub(a20, dr)), ref ds2[0]); TS.Store(TS.Mul(TS.Load(ref p2[w]), TS.Sub(a21, dr)), ref ds2[w]);
-        T* p3 = p + 3 * bc, ds3 = ds + 3 * bc; dr = TS.Broadcast(rowD[3]);
-        TS.Store(TS.Mul(TS.Load(ref p3[0]), TS.Sub(a30, dr)), ref ds3[0]); TS.Store(TS.Mul(TS.Load(ref p3[w]), TS.Sub(a31, dr)), ref ds3[w]);
-    }
-
-    /// <summary>acc[r, :] += Σ_{j &lt; count} c[r, j]·panel[j, :] for 4 rows (c row stride <paramref name="cStride"/>, panel
-    /// and acc row stride <paramref name="width"/>, a multiple of W): dQ += dS·K, in 4-row × 4-vector register blocks.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRows(T* coeffs, int cStride, int count, T* panel, int width, T* acc, bool wide)
-    {
-        int w = TS.Count;
-        T* c0 = coeffs, c1 = coeffs + cStride, c2 = coeffs + 2 * cStride, c3 = coeffs + 3 * cStride;
-        T* acc1 = acc + width, acc2 = acc + 2 * width, acc3 = acc + 3 * width;
-        int x = 0;
-        for (; wide && x + 4 * w <= width; x += 4 * w)
-        {
-            TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s02 = TS.Load(ref acc[x + 2 * w]), s03 = TS.Load(ref acc[x + 3 * w]);
-            TV s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]), s12 = TS.Load(ref acc1[x + 2 * w]), s13 = TS.Load(ref acc1[x + 3 * w]);
-            TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s22 = TS.Load(ref acc2[x + 2 * w]), s23 = TS.Load(ref acc2[x + 3 * w]);
-            TV s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]), s32 = TS.Load(ref acc3[x + 2 * w]), s33 = TS.Load(ref acc3[x + 3 * w]);
-            T* row = panel + x;
-            for (int j = 0; j < count; j++, row += width)
-            {
-                TV p0 = TS.Load(ref row[0]), p1 = TS.Load(ref row[w]), p2 = TS.Load(ref row[2 * w]), p3 = TS.Load(ref row[3 * w]);
-                TV b = TS.Broadcast(c0[j]);
-                s00 = TS.Fma(b, p0, s00); s01 = TS.Fma(b, p1, s01); s02 = TS.Fma(b, p2, s02); s03 = TS.Fma(b, p3, s03);
-                b = TS.Broadcast(c1[j]);
-                s10 = TS.Fma(b, p0, s10); s11 = TS.Fma(b, p1, s11); s12 = TS.Fma(b, p2, s12); s13 = TS.Fma(b, p3, s13);
-                b = TS.Broadcast(c2[j]);
-                s20 = TS.Fma(b, p0, s20); s21 = TS.Fma(b, p1, s21); s22 = TS.Fma(b, p2, s22); s23 = TS.Fma(b, p3, s23);
-                b = TS.Broadcast(c3[j]);
-                s30 = TS.Fma(b, p0, s30); s31 = TS.Fma(b, p1, s31); s32 = TS.Fma(b, p2, s32); s33 = TS.Fma(b, p3, s33);
-            }
-            TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s02, ref acc[x + 2 * w]); TS.Store(s03, ref acc[x + 3 * w]);
-            TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]); TS.Store(s12, ref acc1[x + 2 * w]); TS.Store(s13, ref acc1[x + 3 * w]);
-            TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s22, ref acc2[x + 2 * w]); TS.Store(s23, ref acc2[x + 3 * w]);
-            TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]); TS.Store(s32, ref acc3[x + 2 * w]); TS.Store(s33, ref acc3[x + 3 * w]);
-        }
-        for (; x + 2 * w <= width; x += 2 * w)
-        {
-            TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]);
-            TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]);
-            T* row = panel + x;
-            for (int j = 0; j < count; j++, row += width)
-            {
-                TV p0 = TS.Load(ref row[0]), p1 = TS.Load(ref row[w]);
-                TV b = TS.Broadcast(c0[j]); s00 = TS.Fma(b, p0, s00); s01 = TS.Fma(b, p1, s01);
-                b = TS.Broadcast(c1[j]); s10 = TS.Fma(b, p0, s10); s11 = TS.Fma(b, p1, s11);
-                b = TS.Broadcast(c2[j]); s20 = TS.Fma(b, p0, s20); s21 = TS.Fma(b, p1, s21);
-                b = TS.Broadcast(c3[j]); s30 = TS.Fma(b, p0, s30); s31 = TS.Fma(b, p1, s31);
-            }
-            TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]);
-            TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]);
-        }
-        for (; x < width; x += w)
-        {
-            TV s0 = TS.Load(ref acc[x]), s1 = TS.Load(ref acc1[x]), s2 = TS.Load(ref acc2[x]), s3 = TS.Load(ref acc3[x]);
-            T* row = panel + x;
-            for (int j = 0; j < count; j++, row += width)
-            {
-                TV p0 = TS.Load(ref row[0]);
-                s0 = TS.Fma(TS.Broadcast(c0[j]), p0, s0); s1 = TS.Fma(TS.Broadcast(c1[j]), p0, s1);
-                s2 = TS.Fma(TS.Broadcast(c2[j]), p0, s2); s3 = TS.Fma(TS.Broadcast(c3[j]), p0, s3);
-            }
-            TS.Store(s0, ref acc[x]); TS.Store(s1, ref acc1[x]); TS.Store(s2, ref acc2[x]); TS.Store(s3, ref acc3[x]);
-        }
-    }
-
-    /// <summary>acc[j, :] += Σ_{i &lt; rows} c[i, j]·panel[i, :] for j &lt; <paramref name="keys"/> (a multiple of 4; c row stride
-    /// <paramref name="cStride"/>, panel and acc row stride <paramref name="width"/>): dV += Pᵀ·dO and dK += dSᵀ·Q̃,
-    /// 4 keys × 4 vectors per register block, reading the tile's columns in place.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateColumns(T* coeffs, int cStride, int keys, T* panel, int width, int rows, T* acc, bool wide)
-    {
-        for (int j = 0; j < keys; j += 4)
-            AccumulateRows4(coeffs + j, cStride, rows, panel, width, acc + (long)j * width, wide);
-    }
-
-    /// <summary>Four accumulator rows: acc[r, :] += Σ_i c[i·cStride + r]·panel[i, :].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AccumulateRows4(T* c, int cStride, int rows, T* panel, int width, T* acc, bool wide)
-    {
-        int w = TS.Count;
-        T* acc1 = acc + width, acc2 = acc + 2 * width, acc3 = acc + 3 * width;
-        int x = 0;
-        for (; wide && x + 4 * w <= width; x += 4 * w)
-        {
-            TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s02 = TS.Load(ref acc[x + 2 * w]), s03 = TS.Load(ref acc[x + 3 * w]);
-            TV s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]), s12 = TS.Load(ref acc1[x + 2 * w]), s13 = TS.Load(ref acc1[x + 3 * w]);
-            TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s22 = TS.Load(ref acc2[x + 2 * w]), s23 = TS.Load(ref acc2[x + 3 * w]);
-            TV s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]), s32 = TS.Load(ref acc3[x + 2 * w]), s33 = TS.Load(ref acc3[x + 3 * w]);
-            T* row = panel + x, ci = c;
-            for (int i = 0; i < rows; i++, row += width, ci += cStride)
-            {
-                TV p0 = TS.Load(ref row[0]), p1 = TS.Load(ref row[w]), p2 = TS.Load(ref row[2 * w]), p3 = TS.Load(ref row[3 * w]);
-                TV b = TS.Broadcast(ci[0]);
-                s00 = TS.Fma(b, p0, s00); s01 = TS.Fma(b, p1, s01); s02 = TS.Fma(b, p2, s02); s03 = TS.Fma(b, p3, s03);
-                b = TS.Broadcast(ci[1]);
-                s10 = TS.Fma(b, p0, s10); s11 = TS.Fma(b, p1, s11); s12 = TS.Fma(b, p2, s12); s13 = TS.Fma(b, p3, s13);
-                b = TS.Broadcast(ci[2]);
-                s20 = TS.Fma(b, p0, s20); s21 = TS.Fma(b, p1, s21); s22 = TS.Fma(b, p2, s22); s23 = TS.Fma(b, p3, s23);
-                b = TS.Broadcast(ci[3]);
-                s30 = TS.Fma(b, p0, s30); s31 = TS.Fma(b, p1, s31); s32 = TS.Fma(b, p2, s32); s33 = TS.Fma(b, p3, s33);
-            }
-            TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s02, ref acc[x + 2 * w]); TS.Store(s03, ref acc[x + 3 * w]);
-            TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]); TS.Store(s12, ref acc1[x + 2 * w]); TS.Store(s13, ref acc1[x + 3 * w]);
-            TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s22, ref acc2[x + 2 * w]); TS.Store(s23, ref acc2[x + 3 * w]);
-            TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]); TS.Store(s32, ref acc3[x + 2 * w]); TS.Store(s33, ref acc3[x + 3 * w]);
-        }
-        for (; x + 2 * w <= width; x += 2 * w)
-        {
-            TV s00 = TS.Load(ref acc[x]), s01 = TS.Load(ref acc[x + w]), s10 = TS.Load(ref acc1[x]), s11 = TS.Load(ref acc1[x + w]);
-            TV s20 = TS.Load(ref acc2[x]), s21 = TS.Load(ref acc2[x + w]), s30 = TS.Load(ref acc3[x]), s31 = TS.Load(ref acc3[x + w]);
-            T* row = panel + x, ci = c;
-            for (int i = 0; i < rows; i++, row += width, ci += cStride)
-            {
-                TV p0 = TS.Load(ref row[0]), p1 = TS.Load(ref row[w]);
-                TV b = TS.Broadcast(ci[0]); s00 = TS.Fma(b, p0, s00); s01 = TS.Fma(b, p1, s01);
-                b = TS.Broadcast(ci[1]); s10 = TS.Fma(b, p0, s10); s11 = TS.Fma(b, p1, s11);
-                b = TS.Broadcast(ci[2]); s20 = TS.Fma(b, p0, s20); s21 = TS.Fma(b, p1, s21);
-                b = TS.Broadcast(ci[3]); s30 = TS.Fma(b, p0, s30); s31 = TS.Fma(b, p1, s31);
-            }
-            TS.Store(s00, ref acc[x]); TS.Store(s01, ref acc[x + w]); TS.Store(s10, ref acc1[x]); TS.Store(s11, ref acc1[x + w]);
-            TS.Store(s20, ref acc2[x]); TS.Store(s21, ref acc2[x + w]); TS.Store(s30, ref acc3[x]); TS.Store(s31, ref acc3[x + w]);
-        }
-        for (; x < width; x += w)
-        {
-            TV s0 = TS.Load(ref acc[x]), s1 = TS.Load(ref acc1[x]), s2 = TS.Load(ref acc2[x]), s3 = TS.Load(ref acc3[x]);
-            T* row = panel + x, ci = c;
-            for (int i = 0; i < rows; i++, row += width, ci += cStride)
-            {
-                TV p0 = TS.Load(ref row[0]);
-                s0 = TS.Fma(TS.Broadcast(ci[0]), p0, s0); s1 = TS.Fma(TS.Broadcast(ci[1]), p0, s1);
-                s2 = TS.Fma(TS.Broadcast(ci[2]), p0, s2); s3 = TS.Fma(TS.Broadcast(ci[3]), p0, s3);
-            }
-            TS.Store(s0, ref acc[x]); TS.Store(s1, ref acc1[x]); TS.Store(s2, ref acc2[x]); TS.Store(s3, ref acc3[x]);
         }
     }
 }

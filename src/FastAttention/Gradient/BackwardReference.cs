@@ -10,6 +10,10 @@ namespace FastAttention.Gradient;
 /// </summary>
 public static class BackwardReference
 {
+    /// <summary>dQ, dK, dV of ⟨dO, Att(Q, K, V)⟩ in float64 (compensated), all heads, row-major like Q, K and V.</summary>
+    /// <param name="problem">The forward problem (scale and causal mask included).</param>
+    /// <param name="dO">The upstream gradient, [heads, n, dv] row-major.</param>
+    /// <exception cref="ArgumentException"><paramref name="dO"/> does not have heads·n·dv elements.</exception>
     public static (double[] DQ, double[] DK, double[] DV) Compute<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {

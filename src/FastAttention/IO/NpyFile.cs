@@ -8,7 +8,20 @@ namespace FastAttention.IO;
 /// <summary>The element types this library reads from .npy files.</summary>
 public enum NpyDType
 {
-    Float32, Float64, Int8, UInt8, Bool, Int32, Int64,
+    /// <summary>&lt;f4</summary>
+    Float32,
+    /// <summary>&lt;f8</summary>
+    Float64,
+    /// <summary>|i1</summary>
+    Int8,
+    /// <summary>|u1</summary>
+    UInt8,
+    /// <summary>|b1</summary>
+    Bool,
+    /// <summary>&lt;i4</summary>
+    Int32,
+    /// <summary>&lt;i8</summary>
+    Int64,
 }
 
 /// <summary>A C-ordered array read from a .npy file. Float data stays in its precision; integers widen to double.</summary>
@@ -22,9 +35,13 @@ public sealed class NpyArray
     private readonly float[]? _f32;
     private readonly double[]? _f64;
 
+    /// <summary>The dtype as stored in the file.</summary>
     public NpyDType DType { get; }
+    /// <summary>The shape (C order).</summary>
     public IReadOnlyList<int> Shape { get; }
+    /// <summary>Number of elements.</summary>
     public long Length => _f32?.Length ?? _f64!.Length;
+    /// <summary>True when the data is held as float32 (the file was &lt;f4).</summary>
     public bool IsFloat32 => _f32 is not null;
 
     /// <summary>The data as float32 (only when the file was &lt;f4).</summary>
@@ -47,22 +64,41 @@ public sealed class NpyArray
         return r;
     }
 
+    /// <summary>Wraps float32 data of the given shape (no copy).</summary>
     public static NpyArray FromFloat32(float[] data, params int[] shape) => new(NpyDType.Float32, Check(shape, data.Length), data, null);
+    /// <summary>Wraps float64 data of the given shape (no copy).</summary>
     public static NpyArray FromFloat64(double[] data, params int[] shape) => new(NpyDType.Float64, Check(shape, data.Length), null, data);
 
     private static int[] Check(int[] shape, long length)
     {
-        long p = 1;
-        foreach (int s in shape) { if (s < 0) throw new ArgumentException("shape entries must be non-negative.", nameof(shape)); p *= s; }
-        if (p != length) throw new ArgumentException($"shape ({string.Join(", ", shape)}) has {p} elements but the data has {length}.", nameof(shape));
+        long p = NpyFile.ElementCount(shape);
+        if (p != length) throw new ArgumentException($"shape ({string.Join(", ", shape)}) has {(p < 0 ? "more than 2⁶³" : p.ToString(CultureInfo.InvariantCulture))} elements but the data has {length}.", nameof(shape));
         return (int[])shape.Clone();
     }
+}
+
+/// <summary>What a .npy header declares: element type, shape, and where the data starts.</summary>
+/// <param name="DType">The element type.</param>
+/// <param name="Shape">The shape (C order).</param>
+/// <param name="DataOffset">Bytes before the data (magic, version, length, header).</param>
+public sealed record NpyHeader(NpyDType DType, int[] Shape, long DataOffset)
+{
+    /// <summary>Number of elements (the product of the shape).</summary>
+    public long Count => NpyFile.ElementCount(Shape);
+    /// <summary>Bytes per element in the file.</summary>
+    public int ElementSize => DType switch { NpyDType.Float32 or NpyDType.Int32 => 4, NpyDType.Float64 or NpyDType.Int64 => 8, _ => 1 };
+    /// <summary>Bytes of data the header declares.</summary>
+    public long DataBytes => Count * ElementSize;
+    /// <summary>Bytes the array takes once read (float32 stays float32; everything else widens to float64).</summary>
+    public long MemoryBytes => Count * (DType == NpyDType.Float32 ? 4 : 8);
 }
 
 /// <summary>A malformed or unsupported .npy file; the message names the file and the problem.</summary>
 public sealed class NpyFormatException(string file, string problem) : Exception($"{file}: {problem}")
 {
+    /// <summary>The file (or stream name) at fault.</summary>
     public string File { get; } = file;
+    /// <summary>What is wrong with it.</summary>
     public string Problem { get; } = problem;
 }
 
@@ -74,18 +110,172 @@ public sealed class NpyFormatException(string file, string problem) : Exception(
 public static class NpyFile
 {
     private static ReadOnlySpan<byte> Magic => [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
+    /// <summary>The largest rank read or written ([b, h, n, d]).</summary>
     public const int MaxRank = 4;
 
-    public static NpyArray Read(string path)
+    /// <summary>Bytes moved per read or write call: keeps spans far below 2 GiB whatever the array's size.</summary>
+    internal const int DefaultChunkBytes = 1 << 24;
+
+    /// <summary>Largest number of elements one array may hold (.NET's array limit).</summary>
+    public static long MaxElements => Array.MaxLength;
+
+    /// <summary>Product of the shape, or −1 when it exceeds 2⁶³ (negative entries are rejected).</summary>
+    public static long ElementCount(ReadOnlySpan<int> shape)
     {
-        FileStream fs;
-        try { fs = File.OpenRead(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        { throw new NpyFormatException(path, $"cannot open the file ({e.Message})."); }
-        using (fs) return Read(fs, path);
+        long p = 1;
+        foreach (int d in shape)
+        {
+            if (d < 0) throw new ArgumentException("shape entries must be non-negative.", nameof(shape));
+            if (d != 0 && p > long.MaxValue / d) return -1;
+            p *= d;
+        }
+        return p;
     }
 
-    public static NpyArray Read(Stream stream, string name)
+    /// <summary>Opens a file for reading, or throws <see cref="NpyFormatException"/> saying why it cannot be.</summary>
+    private static FileStream Open(string path)
+    {
+        if (Directory.Exists(path)) throw new NpyFormatException(path, "is a folder, not a .npy file.");
+        try { return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        { throw new NpyFormatException(path, $"cannot open the file ({e.Message})."); }
+    }
+
+    /// <summary>Reads only the header (dtype, shape, data offset): cheap, for checking shapes and sizes before loading.</summary>
+    public static NpyHeader ReadHeader(string path)
+    {
+        using var fs = Open(path);
+        var h = ReadHeader(fs, path);
+        CheckSize(h, path, fs.Length - fs.Position, long.MaxValue);
+        return h;
+    }
+
+    /// <summary>Reads a .npy file (format 1.0–3.0, C order), in chunks; refuses arrays too large for memory before allocating.</summary>
+    /// <exception cref="NpyFormatException">The file cannot be opened, is not .npy, is truncated, Fortran-ordered, of an
+    /// unsupported dtype or version, malformed, or too large; the message names the file and the problem.</exception>
+    public static NpyArray Read(string path)
+    {
+        using var fs = Open(path);
+        return Read(fs, path);
+    }
+
+    /// <summary>Reads a .npy array from <paramref name="stream"/>; <paramref name="name"/> names it in error messages.</summary>
+    public static NpyArray Read(Stream stream, string name) => Read(stream, name, DefaultChunkBytes, AvailableMemory());
+
+    /// <summary>The memory this process can have at most: the machine's, or the container's limit (the GC's view).</summary>
+    public static long AvailableMemory()
+    {
+        long total = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        return total > 0 ? total : long.MaxValue;
+    }
+
+    /// <summary>The reader with its chunk size and memory limit explicit (tests use small ones).</summary>
+    internal static NpyArray Read(Stream stream, string name, int chunkBytes, long availableBytes)
+    {
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException(".npy reading assumes a little-endian host.");
+        var h = ReadHeader(stream, name);
+        long remaining = stream.CanSeek ? stream.Length - stream.Position : -1;
+        CheckSize(h, name, remaining, availableBytes);
+        var shape = h.Shape;
+        int count = (int)h.Count;
+        switch (h.DType)
+        {
+            case NpyDType.Float32:
+            {
+                var f = new float[count];
+                ReadData(stream, f.Length, 4, chunkBytes, name, h, (from, len) => MemoryMarshal.AsBytes(f.AsSpan(from, len)));
+                return new NpyArray(h.DType, shape, f, null);
+            }
+            case NpyDType.Float64:
+            {
+                var f = new double[count];
+                ReadData(stream, f.Length, 8, chunkBytes, name, h, (from, len) => MemoryMarshal.AsBytes(f.AsSpan(from, len)));
+                return new NpyArray(h.DType, shape, null, f);
+            }
+            default:
+            {
+                var f = new double[count];
+                int size = h.ElementSize;
+                var buffer = new byte[Math.Max(size, chunkBytes / size * size)];
+                int per = buffer.Length / size;
+                for (int from = 0; from < count; from += per)
+                {
+                    int len = Math.Min(per, count - from);
+                    var raw = buffer.AsSpan(0, len * size);
+                    Fill(stream, raw, name, h, (long)from * size);
+                    var dst = f.AsSpan(from, len);
+                    switch (h.DType)
+                    {
+                        case NpyDType.Int32: for (int i = 0; i < len; i++) dst[i] = BinaryPrimitives.ReadInt32LittleEndian(raw[(i * 4)..]); break;
+                        case NpyDType.Int64: for (int i = 0; i < len; i++) dst[i] = BinaryPrimitives.ReadInt64LittleEndian(raw[(i * 8)..]); break;
+                        case NpyDType.Int8: for (int i = 0; i < len; i++) dst[i] = (sbyte)raw[i]; break;
+                        default: for (int i = 0; i < len; i++) dst[i] = raw[i]; break;
+                    }
+                }
+                CheckEnd(stream, name, h);
+                return new NpyArray(h.DType, shape, null, f);
+            }
+        }
+    }
+
+    /// <summary>Refuses, before anything is allocated, arrays .NET cannot hold, data the file does not have, and
+    /// arrays larger than the memory available — each with the size needed.</summary>
+    private static void CheckSize(NpyHeader h, string name, long remainingBytes, long availableBytes)
+    {
+        long count = h.Count;
+        string shape = "(" + string.Join(", ", h.Shape) + ")";
+        if (count < 0 || count > MaxElements)
+            throw new NpyFormatException(name, $"shape {shape} has {(count < 0 ? "more than 2⁶³" : count.ToString(CultureInfo.InvariantCulture))} elements; one array can hold at most {MaxElements} (split the batch or heads into several files).");
+        if (remainingBytes >= 0 && remainingBytes < h.DataBytes)
+            throw new NpyFormatException(name, $"truncated data: shape {shape} needs {h.DataBytes} bytes of {Descr(h.DType)}, the file has {remainingBytes}.");
+        if (remainingBytes > h.DataBytes)
+            throw new NpyFormatException(name, $"trailing bytes after the {h.DataBytes} data bytes the header declares.");
+        if (h.MemoryBytes > availableBytes)
+            throw new NpyFormatException(name, $"shape {shape} needs {FormatBytes(h.MemoryBytes)} of memory once read, more than this machine's {FormatBytes(availableBytes)}.");
+    }
+
+    /// <summary>Human-readable byte count (GiB/MiB/KiB).</summary>
+    public static string FormatBytes(long bytes) => bytes switch
+    {
+        >= 1L << 30 => string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 30):F1} GiB"),
+        >= 1L << 20 => string.Create(CultureInfo.InvariantCulture, $"{bytes / (double)(1L << 20):F1} MiB"),
+        >= 1L << 10 => string.Create(CultureInfo.InvariantCulture, $"{bytes / 1024.0:F1} KiB"),
+        _ => string.Create(CultureInfo.InvariantCulture, $"{bytes} bytes"),
+    };
+
+    private static string Descr(NpyDType t) => t switch
+    {
+        NpyDType.Float32 => "<f4", NpyDType.Float64 => "<f8", NpyDType.Int32 => "<i4", NpyDType.Int64 => "<i8",
+        NpyDType.Int8 => "|i1", NpyDType.UInt8 => "|u1", _ => "|b1",
+    };
+
+    /// <summary>Reads count elements of elementSize bytes, chunk by chunk, into the spans <paramref name="target"/> gives.</summary>
+    private static void ReadData(Stream stream, int count, int elementSize, int chunkBytes, string name, NpyHeader h, Func<int, int, Span<byte>> target)
+    {
+        int per = Math.Max(1, chunkBytes / elementSize);
+        for (int from = 0; from < count; from += per)
+        {
+            int len = Math.Min(per, count - from);
+            Fill(stream, target(from, len), name, h, (long)from * elementSize);
+        }
+        CheckEnd(stream, name, h);
+    }
+
+    private static void Fill(Stream stream, Span<byte> chunk, string name, NpyHeader h, long offset)
+    {
+        int got = ReadFully(stream, chunk);
+        if (got < chunk.Length)
+            throw new NpyFormatException(name, $"truncated data: shape ({string.Join(", ", h.Shape)}) needs {h.DataBytes} bytes of {Descr(h.DType)}, the file has {offset + got}.");
+    }
+
+    private static void CheckEnd(Stream stream, string name, NpyHeader h)
+    {
+        if (stream.ReadByte() != -1)
+            throw new NpyFormatException(name, $"trailing bytes after the {h.DataBytes} data bytes the header declares.");
+    }
+
+    /// <summary>Parses magic, version, header length and the header dict; leaves the stream at the data.</summary>
+    private static NpyHeader ReadHeader(Stream stream, string name)
     {
         Span<byte> pre = stackalloc byte[8];
         if (ReadFully(stream, pre) < 8 || !pre[..6].SequenceEqual(Magic))
@@ -119,59 +309,61 @@ public static class NpyFile
             ">f4" or ">f8" or ">i4" or ">i8" => throw new NpyFormatException(name, $"big-endian dtype '{descr}' is not supported; convert with x.astype('<f8')."),
             _ => throw new NpyFormatException(name, $"dtype '{descr}' is not supported (supported: <f4, <f8, and for integer inputs <i4, <i8, |i1, |u1, |b1)."),
         };
-        long count = 1;
-        foreach (int s in shape) count *= s;
-        if (count > Array.MaxLength) throw new NpyFormatException(name, $"{count} elements exceed the largest supported array.");
-        int size = dtype switch { NpyDType.Float32 or NpyDType.Int32 => 4, NpyDType.Float64 or NpyDType.Int64 => 8, _ => 1 };
-        var raw = new byte[count * size];
-        int got = ReadFully(stream, raw);
-        if (got < raw.Length)
-            throw new NpyFormatException(name, $"truncated data: shape ({string.Join(", ", shape)}) needs {raw.Length} bytes of {descr}, the file has {got}.");
-        if (stream.ReadByte() != -1)
-            throw new NpyFormatException(name, $"trailing bytes after the {raw.Length} data bytes the header declares.");
-        switch (dtype)
+        return new NpyHeader(dtype, shape, 8 + lenBytes + headerLen);
+    }
+
+    /// <summary>Writes float32 data atomically (temporary file in the same folder, then rename), in chunks.</summary>
+    public static void Write(string path, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) => Write(path, data, shape, DefaultChunkBytes);
+
+    /// <summary>Writes float64 data atomically (temporary file in the same folder, then rename), in chunks.</summary>
+    public static void Write(string path, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) => Write(path, data, shape, DefaultChunkBytes);
+
+    /// <summary>Writes a float32 array (&lt;f4, format 1.0) to <paramref name="stream"/>, in chunks.</summary>
+    public static void Write(Stream stream, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) => WriteTo(stream, data, shape, DefaultChunkBytes);
+
+    /// <summary>Writes a float64 array (&lt;f8, format 1.0) to <paramref name="stream"/>, in chunks.</summary>
+    public static void Write(Stream stream, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) => WriteTo(stream, data, shape, DefaultChunkBytes);
+
+    /// <summary>The atomic writer with its chunk size explicit (tests use small ones).</summary>
+    internal static void Write<T>(string path, ReadOnlySpan<T> data, ReadOnlySpan<int> shape, int chunkBytes) where T : unmanaged
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new IOException($"cannot write '{path}': it is a folder.");
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new DirectoryNotFoundException($"cannot write '{path}': the folder '{dir}' does not exist.");
+        string tmp = TemporaryPath(full);
+        try
         {
-            case NpyDType.Float32:
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
-                var f = new float[count];
-                MemoryMarshal.Cast<byte, float>(raw).CopyTo(f); // little-endian host assumed
-                return new NpyArray(dtype, shape, f, null);
+                WriteTo(fs, data, shape, chunkBytes);
+                fs.Flush(true);
             }
-            case NpyDType.Float64:
-            {
-                var f = new double[count];
-                MemoryMarshal.Cast<byte, double>(raw).CopyTo(f);
-                return new NpyArray(dtype, shape, null, f);
-            }
-            default:
-            {
-                var f = new double[count];
-                for (long i = 0; i < count; i++)
-                    f[i] = dtype switch
-                    {
-                        NpyDType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(raw.AsSpan((int)(i * 4))),
-                        NpyDType.Int64 => BinaryPrimitives.ReadInt64LittleEndian(raw.AsSpan((int)(i * 8))),
-                        NpyDType.Int8 => (sbyte)raw[i],
-                        _ => raw[i],
-                    };
-                return new NpyArray(dtype, shape, null, f);
-            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+            throw;
         }
     }
 
-    /// <summary>Writes float32 data atomically (temporary file, then rename).</summary>
-    public static void Write(string path, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) =>
-        WriteAtomic(path, MemoryMarshal.AsBytes(data), "<f4", shape, data.Length);
+    /// <summary>The temporary name an atomic write uses next to <paramref name="fullPath"/> (hidden, unique).</summary>
+    public static string TemporaryPath(string fullPath) =>
+        Path.Combine(Path.GetDirectoryName(fullPath)!, $".{Path.GetFileName(fullPath)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
 
-    /// <summary>Writes float64 data atomically (temporary file, then rename).</summary>
-    public static void Write(string path, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) =>
-        WriteAtomic(path, MemoryMarshal.AsBytes(data), "<f8", shape, data.Length);
-
-    public static void Write(Stream stream, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) =>
-        WriteTo(stream, MemoryMarshal.AsBytes(data), "<f4", shape, data.Length);
-
-    public static void Write(Stream stream, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) =>
-        WriteTo(stream, MemoryMarshal.AsBytes(data), "<f8", shape, data.Length);
+    internal static void WriteTo<T>(Stream stream, ReadOnlySpan<T> data, ReadOnlySpan<int> shape, int chunkBytes) where T : unmanaged
+    {
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException(".npy writing assumes a little-endian host.");
+        string descr = typeof(T) == typeof(float) ? "<f4" : typeof(T) == typeof(double) ? "<f8"
+            : throw new ArgumentException($"element type {typeof(T).Name} is not supported (float or double).", nameof(data));
+        long p = ElementCount(shape);
+        if (p != data.Length) throw new ArgumentException($"shape ({string.Join(", ", shape.ToArray())}) has {(p < 0 ? "more than 2⁶³" : p.ToString(CultureInfo.InvariantCulture))} elements but the data has {data.Length}.", nameof(shape));
+        stream.Write(Header(descr, shape));
+        int per = Math.Max(1, chunkBytes / System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
+        for (int from = 0; from < data.Length; from += per)
+            stream.Write(MemoryMarshal.AsBytes(data.Slice(from, Math.Min(per, data.Length - from))));
+    }
 
     /// <summary>Builds the header bytes (magic, version, length, dict, padding) for a C-ordered array.</summary>
     public static byte[] Header(string descr, ReadOnlySpan<int> shape)
@@ -201,34 +393,6 @@ public static class NpyFile
         static int Align(int x) => (x + 63) / 64 * 64;
     }
 
-    private static void WriteAtomic(string path, ReadOnlySpan<byte> data, string descr, ReadOnlySpan<int> shape, long count)
-    {
-        string full = Path.GetFullPath(path);
-        string tmp = Path.Combine(Path.GetDirectoryName(full)!, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write))
-            {
-                WriteTo(fs, data, descr, shape, count);
-                fs.Flush(true);
-            }
-            File.Move(tmp, full, overwrite: true);
-        }
-        catch
-        {
-            try { File.Delete(tmp); } catch (IOException) { }
-            throw;
-        }
-    }
-
-    private static void WriteTo(Stream stream, ReadOnlySpan<byte> data, string descr, ReadOnlySpan<int> shape, long count)
-    {
-        long p = 1;
-        foreach (int s in shape) { if (s < 0) throw new ArgumentException("shape entries must be non-negative.", nameof(shape)); p *= s; }
-        if (p != count) throw new ArgumentException($"shape ({string.Join(", ", shape.ToArray())}) has {p} elements but the data has {count}.", nameof(shape));
-        stream.Write(Header(descr, shape));
-        stream.Write(data);
-    }
 
     private static int ReadFully(Stream s, Span<byte> buffer)
     {

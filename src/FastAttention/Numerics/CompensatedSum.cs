@@ -7,8 +7,10 @@ public struct CompensatedSum
 {
     private double _sum, _c;
 
+    /// <summary>The compensated sum of everything added so far (sum + correction).</summary>
     public readonly double Value => _sum + _c;
 
+    /// <summary>Adds <paramref name="x"/>, carrying the rounding error of the addition in the correction term.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Add(double x)
     {

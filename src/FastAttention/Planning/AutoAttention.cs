@@ -18,10 +18,14 @@ public sealed class AutoAttention : AttentionAlgorithm
 
     private static readonly HashSet<string> DataDependent = ["vector", "rounding", "range", "lowrank"];
 
+    /// <summary><c>"auto"</c>: per head, the fastest plan that certifies ε (exact when none does, or without ε).</summary>
     public override string Name => "auto";
+    /// <summary>False: with ε a head may be computed approximately, within ε in ‖·‖∞; the certificate says which algorithm ran.</summary>
     public override bool IsExact => false;
+    /// <summary>False: without ε every head runs exact.</summary>
     public override bool RequiresEpsilon => false;
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         var exact = AttentionAlgorithms.Create("exact");
@@ -88,6 +92,7 @@ public sealed class AutoAttention : AttentionAlgorithm
         return Wrap(best, candidates);
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var chosen = (HeadPlan)plan.State!;

@@ -17,12 +17,15 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     /// <summary>The default rank budget.</summary>
     public const int DefaultMaxRank = 8192;
 
+    /// <summary><c>"polynomial"</c>: Alman–Song Algorithm 1, certified within ε.</summary>
     public override string Name => "polynomial";
+    /// <summary>False: needs ε in (0, 1); the output is within ε of Att in ‖·‖∞, or the call refuses.</summary>
     public override bool IsExact => false;
 
     /// <summary>The largest rank r = C(g + d, d) the method accepts before refusing.</summary>
     public int MaxRank { get; init; } = DefaultMaxRank;
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         double epsilon = context.Epsilon;
@@ -34,6 +37,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
         return Planned(head, context, plan.Parameters(), plan.Budget.Terms, plan.Cost, plan);
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan headPlan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var plan = (PolynomialPlan)headPlan.State!;

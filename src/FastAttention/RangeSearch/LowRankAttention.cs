@@ -14,8 +14,10 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class LowRankAttention : RangeSearchFamily
 {
+    /// <summary><c>"lowrank"</c>: Gupta et al. Theorem 1.2 (Q or K of low numerical rank), certified within ε.</summary>
     public override string Name => "lowrank";
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         var plan = base.PlanHead(head, context);
@@ -37,6 +39,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         return plan;
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();
@@ -48,11 +51,18 @@ public sealed class LowRankAttention : RangeSearchFamily
             output.Clear();
             return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
+        // Entries above 1 are scaled down by exact powers of two (s absorbs them: s·q·k is unchanged) so that the
+        // projections and the search in r dimensions cannot overflow (entries of 1e154 with s = 1e-300 have logits
+        // of only 1e8, but their products overflow).
+        int eq = ScaleDown(q), ek = ScaleDown(k);
+        s = Math.ScaleB(s, eq + ek);
+        if (!double.IsFinite(s))
+            ThrowHelper.Refused(Name, RefusalReason.Overflow, $"the logits s·qᵢ·kⱼ can reach about 2^{eq + ek + Math.ILogB(head.Scale)}, beyond float64's range; use 'exact'.", "exact");
         double qNorm = MaxRowNorm(q, n, d), kNorm = MaxRowNorm(k, m, d);
         // Truncation target: (e^{2Δ} − 1)‖V‖∞ ≤ ε/4.
         double deltaTarget = 0.5 * double.LogP1(0.25 * eps / vMax);
-        var (wq, sq) = RightSingular(q, n, d);
-        var (wk, sk) = RightSingular(k, m, d);
+        var (wq, sq) = RightSingular(q, n, d, "Q");
+        var (wk, sk) = RightSingular(k, m, d, "K");
         int rq = RankFor(sq, deltaTarget / (Math.Abs(s) * Math.Max(kNorm, double.Epsilon)));
         int rk = RankFor(sk, deltaTarget / (Math.Abs(s) * Math.Max(qNorm, double.Epsilon)));
         bool useQ = rq <= rk;
@@ -63,7 +73,9 @@ public sealed class LowRankAttention : RangeSearchFamily
         var qr = Project(q, n, d, w, r, useQ, out double qResidual);
         var kr = Project(k, m, d, w, r, !useQ, out double kResidual);
         // Logits move by ≤ s·‖E‖·‖other‖ (truncation) + (2d + 2r + 8)u·s·‖q‖‖k‖ (forming the projections and E).
-        double delta = Math.Abs(s) * (useQ ? qResidual * kNorm : qNorm * kResidual) + (2.0 * d + 2 * r + 8) * u * Math.Abs(s) * qNorm * kNorm;
+        // Scaled entries are below 1, so moving some by 2⁻¹⁰⁷⁵ (underflow) shifts a logit by at most 3d·|s|·2⁻¹⁰⁷⁵.
+        double underflow = eq + ek > 0 ? 3.0 * d * Math.Abs(s) * Math.ScaleB(1, -1074) : 0;
+        double delta = Math.Abs(s) * (useQ ? qResidual * kNorm : qNorm * kResidual) + (2.0 * d + 2 * r + 8) * u * Math.Abs(s) * qNorm * kNorm + underflow;
         double truncation = double.ExpM1(2 * delta) * vMax;
         if (!(truncation <= 0.5 * eps))
             ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"truncating to rank {r} moves the output by up to {truncation:G3} > ε/2 = {0.5 * eps:G3}; use 'exact'.", "exact");
@@ -75,6 +87,17 @@ public sealed class LowRankAttention : RangeSearchFamily
             TruncationLogitShift = delta, TruncationError = truncation,
         };
         return new HeadExecution([new ErrorTerm("rank truncation (Theorem 1.2: (e^{2Δ} − 1)‖V‖∞)", truncation), .. terms], p);
+    }
+
+    /// <summary>Scales <paramref name="a"/> in place by 2^−e so that max|a| &lt; 1 when it was above 1; returns e ≥ 0.
+    /// Exact except for entries pushed below 2⁻¹⁰²², which move by at most 2⁻¹⁰⁷⁵.</summary>
+    private static int ScaleDown(double[] a)
+    {
+        double mx = RangeErrorBudget.MaxAbs(a);
+        if (!(mx >= 1)) return 0;
+        int e = Math.ILogB(mx) + 1;
+        for (int i = 0; i < a.Length; i++) a[i] = Math.ScaleB(a[i], -e);
+        return e;
     }
 
     private static double MaxRowNorm(double[] a, int rows, int d) => Numerics.FloatingPoint.MaxRowNorm<double>(a, rows, d);
@@ -93,17 +116,34 @@ public sealed class LowRankAttention : RangeSearchFamily
     }
 
     /// <summary>Right singular vectors (d×d, columns, row-major) and singular values of the rows×d matrix A, via a thin
-    /// QR (so the SVD is of the small d×d factor R, Lemma A.5) when rows ≥ d.</summary>
-    private static (double[] W, double[] S) RightSingular(double[] a, int rows, int d)
+    /// QR (so the SVD is of the small d×d factor R, Lemma A.5) when rows ≥ d. A copy scaled by a power of two (max
+    /// entry in [½, 1)) is factorised, so no square overflows or underflows; the singular values are scaled back. The
+    /// basis only steers the rank (the certificate uses residuals computed from the data), so a failed factorisation
+    /// is a refusal, never a wrong bound.</summary>
+    private static (double[] W, double[] S) RightSingular(double[] a, int rows, int d, string name = "Q or K")
     {
-        var mat = Matrix<double>.Build.DenseOfRowMajor(rows, d, a);
-        var small = rows >= d ? mat.QR(QRMethod.Thin).R : mat;
-        var svd = small.Svd(true);
+        double mx = RangeErrorBudget.MaxAbs(a);
+        int e = mx > 0 && double.IsFinite(mx) ? Math.ILogB(mx) + 1 : 0;
+        var scaled = e == 0 ? a : Array.ConvertAll(a, x => Math.ScaleB(x, -e));
+        var mat = Matrix<double>.Build.DenseOfRowMajor(rows, d, scaled);
+        Svd<double> svd;
+        try
+        {
+            var small = rows >= d ? mat.QR(QRMethod.Thin).R : mat;
+            svd = small.Svd(true);
+        }
+        catch (MathNet.Numerics.NonConvergenceException)
+        {
+            ThrowHelper.Refused("lowrank", RefusalReason.NumericalFailure, $"the SVD of {name} did not converge; use 'exact'.", "exact");
+            return default;
+        }
         var vt = svd.VT;
         var w = new double[d * d];
         for (int i = 0; i < d; i++) for (int c = 0; c < d; c++) w[i * d + c] = vt[c, i];
         var s = new double[d];
-        for (int i = 0; i < svd.S.Count && i < d; i++) s[i] = svd.S[i];
+        for (int i = 0; i < svd.S.Count && i < d; i++) s[i] = Math.ScaleB(svd.S[i], e);
+        if (!w.All(double.IsFinite) || !s.All(double.IsFinite))
+            ThrowHelper.Refused("lowrank", RefusalReason.NumericalFailure, $"the SVD of {name} produced non-finite values; use 'exact'.", "exact");
         return (w, s);
     }
 

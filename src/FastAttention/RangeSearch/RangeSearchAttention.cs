@@ -16,8 +16,10 @@ public sealed class RangeSearchAttention : RangeSearchFamily
     /// <summary>Keys per leaf.</summary>
     public const int LeafSize = 16;
 
+    /// <summary><c>"range"</c>: Gupta et al. Algorithm 1 for d ≤ 4, certified within ε.</summary>
     public override string Name => "range";
 
+    /// <summary>Refuses (<see cref="RefusalReason.HeadDimension"/>) when d exceeds <see cref="RangeSearchFamily.MaxRangeDimension"/>.</summary>
     protected override void CheckHead<T>(AttentionHead<T> head)
     {
         if (head.D > MaxRangeDimension)
@@ -26,6 +28,7 @@ public sealed class RangeSearchAttention : RangeSearchFamily
 
     private protected override bool SamplesBySubproblem => false;
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         var plan = base.PlanHead(head, context);
@@ -38,6 +41,7 @@ public sealed class RangeSearchAttention : RangeSearchFamily
         return Planned(head, context, plan.Parameters, plan.Budget, cost, prepared);
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         Prepared? prepared = plan.State as Prepared;

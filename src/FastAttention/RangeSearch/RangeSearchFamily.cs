@@ -11,6 +11,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     /// <summary>The largest head dimension 'range' accepts: the C(g + d, d) moments per node outgrow the keys beyond it.</summary>
     public const int MaxRangeDimension = 4;
 
+    /// <summary>False: every member needs ε; the output is within ε of Att in ‖·‖∞, or the call refuses.</summary>
     public override bool IsExact => false;
 
     /// <summary>Checks what the algorithm supports (head dimension); refuses otherwise.</summary>
@@ -18,6 +19,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     {
     }
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         CheckHead(head);

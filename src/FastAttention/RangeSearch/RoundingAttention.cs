@@ -13,14 +13,17 @@ namespace FastAttention.RangeSearch;
 /// </summary>
 public sealed class RoundingAttention : RangeSearchFamily
 {
+    /// <summary><c>"rounding"</c>: the Section 1.1 logit-rounding scheme for d = 1, certified within ε.</summary>
     public override string Name => "rounding";
 
+    /// <summary>Refuses (<see cref="RefusalReason.HeadDimension"/>) unless d = 1.</summary>
     protected override void CheckHead<T>(AttentionHead<T> head)
     {
         if (head.D != 1)
             ThrowHelper.Refused(Name, RefusalReason.HeadDimension, $"the rounding scheme (Section 1.1) needs head dimension d = 1 (got d = {head.D}); use 'range' for d ≤ {MaxRangeDimension} or 'lowrank'.", "range", "lowrank", "exact");
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var (q, k, v) = head.ToDouble();

@@ -18,8 +18,10 @@ public sealed class VectorAttention : RangeSearchFamily
     public const double HalfWidth = 2.0;
     private const int Leaf = 16, Chunk = 256;
 
+    /// <summary><c>"vector"</c>: Gupta et al. Algorithm 2 for d = 1, certified within ε.</summary>
     public override string Name => "vector";
 
+    /// <summary>Refuses (<see cref="RefusalReason.HeadDimension"/>) unless d = 1.</summary>
     protected override void CheckHead<T>(AttentionHead<T> head)
     {
         if (head.D != 1)
@@ -28,6 +30,7 @@ public sealed class VectorAttention : RangeSearchFamily
 
     private protected override bool SamplesBySubproblem => false;
 
+    /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         var plan = base.PlanHead(head, context);
@@ -40,6 +43,7 @@ public sealed class VectorAttention : RangeSearchFamily
         return Planned(head, context, plan.Parameters, plan.Budget, WorkCost(stats, head.N, 1, head.Dv, prepared.Exp.Degree + 1), prepared);
     }
 
+    /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
     {
         var p = plan.State as Prepared ?? Prepare(head, context.Epsilon, context.Threads);

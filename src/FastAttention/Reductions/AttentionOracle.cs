@@ -23,6 +23,11 @@ public sealed class AttentionOracle
     private int _n, _keys, _d;
     private double _bound, _epsilon = double.PositiveInfinity;
 
+    /// <summary>Wraps <paramref name="algorithm"/> as an oracle.</summary>
+    /// <param name="algorithm">Any attention algorithm; approximate ones are held to their certificates.</param>
+    /// <param name="threads">Threads per call; 0 means all processors.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="algorithm"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="threads"/> is negative.</exception>
     public AttentionOracle(AttentionAlgorithm algorithm, int threads = 1)
     {
         ArgumentNullException.ThrowIfNull(algorithm);
@@ -33,8 +38,11 @@ public sealed class AttentionOracle
     /// <summary>The oracle registered under <paramref name="name"/> in <see cref="AttentionAlgorithms"/>.</summary>
     public static AttentionOracle Create(string name, int threads = 1) => new(AttentionAlgorithms.Create(name), threads);
 
+    /// <summary>The wrapped algorithm.</summary>
     public AttentionAlgorithm Algorithm { get; }
+    /// <summary>The algorithm's registry name (e.g. "exact").</summary>
     public string Name => Algorithm.Name;
+    /// <summary>Threads per call (0 = all processors).</summary>
     public int Threads { get; }
 
     /// <summary>Oracle calls made so far.</summary>

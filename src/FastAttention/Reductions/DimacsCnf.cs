@@ -5,6 +5,9 @@ namespace FastAttention.Reductions;
 /// <summary>A CNF formula: variables 1..<see cref="Variables"/>, clauses of non-zero literals (−v is ¬x_v).</summary>
 public sealed class CnfFormula
 {
+    /// <summary>A formula over variables 1..<paramref name="variables"/>; the clauses are kept, not copied.</summary>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="variables"/> is negative.</exception>
+    /// <exception cref="ArgumentException">A literal is 0 or names a variable above <paramref name="variables"/>.</exception>
     public CnfFormula(int variables, IReadOnlyList<int[]> clauses)
     {
         ArgumentNullException.ThrowIfNull(clauses);
@@ -16,7 +19,9 @@ public sealed class CnfFormula
         Variables = variables; Clauses = clauses;
     }
 
+    /// <summary>Number of variables v (literals are ±1..v).</summary>
     public int Variables { get; }
+    /// <summary>The clauses; each is a disjunction of literals, the formula their conjunction.</summary>
     public IReadOnlyList<int[]> Clauses { get; }
 
     /// <summary>Whether the assignment (index v−1 holds x_v) satisfies every clause.</summary>
@@ -60,6 +65,7 @@ public sealed class CnfFormula
 public sealed class DimacsFormatException(string source, int line, string problem)
     : ArgumentException($"{source}:{line}: {problem}", "cnf")
 {
+    /// <summary>The 1-based line of the input where the problem was found.</summary>
     public int Line { get; } = line;
 }
 
@@ -70,12 +76,16 @@ public sealed class DimacsFormatException(string source, int line, string proble
 /// </summary>
 public static class DimacsCnf
 {
+    /// <summary>Reads a DIMACS CNF file; messages name the file by its file name.</summary>
+    /// <exception cref="DimacsFormatException">The input is malformed (the message names the line).</exception>
     public static CnfFormula Read(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
         return Parse(File.ReadAllText(path), Path.GetFileName(path));
     }
 
+    /// <summary>Parses DIMACS CNF text; <paramref name="source"/> names it in messages.</summary>
+    /// <exception cref="DimacsFormatException">The input is malformed (the message names the line).</exception>
     public static CnfFormula Parse(string text, string source = "cnf")
     {
         ArgumentNullException.ThrowIfNull(text);

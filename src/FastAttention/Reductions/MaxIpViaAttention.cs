@@ -46,11 +46,18 @@ public static class MaxIpViaAttention
         return new MaxIpResult(maxima, lambda, oracle.Calls - before, oracle.Instance);
     }
 
-    private static string Hint(int m, int d, double bound, double lambda, double epsilon)
+    private static string Hint(int m, int d, double bound, double lambda, double epsilon) =>
+        string.Create(CultureInfo.InvariantCulture, $"use entries |x| ≤ {MaxEntryFor(m, d):G6} for d = {d}, m = {m} (got {bound:G6})");
+
+    /// <summary>
+    /// The largest integer entry magnitude served for every A (n×d), B (m×d) through the exact oracle: the float64
+    /// limit of the Lemma C.1 search on Q = A, K = λ·B (<see cref="RowSumsViaAttention.MaxEntry(int, int, double, bool)"/>
+    /// with the keys scaled by λ), capped at <see cref="MaxEntry"/>.
+    /// </summary>
+    public static double MaxEntryFor(int m, int d)
     {
-        // Λ ≈ (|ln c| + ‖a‖₁)·λB ≤ 2·λ·d·B² + ln m + 2: solve for B.
-        double lam = RowSumsViaAttention.MaxLogitMagnitude(m + 1, d + 1, epsilon);
-        double maxB = Math.Floor(Math.Sqrt(Math.Max(0, lam - Math.Log(m) - 2) / (2 * lambda * Math.Max(d, 1))));
-        return string.Create(CultureInfo.InvariantCulture, $"use entries |x| ≤ {maxB:G6} for d = {d}, m = {m} (got {bound:G6})");
+        double lambda = Math.Log(m) + 2 * LogAccuracy + 0.5;
+        double limit = RowSumsViaAttention.MaxEntry(m, d, Math.Exp(LogAccuracy) - 1, true, lambda);
+        return Math.Min(MaxEntry, Math.Floor(limit));
     }
 }

@@ -52,9 +52,17 @@ public static class RowSumsViaAttention
         rounds = w0 <= e ? 0 : Math.Max(0, (int)Math.Ceiling(Math.Log2((w0 - e) / e)));
         double yes = (1 + eps0) / (2 + eps0), no = (1 - eps0) / (2 - eps0);
         var yesLow = new double[n]; var noHigh = new double[n]; var theta = new double[n];
-        double reach = 0;
-        for (int i = 0; i < n; i++) reach = Math.Max(reach, 2 * Math.Max(Math.Abs(lo[i]), Math.Abs(hi[i])) + 1);
-        hint ??= () => RowSumsHint(m + 1, d + 1, epsilon, reach);
+        // Refuse before the first call when float64 cannot certify the search: Λ below bounds every round's
+        // OracleInstance.Lambda() (each θ_i stays within the start interval, shifted by (up + down)/2), and the
+        // oracle's threshold test fails exactly when Λ exceeds MaxLogitMagnitude (the same κ, the same thresholds).
+        if (rounds > 0)
+        {
+            double lambda = PredictedLambda(q, n, k, m, d, lo, hi, Math.Abs(up + down) / 2);
+            if (!Certifiable(m + 1, d + 1, epsilon, lambda, oracle.Algorithm.IsExact))
+                throw new AttentionRefusedException(reduction, RefusalReason.Float64Reach, string.Create(CultureInfo.InvariantCulture,
+                    $"this instance needs ε = {eps0 / (4 - eps0 * eps0):G3} which float64 cannot certify: its logit bound Λ = max_i(|ln c_i| + ‖q_i‖₁)·max(1, ‖K‖∞) = {lambda:G4} (|ln c_i| ≤ ln m + Σ_l |q_il|·max_j |k_jl|), while with ε = {epsilon:G3}, m = {m}, d = {d} float64 certifies Λ ≤ {MaxLogitMagnitude(m + 1, d + 1, epsilon, oracle.Algorithm.IsExact):G4} only; {(hint ?? (() => "use smaller entries or a larger ε"))()}."));
+        }
+        hint ??= () => "use smaller entries or a larger ε";
         for (int round = 0; round < rounds; round++)
         {
             bool any = false;
@@ -131,27 +139,77 @@ public static class RowSumsViaAttention
         return (lo, hi);
     }
 
-    private static string RowSumsHint(int keys, int dim, double epsilon, double reach) =>
-        string.Create(CultureInfo.InvariantCulture,
-            $"the logits here reach about {reach:G3}, but with ε = {epsilon:G3}, m = {keys - 1}, d = {dim - 1} float64 certifies only |logits| ≤ {MaxLogitMagnitude(keys, dim, epsilon):G3}; use smaller entries or a larger ε");
-
     /// <summary>
-    /// The largest Λ (bound on |logits|) for which the exact oracle still separates (1±ε₀)/(2±ε₀): the float64 limit of
-    /// Claim C.2 instances with <paramref name="keys"/> keys, dimension <paramref name="dim"/> and row-sum accuracy ε.
+    /// Λ = max_i (|θ_i| + ‖q_i‖₁)·max(1, ‖K‖∞)·(1 + 4(d+1)·1.2e-16) with |θ_i| ≤ max(|lo_i|, |hi_i|) + shift: the largest
+    /// <see cref="OracleInstance.Lambda"/> any round's Claim C.2 instance can have.
     /// </summary>
-    internal static double MaxLogitMagnitude(int keys, int dim, double epsilon)
+    internal static double PredictedLambda(double[] q, int n, double[] k, int m, int d, double[] lo, double[] hi, double shift)
+    {
+        double kmax = 1;
+        for (int j = 0; j < m * d; j++) kmax = Math.Max(kmax, Math.Abs(k[j]));
+        double row = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double s = Math.Max(Math.Abs(lo[i]), Math.Abs(hi[i])) + shift;
+            for (int l = 0; l < d; l++) s += Math.Abs(q[i * d + l]);
+            row = Math.Max(row, s);
+        }
+        return row * kmax * (1 + 4 * (d + 1) * 1.2e-16);
+    }
+
+    /// <summary>Whether the oracle's threshold test (<see cref="AttentionOracle.Decide"/>) passes at logit bound Λ.</summary>
+    internal static bool Certifiable(int keys, int dim, double epsilon, double lambda, bool exactOracle = true)
     {
         double eps0 = epsilon / (2 + epsilon);
         double yes = (1 + eps0) / (2 + eps0), no = (1 - eps0) / (2 - eps0);
-        bool Fits(double lambda)
-        {
-            double kappa = AttentionOracle.RelativeRoundingBound(keys, dim, lambda);
-            return yes * (1 - kappa) - no * (1 + kappa) > 2 * AttentionOracle.UnderflowBound(keys);
-        }
+        double kappa = AttentionOracle.RelativeRoundingBound(keys, dim, lambda);
+        double alpha = exactOracle ? AttentionOracle.UnderflowBound(keys) : 0;
+        return yes * (1 - kappa) - alpha - (no * (1 + kappa) + alpha) > 0;
+    }
+
+    /// <summary>
+    /// The largest Λ (bound on |logits|) for which the oracle still separates (1±ε₀)/(2±ε₀): the float64 limit of
+    /// Claim C.2 instances with <paramref name="keys"/> keys, dimension <paramref name="dim"/> and row-sum accuracy ε.
+    /// Certifiable exactly up to it (to 2⁻⁶⁰ relative).
+    /// </summary>
+    internal static double MaxLogitMagnitude(int keys, int dim, double epsilon, bool exactOracle = true)
+    {
+        bool Fits(double lambda) => Certifiable(keys, dim, epsilon, lambda, exactOracle);
         if (!Fits(0)) return 0;
         double lo = 0, hi = 1;
         while (Fits(hi) && hi < 1e300) { lo = hi; hi *= 2; }
         for (int it = 0; it < 60; it++) { double mid = (lo + hi) / 2; if (Fits(mid)) lo = mid; else hi = mid; }
         return lo;
+    }
+
+    /// <summary>
+    /// The largest a such that every Q (n×d), K (m×d) with entries |x| ≤ a is served at this ε: the worst case for
+    /// <see cref="PredictedLambda"/> is q_i = a·1 with keys ±a·1, which this evaluates through the same code as a run
+    /// (start interval included). Inputs with entries a little above it (e.g. exactly that worst case) are refused.
+    /// For m = 1 no oracle call is needed and any entries are served (+∞).
+    /// </summary>
+    public static double MaxEntry(int m, int d, double epsilon, bool exactOracle = true) => MaxEntry(m, d, epsilon, exactOracle, 1);
+
+    /// <summary><see cref="MaxEntry(int, int, double, bool)"/> for keys scaled by <paramref name="keyScale"/> (Lemma C.3's K = λ·B).</summary>
+    internal static double MaxEntry(int m, int d, double epsilon, bool exactOracle, double keyScale)
+    {
+        if (m < 1 || d < 1) throw new ArgumentOutOfRangeException(nameof(m), "m and d must be at least 1.");
+        if (m == 1) return double.PositiveInfinity;
+        double limit = MaxLogitMagnitude(m + 1, d + 1, epsilon, exactOracle);
+        double eps0 = epsilon / (2 + epsilon);
+        double shift = Math.Abs(Math.Log(1 + eps0) + Math.Log(1 - eps0)) / 2;
+        double Lambda(double a)
+        {
+            var q = new double[d]; Array.Fill(q, a);
+            var k = new double[m * d];
+            for (int j = 0; j < m; j++) for (int l = 0; l < d; l++) k[j * d + l] = j % 2 == 0 ? keyScale * a : -keyScale * a;
+            var (lo, hi) = StartInterval(q, 1, k, m, d);
+            return PredictedLambda(q, 1, k, m, d, lo, hi, shift);
+        }
+        if (!(Lambda(0) <= limit)) return 0;
+        double a0 = 0, a1 = 1;
+        while (Lambda(a1) <= limit && a1 < 1e150) { a0 = a1; a1 *= 2; }
+        for (int it = 0; it < 80; it++) { double mid = (a0 + a1) / 2; if (Lambda(mid) <= limit) a0 = mid; else a1 = mid; }
+        return a0;
     }
 }

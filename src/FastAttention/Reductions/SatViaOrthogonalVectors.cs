@@ -28,6 +28,14 @@ public static class SatViaOrthogonalVectors
     /// <summary>Largest variable count (the OV instance has 2^⌈v/2⌉ × 2^⌊v/2⌋ pairs).</summary>
     public const int MaxVariables = 26;
 
+    /// <summary>Decides <paramref name="formula"/> through one orthogonal-vectors instance solved with the oracle.</summary>
+    /// <param name="formula">At most <see cref="MaxVariables"/> variables.</param>
+    /// <param name="oracle">The attention oracle of the orthogonal-vectors step.</param>
+    /// <param name="method">Lemma C.6 (large d, one call, deterministic) or Lemma C.8 (B = log 2, sampling: a "no" may be
+    /// wrong with the reported failure probability).</param>
+    /// <param name="seed">Seed of Lemma C.8's sampling.</param>
+    /// <returns>Satisfiable or not, and a satisfying assignment recovered from the witness when there is one.</returns>
+    /// <exception cref="ArgumentException">The formula has more than <see cref="MaxVariables"/> variables.</exception>
     public static SatResult Solve(CnfFormula formula, AttentionOracle oracle, OrthogonalVectorsMethod method = OrthogonalVectorsMethod.LargeD, int seed = 1)
     {
         ArgumentNullException.ThrowIfNull(formula);

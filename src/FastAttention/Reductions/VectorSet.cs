@@ -6,6 +6,10 @@ namespace FastAttention.Reductions;
 /// </summary>
 public sealed class VectorSet
 {
+    /// <summary>Wraps <paramref name="data"/> (not copied) as <paramref name="count"/> row vectors of
+    /// <paramref name="dimension"/> coordinates; <paramref name="paramName"/> names the set in messages.</summary>
+    /// <exception cref="ArgumentException">No vectors, a negative dimension, a length that is not count × dimension,
+    /// or a non-finite entry.</exception>
     public VectorSet(double[] data, int count, int dimension, string paramName = "vectors")
     {
         ArgumentNullException.ThrowIfNull(data, paramName);
@@ -19,11 +23,15 @@ public sealed class VectorSet
         Data = data; Count = count; Dimension = dimension; Name = paramName;
     }
 
+    /// <summary>The coordinates, row-major: vector i is Data[i·d .. (i + 1)·d).</summary>
     public double[] Data { get; }
+    /// <summary>Number of vectors.</summary>
     public int Count { get; }
+    /// <summary>Coordinates per vector.</summary>
     public int Dimension { get; }
     internal string Name { get; }
 
+    /// <summary>Vector <paramref name="i"/> (0-based).</summary>
     public ReadOnlySpan<double> this[int i] => Data.AsSpan(i * Dimension, Dimension);
 
     /// <summary>Builds a set from rows (all the same length).</summary>

@@ -108,11 +108,39 @@ public class RunCommandTests
     [Fact]
     public void Bench_exact_prints_the_json_fields()
     {
-        var (code, stdout, err) = CliRunner.Run("bench", "exact", "--n", "256", "--d", "16", "--json");
+        var (code, stdout, err) = CliRunner.Run("bench", "exact", "--n", "256", "--d", "16", "--json", "--repeats", "3");
         Assert.True(code == 0, err);
         using var doc = JsonDocument.Parse(stdout);
-        foreach (var key in new[] { "seconds", "gflops", "peakGflops", "fractionOfPeak", "onnxRuntimeSeconds", "speedupVsOnnxRuntime", "maxAbsErrorVsOnnxRuntime" })
+        foreach (var key in new[] { "seconds", "secondsMin", "secondsMax", "gflops", "peakGflops", "fractionOfPeak", "expLimitGexps", "fractionOfExpLimit",
+                     "bandwidthGBs", "fractionOfBandwidth", "onnxRuntimeSeconds", "speedupVsOnnxRuntime", "maxAbsErrorVsOnnxRuntime", "kernel" })
             Assert.True(doc.RootElement.TryGetProperty(key, out _), $"missing {key}");
+        foreach (var key in new[] { "path", "vectorBits" })
+            Assert.True(doc.RootElement.GetProperty("kernel").TryGetProperty(key, out _), $"missing kernel.{key}");
+        var root = doc.RootElement;
+        Assert.True(root.GetProperty("maxAbsErrorVsOnnxRuntime").GetDouble() < 1e-5);
+        Assert.Equal(3, root.GetProperty("repeats").GetInt32());
+        Assert.True(root.GetProperty("secondsMin").GetDouble() <= root.GetProperty("seconds").GetDouble());
+        Assert.True(root.GetProperty("seconds").GetDouble() <= root.GetProperty("secondsMax").GetDouble());
+        foreach (var limit in new[] { "peakGflops", "expLimitGexps", "bandwidthGBs" }) Assert.True(root.GetProperty(limit).GetDouble() > 0, limit);
+    }
+
+    [Fact]
+    public void Bench_exact_times_decode_against_onnx_runtime_too()
+    {
+        var (code, stdout, err) = CliRunner.Run("bench", "exact", "--n", "1", "--m", "3000", "--d", "32", "--json", "--repeats", "1");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal("Decode", doc.RootElement.GetProperty("kernel").GetProperty("path").GetString());
+        Assert.True(doc.RootElement.GetProperty("speedupVsOnnxRuntime").GetDouble() > 0);
         Assert.True(doc.RootElement.GetProperty("maxAbsErrorVsOnnxRuntime").GetDouble() < 1e-5);
+    }
+
+    [Fact]
+    public void Bench_exact_rejects_zero_repeats_with_one_line()
+    {
+        var (code, _, err) = CliRunner.Run("bench", "exact", "--n", "16", "--d", "4", "--repeats", "0");
+        Assert.Equal(2, code);
+        Assert.Contains("--repeats", err);
+        Assert.Single(err.Trim().Split('\n'));
     }
 }

@@ -85,28 +85,43 @@ public class AttentionBackwardTests
         AssertClose(rv, TestData.ToDouble(g.DV.ToArray()), 1e-4, "dV");
     }
 
+    [SimdTheory(16)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector512_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(16, wideBlocks);
+
+    [SimdTheory(8)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector256_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(8, wideBlocks);
+
+    [SimdTheory(4)]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Vector128_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(4, wideBlocks, every: 3);
+
     [Theory]
-    [InlineData(16, true)]
-    [InlineData(16, false)]
-    [InlineData(8, true)]
-    [InlineData(8, false)]
-    [InlineData(1, true)]
-    [InlineData(1, false)]
-    public void Every_simd_width_handles_every_remainder_length(int lanes, bool wideBlocks)
+    [InlineData(true)]
+    [InlineData(false)]
+    public void Scalar_backward_handles_every_remainder_length(bool wideBlocks) => WidthSweep(1, wideBlocks);
+
+    /// <summary><paramref name="every"/> &gt; 1 runs every that-many-th case of the sweep (the Vector128 rung shares every
+    /// line of the width-generic kernel with the others; it is checked on a third of the shapes to keep the suite fast).</summary>
+    private static void WidthSweep(int lanes, bool wideBlocks, int every = 1)
     {
         // Key counts sweep every remainder modulo the vector (W) and the key block (4·W) and cross block boundaries;
-        // d and dv sweep the remainders modulo W (padded copies of Q and dO); n crosses the 4-row micro-tile and the
-        // 64-row query tile; threads 1 and 3 (one worker, and dQ gathered from several); 4×4- and 4×2-vector register blocks.
+        // d and dv sweep the remainders modulo W (padded copies of Q and dO); n crosses the 6-row micro-tile and the
+        // 96-row query tile; threads 1 and 3 (one worker, and dQ gathered from several); 6×4- and 6×2-vector register blocks.
         int cases = 0;
         for (int m = 1; m <= 140; m += 5)
             for (int dv = 1; dv <= 34; dv += 3)
             {
                 int n = 1 + (m * 7 + dv) % 70, d = 1 + (m + 3 * dv) % 33;
                 bool causal = (m + dv) % 3 == 0;
+                if (cases++ % every != 0) continue;
                 CheckWidth(lanes, wideBlocks, n, m, d, dv, causal, threads: (m + dv) % 2 == 0 ? 1 : 3, seed: m * 100 + dv);
-                cases++;
             }
-        // Shapes with no padding at all (d, dv multiples of W, n a multiple of 4): Q, dO and dQ used in place.
+        // Shapes with d, dv multiples of W (no column padding), n on and off the 6-row micro-tile, n past the 96-row tile.
         foreach (var (n, m, d, dv) in new[] { (8, 70, 16, 32), (64, 64, 32, 16), (68, 130, 16, 16), (4, 1, 8, 8), (132, 33, 8, 24) })
         {
             CheckWidth(lanes, wideBlocks, n, m, d, dv, causal: false, threads: 2, seed: n + m);
@@ -122,7 +137,8 @@ public class AttentionBackwardTests
         var p = TestData.Problem(n, m, d, dv, 1.0, seed, causal: causal);
         var dO = TestData.Uniform(n * dv, 1, seed + 10);
         var (rq, rk, rv) = BackwardReference.Compute(p, dO);
-        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, threads), threads, lanes, wideBlocks);
+        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, threads), threads, lanes, out int bits, wideBlocks);
+        Assert.Equal(lanes == 1 ? 64 : lanes * 32, bits); // the width that really ran
         AssertNear(rq, g.DQ.Span, 1e-11, $"f64 dQ {shape}");
         AssertNear(rk, g.DK.Span, 1e-11, $"f64 dK {shape}");
         AssertNear(rv, g.DV.Span, 1e-11, $"f64 dV {shape}");
@@ -132,7 +148,8 @@ public class AttentionBackwardTests
         var p64r = new AttentionProblem<double>(TestData.ToDouble(p32.Q.ToArray()), TestData.ToDouble(p32.K.ToArray()), TestData.ToDouble(p32.V.ToArray()),
             n, m, d, dv, 1, p.Scale, causal);
         var (sq, sk, sv) = BackwardReference.Compute(p64r, TestData.ToDouble(dO32));
-        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, threads), threads, lanes, wideBlocks);
+        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, threads), threads, lanes, out int bits32, wideBlocks);
+        Assert.Equal(lanes == 1 ? 32 : lanes * 32, bits32);
         AssertNear(sq, TestData.ToDouble(g32.DQ.ToArray()), 1e-4, $"f32 dQ {shape}");
         AssertNear(sk, TestData.ToDouble(g32.DK.ToArray()), 1e-4, $"f32 dK {shape}");
         AssertNear(sv, TestData.ToDouble(g32.DV.ToArray()), 1e-4, $"f32 dV {shape}");

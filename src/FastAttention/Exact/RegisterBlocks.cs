@@ -1,0 +1,241 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
+namespace FastAttention.Exact;
+
+/// <summary>
+/// The register blocks every attention kernel is built from (forward, decode and backward), written once against
+/// <see cref="ISimd{T,TV}"/>: 6 rows × 2 vectors (12 accumulators, for the 16 vector registers of AVX2 and SSE) or
+/// 6 rows × 4 vectors (24 accumulators, for the 32 of AVX-512 and ARM64), each vector load feeding 6 FMAs.
+/// <list type="bullet">
+/// <item><see cref="Product6"/>: C[6 × panel] = A[6 × depth]·Panel[depth × panel] over a packed panel (S = Q̃·Kᵀ, dP = dO·Vᵀ).</item>
+/// <item><see cref="Accumulate6"/>: acc[6 × width] += coeff[6 × count]·B[count × width] with B rows in place at any stride and
+/// the coefficients at any row stride and step (O += P·V, dQ += dS·K, and transposed dV += Pᵀ·dO, dK += dSᵀ·Q).</item>
+/// </list>
+/// </summary>
+internal static unsafe class RegisterBlocks<T, TV, TS>
+    where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    where TV : unmanaged
+    where TS : struct, ISimd<T, TV>
+{
+    /// <summary>Rows of every register block.</summary>
+    public const int Rows = 6;
+
+    /// <summary>Vectors per panel row: 4 with <paramref name="wide"/> blocks (32 registers), else 2.</summary>
+    public static int PanelWidth(bool wide) => (wide ? 4 : 2) * TS.Count;
+
+    /// <summary>C[r, 0..panel) = Σ_{c &lt; depth} A[r, c]·Panel[c, 0..panel) for 6 rows of A (stride <paramref name="aStride"/>),
+    /// the panel packed as <paramref name="depth"/> rows of <see cref="PanelWidth"/> contiguous elements; C rows at
+    /// <paramref name="cStride"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Product6(bool wide, T* a, int aStride, T* panel, int depth, T* c, int cStride)
+    {
+        if (wide) Product6x4(a, aStride, panel, depth, c, cStride);
+        else Product6x2(a, aStride, panel, depth, c, cStride);
+    }
+
+    /// <summary>acc[r, 0..width) += Σ_{j &lt; count} coeff[r·cRow + j·cStep]·B[j, 0..width) for 6 rows; B rows at
+    /// <paramref name="bStride"/>, acc rows at <paramref name="accStride"/>, width a multiple of W.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Accumulate6(bool wide, T* coeff, int cRow, long cStep, int count, T* b, long bStride, T* acc, int accStride, int width)
+    {
+        int x = 0;
+        if (wide)
+        {
+            x = width / (4 * TS.Count) * 4 * TS.Count;
+            if (x > 0) Accumulate6x4(coeff, cRow, cStep, count, b, bStride, acc, accStride, x);
+        }
+        int rest = (width - x) / (2 * TS.Count) * 2 * TS.Count;
+        if (rest > 0) Accumulate6x2(coeff, cRow, cStep, count, b + x, bStride, acc + x, accStride, rest);
+        x += rest;
+        if (x < width) Accumulate6x1(coeff, cRow, cStep, count, b + x, bStride, acc + x, accStride, width - x);
+    }
+
+    /// <summary>6 rows × 2W columns over one packed panel ([d][2W]): 12 accumulators, each panel load feeding 6 FMAs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Product6x2(T* q, int qStride, T* panel, int d, T* s, int sStride)
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero;
+        TV a30 = TS.Zero, a31 = TS.Zero, a40 = TS.Zero, a41 = TS.Zero, a50 = TS.Zero, a51 = TS.Zero;
+        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride, q4 = q + 4 * qStride, q5 = q + 5 * qStride;
+        for (int c = 0; c < d; c++, panel += 2 * w)
+        {
+            TV k0 = TS.Load(ref panel[0]), k1 = TS.Load(ref panel[w]);
+            TV x = TS.Broadcast(q0[c]); a00 = TS.Fma(x, k0, a00); a01 = TS.Fma(x, k1, a01);
+            x = TS.Broadcast(q1[c]); a10 = TS.Fma(x, k0, a10); a11 = TS.Fma(x, k1, a11);
+            x = TS.Broadcast(q2[c]); a20 = TS.Fma(x, k0, a20); a21 = TS.Fma(x, k1, a21);
+            x = TS.Broadcast(q3[c]); a30 = TS.Fma(x, k0, a30); a31 = TS.Fma(x, k1, a31);
+            x = TS.Broadcast(q4[c]); a40 = TS.Fma(x, k0, a40); a41 = TS.Fma(x, k1, a41);
+            x = TS.Broadcast(q5[c]); a50 = TS.Fma(x, k0, a50); a51 = TS.Fma(x, k1, a51);
+        }
+        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]); s += sStride;
+        TS.Store(a10, ref s[0]); TS.Store(a11, ref s[w]); s += sStride;
+        TS.Store(a20, ref s[0]); TS.Store(a21, ref s[w]); s += sStride;
+        TS.Store(a30, ref s[0]); TS.Store(a31, ref s[w]); s += sStride;
+        TS.Store(a40, ref s[0]); TS.Store(a41, ref s[w]); s += sStride;
+        TS.Store(a50, ref s[0]); TS.Store(a51, ref s[w]);
+    }
+
+    /// <summary>6 rows × 4W columns over one packed panel ([d][4W]): 24 accumulators, for CPUs with 32 vector registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Product6x4(T* q, int qStride, T* panel, int d, T* s, int sStride)
+    {
+        int w = TS.Count;
+        TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
+        TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero, a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
+        TV a40 = TS.Zero, a41 = TS.Zero, a42 = TS.Zero, a43 = TS.Zero, a50 = TS.Zero, a51 = TS.Zero, a52 = TS.Zero, a53 = TS.Zero;
+        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride, q4 = q + 4 * qStride, q5 = q + 5 * qStride;
+        for (int c = 0; c < d; c++, panel += 4 * w)
+        {
+            TV k0 = TS.Load(ref panel[0]), k1 = TS.Load(ref panel[w]), k2 = TS.Load(ref panel[2 * w]), k3 = TS.Load(ref panel[3 * w]);
+            TV x = TS.Broadcast(q0[c]); a00 = TS.Fma(x, k0, a00); a01 = TS.Fma(x, k1, a01); a02 = TS.Fma(x, k2, a02); a03 = TS.Fma(x, k3, a03);
+            x = TS.Broadcast(q1[c]); a10 = TS.Fma(x, k0, a10); a11 = TS.Fma(x, k1, a11); a12 = TS.Fma(x, k2, a12); a13 = TS.Fma(x, k3, a13);
+            x = TS.Broadcast(q2[c]); a20 = TS.Fma(x, k0, a20); a21 = TS.Fma(x, k1, a21); a22 = TS.Fma(x, k2, a22); a23 = TS.Fma(x, k3, a23);
+            x = TS.Broadcast(q3[c]); a30 = TS.Fma(x, k0, a30); a31 = TS.Fma(x, k1, a31); a32 = TS.Fma(x, k2, a32); a33 = TS.Fma(x, k3, a33);
+            x = TS.Broadcast(q4[c]); a40 = TS.Fma(x, k0, a40); a41 = TS.Fma(x, k1, a41); a42 = TS.Fma(x, k2, a42); a43 = TS.Fma(x, k3, a43);
+            x = TS.Broadcast(q5[c]); a50 = TS.Fma(x, k0, a50); a51 = TS.Fma(x, k1, a51); a52 = TS.Fma(x, k2, a52); a53 = TS.Fma(x, k3, a53);
+        }
+        TS.Store(a00, ref s[0]); TS.Store(a01, ref s[w]); TS.Store(a02, ref s[2 * w]); TS.Store(a03, ref s[3 * w]); s += sStride;
+        TS.Store(a10, ref s[0]); TS.Store(a11, ref s[w]); TS.Store(a12, ref s[2 * w]); TS.Store(a13, ref s[3 * w]); s += sStride;
+        TS.Store(a20, ref s[0]); TS.Store(a21, ref s[w]); TS.Store(a22, ref s[2 * w]); TS.Store(a23, ref s[3 * w]); s += sStride;
+        TS.Store(a30, ref s[0]); TS.Store(a31, ref s[w]); TS.Store(a32, ref s[2 * w]); TS.Store(a33, ref s[3 * w]); s += sStride;
+        TS.Store(a40, ref s[0]); TS.Store(a41, ref s[w]); TS.Store(a42, ref s[2 * w]); TS.Store(a43, ref s[3 * w]); s += sStride;
+        TS.Store(a50, ref s[0]); TS.Store(a51, ref s[w]); TS.Store(a52, ref s[2 * w]); TS.Store(a53, ref s[3 * w]);
+    }
+
+    /// <summary>6 × 2-vector blocks of <see cref="Accumulate6"/> over columns [0, width) (width a multiple of 2W).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Accumulate6x2(T* c, int cRow, long cStep, int count, T* b, long bStride, T* acc, int accStride, int width)
+    {
+        int w = TS.Count, x = 0;
+        T* c0 = c, c1 = c + cRow, c2 = c + 2 * cRow, c3 = c + 3 * cRow, c4 = c + 4 * cRow, c5 = c + 5 * cRow;
+        T* o0 = acc, o1 = acc + accStride, o2 = acc + 2 * accStride, o3 = acc + 3 * accStride, o4 = acc + 4 * accStride, o5 = acc + 5 * accStride;
+        for (; x + 2 * w <= width; x += 2 * w)
+        {
+            TV a00 = TS.Load(ref o0[x]), a01 = TS.Load(ref o0[x + w]);
+            TV a10 = TS.Load(ref o1[x]), a11 = TS.Load(ref o1[x + w]);
+            TV a20 = TS.Load(ref o2[x]), a21 = TS.Load(ref o2[x + w]);
+            TV a30 = TS.Load(ref o3[x]), a31 = TS.Load(ref o3[x + w]);
+            TV a40 = TS.Load(ref o4[x]), a41 = TS.Load(ref o4[x + w]);
+            TV a50 = TS.Load(ref o5[x]), a51 = TS.Load(ref o5[x + w]);
+            T* br = b + x;
+            long o = 0;
+            for (int j = 0; j < count; j++, br += bStride, o += cStep)
+            {
+                TV b0 = TS.Load(ref br[0]), b1 = TS.Load(ref br[w]);
+                TV s = TS.Broadcast(c0[o]); a00 = TS.Fma(s, b0, a00); a01 = TS.Fma(s, b1, a01);
+                s = TS.Broadcast(c1[o]); a10 = TS.Fma(s, b0, a10); a11 = TS.Fma(s, b1, a11);
+                s = TS.Broadcast(c2[o]); a20 = TS.Fma(s, b0, a20); a21 = TS.Fma(s, b1, a21);
+                s = TS.Broadcast(c3[o]); a30 = TS.Fma(s, b0, a30); a31 = TS.Fma(s, b1, a31);
+                s = TS.Broadcast(c4[o]); a40 = TS.Fma(s, b0, a40); a41 = TS.Fma(s, b1, a41);
+                s = TS.Broadcast(c5[o]); a50 = TS.Fma(s, b0, a50); a51 = TS.Fma(s, b1, a51);
+            }
+            TS.Store(a00, ref o0[x]); TS.Store(a01, ref o0[x + w]);
+            TS.Store(a10, ref o1[x]); TS.Store(a11, ref o1[x + w]);
+            TS.Store(a20, ref o2[x]); TS.Store(a21, ref o2[x + w]);
+            TS.Store(a30, ref o3[x]); TS.Store(a31, ref o3[x + w]);
+            TS.Store(a40, ref o4[x]); TS.Store(a41, ref o4[x + w]);
+            TS.Store(a50, ref o5[x]); TS.Store(a51, ref o5[x + w]);
+        }
+    }
+
+    /// <summary>6 × 4-vector blocks of <see cref="Accumulate6"/> (24 accumulators; width a multiple of 4W).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Accumulate6x4(T* c, int cRow, long cStep, int count, T* b, long bStride, T* acc, int accStride, int width)
+    {
+        int w = TS.Count, x = 0;
+        T* c0 = c, c1 = c + cRow, c2 = c + 2 * cRow, c3 = c + 3 * cRow, c4 = c + 4 * cRow, c5 = c + 5 * cRow;
+        T* o0 = acc, o1 = acc + accStride, o2 = acc + 2 * accStride, o3 = acc + 3 * accStride, o4 = acc + 4 * accStride, o5 = acc + 5 * accStride;
+        for (; x + 4 * w <= width; x += 4 * w)
+        {
+            TV a00 = TS.Load(ref o0[x]), a01 = TS.Load(ref o0[x + w]), a02 = TS.Load(ref o0[x + 2 * w]), a03 = TS.Load(ref o0[x + 3 * w]);
+            TV a10 = TS.Load(ref o1[x]), a11 = TS.Load(ref o1[x + w]), a12 = TS.Load(ref o1[x + 2 * w]), a13 = TS.Load(ref o1[x + 3 * w]);
+            TV a20 = TS.Load(ref o2[x]), a21 = TS.Load(ref o2[x + w]), a22 = TS.Load(ref o2[x + 2 * w]), a23 = TS.Load(ref o2[x + 3 * w]);
+            TV a30 = TS.Load(ref o3[x]), a31 = TS.Load(ref o3[x + w]), a32 = TS.Load(ref o3[x + 2 * w]), a33 = TS.Load(ref o3[x + 3 * w]);
+            TV a40 = TS.Load(ref o4[x]), a41 = TS.Load(ref o4[x + w]), a42 = TS.Load(ref o4[x + 2 * w]), a43 = TS.Load(ref o4[x + 3 * w]);
+            TV a50 = TS.Load(ref o5[x]), a51 = TS.Load(ref o5[x + w]), a52 = TS.Load(ref o5[x + 2 * w]), a53 = TS.Load(ref o5[x + 3 * w]);
+            T* br = b + x;
+            long o = 0;
+            for (int j = 0; j < count; j++, br += bStride, o += cStep)
+            {
+                TV b0 = TS.Load(ref br[0]), b1 = TS.Load(ref br[w]), b2 = TS.Load(ref br[2 * w]), b3 = TS.Load(ref br[3 * w]);
+                TV s = TS.Broadcast(c0[o]); a00 = TS.Fma(s, b0, a00); a01 = TS.Fma(s, b1, a01); a02 = TS.Fma(s, b2, a02); a03 = TS.Fma(s, b3, a03);
+                s = TS.Broadcast(c1[o]); a10 = TS.Fma(s, b0, a10); a11 = TS.Fma(s, b1, a11); a12 = TS.Fma(s, b2, a12); a13 = TS.Fma(s, b3, a13);
+                s = TS.Broadcast(c2[o]); a20 = TS.Fma(s, b0, a20); a21 = TS.Fma(s, b1, a21); a22 = TS.Fma(s, b2, a22); a23 = TS.Fma(s, b3, a23);
+                s = TS.Broadcast(c3[o]); a30 = TS.Fma(s, b0, a30); a31 = TS.Fma(s, b1, a31); a32 = TS.Fma(s, b2, a32); a33 = TS.Fma(s, b3, a33);
+                s = TS.Broadcast(c4[o]); a40 = TS.Fma(s, b0, a40); a41 = TS.Fma(s, b1, a41); a42 = TS.Fma(s, b2, a42); a43 = TS.Fma(s, b3, a43);
+                s = TS.Broadcast(c5[o]); a50 = TS.Fma(s, b0, a50); a51 = TS.Fma(s, b1, a51); a52 = TS.Fma(s, b2, a52); a53 = TS.Fma(s, b3, a53);
+            }
+            TS.Store(a00, ref o0[x]); TS.Store(a01, ref o0[x + w]); TS.Store(a02, ref o0[x + 2 * w]); TS.Store(a03, ref o0[x + 3 * w]);
+            TS.Store(a10, ref o1[x]); TS.Store(a11, ref o1[x + w]); TS.Store(a12, ref o1[x + 2 * w]); TS.Store(a13, ref o1[x + 3 * w]);
+            TS.Store(a20, ref o2[x]); TS.Store(a21, ref o2[x + w]); TS.Store(a22, ref o2[x + 2 * w]); TS.Store(a23, ref o2[x + 3 * w]);
+            TS.Store(a30, ref o3[x]); TS.Store(a31, ref o3[x + w]); TS.Store(a32, ref o3[x + 2 * w]); TS.Store(a33, ref o3[x + 3 * w]);
+            TS.Store(a40, ref o4[x]); TS.Store(a41, ref o4[x + w]); TS.Store(a42, ref o4[x + 2 * w]); TS.Store(a43, ref o4[x + 3 * w]);
+            TS.Store(a50, ref o5[x]); TS.Store(a51, ref o5[x + w]); TS.Store(a52, ref o5[x + 2 * w]); TS.Store(a53, ref o5[x + 3 * w]);
+        }
+    }
+
+    /// <summary>6 × 1-vector blocks of <see cref="Accumulate6"/> (the columns left by the wider blocks).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Accumulate6x1(T* c, int cRow, long cStep, int count, T* b, long bStride, T* acc, int accStride, int width)
+    {
+        int w = TS.Count;
+        T* c0 = c, c1 = c + cRow, c2 = c + 2 * cRow, c3 = c + 3 * cRow, c4 = c + 4 * cRow, c5 = c + 5 * cRow;
+        for (int x = 0; x < width; x += w)
+        {
+            T* o = acc + x;
+            TV a0 = TS.Load(ref o[0]), a1 = TS.Load(ref o[accStride]), a2 = TS.Load(ref o[2 * accStride]);
+            TV a3 = TS.Load(ref o[3 * accStride]), a4 = TS.Load(ref o[4 * accStride]), a5 = TS.Load(ref o[5 * accStride]);
+            T* br = b + x;
+            long k = 0;
+            for (int j = 0; j < count; j++, br += bStride, k += cStep)
+            {
+                TV v = TS.Load(ref br[0]);
+                a0 = TS.Fma(TS.Broadcast(c0[k]), v, a0); a1 = TS.Fma(TS.Broadcast(c1[k]), v, a1); a2 = TS.Fma(TS.Broadcast(c2[k]), v, a2);
+                a3 = TS.Fma(TS.Broadcast(c3[k]), v, a3); a4 = TS.Fma(TS.Broadcast(c4[k]), v, a4); a5 = TS.Fma(TS.Broadcast(c5[k]), v, a5);
+            }
+            TS.Store(a0, ref o[0]); TS.Store(a1, ref o[accStride]); TS.Store(a2, ref o[2 * accStride]);
+            TS.Store(a3, ref o[3 * accStride]); TS.Store(a4, ref o[4 * accStride]); TS.Store(a5, ref o[5 * accStride]);
+        }
+    }
+
+    /// <summary>One row: acc[0..width) += Σ_j p[j]·B[j, 0..width) (width a multiple of W), 4 vectors at a time (decode rows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Accumulate1(T* p, int count, T* b, long bStride, T* acc, int width)
+    {
+        int w = TS.Count, x = 0;
+        for (; x + 4 * w <= width; x += 4 * w)
+        {
+            TV a0 = TS.Load(ref acc[x]), a1 = TS.Load(ref acc[x + w]), a2 = TS.Load(ref acc[x + 2 * w]), a3 = TS.Load(ref acc[x + 3 * w]);
+            T* br = b + x;
+            for (int j = 0; j < count; j++, br += bStride)
+            {
+                TV s = TS.Broadcast(p[j]);
+                a0 = TS.Fma(s, TS.Load(ref br[0]), a0); a1 = TS.Fma(s, TS.Load(ref br[w]), a1);
+                a2 = TS.Fma(s, TS.Load(ref br[2 * w]), a2); a3 = TS.Fma(s, TS.Load(ref br[3 * w]), a3);
+            }
+            TS.Store(a0, ref acc[x]); TS.Store(a1, ref acc[x + w]); TS.Store(a2, ref acc[x + 2 * w]); TS.Store(a3, ref acc[x + 3 * w]);
+        }
+        for (; x < width; x += w)
+        {
+            TV a0 = TS.Load(ref acc[x]);
+            T* br = b + x;
+            for (int j = 0; j < count; j++, br += bStride) a0 = TS.Fma(TS.Broadcast(p[j]), TS.Load(ref br[0]), a0);
+            TS.Store(a0, ref acc[x]);
+        }
+    }
+
+    /// <summary>The columns [c0, end) that do not fill a vector, scalar, for <paramref name="rows"/> rows (B read in place).</summary>
+    public static void AccumulateTail(T* coeff, int cRow, long cStep, int rows, int count, T* b, long bStride, T* acc, int accStride, int c0, int end)
+    {
+        for (int x = c0; x < end; x++)
+            for (int r = 0; r < rows; r++)
+            {
+                T* cr = coeff + r * cRow;
+                T sum = acc[r * accStride + x];
+                for (int j = 0; j < count; j++) sum = T.FusedMultiplyAdd(cr[j * cStep], b[j * bStride + x], sum);
+                acc[r * accStride + x] = sum;
+            }
+    }
+}
