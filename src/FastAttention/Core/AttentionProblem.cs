@@ -14,6 +14,20 @@ namespace FastAttention;
 public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
 {
     private double _qMax = double.NaN, _kMax = double.NaN, _vMax = double.NaN;
+    // The exact kernel's rounding-bound statistics per K/V head, computed once (like the maxima above): the problem's
+    // data are read-only by contract, and grouped-query heads share their K/V head's entry.
+    private Exact.ExactRoundingBound.KeyStatistics?[]? _keyStats;
+
+    /// <summary>The K/V statistics of <paramref name="head"/>'s K/V head, computed once with <paramref name="threads"/>.</summary>
+    internal Exact.ExactRoundingBound.KeyStatistics KeyStatistics(AttentionHead<T> head, int threads)
+    {
+        var cache = _keyStats ??= new Exact.ExactRoundingBound.KeyStatistics?[KvHeads];
+        int g = head.KvIndex;
+        if (cache[g] is { } known) return known;
+        var computed = Exact.ExactRoundingBound.ComputeStatistics(head, threads);
+        cache[g] = computed; // a race computes the same value twice
+        return computed;
+    }
 
     /// <summary>
     /// Wraps Q, K, V (not copied: the memory must not change while the problem is in use) and validates them.
@@ -193,6 +207,7 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
 
     private static void CheckFinite(string name, ReadOnlySpan<T> data, int offset = 0)
     {
+        if (System.Numerics.Tensors.TensorPrimitives.IsFiniteAll(data)) return; // vectorised; the scan below only names the culprit
         for (int i = 0; i < data.Length; i++)
             if (!T.IsFinite(data[i]))
                 ThrowHelper.Argument(name, $"{name} contains a non-finite value ({data[i]}) at flat index {offset + i}.");

@@ -1,4 +1,7 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using FastAttention.Numerics;
 
 namespace FastAttention.Exact;
@@ -48,7 +51,11 @@ internal static class ExactRoundingBound
 
     /// <summary>The bound for one head computed by the kernel plan <paramref name="plan"/> (path, lanes, key block, splits);
     /// float16 heads run the float32 kernel and round the output once more.</summary>
-    public static Terms ForHead<T>(AttentionHead<T> head, FlashPlan plan) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    /// <param name="head">The head.</param>
+    /// <param name="plan">The kernel plan that runs (or ran) it.</param>
+    /// <param name="stats">The head's <see cref="Statistics"/> if already computed (planning computes them once and
+    /// execution reuses them); null = computed here.</param>
+    public static Terms ForHead<T>(AttentionHead<T> head, FlashPlan plan, KeyStatistics? stats = null) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         int n = head.N, m = head.M, d = head.D, dv = head.Dv;
         if (m == 0) return default;
@@ -79,32 +86,8 @@ internal static class ExactRoundingBound
             qNorm = Math.Max(qNorm, s); qNorm0 = Math.Max(qNorm0, s0);
         }
         qNorm = Math.Sqrt(qNorm) * inflate; qNorm0 = Math.Sqrt(qNorm0) * inflate;
-        var kk = head.K;
-        double kNorm = 0;
-        for (int j = 0; j < m; j++)
-        {
-            double s = 0;
-            for (int k = 0; k < d; k++) { double x = double.CreateTruncating(kk[j * d + k]); s = Math.FusedMultiplyAdd(x, x, s); }
-            kNorm = Math.Max(kNorm, s);
-        }
-        kNorm = Math.Sqrt(kNorm) * inflate;
-        var v = head.V;
-        double vMax = 0, half = 0;
-        for (int col = 0; col < dv; col++)
-        {
-            double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
-            for (int j = 0; j < m; j++)
-            {
-                double x = double.CreateTruncating(v[j * dv + col]);
-                lo = Math.Min(lo, x); hi = Math.Max(hi, x);
-            }
-            vMax = Math.Max(vMax, Math.Max(Math.Abs(lo), Math.Abs(hi)));
-            half = Math.Max(half, 0.5 * (hi - lo) * (1 + 2 * FloatingPoint.U));
-        }
-        double biasMax = 0;
-        if (head.Mask.Bias is { } bias)
-            foreach (double b in bias.Data.Span)
-                if (double.IsFinite(b)) biasMax = Math.Max(biasMax, Math.Abs(b));
+        var (kNorm, vMax, halfRange, biasMax) = stats ?? Statistics(head, 1);
+        double half = halfRange * (1 + 2 * FloatingPoint.U);
 
         // 1. Logit error in log₂ units (the weights ω above; the bias term meets at most the largest count).
         // γ_k ≤ k·u/(1 − k_max·u) for every k ≤ k_max: one factor for all terms.
@@ -147,5 +130,100 @@ internal static class ExactRoundingBound
         double accumulation = vMax * ((g2 + gS) + gA * (1 + g2)) / (1 - gS) + (termsPV + termsSum) * tiny * (1 + vMax);
         double output = uOut * (vMax + weights + accumulation);
         return new Terms(logit, weights, accumulation, output);
+    }
+
+    /// <summary>What the bound needs from K, V and the bias: the largest ‖kⱼ‖ (rounded up, <see cref="FloatingPoint.MaxRowNorm"/>), the largest
+    /// |V| entry, the largest half-range (max − min)/2 of a V column (min and max do not round; the subtraction's rounding
+    /// is covered by the caller's 1 + 2u) and the largest finite |bias|. A NaN in V propagates (the bound is then NaN, as the output).</summary>
+    public readonly record struct KeyStatistics(double KNorm, double VMax, double HalfRange, double BiasMax);
+
+    /// <summary>
+    /// <see cref="KeyStatistics"/> of a head in one pass over K and V, row by row (sequential reads; the column ranges
+    /// kept as running min/max vectors), split over <paramref name="threads"/> ranges of keys.
+    /// </summary>
+    public static KeyStatistics Statistics<T>(AttentionHead<T> head, int threads) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        head.Problem.KeyStatistics(head, threads);
+
+    /// <summary>Computes <see cref="Statistics"/> (the problem caches the result per K/V head).</summary>
+    internal static KeyStatistics ComputeStatistics<T>(AttentionHead<T> head, int threads) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int m = head.M, d = head.D, dv = head.Dv;
+        if (m == 0) return default;
+        var problem = head.Problem;
+        long kOff = (long)head.KvIndex * problem.M * d, vOff = (long)head.KvIndex * problem.M * dv;
+        // Enough keys per part that the split pays (≥ 64 KiB of K and V each).
+        int parts = Math.Clamp(Math.Min(threads, (int)Math.Min(int.MaxValue, (long)m * (d + dv) * Unsafe.SizeOf<T>() / 65536)), 1, 64);
+        var kMax = new double[parts];
+        var lo = new double[parts * dv];
+        var hi = new double[parts * dv];
+        void Part(int p)
+        {
+            int j0 = (int)((long)m * p / parts), j1 = (int)((long)m * (p + 1) / parts);
+            var k = problem.K.Span.Slice((int)(kOff + (long)j0 * d), (j1 - j0) * d);
+            var v = problem.V.Span.Slice((int)(vOff + (long)j0 * dv), (j1 - j0) * dv);
+            kMax[p] = FloatingPoint.MaxRowNorm(k, j1 - j0, d);
+            ColumnRange(v, dv, lo.AsSpan(p * dv, dv), hi.AsSpan(p * dv, dv));
+        }
+        if (parts == 1) Part(0);
+        else Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, Part);
+        double kNorm = 0, vMax = 0, half = 0;
+        for (int p = 0; p < parts; p++) kNorm = Math.Max(kNorm, kMax[p]);
+        for (int c = 0; c < dv; c++)
+        {
+            double l = double.PositiveInfinity, h = double.NegativeInfinity;
+            for (int p = 0; p < parts; p++) { l = Math.Min(l, lo[p * dv + c]); h = Math.Max(h, hi[p * dv + c]); }
+            vMax = Math.Max(vMax, Math.Max(Math.Abs(l), Math.Abs(h)));
+            half = Math.Max(half, 0.5 * (h - l));
+        }
+        double biasMax = 0;
+        if (head.Mask.Bias is { } bias)
+            foreach (double b in bias.Data.Span)
+                if (double.IsFinite(b)) biasMax = Math.Max(biasMax, Math.Abs(b));
+        return new KeyStatistics(kNorm, vMax, half, biasMax);
+    }
+
+    /// <summary>Per column of the row-major rows×cols <paramref name="x"/>: its minimum and maximum (exact; the data are
+    /// finite, which the problem checked).</summary>
+    private static void ColumnRange<T>(ReadOnlySpan<T> x, int cols, Span<double> lo, Span<double> hi) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        int rows = cols == 0 ? 0 : x.Length / cols;
+        lo.Fill(double.PositiveInfinity); hi.Fill(double.NegativeInfinity);
+        int c0 = 0;
+        if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated && rows > 0)
+        {
+            // Chunks of 32 columns, four running min and max vectors in registers, all rows streamed per chunk.
+            var f = MemoryMarshal.Cast<T, float>(x);
+            ref float f0 = ref MemoryMarshal.GetReference(f);
+            Span<float> buf = stackalloc float[8];
+            for (; c0 + 8 <= cols; c0 += 32)
+            {
+                int nv = Math.Min(4, (cols - c0) / 8);
+                var l0 = Vector256.Create(float.PositiveInfinity); var l1 = l0; var l2 = l0; var l3 = l0;
+                var h0 = Vector256.Create(float.NegativeInfinity); var h1 = h0; var h2 = h0; var h3 = h0;
+                for (int r = 0; r < rows; r++)
+                {
+                    nuint at = (nuint)((long)r * cols + c0);
+                    var a = Vector256.LoadUnsafe(ref f0, at); l0 = Vector256.Min(l0, a); h0 = Vector256.Max(h0, a);
+                    if (nv > 1) { a = Vector256.LoadUnsafe(ref f0, at + 8); l1 = Vector256.Min(l1, a); h1 = Vector256.Max(h1, a); }
+                    if (nv > 2) { a = Vector256.LoadUnsafe(ref f0, at + 16); l2 = Vector256.Min(l2, a); h2 = Vector256.Max(h2, a); }
+                    if (nv > 3) { a = Vector256.LoadUnsafe(ref f0, at + 24); l3 = Vector256.Min(l3, a); h3 = Vector256.Max(h3, a); }
+                }
+                for (int k = 0; k < nv; k++)
+                {
+                    (k switch { 0 => l0, 1 => l1, 2 => l2, _ => l3 }).CopyTo(buf);
+                    for (int t = 0; t < 8; t++) lo[c0 + 8 * k + t] = buf[t];
+                    (k switch { 0 => h0, 1 => h1, 2 => h2, _ => h3 }).CopyTo(buf);
+                    for (int t = 0; t < 8; t++) hi[c0 + 8 * k + t] = buf[t];
+                }
+                if (nv < 4) { c0 += 8 * nv; break; }
+            }
+        }
+        if (c0 >= cols) return;
+        for (int r = 0; r < rows; r++)
+            for (int c = c0; c < cols; c++)
+            {
+                double e = double.CreateTruncating(x[r * cols + c]);
+                lo[c] = Math.Min(lo[c], e); hi[c] = Math.Max(hi[c], e);
+            }
     }
 }

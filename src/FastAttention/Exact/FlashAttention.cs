@@ -31,7 +31,9 @@ public sealed class FlashAttention : AttentionAlgorithm
     protected override unsafe HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
         var plan = PlanKernel(head, context.Threads);
-        return Planned(head, context, FlashParameters.Of(plan), RoundingBudget(head, plan), Cost(head));
+        // K and V are read once for the bound's statistics; execution reuses them (the plan is of this data).
+        var stats = ExactRoundingBound.Statistics(head, context.Threads);
+        return Planned(head, context, FlashParameters.Of(plan), RoundingBudget(head, plan, stats), Cost(head), stats);
     }
 
     /// <summary>What the kernel would run for this head (float16 runs the float32 kernel).</summary>
@@ -50,9 +52,10 @@ public sealed class FlashAttention : AttentionAlgorithm
     }
 
     /// <summary>The a-priori rounding bound of this head for the kernel plan that runs it, as named error terms.</summary>
-    internal static IReadOnlyList<ErrorTerm> RoundingBudget<T>(AttentionHead<T> head, FlashPlan plan) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    internal static IReadOnlyList<ErrorTerm> RoundingBudget<T>(AttentionHead<T> head, FlashPlan plan, ExactRoundingBound.KeyStatistics? stats = null)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var t = ExactRoundingBound.ForHead(head, plan);
+        var t = ExactRoundingBound.ForHead(head, plan, stats);
         return [
             new ErrorTerm("softmax weights (logit, exp₂, rescale rounding)", t.Weights),
             new ErrorTerm("P·V and row-sum accumulation, final division", t.Accumulation),
@@ -86,7 +89,8 @@ public sealed class FlashAttention : AttentionAlgorithm
     {
         context.ThrowIfCancelled();
         var ran = Run(head.Problem, head.Index, 1, output, [], [], context.Threads);
-        return new HeadExecution(RoundingBudget(head, ran), FlashParameters.Of(ran));
+        var stats = plan.State as ExactRoundingBound.KeyStatistics? ?? ExactRoundingBound.Statistics(head, context.Threads);
+        return new HeadExecution(RoundingBudget(head, ran, stats), FlashParameters.Of(ran));
     }
 
     /// <summary>The counted work of exact attention on one head: 2·(d + dv) flops and one exp per visible logit, Q, K,

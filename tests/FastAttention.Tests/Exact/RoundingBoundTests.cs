@@ -164,4 +164,52 @@ public class RoundingBoundTests(ITestOutputHelper output)
 
     /// <summary>A double as decimal to 17 significant digits (the cast keeps only 15).</summary>
     private static decimal Exactly(double x) => decimal.Parse(x.ToString("E16", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The bound's K/V statistics (one vectorised pass, split over threads, cached per K/V head) equal a direct
+    /// scalar computation for every SIMD remainder of d and dv, in float32 and float64, with grouped-query heads and key
+    /// lengths (padding rows hold values that would change the result if they were read).</summary>
+    [Theory]
+    [InlineData(1)] [InlineData(3)] [InlineData(7)] [InlineData(8)] [InlineData(9)] [InlineData(31)] [InlineData(32)]
+    [InlineData(33)] [InlineData(40)] [InlineData(63)] [InlineData(64)] [InlineData(65)] [InlineData(100)]
+    public void Key_statistics_match_a_direct_computation(int width)
+    {
+        Check<float>(width, 2); Check<float>(width, 1); Check<double>(width, 2);
+
+        static void Check<T>(int d, int threads) where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
+        {
+            int m = 3000, kvHeads = 2, heads = 4, batch = 2, n = 3;
+            int[] lengths = [2999, 1234];
+            var k = TestData.Uniform(kvHeads * m * d, 3, 40 + d).Select(T.CreateTruncating).ToArray();
+            var v = TestData.Uniform(kvHeads * m * d, 5, 80 + d).Select(T.CreateTruncating).ToArray();
+            // Padding rows (past each batch's length): extreme values the statistics must not see.
+            for (int g = 0; g < kvHeads; g++)
+                for (int j = lengths[g]; j < m; j++)
+                    for (int c = 0; c < d; c++) { k[(g * m + j) * d + c] = T.CreateTruncating(1e4); v[(g * m + j) * d + c] = T.CreateTruncating(-1e4); }
+            var q = TestData.Uniform(heads * n * d, 1, 7).Select(T.CreateTruncating).ToArray();
+            var p = new AttentionProblem<T>(q, k, v, n, m, d, d, heads, mask: new AttentionMask { KeyLengths = lengths }, kvHeads: kvHeads, batch: batch);
+            for (int h = 0; h < heads; h++)
+            {
+                var head = p.Head(h);
+                var got = ExactRoundingBound.Statistics(head, threads);
+                int g = head.KvIndex, len = lengths[g];
+                double kn = 0, vMax = 0, half = 0;
+                for (int j = 0; j < len; j++)
+                {
+                    double s2 = 0;
+                    for (int c = 0; c < d; c++) { double e = double.CreateTruncating(k[(g * m + j) * d + c]); s2 += e * e; }
+                    kn = Math.Max(kn, s2);
+                }
+                for (int c = 0; c < d; c++)
+                {
+                    double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+                    for (int j = 0; j < len; j++) { double e = double.CreateTruncating(v[(g * m + j) * d + c]); lo = Math.Min(lo, e); hi = Math.Max(hi, e); }
+                    vMax = Math.Max(vMax, Math.Max(-lo, hi)); half = Math.Max(half, 0.5 * (hi - lo));
+                }
+                Assert.Equal(vMax, got.VMax);
+                Assert.Equal(half, got.HalfRange);
+                // The norm is rounded up: at least the exact one, and no more than the inflation above it.
+                Assert.InRange(got.KNorm, Math.Sqrt(kn) * (1 - 1e-12), Math.Sqrt(kn) * (1 + 1e-12 + 4e-16 * (d + 8)));
+            }
+        }
+    }
 }
