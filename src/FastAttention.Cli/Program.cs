@@ -41,9 +41,13 @@ public static class Program
 
     /// <summary><see cref="Run(string[], TextWriter, TextWriter)"/> with a cancellation token (Ctrl-C) and whether
     /// stderr is a terminal (progress bars).</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation, bool interactive = false)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellation, bool interactive = false) =>
+        Run(args, new CliContext(stdout, stderr, cancellation, interactive));
+
+    internal static int Run(string[] args, CliContext context)
     {
-        using var scope = CliContext.Enter(new CliContext(stdout, stderr, cancellation, interactive));
+        using var scope = CliContext.Enter(context);
+        var stderr = context.Error;
         try
         {
             var root = CommandTree.Build();
@@ -53,26 +57,37 @@ public static class Program
                 stderr.WriteLine($"fastattn: {ParseMessage(parse.Errors[0])} (see 'fastattn --help')");
                 return ExitCodes.Usage;
             }
-            var config = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
-            return parse.Invoke(config);
+            var config = new InvocationConfiguration { Output = context.Output, Error = stderr, EnableDefaultExceptionHandler = false };
+            int code = parse.Invoke(config);
+            context.FlushNotes();
+            return code;
         }
-        catch (Exception e) when (Cancelled(e, cancellation))
+        catch (Exception e)
+        {
+            context.DropNotes();
+            return Handle(e, context, Debug);
+        }
+    }
+
+    /// <summary>What an exception out of a command becomes: Ctrl-C → 130; bad input or a refusal → 2 with its one
+    /// line; anything else → 1 with one line, the stack trace only when <paramref name="debug"/>.</summary>
+    internal static int Handle(Exception e, CliContext context, bool debug)
+    {
+        var stderr = context.Error;
+        if (Cancelled(e, context.Cancellation))
         {
             stderr.WriteLine("fastattn: stopped by Ctrl-C; no output was written.");
             return ExitCodes.Cancelled;
         }
-        catch (Exception e) when (ExitCodes.UserMessage(e) is { } message)
+        if (ExitCodes.UserMessage(e) is { } message)
         {
             stderr.WriteLine($"fastattn: {message}");
             return ExitCodes.Usage;
         }
-        catch (Exception e)
-        {
-            stderr.WriteLine($"fastattn: internal error: {ExitCodes.OneLine(e.Message)} ({e.GetType().Name}). This is a bug; " +
-                (Debug ? "the stack trace follows." : $"set {DebugVariable}=1 to see the stack trace."));
-            if (Debug) stderr.WriteLine(e);
-            return ExitCodes.Internal;
-        }
+        stderr.WriteLine($"fastattn: internal error: {ExitCodes.OneLine(e.Message)} ({e.GetType().Name}). This is a bug; " +
+            (debug ? "the stack trace follows." : $"set {DebugVariable}=1 to see the stack trace."));
+        if (debug) stderr.WriteLine(e);
+        return ExitCodes.Internal;
     }
 
     private static bool Debug => Environment.GetEnvironmentVariable(DebugVariable) is "1" or "true" or "yes";

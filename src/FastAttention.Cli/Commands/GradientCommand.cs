@@ -51,6 +51,7 @@ internal static class GradientCommand
             // An exact oracle needs no budget; the value only has to be valid.
             var result = LongWork.Run("attention loss gradient", _ => AttentionLossGradient.Compute(problem, alg, eps ?? 1.0, t));
             CliContext.Current.ThrowIfCancelled();
+            CommonOptions.RequireFinite("gradient", result.Gradient.Span);
             outputs.WriteNpy(outFull, result.Gradient.Span, [problem.D, problem.D]);
             if (reportFull is not null) outputs.WriteText(reportFull, Report(problem, result, eps));
             outputs.Commit();

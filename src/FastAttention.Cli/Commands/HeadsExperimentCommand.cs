@@ -42,8 +42,9 @@ internal static class HeadsExperimentCommand
         var map = new Option<string?>("--map") { Description = "regimes-cells.csv from 'experiment regimes', drawn behind the heads." };
         var sampleRows = new Option<int>("--sample-rows") { Description = "Query rows per head for the logit and entropy statistics and the error check.", DefaultValueFactory = _ => 256 };
         var maxHeads = new Option<int?>("--max-heads") { Description = "Analyse only the first this many heads (--quick: 4)." };
+        var algorithms = new Option<string?>("--algorithms") { Description = "Approximate algorithms to measure, comma-separated (default: every registered one; the planner 'auto' still considers all)." };
         var cmd = new Command("heads", "Real model heads: per head B, largest logit, numerical ranks, softmax entropy and every algorithm's verdict; the heads on the regime map.")
-            { q, k, v, epsilon, scale, map, sampleRows, maxHeads };
+            { q, k, v, epsilon, scale, map, sampleRows, maxHeads, algorithms };
         common.AddTo(cmd);
         cmd.SetAction(r =>
         {
@@ -60,13 +61,13 @@ internal static class HeadsExperimentCommand
             var mapCells = mapPath is null ? null : ReadMap(mapPath);
             var files = AttentionFiles.Load(r.GetValue(q)!, r.GetValue(k)!, r.GetValue(v)!);
             var problem = files.Problem<double>(s, false);
-            Run(run, problem, new Config(eps, rows, limit, mapPath, mapCells));
+            Run(run, problem, new Config(eps, rows, limit, mapPath, mapCells, RegimeMeasurement.ParseAlgorithms(r.GetValue(algorithms))));
             return 0;
         });
         return cmd;
     }
 
-    public sealed record Config(double Epsilon, int SampleRows, int? MaxHeads, string? MapPath, MapBackground? Map);
+    public sealed record Config(double Epsilon, int SampleRows, int? MaxHeads, string? MapPath, MapBackground? Map, IReadOnlyCollection<string>? Algorithms = null);
 
     /// <summary>A measured map read back from regimes-cells.csv.</summary>
     public sealed record MapBackground(IReadOnlyList<MapCell> Cells, int N, double Epsilon);
@@ -89,7 +90,7 @@ internal static class HeadsExperimentCommand
         int heads = c.MaxHeads is int l ? Math.Min(l, problem.Heads) : problem.Heads;
         o.WriteLine($"heads: {problem.Heads} head(s) of n = {problem.N}, m = {problem.M}, d = {problem.D}, dv = {problem.Dv}, s = {problem.Scale:G4}, ε = {c.Epsilon:G3}" +
                     (heads < problem.Heads ? $"; analysing the first {heads}" : "") + $"; {run.Repeats} timed runs per algorithm.");
-        RegimeMeasurement.WarmUp(HeadProblem(problem, 0, Math.Min(problem.N, 512)), c.Epsilon, run.Threads);
+        RegimeMeasurement.WarmUp(HeadProblem(problem, 0, Math.Min(problem.N, 512)), c.Epsilon, run.Threads, c.Algorithms);
         o.WriteLine($"{"head",4} {"B",9} {"max logit",10} {"rank Q",6} {"rank K",6} {"entropy",8} {"winner",11} {"speedup",8}  every algorithm");
         var list = new List<Head>();
         for (int h = 0; h < heads; h++)
@@ -98,7 +99,7 @@ internal static class HeadsExperimentCommand
             var hp = HeadProblem(problem, h, problem.N);
             var stats = Statistics(hp, c.Epsilon, c.SampleRows, run.Seed + h);
             run.Progress(Name, $"head {h + 1}/{heads}: every algorithm");
-            var m = RegimeMeasurement.Run(hp, c.Epsilon, run.Threads, run.Repeats, run.Seed + h, errorRows: c.SampleRows);
+            var m = RegimeMeasurement.Run(hp, c.Epsilon, run.Threads, run.Repeats, run.Seed + h, errorRows: c.SampleRows, only: c.Algorithms);
             list.Add(new Head(h, stats, m));
             string all = string.Join(" ", m.Runs.Select(x => x.Status switch
             {
@@ -210,7 +211,7 @@ internal static class HeadsExperimentCommand
         left.ShowLegend(Edge.Right);
 
         // The verdict of every algorithm on every head: measured speedup (map colours) or the refusal code.
-        var names = RegimeMeasurement.Candidates().Append("pick").ToList();
+        var names = RegimeMeasurement.Candidates().Where(a => c.Algorithms is null || c.Algorithms.Contains(a)).Append("pick").ToList();
         var right = Figure.New($"every algorithm on every head (ε = {c.Epsilon:G2}): speedup over exact or refusal", "head", "");
         bool text = heads.Count <= 24;
         foreach (var h in heads)

@@ -204,7 +204,10 @@ internal static class ReduceCommand
         {
             string path = r.GetValue(cnf)!;
             AttentionFiles.CheckFile(path, "--cnf");
-            var f = ExitCodes.Validate("--cnf", () => DimacsCnf.Read(path));
+            CnfFormula f;
+            try { f = ExitCodes.Validate("--cnf", () => DimacsCnf.Read(path)); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            { throw new UsageException($"--cnf: cannot read '{path}' ({ExitCodes.OneLine(e.Message)})."); }
             if (f.Variables > SatViaOrthogonalVectors.MaxVariables)
                 throw new UsageException($"--cnf: {path} has {f.Variables} variables; split-and-list builds 2^⌈v/2⌉ vectors per side, so at most {SatViaOrthogonalVectors.MaxVariables} are supported.");
             var m = ParseMethod(r.GetValue(via)!, "--via");

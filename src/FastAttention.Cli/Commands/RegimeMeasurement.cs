@@ -12,7 +12,8 @@ internal enum RunStatus
     Refused,
     /// <summary>Planned, then refused during its run (rounding measured above ε).</summary>
     RefusedAtRun,
-    /// <summary>Planned, but already slower than the whole exact kernel on a sample of the queries: not run in full.</summary>
+    /// <summary>Planned, but predicted to take more than 4× the exact kernel, or already slower than the whole exact
+    /// kernel on a sample of the queries: not run in full.</summary>
     SlowerOnSample,
 }
 
@@ -61,18 +62,30 @@ internal static class RegimeMeasurement
     /// <summary>Names the planner is looked up by.</summary>
     public const string PlannerName = "auto";
 
-    /// <summary>The approximate algorithms considered, in registry order (not exact, not reference, not the planner).</summary>
+    /// <summary>The approximate algorithms measured, in registry order (not exact, not reference, not the planner).</summary>
     public static IReadOnlyList<string> Candidates() =>
         AttentionAlgorithms.Names.Where(n => n != PlannerName && !AttentionAlgorithms.Create(n).IsExact).ToList();
+
+    /// <summary>Parses --algorithms (comma-separated candidate names; null or empty: all).</summary>
+    public static IReadOnlyCollection<string>? ParseAlgorithms(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var all = Candidates();
+        var list = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).ToList();
+        foreach (var a in list)
+            if (!all.Contains(a, StringComparer.OrdinalIgnoreCase))
+                throw new UsageException($"--algorithms: '{a}' is not an approximate algorithm (known: {string.Join(", ", all)}).");
+        return list.Select(a => all.First(x => string.Equals(x, a, StringComparison.OrdinalIgnoreCase))).ToHashSet();
+    }
 
     public static bool HasPlanner => AttentionAlgorithms.Names.Contains(PlannerName, StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Runs every candidate (and the planner, when registered) once on <paramref name="small"/>, so that JIT and
     /// tiered compilation happen before anything is timed; refusals are ignored.</summary>
-    public static void WarmUp(AttentionProblem<double> small, double epsilon, int threads)
+    public static void WarmUp(AttentionProblem<double> small, double epsilon, int threads, IReadOnlyCollection<string>? only = null)
     {
         var settings = new AttentionSettings { Epsilon = epsilon, Threads = threads, Rates = RatesCache.LoadOrDefault() };
-        var names = Candidates().Append("exact").Concat(HasPlanner ? [PlannerName] : Array.Empty<string>());
+        var names = Candidates().Where(n => only is null || only.Contains(n)).Append("exact").Concat(HasPlanner ? [PlannerName] : Array.Empty<string>());
         foreach (string name in names)
             for (int i = 0; i < 2; i++)
                 try { AttentionAlgorithms.Create(name).Compute(small, settings); }
@@ -80,7 +93,7 @@ internal static class RegimeMeasurement
     }
 
     public static ProblemMeasurement Run(AttentionProblem<double> problem, double epsilon, int threads, int repeats, int seed,
-        int errorRows = 256, int pilotRows = 256, Action<string>? progress = null)
+        int errorRows = 256, int pilotRows = 256, Action<string>? progress = null, IReadOnlyCollection<string>? only = null)
     {
         var (exactRun, exactScale, sampled, _) = Timing.ExactRunner(problem, threads, seed: seed);
         var exact = Timing.Seconds(exactRun, repeats).Times(exactScale);
@@ -88,7 +101,7 @@ internal static class RegimeMeasurement
         var reference = FastAttention.Exact.ReferenceAttention.ComputeRows(problem, 0, rows);
         var settings = new AttentionSettings { Epsilon = epsilon, Threads = threads, Rates = RatesCache.LoadOrDefault() };
         var runs = new List<AlgorithmRun>();
-        foreach (string name in Candidates())
+        foreach (string name in Candidates().Where(n => only is null || only.Contains(n)))
         {
             progress?.Invoke(name);
             runs.Add(RunOne(name, problem, settings, repeats, exact.Median, rows, reference, pilotRows, seed));
@@ -105,6 +118,11 @@ internal static class RegimeMeasurement
         if (outcome.Refusal is { } refusal)
             return new AlgorithmRun(name, RunStatus.Refused, refusal.Reason, refusal.Detail, default, double.NaN, double.NaN, double.NaN, eps);
         double predicted = outcome.Plan!.PredictedSeconds, planned = outcome.Plan.ErrorBound;
+        // A plan predicted (from counted work and the machine rates) to take more than 4× the measured exact kernel is
+        // not run: even a pilot on a sample of the queries would cost more than the exact kernel.
+        if (predicted > 4 * exactSeconds)
+            return new AlgorithmRun(name, RunStatus.SlowerOnSample, null,
+                $"predicted {predicted:G3} s, more than 4× exact ({exactSeconds:G3} s); not run", default, predicted, planned, double.NaN, eps);
         if (pilotRows < problem.N)
         {
             var pilot = Timing.SampleQueries(problem, Instances.SampleRows(problem.N, pilotRows, seed + 5));

@@ -37,8 +37,9 @@ internal static class RegimesExperimentCommand
         var epsilon = new Option<double>("--epsilon") { Description = "Target ‖·‖∞ error ε.", DefaultValueFactory = _ => 1e-4 };
         var scale = new Option<string>("--scale") { Description = "Logit scale: 1/d (Alman–Song, default), 1/sqrt(d) (PyTorch) or a number.", DefaultValueFactory = _ => "1/d" };
         var valueBound = new Option<double>("--value-bound") { Description = "V uniform in [−this, this].", DefaultValueFactory = _ => 1 };
+        var algorithms = new Option<string?>("--algorithms") { Description = "Approximate algorithms to measure, comma-separated (default: every registered one; the planner 'auto' still considers all)." };
         var cmd = new Command("regimes", "The regime map: speedup of the best certified algorithm over exact on a grid of head dimension × entry bound, with the theory's boundaries.")
-            { n, ds, bounds, epsilon, scale, valueBound };
+            { n, ds, bounds, epsilon, scale, valueBound, algorithms };
         common.AddTo(cmd);
         cmd.SetAction(r =>
         {
@@ -51,7 +52,8 @@ internal static class RegimesExperimentCommand
             double eps = r.GetValue(epsilon), vb = r.GetValue(valueBound);
             CommonOptions.Positive("--epsilon", eps); CommonOptions.Positive("--value-bound", vb);
             var sc = ScaleRule.Parse(r.GetValue(scale)!);
-            Run(run, new Config(nn, dList, bList, eps, sc, vb));
+            var only = RegimeMeasurement.ParseAlgorithms(r.GetValue(algorithms));
+            Run(run, new Config(nn, dList, bList, eps, sc, vb, only));
             return 0;
         });
         return cmd;
@@ -69,7 +71,8 @@ internal static class RegimesExperimentCommand
         };
     }
 
-    public sealed record Config(int N, IReadOnlyList<int> Ds, IReadOnlyList<double> Bounds, double Epsilon, ScaleRule Scale, double ValueBound);
+    public sealed record Config(int N, IReadOnlyList<int> Ds, IReadOnlyList<double> Bounds, double Epsilon, ScaleRule Scale, double ValueBound,
+        IReadOnlyCollection<string>? Algorithms = null);
 
     public sealed record Cell(int D, double Bound, double Scale, double LogitBound, ProblemMeasurement Measurement)
     {
@@ -91,7 +94,7 @@ internal static class RegimesExperimentCommand
         foreach (int d in c.Ds)
         {
             run.Progress(Name, $"d = {d}: warm-up of every algorithm");
-            RegimeMeasurement.WarmUp(BenchRangeMeasurement.Make(Math.Min(c.N, 1024), d, c.Bounds[0], c.Scale.Of(d), Distribution.Uniform, c.ValueBound, run.Seed + 99), c.Epsilon, run.Threads);
+            RegimeMeasurement.WarmUp(BenchRangeMeasurement.Make(Math.Min(c.N, 1024), d, c.Bounds[0], c.Scale.Of(d), Distribution.Uniform, c.ValueBound, run.Seed + 99), c.Epsilon, run.Threads, c.Algorithms);
             foreach (double b in c.Bounds)
             {
                 done++;
@@ -99,7 +102,7 @@ internal static class RegimesExperimentCommand
                 var problem = BenchRangeMeasurement.Make(c.N, d, b, s, Distribution.Uniform, c.ValueBound, run.Seed + d);
                 double logitBound = Planning.HeadStatistics.Measure(problem, 0, null).LogitBound;
                 run.Progress(Name, $"cell {done}/{total}: d = {d}, B = {b}");
-                var m = RegimeMeasurement.Run(problem, c.Epsilon, run.Threads, run.Repeats, run.Seed, progress: a => run.Progress(Name, $"  d = {d}, B = {b}: {a}"));
+                var m = RegimeMeasurement.Run(problem, c.Epsilon, run.Threads, run.Repeats, run.Seed, progress: a => run.Progress(Name, $"  d = {d}, B = {b}: {a}"), only: c.Algorithms);
                 var cell = new Cell(d, b, s, logitBound, m);
                 cells.Add(cell);
                 string all = string.Join(" ", m.Runs.Select(x => x.Status switch

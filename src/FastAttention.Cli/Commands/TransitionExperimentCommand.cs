@@ -98,7 +98,7 @@ internal static class TransitionExperimentCommand
         o.WriteLine(result.Verdict);
         o.WriteLine($"wrote {run.PathOf(Csv)}, {run.PathOf(SummaryCsv)}, {run.PathOf(DegreeCsv)}, {run.PathOf(FigureStem)}.png and .svg");
         o.WriteLine();
-        o.WriteLine("Degree g of the verified interpolant versus Lemma 2.1's formula max{2R, log(1/ε)/log(log(1/ε)/2R)} (unit constants), interval [−R, R]:");
+        o.WriteLine("Degree g of the proven Chebyshev series versus Lemma 2.1's formula max{2R, log(1/ε)/log(log(1/ε)/2R)} (unit constants), interval [−R, R]:");
         o.WriteLine($"{"R",6} {"ε",8} {"g",4} {"formula",8} {"g/formula",9}");
         foreach (var (rr, e, g, f) in DegreeTable()) o.WriteLine($"{rr,6:G3} {e,8:G2} {g,4} {f,8:F2} {g / f,9:F2}");
         return result;

@@ -23,6 +23,8 @@ internal sealed class CliContext
     public CancellationToken Cancellation { get; }
     /// <summary>stderr is a terminal: show progress bars.</summary>
     public bool Interactive { get; }
+    /// <summary>How long a computation runs before its progress bar appears (tests use zero).</summary>
+    public TimeSpan ProgressDelay { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Makes <paramref name="context"/> current until the result is disposed.</summary>
     public static IDisposable Enter(CliContext context)
@@ -32,11 +34,38 @@ internal sealed class CliContext
         return new Restore(previous);
     }
 
-    /// <summary>One line on stderr saying what the tool did on the user's behalf (a clamp, a precision choice).</summary>
-    public void Note(string message) => Error.WriteLine($"fastattn: {ExitCodes.OneLine(message)}");
+    private readonly List<string> _notes = [];
+
+    /// <summary>One line on stderr saying what the tool did on the user's behalf (a clamp, a precision choice). Held
+    /// back until the work starts (<see cref="FlushNotes"/>) and dropped if the input is refused first, so that a
+    /// refused run still prints exactly one line.</summary>
+    public void Note(string message)
+    {
+        lock (_notes) _notes.Add($"fastattn: {ExitCodes.OneLine(message)}");
+    }
+
+    /// <summary>Prints the notes held back so far.</summary>
+    public void FlushNotes()
+    {
+        lock (_notes)
+        {
+            foreach (var n in _notes) Error.WriteLine(n);
+            _notes.Clear();
+        }
+    }
+
+    /// <summary>Drops the notes held back (the run was refused or failed before doing anything).</summary>
+    public void DropNotes()
+    {
+        lock (_notes) _notes.Clear();
+    }
 
     /// <summary>One line on stderr saying what a long command (demo, bench, experiment) is doing now.</summary>
-    public void Status(string message) => Error.WriteLine($"fastattn: {ExitCodes.OneLine(message)}");
+    public void Status(string message)
+    {
+        FlushNotes();
+        Error.WriteLine($"fastattn: {ExitCodes.OneLine(message)}");
+    }
 
     /// <summary>Throws <see cref="OperationCanceledException"/> once Ctrl-C was pressed.</summary>
     public void ThrowIfCancelled() => Cancellation.ThrowIfCancellationRequested();

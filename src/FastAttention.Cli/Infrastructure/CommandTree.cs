@@ -23,6 +23,7 @@ internal static class CommandTree
         bench.Subcommands.Add(BenchBackwardCommand.Create());
         bench.Subcommands.Add(BenchPolynomialCommand.Create());
         bench.Subcommands.Add(BenchRangeCommand.Create());
+        bench.Subcommands.Add(BenchSemanticsCommand.Create());
         bench.Subcommands.Add(BenchPlannerCommand.Create());
         root.Subcommands.Add(bench);
         var experiment = new Command("experiment", "Experiments that reproduce the papers' claims, with plots and CSV.");

@@ -21,12 +21,12 @@ internal static class CommonOptions
 
     public static Option<string?> Precision() => new("--precision") { Description = "Element type: f32 or f64." };
 
-    public static bool IsFloat32(string? precision, bool defaultF32) => precision switch
+    public static bool IsFloat32(string? precision, bool defaultF32, string accepted = "f32 or f64") => precision switch
     {
         null => defaultF32,
         "f32" or "float32" => true,
         "f64" or "float64" => false,
-        _ => throw new UsageException($"--precision must be f32 or f64 (got '{precision}')."),
+        _ => throw new UsageException($"--precision must be {accepted} (got '{precision}')."),
     };
 
     public static void Positive(string option, double value)
@@ -52,6 +52,15 @@ internal static class CommonOptions
         long available = FastAttention.IO.NpyFile.AvailableMemory();
         if (bytes > available)
             throw new UsageException($"{options}: the inputs alone need {FastAttention.IO.NpyFile.FormatBytes(bytes)}, more than this machine's {FastAttention.IO.NpyFile.FormatBytes(available)}.");
+    }
+
+    /// <summary>Refuses a result with a non-finite entry (an overflow nothing caught): never written with exit 0.</summary>
+    public static void RequireFinite<T>(string what, ReadOnlySpan<T> values) where T : System.Numerics.IFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < values.Length; i++)
+            if (!T.IsFinite(values[i]))
+                throw new AttentionRefusedException(what, RefusalReason.Overflow,
+                    $"the result has a non-finite entry ({values[i]}) at flat index {i}: an intermediate overflowed float64; use a smaller --scale or smaller entries.");
     }
 
     public static void AtLeast(string option, int value, int min)

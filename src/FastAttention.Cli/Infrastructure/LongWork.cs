@@ -4,21 +4,20 @@ namespace FastAttention.Cli.Infrastructure;
 
 /// <summary>
 /// Runs a computation that may take long. When stderr is a terminal and the work is still running after
-/// <see cref="Delay"/>, a Spectre.Console progress bar appears on stderr, fed by the <see cref="IProgress{T}"/> the
+/// <see cref="CliContext.ProgressDelay"/>, a Spectre.Console progress bar appears on stderr, fed by the <see cref="IProgress{T}"/> the
 /// work hands to the library (<see cref="AttentionSettings.Progress"/>); until the library reports a fraction the bar
 /// is indeterminate and shows the elapsed time. Otherwise the work just runs. The bar is cleared when it ends.
 /// </summary>
 internal static class LongWork
 {
-    public static readonly TimeSpan Delay = TimeSpan.FromSeconds(1);
-
     public static T Run<T>(string description, Func<IProgress<double>, T> work)
     {
         var context = CliContext.Current;
         var sink = new LatestFraction();
         if (!context.Interactive) return work(sink);
         var task = Task.Run(() => work(sink)); // the invocation context flows into the task
-        if (task.Wait(Delay)) return task.GetAwaiter().GetResult();
+        if (task.Wait(context.ProgressDelay)) return task.GetAwaiter().GetResult();
+        context.FlushNotes(); // the user is watching: say now what was done on their behalf
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(context.Error),

@@ -110,6 +110,14 @@ internal sealed class OutputFiles : IDisposable
         fs.Flush(true);
     }
 
+    /// <summary>Writes an .npy output (to its temporary file).</summary>
+    public void WriteNpy(string full, ReadOnlySpan<Half> data, ReadOnlySpan<int> shape)
+    {
+        using var fs = OpenTemp(full);
+        NpyFile.Write(fs, data, shape);
+        fs.Flush(true);
+    }
+
     /// <summary>Writes a text output, UTF-8 (to its temporary file).</summary>
     public void WriteText(string full, string text) => WriteBytes(full, Encoding.UTF8.GetBytes(text));
 

@@ -15,7 +15,27 @@ internal sealed record RunReport(
     double ErrorBound, double Seconds, int Threads, string Precision,
     [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters,
     [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Budget,
-    double PredictedSeconds, double PlanningSeconds, IReadOnlyList<string> Notes, IReadOnlyList<HeadCertificateReport> PerHead);
+    double PredictedSeconds, double PlanningSeconds, IReadOnlyList<string> Notes, IReadOnlyList<HeadCertificateReport> PerHead,
+    SemanticsReport? Semantics = null);
+
+/// <summary>What a run's problem fed attention beyond Q, K, V: grouped-query heads and the mask (shapes, not data).</summary>
+internal sealed record SemanticsReport(int Batch, int KvHeads, string CausalAlign, int[]? KeyLengths, string? BooleanMask, string? Bias, int? Window)
+{
+    public static SemanticsReport Of<T>(AttentionProblem<T> p) where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T> =>
+        new(p.Batch, p.KvHeads, p.Mask.CausalAlignment == CausalAlignment.BottomRight ? "bottom-right" : "top-left",
+            p.Mask.HasKeyLengths ? p.Mask.KeyLengths.ToArray() : null, p.Mask.BooleanMask?.ShapeText, p.Mask.Bias?.ShapeText, p.Mask.Window);
+}
+
+/// <summary><c>fastattn bench semantics --json</c>: GQA against MHA, masks against none, the exact certificate against its error.</summary>
+internal sealed record BenchSemanticsReport(
+    int N, int M, int D, int Threads, string Precision,
+    int GqaN, int QueryHeads, int KvHeads, double MhaSecondsPerQueryHead, double GqaSecondsPerQueryHead, double GqaOverMha,
+    long MhaBytesAllocatedPerRun, long GqaBytesAllocatedPerRun, long MhaKvInputBytes, long GqaExtraBytesVsMha,
+    double UnmaskedSeconds, double PaddedHalfSeconds, double PaddedOverUnmasked, int Window, double WindowSeconds, double WindowOverUnmasked,
+    int BoundN, IReadOnlyList<BoundMeasurement> Bounds);
+
+/// <summary>One certificate check: the exact kernel's bound and the error measured on every row against the float64 reference.</summary>
+internal sealed record BoundMeasurement(string Inputs, string Precision, int D, double Bound, double Measured, double BoundOverMeasured);
 
 /// <summary>One head of a certificate.</summary>
 internal sealed record HeadCertificateReport(
@@ -155,6 +175,7 @@ internal sealed record SatReport(
 [JsonSerializable(typeof(PlanReport))]
 [JsonSerializable(typeof(BenchPlannerReport))]
 [JsonSerializable(typeof(RatesFile))]
+[JsonSerializable(typeof(BenchSemanticsReport))]
 internal sealed partial class ReportJson : JsonSerializerContext;
 
 /// <summary>Writes a report as JSON, or as aligned "name value" lines for people.</summary>

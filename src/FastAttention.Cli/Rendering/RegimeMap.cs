@@ -33,7 +33,7 @@ internal sealed class RegimeAxes(IReadOnlyList<int> ds, IReadOnlyList<double> bo
     public void Apply(Plot p)
     {
         p.Axes.Bottom.SetTicks(Enumerable.Range(0, Ds.Count).Select(i => (double)i).ToArray(), Ds.Select(d => d.ToString(CultureInfo.InvariantCulture)).ToArray());
-        p.Axes.Left.SetTicks(Enumerable.Range(0, Bounds.Count).Select(i => (double)i).ToArray(), Bounds.Select(b => b.ToString("G4", CultureInfo.InvariantCulture)).ToArray());
+        p.Axes.Left.SetTicks(Enumerable.Range(0, Bounds.Count).Select(i => (double)i).ToArray(), Bounds.Select(b => b.ToString("G6", CultureInfo.InvariantCulture)).ToArray());
         p.Axes.SetLimits(-0.5, Ds.Count - 0.5, -0.5, Bounds.Count - 0.5);
     }
 }
@@ -158,7 +158,9 @@ internal static class RegimeMap
         {
             double r = b * b;
             if (ExpPolynomial.FloatingPointFloor(2 * r) * 4 > epsilon) break;
-            int g = ExpPolynomial.Create(-r, r, epsilon).Degree;
+            int g;
+            try { g = ExpPolynomial.Create(-r, r, epsilon).Degree; }
+            catch (AttentionRefusedException) { break; } // beyond what float64 can certify: the boundary is below this B
             if (Binomial(g + d, d) > n / 2.0) break;
             last = b;
         }

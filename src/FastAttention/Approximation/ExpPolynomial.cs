@@ -21,7 +21,7 @@ public sealed class ExpPolynomial
     /// <summary>Margin on every bound computed here: covers the float64 rounding of the bound arithmetic itself
     /// (sums of fewer than 10⁴ positive terms) and a library exp/cos within a few ulps.</summary>
     private const double BoundMargin = 1 + TwoToMinus40;
-    private const double TwoToMinus40 = 9.094947017729282e-13, TwoToMinus60 = 8.673617379884035e-19;
+    private const double TwoToMinus40 = 9.094947017729282e-13, TwoToMinus110 = 7.703719777548943e-34;
 
     private readonly double[] _cheb; // Chebyshev coefficients of e^{h t} on t ∈ [−1, 1]
 
@@ -88,7 +88,10 @@ public sealed class ExpPolynomial
             var cheb = series.Coefficients(g);
             var (coefficientError, truncation) = series.TruncationBound(g);
             double approximation = coefficientError + truncation;
-            double evaluation = EvaluationBound(cheb, h, centre);
+            double evaluation = EvaluationBound(cheb, h, centre, refined: false);
+            // Near float64's floor the uniform bound on Clenshaw's b_k is loose: refine it where that decides.
+            if (Combine(approximation, evaluation) > relativeError && (approximation < relativeError || evaluation > relativeError))
+                evaluation = Math.Min(evaluation, EvaluationBound(cheb, h, centre, refined: true));
             double total = Combine(approximation, evaluation);
             best = Math.Min(best, total);
             if (total <= relativeError)
@@ -153,11 +156,14 @@ public sealed class ExpPolynomial
     /// Proven bound on the relative error float64 evaluation adds. Clenshaw with b_k = fl(2t·b_{k+1} + fl(c_k −
     /// b_{k+2})) (FMA) computes exactly the recurrence for coefficients c_k + ρ_k with
     /// |ρ_k| ≤ u(1 + 2u)(|c_k| + |b_{k+2}| + |b_k|), so the result is Σ (c_k + ρ_k)T_k(t) and is off by at most Σ|ρ_k|
-    /// on [−1, 1]; |b_k(t)| ≤ Σ_{j≥k}|c_j|(j − k + 1) since |U_n| ≤ n + 1 (the ρ's own share of the b_k is bounded
-    /// by the additive 4u(g + 1)²·max B_k). Relative to min e^{ht} = e^{−h}. Evaluate(x) adds the argument's rounding
-    /// (the exponent c + h·t̂ − x is at most 3.1u(h + |c|), clamping included), e^c (2u) and the product (u).
+    /// on [−1, 1]. The |b_k(t)| are bounded either uniformly, by Σ_{j≥k}|c_j|(j − k + 1) (|U_n| ≤ n + 1), relative to
+    /// min e^{ht} = e^{−h}; or, <paramref name="refined"/>, on subintervals I of width ≤ 1/h, by their largest value
+    /// on a grid of spacing δ times 1/(1 − g²δ/|I|) (Markov: |p′| ≤ 2g²/|I|·max_I |p| for degree ≤ g), the computed
+    /// values' own error entering as a relative factor, relative to min_I e^{ht} — near t = −1 the b_k are far below
+    /// their uniform bound, which grows like e^h·h². Evaluate(x) adds the argument's rounding (the exponent c + h·t̂ − x is at most
+    /// 3.1u(h + |c|), clamping included), e^c (2u) and the product (u).
     /// </summary>
-    private static double EvaluationBound(double[] c, double h, double centre)
+    private static double EvaluationBound(double[] c, double h, double centre, bool refined)
     {
         int g = c.Length - 1;
         var bk = new double[g + 3];
@@ -169,46 +175,133 @@ public sealed class ExpPolynomial
             largest = Math.Max(largest, bk[k]);
         }
         double sumAbs = tail + Math.Abs(c[0]);
-        double grow = 4 * U * (g + 1.0) * (g + 1.0) * largest;
-        double rho = 0;
-        for (int k = 1; k <= g; k++) rho += Math.Abs(c[k]) + bk[k + 2] + bk[k] + 2 * grow;
-        // The final step y = fma(t, b₁, fl(c₀ − b₂)), |y| ≤ Σ|c_k| + Σ|ρ_k|.
-        rho += Math.Abs(c[0]) + bk[Math.Min(2, g + 2)] + 2 * grow + sumAbs * (1 + 1e-9);
-        double clenshaw = U * (1 + 2 * U) * rho * Math.Exp(h) * BoundMargin * BoundMargin;
+        // The ρ's own share of the computed b_k: |b̂_k − b_k| ≤ Σ_{j≥k}|ρ_j|(j − k + 1) ≤ 4u(g + 1)²·max B_k.
+        double grow = 4 * U * (g + 1.0) * (g + 1.0) * Math.Max(largest, sumAbs);
+        double clenshaw;
+        if (!refined || g == 0)
+        {
+            double rho = 0;
+            for (int k = 1; k <= g; k++) rho += Math.Abs(c[k]) + bk[k + 2] + bk[k] + 2 * grow;
+            // The final step y = fma(t, b₁, fl(c₀ − b₂)), |y| ≤ Σ|c_k| + Σ|ρ_k|.
+            rho += Math.Abs(c[0]) + bk[Math.Min(2, g + 2)] + 2 * grow + sumAbs * (1 + 1e-9);
+            clenshaw = U * (1 + 2 * U) * rho * Math.Exp(h) * BoundMargin * BoundMargin;
+        }
+        else clenshaw = RefinedClenshaw(c, h);
         double exponent = 3.1 * U * (h + Math.Abs(centre));
         double argument = double.ExpM1(exponent * BoundMargin) * BoundMargin;
         return Combine(Combine(clenshaw, argument), 3.01 * U);
     }
 
+    /// <summary>The subinterval form of <see cref="EvaluationBound"/> (g ≥ 1).</summary>
+    private static double RefinedClenshaw(double[] c, double h)
+    {
+        int g = c.Length - 1;
+        int pieces = Math.Max(1, (int)Math.Ceiling(2 * h));
+        int points = 2 * g * g + 2; // spacing δ = |I|/(points − 1) < |I|/(2g²): the Markov factor is below 2
+        var mx = new double[g + 3];
+        double worst = 0;
+        for (int piece = 0; piece < pieces; piece++)
+        {
+            double alpha = -1 + 2.0 * piece / pieces, beta = -1 + 2.0 * (piece + 1) / pieces, width = beta - alpha;
+            Array.Clear(mx);
+            double my = 0;
+            for (int i = 0; i < points; i++)
+            {
+                double t = i == points - 1 ? beta : alpha + width * i / (points - 1), t2 = 2 * t, b1 = 0, b2 = 0;
+                for (int k = g; k >= 1; k--)
+                {
+                    double b0 = Math.FusedMultiplyAdd(t2, b1, c[k] - b2);
+                    mx[k] = Math.Max(mx[k], Math.Abs(b0));
+                    b2 = b1; b1 = b0;
+                }
+                my = Math.Max(my, Math.Abs(Math.FusedMultiplyAdd(t, b1, c[0] - b2)));
+            }
+            // Grid points lie within δ(1 + 1e-9) of every point of I (their own rounding included).
+            double markov = 1 / (1 - (double)g * g / (points - 1) * (1 + 1e-9));
+            // With R = max Σ|ρ_j| over I and the grid: |b̂_k − b_k| ≤ (g + 1)R everywhere, so max_I |b_k| ≤
+            // markov·(max_grid |b̂_k| + (g + 1)R) and R ≤ u′(Σ|c_k| + Σ_k (max|b_{k+2}| + max|b_k|) + max|y| + …);
+            // solved for R, the b̂'s own share is the factor 1/(1 − 8u′(g + 1)²·markov).
+            double sum = 0;
+            for (int k = 1; k <= g; k++) sum += Math.Abs(c[k]) + markov * ((k + 2 <= g ? mx[k + 2] : 0) + mx[k]);
+            sum += Math.Abs(c[0]) + markov * ((g >= 2 ? mx[2] : 0) + my);
+            double u1 = U * (1 + 2 * U), shrink = 1 - 8 * u1 * (g + 1.0) * (g + 1.0) * markov;
+            if (!(shrink > 0.5)) return double.PositiveInfinity;
+            worst = Math.Max(worst, u1 * sum / shrink * Math.Exp(-h * alpha) * BoundMargin * BoundMargin);
+        }
+        return worst;
+    }
+
     /// <summary>
     /// Proven relative error, against e^{h·t} on t ∈ [−1, 1], of Σ a_ℓ tℓ in exact arithmetic with the computed
-    /// <see cref="MonomialCoefficients"/>: the approximation plus the conversion's rounding
-    /// (|Σ Δa_ℓ tℓ| ≤ γ_{g+2}·Σ_k |c_k|·‖T_k‖₁, the Chebyshev polynomials' integer coefficients being exact below 2⁵³),
-    /// relative to e^{−h}. Callers bound their own evaluation of the monomial form. +∞ when the integers exceed 2⁵³.
+    /// <see cref="MonomialCoefficients"/>: <see cref="ApproximationError"/> combined with
+    /// <see cref="MonomialConversionError"/>. Callers bound their own evaluation of the monomial form.
     /// </summary>
-    public double MonomialRelativeErrorBound()
+    public double MonomialRelativeErrorBound() => Combine(ApproximationError, MonomialConversionError());
+
+    /// <summary>
+    /// ε_conv: the conversion's rounding, |Σ Δa_ℓ tℓ| ≤ Σ_ℓ|Δa_ℓ| ≤ γ_{g+2}·Σ_k |c_k|·‖T_k‖₁ on |t| ≤ 1 (the
+    /// Chebyshev polynomials' integer coefficients are exact below 2⁵³; each a_ℓ is a sum of g + 1 rounded products),
+    /// relative to min e^{ht} = e^{−h}. +∞ when the integers exceed 2⁵³ (no such bound).
+    /// </summary>
+    public double MonomialConversionError()
     {
         int g = Degree;
         double prev = 1, cur = 1, w = Math.Abs(_cheb[0]) + (g >= 1 ? Math.Abs(_cheb[1]) : 0), largest = 1;
         for (int k = 2; k <= g; k++)
         {
-            double next = 2 * cur + prev; // ‖T_k‖₁ ≤ 2‖T_{k−1}‖₁ + ‖T_{k−2}‖₁
+            double next = 2 * cur + prev; // ‖T_k‖₁ ≤ 2‖T_{k−1}‖₁ + ‖T_{k−2}‖₁ (triangle inequality on the recurrence)
             w += Math.Abs(_cheb[k]) * next;
             largest = Math.Max(largest, next);
             prev = cur; cur = next;
         }
         if (!(largest < 9007199254740992.0)) return double.PositiveInfinity;
-        double conversion = Gamma(g + 2) * w * Math.Exp(HalfWidth) * BoundMargin * BoundMargin;
-        return Combine(ApproximationError, conversion);
+        return Gamma(g + 2) * w * Math.Exp(HalfWidth) * BoundMargin * BoundMargin;
     }
 
     private static double Gamma(double n) => n * U / (1 - n * U);
 
     /// <summary>
     /// The Chebyshev coefficients of e^{h·t}: a₀ = I₀(h), a_k = 2I_k(h), with I_k(h) = Σ_j x^{2j+k}/(j!(j+k)!),
-    /// x = h/2, summed in float64 with a counted rounding bound, a geometric bound on the series' remainder and an
-    /// absolute bound where the leading term falls below 2⁻⁹⁰⁰.
+    /// x = h/2, summed in double-double with a counted rounding bound (dominated by the final rounding to float64), a
+    /// geometric bound on the series' remainder and an absolute bound where the leading term falls below 2⁻⁹⁰⁰.
     /// </summary>
+    /// <summary>Unevaluated sums hi + lo (|lo| ≤ u·|hi|) for positive series: products and quotients by FMA, each
+    /// step within a few u² relatively (Dekker, Knuth).</summary>
+    private readonly record struct DoubleDouble(double Hi, double Lo = 0)
+    {
+        public static DoubleDouble Square(double x) => new(x * x, Math.FusedMultiplyAdd(x, x, -(x * x)));
+
+        public DoubleDouble Times(double y)
+        {
+            double p = Hi * y, e = Math.FusedMultiplyAdd(Hi, y, -p) + Lo * y;
+            return Normalize(p, e);
+        }
+
+        public DoubleDouble Times(DoubleDouble y)
+        {
+            double p = Hi * y.Hi, e = Math.FusedMultiplyAdd(Hi, y.Hi, -p) + (Hi * y.Lo + Lo * y.Hi);
+            return Normalize(p, e);
+        }
+
+        public DoubleDouble Over(double d)
+        {
+            double q = Hi / d, r = Math.FusedMultiplyAdd(-q, d, Hi) + Lo;
+            return Normalize(q, r / d);
+        }
+
+        public DoubleDouble Plus(DoubleDouble y)
+        {
+            double s = Hi + y.Hi, bb = s - Hi, e = (Hi - (s - bb)) + (y.Hi - bb) + Lo + y.Lo;
+            return Normalize(s, e);
+        }
+
+        private static DoubleDouble Normalize(double a, double b)
+        {
+            double s = a + b;
+            return new(s, b - (s - a));
+        }
+    }
+
     private sealed class BesselSeries(double h)
     {
         private const double Tiny = 1.4996968138956309e-271; // 2⁻⁹⁰⁰ (normal, far above underflow)
@@ -224,33 +317,35 @@ public sealed class ExpPolynomial
 
         private (double, double) Compute(int k)
         {
-            double x = _x, tau = 1;
+            double x = _x;
+            // The series in double-double (terms and sum ~u² relative each), so that the only error of note is the
+            // final rounding to a double — coefficients of size ~e^h near t = −1 cost their error times e^{2h}.
+            var tau = new DoubleDouble(1);
             for (int i = 1; i <= k; i++)
             {
-                tau *= x / i;
+                tau = tau.Times(x).Over(i);
                 // Once the leading term is below 2⁻⁹⁰⁰ every later factor x/i is below 1 (the product of the earlier
                 // ones is), so x^k/k! ≤ 2·2⁻⁹⁰⁰ and I_k ≤ x^k/k!·e^{x²/(k+1)}.
-                if (tau < Tiny)
+                if (tau.Hi < Tiny)
                     return (0, (k == 0 ? 1 : 2) * 2 * Tiny * Math.Exp(x * x / (k + 1)) * BoundMargin);
             }
-            double x2 = x * x, sum = tau;
-            // Rounding, in units of u: term j carries ≤ 2k (leading term) + 3j (x², division, product) roundings;
-            // each addition errs by at most min(u·|sum|, term) (both operands are floats, rounding is to nearest).
-            double termUnits = 2.0 * k * tau, additions = 0;
+            var x2 = DoubleDouble.Square(x);
+            var sum = tau;
             int j = 0;
             while (true)
             {
-                double r = x2 / ((j + 1.0) * (j + k + 1.0));
-                tau *= r;
+                double r = x2.Hi / ((j + 1.0) * (j + k + 1.0));
+                tau = tau.Times(x2).Over((j + 1.0) * (j + k + 1.0));
                 j++;
-                sum += tau;
-                termUnits += (2.0 * k + 3.0 * j) * tau;
-                additions += Math.Min(U * sum, tau);
+                sum = sum.Plus(tau);
                 // Ratios decrease in j: once r ≤ 1/2 the remainder Σ_{j′>j} is at most the last term.
-                if (r <= 0.5 && tau <= sum * TwoToMinus60) break;
+                if (r <= 0.5 && tau.Hi <= sum.Hi * TwoToMinus110) break;
             }
-            double error = (1.01 * U * termUnits + additions) * (1 + 1e-9) + tau;
-            return k == 0 ? (sum, error * BoundMargin) : (2 * sum, 2 * error * BoundMargin);
+            // Each double-double step errs by at most 16u² relatively: 2k for the leading term, 3 per later term,
+            // one per addition (all terms positive); then the value is rounded to the double Hi (error |Lo|).
+            double ddError = (2.0 * k + 4.0 * j + 4) * 16 * U * U * sum.Hi;
+            double error = (Math.Abs(sum.Lo) + ddError + 2 * tau.Hi) * (1 + 1e-9);
+            return k == 0 ? (sum.Hi, error * BoundMargin) : (2 * sum.Hi, 2 * error * BoundMargin);
         }
 
         public double[] Coefficients(int g)

@@ -53,6 +53,8 @@ public abstract class AttentionAlgorithm
         else if (settings.Epsilon is not null && !IsExact)
             return new(null, new Refusal(Name, RefusalReason.EpsilonInvalid, $"ε must be a positive finite number (got {settings.Epsilon}).", []));
 
+        // Mask semantics an approximate algorithm cannot honour (bias, boolean mask, window, …): refused before any work.
+        if (MaskSupport.Refusal(this, problem) is { } unsupported) return new(null, unsupported);
         var notes = new List<string>();
         if (settings.ThreadsClamped) notes.Add($"threads: {settings.Threads} asked, {settings.EffectiveThreads} used (the machine has {Environment.ProcessorCount} processors).");
         var (planned, exponent) = RescaleValues(problem);
@@ -70,7 +72,7 @@ public abstract class AttentionAlgorithm
         var failures = new ExceptionDispatchInfo?[heads];
         void PlanOne(int h)
         {
-            try { plans[h] = PlanHead(planned.Head(h), ctx); }
+            try { plans[h] = planned.KeyCount(h) == 0 ? NoKeys(planned.Head(h), ctx) : PlanHead(planned.Head(h), ctx); }
             catch (AttentionRefusedException r) { refusals[h] = r.Refusal with { Head = heads > 1 ? h : -1, Detail = ScaledDetail(r.Refusal.Detail, exponent) }; }
             catch (Exception x) { failures[h] = ExceptionDispatchInfo.Capture(x); }
         }
@@ -133,6 +135,11 @@ public abstract class AttentionAlgorithm
     internal HeadExecution ExecuteHeadFor<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => ExecuteHead(plan, head, output, context);
 
+    /// <summary>The plan of a head whose batch element has no key (key length 0): every row sees nothing, the output is 0
+    /// exactly, whatever the algorithm.</summary>
+    private HeadPlan NoKeys<T>(AttentionHead<T> head, PlanningContext context) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        Planned(head, context, new TrivialParameters("no key exists for this head (key length 0): every row is zero"), [], CostEstimate.Zero);
+
     /// <summary>The plan record a subclass returns from <see cref="PlanHead{T}"/>.</summary>
     protected HeadPlan Planned<T>(AttentionHead<T> head, PlanningContext context, AlgorithmParameters parameters, IReadOnlyList<ErrorTerm> budget,
         CostEstimate cost, object? state = null) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
@@ -170,7 +177,9 @@ public abstract class AttentionAlgorithm
                         settings.Cancellation.ThrowIfCancellationRequested();
                         var hp = plan.Heads[h];
                         var ctx = new ExecutionContext(settings, epsilon, parallelHeads ? 1 : threads, progress?.For(h));
-                        results[h] = hp.Owner.ExecuteHead(hp, problem.Head(h), new Span<T>((T*)basePtr + (long)h * nd, nd), ctx);
+                        var dst = new Span<T>((T*)basePtr + (long)h * nd, nd);
+                        if (problem.KeyCount(h) == 0) { dst.Clear(); results[h] = new HeadExecution([], hp.Parameters); }
+                        else results[h] = hp.Owner.ExecuteHead(hp, problem.Head(h), dst, ctx);
                         progress?.Done(h);
                     }
                     catch (AttentionRefusedException r) { refusals[h] = r.Refusal with { Head = heads > 1 ? h : -1 }; }

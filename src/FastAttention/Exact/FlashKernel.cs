@@ -21,6 +21,9 @@ internal readonly record struct FlashTuning(FlashPath? Path = null, int QueryTil
 /// <summary>What the kernel chose for one run: path, SIMD lanes (of T), register blocking, tile sizes, key splits.</summary>
 internal readonly record struct FlashPlan(FlashPath Path, int Lanes, bool Wide, int QueryTile, int KeyBlock, int KeySplits, int Tiles, int ElementBytes)
 {
+    /// <summary>The kernel's extra memory, bytes (packed panels, per-thread tiles, split states; never n×m).</summary>
+    public long WorkingBytes { get; init; }
+
     /// <summary>The vector width that ran, in bits (Lanes × element size).</summary>
     public int VectorBits => Lanes * ElementBytes * 8;
 
@@ -35,11 +38,12 @@ internal readonly record struct FlashPlan(FlashPath Path, int Lanes, bool Wide, 
 /// <param name="QueryTile">Query rows per tile.</param>
 /// <param name="KeyBlock">Keys per block.</param>
 /// <param name="KeySplits">Key splits per (head, tile), merged as partial states (1 = none).</param>
-public sealed record FlashParameters(string Kernel, int Lanes, int VectorBits, string Path, string RegisterBlock, int QueryTile, int KeyBlock, int KeySplits)
-    : AlgorithmParameters
+/// <param name="WorkingBytes">The kernel's extra memory in bytes: packed panels, per-thread tiles and split states.</param>
+public sealed record FlashParameters(string Kernel, int Lanes, int VectorBits, string Path, string RegisterBlock, int QueryTile, int KeyBlock, int KeySplits,
+    long WorkingBytes) : AlgorithmParameters
 {
     internal static FlashParameters Of(FlashPlan plan) =>
-        new("flash", plan.Lanes, plan.VectorBits, plan.Path.ToString(), plan.Wide ? "6x4" : "6x2", plan.QueryTile, plan.KeyBlock, plan.KeySplits);
+        new("flash", plan.Lanes, plan.VectorBits, plan.Path.ToString(), plan.Wide ? "6x4" : "6x2", plan.QueryTile, plan.KeyBlock, plan.KeySplits, plan.WorkingBytes);
 }
 
 /// <summary>
@@ -68,7 +72,6 @@ internal static unsafe class FlashKernel<T, TV, TS>
 {
     /// <summary>Query rows per register block (6 rows × 2 vectors = 12 accumulators for 16 registers, × 4 vectors = 24 for 32).</summary>
     public const int MicroRows = 6;
-    internal static readonly int Experiment = int.TryParse(Environment.GetEnvironmentVariable("FA_EXPERIMENT"), out int e) ? e : 0;
     /// <summary>At most this many queries per head take the decode path.</summary>
     public const int DecodeRows = 16;
     /// <summary>Lazy rescaling: the reference max moves only when a block max exceeds it by more than this (log₂ units).</summary>
@@ -95,6 +98,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
                     : Math.Clamp((int)(CpuCaches.L1Data / ((p.D + dvPad) * (long)size)) / panel * panel, panel, 512);
                 br = (int)Math.Clamp(CpuCaches.L2 / 2 / ((p.D + dvPad) * (long)size), MicroRows, 384) / MicroRows * MicroRows;
                 br = tuning.QueryTile > 0 ? RoundUp(tuning.QueryTile, MicroRows) : ForParallelism(br, p.N, heads, threads, MicroRows);
+                // A sliding window: a tile of br rows sees br + w − 1 keys, so tiles of about w/4 keep the work near n·w.
+                if (tuning.QueryTile <= 0 && p.Mask.Window > 0) br = Math.Min(br, RoundUp(Math.Max(p.Mask.Window / 4, 2 * MicroRows), MicroRows));
                 break;
             case FlashPath.SmallD:
                 bc = tuning.KeyBlock > 0 ? RoundUp(tuning.KeyBlock, w)
@@ -114,7 +119,28 @@ internal static unsafe class FlashKernel<T, TV, TS>
         int splits = tuning.KeySplits > 0 ? tuning.KeySplits
             : items >= threads ? 1 : (int)Math.Min(Math.Min(64, (4L * threads + items - 1) / items), Math.Max(1, blocks / 4));
         splits = Math.Clamp(splits, 1, blocks);
-        return new FlashPlan(path, w, wide, br, bc, splits, tiles, size);
+        return new FlashPlan(path, w, wide, br, bc, splits, tiles, size) { WorkingBytes = WorkingBytes(p, path, w, wide, br, bc, splits, tiles, threads) };
+    }
+
+    /// <summary>The kernel's extra memory for this plan, in bytes: packed panels of one head group, per-thread tiles and the
+    /// key-split states (what <see cref="Work"/> and <see cref="Scratch"/> take from the pool).</summary>
+    private static long WorkingBytes(in FlashParams<T> p, FlashPath path, int w, bool wide, int br, int bc, int splits, int tiles, int threads)
+    {
+        int panel = (wide ? 4 : 2) * w, dvPad = RoundUp(p.Dv, w), heads = p.Batch * p.Heads, blocks = (p.M + bc - 1) / bc;
+        long perHead = path switch
+        {
+            FlashPath.General => (long)RoundUp(p.M, panel) * p.D + (p.Dv != dvPad || p.VRowStride != p.Dv ? (long)p.M * dvPad : 0),
+            FlashPath.SmallD => (long)blocks * bc * (p.D + p.Dv),
+            _ => 0,
+        };
+        long group = perHead == 0 ? heads : Math.Clamp(PackBudgetBytes / (perHead * sizeof(T)), 1, heads);
+        int rowsPad = RoundUp(br, MicroRows);
+        int accWidth = path == FlashPath.SmallD ? (1 + p.Dv) * w : dvPad;
+        long scratch = rowsPad * (long)p.D + 2L * (Math.Max(MicroRows, path == FlashPath.Decode ? rowsPad : 1) * (long)bc + w)
+            + rowsPad * (long)Math.Max(accWidth, dvPad) + 2L * rowsPad + 6 * 64;
+        long workers = Math.Min(Math.Max(1, threads), group * tiles * splits);
+        long splitStates = splits > 1 ? group * tiles * splits * br * (2L + dvPad) : 0;
+        return sizeof(T) * (group * perHead + workers * scratch + splitStates);
     }
 
     /// <summary>Query tile rows: <paramref name="cacheRows"/>, cut so that there are at least 8 tiles per thread where n allows
@@ -134,7 +160,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
     public static FlashPlan Run(in FlashParams<T> p, int threads, FlashTuning tuning)
     {
         var plan = Plan(p, threads, tuning);
-        var work = new Work(p, plan);
+        using var work = new Work(p, plan);
         int heads = p.Batch * p.Heads;
         int group = work.HeadsPerGroup(heads);
         for (int g0 = 0; g0 < heads; g0 += group)
@@ -154,36 +180,39 @@ internal static unsafe class FlashKernel<T, TV, TS>
         if (threads <= 1 || count == 1)
         {
             var local = init();
-            for (long i = 0; i < count; i++) body(i, local);
+            try { for (long i = 0; i < count; i++) body(i, local); }
+            finally { (local as IDisposable)?.Dispose(); }
             return;
         }
         Parallel.For(0L, count, new ParallelOptions { MaxDegreeOfParallelism = threads }, init,
-            (i, _, local) => { body(i, local); return local; }, _ => { });
+            (i, _, local) => { body(i, local); return local; }, local => (local as IDisposable)?.Dispose());
     }
 
-    /// <summary>Per-worker tiles: the scaled query tile, one logit strip, the output accumulator and row statistics.</summary>
-    private sealed class Scratch
+    /// <summary>Per-worker tiles: the scaled query tile, the logit and probability strips, the output accumulator and row
+    /// statistics (pooled, cache-line aligned).</summary>
+    private sealed class Scratch : IDisposable
     {
-        public readonly T* Qs, S, Acc, Ref, Sum;
-        private readonly T[] _qs, _s, _acc, _ref, _sum;
+        public readonly T* Qs, S, P, Acc, Ref, Sum;
+        private readonly KernelBuffer<T> _buffer;
 
         public Scratch(Work x)
         {
             int rows = x.RowsPad, w = TS.Count;
-            _qs = GC.AllocateArray<T>(rows * x.P.D + w, pinned: true);
-            _s = GC.AllocateArray<T>(Math.Max(MicroRows, x.Path == FlashPath.Decode ? rows : 1) * x.Bc + w, pinned: true);
+            long qs = RoundUp(rows * x.P.D, 64), s = RoundUp(Math.Max(MicroRows, x.Path == FlashPath.Decode ? rows : 1) * x.Bc + w, 64);
             int accWidth = x.Path == FlashPath.SmallD ? (1 + x.P.Dv) * w : x.DvPad;
-            _acc = GC.AllocateArray<T>(rows * Math.Max(accWidth, x.DvPad) + w, pinned: true);
-            _ref = GC.AllocateArray<T>(rows, pinned: true);
-            _sum = GC.AllocateArray<T>(rows, pinned: true);
-            Qs = Ptr(_qs); S = Ptr(_s); Acc = Ptr(_acc); Ref = Ptr(_ref); Sum = Ptr(_sum);
+            long acc = RoundUp(rows * Math.Max(accWidth, x.DvPad) + w, 64), row = RoundUp(rows, 64);
+            _buffer = new KernelBuffer<T>(qs + 2 * s + acc + 2 * row, clear: true);
+            T* b = _buffer.Pointer;
+            Qs = b; S = Qs + qs; P = S + s; Acc = P + s; Ref = Acc + acc; Sum = Ref + row;
         }
+
+        public void Dispose() => _buffer.Dispose();
     }
 
-    private static T* Ptr(T[] pinned) => (T*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(pinned));
+    private static long RoundUp(long x, int to) => (x + to - 1) / to * to;
 
     /// <summary>One run's shared state: parameters, plan, packed panels of the current head group, split partials.</summary>
-    private sealed class Work
+    private sealed class Work : IDisposable
     {
         public readonly FlashParams<T> P;
         public readonly FlashPath Path;
@@ -191,7 +220,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         public readonly bool Wide, PackV;
         public readonly T QScale;
         private readonly long _ktHead, _vHead;
-        private T[]? _kt, _vp, _splitMax, _splitSum, _splitAcc;
+        private KernelBuffer<T>? _kt, _vp, _splits;
         private T* _ktPtr, _vpPtr, _smPtr, _ssPtr, _saPtr;
         private int _g0, _groupHeads;
 
@@ -210,7 +239,9 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 case FlashPath.General:
                     MPad = RoundUp(p.M, Panel);
                     _ktHead = (long)MPad * p.D;
-                    PackV = p.Dv != DvPad;
+                    // V is read in place when its rows are contiguous and whole vectors; padded, or strided rows (an
+                    // interleaved [b, n, h, d] layout puts rows h·d apart, and power-of-two strides alias in L1), are packed.
+                    PackV = p.Dv != DvPad || p.VRowStride != p.Dv;
                     _vHead = PackV ? (long)p.M * DvPad : 0;
                     break;
                 case FlashPath.SmallD:
@@ -233,24 +264,30 @@ internal static unsafe class FlashKernel<T, TV, TS>
             return (int)Math.Clamp(PackBudgetBytes / perHead, 1, heads);
         }
 
+        public void Dispose()
+        {
+            _kt?.Dispose(); _vp?.Dispose(); _splits?.Dispose();
+        }
+
         public long PackItems { get; private set; }
-        private int PackChunk => Path == FlashPath.SmallD ? Bc : Panel * 16;
+        private int PackChunk => Path == FlashPath.SmallD ? Bc : HeadsInterleaved ? Panel * 2 : Panel * 16;
 
         public void BeginGroup(int g0, int heads)
         {
             _g0 = g0; _groupHeads = heads;
             long ktLen = _ktHead * heads, vLen = _vHead * heads;
-            if (ktLen > 0 && (_kt is null || _kt.Length < ktLen)) { _kt = GC.AllocateUninitializedArray<T>((int)ktLen, pinned: true); _ktPtr = Ptr(_kt); }
-            if (vLen > 0 && (_vp is null || _vp.Length < vLen)) { _vp = GC.AllocateUninitializedArray<T>((int)vLen, pinned: true); _vpPtr = Ptr(_vp); }
-            PackItems = _ktHead > 0 ? (long)heads * ((MPad + PackChunk - 1) / PackChunk) : 0;
+            if (ktLen > 0 && (_kt is null || _kt.Length < ktLen)) { _kt?.Dispose(); _kt = new KernelBuffer<T>(ktLen); _ktPtr = _kt.Pointer; }
+            if (vLen > 0 && (_vp is null || _vp.Length < vLen)) { _vp?.Dispose(); _vp = new KernelBuffer<T>(vLen); _vpPtr = _vp.Pointer; }
+            int chunks = (MPad + PackChunk - 1) / PackChunk;
+            PackItems = _ktHead == 0 ? 0 : HeadsInterleaved ? chunks : (long)heads * chunks;
             if (Splits > 1)
             {
                 long rows = (long)heads * Tiles * Splits * Br;
-                if (_splitMax is null || _splitMax.Length < rows)
+                if (_splits is null || _splits.Length < rows * (2 + DvPad))
                 {
-                    _splitMax = GC.AllocateUninitializedArray<T>((int)rows, pinned: true); _smPtr = Ptr(_splitMax);
-                    _splitSum = GC.AllocateUninitializedArray<T>((int)rows, pinned: true); _ssPtr = Ptr(_splitSum);
-                    _splitAcc = GC.AllocateUninitializedArray<T>((int)(rows * DvPad), pinned: true); _saPtr = Ptr(_splitAcc);
+                    _splits?.Dispose();
+                    _splits = new KernelBuffer<T>(rows * (2 + DvPad));
+                    _smPtr = _splits.Pointer; _ssPtr = _smPtr + rows; _saPtr = _ssPtr + rows;
                 }
             }
         }
@@ -261,51 +298,61 @@ internal static unsafe class FlashKernel<T, TV, TS>
             return (bh / P.Heads, bh % P.Heads);
         }
 
-        /// <summary>Packs one chunk of keys of one head: Kᵀ panels (and V when it needs padding or transposing).</summary>
+        /// <summary>True when a key row's heads lie closer together than its rows ([b, n, h, d]): packing then walks rows
+        /// with all heads inner, so memory is read in order (row by row across heads, not 2·h·d-byte strides per head,
+        /// which defeat the hardware prefetcher).</summary>
+        private bool HeadsInterleaved => P.Heads > 1 && P.KHeadStride < P.KRowStride;
+
+        /// <summary>Packs one item: a chunk of keys of one head, or with interleaved heads a chunk of keys of every head.</summary>
         public void Pack(long item)
         {
             int chunks = (MPad + PackChunk - 1) / PackChunk;
-            int gh = (int)(item / chunks), j0 = (int)(item % chunks) * PackChunk, j1 = Math.Min(MPad, j0 + PackChunk);
-            var (b, h) = HeadOf(gh);
-            int d = P.D, dv = P.Dv;
-            if (Path == FlashPath.General)
+            if (HeadsInterleaved)
             {
-                T* kt = _ktPtr + gh * _ktHead;
+                int j0 = (int)item * PackChunk, j1 = Math.Min(MPad, j0 + PackChunk);
                 for (int j = j0; j < j1; j++)
-                {
-                    T* dst = kt + (long)(j / Panel) * d * Panel + j % Panel;
-                    if (j < P.M) { T* src = P.KRow(b, h, j); for (int c = 0; c < d; c++) dst[c * Panel] = src[c]; }
-                    else for (int c = 0; c < d; c++) dst[c * Panel] = T.Zero;
-                }
-                if (PackV)
-                {
-                    T* vp = _vpPtr + gh * _vHead;
-                    for (int j = j0; j < Math.Min(j1, P.M); j++)
-                    {
-                        T* src = P.VRow(b, h, j), dst = vp + (long)j * DvPad;
-                        for (int c = 0; c < dv; c++) dst[c] = src[c];
-                        for (int c = dv; c < DvPad; c++) dst[c] = T.Zero;
-                    }
-                }
+                    for (int gh = 0; gh < _groupHeads; gh++) PackRow(gh, j);
             }
             else
             {
-                // SmallD: Kᵀ as d rows of MPad keys, Vᵀ as d_v rows of MPad keys (zero past m).
-                T* kt = _ktPtr + gh * _ktHead, vt = _vpPtr + gh * _vHead;
-                for (int j = j0; j < j1; j++)
+                int gh = (int)(item / chunks), j0 = (int)(item % chunks) * PackChunk, j1 = Math.Min(MPad, j0 + PackChunk);
+                for (int j = j0; j < j1; j++) PackRow(gh, j);
+            }
+        }
+
+        /// <summary>Packs key j of head <paramref name="gh"/>: its Kᵀ panel column (and V row when padded or strided;
+        /// SmallD: Kᵀ and Vᵀ columns). Keys past m are zero.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void PackRow(int gh, int j)
+        {
+            var (b, h) = HeadOf(gh);
+            int d = P.D, dv = P.Dv;
+            bool real = j < P.M;
+            if (Path == FlashPath.General)
+            {
+                T* dst = _ktPtr + gh * _ktHead + (long)(j / Panel) * d * Panel + j % Panel;
+                if (real) { T* src = P.KRow(b, h, j); for (int c = 0; c < d; c++) dst[c * Panel] = src[c]; }
+                else for (int c = 0; c < d; c++) dst[c * Panel] = T.Zero;
+                if (PackV && real)
                 {
-                    if (j < P.M)
-                    {
-                        T* k = P.KRow(b, h, j), v = P.VRow(b, h, j);
-                        for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = k[c];
-                        for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = v[c];
-                    }
-                    else
-                    {
-                        for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = T.Zero;
-                        for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = T.Zero;
-                    }
+                    T* src = P.VRow(b, h, j), vdst = _vpPtr + gh * _vHead + (long)j * DvPad;
+                    for (int c = 0; c < dv; c++) vdst[c] = src[c];
+                    for (int c = dv; c < DvPad; c++) vdst[c] = T.Zero;
                 }
+                return;
+            }
+            // SmallD: Kᵀ as d rows of MPad keys, Vᵀ as d_v rows of MPad keys (zero past m).
+            T* kt = _ktPtr + gh * _ktHead, vt = _vpPtr + gh * _vHead;
+            if (real)
+            {
+                T* k = P.KRow(b, h, j), v = P.VRow(b, h, j);
+                for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = k[c];
+                for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = v[c];
+            }
+            else
+            {
+                for (int c = 0; c < d; c++) kt[(long)c * MPad + j] = T.Zero;
+                for (int c = 0; c < dv; c++) vt[(long)c * MPad + j] = T.Zero;
             }
         }
 
@@ -319,8 +366,10 @@ internal static unsafe class FlashKernel<T, TV, TS>
             var (b, h) = HeadOf(gh);
             int i0 = tile * Br, rows = Math.Min(Br, P.N - i0);
             // This split's share of the key blocks the tile can see.
-            int visibleBlocks = (P.KeyExtent(i0, i0 + rows) + Bc - 1) / Bc;
-            int blk0 = (int)((long)visibleBlocks * split / Splits), blk1 = (int)((long)visibleBlocks * (split + 1) / Splits);
+            // A window hides the blocks before the first row's start: they are not even visited.
+            int firstBlock = P.KeyStart(i0, i0 + rows) / Bc;
+            int visibleBlocks = Math.Max(firstBlock, (P.KeyExtent(i0, i0 + rows) + Bc - 1) / Bc) - firstBlock;
+            int blk0 = firstBlock + (int)((long)visibleBlocks * split / Splits), blk1 = firstBlock + (int)((long)visibleBlocks * (split + 1) / Splits);
             int rowsPad = Path == FlashPath.SmallD ? rows : RoundUp(rows, MicroRows);
             ScaleQueries(b, h, i0, rows, rowsPad, sc.Qs);
             for (int r = 0; r < rowsPad; r++) { sc.Ref[r] = T.NegativeInfinity; sc.Sum[r] = T.Zero; }
@@ -427,7 +476,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
             T* kt = _ktPtr + gh * _ktHead;
             T* vBase = PackV ? _vpPtr + gh * _vHead : P.VRow(b, h, 0);
             long vStride = PackV ? DvPad : P.VRowStride;
-            T* s = sc.S;
+            T* s = sc.S, pb = sc.P;
             for (int blk = blk0; blk < blk1; blk++)
             {
                 int j0 = blk * bc, keys = Math.Min(bc, P.M - j0);
@@ -444,9 +493,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
                     for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(Wide, q, d, ktb + (long)pn * d * Panel, d, s + pn * Panel, bc);
                     if (vis == BlockVisibility.Partial)
                         for (int r = 0; r < MicroRows; r++) P.ApplyMask(b, h, i0 + r0 + r, j0, keysPad, s + r * bc);
-                    if ((Experiment & 1) == 0) Softmax(s, bc, MicroRows, keysPad, sc.Ref + r0, sc.Sum + r0, sc.Acc + r0 * DvPad, DvPad);
-                    if ((Experiment & 2) != 0) continue;
-                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, s, bc, 1, keys, vb, vStride, sc.Acc + r0 * DvPad, DvPad, DvPad);
+                    SoftmaxStrip(s, pb, bc, keysPad, sc.Ref + r0, sc.Sum + r0, sc.Acc + r0 * DvPad, DvPad);
+                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, pb, bc, 1, keys, vb, vStride, sc.Acc + r0 * DvPad, DvPad, DvPad);
                 }
             }
         }
@@ -456,8 +504,8 @@ internal static unsafe class FlashKernel<T, TV, TS>
         {
             int d = P.D, bc = Bc, w = TS.Count, dvVec = P.Dv / w * w;
             int rowsPad = RoundUp(rows, MicroRows);
-            T* s = sc.S;
-            new Span<T>(s + rows * bc, (rowsPad - rows) * bc).Clear(); // P = 0 in the padding rows of the 6-row blocks
+            T* s = sc.S, pb = sc.P;
+            new Span<T>(pb + rows * bc, (rowsPad - rows) * bc).Clear(); // P = 0 in the padding rows of the 6-row blocks
             int extent = P.KeyExtent(0, rows);
             for (int blk = blk0; blk < blk1; blk++)
             {
@@ -472,18 +520,18 @@ internal static unsafe class FlashKernel<T, TV, TS>
                     for (int jj = keys; jj < keysPad; jj++) sr[jj] = T.NegativeInfinity;
                     if (vis == BlockVisibility.Partial) P.ApplyMask(b, h, r, j0, keys, sr);
                 }
-                Softmax(s, bc, rows, keysPad, sc.Ref, sc.Sum, sc.Acc, DvPad);
+                Softmax(s, pb, bc, rows, keysPad, sc.Ref, sc.Sum, sc.Acc, DvPad);
                 T* v = P.VRow(b, h, j0);
                 int r0 = 0;
                 for (; r0 + MicroRows <= rowsPad && rows - r0 > 2; r0 += MicroRows)
                 {
-                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, s + r0 * bc, bc, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec);
-                    RegisterBlocks<T, TV, TS>.AccumulateTail(s + r0 * bc, bc, 1, MicroRows, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
+                    RegisterBlocks<T, TV, TS>.Accumulate6(Wide, pb + r0 * bc, bc, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec);
+                    RegisterBlocks<T, TV, TS>.AccumulateTail(pb + r0 * bc, bc, 1, MicroRows, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
                 }
                 for (; r0 < rows; r0++)
                 {
-                    RegisterBlocks<T, TV, TS>.Accumulate1(s + r0 * bc, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, dvVec);
-                    RegisterBlocks<T, TV, TS>.AccumulateTail(s + r0 * bc, bc, 1, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
+                    RegisterBlocks<T, TV, TS>.Accumulate1(pb + r0 * bc, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, dvVec);
+                    RegisterBlocks<T, TV, TS>.AccumulateTail(pb + r0 * bc, bc, 1, 1, keys, v, P.VRowStride, sc.Acc + r0 * DvPad, DvPad, dvVec, P.Dv);
                 }
             }
         }
@@ -571,18 +619,24 @@ internal static unsafe class FlashKernel<T, TV, TS>
             for (int j = w; j < keysPad; j += w) mx = TS.Max(mx, TS.Load(ref strip[j]));
             T bm = TS.MaxAcross(mx);
             if (!UpdateReference(ref rowRef, bm, state, (1 + dv) * w)) return; // nothing visible yet
-            TV rv = TS.Broadcast(rowRef), l = TS.Load(ref state[0]);
+            // The block's sums from zero in registers, added to the row state once (as in FusedRow): the roundings a
+            // key meets are the block's plus one per later block, the count the rounding bound uses.
+            TV rv = TS.Broadcast(rowRef), l = TS.Zero, a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+            T* v0 = vt, v1 = vt + MPad, v2 = vt + 2 * (long)MPad, v3 = vt + 3 * (long)MPad;
             for (int j = 0; j < keysPad; j += w)
             {
                 TV e = TS.Exp2(TS.Sub(TS.Load(ref strip[j]), rv));
                 l = TS.Add(l, e);
-                for (int c = 0; c < dv; c++)
-                {
-                    ref T a = ref state[(1 + c) * w];
-                    TS.Store(TS.Fma(e, TS.Load(ref vt[(long)c * MPad + j]), TS.Load(ref a)), ref a);
-                }
+                a0 = TS.Fma(e, TS.Load(ref v0[j]), a0);
+                if (dv > 1) a1 = TS.Fma(e, TS.Load(ref v1[j]), a1);
+                if (dv > 2) a2 = TS.Fma(e, TS.Load(ref v2[j]), a2);
+                if (dv > 3) a3 = TS.Fma(e, TS.Load(ref v3[j]), a3);
             }
-            TS.Store(l, ref state[0]);
+            TS.Store(TS.Add(TS.Load(ref state[0]), l), ref state[0]);
+            TS.Store(TS.Add(TS.Load(ref state[w]), a0), ref state[w]);
+            if (dv > 1) TS.Store(TS.Add(TS.Load(ref state[2 * w]), a1), ref state[2 * w]);
+            if (dv > 2) TS.Store(TS.Add(TS.Load(ref state[3 * w]), a2), ref state[3 * w]);
+            if (dv > 3) TS.Store(TS.Add(TS.Load(ref state[4 * w]), a3), ref state[4 * w]);
         }
     }
 
@@ -610,20 +664,25 @@ internal static unsafe class FlashKernel<T, TV, TS>
         for (; c < width; c++) row[c] *= alpha;
     }
 
-    /// <summary>Online softmax for <paramref name="rows"/> logit rows (stride <paramref name="stride"/>, <paramref name="count"/>
-    /// a multiple of W): block max, lazy reference update (rescaling the row's sum and accumulator only when it moves), then
-    /// P = 2^(S − ref) in place and the row sums.</summary>
+    /// <summary>Online softmax for <paramref name="rows"/> logit rows of S (stride <paramref name="stride"/>, <paramref name="count"/>
+    /// a multiple of W) into P (same stride). A row whose reference is set takes one pass with it (P = 2^(S − ref), the row
+    /// sum and the block max together); only when the block max exceeds the reference by more than
+    /// <see cref="RescaleThreshold"/> (or on the row's first block) is the reference moved — rescaling the row's sum and
+    /// accumulator — and the row redone from S.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Softmax(T* s, int stride, int rows, int count, T* refs, T* sums, T* acc, int accStride)
+    private static void Softmax(T* s, T* p, int stride, int rows, int count, T* refs, T* sums, T* acc, int accStride)
     {
-        int w = TS.Count;
         T threshold = T.CreateTruncating(RescaleThreshold);
         for (int r = 0; r < rows; r++)
         {
-            T* sr = s + r * stride;
-            TV mx = TS.Load(ref sr[0]);
-            for (int c = w; c < count; c += w) mx = TS.Max(mx, TS.Load(ref sr[c]));
-            T bm = TS.MaxAcross(mx), old = refs[r];
+            T* sr = s + r * stride, pr = p + r * stride;
+            T old = refs[r], bm;
+            if (!T.IsNegativeInfinity(old))
+            {
+                T sum = ExpRow(sr, pr, count, old, out bm);
+                if (!(bm > old + threshold)) { sums[r] += sum; continue; }
+            }
+            else bm = MaxRow(sr, count);
             if (bm > old + threshold)
             {
                 refs[r] = bm;
@@ -635,16 +694,84 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 }
             }
             T rf = refs[r];
-            if (T.IsNegativeInfinity(rf)) { new Span<T>(sr, count).Clear(); continue; }
-            TV rv = TS.Broadcast(rf), sv = TS.Zero;
+            if (T.IsNegativeInfinity(rf)) { new Span<T>(pr, count).Clear(); continue; } // nothing visible yet: weights 0
+            sums[r] += ExpRow(sr, pr, count, rf, out _);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Softmax"/> for one 6-row strip of the prefill path, columns outermost: each step takes one vector of
+    /// all six rows (six independent exp₂ chains, so the exponential's latency overlaps), against the rows' current
+    /// references, tracking one max of S − ref over the strip. When a row has no reference yet (its first block) or the
+    /// strip's max moves past <see cref="RescaleThreshold"/>, the strip is redone row by row by <see cref="Softmax"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SoftmaxStrip(T* s, T* p, int stride, int count, T* refs, T* sums, T* acc, int accStride)
+    {
+        bool ready = true;
+        for (int r = 0; r < MicroRows; r++) ready &= !T.IsNegativeInfinity(refs[r]);
+        if (ready)
+        {
+            int w = TS.Count;
+            T* s0 = s, s1 = s + stride, s2 = s + 2 * stride, s3 = s + 3 * stride, s4 = s + 4 * stride, s5 = s + 5 * stride;
+            T* p0 = p, p1 = p + stride, p2 = p + 2 * stride, p3 = p + 3 * stride, p4 = p + 4 * stride, p5 = p + 5 * stride;
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero, a4 = TS.Zero, a5 = TS.Zero;
+            TV mx = TS.Broadcast(T.NegativeInfinity);
             for (int c = 0; c < count; c += w)
             {
-                TV e = TS.Exp2(TS.Sub(TS.Load(ref sr[c]), rv));
-                TS.Store(e, ref sr[c]);
-                sv = TS.Add(sv, e);
+                TV x = TS.Sub(TS.Load(ref s0[c]), TS.Broadcast(refs[0])); mx = TS.Max(mx, x); TV e = TS.Exp2(x); TS.Store(e, ref p0[c]); a0 = TS.Add(a0, e);
+                x = TS.Sub(TS.Load(ref s1[c]), TS.Broadcast(refs[1])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p1[c]); a1 = TS.Add(a1, e);
+                x = TS.Sub(TS.Load(ref s2[c]), TS.Broadcast(refs[2])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p2[c]); a2 = TS.Add(a2, e);
+                x = TS.Sub(TS.Load(ref s3[c]), TS.Broadcast(refs[3])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p3[c]); a3 = TS.Add(a3, e);
+                x = TS.Sub(TS.Load(ref s4[c]), TS.Broadcast(refs[4])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p4[c]); a4 = TS.Add(a4, e);
+                x = TS.Sub(TS.Load(ref s5[c]), TS.Broadcast(refs[5])); mx = TS.Max(mx, x); e = TS.Exp2(x); TS.Store(e, ref p5[c]); a5 = TS.Add(a5, e);
             }
-            sums[r] += TS.SumAcross(sv);
+            if (!(TS.MaxAcross(mx) > T.CreateTruncating(RescaleThreshold)))
+            {
+                sums[0] += TS.SumAcross(a0); sums[1] += TS.SumAcross(a1); sums[2] += TS.SumAcross(a2);
+                sums[3] += TS.SumAcross(a3); sums[4] += TS.SumAcross(a4); sums[5] += TS.SumAcross(a5);
+                return;
+            }
         }
+        Softmax(s, p, stride, MicroRows, count, refs, sums, acc, accStride);
+    }
+
+    /// <summary>p[c] = 2^(s[c] − ref) for c &lt; count; returns Σ p and the max of s (two vectors per step, so the exp₂
+    /// constants load once per pair).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static T ExpRow(T* s, T* p, int count, T reference, out T max)
+    {
+        int w = TS.Count, c = 0;
+        TV rv = TS.Broadcast(reference), s0 = TS.Zero, s1 = TS.Zero;
+        TV m0 = TS.Broadcast(T.NegativeInfinity), m1 = m0;
+        for (; c + 2 * w <= count; c += 2 * w)
+        {
+            TV x0 = TS.Load(ref s[c]), x1 = TS.Load(ref s[c + w]);
+            m0 = TS.Max(m0, x0); m1 = TS.Max(m1, x1);
+            TV e0 = TS.Exp2(TS.Sub(x0, rv)), e1 = TS.Exp2(TS.Sub(x1, rv));
+            TS.Store(e0, ref p[c]); TS.Store(e1, ref p[c + w]);
+            s0 = TS.Add(s0, e0); s1 = TS.Add(s1, e1);
+        }
+        if (c < count)
+        {
+            TV x0 = TS.Load(ref s[c]);
+            m0 = TS.Max(m0, x0);
+            TV e0 = TS.Exp2(TS.Sub(x0, rv));
+            TS.Store(e0, ref p[c]);
+            s0 = TS.Add(s0, e0);
+        }
+        max = TS.MaxAcross(TS.Max(m0, m1));
+        return TS.SumAcross(TS.Add(s0, s1));
+    }
+
+    /// <summary>max of s[0..count) (count a multiple of W).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static T MaxRow(T* s, int count)
+    {
+        int w = TS.Count;
+        TV mx = TS.Load(ref s[0]);
+        for (int c = w; c < count; c += w) mx = TS.Max(mx, TS.Load(ref s[c]));
+        return TS.MaxAcross(mx);
     }
 
     /// <summary>s[j] = ⟨q, K[j]⟩ for <paramref name="keys"/> key rows at <paramref name="kStride"/>, 4 keys at a time
@@ -723,31 +850,32 @@ internal static unsafe class FlashKernel<T, TV, TS>
         int w = TS.Count;
         TV q0 = TS.Broadcast(q[0]), q1 = TD.Value > 1 ? TS.Broadcast(q[1]) : TS.Zero;
         TV q2 = TD.Value > 2 ? TS.Broadcast(q[2]) : TS.Zero, q3 = TD.Value > 3 ? TS.Broadcast(q[3]) : TS.Zero;
-        TV l = TS.Load(ref state[0]), a0 = TS.Load(ref state[w]);
-        TV a1 = TDV.Value > 1 ? TS.Load(ref state[2 * w]) : TS.Zero, a2 = TDV.Value > 2 ? TS.Load(ref state[3 * w]) : TS.Zero;
-        TV a3 = TDV.Value > 3 ? TS.Load(ref state[4 * w]) : TS.Zero;
-        TV rv = TS.Broadcast(rowRef), mx = TS.Broadcast(T.NegativeInfinity);
+        // The block's sums start from zero and are added to the row state at the end (a key meets at most the block's
+        // roundings plus one per later block: the count the rounding bound, ExactRoundingBound, uses).
+        TV l = TS.Zero, a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
+        TV negRef = TS.Broadcast(-rowRef), mx = TS.Broadcast(T.NegativeInfinity);
         T* k0 = kt, k1 = kt + mPad, k2 = kt + 2 * mPad, k3 = kt + 3 * mPad;
         T* v0 = vt, v1 = vt + mPad, v2 = vt + 2 * mPad, v3 = vt + 3 * mPad;
         for (int j = 0; j < count; j += w)
         {
-            TV x = TS.Mul(q0, TS.Load(ref k0[j]));
+            // x = q̃·k − ref, the reference folded into the first FMA; visible logits only, so the clamped exp₂.
+            TV x = TS.Fma(q0, TS.Load(ref k0[j]), negRef);
             if (TD.Value > 1) x = TS.Fma(q1, TS.Load(ref k1[j]), x);
             if (TD.Value > 2) x = TS.Fma(q2, TS.Load(ref k2[j]), x);
             if (TD.Value > 3) x = TS.Fma(q3, TS.Load(ref k3[j]), x);
             mx = TS.Max(mx, x);
-            TV e = TS.Exp2(TS.Sub(x, rv));
+            TV e = TS.Exp2Clamped(x);
             l = TS.Add(l, e);
             a0 = TS.Fma(e, TS.Load(ref v0[j]), a0);
             if (TDV.Value > 1) a1 = TS.Fma(e, TS.Load(ref v1[j]), a1);
             if (TDV.Value > 2) a2 = TS.Fma(e, TS.Load(ref v2[j]), a2);
             if (TDV.Value > 3) a3 = TS.Fma(e, TS.Load(ref v3[j]), a3);
         }
-        if (TS.MaxAcross(mx) > rowRef + T.CreateTruncating(RescaleThreshold)) return false;
-        TS.Store(l, ref state[0]); TS.Store(a0, ref state[w]);
-        if (TDV.Value > 1) TS.Store(a1, ref state[2 * w]);
-        if (TDV.Value > 2) TS.Store(a2, ref state[3 * w]);
-        if (TDV.Value > 3) TS.Store(a3, ref state[4 * w]);
+        if (TS.MaxAcross(mx) > T.CreateTruncating(RescaleThreshold)) return false;
+        TS.Store(TS.Add(TS.Load(ref state[0]), l), ref state[0]); TS.Store(TS.Add(TS.Load(ref state[w]), a0), ref state[w]);
+        if (TDV.Value > 1) TS.Store(TS.Add(TS.Load(ref state[2 * w]), a1), ref state[2 * w]);
+        if (TDV.Value > 2) TS.Store(TS.Add(TS.Load(ref state[3 * w]), a2), ref state[3 * w]);
+        if (TDV.Value > 3) TS.Store(TS.Add(TS.Load(ref state[4 * w]), a3), ref state[4 * w]);
         return true;
     }
 }

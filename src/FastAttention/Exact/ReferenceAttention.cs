@@ -16,27 +16,35 @@ public sealed class ReferenceAttention : AttentionAlgorithm
     public override bool IsExact => true;
 
     /// <summary>Convenience: the float64 reference output of the whole problem.</summary>
-    public static double[] Compute<T>(AttentionProblem<T> problem) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    public static double[] Compute<T>(AttentionProblem<T> problem) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
+        ComputeWithLogSumExp(problem).Output;
+
+    /// <summary>The float64 reference output ([heads, n, dv]) and per-row log-sum-exp ([heads, n]; −∞ for rows that see no key).</summary>
+    public static (double[] Output, double[] LogSumExp) ComputeWithLogSumExp<T>(AttentionProblem<T> problem) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        ArgumentNullException.ThrowIfNull(problem);
         var output = new double[problem.OutputLength];
+        var lse = new double[(long)problem.Heads * problem.N];
         for (int h = 0; h < problem.Heads; h++)
         {
-            var (q, k, v) = problem.Head(h).ToDouble();
+            var head = problem.Head(h);
+            var (q, k, v) = head.ToDouble();
             for (int i = 0; i < problem.N; i++)
-                Row(q, k, v, problem.M, problem.D, problem.Dv, problem.Scale, problem.Causal, i,
+                lse[h * problem.N + i] = Row(q, k, v, head.M, problem.D, problem.Dv, problem.Scale, head.Row(i), i,
                     output.AsSpan((h * problem.N + i) * problem.Dv, problem.Dv));
         }
-        return output;
+        return (output, lse);
     }
 
     /// <summary>Reference output of query rows <paramref name="rows"/> of head <paramref name="head"/>, row-major.</summary>
     public static double[] ComputeRows<T>(AttentionProblem<T> problem, int head, ReadOnlySpan<int> rows)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var (q, k, v) = problem.Head(head).ToDouble();
+        var hd = problem.Head(head);
+        var (q, k, v) = hd.ToDouble();
         var output = new double[rows.Length * problem.Dv];
         for (int r = 0; r < rows.Length; r++)
-            Row(q, k, v, problem.M, problem.D, problem.Dv, problem.Scale, problem.Causal, rows[r], output.AsSpan(r * problem.Dv, problem.Dv));
+            Row(q, k, v, hd.M, problem.D, problem.Dv, problem.Scale, hd.Row(rows[r]), rows[r], output.AsSpan(r * problem.Dv, problem.Dv));
         return output;
     }
 
@@ -51,44 +59,63 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         var row = new double[head.Dv];
         for (int i = 0; i < head.N; i++)
         {
-            Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Causal, i, row);
+            Row(q, k, v, head.M, head.D, head.Dv, head.Scale, head.Row(i), i, row);
             for (int c = 0; c < head.Dv; c++) output[i * head.Dv + c] = T.CreateTruncating(row[c]);
             if ((i & 63) == 63) { context.ThrowIfCancelled(); context.Report((double)i / head.N); }
         }
         return new HeadExecution([], plan.Parameters);
     }
 
-    /// <summary>One output row: softmax(s·qᵢKᵀ)·V with the max subtracted, in float64 with compensated sums.
-    /// Returns the row's log-sum-exp log Σ_j exp(s·qᵢ·kⱼ).</summary>
-    internal static double Row(double[] q, double[] k, double[] v, int m, int d, int dv, double scale, bool causal, int i, Span<double> output)
+    /// <summary>One output row without a mask beyond PyTorch's top-left causal one (see the masked overload).</summary>
+    internal static double Row(double[] q, double[] k, double[] v, int m, int d, int dv, double scale, bool causal, int i, Span<double> output) =>
+        Row(q, k, v, m, d, dv, scale, new RowMask(0, causal ? Math.Min(i + 1, m) : m, default, 0, default, 0), i, output);
+
+    /// <summary>One output row: softmax(s·qᵢKᵀ + bias)·V over the keys <paramref name="mask"/> lets row i see, with the max
+    /// subtracted, in float64 with compensated sums. Returns the row's log-sum-exp (−∞, with a zero row, when it sees no key).</summary>
+    internal static double Row(double[] q, double[] k, double[] v, int m, int d, int dv, double scale, in RowMask mask, int i, Span<double> output)
     {
-        int visible = causal ? Math.Min(i + 1, m) : m;
-        var p = new double[visible];
-        double logSumExp = ProbabilityRow(q.AsSpan(i * d, d), k, d, scale, p);
+        var p = new double[m];
+        double logSumExp = ProbabilityRow(q.AsSpan(i * d, d), k, d, scale, p, mask);
         var acc = new CompensatedSum[dv];
-        for (int j = 0; j < visible; j++)
+        for (int j = mask.Lo; j < mask.Hi; j++)
+        {
+            if (p[j] == 0) continue; // hidden keys (and exact underflow) contribute nothing; their V rows are never read
             for (int c = 0; c < dv; c++) acc[c].Add(p[j] * v[j * dv + c]);
+        }
         for (int c = 0; c < dv; c++) output[c] = acc[c].Value;
         return logSumExp;
     }
 
+    /// <summary>The softmax row over the first p.Length keys, all visible (see the masked overload).</summary>
+    internal static double ProbabilityRow(ReadOnlySpan<double> qi, ReadOnlySpan<double> k, int d, double scale, Span<double> p) =>
+        ProbabilityRow(qi, k, d, scale, p, RowMask.All(p.Length));
+
     /// <summary>
-    /// The softmax row every float64 reference shares: pⱼ = exp(s·qᵢ·kⱼ − max)/Σ for the first p.Length keys, logits by
-    /// compensated dot products, the max subtracted before exp, the normaliser summed with compensation.
-    /// Returns log Σ_j exp(s·qᵢ·kⱼ).
+    /// The softmax row every float64 reference shares: pⱼ = exp(xⱼ − max)/Σ with xⱼ = s·qᵢ·kⱼ + biasⱼ for the keys
+    /// <paramref name="mask"/> lets row i see and pⱼ = 0 for the others (whose logits, K rows and bias are never read);
+    /// logits by compensated dot products, the max subtracted before exp, the normaliser summed with compensation.
+    /// Returns log Σ_j exp(xⱼ); a row that sees no key (or only −∞ biases) gets p = 0 and −∞, never NaN.
     /// </summary>
-    internal static double ProbabilityRow(ReadOnlySpan<double> qi, ReadOnlySpan<double> k, int d, double scale, Span<double> p)
+    internal static double ProbabilityRow(ReadOnlySpan<double> qi, ReadOnlySpan<double> k, int d, double scale, Span<double> p, in RowMask mask)
     {
+        p.Clear();
         double max = double.NegativeInfinity;
-        for (int j = 0; j < p.Length; j++)
+        int lo = mask.Lo, hi = Math.Min(mask.Hi, p.Length);
+        for (int j = lo; j < hi; j++)
         {
-            p[j] = scale * CompensatedSum.Dot(qi, k.Slice(j * d, d));
+            if (!mask.IsVisible(j)) { p[j] = double.NegativeInfinity; continue; }
+            p[j] = scale * CompensatedSum.Dot(qi, k.Slice(j * d, d)) + mask.BiasAt(j);
             if (p[j] > max) max = p[j];
         }
+        if (double.IsNegativeInfinity(max))
+        {
+            p.Clear();
+            return double.NegativeInfinity;
+        }
         var z = new CompensatedSum();
-        for (int j = 0; j < p.Length; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
+        for (int j = lo; j < hi; j++) { p[j] = Math.Exp(p[j] - max); z.Add(p[j]); }
         double inv = 1.0 / z.Value;
-        for (int j = 0; j < p.Length; j++) p[j] *= inv;
+        for (int j = lo; j < hi; j++) p[j] *= inv;
         return max + Math.Log(z.Value);
     }
 }

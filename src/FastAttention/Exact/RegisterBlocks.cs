@@ -35,7 +35,10 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
     }
 
     /// <summary>acc[r, 0..width) += Σ_{j &lt; count} coeff[r·cRow + j·cStep]·B[j, 0..width) for 6 rows; B rows at
-    /// <paramref name="bStride"/>, acc rows at <paramref name="accStride"/>, width a multiple of W.</summary>
+    /// <paramref name="bStride"/>, acc rows at <paramref name="accStride"/>, width a multiple of W. Like every accumulate here,
+    /// the call's sum is formed from zero in registers and then added to acc (the same work as accumulating into acc): a
+    /// term meets the call's roundings plus one per later call, not all of acc's history — the count the exact
+    /// certificate's rounding bound (<see cref="ExactRoundingBound"/>) uses.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Accumulate6(bool wide, T* coeff, int cRow, long cStep, int count, T* b, long bStride, T* acc, int accStride, int width)
     {
@@ -113,12 +116,12 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
         T* o0 = acc, o1 = acc + accStride, o2 = acc + 2 * accStride, o3 = acc + 3 * accStride, o4 = acc + 4 * accStride, o5 = acc + 5 * accStride;
         for (; x + 2 * w <= width; x += 2 * w)
         {
-            TV a00 = TS.Load(ref o0[x]), a01 = TS.Load(ref o0[x + w]);
-            TV a10 = TS.Load(ref o1[x]), a11 = TS.Load(ref o1[x + w]);
-            TV a20 = TS.Load(ref o2[x]), a21 = TS.Load(ref o2[x + w]);
-            TV a30 = TS.Load(ref o3[x]), a31 = TS.Load(ref o3[x + w]);
-            TV a40 = TS.Load(ref o4[x]), a41 = TS.Load(ref o4[x + w]);
-            TV a50 = TS.Load(ref o5[x]), a51 = TS.Load(ref o5[x + w]);
+            TV a00 = TS.Zero, a01 = TS.Zero;
+            TV a10 = TS.Zero, a11 = TS.Zero;
+            TV a20 = TS.Zero, a21 = TS.Zero;
+            TV a30 = TS.Zero, a31 = TS.Zero;
+            TV a40 = TS.Zero, a41 = TS.Zero;
+            TV a50 = TS.Zero, a51 = TS.Zero;
             T* br = b + x;
             long o = 0;
             for (int j = 0; j < count; j++, br += bStride, o += cStep)
@@ -131,12 +134,12 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
                 s = TS.Broadcast(c4[o]); a40 = TS.Fma(s, b0, a40); a41 = TS.Fma(s, b1, a41);
                 s = TS.Broadcast(c5[o]); a50 = TS.Fma(s, b0, a50); a51 = TS.Fma(s, b1, a51);
             }
-            TS.Store(a00, ref o0[x]); TS.Store(a01, ref o0[x + w]);
-            TS.Store(a10, ref o1[x]); TS.Store(a11, ref o1[x + w]);
-            TS.Store(a20, ref o2[x]); TS.Store(a21, ref o2[x + w]);
-            TS.Store(a30, ref o3[x]); TS.Store(a31, ref o3[x + w]);
-            TS.Store(a40, ref o4[x]); TS.Store(a41, ref o4[x + w]);
-            TS.Store(a50, ref o5[x]); TS.Store(a51, ref o5[x + w]);
+            TS.Store(TS.Add(TS.Load(ref o0[x]), a00), ref o0[x]); TS.Store(TS.Add(TS.Load(ref o0[x + w]), a01), ref o0[x + w]);
+            TS.Store(TS.Add(TS.Load(ref o1[x]), a10), ref o1[x]); TS.Store(TS.Add(TS.Load(ref o1[x + w]), a11), ref o1[x + w]);
+            TS.Store(TS.Add(TS.Load(ref o2[x]), a20), ref o2[x]); TS.Store(TS.Add(TS.Load(ref o2[x + w]), a21), ref o2[x + w]);
+            TS.Store(TS.Add(TS.Load(ref o3[x]), a30), ref o3[x]); TS.Store(TS.Add(TS.Load(ref o3[x + w]), a31), ref o3[x + w]);
+            TS.Store(TS.Add(TS.Load(ref o4[x]), a40), ref o4[x]); TS.Store(TS.Add(TS.Load(ref o4[x + w]), a41), ref o4[x + w]);
+            TS.Store(TS.Add(TS.Load(ref o5[x]), a50), ref o5[x]); TS.Store(TS.Add(TS.Load(ref o5[x + w]), a51), ref o5[x + w]);
         }
     }
 
@@ -149,12 +152,12 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
         T* o0 = acc, o1 = acc + accStride, o2 = acc + 2 * accStride, o3 = acc + 3 * accStride, o4 = acc + 4 * accStride, o5 = acc + 5 * accStride;
         for (; x + 4 * w <= width; x += 4 * w)
         {
-            TV a00 = TS.Load(ref o0[x]), a01 = TS.Load(ref o0[x + w]), a02 = TS.Load(ref o0[x + 2 * w]), a03 = TS.Load(ref o0[x + 3 * w]);
-            TV a10 = TS.Load(ref o1[x]), a11 = TS.Load(ref o1[x + w]), a12 = TS.Load(ref o1[x + 2 * w]), a13 = TS.Load(ref o1[x + 3 * w]);
-            TV a20 = TS.Load(ref o2[x]), a21 = TS.Load(ref o2[x + w]), a22 = TS.Load(ref o2[x + 2 * w]), a23 = TS.Load(ref o2[x + 3 * w]);
-            TV a30 = TS.Load(ref o3[x]), a31 = TS.Load(ref o3[x + w]), a32 = TS.Load(ref o3[x + 2 * w]), a33 = TS.Load(ref o3[x + 3 * w]);
-            TV a40 = TS.Load(ref o4[x]), a41 = TS.Load(ref o4[x + w]), a42 = TS.Load(ref o4[x + 2 * w]), a43 = TS.Load(ref o4[x + 3 * w]);
-            TV a50 = TS.Load(ref o5[x]), a51 = TS.Load(ref o5[x + w]), a52 = TS.Load(ref o5[x + 2 * w]), a53 = TS.Load(ref o5[x + 3 * w]);
+            TV a00 = TS.Zero, a01 = TS.Zero, a02 = TS.Zero, a03 = TS.Zero;
+            TV a10 = TS.Zero, a11 = TS.Zero, a12 = TS.Zero, a13 = TS.Zero;
+            TV a20 = TS.Zero, a21 = TS.Zero, a22 = TS.Zero, a23 = TS.Zero;
+            TV a30 = TS.Zero, a31 = TS.Zero, a32 = TS.Zero, a33 = TS.Zero;
+            TV a40 = TS.Zero, a41 = TS.Zero, a42 = TS.Zero, a43 = TS.Zero;
+            TV a50 = TS.Zero, a51 = TS.Zero, a52 = TS.Zero, a53 = TS.Zero;
             T* br = b + x;
             long o = 0;
             for (int j = 0; j < count; j++, br += bStride, o += cStep)
@@ -167,12 +170,12 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
                 s = TS.Broadcast(c4[o]); a40 = TS.Fma(s, b0, a40); a41 = TS.Fma(s, b1, a41); a42 = TS.Fma(s, b2, a42); a43 = TS.Fma(s, b3, a43);
                 s = TS.Broadcast(c5[o]); a50 = TS.Fma(s, b0, a50); a51 = TS.Fma(s, b1, a51); a52 = TS.Fma(s, b2, a52); a53 = TS.Fma(s, b3, a53);
             }
-            TS.Store(a00, ref o0[x]); TS.Store(a01, ref o0[x + w]); TS.Store(a02, ref o0[x + 2 * w]); TS.Store(a03, ref o0[x + 3 * w]);
-            TS.Store(a10, ref o1[x]); TS.Store(a11, ref o1[x + w]); TS.Store(a12, ref o1[x + 2 * w]); TS.Store(a13, ref o1[x + 3 * w]);
-            TS.Store(a20, ref o2[x]); TS.Store(a21, ref o2[x + w]); TS.Store(a22, ref o2[x + 2 * w]); TS.Store(a23, ref o2[x + 3 * w]);
-            TS.Store(a30, ref o3[x]); TS.Store(a31, ref o3[x + w]); TS.Store(a32, ref o3[x + 2 * w]); TS.Store(a33, ref o3[x + 3 * w]);
-            TS.Store(a40, ref o4[x]); TS.Store(a41, ref o4[x + w]); TS.Store(a42, ref o4[x + 2 * w]); TS.Store(a43, ref o4[x + 3 * w]);
-            TS.Store(a50, ref o5[x]); TS.Store(a51, ref o5[x + w]); TS.Store(a52, ref o5[x + 2 * w]); TS.Store(a53, ref o5[x + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref o0[x]), a00), ref o0[x]); TS.Store(TS.Add(TS.Load(ref o0[x + w]), a01), ref o0[x + w]); TS.Store(TS.Add(TS.Load(ref o0[x + 2 * w]), a02), ref o0[x + 2 * w]); TS.Store(TS.Add(TS.Load(ref o0[x + 3 * w]), a03), ref o0[x + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref o1[x]), a10), ref o1[x]); TS.Store(TS.Add(TS.Load(ref o1[x + w]), a11), ref o1[x + w]); TS.Store(TS.Add(TS.Load(ref o1[x + 2 * w]), a12), ref o1[x + 2 * w]); TS.Store(TS.Add(TS.Load(ref o1[x + 3 * w]), a13), ref o1[x + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref o2[x]), a20), ref o2[x]); TS.Store(TS.Add(TS.Load(ref o2[x + w]), a21), ref o2[x + w]); TS.Store(TS.Add(TS.Load(ref o2[x + 2 * w]), a22), ref o2[x + 2 * w]); TS.Store(TS.Add(TS.Load(ref o2[x + 3 * w]), a23), ref o2[x + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref o3[x]), a30), ref o3[x]); TS.Store(TS.Add(TS.Load(ref o3[x + w]), a31), ref o3[x + w]); TS.Store(TS.Add(TS.Load(ref o3[x + 2 * w]), a32), ref o3[x + 2 * w]); TS.Store(TS.Add(TS.Load(ref o3[x + 3 * w]), a33), ref o3[x + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref o4[x]), a40), ref o4[x]); TS.Store(TS.Add(TS.Load(ref o4[x + w]), a41), ref o4[x + w]); TS.Store(TS.Add(TS.Load(ref o4[x + 2 * w]), a42), ref o4[x + 2 * w]); TS.Store(TS.Add(TS.Load(ref o4[x + 3 * w]), a43), ref o4[x + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref o5[x]), a50), ref o5[x]); TS.Store(TS.Add(TS.Load(ref o5[x + w]), a51), ref o5[x + w]); TS.Store(TS.Add(TS.Load(ref o5[x + 2 * w]), a52), ref o5[x + 2 * w]); TS.Store(TS.Add(TS.Load(ref o5[x + 3 * w]), a53), ref o5[x + 3 * w]);
         }
     }
 
@@ -185,8 +188,8 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
         for (int x = 0; x < width; x += w)
         {
             T* o = acc + x;
-            TV a0 = TS.Load(ref o[0]), a1 = TS.Load(ref o[accStride]), a2 = TS.Load(ref o[2 * accStride]);
-            TV a3 = TS.Load(ref o[3 * accStride]), a4 = TS.Load(ref o[4 * accStride]), a5 = TS.Load(ref o[5 * accStride]);
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero;
+            TV a3 = TS.Zero, a4 = TS.Zero, a5 = TS.Zero;
             T* br = b + x;
             long k = 0;
             for (int j = 0; j < count; j++, br += bStride, k += cStep)
@@ -195,8 +198,8 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
                 a0 = TS.Fma(TS.Broadcast(c0[k]), v, a0); a1 = TS.Fma(TS.Broadcast(c1[k]), v, a1); a2 = TS.Fma(TS.Broadcast(c2[k]), v, a2);
                 a3 = TS.Fma(TS.Broadcast(c3[k]), v, a3); a4 = TS.Fma(TS.Broadcast(c4[k]), v, a4); a5 = TS.Fma(TS.Broadcast(c5[k]), v, a5);
             }
-            TS.Store(a0, ref o[0]); TS.Store(a1, ref o[accStride]); TS.Store(a2, ref o[2 * accStride]);
-            TS.Store(a3, ref o[3 * accStride]); TS.Store(a4, ref o[4 * accStride]); TS.Store(a5, ref o[5 * accStride]);
+            TS.Store(TS.Add(TS.Load(ref o[0]), a0), ref o[0]); TS.Store(TS.Add(TS.Load(ref o[accStride]), a1), ref o[accStride]); TS.Store(TS.Add(TS.Load(ref o[2 * accStride]), a2), ref o[2 * accStride]);
+            TS.Store(TS.Add(TS.Load(ref o[3 * accStride]), a3), ref o[3 * accStride]); TS.Store(TS.Add(TS.Load(ref o[4 * accStride]), a4), ref o[4 * accStride]); TS.Store(TS.Add(TS.Load(ref o[5 * accStride]), a5), ref o[5 * accStride]);
         }
     }
 
@@ -207,7 +210,7 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
         int w = TS.Count, x = 0;
         for (; x + 4 * w <= width; x += 4 * w)
         {
-            TV a0 = TS.Load(ref acc[x]), a1 = TS.Load(ref acc[x + w]), a2 = TS.Load(ref acc[x + 2 * w]), a3 = TS.Load(ref acc[x + 3 * w]);
+            TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
             T* br = b + x;
             for (int j = 0; j < count; j++, br += bStride)
             {
@@ -215,14 +218,14 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
                 a0 = TS.Fma(s, TS.Load(ref br[0]), a0); a1 = TS.Fma(s, TS.Load(ref br[w]), a1);
                 a2 = TS.Fma(s, TS.Load(ref br[2 * w]), a2); a3 = TS.Fma(s, TS.Load(ref br[3 * w]), a3);
             }
-            TS.Store(a0, ref acc[x]); TS.Store(a1, ref acc[x + w]); TS.Store(a2, ref acc[x + 2 * w]); TS.Store(a3, ref acc[x + 3 * w]);
+            TS.Store(TS.Add(TS.Load(ref acc[x]), a0), ref acc[x]); TS.Store(TS.Add(TS.Load(ref acc[x + w]), a1), ref acc[x + w]); TS.Store(TS.Add(TS.Load(ref acc[x + 2 * w]), a2), ref acc[x + 2 * w]); TS.Store(TS.Add(TS.Load(ref acc[x + 3 * w]), a3), ref acc[x + 3 * w]);
         }
         for (; x < width; x += w)
         {
-            TV a0 = TS.Load(ref acc[x]);
+            TV a0 = TS.Zero;
             T* br = b + x;
             for (int j = 0; j < count; j++, br += bStride) a0 = TS.Fma(TS.Broadcast(p[j]), TS.Load(ref br[0]), a0);
-            TS.Store(a0, ref acc[x]);
+            TS.Store(TS.Add(TS.Load(ref acc[x]), a0), ref acc[x]);
         }
     }
 
@@ -233,9 +236,9 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
             for (int r = 0; r < rows; r++)
             {
                 T* cr = coeff + r * cRow;
-                T sum = acc[r * accStride + x];
+                T sum = T.Zero;
                 for (int j = 0; j < count; j++) sum = T.FusedMultiplyAdd(cr[j * cStep], b[j * bStride + x], sum);
-                acc[r * accStride + x] = sum;
+                acc[r * accStride + x] += sum;
             }
     }
 }

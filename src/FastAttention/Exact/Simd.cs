@@ -31,6 +31,10 @@ internal interface ISimd<T, TV> where T : unmanaged where TV : unmanaged
     /// <summary>2ˣ for x ≤ 16 (0 for x below the smallest normal exponent, so −∞ gives 0; NaN gives 0).
     /// Relative error ≤ <see cref="Exp2Coefficients.RelativeErrorF32"/> (float) / <see cref="Exp2Coefficients.RelativeErrorF64"/> (double).</summary>
     static abstract TV Exp2(TV x);
+    /// <summary>2^max(x, −126) (float) / 2^max(x, −1022) (double): <see cref="Exp2"/> without the flush to 0 below the smallest
+    /// normal, two operations cheaper. Only for arguments that are visible logits relative to a reference within a few
+    /// units of their max, where 2⁻¹²⁶ against weights ≥ 1 is far below any rounding (never for masked −∞ logits).</summary>
+    static abstract TV Exp2Clamped(TV x);
 }
 
 /// <summary>
@@ -94,6 +98,21 @@ internal readonly struct Simd512F : ISimd<float, Vector512<float>>
         var r = (p.AsInt32() + Vector512.ShiftLeft(t.AsInt32(), 23)).AsSingle();
         return r & Vector512.GreaterThanOrEqual(x, Vector512.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp2Clamped(Vector512<float> x)
+    {
+        var magic = Vector512.Create(Exp2Coefficients.MagicF);
+        var xc = Vector512.MaxNative(x, Vector512.Create(-126f));
+        var t = xc + magic;
+        var f = xc - (t - magic);
+        var p = Fma(Vector512.Create(Exp2Coefficients.F6), f, Vector512.Create(Exp2Coefficients.F5));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F4));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F3));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F2));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F1));
+        p = Fma(p, f, Vector512<float>.One);
+        return (p.AsInt32() + Vector512.ShiftLeft(t.AsInt32(), 23)).AsSingle();
+    }
 }
 
 internal readonly struct Simd512D : ISimd<double, Vector512<double>>
@@ -135,6 +154,28 @@ internal readonly struct Simd512D : ISimd<double, Vector512<double>>
         var r = (p.AsInt64() + Vector512.ShiftLeft(t.AsInt64(), 52)).AsDouble();
         return r & Vector512.GreaterThanOrEqual(x, Vector512.Create(-1022.0));
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<double> Exp2Clamped(Vector512<double> x)
+    {
+        var magic = Vector512.Create(Exp2Coefficients.MagicD);
+        var xc = Vector512.MaxNative(x, Vector512.Create(-1022.0));
+        var t = xc + magic;
+        var f = xc - (t - magic);
+        var p = Fma(Vector512.Create(Exp2Coefficients.D13), f, Vector512.Create(Exp2Coefficients.D12));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D11));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D10));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D9));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D8));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D7));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D6));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D5));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D4));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D3));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D2));
+        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D1));
+        p = Fma(p, f, Vector512<double>.One);
+        return (p.AsInt64() + Vector512.ShiftLeft(t.AsInt64(), 52)).AsDouble();
+    }
 }
 
 internal readonly struct Simd256F : ISimd<float, Vector256<float>>
@@ -169,6 +210,21 @@ internal readonly struct Simd256F : ISimd<float, Vector256<float>>
         // 2ⁿ: n sits in t's low mantissa bits; shifting by 23 moves it (two's complement, |n| < 256) onto the exponent field.
         var r = (p.AsInt32() + Vector256.ShiftLeft(t.AsInt32(), 23)).AsSingle();
         return r & Vector256.GreaterThanOrEqual(x, Vector256.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp2Clamped(Vector256<float> x)
+    {
+        var magic = Vector256.Create(Exp2Coefficients.MagicF);
+        var xc = Vector256.MaxNative(x, Vector256.Create(-126f));
+        var t = xc + magic;
+        var f = xc - (t - magic);
+        var p = Fma(Vector256.Create(Exp2Coefficients.F6), f, Vector256.Create(Exp2Coefficients.F5));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F4));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F3));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F2));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F1));
+        p = Fma(p, f, Vector256<float>.One);
+        return (p.AsInt32() + Vector256.ShiftLeft(t.AsInt32(), 23)).AsSingle();
     }
 }
 
@@ -211,6 +267,28 @@ internal readonly struct Simd256D : ISimd<double, Vector256<double>>
         var r = (p.AsInt64() + Vector256.ShiftLeft(t.AsInt64(), 52)).AsDouble();
         return r & Vector256.GreaterThanOrEqual(x, Vector256.Create(-1022.0));
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<double> Exp2Clamped(Vector256<double> x)
+    {
+        var magic = Vector256.Create(Exp2Coefficients.MagicD);
+        var xc = Vector256.MaxNative(x, Vector256.Create(-1022.0));
+        var t = xc + magic;
+        var f = xc - (t - magic);
+        var p = Fma(Vector256.Create(Exp2Coefficients.D13), f, Vector256.Create(Exp2Coefficients.D12));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D11));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D10));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D9));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D8));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D7));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D6));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D5));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D4));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D3));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D2));
+        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D1));
+        p = Fma(p, f, Vector256<double>.One);
+        return (p.AsInt64() + Vector256.ShiftLeft(t.AsInt64(), 52)).AsDouble();
+    }
 }
 
 internal readonly struct Simd128F : ISimd<float, Vector128<float>>
@@ -251,6 +329,21 @@ internal readonly struct Simd128F : ISimd<float, Vector128<float>>
         // 2ⁿ: n sits in t's low mantissa bits; shifting by 23 moves it (two's complement, |n| < 256) onto the exponent field.
         var r = (p.AsInt32() + Vector128.ShiftLeft(t.AsInt32(), 23)).AsSingle();
         return r & Vector128.GreaterThanOrEqual(x, Vector128.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Exp2Clamped(Vector128<float> x)
+    {
+        var magic = Vector128.Create(Exp2Coefficients.MagicF);
+        var xc = Vector128.MaxNative(x, Vector128.Create(-126f));
+        var t = xc + magic;
+        var f = xc - (t - magic);
+        var p = Fma(Vector128.Create(Exp2Coefficients.F6), f, Vector128.Create(Exp2Coefficients.F5));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F4));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F3));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F2));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F1));
+        p = Fma(p, f, Vector128<float>.One);
+        return (p.AsInt32() + Vector128.ShiftLeft(t.AsInt32(), 23)).AsSingle();
     }
 }
 
@@ -294,6 +387,28 @@ internal readonly struct Simd128D : ISimd<double, Vector128<double>>
         var r = (p.AsInt64() + Vector128.ShiftLeft(t.AsInt64(), 52)).AsDouble();
         return r & Vector128.GreaterThanOrEqual(x, Vector128.Create(-1022.0));
     }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<double> Exp2Clamped(Vector128<double> x)
+    {
+        var magic = Vector128.Create(Exp2Coefficients.MagicD);
+        var xc = Vector128.MaxNative(x, Vector128.Create(-1022.0));
+        var t = xc + magic;
+        var f = xc - (t - magic);
+        var p = Fma(Vector128.Create(Exp2Coefficients.D13), f, Vector128.Create(Exp2Coefficients.D12));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D11));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D10));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D9));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D8));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D7));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D6));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D5));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D4));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D3));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D2));
+        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D1));
+        p = Fma(p, f, Vector128<double>.One);
+        return (p.AsInt64() + Vector128.ShiftLeft(t.AsInt64(), 52)).AsDouble();
+    }
 }
 
 /// <summary>Scalar fallback (no SIMD hardware, or forced by tests): the same kernels with one lane.</summary>
@@ -313,4 +428,5 @@ internal readonly struct ScalarSimd<T> : ISimd<T, T> where T : unmanaged, IBinar
     public static T SumAcross(T v) => v;
     public static bool AnyGreaterThan(T a, T b) => a > b;
     public static T Exp2(T x) => x >= T.CreateTruncating(typeof(T) == typeof(float) ? -126 : -1022) ? T.Exp2(x) : T.Zero;
+    public static T Exp2Clamped(T x) => T.Exp2(T.Max(x, T.CreateTruncating(typeof(T) == typeof(float) ? -126 : -1022)));
 }

@@ -1,35 +1,47 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
 
-/// <summary>dQ ([heads, n, d]), dK ([heads, m, d]) and dV ([heads, m, dv]) of ⟨dO, Attention(Q, K, V)⟩.</summary>
+/// <summary>dQ ([heads, n, d]), dK ([kvHeads, m, d]) and dV ([kvHeads, m, dv]) of ⟨dO, Attention(Q, K, V)⟩.</summary>
 public sealed record AttentionGradients<T>(ReadOnlyMemory<T> DQ, ReadOnlyMemory<T> DK, ReadOnlyMemory<T> DV) where T : unmanaged;
 
 /// <summary>
 /// The standard attention backward pass, FlashAttention-2 style (Dao 2023, Alg. 2): given dO, the output O and the
-/// per-row log-sum-exp L of the forward pass, recompute P = exp(s·QKᵀ − L) tile by tile and form
+/// per-row log-sum-exp L of the forward pass, recompute P = exp(s·QKᵀ + bias − L) tile by tile and form
 /// Dᵢ = ⟨dOᵢ, Oᵢ⟩, dP = dO·Vᵀ, dS = P∘(dP − D), dV = Pᵀ·dO, dK = s·dSᵀ·Q, dQ = s·dS·K. Never an n×m matrix.
+/// Every <see cref="AttentionMask"/> is honoured as in the forward pass (hidden pairs get no gradient; keys past a key
+/// length get dK = dV = 0); grouped-query K/V heads receive the sum over the query heads that read them.
 /// </summary>
 /// <remarks>
 /// One pass, parallel over key blocks: each worker owns whole key blocks (so dK, dV need no synchronisation) and a
 /// private dQ accumulator; the accumulators are added in a fixed order at the end, so results do not depend on
-/// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Causal: query i sees keys j ≤ i;
-/// key block [j₀, j₀ + B) only visits queries i ≥ j₀. Work: 5 tile products per tile against the forward's 2, run by
-/// <see cref="BackwardKernel{T,TV,TS}"/> at the exact kernel's SIMD width (Vector512, Vector256, Vector128 or scalar, one dispatch ladder).
+/// scheduling. Key blocks go round-robin to workers (balanced under the causal mask). Each worker visits, per key
+/// block, every query head of the block's K/V group, skipping (query tile, key block) pairs the mask hides.
+/// Work: 5 tile products per tile against the forward's 2, run by <see cref="BackwardKernel{T,TV,TS}"/> at the exact
+/// kernel's SIMD width (Vector512, Vector256, Vector128 or scalar, one dispatch ladder). float16 is computed in float32
+/// (inputs widened exactly).
 /// </remarks>
 public static class AttentionBackward
 {
-    /// <summary>Runs the forward pass (saving O and L) and then the backward pass.</summary>
+    /// <summary>Runs the forward pass (saving O and L) and then the backward pass. float16: both in float32.</summary>
     public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ArgumentNullException.ThrowIfNull(problem);
         CheckDO(problem, dO);
+        if (typeof(T) == typeof(Half))
+        {
+            var p32 = FlashAttention.Widen((AttentionProblem<Half>)(object)problem);
+            var g32 = Compute(p32, Widen(dO), threads);
+            return Narrow<T>(g32);
+        }
         return Compute(problem, dO, AttentionForward.Compute(problem, threads), threads);
     }
 
-    /// <summary>The backward pass from a saved forward pass.</summary>
+    /// <summary>The backward pass from a saved forward pass (float16: widened to float32 — prefer the overload that
+    /// runs the forward pass, which keeps O and L in float32).</summary>
     public static AttentionGradients<T> Compute<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward, int threads = 0)
         where T : unmanaged, IBinaryFloatingPointIeee754<T> => ComputeWithLanes(problem, dO, forward, threads, 0, out _);
 
@@ -48,66 +60,111 @@ public static class AttentionBackward
             throw new ArgumentException($"the forward result has {forward.Output.Length} outputs and {forward.LogSumExp.Length} log-sum-exps; " +
                 $"this problem needs {problem.OutputLength} and {(long)problem.Heads * problem.N}.", nameof(forward));
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), $"threads must be 0 (all) or positive (got {threads}).");
+        if (typeof(T) == typeof(Half))
+        {
+            var p32 = FlashAttention.Widen((AttentionProblem<Half>)(object)problem);
+            var f32 = new AttentionForwardResult<float>(Widen(forward.Output), Widen(forward.LogSumExp));
+            return Narrow<T>(ComputeWithLanes(p32, Widen(dO), f32, threads, forcedFloat32Lanes, out vectorBits, wideBlocks));
+        }
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
         var dq = new T[(long)problem.Heads * n * d];
-        var dk = new T[(long)problem.Heads * m * d];
-        var dvOut = new T[(long)problem.Heads * m * dv];
+        var dk = new T[(long)problem.KvHeads * m * d];
+        var dvOut = new T[(long)problem.KvHeads * m * dv];
         int threadCount = threads > 0 ? threads : Environment.ProcessorCount;
         int bits = 0;
-        if (problem.Heads >= threadCount && threadCount > 1)
+        if (problem.KvHeads >= threadCount && threadCount > 1)
         {
-            // Enough heads to keep every thread busy: one head per thread, each single-threaded (no dQ partials).
-            Parallel.For(0, problem.Heads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, h =>
-                bits = BackwardHead(problem, h, dO, forward, dq, dk, dvOut, workers: 1, forcedFloat32Lanes, wideBlocks));
+            // Enough K/V heads to keep every thread busy: one per thread, each single-threaded (no dQ partials).
+            Parallel.For(0, problem.KvHeads, new ParallelOptions { MaxDegreeOfParallelism = threadCount }, g =>
+                bits = Math.Max(bits, BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, workers: 1, forcedFloat32Lanes, wideBlocks)));
         }
         else
         {
-            // Fewer heads than threads: each head split inside across all threads (workers own key blocks).
-            for (int h = 0; h < problem.Heads; h++)
-                bits = BackwardHead(problem, h, dO, forward, dq, dk, dvOut, threadCount, forcedFloat32Lanes, wideBlocks);
+            // Fewer K/V heads than threads: each group split inside across all threads (workers own key blocks).
+            for (int g = 0; g < problem.KvHeads; g++)
+                bits = Math.Max(bits, BackwardGroup(problem, g, dO, forward, dq, dk, dvOut, threadCount, forcedFloat32Lanes, wideBlocks));
         }
         vectorBits = bits;
         return new AttentionGradients<T>(dq, dk, dvOut);
     }
 
-    /// <summary>One head: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at the width of the one dispatch ladder
-    /// (<see cref="SimdDispatch"/>). Returns the vector width that ran, in bits.</summary>
-    private static unsafe int BackwardHead<T>(AttentionProblem<T> problem, int h, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
+    /// <summary>One K/V head g and its query heads g·G … g·G + G − 1: the SIMD kernel (<see cref="BackwardKernel{T,TV,TS}"/>) at
+    /// the width of the one dispatch ladder (<see cref="SimdDispatch"/>). Returns the vector width that ran, in bits (0: nothing ran).</summary>
+    private static unsafe int BackwardGroup<T>(AttentionProblem<T> problem, int g, ReadOnlyMemory<T> dO, AttentionForwardResult<T> forward,
         T[] dq, T[] dk, T[] dvOut, int workers, int forcedLanes, bool? wideBlocks)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
-        var head = problem.Head(h);
-        var doHead = dO.Slice(h * n * dv, n * dv).Span;
-        var oHead = forward.Output.Slice(h * n * dv, n * dv).Span;
-        fixed (T* q = head.Q) fixed (T* k = head.K) fixed (T* v = head.V) fixed (T* o = oHead) fixed (T* g = doHead)
-        fixed (T* l = forward.LogSumExp.Slice(h * n, n).Span)
-        fixed (T* gq = dq.AsSpan(h * n * d, n * d)) fixed (T* gk = dk.AsSpan(h * m * d, m * d)) fixed (T* gv = dvOut.AsSpan(h * m * dv, m * dv))
+        int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv, group = problem.GroupSize;
+        var first = problem.Head(g * group);
+        int keys = first.M; // the group shares its batch element, hence its key length
+        if (keys == 0) return 0; // no key exists: every gradient of the group stays 0
+        double scale = problem.Scale;
+        var pins = new List<System.Buffers.MemoryHandle>();
+        try
         {
-            var runner = new Runner
+            var heads = new BackwardHeadInput[group];
+            for (int t = 0; t < group; t++)
             {
-                Q = q, K = k, V = v, O = o, DO = g, Lse = l, DQ = gq, DK = gk, DV = gv,
-                N = n, M = m, D = d, Dv = dv, Scale = head.Scale, Causal = head.Causal, Workers = workers, WideBlocks = wideBlocks,
-            };
-            return SimdDispatch.Run<T, Runner, int>(ref runner, forcedLanes);
+                int h = g * group + t;
+                var head = problem.Head(h);
+                var mask = KernelMask.Create(head, out var vp, out var bp);
+                pins.Add(vp); pins.Add(bp);
+                nint Pin(ReadOnlyMemory<T> x) { pins.Add(x.Pin()); return (nint)pins[^1].Pointer; }
+                heads[t] = new BackwardHeadInput
+                {
+                    Q = Pin(head.QMemory), O = Pin(forward.Output.Slice(h * n * dv, n * dv)), DO = Pin(dO.Slice(h * n * dv, n * dv)),
+                    Lse = Pin(forward.LogSumExp.Slice(h * n, n)), DQ = Pin(dq.AsMemory(h * n * d, n * d)), Mask = mask,
+                };
+            }
+            fixed (T* k = first.K) fixed (T* v = first.V)
+            fixed (T* gk = dk.AsSpan(g * m * d, keys * d)) fixed (T* gv = dvOut.AsSpan(g * m * dv, keys * dv))
+            {
+                var runner = new Runner
+                {
+                    Heads = heads, K = k, V = v, DK = gk, DV = gv,
+                    N = n, M = keys, D = d, Dv = dv, Scale = scale, Workers = workers, WideBlocks = wideBlocks,
+                };
+                return SimdDispatch.Run<T, Runner, int>(ref runner, forcedLanes);
+            }
+        }
+        finally
+        {
+            foreach (var p in pins) p.Dispose();
         }
     }
 
     /// <summary>The backward kernel's arguments for the dispatch ladder (untyped pointers, re-typed at the chosen T).</summary>
     private unsafe struct Runner : ISimdKernel<int>
     {
-        public void* Q, K, V, O, DO, Lse, DQ, DK, DV;
+        public BackwardHeadInput[] Heads;
+        public void* K, V, DK, DV;
         public int N, M, D, Dv, Workers;
         public double Scale;
-        public bool Causal;
         public bool? WideBlocks;
 
         public int Run<T, TV, TS>() where T : unmanaged, IBinaryFloatingPointIeee754<T> where TV : unmanaged where TS : struct, ISimd<T, TV>
         {
-            BackwardKernel<T, TV, TS>.Run((T*)Q, (T*)K, (T*)V, (T*)O, (T*)DO, (T*)Lse, (T*)DQ, (T*)DK, (T*)DV,
-                N, M, D, Dv, Scale, Causal, Workers, WideBlocks ?? BackwardKernel<T, TV, TS>.WideBlocksByDefault);
+            BackwardKernel<T, TV, TS>.Run(Heads, (T*)K, (T*)V, (T*)DK, (T*)DV, N, M, D, Dv, Scale, Workers, WideBlocks ?? BackwardKernel<T, TV, TS>.WideBlocksByDefault);
             return TS.Count * sizeof(T) * 8;
         }
+    }
+
+    private static AttentionGradients<T> Narrow<T>(AttentionGradients<float> g) where T : unmanaged =>
+        new((T[])(object)Narrow(g.DQ.Span), (T[])(object)Narrow(g.DK.Span), (T[])(object)Narrow(g.DV.Span));
+
+    private static Half[] Narrow(ReadOnlySpan<float> x)
+    {
+        var r = new Half[x.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = (Half)x[i];
+        return r;
+    }
+
+    private static float[] Widen<T>(ReadOnlyMemory<T> x) where T : unmanaged
+    {
+        var s = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(x.Span);
+        var r = new float[s.Length];
+        for (int i = 0; i < r.Length; i++) r[i] = (float)s[i];
+        return r;
     }
 
     private static void CheckDO<T>(AttentionProblem<T> problem, ReadOnlyMemory<T> dO) where T : unmanaged, IBinaryFloatingPointIeee754<T>

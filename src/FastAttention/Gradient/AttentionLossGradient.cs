@@ -25,7 +25,7 @@ public sealed record AttentionLossGradientResult
     /// <summary>The bound the requested per-call ε values imply (≤ <see cref="Epsilon"/>).</summary>
     public required double AprioriBound { get; init; }
     /// <summary>The bound implied by the oracle's certificates and the computed values, row by row (≤ the a priori bound
-    /// and ≤ <see cref="Epsilon"/>; 0 for exact oracles).</summary>
+    /// and ≤ <see cref="Epsilon"/>; for exact oracles, their certified rounding bound propagated).</summary>
     public required double GuaranteedBound { get; init; }
     /// <summary>The appendix's per-call budget ε₂ = ε/(n·d·B³) with the measured B, for comparison.</summary>
     public required double PaperEpsilon2 { get; init; }

@@ -4,8 +4,16 @@ using FastAttention.Exact;
 
 namespace FastAttention.Gradient;
 
+/// <summary>One query head of a group that shares a K/V head, as <see cref="BackwardKernel{T,TV,TS}.Run"/> takes it: pinned
+/// Q (n×d), O and dO (n×dv), log-sum-exp (n), dQ output (n×d, zero on entry), all of the kernel's element type, and its mask.</summary>
+internal struct BackwardHeadInput
+{
+    public nint Q, O, DO, Lse, DQ;
+    public KernelMask Mask;
+}
+
 /// <summary>
-/// The FlashAttention-2 backward pass of one head, built from the same register blocks as the exact forward kernel
+/// The FlashAttention-2 backward pass of one K/V head and the query heads that read it, built from the same register blocks as the exact forward kernel
 /// (<see cref="RegisterBlocks{T,TV,TS}"/>: 6 rows × 2 vectors on 16-register CPUs, 6 × 4 on 32), the scale·log₂e folded
 /// into the packed Kᵀ, and the vectorised <see cref="ISimd{T,TV}.Exp2"/>.
 /// </summary>
@@ -15,7 +23,10 @@ namespace FastAttention.Gradient;
 /// worker packs s·log₂e·Kᵀ and Vᵀ into panels and s·K row-major; then for every tile of <see cref="QueryTile"/> query
 /// rows, each 6-row micro-tile computes S = Q·(s·log₂e·K)ᵀ and P = 2^(S − L·log₂e), dP = dO·Vᵀ and dS = P∘(dP − D), and
 /// dQ += dS·(s·K); then the tile adds dV += Pᵀ·dO and dK += dSᵀ·Q (6 keys at a time, the transposed coefficients read
-/// in place; dK scaled by s when written). Q and dO are read from zero-padded copies (rows to a multiple of 6, columns
+/// in place; dK scaled by s when written). Every query head of the K/V group is visited per key block, so dK and dV sum
+/// over the group with no copy of K or V. Each (tile, key block) and each micro-tile is classified by the head's mask
+/// (<see cref="KernelMask.Classify"/>): hidden ones are skipped; partly visible ones (and every one under a bias) get the
+/// per-element epilogue (<see cref="KernelMask.Apply{T}"/>: −∞, bias) between the logits and the exp. Q and dO are read from zero-padded copies (rows to a multiple of 6, columns
 /// to a multiple of W). Working memory: O(n) row terms, per-worker dQ (n·d) and per-worker panels and tiles — never n×m.
 /// </remarks>
 internal static unsafe class BackwardKernel<T, TV, TS>
@@ -36,55 +47,76 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     public static bool WideBlocksByDefault => SimdInfo.VectorRegisters >= 32;
 
     /// <summary>
-    /// One head: dQ (n×d), dK (m×d), dV (m×dv) of ⟨dO, softmax(s·QKᵀ)·V⟩ from the forward pass's output
-    /// <paramref name="o"/> and log-sum-exp <paramref name="lse"/>. The outputs must be zero on entry. <paramref name="wideBlocks"/>:
-    /// 6 × 4-vector register blocks, else 6 × 2; see <see cref="WideBlocksByDefault"/>.
+    /// One K/V head and the group of query heads that read it (one head for multi-head attention): dQ of each query head,
+    /// and dK (m×d), dV (m×dv) summed over the group, of ⟨dO, softmax(s·QKᵀ + bias)·V⟩ from the forward pass's outputs
+    /// and log-sum-exps. The outputs must be zero on entry; m is the number of keys that exist (the key length).
+    /// <paramref name="wideBlocks"/>: 6 × 4-vector register blocks, else 6 × 2; see <see cref="WideBlocksByDefault"/>.
     /// </summary>
-    public static void Run(T* q, T* k, T* v, T* o, T* dO, T* lse, T* dq, T* dk, T* dvOut,
-        int n, int m, int d, int dv, double scale, bool causal, int workers, bool wideBlocks)
+    public static void Run(BackwardHeadInput[] heads, T* k, T* v, T* dk, T* dvOut,
+        int n, int m, int d, int dv, double scale, int workers, bool wideBlocks)
     {
-        int w = TS.Count, bc = KeyBlock;
+        int w = TS.Count, bc = KeyBlock, group = heads.Length;
         int blocks = (m + bc - 1) / bc;
         int dPad = (d + w - 1) / w * w, dvPad = (dv + w - 1) / w * w;
         int nPad = (n + MicroRows - 1) / MicroRows * MicroRows;
         workers = Math.Max(1, Math.Min(workers, blocks));
-        // 6-row micro-tiles read whole vectors of 6 rows: zero-padded copies (rows past n, columns past d / dv).
-        var qCopy = GC.AllocateArray<T>(nPad * dPad, pinned: true);
-        var doCopy = GC.AllocateArray<T>(nPad * dvPad, pinned: true);
-        var rows = GC.AllocateArray<T>(2 * nPad, pinned: true); // L·log₂e, then D = rowsum(dO∘O); zero past n
-        var partials = new T[workers][];
-        fixed (T* pqc = qCopy) fixed (T* pdc = doCopy) fixed (T* prow = rows)
+        // 6-row micro-tiles read whole vectors of 6 rows: zero-padded copies (rows past n, columns past d / dv), per head.
+        var copies = new T[3 * group][];
+        var prepared = new Prepared[group];
+        for (int g = 0; g < group; g++)
         {
-            PadRows(q, n, d, pqc, dPad);
-            PadRows(dO, n, dv, pdc, dvPad);
-            RowTerms(lse, o, dO, n, dv, prow, prow + nPad);
-            nint nq = (nint)pqc, ndo = (nint)pdc, nrow = (nint)prow;
-            nint nk = (nint)k, nv = (nint)v, ndk = (nint)dk, ndv = (nint)dvOut;
-            T kScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e folded into Kᵀ: exp(s·x − L) = 2^(s·log₂e·x − L·log₂e)
-            T sT = T.CreateTruncating(scale);
-            Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
-            {
-                var part = GC.AllocateArray<T>(nPad * dPad, pinned: true);
-                var scratch = new Scratch(bc, d, dv, dPad, dvPad, RegisterBlocks<T, TV, TS>.PanelWidth(wideBlocks));
-                fixed (T* pdq = part)
-                fixed (T* pp = scratch.P) fixed (T* pds = scratch.DS) fixed (T* pdk = scratch.DK) fixed (T* pdv = scratch.DV)
-                fixed (T* pkt = scratch.Kt) fixed (T* pkr = scratch.Kr) fixed (T* pvt = scratch.Vt)
-                {
-                    var x = new Context
-                    {
-                        Q = (T*)nq, DO = (T*)ndo, L2 = (T*)nrow, D = (T*)nrow + nPad, K = (T*)nk, V = (T*)nv,
-                        DQ = pdq, DK = (T*)ndk, DV = (T*)ndv,
-                        P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv, Kt = pkt, Kr = pkr, Vt = pvt,
-                        N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Panel = RegisterBlocks<T, TV, TS>.PanelWidth(wideBlocks),
-                        Causal = causal, Wide = wideBlocks, KScale = kScale, Scale = sT,
-                    };
-                    for (int b = worker; b < blocks; b += workers) ProcessBlock(ref x, b);
-                }
-                partials[worker] = part;
-            });
-            // dQ = Σ_workers partial, in a fixed order (results independent of scheduling).
-            Gather(dq, n, d, dPad, partials);
+            var h = heads[g];
+            var qCopy = copies[3 * g] = GC.AllocateArray<T>(nPad * dPad, pinned: true);
+            var doCopy = copies[3 * g + 1] = GC.AllocateArray<T>(nPad * dvPad, pinned: true);
+            var rows = copies[3 * g + 2] = GC.AllocateArray<T>(2 * nPad, pinned: true); // L·log₂e, then D = rowsum(dO∘O); zero past n
+            T* pqc = Pin(qCopy), pdc = Pin(doCopy), prow = Pin(rows);
+            PadRows((T*)h.Q, n, d, pqc, dPad);
+            PadRows((T*)h.DO, n, dv, pdc, dvPad);
+            RowTerms((T*)h.Lse, (T*)h.O, (T*)h.DO, n, dv, prow, prow + nPad);
+            prepared[g] = new Prepared { Q = pqc, DO = pdc, L2 = prow, D = prow + nPad, Mask = h.Mask };
         }
+        var partials = new T[workers][][];
+        nint nk = (nint)k, nv = (nint)v, ndk = (nint)dk, ndv = (nint)dvOut;
+        T kScale = T.CreateTruncating(scale * 1.4426950408889634); // s·log₂e folded into Kᵀ: exp(s·x − L) = 2^(s·log₂e·x − L·log₂e)
+        T sT = T.CreateTruncating(scale);
+        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, worker =>
+        {
+            var part = new T[group][];
+            var dqs = new nint[group];
+            for (int g = 0; g < group; g++) { part[g] = GC.AllocateArray<T>(nPad * dPad, pinned: true); dqs[g] = (nint)Pin(part[g]); }
+            var scratch = new Scratch(bc, d, dv, dPad, dvPad, RegisterBlocks<T, TV, TS>.PanelWidth(wideBlocks));
+            fixed (T* pp = scratch.P) fixed (T* pds = scratch.DS) fixed (T* pdk = scratch.DK) fixed (T* pdv = scratch.DV)
+            fixed (T* pkt = scratch.Kt) fixed (T* pkr = scratch.Kr) fixed (T* pvt = scratch.Vt)
+            {
+                var x = new Context
+                {
+                    Heads = prepared, DQs = dqs, K = (T*)nk, V = (T*)nv, DK = (T*)ndk, DV = (T*)ndv,
+                    P = pp, DS = pds, DKAcc = pdk, DVAcc = pdv, Kt = pkt, Kr = pkr, Vt = pvt,
+                    N = n, M = m, Dk = d, Dv = dv, DPad = dPad, DvPad = dvPad, Bc = bc, Panel = RegisterBlocks<T, TV, TS>.PanelWidth(wideBlocks),
+                    Wide = wideBlocks, KScale = kScale, Scale = sT,
+                };
+                for (int b = worker; b < blocks; b += workers) ProcessBlock(ref x, b);
+            }
+            partials[worker] = part;
+        });
+        // dQ = Σ_workers partial, in a fixed order (results independent of scheduling).
+        for (int g = 0; g < group; g++)
+        {
+            var per = new T[workers][];
+            for (int wk = 0; wk < workers; wk++) per[wk] = partials[wk][g];
+            Gather((T*)heads[g].DQ, n, d, dPad, per);
+        }
+        GC.KeepAlive(copies);
+    }
+
+    /// <summary>The address of an array allocated pinned (on the pinned object heap: it never moves).</summary>
+    private static T* Pin(T[] pinned) => (T*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned));
+
+    /// <summary>A query head's inputs as the block loop reads them: padded Q and dO, row terms, mask.</summary>
+    private struct Prepared
+    {
+        public T* Q, DO, L2, D;
+        public KernelMask Mask;
     }
 
     /// <summary>Zero-padded copy of a rows×cols matrix with row stride <paramref name="stride"/>.</summary>
@@ -95,14 +127,15 @@ internal static unsafe class BackwardKernel<T, TV, TS>
             new ReadOnlySpan<T>(src + (long)i * cols, cols).CopyTo(new Span<T>(dst + (long)i * stride, cols));
     }
 
-    /// <summary>l2[i] = Lᵢ·log₂e and rowD[i] = Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4, accumulated in float64).</summary>
+    /// <summary>l2[i] = Lᵢ·log₂e and rowD[i] = Dᵢ = ⟨dOᵢ, Oᵢ⟩ (FlashAttention-2 Alg. 2 line 4, accumulated in float64).
+    /// A row that saw no key (L = −∞) gets l2 = +∞, so every P = 2^(S − l2) of it is 0, never 2^(−∞ + ∞).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void RowTerms(T* lse, T* o, T* dO, int n, int dv, T* l2, T* rowD)
     {
         T log2e = T.CreateTruncating(1.4426950408889634);
         for (int i = 0; i < n; i++)
         {
-            l2[i] = lse[i] * log2e;
+            l2[i] = T.IsNegativeInfinity(lse[i]) ? T.PositiveInfinity : lse[i] * log2e;
             T* a = dO + (long)i * dv, b = o + (long)i * dv;
             double sum = 0;
             for (int c = 0; c < dv; c++) sum += double.CreateTruncating(a[c]) * double.CreateTruncating(b[c]);
@@ -128,9 +161,11 @@ internal static unsafe class BackwardKernel<T, TV, TS>
 
     private struct Context
     {
-        public T* Q, DO, L2, D, K, V, DQ, DK, DV, P, DS, DKAcc, DVAcc, Kt, Kr, Vt;
+        public Prepared[] Heads;
+        public nint[] DQs;
+        public T* K, V, DK, DV, P, DS, DKAcc, DVAcc, Kt, Kr, Vt;
         public int N, M, Dk, Dv, DPad, DvPad, Bc, Panel;
-        public bool Causal, Wide;
+        public bool Wide;
         public T KScale, Scale;
     }
 
@@ -179,67 +214,76 @@ internal static unsafe class BackwardKernel<T, TV, TS>
         int bc = x.Bc, d = x.Dk, dv = x.Dv, dPad = x.DPad, dvPad = x.DvPad, w = TS.Count, panel = x.Panel;
         int panels = (bc + panel - 1) / panel;
         int j0 = b * bc, keys = Math.Min(bc, x.M - j0);
-        int firstQuery = x.Causal ? j0 : 0;
-        if (firstQuery >= x.N) return; // no query sees these keys: their gradients stay 0
-        PackBlock(ref x, j0, keys);
-        new Span<T>(x.DKAcc, RoundUp(bc, MicroRows) * dPad).Clear();
-        new Span<T>(x.DVAcc, RoundUp(bc, MicroRows) * dvPad).Clear();
+        bool packed = false;
         T* p = x.P, ds = x.DS;
-        for (int i0 = firstQuery / QueryTile * QueryTile; i0 < x.N; i0 += QueryTile)
+        for (int g = 0; g < x.Heads.Length; g++)
         {
-            int rows = Math.Min(QueryTile, x.N - i0);
-            int micro = (rows + MicroRows - 1) / MicroRows;
-            // Causal: micro-tiles whose rows all precede the block see none of its keys.
-            int first = x.Causal ? Math.Max(0, j0 - i0) / MicroRows : 0;
-            for (int mt = first; mt < micro; mt++)
+            ref readonly var hd = ref x.Heads[g];
+            var mask = hd.Mask;
+            T* dq = (T*)x.DQs[g];
+            for (int i0 = 0; i0 < x.N; i0 += QueryTile)
             {
-                int r0 = mt * MicroRows, i = i0 + r0;
-                T* qi = x.Q + (long)i * dPad, doi = x.DO + (long)i * dvPad;
-                T* pr = p + r0 * bc, dsr = ds + r0 * bc;
-                // P = 2^(Q·(s·log₂e·K)ᵀ − L·log₂e), hidden keys 0.
-                for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, qi, dPad, x.Kt + (long)pn * d * panel, d, pr + pn * panel, bc);
-                for (int r = 0; r < MicroRows; r++)
+                int rows = Math.Min(QueryTile, x.N - i0);
+                var tile = mask.Classify(i0, rows, j0, bc);
+                if (tile == BlockVisibility.Hidden) continue; // no row of the tile sees a key of the block
+                if (!packed)
                 {
-                    T* row = pr + r * bc;
-                    TV l = TS.Broadcast(x.L2[i + r]);
-                    for (int c = 0; c < bc; c += w) TS.Store(TS.Exp2(TS.Sub(TS.Load(ref row[c]), l)), ref row[c]);
+                    PackBlock(ref x, j0, keys);
+                    new Span<T>(x.DKAcc, RoundUp(bc, MicroRows) * dPad).Clear();
+                    new Span<T>(x.DVAcc, RoundUp(bc, MicroRows) * dvPad).Clear();
+                    packed = true;
                 }
-                if (j0 + bc > x.M || (x.Causal && j0 + bc - 1 > i)) Mask(pr, bc, j0, i, x.M, x.Causal);
-                // dS = P∘(dO·Vᵀ − D).
-                for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, doi, dvPad, x.Vt + (long)pn * dv * panel, dv, dsr + pn * panel, bc);
-                for (int r = 0; r < MicroRows; r++)
+                int micro = (rows + MicroRows - 1) / MicroRows, first = micro, last = -1;
+                for (int mt = 0; mt < micro; mt++)
                 {
-                    T* row = dsr + r * bc, prow = pr + r * bc;
-                    TV dr = TS.Broadcast(x.D[i + r]);
-                    for (int c = 0; c < bc; c += w) TS.Store(TS.Mul(TS.Load(ref prow[c]), TS.Sub(TS.Load(ref row[c]), dr)), ref row[c]);
+                    int r0 = mt * MicroRows, i = i0 + r0;
+                    T* qi = hd.Q + (long)i * dPad, doi = hd.DO + (long)i * dvPad;
+                    T* pr = p + r0 * bc, dsr = ds + r0 * bc;
+                    var vis = tile == BlockVisibility.Full ? tile : mask.Classify(i, Math.Min(MicroRows, x.N - i), j0, bc);
+                    if (vis == BlockVisibility.Hidden)
+                    {
+                        // These rows see none of the block's keys: P = dS = 0 (the tile's column sums read them).
+                        new Span<T>(pr, MicroRows * bc).Clear();
+                        new Span<T>(dsr, MicroRows * bc).Clear();
+                        continue;
+                    }
+                    first = Math.Min(first, mt); last = mt;
+                    // S = Q·(s·log₂e·K)ᵀ; hidden pairs −∞ and the bias added (their bias never read); P = 2^(S − L·log₂e).
+                    for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, qi, dPad, x.Kt + (long)pn * d * panel, d, pr + pn * panel, bc);
+                    if (vis == BlockVisibility.Partial || mask.HasBias) mask.Apply(pr, bc, i, MicroRows, j0, bc);
+                    for (int r = 0; r < MicroRows; r++)
+                    {
+                        T* row = pr + r * bc;
+                        TV l = TS.Broadcast(hd.L2[i + r]);
+                        for (int c = 0; c < bc; c += w) TS.Store(TS.Exp2(TS.Sub(TS.Load(ref row[c]), l)), ref row[c]);
+                    }
+                    // dS = P∘(dO·Vᵀ − D).
+                    for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, doi, dvPad, x.Vt + (long)pn * dv * panel, dv, dsr + pn * panel, bc);
+                    for (int r = 0; r < MicroRows; r++)
+                    {
+                        T* row = dsr + r * bc, prow = pr + r * bc;
+                        TV dr = TS.Broadcast(hd.D[i + r]);
+                        for (int c = 0; c < bc; c += w) TS.Store(TS.Mul(TS.Load(ref prow[c]), TS.Sub(TS.Load(ref row[c]), dr)), ref row[c]);
+                    }
+                    // dQ += dS·(s·K).
+                    RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, dsr, bc, 1, keys, x.Kr, dPad, dq + (long)i * dPad, dPad, dPad);
                 }
-                // dQ += dS·(s·K).
-                RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, dsr, bc, 1, keys, x.Kr, dPad, x.DQ + (long)i * dPad, dPad, dPad);
-            }
-            // dV += Pᵀ·dO and dK += dSᵀ·Q over the tile's rows, 6 keys at a time (coefficient P[i, key] at key + i·bc).
-            int r1 = first * MicroRows, count = micro * MicroRows - r1;
-            for (int kg = 0; kg < keys; kg += MicroRows)
-            {
-                RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, p + r1 * bc + kg, 1, bc, count, x.DO + (long)(i0 + r1) * dvPad, dvPad, x.DVAcc + kg * dvPad, dvPad, dvPad);
-                RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, ds + r1 * bc + kg, 1, bc, count, x.Q + (long)(i0 + r1) * dPad, dPad, x.DKAcc + kg * dPad, dPad, dPad);
+                if (last < first) continue;
+                // dV += Pᵀ·dO and dK += dSᵀ·Q over the tile's visited rows, 6 keys at a time (coefficient P[i, key] at key + i·bc).
+                int r1 = first * MicroRows, count = (last + 1) * MicroRows - r1;
+                for (int kg = 0; kg < keys; kg += MicroRows)
+                {
+                    RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, p + r1 * bc + kg, 1, bc, count, hd.DO + (long)(i0 + r1) * dvPad, dvPad, x.DVAcc + kg * dvPad, dvPad, dvPad);
+                    RegisterBlocks<T, TV, TS>.Accumulate6(x.Wide, ds + r1 * bc + kg, 1, bc, count, hd.Q + (long)(i0 + r1) * dPad, dPad, x.DKAcc + kg * dPad, dPad, dPad);
+                }
             }
         }
+        if (!packed) return; // no query of the group sees these keys: their gradients stay 0
         for (int jj = 0; jj < keys; jj++)
         {
             T* dkj = x.DK + (long)(j0 + jj) * d, dkAcc = x.DKAcc + jj * dPad;
             for (int c = 0; c < d; c++) dkj[c] = dkAcc[c] * x.Scale;
             new ReadOnlySpan<T>(x.DVAcc + jj * dvPad, dv).CopyTo(new Span<T>(x.DV + (long)(j0 + jj) * dv, dv));
-        }
-    }
-
-    /// <summary>P = 0 for keys past m and, when causal, keys j &gt; i (6 rows from <paramref name="rowStart"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Mask(T* p, int bc, int j0, int rowStart, int m, bool causal)
-    {
-        for (int r = 0; r < MicroRows; r++)
-        {
-            int limit = causal ? Math.Min(rowStart + r, m - 1) : m - 1;
-            for (int jj = Math.Max(0, limit - j0 + 1); jj < bc; jj++) p[r * bc + jj] = T.Zero;
         }
     }
 }

@@ -10,8 +10,10 @@ namespace FastAttention.Gradient;
 /// </summary>
 public static class BackwardReference
 {
-    /// <summary>dQ, dK, dV of ⟨dO, Att(Q, K, V)⟩ in float64 (compensated), all heads, row-major like Q, K and V.</summary>
-    /// <param name="problem">The forward problem (scale and causal mask included).</param>
+    /// <summary>dQ ([heads, n, d]), dK ([kvHeads, m, d]) and dV ([kvHeads, m, dv]) of ⟨dO, Att(Q, K, V)⟩ in float64
+    /// (compensated), row-major like Q, K and V; grouped-query K/V heads sum their query heads' contributions; keys past
+    /// a key length, and hidden pairs, get nothing.</summary>
+    /// <param name="problem">The forward problem (scale and mask included).</param>
     /// <param name="dO">The upstream gradient, [heads, n, dv] row-major.</param>
     /// <exception cref="ArgumentException"><paramref name="dO"/> does not have heads·n·dv elements.</exception>
     public static (double[] DQ, double[] DK, double[] DV) Compute<T>(AttentionProblem<T> problem, ReadOnlySpan<T> dO)
@@ -23,37 +25,39 @@ public static class BackwardReference
         int n = problem.N, m = problem.M, d = problem.D, dv = problem.Dv;
         double s = problem.Scale;
         var dq = new double[problem.Heads * n * d];
-        var dk = new double[problem.Heads * m * d];
-        var dvOut = new double[problem.Heads * m * dv];
-        var p = new double[m];
+        var dk = new double[problem.KvHeads * m * d];
+        var dvOut = new double[problem.KvHeads * m * dv];
         var o = new double[dv];
         var g = new double[dv];
         for (int h = 0; h < problem.Heads; h++)
         {
             var head = problem.Head(h);
+            int kv = head.KvIndex;
             var (q, k, v) = head.ToDouble();
+            var p = new double[head.M];
             for (int i = 0; i < n; i++)
             {
-                int visible = head.VisibleKeys(i);
+                var mask = head.Row(i);
                 var qi = q.AsSpan(i * d, d);
-                Exact.ReferenceAttention.ProbabilityRow(qi, k, d, s, p.AsSpan(0, visible));
+                Exact.ReferenceAttention.ProbabilityRow(qi, k, d, s, p, mask);
                 for (int c = 0; c < dv; c++)
                 {
                     var acc = new CompensatedSum();
-                    for (int j = 0; j < visible; j++) acc.Add(p[j] * v[j * dv + c]);
+                    for (int j = mask.Lo; j < mask.Hi; j++) if (p[j] != 0) acc.Add(p[j] * v[j * dv + c]);
                     o[c] = acc.Value;
                     g[c] = double.CreateTruncating(dO[(h * n + i) * dv + c]);
                 }
                 double di = CompensatedSum.Dot(g, o);
-                for (int j = 0; j < visible; j++)
+                for (int j = mask.Lo; j < mask.Hi; j++)
                 {
+                    if (p[j] == 0) continue;
                     double dsij = p[j] * (CompensatedSum.Dot(g, v.AsSpan(j * dv, dv)) - di);
                     for (int c = 0; c < d; c++)
                     {
                         dq[(h * n + i) * d + c] += s * dsij * k[j * d + c];
-                        dk[(h * m + j) * d + c] += s * dsij * qi[c];
+                        dk[(kv * m + j) * d + c] += s * dsij * qi[c];
                     }
-                    for (int c = 0; c < dv; c++) dvOut[(h * m + j) * dv + c] += p[j] * g[c];
+                    for (int c = 0; c < dv; c++) dvOut[(kv * m + j) * dv + c] += p[j] * g[c];
                 }
             }
         }
@@ -65,30 +69,31 @@ public static class BackwardReference
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         ArgumentNullException.ThrowIfNull(problem);
-        int m = problem.M, d = problem.D, dv = problem.Dv;
+        int d = problem.D, dv = problem.Dv;
         double s = problem.Scale;
         var head = problem.Head(0);
         var (q, k, v) = head.ToDouble();
         var result = new double[rows.Length * d];
-        var p = new double[m]; var o = new double[dv]; var g = new double[dv];
+        var p = new double[head.M]; var o = new double[dv]; var g = new double[dv];
         for (int r = 0; r < rows.Length; r++)
         {
             int i = rows[r];
             if ((uint)i >= (uint)problem.N) throw new ArgumentOutOfRangeException(nameof(rows), $"row {i} is outside [0, {problem.N}).");
-            int visible = head.VisibleKeys(i);
+            var mask = head.Row(i);
             var qi = q.AsSpan(i * d, d);
-            Exact.ReferenceAttention.ProbabilityRow(qi, k, d, s, p.AsSpan(0, visible));
+            Exact.ReferenceAttention.ProbabilityRow(qi, k, d, s, p, mask);
             for (int c = 0; c < dv; c++)
             {
                 var acc = new CompensatedSum();
-                for (int j = 0; j < visible; j++) acc.Add(p[j] * v[j * dv + c]);
+                for (int j = mask.Lo; j < mask.Hi; j++) if (p[j] != 0) acc.Add(p[j] * v[j * dv + c]);
                 o[c] = acc.Value;
                 g[c] = double.CreateTruncating(dO[i * dv + c]);
             }
             double di = CompensatedSum.Dot(g, o);
             var dq = new CompensatedSum[d];
-            for (int j = 0; j < visible; j++)
+            for (int j = mask.Lo; j < mask.Hi; j++)
             {
+                if (p[j] == 0) continue;
                 double dsij = p[j] * (CompensatedSum.Dot(g, v.AsSpan(j * dv, dv)) - di);
                 for (int c = 0; c < d; c++) dq[c].Add(s * dsij * k[j * d + c]);
             }

@@ -22,6 +22,8 @@ public enum NpyDType
     Int32,
     /// <summary>&lt;i8</summary>
     Int64,
+    /// <summary>&lt;f2 (held widened to float32, exactly)</summary>
+    Float16,
 }
 
 /// <summary>A C-ordered array read from a .npy file. Float data stays in its precision; integers widen to double.</summary>
@@ -41,8 +43,19 @@ public sealed class NpyArray
     public IReadOnlyList<int> Shape { get; }
     /// <summary>Number of elements.</summary>
     public long Length => _f32?.Length ?? _f64!.Length;
-    /// <summary>True when the data is held as float32 (the file was &lt;f4).</summary>
-    public bool IsFloat32 => _f32 is not null;
+    /// <summary>True when the data is float32 (the file was &lt;f4).</summary>
+    public bool IsFloat32 => _f32 is not null && DType == NpyDType.Float32;
+    /// <summary>True when the file was &lt;f2 (the data is held widened to float32).</summary>
+    public bool IsFloat16 => DType == NpyDType.Float16;
+
+    /// <summary>The data as float16 (exact when the file was &lt;f2; otherwise rounded).</summary>
+    public Half[] ToHalf()
+    {
+        var r = new Half[Length];
+        if (_f32 is not null) for (int i = 0; i < r.Length; i++) r[i] = (Half)_f32[i];
+        else for (int i = 0; i < r.Length; i++) r[i] = (Half)_f64![i];
+        return r;
+    }
 
     /// <summary>The data as float32 (only when the file was &lt;f4).</summary>
     public float[] Float32 => _f32 ?? throw new InvalidOperationException($"the array is {DType}, not float32.");
@@ -86,11 +99,11 @@ public sealed record NpyHeader(NpyDType DType, int[] Shape, long DataOffset)
     /// <summary>Number of elements (the product of the shape).</summary>
     public long Count => NpyFile.ElementCount(Shape);
     /// <summary>Bytes per element in the file.</summary>
-    public int ElementSize => DType switch { NpyDType.Float32 or NpyDType.Int32 => 4, NpyDType.Float64 or NpyDType.Int64 => 8, _ => 1 };
+    public int ElementSize => DType switch { NpyDType.Float32 or NpyDType.Int32 => 4, NpyDType.Float64 or NpyDType.Int64 => 8, NpyDType.Float16 => 2, _ => 1 };
     /// <summary>Bytes of data the header declares.</summary>
     public long DataBytes => Count * ElementSize;
     /// <summary>Bytes the array takes once read (float32 stays float32; everything else widens to float64).</summary>
-    public long MemoryBytes => Count * (DType == NpyDType.Float32 ? 4 : 8);
+    public long MemoryBytes => Count * (DType is NpyDType.Float32 or NpyDType.Float16 ? 4 : 8);
 }
 
 /// <summary>A malformed or unsupported .npy file; the message names the file and the problem.</summary>
@@ -186,6 +199,21 @@ public static class NpyFile
                 ReadData(stream, f.Length, 4, chunkBytes, name, h, (from, len) => MemoryMarshal.AsBytes(f.AsSpan(from, len)));
                 return new NpyArray(h.DType, shape, f, null);
             }
+            case NpyDType.Float16:
+            {
+                var f = new float[count];
+                var buffer = new byte[Math.Max(2, chunkBytes / 2 * 2)];
+                for (int from = 0; from < count; from += buffer.Length / 2)
+                {
+                    int len = Math.Min(buffer.Length / 2, count - from);
+                    var raw = buffer.AsSpan(0, len * 2);
+                    Fill(stream, raw, name, h, (long)from * 2);
+                    var halves = MemoryMarshal.Cast<byte, Half>(raw);
+                    for (int i = 0; i < len; i++) f[from + i] = (float)halves[i]; // exact widening
+                }
+                CheckEnd(stream, name, h);
+                return new NpyArray(h.DType, shape, f, null);
+            }
             case NpyDType.Float64:
             {
                 var f = new double[count];
@@ -245,7 +273,7 @@ public static class NpyFile
 
     private static string Descr(NpyDType t) => t switch
     {
-        NpyDType.Float32 => "<f4", NpyDType.Float64 => "<f8", NpyDType.Int32 => "<i4", NpyDType.Int64 => "<i8",
+        NpyDType.Float32 => "<f4", NpyDType.Float64 => "<f8", NpyDType.Float16 => "<f2", NpyDType.Int32 => "<i4", NpyDType.Int64 => "<i8",
         NpyDType.Int8 => "|i1", NpyDType.UInt8 => "|u1", _ => "|b1",
     };
 
@@ -301,13 +329,14 @@ public static class NpyFile
         {
             "<f4" => NpyDType.Float32,
             "<f8" => NpyDType.Float64,
+            "<f2" => NpyDType.Float16,
             "<i4" => NpyDType.Int32,
             "<i8" => NpyDType.Int64,
             "|i1" => NpyDType.Int8,
             "|u1" => NpyDType.UInt8,
             "|b1" => NpyDType.Bool,
-            ">f4" or ">f8" or ">i4" or ">i8" => throw new NpyFormatException(name, $"big-endian dtype '{descr}' is not supported; convert with x.astype('<f8')."),
-            _ => throw new NpyFormatException(name, $"dtype '{descr}' is not supported (supported: <f4, <f8, and for integer inputs <i4, <i8, |i1, |u1, |b1)."),
+            ">f2" or ">f4" or ">f8" or ">i4" or ">i8" => throw new NpyFormatException(name, $"big-endian dtype '{descr}' is not supported; convert with x.astype('<f8')."),
+            _ => throw new NpyFormatException(name, $"dtype '{descr}' is not supported (supported: <f2, <f4, <f8, and for integer inputs <i4, <i8, |i1, |u1, |b1)."),
         };
         return new NpyHeader(dtype, shape, 8 + lenBytes + headerLen);
     }
@@ -318,11 +347,17 @@ public static class NpyFile
     /// <summary>Writes float64 data atomically (temporary file in the same folder, then rename), in chunks.</summary>
     public static void Write(string path, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) => Write(path, data, shape, DefaultChunkBytes);
 
+    /// <summary>Writes float16 data (&lt;f2) atomically (temporary file in the same folder, then rename), in chunks.</summary>
+    public static void Write(string path, ReadOnlySpan<Half> data, ReadOnlySpan<int> shape) => Write(path, data, shape, DefaultChunkBytes);
+
     /// <summary>Writes a float32 array (&lt;f4, format 1.0) to <paramref name="stream"/>, in chunks.</summary>
     public static void Write(Stream stream, ReadOnlySpan<float> data, ReadOnlySpan<int> shape) => WriteTo(stream, data, shape, DefaultChunkBytes);
 
     /// <summary>Writes a float64 array (&lt;f8, format 1.0) to <paramref name="stream"/>, in chunks.</summary>
     public static void Write(Stream stream, ReadOnlySpan<double> data, ReadOnlySpan<int> shape) => WriteTo(stream, data, shape, DefaultChunkBytes);
+
+    /// <summary>Writes a float16 array (&lt;f2, format 1.0) to <paramref name="stream"/>, in chunks.</summary>
+    public static void Write(Stream stream, ReadOnlySpan<Half> data, ReadOnlySpan<int> shape) => WriteTo(stream, data, shape, DefaultChunkBytes);
 
     /// <summary>The atomic writer with its chunk size explicit (tests use small ones).</summary>
     internal static void Write<T>(string path, ReadOnlySpan<T> data, ReadOnlySpan<int> shape, int chunkBytes) where T : unmanaged
@@ -355,8 +390,8 @@ public static class NpyFile
     internal static void WriteTo<T>(Stream stream, ReadOnlySpan<T> data, ReadOnlySpan<int> shape, int chunkBytes) where T : unmanaged
     {
         if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException(".npy writing assumes a little-endian host.");
-        string descr = typeof(T) == typeof(float) ? "<f4" : typeof(T) == typeof(double) ? "<f8"
-            : throw new ArgumentException($"element type {typeof(T).Name} is not supported (float or double).", nameof(data));
+        string descr = typeof(T) == typeof(float) ? "<f4" : typeof(T) == typeof(double) ? "<f8" : typeof(T) == typeof(Half) ? "<f2"
+            : throw new ArgumentException($"element type {typeof(T).Name} is not supported (float, double or Half).", nameof(data));
         long p = ElementCount(shape);
         if (p != data.Length) throw new ArgumentException($"shape ({string.Join(", ", shape.ToArray())}) has {(p < 0 ? "more than 2⁶³" : p.ToString(CultureInfo.InvariantCulture))} elements but the data has {data.Length}.", nameof(shape));
         stream.Write(Header(descr, shape));

@@ -8,11 +8,12 @@ namespace FastAttention.Polynomial;
 /// Alman–Song Algorithm 1 ("polynomial"): A ≈ Ã = U₁U₂ᵀ = P(s·QKᵀ) with a low-degree polynomial P of exp
 /// (Cor. 2.2, Lemma 3.2), then w̃ = U₁(U₂ᵀ1), T = diag(w̃)⁻¹·U₁(U₂ᵀV) in O((n + m)·r·(d + dv)) time. U₁ and U₂ are
 /// never stored: they are produced chunk by chunk (r×chunk), so the extra memory is O(workers·r·chunk + blocks·r·dv)
-/// and there is no n×m (nor n×r) buffer. Causal attention uses prefix sums of U₂ⱼᵀ[Vⱼ, 1] over keys.
+/// and there is no n×m (nor n×r) buffer. Causal attention uses prefix sums of U₂ⱼᵀ[Vⱼ, 1] over keys, in either
+/// alignment (query i sees keys j ≤ i + o, o = 0 top-left or m − n bottom-right; a row that sees no key gets zeros).
 /// Certified: ‖T − Att‖∞ ≤ ε including float64 rounding (<see cref="ErrorBudget"/>); refuses when the rank would
 /// exceed <see cref="MaxRank"/> or float64 cannot certify ε on the logit interval.
 /// </summary>
-public sealed class PolynomialAttention : AttentionAlgorithm
+public sealed class PolynomialAttention : AttentionAlgorithm, ISupportsCausalAlignment
 {
     /// <summary>The default rank budget.</summary>
     public const int DefaultMaxRank = 8192;
@@ -49,7 +50,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
             fixed (T* p = output)
             {
                 var dst = new Output<T>(p);
-                if (head.Causal) Causal(plan, head.QMemory, head.KMemory, head.VMemory, dst, opts);
+                if (head.Causal) Causal(plan, head.QMemory, head.KMemory, head.VMemory, head.CausalOffset, dst, opts);
                 else NonCausal(plan, head.QMemory, head.KMemory, head.VMemory, dst, opts);
             }
         }
@@ -119,12 +120,21 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     private static double[][] BlockSums<T>(PolynomialPlan plan, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, int keys, int blocks, ParallelOptions opts)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
+        var ranges = new (int Lo, int Hi)[blocks];
+        for (int b = 0; b < blocks; b++) ranges[b] = (b * PolynomialPlan.Block, Math.Min(keys, (b + 1) * PolynomialPlan.Block));
+        return RangeSums(plan, k, v, ranges, opts);
+    }
+
+    /// <summary>U₂ᵀ[V, 1] over each key range (at most one block long), in parallel.</summary>
+    private static double[][] RangeSums<T>(PolynomialPlan plan, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, (int Lo, int Hi)[] ranges, ParallelOptions opts)
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
         int r = plan.Factors.Rank, d = plan.Stats.D, dv = plan.Stats.Dv;
-        var partial = new double[blocks][];
-        Parallel.For(0, blocks, opts, () => new Scratch(r, d, dv, plan.Chunk, false), (b, _, sc) =>
+        var partial = new double[ranges.Length][];
+        Parallel.For(0, ranges.Length, opts, () => new Scratch(r, d, dv, plan.Chunk, false), (b, _, sc) =>
         {
             var s = new double[(dv + 1) * r];
-            int lo = b * PolynomialPlan.Block, hi = Math.Min(keys, lo + PolynomialPlan.Block);
+            var (lo, hi) = ranges[b];
             if (lo < hi) KeySums(plan, k.Span, v.Span, lo, hi, sc, s);
             partial[b] = s;
             return sc;
@@ -183,33 +193,39 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     }
 
     /// <summary>
-    /// Causal Algorithm 1: query i uses S_i = Σ_{j ≤ i} ψ(kⱼ)[Vⱼ, 1]ᵀ, streamed row by row. Rows are cut into blocks;
-    /// pass 1 sums each block's keys, a prefix over blocks gives each block its start, pass 2 streams within blocks
-    /// (O(r·(dv + 1)) state per block) — O(n·r·dv) time.
+    /// Causal Algorithm 1: query i uses S_i = Σ_{j ≤ i + o} ψ(kⱼ)[Vⱼ, 1]ᵀ (o the causal offset), streamed row by row.
+    /// Rows are cut into blocks; pass 1 sums, in parallel pieces of at most a block of keys, the keys each block's first
+    /// row sees beyond the previous block's, a prefix over blocks gives each block its start, pass 2 streams within
+    /// blocks (O(r·(dv + 1)) state per block) — O((n + m)·r·dv) time.
     /// </summary>
-    private static void Causal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, Output<T> output, ParallelOptions opts)
+    private static void Causal<T>(PolynomialPlan plan, ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v, int offset, Output<T> output, ParallelOptions opts)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var f = plan.Factors;
         int n = plan.Stats.N, m = plan.Stats.M, d = plan.Stats.D, dv = plan.Stats.Dv, r = f.Rank, chunk = plan.Chunk;
         int blocks = (n + PolynomialPlan.Block - 1) / PolynomialPlan.Block;
-        // Pass 1: key sums of blocks 0 .. blocks − 2 (keys beyond n are never visible; keys beyond m do not exist).
-        var prefix = new double[blocks][];
-        prefix[0] = new double[(dv + 1) * r];
-        if (blocks > 1)
+        // Pass 1: block b's first row sees keys [0, start_b), start_b = clamp(b·Block + o, 0, m).
+        var ranges = new List<(int Lo, int Hi)>();
+        var slot = new List<int>();
+        int prev = 0;
+        for (int b = 0; b < blocks; b++)
         {
-            var partial = BlockSums(plan, k, v, Math.Min(m, (blocks - 1) * PolynomialPlan.Block), blocks - 1, opts);
-            for (int b = 1; b < blocks; b++)
-            {
-                prefix[b] = (double[])prefix[b - 1].Clone();
-                TensorPrimitives.Add(prefix[b], partial[b - 1], prefix[b]);
-            }
+            int start = (int)Math.Clamp((long)b * PolynomialPlan.Block + offset, 0, m);
+            for (int lo = prev; lo < start; lo += PolynomialPlan.Block) { ranges.Add((lo, Math.Min(start, lo + PolynomialPlan.Block))); slot.Add(b); }
+            prev = Math.Max(prev, start);
+        }
+        var partial = RangeSums(plan, k, v, ranges.ToArray(), opts);
+        var prefix = new double[blocks][];
+        for (int b = 0, t = 0; b < blocks; b++)
+        {
+            prefix[b] = b == 0 ? new double[(dv + 1) * r] : (double[])prefix[b - 1].Clone();
+            for (; t < slot.Count && slot[t] == b; t++) TensorPrimitives.Add(prefix[b], partial[t], prefix[b]);
         }
         var coef = f.Coefficients.ToArray();
         // Pass 2: stream each block from its prefix.
         Parallel.For(0, blocks, opts, () => new Scratch(r, d, dv, chunk, true), (b, _, sc) =>
         {
-            CausalBlock(plan, q.Span, k.Span, v.Span, prefix[b], coef, b, sc, output);
+            CausalBlock(plan, q.Span, k.Span, v.Span, prefix[b], coef, b, offset, sc, output);
             return sc;
         }, _ => { });
     }
@@ -217,7 +233,7 @@ public sealed class PolynomialAttention : AttentionAlgorithm
     /// <summary>Pass 2 of the causal method for rows of block b, streaming from the block's prefix s.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CausalBlock<T>(PolynomialPlan plan, ReadOnlySpan<T> qs, ReadOnlySpan<T> ks, ReadOnlySpan<T> vs, double[] s, double[] coef,
-        int b, Scratch sc, Output<T> output)
+        int b, int offset, Scratch sc, Output<T> output)
         where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
         var f = plan.Factors;
@@ -228,7 +244,9 @@ public sealed class PolynomialAttention : AttentionAlgorithm
         for (int c0 = lo; c0 < hi; c0 += chunk)
         {
             int len = Math.Min(chunk, hi - c0);
-            int keyLen = Math.Clamp(m - c0, 0, len);
+            // Row c0 + j adds key c0 + j + o when it exists (0 ≤ c0 + j + o < m).
+            int k0 = c0 + offset;
+            int keyFrom = Math.Clamp(-k0, 0, len), keyTo = (int)Math.Clamp((long)m - k0, 0, len);
             // Row-major monomials (no transposition): φ rows carry the coefficients, ψ rows are plain monomials.
             for (int j = 0; j < len; j++)
             {
@@ -237,17 +255,23 @@ public sealed class PolynomialAttention : AttentionAlgorithm
                 f.MonomialsRow(sc.X.AsSpan(0, d), phi);
                 TensorPrimitives.Multiply(phi, coef, phi);
             }
-            for (int j = 0; j < keyLen; j++)
+            for (int j = keyFrom; j < keyTo; j++)
             {
-                for (int i = 0; i < d; i++) sc.X[i] = f.KeyScale * double.CreateTruncating(ks[(c0 + j) * d + i]);
+                for (int i = 0; i < d; i++) sc.X[i] = f.KeyScale * double.CreateTruncating(ks[(k0 + j) * d + i]);
                 f.MonomialsRow(sc.X.AsSpan(0, d), sc.RowsK.AsSpan(j * r, r));
             }
             for (int j = 0; j < len; j++)
             {
                 int row = c0 + j;
-                bool addKey = j < keyLen;
+                if (row + offset < 0)
+                {
+                    // Bottom-right alignment with n > m: this row sees no key (zeros, as the exact kernel gives).
+                    for (int c = 0; c < dv; c++) output[row * dv + c] = T.Zero;
+                    continue;
+                }
+                bool addKey = j >= keyFrom && j < keyTo;
                 if (addKey)
-                    for (int c = 0; c < dv; c++) vrow[c] = double.CreateTruncating(vs[row * dv + c]);
+                    for (int c = 0; c < dv; c++) vrow[c] = double.CreateTruncating(vs[(k0 + j) * dv + c]);
                 // S += ψ(k_row)·[V_row, 1] (when key `row` exists), then num = φ(q_row)ᵀ·S, in one pass over S.
                 Kernels.CausalStep(sc.Rows.AsSpan(j * r, r), sc.RowsK.AsSpan(j * r, r), addKey, vrow, s, r, num);
                 double w = num[dv];

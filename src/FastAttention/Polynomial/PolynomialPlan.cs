@@ -67,6 +67,8 @@ internal sealed class PolynomialPlan
         // Lemma 3.3 tightened: |s⟨q,k⟩| ≤ |s|·max‖q‖·max‖k‖ (Cauchy–Schwarz), never worse than s·d·B².
         double qNorm = st.QNorm > 0 ? st.QNorm : 1, kNorm = st.KNorm > 0 ? st.KNorm : 1;
         double r = Math.Max(Math.Abs(st.Scale) * qNorm * kNorm * (1 + 4 * ErrorBudget.Unit), MinR);
+        if (!double.IsFinite(r))
+            ThrowHelper.Refused("polynomial", RefusalReason.EntryRange, $"the logit bound |s|·max‖q‖·max‖k‖ overflows float64 (s = {st.Scale:G3}, max‖q‖ = {qNorm:G3}, max‖k‖ = {kNorm:G3}); use 'exact'.", "exact");
         // t = x/R = ⟨σ_q q, σ_k k⟩ with ‖σ_q q‖ ≤ 1, ‖σ_k k‖ ≤ 1 (balanced).
         double sigmaK = 1 / kNorm, sigmaQ = st.Scale * kNorm / r;
         double outputUnit = st.Float32 ? Numerics.FloatingPoint.UFloat32 + 2 * Numerics.FloatingPoint.U : 2 * Numerics.FloatingPoint.U;
@@ -96,7 +98,8 @@ internal sealed class PolynomialPlan
                 ThrowHelper.Refused("polynomial", RefusalReason.RankBudget,
                     $"rank C(g + d, d) = C({poly.Degree} + {st.D}, {st.D}) = {rank:G4} (degree g = {poly.Degree} for |s·qᵢ·kⱼ| ≤ R = {r:G4}, ε = {epsilon:G3}) " +
                     $"exceeds the rank budget {maxRank}; the low-rank method pays only when r ≪ n — ask for a larger ε, raise the budget, or use the range-search algorithm ('range') or 'exact'.");
-            double conversion = ConversionError(poly, out bool exactIntegers);
+            double conversion = poly.MonomialConversionError();
+            bool exactIntegers = double.IsFinite(conversion);
             if (!exactIntegers)
             {
                 RefuseFloat64(r, epsilon, $"degree {poly.Degree} is too high for exact Chebyshev-to-monomial conversion");
@@ -155,27 +158,6 @@ internal sealed class PolynomialPlan
         double keySums = 1 + chunk + Math.Ceiling((double)Block / chunk) + blocks;
         if (st.Causal) keySums += blocks + Block;
         return 2 * (2.0 * degree + 1) + 2 + keySums + rank + 1 + 1 + 8;
-    }
-
-    /// <summary>
-    /// ε_conv: |Σ Δa_ℓ tℓ| ≤ Σ_ℓ|Δa_ℓ| ≤ γ_{g+2}·Σ_k |c_k|·‖T_k‖₁ on |t| ≤ 1 (the Chebyshev polynomials' integer
-    /// coefficients are exact below 2⁵³; each a_ℓ is a sum of g + 1 rounded products), relative to min e^{Rt} = e^{−R}.
-    /// </summary>
-    private static double ConversionError(ExpPolynomial p, out bool exactIntegers)
-    {
-        var c = p.ChebyshevCoefficients;
-        int g = c.Length - 1;
-        // ‖T_k‖₁ ≤ 2‖T_{k−1}‖₁ + ‖T_{k−2}‖₁ (coefficient-wise triangle inequality on the recurrence).
-        double prev = 1, cur = 1, w = Math.Abs(c[0]) + (g >= 1 ? Math.Abs(c[1]) : 0), largest = 1;
-        for (int k = 2; k <= g; k++)
-        {
-            double next = 2 * cur + prev;
-            w += Math.Abs(c[k]) * next;
-            largest = Math.Max(largest, next);
-            prev = cur; cur = next;
-        }
-        exactIntegers = largest < 9007199254740992.0;
-        return ErrorBudget.Gamma(g + 2) * w * Math.Exp(p.HalfWidth) * (1 + 4 * ErrorBudget.Unit);
     }
 
     /// <summary>Predicted floating-point operations: monomials r per row and side, 2r(dv + 1) per key and per query.</summary>

@@ -70,7 +70,8 @@ public sealed class GapNearestNeighbour
         if (t >= d) { var all = new bool[n]; Array.Fill(all, true); return all; }
         if (!double.IsNegativeInfinity(BruteForceExponent) && BallSize(d, t) <= Math.Pow(m, BruteForceExponent)) { BruteForceCalls++; return BruteForce(t); }
         // Lemma 4.7 Case 2: the padded 2n×2d-style instance with the τ block, thresholded at t̃₀ (midpoint of yes/no values).
-        long t1 = t + FloorTimes(epsilon, t) + 1;
+        // ⌊εt⌋ beyond d changes nothing (every distance is ≤ d, so "≤ ⌊(1+ε)t⌋" is then trivially true): cap it.
+        long t1 = t + Math.Min(FloorTimes(epsilon, t), d) + 1;
         double g = t1 - t;
         double x = Math.Log(Rho * m) / g;
         double beta = 4 * d * x, root = Math.Sqrt(beta);
@@ -182,7 +183,8 @@ public sealed class GapNearestNeighbour
         return s;
     }
 
-    /// <summary>⌊y·t⌋ exactly (y a double, t a small integer), via the binary expansion of y.</summary>
+    /// <summary>⌊y·t⌋ exactly (y a double, t a small integer), via the binary expansion of y; capped at 2⁶² (callers
+    /// cap it at d anyway).</summary>
     internal static long FloorTimes(double y, int t)
     {
         long bits = BitConverter.DoubleToInt64Bits(y);
@@ -191,8 +193,8 @@ public sealed class GapNearestNeighbour
         if (exp == 0) exp = 1; else mant |= 1L << 52;
         int e2 = exp - 1075; // y = mant · 2^e2
         BigInteger num = new BigInteger(mant) * t;
-        if (e2 >= 0) return (long)(num << e2);
-        return (long)(num >> -e2); // arithmetic shift of a non-negative number = floor
+        var floor = e2 >= 0 ? num << e2 : num >> -e2; // arithmetic shift of a non-negative number = floor
+        return floor > (BigInteger)(1L << 62) ? 1L << 62 : (long)floor;
     }
 
     private static double LogAddExp(double a, double b) => Math.Max(a, b) + Math.Log(1 + Math.Exp(-Math.Abs(a - b)));
@@ -211,7 +213,7 @@ public sealed class GapNearestNeighbour
         double worst = 0;
         for (int t = 0; t < d; t++)
         {
-            double g = FloorTimes(epsilon, t) + 1;
+            double g = Math.Min(FloorTimes(epsilon, t), d) + 1;
             worst = Math.Min(worst, -Math.Log(4.0 * m) * (d + t) / g - Math.Log(m));
         }
         return worst;

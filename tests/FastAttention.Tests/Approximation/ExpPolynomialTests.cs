@@ -85,27 +85,16 @@ public class ExpPolynomialTests
     }
 
     [Fact]
-    public void Near_the_float64_floor_it_refuses_rather_than_guess()
+    public void Near_the_float64_floor_the_proof_decides()
     {
-        // L = 8, ε = 1e-12: a sampled check used to accept degree 28 (measured 5e-13); the proven rounding is above ε.
-        var e = Assert.Throws<AttentionRefusedException>(() => ExpPolynomial.Create(-4, 4, 1e-12));
+        // L = 8, ε = 1e-12 (3× the floor 2⁻⁵³·e^L): the subinterval bound on Clenshaw's rounding proves it.
+        var p = ExpPolynomial.Create(-4, 4, 1e-12);
+        Assert.True(p.VerifiedRelativeError <= 1e-12);
+        AssertRelativeError(p, p.VerifiedRelativeError, 20011);
+        // L = 16, ε = 1e-9 (just above the floor 9.9e-10): no proof, so a refusal rather than a guess.
+        var e = Assert.Throws<AttentionRefusedException>(() => ExpPolynomial.Create(-8, 8, 1e-9));
         Assert.Equal(RefusalReason.Float64Reach, e.Reason);
         Assert.Contains("proven", e.Message);
-    }
-
-    [Fact]
-    public void Monomial_coefficients_reproduce_the_chebyshev_series_on_short_intervals()
-    {
-        var p = ExpPolynomial.Create(-2, 2, 1e-10);
-        var a = p.MonomialCoefficients();
-        for (int i = 0; i <= 100; i++)
-        {
-            double t = -1 + i / 50.0;
-            double mono = 0;
-            for (int l = a.Length - 1; l >= 0; l--) mono = mono * t + a[l];
-            Assert.True(Math.Abs(mono - p.EvaluateScaled(t)) <= 1e-13 * p.MonomialConditionNumber * Math.Exp(-2 * t) + 1e-14);
-            Assert.True(Math.Abs(mono * Math.Exp(-2 * t) - 1) <= 1e-10);
-        }
     }
 
     [Fact]

@@ -204,6 +204,7 @@ public class ExperimentCommandTests
     [InlineData("--d", "experiment", "regimes", "--d", "1,x")]
     [InlineData("--bounds", "experiment", "regimes", "--bounds", "0,3")]
     [InlineData("--scale", "experiment", "regimes", "--scale", "1/e")]
+    [InlineData("--algorithms", "experiment", "regimes", "--algorithms", "range,magic")]
     [InlineData("--repeats", "experiment", "scaling", "--repeats", "0")]
     [InlineData("--algorithm", "experiment", "scaling", "--algorithm", "exact")]
     [InlineData("--steps", "experiment", "transition", "--steps", "0")]

@@ -13,7 +13,10 @@ public class ReportJsonTests
 
     public static TheoryData<Type, string> Reports => new()
     {
-        { typeof(RunReport), "algorithm n m d dv heads scale causal entryBound epsilon errorBound seconds threads precision parameters budget predictedSeconds planningSeconds notes perHead" },
+        { typeof(RunReport), "algorithm n m d dv heads scale causal entryBound epsilon errorBound seconds threads precision parameters budget predictedSeconds planningSeconds notes perHead semantics" },
+        { typeof(SemanticsReport), "batch kvHeads causalAlign keyLengths booleanMask bias window" },
+        { typeof(BenchSemanticsReport), "n m d threads precision gqaN queryHeads kvHeads mhaSecondsPerQueryHead gqaSecondsPerQueryHead gqaOverMha mhaBytesAllocatedPerRun gqaBytesAllocatedPerRun mhaKvInputBytes gqaExtraBytesVsMha unmaskedSeconds paddedHalfSeconds paddedOverUnmasked window windowSeconds windowOverUnmasked boundN bounds" },
+        { typeof(BoundMeasurement), "inputs precision d bound measured boundOverMeasured" },
         { typeof(HeadCertificateReport), "head algorithm errorBound predictedSeconds budget parameters candidates" },
         { typeof(CandidateReport), "algorithm certifiable reasonCode reason predictedSeconds errorBound" },
         { typeof(PlanReport), "epsilon planningSeconds rates heads" },

@@ -71,7 +71,7 @@ public class RunCommandTests
             (["run", "--q", Path.Combine(dir, "junk.npy"), "--k", k, "--v", v, "--out", o], "junk.npy"),
             (["run", "--q", Path.Combine(dir, "missing.npy"), "--k", k, "--v", v, "--out", o], "does not exist"),
             (["run", "--q", q, "--k", k, "--v", v, "--out", o, "--algorithm", "magic"], "unknown algorithm 'magic'"),
-            (["run", "--q", q, "--k", k, "--v", v, "--out", o, "--precision", "f16"], "--precision must be f32 or f64"),
+            (["run", "--q", q, "--k", k, "--v", v, "--out", o, "--precision", "bf16"], "--precision must be f16, f32 or f64"),
             (["run", "--q", q, "--k", k, "--v", v, "--out", o, "--epsilon", "-1"], "--epsilon must be a positive number"),
             (["run", "--q", q, "--k", k, "--v", v, "--out", Path.Combine(dir, "nodir", "o.npy")], "nodir"),
             (["run", "--q", q, "--k", k, "--v", v], "--out"),

@@ -49,3 +49,75 @@ public class AttentionProblemTests
         Assert.Contains("exact", e.Message);
     }
 }
+
+public class AttentionMaskValidationTests
+{
+    private static AttentionProblem<double> Make(AttentionMask? mask = null, int batch = 2, int heads = 4, int kvHeads = 2, double[]? k = null, bool causal = false) =>
+        new(new double[heads * 3 * 2], k ?? new double[kvHeads * 5 * 2], new double[kvHeads * 5 * 2], 3, 5, 2, 2, heads, null, causal, mask, kvHeads, batch);
+
+    [Fact]
+    public void Grouped_heads_must_divide_and_k_v_are_sized_by_the_kv_heads()
+    {
+        Assert.Equal(2, Make().GroupSize);
+        Assert.Equal(1, Make().KvHead(3));
+        Assert.Equal("kvHeads", Assert.Throws<ArgumentOutOfRangeException>(() => Make(kvHeads: 3, batch: 1)).ParamName);
+        Assert.Equal("batch", Assert.Throws<ArgumentOutOfRangeException>(() => Make(batch: 3)).ParamName);
+        var e = Assert.Throws<ArgumentException>(() => new AttentionProblem<double>(new double[12], new double[40], new double[20], 3, 5, 2, 2, 2, kvHeads: 2));
+        Assert.Equal("k", e.ParamName);
+        Assert.Contains("kvHeads×m×d = 2×5×2", e.Message);
+    }
+
+    [Fact]
+    public void Key_lengths_need_one_per_batch_element_within_m()
+    {
+        Assert.Contains("shape (3) but the batch is (2)", Assert.Throws<ArgumentException>(() => Make(new AttentionMask { KeyLengths = new[] { 1, 2, 3 } })).Message);
+        Assert.Contains("outside [0, m = 5]", Assert.Throws<ArgumentException>(() => Make(new AttentionMask { KeyLengths = new[] { 1, 6 } })).Message);
+        Assert.Equal(3, Make(new AttentionMask { KeyLengths = new[] { 5, 3 } }).Head(2).M);
+    }
+
+    [Fact]
+    public void Broadcast_shapes_are_checked_naming_both_shapes()
+    {
+        var e = Assert.Throws<ArgumentException>(() => Make(new AttentionMask { Bias = new BroadcastTensor<double>(new double[2 * 4 * 3 * 4], 2, 4, 3, 4) }));
+        Assert.Contains("(2, 4, 3, 4)", e.Message);
+        Assert.Contains("(2, 2, 3, 5)", e.Message); // [b, h, n, m] with h = 4 heads / batch 2
+        Assert.Contains("bias", e.Message);
+        Assert.Throws<ArgumentException>(() => Make(new AttentionMask { BooleanMask = new BroadcastTensor<bool>(new bool[3 * 3 * 5], 3, 3, 5) }));
+        // Lower ranks are right-aligned, dimensions of 1 broadcast.
+        Assert.NotNull(Make(new AttentionMask { BooleanMask = new BroadcastTensor<bool>(new bool[5], 5), Bias = new BroadcastTensor<double>(new double[2 * 3], 2, 3, 1) }));
+        Assert.Contains("window", Assert.Throws<ArgumentException>(() => Make(new AttentionMask { Window = 0 })).Message);
+    }
+
+    [Fact]
+    public void Non_finite_values_are_rejected_only_where_they_would_be_read()
+    {
+        var k = new double[2 * 5 * 2];
+        k[(1 * 5 + 4) * 2] = double.NaN; // K/V head 1 (batch 1), key 4
+        Assert.Contains("non-finite", Assert.Throws<ArgumentException>(() => Make(k: k)).Message);
+        Assert.NotNull(Make(new AttentionMask { KeyLengths = new[] { 5, 4 } }, k: k)); // key 4 of batch 1 is padding
+        var bias = new double[5];
+        bias[4] = double.NaN;
+        Assert.Contains("the bias is NaN", Assert.Throws<ArgumentException>(() => Make(new AttentionMask { Bias = new BroadcastTensor<double>(bias, 5) })).Message);
+        var hidden = new bool[5] { true, true, true, true, false };
+        Assert.NotNull(Make(new AttentionMask { Bias = new BroadcastTensor<double>(bias, 5), BooleanMask = new BroadcastTensor<bool>(hidden, 5) }));
+        bias[4] = double.PositiveInfinity;
+        Assert.NotNull(Make(new AttentionMask { Bias = new BroadcastTensor<double>(bias, 5), KeyLengths = new[] { 4, 4 } }));
+        bias[4] = double.NegativeInfinity; // −∞ hides the pair and is allowed anywhere
+        Assert.NotNull(Make(new AttentionMask { Bias = new BroadcastTensor<double>(bias, 5) }));
+    }
+
+    [Fact]
+    public void Key_ranges_follow_the_alignment_and_window()
+    {
+        // n = 3 queries, m = 5 keys.
+        var tl = Make(causal: true).Head(0);
+        Assert.Equal((0, 1), tl.KeyRange(0));
+        var br = Make(new AttentionMask { CausalAlignment = CausalAlignment.BottomRight }, causal: true).Head(0);
+        Assert.Equal((0, 3), br.KeyRange(0));
+        Assert.Equal((0, 5), br.KeyRange(2));
+        var win = Make(new AttentionMask { CausalAlignment = CausalAlignment.BottomRight, Window = 2, KeyLengths = new[] { 5, 2 } }).Head(3);
+        Assert.Equal((0, 0), win.KeyRange(0)); // m_b = 2, diagonal of row 0 is key −1: sees nothing
+        Assert.Equal((0, 1), win.KeyRange(1));
+        Assert.Equal((0, 2), win.KeyRange(2));
+    }
+}

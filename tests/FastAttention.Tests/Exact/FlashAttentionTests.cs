@@ -20,14 +20,16 @@ public class FlashAttentionTests
     /// <summary>float32 tolerance from the precision: logit rounding (∝ max |logit|) plus √m-scaled accumulation.</summary>
     internal static double Float32Tolerance(double maxAbsLogit, int m, double vMax) => vMax * U32 * (32 + 4 * maxAbsLogit + 8 * Math.Sqrt(m));
 
-    /// <summary>Rows checked against the reference: all, or for long problems the first, the last and a spread between.</summary>
-    internal static int[] CheckedRows(int n) => n <= 1000 ? Enumerable.Range(0, n).ToArray()
-        : new[] { 0, 1, 2, 5, 63, 64, 65, 127, n / 3, n / 2, n - 66, n - 65, n - 2, n - 1 }.Distinct().Order().ToArray();
+    /// <summary>Rows checked against the reference: all, or for large problems (n &gt; 1000 or n·m &gt; 300 000) the first, the
+    /// last, the tile edges and a spread between.</summary>
+    internal static int[] CheckedRows(int n, int m) => n <= 1000 && (long)n * m <= 300_000 ? Enumerable.Range(0, n).ToArray()
+        : new[] { 0, 1, 2, 5, 6, 11, 12, 63, 64, 65, 127, 258, n / 3, n / 2, n - 66, n - 65, n - 7, n - 6, n - 2, n - 1 }
+            .Where(i => i >= 0 && i < n).Distinct().Order().ToArray();
 
     /// <summary>max |output − reference| over <see cref="CheckedRows"/> of every head.</summary>
     internal static double Error<T>(AttentionProblem<T> p, ReadOnlySpan<T> output) where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
     {
-        var rows = CheckedRows(p.N);
+        var rows = CheckedRows(p.N, p.M);
         double e = 0;
         for (int h = 0; h < p.Heads; h++)
         {
@@ -247,6 +249,25 @@ public class FlashAttentionTests
             double e32 = Error(p32, alg.Compute(p32, new AttentionSettings { Threads = 2 }).Output);
             Assert.True(e32 <= Float32Tolerance(80 * d, m, 1), $"{path} causal={causal} f32 error {e32:E3}");
         }
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(16)]
+    public unsafe void Extra_memory_at_n_m_65536_d_64_stays_within_64_MiB(int threads)
+    {
+        // The plan's working memory (packed Kᵀ, per-thread tiles, split states), float32 and float64, causal or not.
+        foreach (bool causal in new[] { false, true })
+        {
+            var f32 = FlashKernels.Plan(FlashParams<float>.Contiguous(null, null, null, null, null, 1, 65536, 65536, 64, 64, 0.125, causal), threads);
+            var f64 = FlashKernels.Plan(FlashParams<double>.Contiguous(null, null, null, null, null, 1, 65536, 65536, 64, 64, 0.125, causal), threads);
+            Assert.True(f32.WorkingBytes <= 64L << 20, $"f32: {f32.WorkingBytes / 1048576.0:F1} MiB");
+            Assert.True(f64.WorkingBytes <= 64L << 20, $"f64: {f64.WorkingBytes / 1048576.0:F1} MiB");
+            Assert.True(f32.WorkingBytes >= 65536L * 64 * 4, "the packed Kᵀ alone is m·d elements");
+        }
+        // Decode reads K and V in place: only tiles and split states.
+        var decode = FlashKernels.Plan(FlashParams<float>.Contiguous(null, null, null, null, null, 1, 1, 65536, 64, 64, 0.125, false), threads);
+        Assert.True(decode.WorkingBytes < 1L << 20, $"decode: {decode.WorkingBytes} bytes");
     }
 
     [Theory]

@@ -42,7 +42,9 @@ public class AttentionLossGradientTests
         Assert.True(err <= 1e-9 * GradientTestData.MaxAbs(reference), $"reduction vs reference: {err:E3} (max |g| {GradientTestData.MaxAbs(reference):E3})");
         Assert.Equal(d + 2, result.OracleCalls);
         Assert.True(result.OracleCalls <= 2 * d + 4);
-        Assert.Equal(0, result.GuaranteedBound);
+        // The exact oracle certifies its float64 rounding (no longer 0): the propagated bound covers the measured
+        // error and stays at rounding level.
+        Assert.InRange(result.GuaranteedBound, err, 1e-9 * GradientTestData.MaxAbs(reference));
         Assert.True(result.OracleIsExact);
     }
 
