@@ -13,7 +13,7 @@ namespace FastAttention.RangeSearch;
 /// [e^{−2Δ}, e^{2Δ}] and the output by at most (e^{2Δ} − 1)‖V‖∞; the rest of ε goes to Algorithm 1
 /// (<see cref="RangeEngine"/>, causal masks included: the projection does not mix positions).
 /// </summary>
-public sealed class LowRankAttention : RangeSearchFamily
+public sealed class LowRankAttention : RangeSearchFamily, ISupportsCausalAlignment
 {
     /// <summary><c>"lowrank"</c>: Gupta et al. Theorem 1.2 (Q or K of low numerical rank), certified within ε.</summary>
     public override string Name => "lowrank";
@@ -51,7 +51,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         }
         var red = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, context.Epsilon);
         var (result, terms, parameters) = RangeEngine.Run(Name, red.Q, red.K, v, head.N, head.M, red.Rank, head.Dv, red.Scale, red.Epsilon,
-            typeof(T) != typeof(double), head.Causal, new RangeEngine.Options(context.Threads, context.Settings.EffectiveRates, ForcedHalfWidth: ForcedHalfWidth, AllowExact: AllowExactPlan),
+            typeof(T) != typeof(double), head.Causal, new RangeEngine.Options(context.Threads, context.Settings.EffectiveRates, ForcedHalfWidth: ForcedHalfWidth, AllowExact: AllowExactPlan, CausalOffset: head.CausalOffset),
             context.Cancellation);
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
         var p = (parameters as RangeFamilyParameters ?? new RangeFamilyParameters()) with
@@ -69,7 +69,7 @@ public sealed class LowRankAttention : RangeSearchFamily
         if (RangeErrorBudget.MaxAbs(v) == 0) return RangeWorkEstimate.Zero(Name, head.N, head.M);
         var red = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, epsilon);
         var p = RangeEngine.Prepare(Name, red.Q, red.K, v, head.N, head.M, red.Rank, head.Dv, red.Scale, red.Epsilon, typeof(T) != typeof(double), head.Causal,
-            new RangeEngine.Options(threads, MachineRates.Default, sampleQueries, ForcedHalfWidth, AllowExactPlan));
+            new RangeEngine.Options(threads, MachineRates.Default, sampleQueries, ForcedHalfWidth, AllowExactPlan, head.CausalOffset));
         return p?.Estimate() ?? RangeWorkEstimate.Zero(Name, head.N, head.M);
     }
 

@@ -23,7 +23,8 @@ namespace FastAttention.RangeSearch;
 /// <para><b>Causal masks</b> (the relevant keys of query i are a halfspace intersected with the prefix j ≤ i): the
 /// logarithmic method — a tree for every power-of-two block [t·2^{l+1}, t·2^{l+1} + 2^l) of positions (2^l ≥ 16), so
 /// the prefix of query i is the union of the blocks of the binary digits of i + 1 (O(log m) trees) and at most 15 keys
-/// summed directly. The blocks share the maximum and the threshold.</para>
+/// summed directly. The blocks share the maximum and the threshold. Both alignments: the prefix is j ≤ i + o (o = 0
+/// top-left, m − n bottom-right, <see cref="Options.CausalOffset"/>); a row that sees no key gets zeros.</para>
 /// <para><b>Entries near the float64 limit.</b> V is scaled by a power of two to ‖V‖∞ ∈ [½, 1) (exact but for
 /// underflow, charged), and every intermediate is then bounded; logits that overflow refuse (Overflow).</para>
 /// </summary>
@@ -39,8 +40,10 @@ internal static class RangeEngine
     /// <summary>Candidate half-widths H (the chosen one is the cheapest by counting among those float64 certifies).</summary>
     public static readonly double[] Candidates = [0.75, 1.5, 2.5, 4, 6, 8.5, 11.5, 15];
 
-    /// <summary>Options of one preparation (tests fix H or forbid the exact-kernel plan).</summary>
-    public readonly record struct Options(int Threads, MachineRates Rates, int Sample = DefaultSample, double? ForcedHalfWidth = null, bool AllowExact = true);
+    /// <summary>Options of one preparation (tests fix H or forbid the exact-kernel plan). <paramref name="CausalOffset"/>:
+    /// with a causal mask query i sees keys j ≤ i + o (0 top-left, m − n bottom-right; <see cref="AttentionHead{T}.CausalOffset"/>).</summary>
+    public readonly record struct Options(int Threads, MachineRates Rates, int Sample = DefaultSample, double? ForcedHalfWidth = null, bool AllowExact = true,
+        int CausalOffset = 0);
 
     /// <summary>
     /// Algorithm 1's preparation for one head: budget, key structures (geometry only), the maximum and traversal of a
@@ -69,7 +72,7 @@ internal static class RangeEngine
     {
         private readonly string _name;
         private readonly double[] _q, _k, _v;
-        private readonly int _n, _m, _d, _dv, _threads, _sample;
+        private readonly int _n, _m, _d, _dv, _threads, _sample, _offset;
         private readonly double _scale, _epsilon;
         private readonly bool _float32, _causal;
         // set up by Prepare
@@ -103,6 +106,7 @@ internal static class RangeEngine
         {
             _name = name; _q = q; _k = k; _v = v; _n = n; _m = m; _d = d; _dv = dv; _scale = scale; _epsilon = epsilon;
             _float32 = float32; _threads = Math.Max(1, options.Threads); _causal = causal; _sample = Math.Max(1, options.Sample);
+            _offset = causal ? options.CausalOffset : 0;
             _rates = options.Rates; ForcedHalfWidth = options.ForcedHalfWidth; AllowExact = options.AllowExact;
         }
 
@@ -180,7 +184,7 @@ internal static class RangeEngine
             }
             else
             {
-                int visible = Math.Min(_n, _m);
+                int visible = (int)Math.Clamp((long)_n + _offset, 0, _m); // the last query's prefix
                 var starts = new List<int>(); var logs = new List<int>();
                 for (int l = MinBlockLog; (1 << l) <= visible; l++)
                     for (long s = 0; s + (1L << l) <= visible; s += 1L << (l + 1)) { starts.Add((int)s); logs.Add(l); }
@@ -198,7 +202,7 @@ internal static class RangeEngine
         private int Structures(int i, Span<int> trees, out int tailStart, out int tailEnd)
         {
             if (!_causal) { trees[0] = 0; tailStart = tailEnd = 0; return 1; }
-            int p = Math.Min(i + 1, _m), count = 0;
+            int p = Visible(i), count = 0;
             for (int l = 30; l >= MinBlockLog; l--)
             {
                 if ((p & (1 << l)) == 0) continue;
@@ -208,6 +212,9 @@ internal static class RangeEngine
             tailStart = p & ~((1 << MinBlockLog) - 1); tailEnd = p;
             return count;
         }
+
+        /// <summary>Keys query i sees: all m, or with a causal mask the prefix j ≤ i + o (clamped to [0, m]).</summary>
+        private int Visible(int i) => _causal ? (int)Math.Clamp((long)i + 1 + _offset, 0, _m) : _m;
 
         /// <summary>The maximum over the visible keys (within the tolerance): sets the scratch's double-double maximum.</summary>
         private void Maximum(MomentTree.Scratch sc, ReadOnlySpan<int> trees, int tailStart, int tailEnd, QueryStats st)
@@ -263,6 +270,7 @@ internal static class RangeEngine
             for (int r = 0; r < sample.Length; r++)
             {
                 int i = sample[r];
+                if (Visible(i) == 0) continue; // sees no key (bottom-right alignment, n > m): output 0, no work
                 scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
                 int count = Structures(i, trees, out int ts, out int te);
                 Maximum(scratch, trees[..count], ts, te, maxStats);
@@ -283,6 +291,7 @@ internal static class RangeEngine
                     for (int r = 0; r < sample.Length; r++)
                     {
                         int i = sample[r];
+                        if (Visible(i) == 0) continue;
                         scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
                         scratch.SetMaximum(maxHi[r], maxLo[r]);
                         int count = Structures(i, trees, out int ts, out int te);
@@ -385,7 +394,7 @@ internal static class RangeEngine
         private double ExactCausalPairs()
         {
             double s = 0;
-            for (int i = 0; i < _n; i++) s += Math.Min(i + 1, _m);
+            for (int i = 0; i < _n; i++) s += Visible(i);
             return s;
         }
 
@@ -423,6 +432,12 @@ internal static class RangeEngine
                 for (int r = from; r < to; r++)
                 {
                     int i = order[r];
+                    if (Visible(i) == 0)
+                    {
+                        // Bottom-right alignment with n > m: this row sees no key (zeros, as the exact kernel gives).
+                        st.Queries++;
+                        continue;
+                    }
                     sc.SetQuery(_q.AsSpan(i * _d, _d), _scale);
                     int count = Structures(i, trees, out int ts, out int te);
                     long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -486,6 +501,12 @@ internal static class RangeEngine
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var problem = new AttentionProblem<double>(_q, _k, _vs, _n, _m, _d, _dv, 1, _scale, _causal);
+            if (_offset != 0)
+            {
+                // The only non-zero offset a head has is the bottom-right alignment's m − n.
+                System.Diagnostics.Debug.Assert(_offset == _m - _n);
+                problem = problem.WithMask(new AttentionMask { CausalAlignment = CausalAlignment.BottomRight });
+            }
             var output = new Exact.FlashAttention().Compute(problem, new AttentionSettings { Threads = threads }).Output;
             foreach (double x in output)
                 if (!double.IsFinite(x))

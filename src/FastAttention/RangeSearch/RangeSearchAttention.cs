@@ -9,7 +9,7 @@ namespace FastAttention.RangeSearch;
 /// the <see cref="MomentTree"/> (Lemma 3.5); causal masks by the logarithmic method over power-of-two key blocks.
 /// The engine, its choice of H by counting and its certificate: <see cref="RangeEngine"/>.
 /// </summary>
-public sealed class RangeSearchAttention : RangeSearchFamily
+public sealed class RangeSearchAttention : RangeSearchFamily, ISupportsCausalAlignment
 {
     /// <summary><c>"range"</c>: Gupta et al. Algorithm 1 for d ≤ 4, certified within ε.</summary>
     public override string Name => "range";

@@ -185,7 +185,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     {
         var (q, k, v) = head.ToDouble();
         return RangeEngine.Prepare(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, epsilon, typeof(T) != typeof(double), head.Causal,
-            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan));
+            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset));
     }
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>

@@ -12,7 +12,7 @@ namespace FastAttention.RangeSearch;
 /// from their moments (Lemma A.3) when |a|·w ≤ H. Causal masks: power-of-two blocks of positions
 /// (<see cref="RangeEngine"/>).
 /// </summary>
-public sealed class VectorAttention : RangeSearchFamily
+public sealed class VectorAttention : RangeSearchFamily, ISupportsCausalAlignment
 {
     /// <summary><c>"vector"</c>: Gupta et al. Algorithm 2 for d = 1, certified within ε.</summary>
     public override string Name => "vector";

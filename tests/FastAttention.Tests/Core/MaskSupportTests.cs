@@ -6,7 +6,8 @@ namespace FastAttention.Tests.Core;
 /// <summary>
 /// Key lengths and grouped-query heads work for every algorithm (they only change which keys exist and which K/V
 /// head is read); a bias, boolean mask or window is refused by the approximate ones with
-/// <see cref="RefusalReason.MaskUnsupported"/>; polynomial supports both causal alignments.
+/// <see cref="RefusalReason.MaskUnsupported"/>; polynomial supports both causal alignments (vector, range and lowrank
+/// too: RangeFamilyTests), rounding neither.
 /// </summary>
 public class MaskSupportTests
 {
@@ -81,9 +82,9 @@ public class MaskSupportTests
                     Assert.True(e <= 1e-4, $"head {h} row {rows[r0]}: error {e:E3}");
                 }
         }
-        // The range family does not support causal attention in any alignment.
-        var range = Assert.Throws<AttentionRefusedException>(() => AttentionAlgorithms.Create("vector").Compute(
+        // The rounding scheme (prefix sums over all sorted keys) supports no causal mask, in either alignment.
+        var rounding = Assert.Throws<AttentionRefusedException>(() => AttentionAlgorithms.Create("rounding").Compute(
             MaskedData.Problem<double>(1, 1, 1, 10, 12, 1, 1, 1, causal: true, mask: mask), new AttentionSettings { Epsilon = 1e-3 }));
-        Assert.Equal(RefusalReason.CausalUnsupported, range.Reason);
+        Assert.Equal(RefusalReason.CausalUnsupported, rounding.Reason);
     }
 }

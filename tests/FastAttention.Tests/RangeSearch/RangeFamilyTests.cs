@@ -109,6 +109,47 @@ public class RangeFamilyTests
     }
 
     [Theory]
+    [InlineData("vector", 1, CausalAlignment.TopLeft, 70, 45)]
+    [InlineData("vector", 1, CausalAlignment.BottomRight, 70, 45)]
+    [InlineData("vector", 1, CausalAlignment.BottomRight, 33, 90)]
+    [InlineData("range", 2, CausalAlignment.TopLeft, 50, 120)]
+    [InlineData("range", 2, CausalAlignment.BottomRight, 50, 120)]
+    [InlineData("range", 3, CausalAlignment.BottomRight, 130, 60)]
+    [InlineData("lowrank", 2, CausalAlignment.TopLeft, 90, 40)]
+    [InlineData("lowrank", 2, CausalAlignment.BottomRight, 90, 40)]
+    public void Causal_alignments_with_key_lengths_and_grouped_heads(string name, int d, CausalAlignment alignment, int n, int m)
+    {
+        // Batch element 0: every key; 1: a short prefix (bottom-right: n > m' rows see nothing); 2: no key at all.
+        var mask = new AttentionMask { KeyLengths = new[] { m, Math.Max(1, m / 3), 0 }, CausalAlignment = alignment };
+        var p = MaskedData.Problem<double>(3, 2, 1, n, m, d, 2, seed: n + m + d, causal: true, mask: mask, bound: 3, scale: 1);
+        const double eps = 1e-6;
+        var reference = FastAttention.Exact.ReferenceAttention.Compute(p);
+        foreach (var alg in new[] { AttentionAlgorithms.Create(name), Forced(name, 8.5) })
+        {
+            var r = alg.Compute(p, new AttentionSettings { Epsilon = eps, Threads = 2 });
+            Assert.True(r.Certificate.ErrorBound <= eps, $"{name}: certificate {r.Certificate.ErrorBound:E3} > ε");
+            double err = TestData.MaxAbsDiff(r.Output, reference);
+            Assert.True(err <= eps, $"{name} {alignment} n={n} m={m}: error {err:E3} > ε");
+        }
+        // Rows that see no key are zero, as in the exact kernel (bottom-right with n > key length, and key length 0).
+        if (alignment == CausalAlignment.BottomRight && n > m / 3)
+        {
+            var r = AttentionAlgorithms.Create(name).Compute(p, new AttentionSettings { Epsilon = eps, Threads = 1 });
+            int hidden = n - Math.Max(1, m / 3);
+            for (int h = 2; h < 4; h++)
+                for (int i = 0; i < hidden; i++)
+                    for (int c = 0; c < 2; c++) Assert.Equal(0.0, r.Output[(h * n + i) * 2 + c]);
+        }
+    }
+
+    private static AttentionAlgorithm Forced(string name, double h) => name switch
+    {
+        "vector" => new VectorAttention { ForcedHalfWidth = h },
+        "range" => new RangeSearchAttention { ForcedHalfWidth = h },
+        _ => new LowRankAttention { ForcedHalfWidth = h },
+    };
+
+    [Theory]
     [InlineData("vector", 1)]
     [InlineData("range", 2)]
     [InlineData("lowrank", 3)]
