@@ -22,7 +22,7 @@ namespace FastAttention.RangeSearch;
 /// own weights; logits carry the rounding of double-double dot products (or of plain ones where X·u is negligible).</para>
 /// <para><b>Causal masks</b> (the relevant keys of query i are a halfspace intersected with the prefix j ≤ i): the
 /// logarithmic method — a tree for every power-of-two block [t·2^{l+1}, t·2^{l+1} + 2^l) of positions (2^l ≥ 16), so
-/// the prefix of query i is the union of the blocks of the binary digits of i + 1 (O(log m) trees) and at most 15 keys
+/// the prefix of query i is the union of the blocks of the binary digits of i + 1 (O(log m) trees) and at most 127 keys
 /// summed directly. The blocks share the maximum and the threshold. Both alignments: the prefix is j ≤ i + o (o = 0
 /// top-left, m − n bottom-right, <see cref="Options.CausalOffset"/>); a row that sees no key gets zeros.</para>
 /// <para><b>Entries near the float64 limit.</b> V is scaled by a power of two to ‖V‖∞ ∈ [½, 1) (exact but for
@@ -33,8 +33,18 @@ internal static class RangeEngine
     private const double U = RangeErrorBudget.U;
     /// <summary>The maximum search's tolerance in logit units (the row's maximum weight is at most e^{0.5} then).</summary>
     public const double MaxTolerance = 0.5;
-    /// <summary>Causal blocks below 2^this keys are summed directly (at most 15 keys per query).</summary>
-    public const int MinBlockLog = 4;
+    /// <summary>Causal blocks below 2^this keys are summed directly (at most 127 keys per query): a block of 16 keys is a
+    /// single leaf and one of 64 has 7 nodes, so their trees cost more to search than their keys to scan — at d = 2,
+    /// n = 2^18, B = 100 the 16384 trees of 2^4 blocks spent most of the query time in the maximum search.</summary>
+    public const int MinBlockLog = 7;
+    /// <summary>Weight of an expansion's counted flops against <see cref="MachineRates.ScalarFlopsPerSecond"/> (which is
+    /// calibrated on the polynomial method's long vector kernels): the expansions' short rows and the streaming of a
+    /// node's moments ran at 1/3–1/5 of that rate (measured d = 2…4, n = 20000…2^18, Zen 3), and an unweighted count
+    /// let d = 3, 4 plans run 1.4–2.7× slower than the exact kernel they were predicted to beat.</summary>
+    public const double ExpansionFlopWeight = 3;
+    /// <summary>Weight of the moment build's per-key flops (monomials of every key, then (dv + 1) columns): measured at
+    /// 1/6–1/8 of the scalar rate.</summary>
+    public const double MomentKeyFlopWeight = 6;
     /// <summary>Queries sampled to choose H and estimate work.</summary>
     public const int DefaultSample = 64;
     /// <summary>Candidate half-widths H (the chosen one is the cheapest by counting among those float64 certifies).</summary>
@@ -222,7 +232,7 @@ internal static class RangeEngine
             double best = double.NegativeInfinity;
             int bestTree = -1, bestKey = -1;
             var qi = sc.Q;
-            // The direct tail first (at most 63 keys), then the trees from the largest.
+            // The direct tail first (at most 127 keys), then the trees from the largest.
             for (int j = tailStart; j < tailEnd; j++)
             {
                 double x = 0;
@@ -309,7 +319,7 @@ internal static class RangeEngine
                     // ranges), leaf keys (a compensated key counts as 4), float64 flops of the expansions.
                     double expFlops = exp is null ? 0 : 2.0 * exp.Terms * (_dv + 1) + exp.Terms + 8.0 * RowCount(exp) + 4.0 * exp.Degree + 60;
                     var queryCost = new CostEstimate(0, 0, 0, TreeNodes: visits + maxNodes + ranges, LeafKeys: direct * (_plain ? 1 : 4),
-                        ScalarFlops: expansions * expFlops + _n * 200.0) { Sampled = true };
+                        ScalarFlops: expansions * expFlops * ExpansionFlopWeight + _n * 200.0) { Sampled = true };
                     var buildCost = CostEstimate.Zero;
                     long bytes = 0;
                     if (exp is not null)
@@ -319,7 +329,7 @@ internal static class RangeEngine
                         double keyFlops = keysTotal * (double)exp.Terms * (2.0 * (_dv + 1) + 1);
                         double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 2;
                         bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
-                        buildCost = new CostEstimate(0, 0, bytes, ScalarFlops: keyFlops + translate);
+                        buildCost = new CostEstimate(0, 0, bytes, ScalarFlops: keyFlops * MomentKeyFlopWeight + translate);
                     }
                     double querySeconds = queryCost.Seconds(_rates, _threads), buildSeconds = buildCost.Seconds(_rates, _threads);
                     _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, ranges, maxNodes, queryCost, buildCost, querySeconds, buildSeconds, bytes));
