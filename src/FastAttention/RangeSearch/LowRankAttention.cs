@@ -26,19 +26,41 @@ public sealed class LowRankAttention : RangeSearchFamily, ISupportsCausalAlignme
         double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
         if (vMax > 0)
         {
-            var (q, k, _) = head.ToDouble();
+            var (q, k, vd) = head.ToDouble();
             var (rq, rk) = NumericalRanks(q, head.N, k, head.M, head.D, head.Scale, context.Epsilon, vMax);
             if (Math.Min(rq, rk) > MaxRangeDimension)
                 ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is {Math.Min(rq, rk)} (Q: {rq}, K: {rk}), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.", "exact");
             int r = Math.Max(1, Math.Min(rq, rk));
             // The search runs in r dimensions; projecting costs 2(n + m)·d·r flops.
+            double projection = 2.0 * (head.N + head.M) * head.D * (r + head.D);
+            var parameters = new RangeFamilyParameters { Rank = r, RankQ = rq, RankK = rk };
+            if (context.MeasureCost)
+            {
+                // Measured: the reduction and Algorithm 1's preparation on all n reduced queries (geometry, the sampled
+                // traversal, the plan chosen by counting), reused by execution — a plan chosen for a 64-query
+                // sub-problem would be one whose moment build is never paid back.
+                var red = Reduce(q, k, vd, head.N, head.M, head.D, head.Scale, context.Epsilon);
+                var prepared = PrepareReduced(head, red, vd, context.Threads, context.Settings.EffectiveRates, RangeEngine.DefaultSample);
+                if (prepared is not null)
+                    return Planned(head, context, parameters, plan.Budget, (prepared.Cost + new CostEstimate(0, 0, 0, ScalarFlops: projection)) with { Sampled = true },
+                        new Reduced(red, prepared));
+            }
             var cost = EstimateCost(head, r);
-            cost = cost with { ScalarFlops = cost.ScalarFlops + 2.0 * (head.N + head.M) * head.D * (r + head.D) };
-            return Planned(head, context, new RangeFamilyParameters { Rank = r, RankQ = rq, RankK = rk }, plan.Budget,
-                context.MeasureCost ? plan.Cost : cost);
+            cost = cost with { ScalarFlops = cost.ScalarFlops + projection };
+            return Planned(head, context, parameters, plan.Budget, cost);
         }
         return plan;
     }
+
+    private protected override bool SamplesBySubproblem => false;
+
+    /// <summary>A plan's state: the reduction and Algorithm 1 prepared on it.</summary>
+    private sealed record Reduced(Reduction Reduction, RangeEngine.Prepared Prepared);
+
+    private RangeEngine.Prepared? PrepareReduced<T>(AttentionHead<T> head, Reduction red, double[] v, int threads, MachineRates rates, int sample)
+        where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T> =>
+        RangeEngine.Prepare(Name, red.Q, red.K, v, head.N, head.M, red.Rank, head.Dv, red.Scale, red.Epsilon, typeof(T) != typeof(double), head.Causal,
+            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset));
 
     /// <inheritdoc/>
     protected override HeadExecution ExecuteHead<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context)
@@ -49,10 +71,20 @@ public sealed class LowRankAttention : RangeSearchFamily, ISupportsCausalAlignme
             output.Clear();
             return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
-        var red = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, context.Epsilon);
-        var (result, terms, parameters) = RangeEngine.Run(Name, red.Q, red.K, v, head.N, head.M, red.Rank, head.Dv, red.Scale, red.Epsilon,
-            typeof(T) != typeof(double), head.Causal, new RangeEngine.Options(context.Threads, context.Settings.EffectiveRates, ForcedHalfWidth: ForcedHalfWidth, AllowExact: AllowExactPlan, CausalOffset: head.CausalOffset),
-            context.Cancellation);
+        Reduction red;
+        RangeEngine.Prepared? prepared;
+        if (plan.State is Reduced st) (red, prepared) = (st.Reduction, st.Prepared);
+        else
+        {
+            red = Reduce(q, k, v, head.N, head.M, head.D, head.Scale, context.Epsilon);
+            prepared = PrepareReduced(head, red, v, context.Threads, context.Settings.EffectiveRates, RangeEngine.DefaultSample);
+        }
+        if (prepared is null)
+        {
+            output.Clear();
+            return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
+        }
+        var (result, terms, parameters) = prepared.Execute(context.Threads, context.Cancellation);
         for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
         var p = (parameters as RangeFamilyParameters ?? new RangeFamilyParameters()) with
         {

@@ -258,10 +258,17 @@ internal static class RangeEngine
             long keysTotal = _trees.Sum(t => (long)t.Count);
             long capBytes = Math.Max(64L << 20, 4 * keysTotal * (_d + _dv) * 16L);
             int depth = _trees.Length == 0 ? 0 : _trees.Max(t => t.Depth);
+            double pairs = _causal ? ExactCausalPairs() : (double)_n * _m;
+            _exactCost = new CostEstimate(2.0 * pairs * (_d + _dv) * 2, pairs * 2, 8.0 * ((double)_n * _d + (double)_m * (_d + _dv) + (double)_n * _dv));
+            _exactSeconds = _exactCost.Seconds(_rates, _threads);
+            // Every key is summed into the moments once, whatever the threshold: an expansion with more terms than this
+            // costs more to build than the exact kernel to run, so its tables are never made (planning time at d = 3, 4).
+            double perTerm = new CostEstimate(0, 0, 0, ScalarFlops: keysTotal * (2.0 * (_dv + 1) + 1) * MomentKeyFlopWeight).Seconds(_rates, _threads);
+            int termCap = (int)Math.Clamp(1.1 * _exactSeconds / Math.Max(perTerm, 1e-300), 1, 40000);
             foreach (double h in ForcedHalfWidth is { } forced ? (forced > 0 ? [forced] : []) : Candidates)
             {
                 CentredExpansion? exp;
-                try { exp = CentredExpansion.TryCreate(_d, h, 0.25 * _rhoEval, ForcedHalfWidth is null ? 40000 : int.MaxValue); }
+                try { exp = CentredExpansion.TryCreate(_d, h, 0.25 * _rhoEval, ForcedHalfWidth is null ? termCap : int.MaxValue); }
                 catch (AttentionRefusedException) { continue; }
                 if (exp is null) continue;
                 int momentMin = Math.Max(MomentTree.LeafSize + 1, (int)Math.Ceiling(exp.Terms * (_dv + 2.0) / (_d + _dv + 20)));
@@ -287,6 +294,7 @@ internal static class RangeEngine
                 maxHi[r] = scratch.YHi; maxLo[r] = scratch.YLo;
             }
             double perQuery = (double)_n / sample.Length;
+            double bestSeconds = double.PositiveInfinity;
             foreach (var (h, exp, baseMin) in candidates)
             {
                 // The moment threshold is a second choice: larger thresholds build fewer moment nodes (cheaper
@@ -295,6 +303,22 @@ internal static class RangeEngine
                 {
                     int momentMin = exp is null ? int.MaxValue : (int)Math.Min(int.MaxValue, (long)baseMin * mult);
                     if (exp is not null && mult > 1 && momentMin > keysTotal) break;
+                    // The moment build's cost does not depend on the queries: every key is summed once into the lowest
+                    // moment nodes; the others translate their children.
+                    var buildCost = CostEstimate.Zero;
+                    long bytes = 0;
+                    if (exp is not null)
+                    {
+                        double momentNodes = 2.0 * keysTotal / momentMin;
+                        double keyFlops = keysTotal * (double)exp.Terms * (2.0 * (_dv + 1) + 1);
+                        double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 2;
+                        bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
+                        buildCost = new CostEstimate(0, 0, bytes, ScalarFlops: keyFlops * MomentKeyFlopWeight + translate);
+                    }
+                    double buildSeconds = buildCost.Seconds(_rates, _threads);
+                    // A plan whose build alone costs more than the best plan so far, or than the exact kernel, cannot be
+                    // chosen: its sampled traversal is skipped (planning time at d = 3, 4 where C(g + d, d) is large).
+                    if (exp is not null && ForcedHalfWidth is null && buildSeconds >= Math.Min(bestSeconds, 1.1 * _exactSeconds)) continue;
                     var st = new QueryStats();
                     long tailKeys = 0;
                     double hMax = exp is null ? -1 : h * (1 - 64 * U);
@@ -320,18 +344,8 @@ internal static class RangeEngine
                     double expFlops = exp is null ? 0 : 2.0 * exp.Terms * (_dv + 1) + exp.Terms + 8.0 * RowCount(exp) + 4.0 * exp.Degree + 60;
                     var queryCost = new CostEstimate(0, 0, 0, TreeNodes: visits + maxNodes + ranges, LeafKeys: direct * (_plain ? 1 : 4),
                         ScalarFlops: expansions * expFlops * ExpansionFlopWeight + _n * 200.0) { Sampled = true };
-                    var buildCost = CostEstimate.Zero;
-                    long bytes = 0;
-                    if (exp is not null)
-                    {
-                        // Every key is summed once into the lowest moment nodes; the others translate their children.
-                        double momentNodes = 2.0 * keysTotal / momentMin;
-                        double keyFlops = keysTotal * (double)exp.Terms * (2.0 * (_dv + 1) + 1);
-                        double translate = momentNodes * (_dv + 1) * exp.Terms * (exp.Degree / (_d + 1.0) + 1) * _d * 2;
-                        bytes = (long)(momentNodes * exp.Terms * (_dv + 1) * 8);
-                        buildCost = new CostEstimate(0, 0, bytes, ScalarFlops: keyFlops * MomentKeyFlopWeight + translate);
-                    }
-                    double querySeconds = queryCost.Seconds(_rates, _threads), buildSeconds = buildCost.Seconds(_rates, _threads);
+                    double querySeconds = queryCost.Seconds(_rates, _threads);
+                    bestSeconds = Math.Min(bestSeconds, querySeconds + buildSeconds);
                     _plans.Add(new Plan(h, exp, momentMin, visits, expansions, direct, ranges, maxNodes, queryCost, buildCost, querySeconds, buildSeconds, bytes));
                     if (exp is null) break;
                 }
@@ -341,9 +355,6 @@ internal static class RangeEngine
             // Summing every key is best done by the exact kernel: it is the plan when the range search is predicted
             // slower by a margin that matters (10% and 20 ms) — d = 3, 4 at moderate n, where C(g + d, d) moments per
             // node cost as much as the keys they replace. Tiny problems keep the range plan (nothing to gain either way).
-            double pairs = _causal ? ExactCausalPairs() : (double)_n * _m;
-            _exactCost = new CostEstimate(2.0 * pairs * (_d + _dv) * 2, pairs * 2, 8.0 * ((double)_n * _d + (double)_m * (_d + _dv) + (double)_n * _dv));
-            _exactSeconds = _exactCost.Seconds(_rates, _threads);
             _useExact = AllowExact && ForcedHalfWidth is null && _chosen.Seconds >= 1.1 * _exactSeconds && _chosen.Seconds - _exactSeconds >= 0.02
                 && ExactRho() <= 0.5 * _budget.RhoMax;
         }
@@ -561,8 +572,14 @@ internal static class RangeEngine
             if (tailEnd > tailStart)
             {
                 var acc = sc.Acc;
+                var a = sc.A;
                 for (int j = tailStart; j < tailEnd; j++)
                 {
+                    // A key below the threshold is irrelevant (Definition 3.2), as the trees prune it: its plain logit errs by
+                    // ≤ (d + 1)u·X, far inside the slack the threshold already subtracts.
+                    double x = 0;
+                    for (int c = 0; c < _d; c++) x += a[c] * _k[j * _d + c];
+                    if (x < threshold) continue;
                     double w = Math.Exp(_scale * RangeErrorBudget.DotMinus(sc.Q, _k.AsSpan(j * _d, _d), sc.YHi, sc.YLo));
                     acc[0] += w;
                     for (int col = 0; col < _dv; col++) acc[col + 1] += w * _vs[j * _dv + col];
