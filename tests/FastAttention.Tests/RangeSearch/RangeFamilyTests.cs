@@ -240,6 +240,27 @@ public class RangeFamilyTests
         Assert.True(direct.DirectKeysFraction > 0.9, $"direct fraction {direct.DirectKeysFraction}");
     }
 
+    [Theory]
+    [InlineData(CausalAlignment.TopLeft, 4096, 4096)]
+    [InlineData(CausalAlignment.BottomRight, 3000, 4096)]
+    public void Causal_logarithmic_method_builds_blocks_of_at_least_128_keys_and_sums_few_keys_directly(CausalAlignment alignment, int n, int m)
+    {
+        // Large entries: the relevant set is tiny, so the work is the O(log m) block trees plus the direct tail (< 128 keys).
+        var q = TestData.Uniform(n * 2, 100, 5); var k = TestData.Uniform(m * 2, 100, 6);
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m * 2, 1, 7), n, m, 2, 2, 1, 1.0, causal: true,
+            mask: new AttentionMask { CausalAlignment = alignment });
+        var alg = new RangeSearchAttention { AllowExactPlan = false };
+        RangeTestData.Check(alg, p, 1e-5);
+        var w = RangeTestData.P(alg.Compute(p, new AttentionSettings { Epsilon = 1e-5, Threads = 1 }));
+        // Blocks [t·2^(l+1), t·2^(l+1) + 2^l) of the longest prefix (n + o keys), 2^l ≥ 2^MinBlockLog.
+        int visible = alignment == CausalAlignment.BottomRight ? m : Math.Min(n, m), blocks = 0;
+        for (int l = RangeEngine.MinBlockLog; (1 << l) <= visible; l++) blocks += (visible + (1 << l)) >> (l + 1);
+        Assert.Equal(blocks, w.Trees);
+        // Measured ≈ 90 direct keys (the tail averages 64) and ≈ 25-29 nodes per query; a Θ(m) plan would sum ≈ 2000+.
+        Assert.True(w.DirectKeysPerQuery <= 200, $"direct keys per query {w.DirectKeysPerQuery}");
+        Assert.True(w.NodesVisitedPerQuery <= 80, $"nodes visited per query {w.NodesVisitedPerQuery}");
+    }
+
     [Fact]
     public void Where_no_range_plan_is_faster_the_exact_kernel_computes_it_and_the_estimate_says_so()
     {
