@@ -295,6 +295,9 @@ internal static class RangeEngine
             }
             double perQuery = (double)_n / sample.Length;
             double bestSeconds = double.PositiveInfinity;
+            // A plan predicted slower than the exact kernel by the margin below is never run when the exact plan is allowed.
+            double exactCut = AllowExact && ForcedHalfWidth is null && ExactRho() <= 0.5 * _budget.RhoMax
+                ? Math.Max(1.1 * _exactSeconds, _exactSeconds + 0.02) : double.PositiveInfinity;
             foreach (var (h, exp, baseMin) in candidates)
             {
                 // The moment threshold is a second choice: larger thresholds build fewer moment nodes (cheaper
@@ -318,12 +321,22 @@ internal static class RangeEngine
                     double buildSeconds = buildCost.Seconds(_rates, _threads);
                     // A plan whose build alone costs more than the best plan so far, or than the exact kernel, cannot be
                     // chosen: its sampled traversal is skipped (planning time at d = 3, 4 where C(g + d, d) is large).
-                    if (exp is not null && ForcedHalfWidth is null && buildSeconds >= Math.Min(bestSeconds, 1.1 * _exactSeconds)) continue;
+                    if (exp is not null && ForcedHalfWidth is null && buildSeconds >= Math.Min(bestSeconds, exactCut)) continue;
                     var st = new QueryStats();
                     long tailKeys = 0;
                     double hMax = exp is null ? -1 : h * (1 - 64 * U);
+                    bool abandoned = false;
+                    double leafWeight = _plain ? 1 : 4;
                     for (int r = 0; r < sample.Length; r++)
                     {
+                        // Abandon a traversal whose partial counts (nodes and direct keys only, a lower bound on its cost)
+                        // already exceed the best plan so far or the exact kernel: planning time at d = 3, 4.
+                        if ((r & 7) == 7 && ForcedHalfWidth is null)
+                        {
+                            double partial = buildSeconds + (st.NodesVisited * perQuery * _rates.SecondsPerTreeNode
+                                + (st.DirectKeys + tailKeys) * perQuery * leafWeight * _rates.SecondsPerLeafKey) / _threads;
+                            if (partial >= Math.Min(bestSeconds, exactCut)) { abandoned = true; break; }
+                        }
                         int i = sample[r];
                         if (Visible(i) == 0) continue;
                         scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
@@ -336,6 +349,11 @@ internal static class RangeEngine
                             scratch.ExpandedCount = 0; scratch.DirectCount = 0;
                             _trees[t].Collect(scratch, threshold, hMax, momentMin, st);
                         }
+                    }
+                    if (abandoned)
+                    {
+                        if (exp is null) break;
+                        continue;
                     }
                     double visits = st.NodesVisited * perQuery, expansions = st.Expansions * perQuery, direct = (st.DirectKeys + tailKeys) * perQuery;
                     double ranges = st.DirectRanges * perQuery, maxNodes = maxStats.MaxSearchNodes * perQuery;
@@ -350,12 +368,18 @@ internal static class RangeEngine
                     if (exp is null) break;
                 }
             }
+            bool allAbandoned = _plans.Count == 0;
+            if (allAbandoned)
+            {
+                // Every plan was abandoned against the exact kernel's cut: the exact plan (exactCut is finite only then).
+                _plans.Add(new Plan(0, null, int.MaxValue, 0, 0, (double)_n * _m, 0, 0, _exactCost, CostEstimate.Zero, exactCut, 0, 0));
+            }
             _chosen = _plans.MinBy(p => p.Seconds)!;
             _exp = _chosen.Exp; _h = _chosen.H; _momentMinimum = _chosen.MomentMinimum;
             // Summing every key is best done by the exact kernel: it is the plan when the range search is predicted
             // slower by a margin that matters (10% and 20 ms) — d = 3, 4 at moderate n, where C(g + d, d) moments per
             // node cost as much as the keys they replace. Tiny problems keep the range plan (nothing to gain either way).
-            _useExact = AllowExact && ForcedHalfWidth is null && _chosen.Seconds >= 1.1 * _exactSeconds && _chosen.Seconds - _exactSeconds >= 0.02
+            _useExact = allAbandoned || AllowExact && ForcedHalfWidth is null && _chosen.Seconds >= 1.1 * _exactSeconds && _chosen.Seconds - _exactSeconds >= 0.02
                 && ExactRho() <= 0.5 * _budget.RhoMax;
         }
 
