@@ -21,7 +21,7 @@ namespace FastAttention.RangeSearch;
 /// weight); so the certificate never depends on a sample. Keys summed directly err by a few units relative to their
 /// own weights; logits carry the rounding of double-double dot products (or of plain ones where X·u is negligible).</para>
 /// <para><b>Causal masks</b> (the relevant keys of query i are a halfspace intersected with the prefix j ≤ i): the
-/// logarithmic method — a tree for every power-of-two block [t·2^{l+1}, t·2^{l+1} + 2^l) of positions (2^l ≥ 16), so
+/// logarithmic method — a tree for every power-of-two block [t·2^{l+1}, t·2^{l+1} + 2^l) of positions (2^l ≥ 128), so
 /// the prefix of query i is the union of the blocks of the binary digits of i + 1 (O(log m) trees) and at most 127 keys
 /// summed directly. The blocks share the maximum and the threshold. Both alignments: the prefix is j ≤ i + o (o = 0
 /// top-left, m − n bottom-right, <see cref="Options.CausalOffset"/>); a row that sees no key gets zeros.</para>
