@@ -200,8 +200,12 @@ internal static class RangeEngine
                     for (long s = 0; s + (1L << l) <= visible; s += 1L << (l + 1)) { starts.Add((int)s); logs.Add(l); }
                 _blockStart = [.. starts]; _blockLog = [.. logs];
                 _trees = new MomentTree[starts.Count];
-                Parallel.For(0, starts.Count, new ParallelOptions { MaxDegreeOfParallelism = _threads },
-                    b => _trees[b] = new MomentTree(_k, _vs, _blockStart[b], 1 << _blockLog[b], _d, _dv));
+                // Largest blocks first (longest job first), so no thread is left building the biggest tree alone at the end.
+                Parallel.For(0, starts.Count, new ParallelOptions { MaxDegreeOfParallelism = _threads }, r =>
+                {
+                    int b = starts.Count - 1 - r;
+                    _trees[b] = new MomentTree(_k, _vs, _blockStart[b], 1 << _blockLog[b], _d, _dv);
+                });
                 for (int b = 0; b < starts.Count; b++) _blockIndex[((long)_blockLog[b] << 32) | (uint)_blockStart[b]] = b;
             }
             _buildSeconds += clock.Elapsed.TotalSeconds;
