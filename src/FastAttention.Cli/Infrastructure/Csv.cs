@@ -40,7 +40,7 @@ internal sealed class CsvTable
     public void Write(string path)
     {
         byte[] bytes = Encoding.UTF8.GetBytes(ToText());
-        AtomicFile.Write(path, s => s.Write(bytes));
+        OutputFiles.WriteOne(path, s => s.Write(bytes));
     }
 
     public static string Format(object? v) => v switch

@@ -30,6 +30,29 @@ internal sealed class OutputFiles : IDisposable
         foreach (var tmp in Pending.Keys) TryDelete(tmp);
     }
 
+    /// <summary>
+    /// Writes one file outside a declared set (an experiment's figures and tables, written as each is ready) so that it
+    /// appears only when complete: a temporary file in the same folder, registered for Ctrl-C cleanup, then renamed.
+    /// </summary>
+    public static void WriteOne(string path, Action<Stream> write)
+    {
+        string full = Path.GetFullPath(path);
+        string dir = Path.GetDirectoryName(full)!;
+        if (!Directory.Exists(dir)) throw new UsageException($"the output folder '{dir}' does not exist.");
+        string tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        Pending.TryAdd(tmp, 0);
+        try
+        {
+            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write)) { write(fs); fs.Flush(true); }
+            File.Move(tmp, full, overwrite: true);
+        }
+        finally
+        {
+            TryDelete(tmp);
+            Pending.TryRemove(tmp, out _);
+        }
+    }
+
     /// <summary>Declares an input file: outputs may not overwrite it.</summary>
     public void Input(string option, string path)
     {

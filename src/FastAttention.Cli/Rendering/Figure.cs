@@ -124,7 +124,7 @@ internal static class Figure
             using var data = image.Encode(SKEncodedImageFormat.Png, 100);
             pngBytes = data.ToArray();
         }
-        AtomicFile.Write(png, s => s.Write(pngBytes));
+        OutputFiles.WriteOne(png, s => s.Write(pngBytes));
         string svgText;
         if (panels.Count == 1) svgText = panels[0].GetSvgXml(width, height);
         else
@@ -141,7 +141,7 @@ internal static class Figure
             svgText = sb.ToString();
         }
         byte[] svgBytes = Encoding.UTF8.GetBytes(svgText);
-        AtomicFile.Write(svg, s => s.Write(svgBytes));
+        OutputFiles.WriteOne(svg, s => s.Write(svgBytes));
         return [png, svg];
     }
 

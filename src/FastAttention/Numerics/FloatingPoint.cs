@@ -54,22 +54,22 @@ public static class FloatingPoint
     /// </summary>
     public static double DotMinus(ReadOnlySpan<double> q, ReadOnlySpan<double> k, double yHi, double yLo)
     {
-        double sum = -yHi, comp = -yLo;
-        for (int c = 0; c < q.Length; c++)
-        {
-            double p = q[c] * k[c];
-            comp += Math.FusedMultiplyAdd(q[c], k[c], -p);
-            double t = sum + p;
-            comp += Math.Abs(sum) >= Math.Abs(p) ? (sum - t) + p : (p - t) + sum;
-            sum = t;
-        }
+        var (sum, comp) = CompensatedDot(q, k, -yHi, -yLo);
         return sum + comp;
     }
 
     /// <summary>q·k as a double-double (hi + lo), error ≤ 4(d + 1)u²·Σ|q_c k_c|.</summary>
     public static (double Hi, double Lo) Dot2(ReadOnlySpan<double> q, ReadOnlySpan<double> k)
     {
-        double sum = 0, comp = 0;
+        var (sum, comp) = CompensatedDot(q, k, 0, 0);
+        double hi = sum + comp;
+        return (hi, comp - (hi - sum));
+    }
+
+    /// <summary>(sum, comp) after adding every q_c·k_c to sum + comp: each product split exactly (TwoProduct via FMA),
+    /// the high parts added with Neumaier's compensation, the errors into comp.</summary>
+    private static (double Sum, double Comp) CompensatedDot(ReadOnlySpan<double> q, ReadOnlySpan<double> k, double sum, double comp)
+    {
         for (int c = 0; c < q.Length; c++)
         {
             double p = q[c] * k[c];
@@ -78,8 +78,7 @@ public static class FloatingPoint
             comp += Math.Abs(sum) >= Math.Abs(p) ? (sum - t) + p : (p - t) + sum;
             sum = t;
         }
-        double hi = sum + comp;
-        return (hi, comp - (hi - sum));
+        return (sum, comp);
     }
 
     /// <summary>max |xᵢ| (exact: no rounding in a maximum of magnitudes); 0 for an empty span.</summary>

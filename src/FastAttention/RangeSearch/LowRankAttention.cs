@@ -20,9 +20,12 @@ public sealed class LowRankAttention : RangeSearchFamily
     /// <inheritdoc/>
     protected override HeadPlan PlanHead<T>(AttentionHead<T> head, PlanningContext context)
     {
+        // A full-rank head is refused from a row sample first (O(d³) instead of O((n + m)·d²) and the family's checks).
+        double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
+        if (vMax > 0 && RankLowerBoundFromSample(head, context.Epsilon, vMax) is var (lq, lk) && Math.Min(lq, lk) > MaxRangeDimension)
+            ThrowHelper.Refused(Name, RefusalReason.RankBudget, $"the numerical rank of Q and K at this ε is at least {Math.Min(lq, lk)} (Q ≥ {lq}, K ≥ {lk}: singular values of a row sample, which never exceed the full matrix's), above the range-search limit r ≤ {MaxRangeDimension}; use 'exact'.", "exact");
         var plan = base.PlanHead(head, context);
         // The numerical rank decides before any work (thin QR + SVD of the d×d factor: O((n + m)·d²)).
-        double vMax = Numerics.FloatingPoint.MaxAbs(head.V);
         if (vMax > 0)
         {
             var (q, k, _) = head.ToDouble();
@@ -113,6 +116,67 @@ public sealed class LowRankAttention : RangeSearchFamily
         var (_, sk) = RightSingular(k, m, d);
         return (RankFor(sq, deltaTarget / (Math.Abs(scale) * Math.Max(kNorm, double.Epsilon))),
                 RankFor(sk, deltaTarget / (Math.Abs(scale) * Math.Max(qNorm, double.Epsilon))));
+    }
+
+    /// <summary>
+    /// Lower bounds on the numerical ranks of <see cref="NumericalRanks"/> from evenly spaced rows (2d, at least 64):
+    /// the singular values of a row subset never exceed the full matrix's (Cauchy interlacing). They are read from the
+    /// eigenvalues of the sample's Gram matrix AᵀA (d×d, O(d³)), trusted only above the Gram's rounding
+    /// (Weyl: ≤ γ_rows·‖A‖_F²) and the eigensolver's backward error (64·d·u·λ₁), so a rank counted here is a true
+    /// lower bound; squaring loses nothing a refusal needs (it only fires when σ_{r+1} is far above the tolerance).
+    /// </summary>
+    internal static (int RankQ, int RankK) RankLowerBoundFromSample<T>(AttentionHead<T> head, double epsilon, double vMax)
+        where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T>
+    {
+        int n = head.N, m = head.M, d = head.D;
+        int rows = Math.Max(64, 2 * d);
+        if (n <= rows && m <= rows) return (0, 0); // the full computation is as cheap
+        double qNorm = Numerics.FloatingPoint.MaxRowNorm(head.Q, n, d), kNorm = Numerics.FloatingPoint.MaxRowNorm(head.K, m, d);
+        double deltaTarget = 0.5 * double.LogP1(0.25 * epsilon / vMax);
+        double tolQ = deltaTarget / (Math.Abs(head.Scale) * Math.Max(kNorm, double.Epsilon));
+        double tolK = deltaTarget / (Math.Abs(head.Scale) * Math.Max(qNorm, double.Epsilon));
+        return (Lower(head.Q, n, tolQ), Lower(head.K, m, tolK));
+
+        int Lower(ReadOnlySpan<T> x, int count, double tol)
+        {
+            int take = Math.Min(count, rows);
+            var a = new double[take * d];
+            for (int t = 0; t < take; t++)
+            {
+                long row = (long)t * count / take;
+                for (int c = 0; c < d; c++) a[t * d + c] = double.CreateTruncating(x[(int)(row * d + c)]);
+            }
+            // A power-of-two scaling (max entry in [½, 1)) keeps every square in range; the eigenvalues scale by 4^e.
+            double mx = RangeErrorBudget.MaxAbs(a);
+            if (!(mx > 0) || !double.IsFinite(mx)) return 0;
+            int e = Math.ILogB(mx) + 1;
+            for (int i = 0; i < a.Length; i++) a[i] = Math.ScaleB(a[i], -e);
+            var g = new double[d * d];
+            double frob = 0;
+            for (int t = 0; t < take; t++)
+            {
+                var r = a.AsSpan(t * d, d);
+                for (int i = 0; i < d; i++)
+                {
+                    double ri = r[i];
+                    frob += ri * ri;
+                    for (int j = 0; j <= i; j++) g[i * d + j] = Math.FusedMultiplyAdd(ri, r[j], g[i * d + j]);
+                }
+            }
+            for (int i = 0; i < d; i++) for (int j = 0; j < i; j++) g[j * d + i] = g[i * d + j];
+            Vector<double> lambda;
+            try { lambda = Matrix<double>.Build.DenseOfRowMajor(d, d, g).Evd(Symmetricity.Symmetric).EigenValues.Map(z => z.Real); }
+            catch (MathNet.Numerics.NonConvergenceException) { return 0; } // no lower bound: the full computation decides
+            double top = 0;
+            for (int i = 0; i < d; i++) top = Math.Max(top, lambda[i]);
+            double u = RangeErrorBudget.U;
+            double slack = Numerics.FloatingPoint.Gamma(take + 2) * frob * (1 + Numerics.FloatingPoint.Gamma(take + 2)) + 64.0 * d * u * top;
+            double tolScaled = Math.ScaleB(tol, -e);
+            double threshold = tolScaled * tolScaled * (1 + 4 * u) + slack;
+            int above = 0;
+            for (int i = 0; i < d; i++) if (lambda[i] > threshold) above++;
+            return above;
+        }
     }
 
     /// <summary>Right singular vectors (d×d, columns, row-major) and singular values of the rows×d matrix A, via a thin

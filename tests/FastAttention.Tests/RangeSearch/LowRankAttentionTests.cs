@@ -78,4 +78,31 @@ public class LowRankAttentionTests
         e = Assert.Throws<AttentionRefusedException>(() => alg.Compute(TestData.Problem(40, 40, 16, 1, 1, 1, causal: true), new AttentionSettings { Epsilon = 1e-3 }));
         Assert.Contains("causal", e.Message);
     }
+
+    /// <summary>The sampled rank screen is a true lower bound of the full numerical rank (never refuses a head the full
+    /// computation would accept) on exact low-rank, low-rank + noise at and around the tolerance, and full-rank data;
+    /// and it does refuse full-rank heads (the fast path exists).</summary>
+    [Theory]
+    [InlineData(1, 16, 0.0)] [InlineData(3, 16, 1e-9)] [InlineData(2, 64, 1e-6)] [InlineData(4, 64, 1e-4)]
+    [InlineData(5, 32, 0.0)] [InlineData(16, 16, 0.0)] [InlineData(64, 64, 0.0)]
+    public void Sampled_rank_screen_is_a_lower_bound(int r, int d, double noise)
+    {
+        int n = 2000, m = 1500;
+        var basis = TestData.Uniform(r * d, 1, 11 * r + d);
+        var q = LowRank(n, d, r, 3, 5, basis);
+        var k = LowRank(m, d, r, 3, 6, basis);
+        var nq = TestData.Uniform(n * d, noise, 7); var nk = TestData.Uniform(m * d, noise, 8);
+        for (int i = 0; i < q.Length; i++) q[i] += nq[i];
+        for (int i = 0; i < k.Length; i++) k[i] += nk[i];
+        var v = TestData.Uniform(m * 2, 1, 9);
+        var p = RangeTestData.Problem(q, k, v, n, m, d, 2, 1 / Math.Sqrt(d));
+        foreach (double eps in new[] { 1e-2, 1e-4, 1e-7 })
+        {
+            var (lq, lk) = LowRankAttention.RankLowerBoundFromSample(p.Head(0), eps, v.Max(Math.Abs));
+            var (rq, rk) = LowRankAttention.NumericalRanks(q, n, k, m, d, 1 / Math.Sqrt(d), eps, v.Max(Math.Abs));
+            Assert.InRange(lq, 0, rq);
+            Assert.InRange(lk, 0, rk);
+            if (r == d && noise == 0) Assert.Equal(d, Math.Min(lq, lk)); // full rank is seen from the sample
+        }
+    }
 }
