@@ -530,7 +530,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 {
                     int r0 = mt * MicroRows;
                     T* q = sc.Qs + r0 * d;
-                    for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(Wide, q, d, ktb + (long)pn * d * Panel, d, s + pn * Panel, bc);
+                    RegisterBlocks<T, TV, TS>.Product6Panels(Wide, q, d, ktb, panels, d, s, bc);
                     if (vis == BlockVisibility.Partial)
                         for (int r = 0; r < MicroRows; r++) P.ApplyMask(b, h, i0 + r0 + r, j0, keysPad, s + r * bc);
                     SoftmaxStrip(s, pb, bc, keysPad, sc.Ref + r0, sc.Sum + r0, sc.Acc + r0 * DvPad, DvPad);
