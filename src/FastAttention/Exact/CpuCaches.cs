@@ -3,7 +3,7 @@ namespace FastAttention.Exact;
 /// <summary>
 /// Per-core data cache sizes (L1d, L2) and the last-level cache, read once from Linux sysfs
 /// (/sys/devices/system/cpu/cpu0/cache/index*/); elsewhere, or when unreadable, common values (32 KiB, 1 MiB, 32 MiB).
-/// The exact kernel sizes its key blocks from L1 and its query tiles from L2.
+/// The exact kernel sizes its prefill key blocks and query tiles from L2, its small-d key blocks from L1.
 /// </summary>
 internal static class CpuCaches
 {

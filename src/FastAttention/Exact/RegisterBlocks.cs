@@ -8,7 +8,8 @@ namespace FastAttention.Exact;
 /// <see cref="ISimd{T,TV}"/>: 6 rows × 2 vectors (12 accumulators, for the 16 vector registers of AVX2 and SSE) or
 /// 6 rows × 4 vectors (24 accumulators, for the 32 of AVX-512 and ARM64), each vector load feeding 6 FMAs.
 /// <list type="bullet">
-/// <item><see cref="Product6"/>: C[6 × panel] = A[6 × depth]·Panel[depth × panel] over a packed panel (S = Q̃·Kᵀ, dP = dO·Vᵀ).</item>
+/// <item><see cref="Product6"/>: C[6 × panel] = A[6 × depth]·Panel[depth × panel] over a packed panel (S = Q̃·Kᵀ, dP = dO·Vᵀ);
+/// <see cref="Product6Panels"/> the same over consecutive panels in one call (the forward's S strip).</item>
 /// <item><see cref="Accumulate6"/>: acc[6 × width] += coeff[6 × count]·B[count × width] with B rows in place at any stride and
 /// the coefficients at any row stride and step (O += P·V, dQ += dS·K, and transposed dV += Pᵀ·dO, dK += dSᵀ·Q).</item>
 /// </list>
@@ -32,6 +33,46 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
     {
         if (wide) Product6x4(a, aStride, panel, depth, c, cStride);
         else Product6x2(a, aStride, panel, depth, c, cStride);
+    }
+
+    /// <summary><see cref="Product6"/> over <paramref name="panels"/> consecutive packed panels (each depth × PanelWidth,
+    /// contiguous), C's panel columns side by side: one call per strip, the row pointers set up once. The same FMAs in the
+    /// same order as one <see cref="Product6"/> per panel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Product6Panels(bool wide, T* a, int aStride, T* panel, int panels, int depth, T* c, int cStride)
+    {
+        if (wide) for (int pn = 0; pn < panels; pn++) Product6x4(a, aStride, panel + (long)pn * depth * 4 * TS.Count, depth, c + pn * 4 * TS.Count, cStride);
+        else Product6x2Panels(a, aStride, panel, panels, depth, c, cStride);
+    }
+
+    /// <summary>6 rows × 2W columns over <paramref name="panels"/> packed panels ([d][2W] each).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Product6x2Panels(T* q, int qStride, T* panel, int panels, int d, T* s, int sStride)
+    {
+        int w = TS.Count;
+        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride, q4 = q + 4 * qStride, q5 = q + 5 * qStride;
+        for (int pn = 0; pn < panels; pn++, s += 2 * w)
+        {
+            TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero;
+            TV a30 = TS.Zero, a31 = TS.Zero, a40 = TS.Zero, a41 = TS.Zero, a50 = TS.Zero, a51 = TS.Zero;
+            for (int c = 0; c < d; c++, panel += 2 * w)
+            {
+                TV k0 = TS.Load(ref panel[0]), k1 = TS.Load(ref panel[w]);
+                TV x = TS.Broadcast(q0[c]); a00 = TS.Fma(x, k0, a00); a01 = TS.Fma(x, k1, a01);
+                x = TS.Broadcast(q1[c]); a10 = TS.Fma(x, k0, a10); a11 = TS.Fma(x, k1, a11);
+                x = TS.Broadcast(q2[c]); a20 = TS.Fma(x, k0, a20); a21 = TS.Fma(x, k1, a21);
+                x = TS.Broadcast(q3[c]); a30 = TS.Fma(x, k0, a30); a31 = TS.Fma(x, k1, a31);
+                x = TS.Broadcast(q4[c]); a40 = TS.Fma(x, k0, a40); a41 = TS.Fma(x, k1, a41);
+                x = TS.Broadcast(q5[c]); a50 = TS.Fma(x, k0, a50); a51 = TS.Fma(x, k1, a51);
+            }
+            T* o = s;
+            TS.Store(a00, ref o[0]); TS.Store(a01, ref o[w]); o += sStride;
+            TS.Store(a10, ref o[0]); TS.Store(a11, ref o[w]); o += sStride;
+            TS.Store(a20, ref o[0]); TS.Store(a21, ref o[w]); o += sStride;
+            TS.Store(a30, ref o[0]); TS.Store(a31, ref o[w]); o += sStride;
+            TS.Store(a40, ref o[0]); TS.Store(a41, ref o[w]); o += sStride;
+            TS.Store(a50, ref o[0]); TS.Store(a51, ref o[w]);
+        }
     }
 
     /// <summary>acc[r, 0..width) += Σ_{j &lt; count} coeff[r·cRow + j·cStep]·B[j, 0..width) for 6 rows; B rows at

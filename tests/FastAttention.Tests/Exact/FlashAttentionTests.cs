@@ -107,6 +107,38 @@ public class FlashAttentionTests
         Assert.True(cases >= 40, $"only {cases} cases ran");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public unsafe void V_column_panels_and_V_rows_in_place_agree_bit_for_bit_over_the_remainder_sweep(bool wide)
+    {
+        // The prefill path packs V as column panels (the register blocks' column widths, in their order), or reads V rows
+        // in place (padded rows when d_v is not whole vectors): the same FMAs in the same order, so the same bits.
+        int cases = 0;
+        foreach (int n in Sizes.Where(s => s <= 1000))
+            foreach (int m in Sizes)
+            {
+                if ((long)n * m > 300_000) continue;
+                int d = 1 + (n + m) % 40, dv = 1 + (n * 3 + m) % 70;
+                bool causal = (n + m) % 2 == 0;
+                var p32 = ToFloat32(TestData.Problem(n, m, d, dv, 1.0, seed: n * 17 + m, causal: causal));
+                float[]? previous = null;
+                foreach (bool panels in new[] { true, false })
+                {
+                    var tuning = new FlashTuning(Path: FlashPath.General, QueryTile: 12, KeyBlock: 40, WideBlocks: wide, VPanels: panels);
+                    var plan = FlashKernels.Plan(FlashParams<float>.Contiguous(null, null, null, null, null, 1, n, m, d, dv, p32.Scale, causal), 2, tuning);
+                    Assert.Equal(panels, plan.VPanels);
+                    var output = new FlashAttention { Tuning = tuning }.Compute(p32, new AttentionSettings { Threads = 2 }).Output;
+                    double e = Error(p32, output), tol = Float32Tolerance(p32.Scale * d, m, p32.VMax);
+                    Assert.True(e <= tol, $"n={n} m={m} d={d} dv={dv} panels={panels}: error {e:E3} > {tol:E3}");
+                    if (previous is not null) Assert.True(previous.AsSpan().SequenceEqual(output), $"n={n} m={m} d={d} dv={dv} wide={wide}: panels and rows differ");
+                    previous = output;
+                }
+                cases++;
+            }
+        Assert.True(cases >= 30, $"only {cases} cases ran");
+    }
+
     /// <summary>Key counts and value widths over every remainder of the key block, the register block (6 rows, 2 or 4
     /// vectors) and the vector; both register blockings; every path; asserts the width that really ran.</summary>
     private static void WidthSweep(int lanes, bool wide)
