@@ -22,6 +22,7 @@ internal static class BenchPlannerCommand
         new("small-entry d=4", 4, 1, 0.25, 1e-4),
         new("large-entry d=1", 1, 100, 1, 1e-6),
         new("large-entry d=2", 2, 100, 1, 1e-4),
+        new("large-entry d=4", 4, 100, 0.25, 1e-4),
         new("rank-2 keys d=16", 16, 3, 1, 1e-4, KeyRank: 2),
         new("d=64 normal", 64, 3, 0.125, 1e-3, Distribution: Distribution.Normal),
         new("causal small-entry d=4", 4, 1, 0.25, 1e-4, Causal: true),

@@ -119,8 +119,10 @@ internal static class RegimeMeasurement
             return new AlgorithmRun(name, RunStatus.Refused, refusal.Reason, refusal.Detail, default, double.NaN, double.NaN, double.NaN, eps);
         double predicted = outcome.Plan!.PredictedSeconds, planned = outcome.Plan.ErrorBound;
         // A plan predicted (from counted work and the machine rates) to take more than 4× the measured exact kernel is
-        // not run: even a pilot on a sample of the queries would cost more than the exact kernel.
-        if (predicted > 4 * exactSeconds)
+        // not run: even a pilot on a sample of the queries would cost more than the exact kernel. Only a prediction that
+        // rests on measured work counts decides this; an unsampled guess of a data-dependent structure goes to the pilot.
+        bool measuredCost = outcome.Plan.Heads.All(h => h.Cost.Sampled || (h.Cost.TreeNodes == 0 && h.Cost.LeafKeys == 0));
+        if (measuredCost && predicted > 4 * exactSeconds)
             return new AlgorithmRun(name, RunStatus.SlowerOnSample, null,
                 $"predicted {predicted:G3} s, more than 4× exact ({exactSeconds:G3} s); not run", default, predicted, planned, double.NaN, eps);
         if (pilotRows < problem.N)

@@ -23,6 +23,7 @@ public class AutoAttentionTests
     [InlineData("small-entry d=4", "polynomial")]
     [InlineData("large-entry d=1", "vector")]
     [InlineData("large-entry d=2", "range")]
+    [InlineData("large-entry d=4", "range")]
     [InlineData("rank-2 keys d=16", "lowrank")]
     [InlineData("d=64 normal", "exact")]
     [InlineData("causal small-entry d=4", "polynomial")]
