@@ -84,6 +84,11 @@ internal readonly struct Simd512F : ISimd<float, Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp2(Vector512<float> x)
     {
+        return Exp2Clamped(x) & Vector512.GreaterThanOrEqual(x, Vector512.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Exp2Clamped(Vector512<float> x)
+    {
         var magic = Vector512.Create(Exp2Coefficients.MagicF);
         var xc = Vector512.MaxNative(x, Vector512.Create(-126f));
         var t = xc + magic;
@@ -95,22 +100,6 @@ internal readonly struct Simd512F : ISimd<float, Vector512<float>>
         p = Fma(p, f, Vector512.Create(Exp2Coefficients.F1));
         p = Fma(p, f, Vector512<float>.One);
         // 2ⁿ: n sits in t's low mantissa bits; shifting by 23 moves it (two's complement, |n| < 256) onto the exponent field.
-        var r = (p.AsInt32() + Vector512.ShiftLeft(t.AsInt32(), 23)).AsSingle();
-        return r & Vector512.GreaterThanOrEqual(x, Vector512.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Exp2Clamped(Vector512<float> x)
-    {
-        var magic = Vector512.Create(Exp2Coefficients.MagicF);
-        var xc = Vector512.MaxNative(x, Vector512.Create(-126f));
-        var t = xc + magic;
-        var f = xc - (t - magic);
-        var p = Fma(Vector512.Create(Exp2Coefficients.F6), f, Vector512.Create(Exp2Coefficients.F5));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F4));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F3));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F2));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.F1));
-        p = Fma(p, f, Vector512<float>.One);
         return (p.AsInt32() + Vector512.ShiftLeft(t.AsInt32(), 23)).AsSingle();
     }
 }
@@ -134,25 +123,8 @@ internal readonly struct Simd512D : ISimd<double, Vector512<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<double> Exp2(Vector512<double> x)
     {
-        var magic = Vector512.Create(Exp2Coefficients.MagicD);
-        var xc = Vector512.MaxNative(x, Vector512.Create(-1022.0));
-        var t = xc + magic;
-        var f = xc - (t - magic);
-        var p = Fma(Vector512.Create(Exp2Coefficients.D13), f, Vector512.Create(Exp2Coefficients.D12));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D11));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D10));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D9));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D8));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D7));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D6));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D5));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D4));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D3));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D2));
-        p = Fma(p, f, Vector512.Create(Exp2Coefficients.D1));
-        p = Fma(p, f, Vector512<double>.One);
-        var r = (p.AsInt64() + Vector512.ShiftLeft(t.AsInt64(), 52)).AsDouble();
-        return r & Vector512.GreaterThanOrEqual(x, Vector512.Create(-1022.0));
+        // The clamped evaluation, with arguments below the floor flushed to 0.
+        return Exp2Clamped(x) & Vector512.GreaterThanOrEqual(x, Vector512.Create(-1022.0));
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<double> Exp2Clamped(Vector512<double> x)
@@ -197,6 +169,11 @@ internal readonly struct Simd256F : ISimd<float, Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp2(Vector256<float> x)
     {
+        return Exp2Clamped(x) & Vector256.GreaterThanOrEqual(x, Vector256.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Exp2Clamped(Vector256<float> x)
+    {
         var magic = Vector256.Create(Exp2Coefficients.MagicF);
         var xc = Vector256.MaxNative(x, Vector256.Create(-126f));
         var t = xc + magic;
@@ -208,22 +185,6 @@ internal readonly struct Simd256F : ISimd<float, Vector256<float>>
         p = Fma(p, f, Vector256.Create(Exp2Coefficients.F1));
         p = Fma(p, f, Vector256<float>.One);
         // 2ⁿ: n sits in t's low mantissa bits; shifting by 23 moves it (two's complement, |n| < 256) onto the exponent field.
-        var r = (p.AsInt32() + Vector256.ShiftLeft(t.AsInt32(), 23)).AsSingle();
-        return r & Vector256.GreaterThanOrEqual(x, Vector256.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp2Clamped(Vector256<float> x)
-    {
-        var magic = Vector256.Create(Exp2Coefficients.MagicF);
-        var xc = Vector256.MaxNative(x, Vector256.Create(-126f));
-        var t = xc + magic;
-        var f = xc - (t - magic);
-        var p = Fma(Vector256.Create(Exp2Coefficients.F6), f, Vector256.Create(Exp2Coefficients.F5));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F4));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F3));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F2));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.F1));
-        p = Fma(p, f, Vector256<float>.One);
         return (p.AsInt32() + Vector256.ShiftLeft(t.AsInt32(), 23)).AsSingle();
     }
 }
@@ -247,25 +208,8 @@ internal readonly struct Simd256D : ISimd<double, Vector256<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<double> Exp2(Vector256<double> x)
     {
-        var magic = Vector256.Create(Exp2Coefficients.MagicD);
-        var xc = Vector256.MaxNative(x, Vector256.Create(-1022.0));
-        var t = xc + magic;
-        var f = xc - (t - magic);
-        var p = Fma(Vector256.Create(Exp2Coefficients.D13), f, Vector256.Create(Exp2Coefficients.D12));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D11));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D10));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D9));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D8));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D7));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D6));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D5));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D4));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D3));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D2));
-        p = Fma(p, f, Vector256.Create(Exp2Coefficients.D1));
-        p = Fma(p, f, Vector256<double>.One);
-        var r = (p.AsInt64() + Vector256.ShiftLeft(t.AsInt64(), 52)).AsDouble();
-        return r & Vector256.GreaterThanOrEqual(x, Vector256.Create(-1022.0));
+        // The clamped evaluation, with arguments below the floor flushed to 0.
+        return Exp2Clamped(x) & Vector256.GreaterThanOrEqual(x, Vector256.Create(-1022.0));
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<double> Exp2Clamped(Vector256<double> x)
@@ -316,6 +260,11 @@ internal readonly struct Simd128F : ISimd<float, Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Exp2(Vector128<float> x)
     {
+        return Exp2Clamped(x) & Vector128.GreaterThanOrEqual(x, Vector128.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Exp2Clamped(Vector128<float> x)
+    {
         var magic = Vector128.Create(Exp2Coefficients.MagicF);
         var xc = Vector128.MaxNative(x, Vector128.Create(-126f));
         var t = xc + magic;
@@ -327,22 +276,6 @@ internal readonly struct Simd128F : ISimd<float, Vector128<float>>
         p = Fma(p, f, Vector128.Create(Exp2Coefficients.F1));
         p = Fma(p, f, Vector128<float>.One);
         // 2ⁿ: n sits in t's low mantissa bits; shifting by 23 moves it (two's complement, |n| < 256) onto the exponent field.
-        var r = (p.AsInt32() + Vector128.ShiftLeft(t.AsInt32(), 23)).AsSingle();
-        return r & Vector128.GreaterThanOrEqual(x, Vector128.Create(-126f)); // below 2⁻¹²⁶ (and −∞, NaN): 0
-    }
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> Exp2Clamped(Vector128<float> x)
-    {
-        var magic = Vector128.Create(Exp2Coefficients.MagicF);
-        var xc = Vector128.MaxNative(x, Vector128.Create(-126f));
-        var t = xc + magic;
-        var f = xc - (t - magic);
-        var p = Fma(Vector128.Create(Exp2Coefficients.F6), f, Vector128.Create(Exp2Coefficients.F5));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F4));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F3));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F2));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.F1));
-        p = Fma(p, f, Vector128<float>.One);
         return (p.AsInt32() + Vector128.ShiftLeft(t.AsInt32(), 23)).AsSingle();
     }
 }
@@ -367,25 +300,8 @@ internal readonly struct Simd128D : ISimd<double, Vector128<double>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<double> Exp2(Vector128<double> x)
     {
-        var magic = Vector128.Create(Exp2Coefficients.MagicD);
-        var xc = Vector128.MaxNative(x, Vector128.Create(-1022.0));
-        var t = xc + magic;
-        var f = xc - (t - magic);
-        var p = Fma(Vector128.Create(Exp2Coefficients.D13), f, Vector128.Create(Exp2Coefficients.D12));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D11));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D10));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D9));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D8));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D7));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D6));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D5));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D4));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D3));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D2));
-        p = Fma(p, f, Vector128.Create(Exp2Coefficients.D1));
-        p = Fma(p, f, Vector128<double>.One);
-        var r = (p.AsInt64() + Vector128.ShiftLeft(t.AsInt64(), 52)).AsDouble();
-        return r & Vector128.GreaterThanOrEqual(x, Vector128.Create(-1022.0));
+        // The clamped evaluation, with arguments below the floor flushed to 0.
+        return Exp2Clamped(x) & Vector128.GreaterThanOrEqual(x, Vector128.Create(-1022.0));
     }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<double> Exp2Clamped(Vector128<double> x)
