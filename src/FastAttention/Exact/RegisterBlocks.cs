@@ -49,30 +49,8 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Product6x2Panels(T* q, int qStride, T* panel, int panels, int d, T* s, int sStride)
     {
-        int w = TS.Count;
-        T* q0 = q, q1 = q + qStride, q2 = q + 2 * qStride, q3 = q + 3 * qStride, q4 = q + 4 * qStride, q5 = q + 5 * qStride;
-        for (int pn = 0; pn < panels; pn++, s += 2 * w)
-        {
-            TV a00 = TS.Zero, a01 = TS.Zero, a10 = TS.Zero, a11 = TS.Zero, a20 = TS.Zero, a21 = TS.Zero;
-            TV a30 = TS.Zero, a31 = TS.Zero, a40 = TS.Zero, a41 = TS.Zero, a50 = TS.Zero, a51 = TS.Zero;
-            for (int c = 0; c < d; c++, panel += 2 * w)
-            {
-                TV k0 = TS.Load(ref panel[0]), k1 = TS.Load(ref panel[w]);
-                TV x = TS.Broadcast(q0[c]); a00 = TS.Fma(x, k0, a00); a01 = TS.Fma(x, k1, a01);
-                x = TS.Broadcast(q1[c]); a10 = TS.Fma(x, k0, a10); a11 = TS.Fma(x, k1, a11);
-                x = TS.Broadcast(q2[c]); a20 = TS.Fma(x, k0, a20); a21 = TS.Fma(x, k1, a21);
-                x = TS.Broadcast(q3[c]); a30 = TS.Fma(x, k0, a30); a31 = TS.Fma(x, k1, a31);
-                x = TS.Broadcast(q4[c]); a40 = TS.Fma(x, k0, a40); a41 = TS.Fma(x, k1, a41);
-                x = TS.Broadcast(q5[c]); a50 = TS.Fma(x, k0, a50); a51 = TS.Fma(x, k1, a51);
-            }
-            T* o = s;
-            TS.Store(a00, ref o[0]); TS.Store(a01, ref o[w]); o += sStride;
-            TS.Store(a10, ref o[0]); TS.Store(a11, ref o[w]); o += sStride;
-            TS.Store(a20, ref o[0]); TS.Store(a21, ref o[w]); o += sStride;
-            TS.Store(a30, ref o[0]); TS.Store(a31, ref o[w]); o += sStride;
-            TS.Store(a40, ref o[0]); TS.Store(a41, ref o[w]); o += sStride;
-            TS.Store(a50, ref o[0]); TS.Store(a51, ref o[w]);
-        }
+        // Product6x2 inlined into one loop over the strip: one call per key block, not per panel.
+        for (int pn = 0; pn < panels; pn++) Product6x2(q, qStride, panel + (long)pn * d * 2 * TS.Count, d, s + pn * 2 * TS.Count, sStride);
     }
 
     /// <summary>acc[r, 0..width) += Σ_{j &lt; count} coeff[r·cRow + j·cStep]·B[j, 0..width) for 6 rows; B rows at
@@ -96,7 +74,7 @@ internal static unsafe class RegisterBlocks<T, TV, TS>
     }
 
     /// <summary>6 rows × 2W columns over one packed panel ([d][2W]): 12 accumulators, each panel load feeding 6 FMAs.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static void Product6x2(T* q, int qStride, T* panel, int d, T* s, int sStride)
     {
         int w = TS.Count;
