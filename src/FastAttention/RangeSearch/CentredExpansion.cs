@@ -34,6 +34,8 @@ internal sealed class CentredExpansion
     private readonly int[][] _chainIndex, _chainStart;
     private readonly double[] _binomial;
 
+    // Run once per (d, H, ε) with long loops: optimised at once rather than in tier-0 code (10 ms of planning).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private CentredExpansion(int d, double halfWidth, int degree, double[] alpha, double proven)
     {
         D = d; H = halfWidth; Degree = degree; _alpha = alpha; AbsoluteError = proven;
@@ -124,11 +126,45 @@ internal sealed class CentredExpansion
 
     /// <summary>As <see cref="Create"/>, but null (no tables built) when the degree it needs has more than
     /// <paramref name="maxTerms"/> multi-indices C(g + d, d).</summary>
+    /// <remarks>The requested error is first rounded down to a quarter step of its binade (a more accurate expansion is still a
+    /// valid one), so equal requests up to that rounding share one immutable expansion from a process-wide cache: the
+    /// planner asks for the same few (d, H, error) on every head, and proving and tabulating a degree-30 expansion in
+    /// d = 3 costs milliseconds.</remarks>
     public static CentredExpansion? TryCreate(int d, double halfWidth, double absoluteError, int maxTerms, int maxDegree = 160)
     {
         if (d < 1) throw new ArgumentOutOfRangeException(nameof(d));
         if (!(halfWidth > 0 && halfWidth <= 64)) throw new ArgumentOutOfRangeException(nameof(halfWidth));
         if (!(absoluteError > 0)) throw new ArgumentOutOfRangeException(nameof(absoluteError));
+        // absoluteError = μ·2^k with μ ∈ [1, 2): rounded down to (⌊4μ⌋/4)·2^k, exact in float64 and never above it.
+        int k = Math.ILogB(absoluteError);
+        int quarter = 4 * k + (int)Math.Floor(4 * Math.ScaleB(absoluteError, -k)) - 4;
+        double requested = Math.ScaleB(Math.Floor(4 * Math.ScaleB(absoluteError, -k)) / 4, k);
+        var key = (d, halfWidth, quarter, maxDegree);
+        if (!Cache.TryGetValue(key, out var entry))
+        {
+            entry = Search(d, halfWidth, requested, maxDegree);
+            if (Cache.Count >= 256) Cache.Clear();
+            Cache[key] = entry;
+        }
+        if (entry.Degree < 0)
+            ThrowHelper.Refused("range-search expansion", RefusalReason.Float64Reach, $"no polynomial of degree ≤ {maxDegree} approximates e^(Ht) on [−1, 1] (H = {halfWidth:G3}) within {absoluteError:G3} in float64 (its coefficients' own rounding is ≈ 2⁻⁵³·e^H = {U * Math.Exp(halfWidth):G3}); use a smaller H or a larger ε.");
+        if (entry.Terms > maxTerms) return null;
+        if (entry.Expansion is null)
+        {
+            entry = entry with { Expansion = new CentredExpansion(d, halfWidth, entry.Degree, entry.Alpha!, entry.Proven) };
+            Cache[key] = entry;
+        }
+        return entry.Expansion;
+    }
+
+    private readonly record struct CacheEntry(int Degree, double Terms, double[]? Alpha, double Proven, CentredExpansion? Expansion);
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int D, double H, int Quarter, int MaxDegree), CacheEntry> Cache = new();
+
+    /// <summary>The lowest degree whose proven error is within the request (Degree −1 when none up to maxDegree is).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static CacheEntry Search(int d, double halfWidth, double absoluteError, int maxDegree)
+    {
         var (lo, hi) = ChebyshevEnclosures(halfWidth, maxDegree + 1);
         int start = Math.Max(1, (int)Math.Floor(0.5 * halfWidth));
         for (int g = start; g <= maxDegree; g++)
@@ -139,10 +175,9 @@ internal sealed class CentredExpansion
             if (proven > absoluteError) continue;
             double terms = 1;
             for (int i = 1; i <= d; i++) terms = terms * (g + i) / i;
-            return terms > maxTerms ? null : new CentredExpansion(d, halfWidth, g, alpha, proven);
+            return new CacheEntry(g, terms, alpha, proven, null);
         }
-        ThrowHelper.Refused("range-search expansion", RefusalReason.Float64Reach, $"no polynomial of degree ≤ {maxDegree} approximates e^(Ht) on [−1, 1] (H = {halfWidth:G3}) within {absoluteError:G3} in float64 (its coefficients' own rounding is ≈ 2⁻⁵³·e^H = {U * Math.Exp(halfWidth):G3}); use a smaller H or a larger ε.");
-        return null!;
+        return new CacheEntry(-1, 0, null, 0, null);
     }
 
     public int D { get; }
@@ -418,6 +453,7 @@ internal sealed class CentredExpansion
     /// series I_k(H) = Σ_j (H/2)^{2j+k}/(j!(j+k)!) (positive terms; each term's rounding ≤ (2k + 3j + 4)u, the sum's
     /// ≤ J·u, the truncated tail ≤ the last term since the ratios fall below 1/2).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static (double[] Lo, double[] Hi) ChebyshevEnclosures(double h, int count)
     {
         var lo = new double[count + 1]; var hi = new double[count + 1];
@@ -455,6 +491,7 @@ internal sealed class CentredExpansion
 
     /// <summary>α_ℓ of the Chebyshev series truncated at g, as Hℓ/ℓ! minus the monomial coefficients of the tail
     /// Σ_{g&lt;k≤g+K} c_k T_k (small, quickly decreasing terms), so no large Chebyshev terms cancel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double[] MonomialCoefficients(double h, int g, double[] lo, double[] hi)
     {
         int kMax = Math.Min(lo.Length - 1, g + 80);
@@ -488,6 +525,7 @@ internal sealed class CentredExpansion
     /// B_ℓ(j) = C(ℓ, j)/2^ℓ ≥ 0, Σ_j B_ℓ(j) = 1) are computed with rounding ≤ (3g + 6)u·Σ_ℓ|α_ℓ| in total; then
     /// |P − e^{Ht}| ≤ Σ_{k≤g} max(|p̂_k − lo_k|, |p̂_k − hi_k|) + (3g + 6)u·Σ|α| + Σ_{k&gt;g} c_k, all rounded up.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static double ProveBound(double[] alpha, double[] lo, double[] hi, double h, int g)
     {
         var p = new double[g + 1];

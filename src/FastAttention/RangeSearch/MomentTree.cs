@@ -51,8 +51,12 @@ internal sealed class MomentTree
     private double[] _moments = [];
     private int _stride;
 
-    /// <summary>Builds the geometry over keys <paramref name="start"/> … start + count − 1 of k (m×d) and v (m×dv).</summary>
-    public MomentTree(double[] k, double[] v, int start, int count, int d, int dv)
+    /// <summary>Nodes with at least this many keys build their two subtrees on two threads (when threads are given).</summary>
+    public const int ParallelMinimum = 8192;
+
+    /// <summary>Builds the geometry over keys <paramref name="start"/> … start + count − 1 of k (m×d) and v (m×dv), the
+    /// subtrees of large nodes on up to <paramref name="threads"/> threads (the same tree, node for node, as one thread).</summary>
+    public MomentTree(double[] k, double[] v, int start, int count, int d, int dv, int threads = 1)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count));
         _m = count; _d = d; _dv = dv;
@@ -60,8 +64,10 @@ internal sealed class MomentTree
         for (int j = 0; j < count; j++) perm[j] = start + j;
         var kw = new double[count * d];
         Array.Copy(k, start * d, kw, 0, count * d);
-        var b = new Builder(this, kw, perm).Init();
-        b.Node(0, count, 0, 0);
+        int forks = 0;
+        while ((1 << forks) < threads) forks++;
+        var b = new Builder(this, kw, perm).Init(forks > 0 && count >= 2 * ParallelMinimum);
+        b.Node(0, count, 0, 0, forks);
         _lo = [.. b.Lo]; _hi = [.. b.Hi]; _left = [.. b.Left]; _right = [.. b.Right]; _depth = [.. b.Depth]; _frame = [.. b.Frame];
         _bc = [.. b.Bc]; _bw = [.. b.Bw]; _fc = [.. b.Fc]; _fe = [.. b.Fe];
         _fo = [.. b.Fo]; _fl = [.. b.Fl]; _fp = [.. b.Fp];
@@ -70,9 +76,9 @@ internal sealed class MomentTree
         _index = perm;
         for (int j = 0; j < count; j++)
         {
-            Array.Copy(v, perm[j] * dv, _v, j * dv, dv);
             for (int c = 0; c < d; c++) _kT[c * count + j] = kw[j * d + c];
-            for (int c = 0; c < dv; c++) _vT[c * count + j] = v[perm[j] * dv + c];
+            int src = perm[j] * dv; // a loop, not Array.Copy: dv is small and a call per key cost 8 % of the build
+            for (int c = 0; c < dv; c++) { double x = v[src + c]; _v[j * dv + c] = x; _vT[c * count + j] = x; }
         }
         Depth = _depth.Length == 0 ? 0 : _depth.Max();
     }
@@ -117,15 +123,43 @@ internal sealed class MomentTree
         // _yh/_yl: frame coordinates (double-double) in the same order, for the current frame.
         private double[]? _yh, _yl;
 
-        public Builder Init()
+        public Builder Init(bool parallel)
         {
             int d = t._d;
             for (int c = 0; c < d; c++) { Fo.Add(0); Fp.Add(c); }
             for (int i = 0; i < d * d; i++) Fl.Add(i % (d + 1) == 0 ? 1 : 0);
+            // Forked builders share the frame coordinates (each writes only its own key range), so they exist up front.
+            if (parallel && t._d >= 2) { _yh = new double[perm.Length * t._d]; _yl = new double[perm.Length * t._d]; }
             return this;
         }
 
-        public int Node(int lo, int hi, int frame, int depth)
+        /// <summary>A builder for a disjoint key range: the same keys, permutation and frame coordinates, the frames so far.</summary>
+        private Builder Fork()
+        {
+            var f = new Builder(t, kw, perm) { _yh = _yh, _yl = _yl };
+            f.Fo.AddRange(Fo); f.Fp.AddRange(Fp); f.Fl.AddRange(Fl);
+            return f;
+        }
+
+        /// <summary>Appends a forked builder's nodes and new frames, renumbered as one sequential build would have numbered
+        /// them (its subtree is built right after this builder's); returns its root's id.</summary>
+        private int Splice(Builder f, int framesAtFork)
+        {
+            int d = t._d, offset = Lo.Count, frameOffset = Fp.Count / d - framesAtFork;
+            for (int i = 0; i < f.Lo.Count; i++)
+            {
+                Lo.Add(f.Lo[i]); Hi.Add(f.Hi[i]); Depth.Add(f.Depth[i]);
+                Left.Add(f.Left[i] < 0 ? -1 : f.Left[i] + offset); Right.Add(f.Right[i] < 0 ? -1 : f.Right[i] + offset);
+                Frame.Add(f.Frame[i] < framesAtFork ? f.Frame[i] : f.Frame[i] + frameOffset);
+            }
+            Bc.AddRange(f.Bc); Bw.AddRange(f.Bw); Fc.AddRange(f.Fc); Fe.AddRange(f.Fe);
+            for (int i = framesAtFork * d; i < f.Fp.Count; i++) { Fo.Add(f.Fo[i]); Fp.Add(f.Fp[i]); }
+            for (int i = framesAtFork * d * d; i < f.Fl.Count; i++) Fl.Add(f.Fl[i]);
+            return offset;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public int Node(int lo, int hi, int frame, int depth, int forks = 0)
         {
             int d = t._d, id = Lo.Count;
             Lo.Add(lo); Hi.Add(hi); Left.Add(-1); Right.Add(-1); Depth.Add(depth); Frame.Add(frame);
@@ -155,15 +189,27 @@ internal sealed class MomentTree
                 {
                     int mid = lo + (hi - lo) / 2;
                     Select(lo, hi - 1, mid, frame, axis);
-                    int l = Node(lo, mid, frame, depth + 1);
-                    int r = Node(mid, hi, frame, depth + 1);
+                    int l, r;
+                    if (forks > 0 && hi - lo >= 2 * ParallelMinimum && (_yh is not null || d == 1))
+                    {
+                        // The right subtree on another thread, spliced after the left one: the same ids and frames.
+                        int framesAtFork = Fp.Count / d;
+                        var right = Fork();
+                        var task = Task.Run(() => right.Node(mid, hi, frame, depth + 1, forks - 1));
+                        l = Node(lo, mid, frame, depth + 1, forks - 1);
+                        task.GetAwaiter().GetResult();
+                        r = Splice(right, framesAtFork);
+                    }
+                    else
+                    {
+                        l = Node(lo, mid, frame, depth + 1, forks);
+                        r = Node(mid, hi, frame, depth + 1, forks);
+                    }
                     Left[id] = l; Right[id] = r;
                 }
             }
             return id;
         }
-
-        private double Coord(int j, int frame, int axis) => frame == 0 ? kw[j * t._d + axis] : _yh![j * t._d + axis];
 
         /// <summary>The node's box in its frame: identity → the axis box; otherwise centre and half-extents of the
         /// double-double frame coordinates, w_c = max_j |(yhi − c) + ylo| exactly as the moments compute it.</summary>
@@ -195,13 +241,16 @@ internal sealed class MomentTree
         /// current ones along some axis beyond the widest (extent per axis, so a constant coordinate is no obstacle) and not
         /// much wider in total.
         /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private bool TryFrame(int lo, int hi, ReadOnlySpan<double> current, out int created)
         {
             int d = t._d, n = hi - lo;
             created = 0;
             Span<double> mean = stackalloc double[d], cov = stackalloc double[d * d], r = stackalloc double[d * d], ev = stackalloc double[d];
-            // One pass: sums about the node's first key (shifted, so no cancellation at large entries).
-            for (int j = lo; j < hi; j++)
+            // One pass: sums about the node's first key (shifted, so no cancellation at large entries), over at most 1024
+            // evenly strided keys — the axes are only a proposal; the extents below and the frame box use every key.
+            int step = Math.Max(1, n / 1024), ns = 0;
+            for (int j = lo; j < hi; j += step, ns++)
                 for (int a = 0; a < d; a++)
                 {
                     double xa = kw[j * d + a] - kw[lo * d + a];
@@ -209,8 +258,8 @@ internal sealed class MomentTree
                     for (int b2 = a; b2 < d; b2++) cov[a * d + b2] += xa * (kw[j * d + b2] - kw[lo * d + b2]);
                 }
             for (int a = 0; a < d; a++)
-                for (int b2 = a; b2 < d; b2++) cov[a * d + b2] -= mean[a] * mean[b2] / n;
-            for (int c = 0; c < d; c++) mean[c] = kw[lo * d + c] + mean[c] / n;
+                for (int b2 = a; b2 < d; b2++) cov[a * d + b2] -= mean[a] * mean[b2] / ns;
+            for (int c = 0; c < d; c++) mean[c] = kw[lo * d + c] + mean[c] / ns;
             for (int a = 0; a < d; a++) for (int b2 = 0; b2 < a; b2++) cov[a * d + b2] = cov[b2 * d + a];
             Jacobi(cov, r, d);
             for (int c = 0; c < d; c++) ev[c] = Math.Max(0, cov[c * d + c]);
@@ -218,7 +267,7 @@ internal sealed class MomentTree
                 // Keys that fill a box of half-widths w have variances ≈ w²/3 along its axes: a frame can only be much
                 // thinner when some principal spread is well below the current extents (cheap test before the extents pass).
                 Span<double> spread = stackalloc double[d], ext = stackalloc double[d];
-                for (int c = 0; c < d; c++) { spread[c] = Math.Sqrt(3 * ev[c] / n); ext[c] = current[c]; }
+                for (int c = 0; c < d; c++) { spread[c] = Math.Sqrt(3 * ev[c] / ns); ext[c] = current[c]; }
                 spread.Sort(); ext.Sort();
                 bool promising = false;
                 for (int i = 0; i < d - 1; i++) if (spread[i] < 0.5 * ext[i]) promising = true;
@@ -289,32 +338,40 @@ internal sealed class MomentTree
             return true;
         }
 
-        private void Swap(int i, int j)
+        /// <summary>Swaps two keys; their frame coordinates too when the node has a frame (a node in the identity frame never
+        /// reads them, and a descendant that takes a frame computes them afresh for its keys).</summary>
+        private void Swap(int i, int j, bool framed)
         {
             if (i == j) return;
             int d = t._d;
             (perm[i], perm[j]) = (perm[j], perm[i]);
             for (int c = 0; c < d; c++) (kw[i * d + c], kw[j * d + c]) = (kw[j * d + c], kw[i * d + c]);
-            if (_yh is null) return;
+            if (!framed) return;
+            var yh = _yh!;
             for (int c = 0; c < d; c++)
             {
-                (_yh[i * d + c], _yh[j * d + c]) = (_yh[j * d + c], _yh[i * d + c]);
+                (yh[i * d + c], yh[j * d + c]) = (yh[j * d + c], yh[i * d + c]);
                 (_yl![i * d + c], _yl[j * d + c]) = (_yl[j * d + c], _yl[i * d + c]);
             }
         }
 
         /// <summary>Quickselect on the frame coordinate <paramref name="axis"/>: rank nth at nth, smaller before, larger after.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Select(int lo, int hi, int nth, int frame, int axis)
         {
+            // The coordinate's array once (the frame does not change during the selection; Swap moves both arrays).
+            var x = frame == 0 ? kw : _yh!;
+            int d = t._d;
+            bool framed = frame != 0;
             while (hi > lo)
             {
-                double pivot = Coord(lo + (hi - lo) / 2, frame, axis);
+                double pivot = x[(lo + (hi - lo) / 2) * d + axis];
                 int i = lo, j = hi;
                 while (i <= j)
                 {
-                    while (Coord(i, frame, axis) < pivot) i++;
-                    while (Coord(j, frame, axis) > pivot) j--;
-                    if (i <= j) { Swap(i, j); i++; j--; }
+                    while (x[i * d + axis] < pivot) i++;
+                    while (x[j * d + axis] > pivot) j--;
+                    if (i <= j) { Swap(i, j, framed); i++; j--; }
                 }
                 if (nth <= j) hi = j;
                 else if (nth >= i) lo = i;

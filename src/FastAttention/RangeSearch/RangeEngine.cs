@@ -189,7 +189,7 @@ internal static class RangeEngine
             var clock = System.Diagnostics.Stopwatch.StartNew();
             if (!_causal)
             {
-                _trees = [new MomentTree(_k, _vs, 0, _m, _d, _dv)];
+                _trees = [new MomentTree(_k, _vs, 0, _m, _d, _dv, _threads)];
                 _blockStart = [0]; _blockLog = [-1];
             }
             else
@@ -331,15 +331,21 @@ internal static class RangeEngine
                     double hMax = exp is null ? -1 : h * (1 - 64 * U);
                     bool abandoned = false;
                     double leafWeight = _plain ? 1 : 4;
+                    double expFlops = exp is null ? 0 : 2.0 * exp.Terms * (_dv + 1) + exp.Terms + 8.0 * RowCount(exp) + 4.0 * exp.Degree + 60;
                     for (int r = 0; r < sample.Length; r++)
                     {
-                        // Abandon a traversal whose partial counts (nodes and direct keys only, a lower bound on its cost)
-                        // already exceed the best plan so far or the exact kernel: planning time at d = 3, 4.
-                        if ((r & 7) == 7 && ForcedHalfWidth is null)
+                        // Abandon a traversal whose partial counts (a lower bound on its cost) already exceed the best plan so
+                        // far or the exact kernel, or whose counts extrapolated from the queries so far exceed them by a margin
+                        // that shrinks as the sample grows (4× from a sixteenth of it, 2× from an eighth, 1.25× from a
+                        // quarter; a plan that close is measured in full): planning time at d = 3, 4. The
+                        // check costs a few flops against a traversal's thousands, so it runs after every query.
+                        if (r > 0 && ForcedHalfWidth is null)
                         {
-                            double partial = buildSeconds + (st.NodesVisited * perQuery * _rates.SecondsPerTreeNode
-                                + (st.DirectKeys + tailKeys) * perQuery * leafWeight * _rates.SecondsPerLeafKey) / _threads;
-                            if (partial >= Math.Min(bestSeconds, exactCut)) { abandoned = true; break; }
+                            double bar = Math.Min(bestSeconds, exactCut);
+                            double work = (st.NodesVisited * _rates.SecondsPerTreeNode + (st.DirectKeys + tailKeys) * leafWeight * _rates.SecondsPerLeafKey
+                                + st.Expansions * expFlops * ExpansionFlopWeight / _rates.ScalarFlopsPerSecond) / _threads;
+                            double margin = 4 * r >= sample.Length ? 1.25 : 8 * r >= sample.Length ? 2 : 16 * r >= sample.Length ? 4 : double.PositiveInfinity;
+                            if (buildSeconds + work * perQuery >= bar || buildSeconds + work * _n / r >= margin * bar) { abandoned = true; break; }
                         }
                         int i = sample[r];
                         if (Visible(i) == 0) continue;
@@ -356,14 +362,15 @@ internal static class RangeEngine
                     }
                     if (abandoned)
                     {
-                        if (exp is null) break;
+                        // A larger moment threshold only makes the build cheaper (the queries descend further and sum more
+                        // keys directly): when the build was not what sank this plan, the larger thresholds are not tried.
+                        if (exp is null || buildSeconds <= 0.25 * Math.Min(bestSeconds, exactCut)) break;
                         continue;
                     }
                     double visits = st.NodesVisited * perQuery, expansions = st.Expansions * perQuery, direct = (st.DirectKeys + tailKeys) * perQuery;
                     double ranges = st.DirectRanges * perQuery, maxNodes = maxStats.MaxSearchNodes * perQuery;
                     // Counted work in the planner's units (MachineRates): tree nodes (visits, maximum search, direct
                     // ranges), leaf keys (a compensated key counts as 4), float64 flops of the expansions.
-                    double expFlops = exp is null ? 0 : 2.0 * exp.Terms * (_dv + 1) + exp.Terms + 8.0 * RowCount(exp) + 4.0 * exp.Degree + 60;
                     var queryCost = new CostEstimate(0, 0, 0, TreeNodes: visits + maxNodes + ranges, LeafKeys: direct * (_plain ? 1 : 4),
                         ScalarFlops: expansions * expFlops * ExpansionFlopWeight + _n * 200.0) { Sampled = true };
                     double querySeconds = queryCost.Seconds(_rates, _threads);

@@ -38,6 +38,16 @@ public class MomentTreeTests
                 double x = t, y = (2 * rng.NextDouble() - 1) * 0.35 * bound / 30, cs = Math.Cos(0.5), sn = Math.Sin(0.5);
                 k[j * d] = cs * x - sn * y; k[j * d + 1] = sn * x + cs * y;
             }
+            if (kind == "segments")
+            {
+                // 64 short segments in seeded random directions: frames appear deep in the tree, in every subtree.
+                var seg = new Random(1000 + j % 64);
+                for (int c = 0; c < d; c++)
+                {
+                    double centre = (2 * seg.NextDouble() - 1) * bound, dir = 2 * seg.NextDouble() - 1;
+                    k[j * d + c] = centre + 0.05 * bound * t / bound * dir;
+                }
+            }
             if (kind == "sphere")
             {
                 double norm = 0;
@@ -209,5 +219,39 @@ public class MomentTreeTests
         for (int j = 0; j < m; j++) k[j * 2] = j;
         var flat = new MomentTree(k, new double[m], 0, m, 2, 1);
         Assert.Equal(0, flat.OrientedNodes);
+    }
+
+    [Theory]
+    [InlineData("uniform", 1)]
+    [InlineData("uniform", 3)]
+    [InlineData("constant", 3)]
+    [InlineData("strip", 2)]
+    [InlineData("duplicates", 2)]
+    [InlineData("segments", 3)]
+    public void The_tree_built_on_several_threads_is_the_tree_built_on_one(string kind, int d)
+    {
+        // Large enough that the root and its children fork (ParallelMinimum = 8192 keys per side).
+        int m = 4 * MomentTree.ParallelMinimum + 37;
+        var k = Keys(kind, m, d, 40 + d);
+        var v = new double[m];
+        for (int j = 0; j < m; j++) v[j] = j % 7 - 3;
+        var one = new MomentTree(k, v, 0, m, d, 1);
+        var four = new MomentTree(k, v, 0, m, d, 1, threads: 4);
+        Assert.Equal(one.NodeCount, four.NodeCount);
+        Assert.Equal(one.FrameCount, four.FrameCount);
+        Assert.Equal(one.OrientedNodes, four.OrientedNodes);
+        Assert.Equal(one.Depth, four.Depth);
+        if (kind is "constant" or "segments") Assert.True(one.OrientedNodes > 0, "the set must exercise frames");
+        if (kind == "segments") Assert.True(one.FrameCount > 8, $"frames in every subtree: {one.FrameCount}");
+        for (int j = 0; j < m; j++) Assert.Equal(one.OriginalIndex(j), four.OriginalIndex(j));
+        var q = new double[d];
+        for (int c = 0; c < d; c++) q[c] = 0.3 + c;
+        var s1 = one.CreateScratch(); var s4 = four.CreateScratch();
+        s1.SetQuery(q, 1); s4.SetQuery(q, 1);
+        for (int node = 0; node < one.NodeCount; node++)
+        {
+            Assert.Equal(one.Range(node), four.Range(node));
+            Assert.Equal(one.HalfWidth(s1, node), four.HalfWidth(s4, node)); // box and frame of every node, bit for bit
+        }
     }
 }

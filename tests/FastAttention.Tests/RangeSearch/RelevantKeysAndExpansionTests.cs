@@ -84,6 +84,28 @@ public class CentredExpansionTests
             Assert.True(worst >= 0.05 * e.AbsoluteError, $"measured {worst:E3} ≪ proven {e.AbsoluteError:E3}");
     }
 
+    [Theory]
+    [InlineData(1e-6)]
+    [InlineData(3.3e-9)]
+    [InlineData(7.77e-5)]
+    public void Cached_expansions_are_shared_within_a_quarter_binade_and_never_less_accurate_than_asked(double target)
+    {
+        // Two requests in the same quarter of a binade share one expansion; it meets the smaller of them.
+        double a = target, b = target * 1.0000001;
+        var ea = CentredExpansion.TryCreate(3, 6, a, int.MaxValue)!;
+        var eb = CentredExpansion.TryCreate(3, 6, b, int.MaxValue)!;
+        Assert.True(ea.AbsoluteError <= Math.Min(a, b), $"{ea.AbsoluteError:E3} > {Math.Min(a, b):E3}");
+        Assert.Equal(Math.Floor(4 * Math.ScaleB(a, -Math.ILogB(a))), Math.Floor(4 * Math.ScaleB(b, -Math.ILogB(b)))); // same quarter
+        Assert.Same(ea, eb);
+        // A request a factor 2 away is a different entry, and as accurate as it asks.
+        var ec = CentredExpansion.TryCreate(3, 6, target / 2, int.MaxValue)!;
+        Assert.NotSame(ea, ec);
+        Assert.True(ec.AbsoluteError <= target / 2);
+        // The term cap applies to cached entries too (no tables handed out past it).
+        Assert.Null(CentredExpansion.TryCreate(3, 6, a, ea.Terms - 1));
+        Assert.Same(ea, CentredExpansion.TryCreate(3, 6, a, ea.Terms));
+    }
+
     [Fact]
     public void Chebyshev_coefficient_enclosures_contain_the_bessel_values()
     {
