@@ -19,12 +19,13 @@ internal static class BenchRangeCommand
         var algorithm = new Option<string>("--algorithm") { Description = "range, vector, rounding or lowrank.", DefaultValueFactory = _ => "range" };
         var threads = CommonOptions.Threads();
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var repeats = new Option<int>("--repeats") { Description = "Runs of the algorithm on the full problem; its time is their median (min and max reported too).", DefaultValueFactory = _ => BenchRangeMeasurement.DefaultRepeats };
         var cmd = new Command("range", "Time a range-search algorithm (Gupta et al.) against the exact kernel (sampled rows).")
-            { n, d, bound, scale, epsilon, valueBound, distribution, algorithm, threads, json, causal };
+            { n, d, bound, scale, epsilon, valueBound, distribution, algorithm, threads, json, causal, repeats };
         cmd.SetAction(r =>
         {
             int nn = r.GetValue(n), dd = r.GetValue(d), t = r.GetValue(threads);
-            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.Fits("--n, --d", nn, dd); t = CommonOptions.ThreadCount(t);
+            CommonOptions.AtLeast("--n", nn, 1); CommonOptions.AtLeast("--d", dd, 1); CommonOptions.AtLeast("--repeats", r.GetValue(repeats), 1); CommonOptions.Fits("--n, --d", nn, dd); t = CommonOptions.ThreadCount(t);
             double b = r.GetValue(bound), s = r.GetValue(scale), e = r.GetValue(epsilon), vb = r.GetValue(valueBound);
             CommonOptions.Positive("--bound", b); CommonOptions.Positive("--epsilon", e); CommonOptions.Positive("--value-bound", vb);
             if (!double.IsFinite(s)) throw new UsageException($"--scale must be finite (got {s}).");
@@ -34,7 +35,7 @@ internal static class BenchRangeCommand
                 throw new UsageException($"--algorithm must be range, vector, rounding or lowrank (got '{alg}').");
             var o = r.InvocationConfiguration.Output;
             CliContext.Current.Status($"bench range: timing '{alg}' and the exact kernel (sampled rows) at n = {nn}, d = {dd}…");
-            var report = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb, causal: r.GetValue(causal));
+            var report = BenchRangeMeasurement.Run(alg, nn, dd, b, s, e, dist, t, vb, repeats: r.GetValue(repeats), causal: r.GetValue(causal));
             if (r.GetValue(json)) o.WriteLine(Reports.Json(report, ReportJson.Default.BenchRangeReport));
             else Reports.WriteText(o, report, ReportJson.Default.BenchRangeReport, 20, x => x.ToString("G6", System.Globalization.CultureInfo.InvariantCulture));
             return 0;

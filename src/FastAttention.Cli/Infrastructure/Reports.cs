@@ -101,7 +101,12 @@ internal sealed record BenchRangeReport(
     string Algorithm, int N, int D, double Bound, double Scale, double ValueBound, string Distribution, bool Causal, int Threads,
     double Epsilon, double ErrorBound, double MaxAbsError, double Seconds, int Repeats, double ExactSeconds,
     double SpeedupVsExact, int ExactSampledRows, long PeakWorkingSetBytes,
-    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters);
+    [property: JsonConverter(typeof(NamedValuesConverter))] IReadOnlyList<KeyValuePair<string, object?>> Parameters)
+{
+    /// <summary>Fastest and slowest of the <see cref="Repeats"/> runs (<see cref="Seconds"/> is their median).</summary>
+    public double MinSeconds { get; init; } = Seconds;
+    public double MaxSeconds { get; init; } = Seconds;
+}
 
 /// <summary><c>fastattn bench backward --json</c>.</summary>
 internal sealed record BenchBackwardReport(

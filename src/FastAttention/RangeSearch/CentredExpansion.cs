@@ -240,94 +240,119 @@ internal sealed class CentredExpansion
     }
 
     /// <summary>Scratch length <see cref="Powers"/>, the moment evaluation and <see cref="AccumulateKey"/> need.</summary>
-    public int PowersWork => Degree + 1 + _rowStart.Length;
+    public int PowersWork => Degree + 4 + _rowStart.Length + Terms + 3;
 
     /// <summary>Powers of the last coordinate (x_d^j, j ≤ g) and each row's prefix product Π_{c&lt;d} x_c^{β_c}.</summary>
     private void RowPowers(ReadOnlySpan<double> x, Span<double> last, Span<double> prefix)
     {
         int d = D, g = Degree;
+        // The running products stay in registers (a chain through memory costs a store-to-load forward per step).
+        double xd = x[d - 1], pw = 1;
         last[0] = 1;
-        double xd = x[d - 1];
-        for (int j = 1; j <= g; j++) last[j] = last[j - 1] * xd;
+        for (int j = 1; j <= g; j++) { pw *= xd; last[j] = pw; }
+        double prev = 1;
         prefix[0] = 1;
-        for (int r = 1; r < _rowStart.Length; r++) prefix[r] = prefix[_rowParent[r]] * x[_rowAxis[r]];
+        for (int r = 1; r < _rowStart.Length; r++)
+        {
+            int parent = _rowParent[r];
+            prev = (parent == r - 1 ? prev : prefix[parent]) * x[_rowAxis[r]];
+            prefix[r] = prev;
+        }
     }
 
     /// <summary>
-    /// result[c] = Σ_β z^β·moments[c·Terms + β] for c &lt; <paramref name="columns"/>: per row, one short dot product of the
-    /// last coordinate's powers with each column, scaled by the row's prefix (no power vector is formed). Rounding
-    /// ≤ (2g + rows + 5)u relative to Σ_β |z^β||moment_β| (within <see cref="EvaluationUnits"/>).
+    /// result[c] = Σ_β z^β·moments[c·Terms + β] for c &lt; <paramref name="columns"/>: the power vector z^β (each a row
+    /// prefix times a power of the last coordinate, one rounding more than its factors) formed once with full-width
+    /// stores, then one long dot product per column (no short per-row remainders). Rounding ≤ (2g + Terms + 3)u relative
+    /// to Σ_β |z^β||moment_β| whatever the order of the dot's sums (within <see cref="EvaluationUnits"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work)
     {
-        var last = work[..(Degree + 1)];
-        var prefix = work.Slice(Degree + 1, _rowStart.Length);
+        int g = Degree, terms = Terms, rows = _rowStart.Length;
+        // Layout: last powers (g + 1, then 3 zeros read by the last vector of a row), row prefixes, the power vector
+        // (Terms, then 3 slots the last row's vector store may write).
+        var last = work[..(g + 4)];
+        var prefix = work.Slice(g + 4, rows);
+        var mono = work.Slice(g + 4 + rows, terms + 3);
         RowPowers(z, last, prefix);
-        int terms = Terms, rows = _rowStart.Length;
-        ref double lr = ref MemoryMarshal.GetReference(last);
-        ref double mr = ref MemoryMarshal.GetReference(moments);
+        last[g + 1] = 0; last[g + 2] = 0; last[g + 3] = 0;
         if (Vector256.IsHardwareAccelerated)
         {
-            // Columns in groups of up to four, accumulators in registers.
-            for (int c0 = 0; c0 < columns; c0 += 4)
+            ref double lr = ref MemoryMarshal.GetReference(last);
+            ref double pr = ref MemoryMarshal.GetReference(mono);
+            // Rows in order: a vector that runs past a row's end writes into the next row's slots, which that row then
+            // overwrites (and past the last row into the 3 spare slots).
+            for (int r = 0; r < rows; r++)
             {
-                int nc = Math.Min(4, columns - c0);
-                var a0 = Vector256<double>.Zero; var a1 = a0; var a2 = a0; var a3 = a0;
-                double t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-                nuint o0 = (nuint)(c0 * terms), o1 = (nuint)((c0 + Math.Min(1, nc - 1)) * terms),
-                    o2 = (nuint)((c0 + Math.Min(2, nc - 1)) * terms), o3 = (nuint)((c0 + Math.Min(3, nc - 1)) * terms);
-                for (int r = 0; r < rows; r++)
-                {
-                    double p = prefix[r];
-                    int start = _rowStart[r], len = _rowLength[r], j = 0;
-                    var r0 = Vector256<double>.Zero; var r1 = r0; var r2 = r0; var r3 = r0;
-                    for (; j + 4 <= len; j += 4)
-                    {
-                        var l = Vector256.LoadUnsafe(ref lr, (nuint)j);
-                        nuint at = (nuint)(start + j);
-                        r0 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o0 + at), r0);
-                        r1 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o1 + at), r1);
-                        r2 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o2 + at), r2);
-                        r3 = Vector256.FusedMultiplyAdd(l, Vector256.LoadUnsafe(ref mr, o3 + at), r3);
-                    }
-                    var pv = Vector256.Create(p);
-                    a0 = Vector256.FusedMultiplyAdd(pv, r0, a0); a1 = Vector256.FusedMultiplyAdd(pv, r1, a1);
-                    a2 = Vector256.FusedMultiplyAdd(pv, r2, a2); a3 = Vector256.FusedMultiplyAdd(pv, r3, a3);
-                    if (j < len)
-                    {
-                        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                        for (; j < len; j++)
-                        {
-                            double l = last[j];
-                            nuint at = (nuint)(start + j);
-                            s0 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o0 + at), s0);
-                            s1 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o1 + at), s1);
-                            s2 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o2 + at), s2);
-                            s3 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o3 + at), s3);
-                        }
-                        t0 = Math.FusedMultiplyAdd(p, s0, t0); t1 = Math.FusedMultiplyAdd(p, s1, t1);
-                        t2 = Math.FusedMultiplyAdd(p, s2, t2); t3 = Math.FusedMultiplyAdd(p, s3, t3);
-                    }
-                }
-                result[c0] = Vector256.Sum(a0) + t0;
-                if (nc > 1) result[c0 + 1] = Vector256.Sum(a1) + t1;
-                if (nc > 2) result[c0 + 2] = Vector256.Sum(a2) + t2;
-                if (nc > 3) result[c0 + 3] = Vector256.Sum(a3) + t3;
+                var p = Vector256.Create(prefix[r]);
+                int start = _rowStart[r], len = _rowLength[r];
+                for (int j = 0; j < len; j += 4)
+                    Vector256.StoreUnsafe(p * Vector256.LoadUnsafe(ref lr, (nuint)j), ref pr, (nuint)(start + j));
+            }
+        }
+        else
+        {
+            for (int r = 0; r < rows; r++)
+            {
+                double p = prefix[r];
+                int start = _rowStart[r], len = _rowLength[r];
+                for (int j = 0; j < len; j++) mono[start + j] = p * last[j];
+            }
+        }
+        DotColumns(mono[..terms], moments, columns, result);
+    }
+
+    /// <summary>result[c] = Σ_t pw[t]·moments[c·|pw| + t]: two columns at a time, each with two FMA chains (the power
+    /// vector read once per pair), the last ≤ 3 terms of each column scalar.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DotColumns(ReadOnlySpan<double> pw, ReadOnlySpan<double> moments, int columns, Span<double> result)
+    {
+        int terms = pw.Length;
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            for (int c = 0; c < columns; c++)
+            {
+                double sum = 0;
+                for (int t = 0; t < terms; t++) sum = Math.FusedMultiplyAdd(pw[t], moments[c * terms + t], sum);
+                result[c] = sum;
             }
             return;
         }
-        for (int c = 0; c < columns; c++)
+        ref double pr = ref MemoryMarshal.GetReference(pw);
+        ref double mr = ref MemoryMarshal.GetReference(moments);
+        int vectorEnd = terms & ~3;
+        for (int c = 0; c < columns; c += 2)
         {
-            double sum = 0;
-            for (int r = 0; r < rows; r++)
+            bool pair = c + 1 < columns;
+            nuint o0 = (nuint)(c * terms), o1 = pair ? o0 + (nuint)terms : o0;
+            var a0 = Vector256<double>.Zero; var a1 = a0; var b0 = a0; var b1 = a0;
+            int t = 0;
+            for (; t + 8 <= vectorEnd; t += 8)
             {
-                int start = _rowStart[r], len = _rowLength[r];
-                double t = 0;
-                for (int j = 0; j < len; j++) t = Math.FusedMultiplyAdd(last[j], moments[c * terms + start + j], t);
-                sum = Math.FusedMultiplyAdd(prefix[r], t, sum);
+                var l0 = Vector256.LoadUnsafe(ref pr, (nuint)t);
+                var l1 = Vector256.LoadUnsafe(ref pr, (nuint)(t + 4));
+                a0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o0 + (nuint)t), a0);
+                a1 = Vector256.FusedMultiplyAdd(l1, Vector256.LoadUnsafe(ref mr, o0 + (nuint)(t + 4)), a1);
+                b0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o1 + (nuint)t), b0);
+                b1 = Vector256.FusedMultiplyAdd(l1, Vector256.LoadUnsafe(ref mr, o1 + (nuint)(t + 4)), b1);
             }
-            result[c] = sum;
+            if (t < vectorEnd)
+            {
+                var l0 = Vector256.LoadUnsafe(ref pr, (nuint)t);
+                a0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o0 + (nuint)t), a0);
+                b0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o1 + (nuint)t), b0);
+                t += 4;
+            }
+            double s0 = Vector256.Sum(a0 + a1), s1 = Vector256.Sum(b0 + b1);
+            for (; t < terms; t++)
+            {
+                double l = Unsafe.Add(ref pr, t);
+                s0 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o0 + (nuint)t), s0);
+                s1 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o1 + (nuint)t), s1);
+            }
+            result[c] = s0;
+            if (pair) result[c + 1] = s1;
         }
     }
 

@@ -870,6 +870,14 @@ internal sealed class MomentTree
             int d = t._d, dv = t._dv, m = t._m;
             var acc = sc.Acc;
             double log2e = sc.Scale * 1.4426950408889634, yh = sc.YHi;
+            if (Vector256.IsHardwareAccelerated && dv is >= 1 and <= 4)
+            {
+                // Small value dimension: the value sums fused into the weights' pass (no weight buffer, no per-column call;
+                // a leaf range is 16–256 keys, where the calls cost as much as the sums).
+                for (int start = lo; start < hi; start += Chunk)
+                    WeightsAndValues(t._kT, t._vT, m, d, dv, start, Math.Min(Chunk, hi - start), sc.Q, yh, log2e, acc);
+                return;
+            }
             for (int start = lo; start < hi; start += Chunk)
             {
                 int len = Math.Min(Chunk, hi - start);
@@ -880,6 +888,54 @@ internal sealed class MomentTree
                 acc[0] += z;
                 for (int col = 0; col < dv; col++) acc[col + 1] += System.Numerics.Tensors.TensorPrimitives.Dot<double>(w, t._vT.AsSpan(col * m + start, len));
             }
+        }
+
+        /// <summary>acc[0] += Σ_j w_j and acc[1 + c] += Σ_j w_j·v_jc (dv ≤ 4) with w_j as in <see cref="Weights"/>, in one
+        /// pass over the SoA keys and values (same weights; the sums in the same per-lane-then-across order).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void WeightsAndValues(double[] kT, double[] vT, int m, int d, int dv, int start, int len, double[] q, double yh, double log2e, double[] acc)
+        {
+            const int lanes = 4;
+            ref double kr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(kT);
+            ref double vr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(vT);
+            var sum = Vector256<double>.Zero; var s0 = sum; var s1 = sum; var s2 = sum; var s3 = sum;
+            var ny = Vector256.Create(-yh); var sl = Vector256.Create(log2e);
+            var q0 = Vector256.Create(q[0]);
+            var q1 = d > 1 ? Vector256.Create(q[1]) : Vector256<double>.Zero; var q2 = d > 2 ? Vector256.Create(q[2]) : Vector256<double>.Zero;
+            var q3 = d > 3 ? Vector256.Create(q[3]) : Vector256<double>.Zero;
+            int j = 0;
+            for (; j + lanes <= len; j += lanes)
+            {
+                nuint at = (nuint)(start + j);
+                var x = Vector256.FusedMultiplyAdd(q0, Vector256.LoadUnsafe(ref kr, at), ny);
+                if (d > 1) x = Vector256.FusedMultiplyAdd(q1, Vector256.LoadUnsafe(ref kr, (nuint)m + at), x);
+                if (d > 2) x = Vector256.FusedMultiplyAdd(q2, Vector256.LoadUnsafe(ref kr, 2 * (nuint)m + at), x);
+                if (d > 3) x = Vector256.FusedMultiplyAdd(q3, Vector256.LoadUnsafe(ref kr, 3 * (nuint)m + at), x);
+                for (int c = 4; c < d; c++) x = Vector256.FusedMultiplyAdd(Vector256.Create(q[c]), Vector256.LoadUnsafe(ref kr, (nuint)(c * m) + at), x);
+                var e = Simd256D.Exp2(x * sl);
+                sum += e;
+                s0 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, at), s0);
+                if (dv > 1) s1 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, (nuint)m + at), s1);
+                if (dv > 2) s2 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, 2 * (nuint)m + at), s2);
+                if (dv > 3) s3 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, 3 * (nuint)m + at), s3);
+            }
+            double z = Vector256.Sum(sum), a0 = Vector256.Sum(s0), a1 = Vector256.Sum(s1), a2 = Vector256.Sum(s2), a3 = Vector256.Sum(s3);
+            for (; j < len; j++)
+            {
+                int at = start + j;
+                double x = -yh;
+                for (int c = 0; c < d; c++) x = Math.FusedMultiplyAdd(q[c], kT[c * m + at], x);
+                double e = double.Exp2(x * log2e);
+                z += e;
+                a0 = Math.FusedMultiplyAdd(e, vT[at], a0);
+                if (dv > 1) a1 = Math.FusedMultiplyAdd(e, vT[m + at], a1);
+                if (dv > 2) a2 = Math.FusedMultiplyAdd(e, vT[2 * m + at], a2);
+                if (dv > 3) a3 = Math.FusedMultiplyAdd(e, vT[3 * m + at], a3);
+            }
+            acc[0] += z; acc[1] += a0;
+            if (dv > 1) acc[2] += a1;
+            if (dv > 2) acc[3] += a2;
+            if (dv > 3) acc[4] += a3;
         }
 
         /// <summary>w_j = 2^{(q·k_j − yHi)·s·log₂e} for j in [start, start + len); returns Σ_j w_j.</summary>
