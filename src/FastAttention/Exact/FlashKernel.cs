@@ -825,15 +825,27 @@ internal static unsafe class FlashKernel<T, TV, TS>
         return TS.MaxAcross(mx);
     }
 
+    /// <summary>Keys ahead of the current one whose K rows decode prefetches.</summary>
+    internal const int DecodePrefetchKeys = 32;
+
     /// <summary>s[j] = ⟨q, K[j]⟩ for <paramref name="keys"/> key rows at <paramref name="kStride"/>, 4 keys at a time
     /// (vectors along d, then a scalar tail of d mod W): the decode path's logits, K read in place.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Dots(T* q, int d, T* k, long kStride, int keys, T* s)
     {
         int w = TS.Count, dVec = d / w * w, j = 0;
+        // Decode streams K from memory once: the rows DecodePrefetchKeys ahead are prefetched (a prefetch never faults,
+        // so running past the block or the array is harmless).
+        long rowBytes = d * sizeof(T), pfStep = 4 * kStride * sizeof(T);
+        bool prefetch = System.Runtime.Intrinsics.X86.Sse.IsSupported && kStride == d;
         for (; j + 4 <= keys; j += 4)
         {
             T* k0 = k + j * kStride, k1 = k0 + kStride, k2 = k1 + kStride, k3 = k2 + kStride;
+            if (prefetch)
+            {
+                byte* pf = (byte*)(k0 + DecodePrefetchKeys * kStride);
+                for (long l = 0; l < pfStep; l += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch0(pf + l);
+            }
             TV a0 = TS.Zero, a1 = TS.Zero, a2 = TS.Zero, a3 = TS.Zero;
             for (int c = 0; c < dVec; c += w)
             {
