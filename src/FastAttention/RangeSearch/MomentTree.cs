@@ -193,11 +193,12 @@ internal sealed class MomentTree
                     if (forks > 0 && hi - lo >= 2 * ParallelMinimum && (_yh is not null || d == 1))
                     {
                         // The right subtree on another thread, spliced after the left one: the same ids and frames.
-                        int framesAtFork = Fp.Count / d;
+                        // Parallel.Invoke runs one side on the calling thread and inlines the other when no worker takes
+                        // it, so a build inside a busy pool (heads in parallel) waits on no one.
+                        int framesAtFork = Fp.Count / d, left = 0;
                         var right = Fork();
-                        var task = Task.Run(() => right.Node(mid, hi, frame, depth + 1, forks - 1));
-                        l = Node(lo, mid, frame, depth + 1, forks - 1);
-                        task.GetAwaiter().GetResult();
+                        Parallel.Invoke(() => left = Node(lo, mid, frame, depth + 1, forks - 1), () => right.Node(mid, hi, frame, depth + 1, forks - 1));
+                        l = left;
                         r = Splice(right, framesAtFork);
                     }
                     else
