@@ -56,6 +56,15 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
     public AttentionProblem(ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v,
         int n, int m, int d, int dv, int heads = 1, double? scale = null, bool causal = false,
         AttentionMask? mask = null, int? kvHeads = null, int batch = 1)
+        : this(q, k, v, n, m, d, dv, heads, scale, causal, mask, kvHeads, batch, kvFrom: null)
+    {
+    }
+
+    /// <summary>The constructor; <paramref name="kvFrom"/> (same K, V and mask) means K and V were checked already and
+    /// their cached statistics carry over.</summary>
+    private AttentionProblem(ReadOnlyMemory<T> q, ReadOnlyMemory<T> k, ReadOnlyMemory<T> v,
+        int n, int m, int d, int dv, int heads, double? scale, bool causal,
+        AttentionMask? mask, int? kvHeads, int batch, AttentionProblem<T>? kvFrom)
     {
         if (typeof(T) != typeof(float) && typeof(T) != typeof(double) && typeof(T) != typeof(Half))
             ThrowHelper.Argument(nameof(T), $"element type {typeof(T).Name} is not supported; use float, double or Half.");
@@ -79,6 +88,13 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
         KvHeads = kvh; Batch = batch; Mask = mask;
         CheckMask(mask);
         CheckFinite(nameof(q), q.Span);
+        if (kvFrom is not null)
+        {
+            // The same K, V and mask as a problem that checked them: their maxima and the exact kernel's statistics hold.
+            _kMax = kvFrom._kMax; _vMax = kvFrom._vMax; _keyStats = kvFrom._keyStats ??= new Exact.ExactRoundingBound.KeyStatistics?[kvh];
+            if (mask.Bias is not null) CheckBias(); // its shape depends on n
+            return;
+        }
         // K and V rows past a batch's key length are never read (padding may hold anything).
         for (int g = 0; g < kvh; g++)
         {
@@ -150,6 +166,20 @@ public sealed class AttentionProblem<T> where T : unmanaged, IBinaryFloatingPoin
     /// <summary>The same problem with another scale or causal flag (the data is shared, not copied).</summary>
     public AttentionProblem<T> With(double? scale = null, bool? causal = null) =>
         new(Q, K, V, N, M, D, Dv, Heads, scale ?? Scale, causal ?? Causal, Mask, KvHeads, Batch);
+
+    /// <summary>
+    /// The same keys, values, heads, scale, causal flag and mask with other queries (n may differ): a decode loop's next
+    /// step against an unchanged KV cache. Q is validated; K and V are not scanned again, and what was measured of them
+    /// (‖K‖∞, ‖V‖∞ and the exact kernel's rounding-bound statistics, shared from then on) carries over — at m = 65536,
+    /// d = 64 the two scans cost twice the decode kernel itself. K and V must not have changed since this problem was
+    /// made, which every problem already requires of its data.
+    /// </summary>
+    /// <param name="q">Queries, [heads, n, d] row-major.</param>
+    /// <param name="n">Queries per head, ≥ 1.</param>
+    /// <exception cref="ArgumentException">Q's length does not match heads×n×d, Q holds a NaN or an infinity, or the mask's
+    /// bias does not broadcast to the new n.</exception>
+    public AttentionProblem<T> WithQueries(ReadOnlyMemory<T> q, int n) =>
+        new(q, K, V, n, M, D, Dv, Heads, Scale, Causal, Mask, KvHeads, Batch, kvFrom: this);
 
     /// <summary>The same data with another mask (the data is shared, not copied).</summary>
     public AttentionProblem<T> WithMask(AttentionMask mask) => new(Q, K, V, N, M, D, Dv, Heads, Scale, Causal, mask, KvHeads, Batch);

@@ -19,6 +19,41 @@ public class AttentionProblemTests
         Assert.Contains("non-finite", e.Message);
     }
 
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(3, false)]
+    [InlineData(5, true)]
+    public void WithQueries_gives_the_result_of_a_fresh_problem_and_keeps_the_checked_keys(int n, bool causal)
+    {
+        // A decode step against a grouped-query KV cache: 4 query heads over 2 K/V heads, m = 300, bottom-right causal.
+        int heads = 4, kvHeads = 2, m = 300, d = 16, dv = 8;
+        var rng = new Random(7 + n);
+        float[] R(int len) { var a = new float[len]; for (int i = 0; i < len; i++) a[i] = (float)(2 * rng.NextDouble() - 1); return a; }
+        var k = R(kvHeads * m * d); var v = R(kvHeads * m * dv);
+        var mask = new AttentionMask { CausalAlignment = CausalAlignment.BottomRight };
+        var first = new AttentionProblem<float>(R(heads * 2 * d), k, v, 2, m, d, dv, heads, causal: causal, mask: mask, kvHeads: kvHeads);
+        var exact = AttentionAlgorithms.Create("exact");
+        exact.Compute(first, new AttentionSettings());                  // fills the K/V caches
+        var q = R(heads * n * d);
+        var step = first.WithQueries(q, n);
+        var fresh = new AttentionProblem<float>(q, k, v, n, m, d, dv, heads, causal: causal, mask: mask, kvHeads: kvHeads);
+        Assert.Equal(n, step.N);
+        Assert.Equal(fresh.KMax, step.KMax);
+        Assert.Equal(fresh.VMax, step.VMax);
+        var a = exact.Compute(step, new AttentionSettings());
+        var b = exact.Compute(fresh, new AttentionSettings());
+        Assert.Equal(b.Output, a.Output);                               // bit for bit
+        Assert.Equal(b.Certificate.ErrorBound, a.Certificate.ErrorBound); // the carried statistics are the same numbers
+        // Q is still validated ...
+        var bad = (float[])q.Clone(); bad[1] = float.NaN;
+        Assert.Equal("q", Assert.Throws<ArgumentException>(() => first.WithQueries(bad, n)).ParamName);
+        Assert.Equal("q", Assert.Throws<ArgumentException>(() => first.WithQueries(q, n + 1)).ParamName);
+        // ... but K and V are not scanned again: that is the point (the problem's data are read-only by contract).
+        k[5] = float.NaN;
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => new AttentionProblem<float>(q, k, v, n, m, d, dv, heads, kvHeads: kvHeads)).ParamName);
+        Assert.Equal(n, first.WithQueries(q, n).N);
+    }
+
     [Fact]
     public void Rejects_non_finite_scale_and_bad_dimensions()
     {
