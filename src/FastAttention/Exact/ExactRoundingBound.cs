@@ -189,34 +189,46 @@ internal static class ExactRoundingBound
         int rows = cols == 0 ? 0 : x.Length / cols;
         lo.Fill(double.PositiveInfinity); hi.Fill(double.NegativeInfinity);
         int c0 = 0;
-        if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated && rows > 0)
+        if (typeof(T) == typeof(float) && Vector256.IsHardwareAccelerated && rows > 0 && cols >= 8)
         {
-            // Chunks of 32 columns, four running min and max vectors in registers, all rows streamed per chunk.
+            // Blocks of rows (≤ 16 KiB, so they stay in L1), and within a block chunks of 32 columns with four running
+            // min and max vectors in registers: the rows are streamed from memory once, in order (chunk-by-chunk passes
+            // over all rows had read each row in strided pieces, at half the bandwidth).
             var f = MemoryMarshal.Cast<T, float>(x);
             ref float f0 = ref MemoryMarshal.GetReference(f);
-            Span<float> buf = stackalloc float[8];
-            for (; c0 + 8 <= cols; c0 += 32)
+            int vecCols = cols / 8 * 8;
+            var runLo = new float[vecCols]; var runHi = new float[vecCols];
+            runLo.AsSpan().Fill(float.PositiveInfinity); runHi.AsSpan().Fill(float.NegativeInfinity);
+            ref float rl = ref MemoryMarshal.GetArrayDataReference(runLo);
+            ref float rh = ref MemoryMarshal.GetArrayDataReference(runHi);
+            int blockRows = Math.Max(1, 4096 / cols);
+            for (int r0 = 0; r0 < rows; r0 += blockRows)
             {
-                int nv = Math.Min(4, (cols - c0) / 8);
-                var l0 = Vector256.Create(float.PositiveInfinity); var l1 = l0; var l2 = l0; var l3 = l0;
-                var h0 = Vector256.Create(float.NegativeInfinity); var h1 = h0; var h2 = h0; var h3 = h0;
-                for (int r = 0; r < rows; r++)
+                int r1 = Math.Min(rows, r0 + blockRows);
+                for (int c = 0; c < vecCols; c += 32)
                 {
-                    nuint at = (nuint)((long)r * cols + c0);
-                    var a = Vector256.LoadUnsafe(ref f0, at); l0 = Vector256.Min(l0, a); h0 = Vector256.Max(h0, a);
-                    if (nv > 1) { a = Vector256.LoadUnsafe(ref f0, at + 8); l1 = Vector256.Min(l1, a); h1 = Vector256.Max(h1, a); }
-                    if (nv > 2) { a = Vector256.LoadUnsafe(ref f0, at + 16); l2 = Vector256.Min(l2, a); h2 = Vector256.Max(h2, a); }
-                    if (nv > 3) { a = Vector256.LoadUnsafe(ref f0, at + 24); l3 = Vector256.Min(l3, a); h3 = Vector256.Max(h3, a); }
+                    int nv = Math.Min(4, (vecCols - c) / 8);
+                    nuint cc = (nuint)c;
+                    var l0 = Vector256.LoadUnsafe(ref rl, cc); var h0 = Vector256.LoadUnsafe(ref rh, cc);
+                    var l1 = nv > 1 ? Vector256.LoadUnsafe(ref rl, cc + 8) : l0; var h1 = nv > 1 ? Vector256.LoadUnsafe(ref rh, cc + 8) : h0;
+                    var l2 = nv > 2 ? Vector256.LoadUnsafe(ref rl, cc + 16) : l0; var h2 = nv > 2 ? Vector256.LoadUnsafe(ref rh, cc + 16) : h0;
+                    var l3 = nv > 3 ? Vector256.LoadUnsafe(ref rl, cc + 24) : l0; var h3 = nv > 3 ? Vector256.LoadUnsafe(ref rh, cc + 24) : h0;
+                    for (int r = r0; r < r1; r++)
+                    {
+                        nuint at = (nuint)((long)r * cols + c);
+                        var a = Vector256.LoadUnsafe(ref f0, at); l0 = Vector256.Min(l0, a); h0 = Vector256.Max(h0, a);
+                        if (nv > 1) { a = Vector256.LoadUnsafe(ref f0, at + 8); l1 = Vector256.Min(l1, a); h1 = Vector256.Max(h1, a); }
+                        if (nv > 2) { a = Vector256.LoadUnsafe(ref f0, at + 16); l2 = Vector256.Min(l2, a); h2 = Vector256.Max(h2, a); }
+                        if (nv > 3) { a = Vector256.LoadUnsafe(ref f0, at + 24); l3 = Vector256.Min(l3, a); h3 = Vector256.Max(h3, a); }
+                    }
+                    l0.StoreUnsafe(ref rl, cc); h0.StoreUnsafe(ref rh, cc);
+                    if (nv > 1) { l1.StoreUnsafe(ref rl, cc + 8); h1.StoreUnsafe(ref rh, cc + 8); }
+                    if (nv > 2) { l2.StoreUnsafe(ref rl, cc + 16); h2.StoreUnsafe(ref rh, cc + 16); }
+                    if (nv > 3) { l3.StoreUnsafe(ref rl, cc + 24); h3.StoreUnsafe(ref rh, cc + 24); }
                 }
-                for (int k = 0; k < nv; k++)
-                {
-                    (k switch { 0 => l0, 1 => l1, 2 => l2, _ => l3 }).CopyTo(buf);
-                    for (int t = 0; t < 8; t++) lo[c0 + 8 * k + t] = buf[t];
-                    (k switch { 0 => h0, 1 => h1, 2 => h2, _ => h3 }).CopyTo(buf);
-                    for (int t = 0; t < 8; t++) hi[c0 + 8 * k + t] = buf[t];
-                }
-                if (nv < 4) { c0 += 8 * nv; break; }
             }
+            for (int c = 0; c < vecCols; c++) { lo[c] = runLo[c]; hi[c] = runHi[c]; }
+            c0 = vecCols;
         }
         if (c0 >= cols) return;
         for (int r = 0; r < rows; r++)
