@@ -267,7 +267,13 @@ internal sealed class CentredExpansion
     /// to Σ_β |z^β||moment_β| whatever the order of the dot's sums (within <see cref="EvaluationUnits"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work)
+    public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work) =>
+        DotColumns(PowerVector(z, work), moments, columns, result);
+
+    /// <summary>z^β for every multi-index (each a row prefix times a power of the last coordinate: one rounding more than
+    /// its factors), written into <paramref name="work"/> with full-width stores and returned (length Terms).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private Span<double> PowerVector(ReadOnlySpan<double> z, Span<double> work)
     {
         int g = Degree, terms = Terms, rows = _rowStart.Length;
         // Layout: last powers (g + 1, then 3 zeros read by the last vector of a row), row prefixes, the power vector
@@ -300,7 +306,7 @@ internal sealed class CentredExpansion
                 for (int j = 0; j < len; j++) mono[start + j] = p * last[j];
             }
         }
-        DotColumns(mono[..terms], moments, columns, result);
+        return mono[..terms];
     }
 
     /// <summary>result[c] = Σ_t pw[t]·moments[c·|pw| + t]: two columns at a time, each with two FMA chains (the power
@@ -414,37 +420,54 @@ internal sealed class CentredExpansion
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work)
     {
-        int d = D, g = Degree, terms = Terms, stride = g + d + 1, g1 = g + 1;
-        var a = work[..terms]; var b = work.Slice(terms, terms); var coef = work.Slice(2 * terms, d * g1 * g1);
+        int d = D, g = Degree, terms = Terms, stride = g + d + 1, g1 = g + 1, gp = (g1 + 3) & ~3;
+        var a = work[..terms]; var b = work.Slice(terms, terms); var coef = work.Slice(2 * terms, d * g1 * gp);
         Span<double> dp = stackalloc double[g1]; Span<double> sp = stackalloc double[g1];
-        // Coefficients C(e, j)·δ^{e−j}·σ^j of every coordinate, shared by all columns.
+        // Coefficients C(e, j)·δ^{e−j}·σ^j of every coordinate, shared by all columns, stored transposed (row j, entry e)
+        // with zeros for e < j and up to the padded width gp: four consecutive e read as one vector.
         for (int c = 0; c < d; c++)
         {
             dp[0] = 1; sp[0] = 1;
             for (int i = 1; i <= g; i++) { dp[i] = dp[i - 1] * delta[c]; sp[i] = sp[i - 1] * sigma[c]; }
-            var cc = coef.Slice(c * g1 * g1, g1 * g1);
+            var cc = coef.Slice(c * g1 * gp, g1 * gp);
+            cc.Clear();
             for (int e = 0; e <= g; e++)
-                for (int j = 0; j <= e; j++) cc[e * g1 + j] = _binomial[e * stride + j] * dp[e - j] * sp[j];
+                for (int j = 0; j <= e; j++) cc[j * gp + e] = _binomial[e * stride + j] * dp[e - j] * sp[j];
         }
         Span<double> chain = stackalloc double[g1];
+        Span<double> out4 = stackalloc double[4];
         for (int col = 0; col < columns; col++)
         {
             source.Slice(col * terms, terms).CopyTo(a);
             for (int c = 0; c < d; c++)
             {
                 if (delta[c] == 0 && sigma[c] == 1) continue;
-                var cc = coef.Slice(c * g1 * g1, g1 * g1);
+                var cc = coef.Slice(c * g1 * gp, g1 * gp);
                 var ci = _chainIndex[c]; var cs = _chainStart[c];
-                // Per chain β + j·e_c (j ≤ L): b[β + e·e_c] = Σ_{j ≤ e} C(e, j) δ^{e−j} σ^j a[β + j·e_c], a triangular product.
+                ref double cr = ref MemoryMarshal.GetReference(cc);
+                // Per chain β + j·e_c (j ≤ L): b[β + e·e_c] = Σ_{j ≤ e} C(e, j) δ^{e−j} σ^j a[β + j·e_c], a triangular product —
+                // four e at a time (independent FMA chains in one vector; for j > e the coefficient is 0 and adds +0, so
+                // each sum is the same FMAs in the same order as one e at a time).
                 for (int ch = 0; ch + 1 < cs.Length; ch++)
                 {
                     int from = cs[ch], len = cs[ch + 1] - from;
                     for (int j = 0; j < len; j++) chain[j] = a[ci[from + j]];
-                    for (int e = 0; e < len; e++)
+                    int e0 = 0;
+                    if (Vector256.IsHardwareAccelerated)
+                    {
+                        for (; e0 + 4 <= len; e0 += 4)
+                        {
+                            var sum = Vector256<double>.Zero;
+                            for (int j = 0; j <= e0 + 3; j++)
+                                sum = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref cr, (nuint)(j * gp + e0)), Vector256.Create(chain[j]), sum);
+                            sum.CopyTo(out4);
+                            b[ci[from + e0]] = out4[0]; b[ci[from + e0 + 1]] = out4[1]; b[ci[from + e0 + 2]] = out4[2]; b[ci[from + e0 + 3]] = out4[3];
+                        }
+                    }
+                    for (int e = e0; e < len; e++)
                     {
                         double sum = 0;
-                        int row = e * g1;
-                        for (int j = 0; j <= e; j++) sum = Math.FusedMultiplyAdd(cc[row + j], chain[j], sum);
+                        for (int j = 0; j <= e; j++) sum = Math.FusedMultiplyAdd(cc[j * gp + e], chain[j], sum);
                         b[ci[from + e]] = sum;
                     }
                 }
@@ -456,7 +479,7 @@ internal sealed class CentredExpansion
     }
 
     /// <summary>Scratch length <see cref="TranslateAdd"/> needs.</summary>
-    public int TranslateWork => 2 * Terms + D * (Degree + 1) * (Degree + 1);
+    public int TranslateWork => 2 * Terms + D * (Degree + 1) * ((Degree + 4) & ~3);
 
     // ---- construction and proof ------------------------------------------------------------------------------
 
