@@ -375,6 +375,31 @@ internal sealed class CentredExpansion
         int terms = Terms, rows = _rowStart.Length, dv = values.Length;
         ref double lr = ref MemoryMarshal.GetReference(last);
         ref double pr = ref MemoryMarshal.GetReference(part);
+        if (Vector256.IsHardwareAccelerated && dv <= 3 && part.Length >= (dv + 1) * terms + 3 && work.Length >= Degree + 4 + rows)
+        {
+            // Every row in whole vectors, the last one masked to its length: the masked lanes add exactly 0 to the next
+            // row's (or column's, or the 3 spare slots') sums, so each term still gets this key's one update — without
+            // the rows' scalar remainders (a third of the updates at d = 2). The powers read past u_d^g are masked too.
+            var lane = Vector256.Create(0.0, 1, 2, 3);
+            Vector256<double> v0 = Vector256.Create(dv > 0 ? values[0] : 0), v1 = Vector256.Create(dv > 1 ? values[1] : 0), v2 = Vector256.Create(dv > 2 ? values[2] : 0);
+            nuint o1 = (nuint)terms, o2 = 2 * (nuint)terms, o3 = 3 * (nuint)terms;
+            for (int r = 0; r < rows; r++)
+            {
+                var pv = Vector256.Create(prefix[r]);
+                int start = _rowStart[r], len = _rowLength[r];
+                for (int j = 0; j < len; j += 4)
+                {
+                    var w = pv * Vector256.LoadUnsafe(ref lr, (nuint)j);
+                    if (j + 4 > len) w = Vector256.ConditionalSelect(Vector256.LessThan(lane, Vector256.Create((double)(len - j))), w, Vector256<double>.Zero);
+                    nuint at = (nuint)(start + j);
+                    (Vector256.LoadUnsafe(ref pr, at) + w).StoreUnsafe(ref pr, at);
+                    if (dv > 0) Vector256.FusedMultiplyAdd(w, v0, Vector256.LoadUnsafe(ref pr, o1 + at)).StoreUnsafe(ref pr, o1 + at);
+                    if (dv > 1) Vector256.FusedMultiplyAdd(w, v1, Vector256.LoadUnsafe(ref pr, o2 + at)).StoreUnsafe(ref pr, o2 + at);
+                    if (dv > 2) Vector256.FusedMultiplyAdd(w, v2, Vector256.LoadUnsafe(ref pr, o3 + at)).StoreUnsafe(ref pr, o3 + at);
+                }
+            }
+            return;
+        }
         for (int r = 0; r < rows; r++)
         {
             double p = prefix[r];

@@ -479,7 +479,7 @@ internal sealed class MomentTree
 
     private sealed class MomentScratch(CentredExpansion exp, int d, int dv)
     {
-        public readonly double[] Part = new double[(dv + 1) * exp.Terms], U = new double[d],
+        public readonly double[] Part = new double[(dv + 1) * exp.Terms + 3], U = new double[d], // + 3: the masked tail vector
             Hi = new double[d], Lo = new double[d], Work = new double[Math.Max(exp.TranslateWork, exp.PowersWork)], Ds = new double[2 * d];
     }
 
@@ -525,7 +525,7 @@ internal sealed class MomentTree
                 }
                 _exp.AccumulateKey(u, _v.AsSpan(j * dv, dv), part, sc.Work);
             }
-            System.Numerics.Tensors.TensorPrimitives.Add(mom, part, mom);
+            System.Numerics.Tensors.TensorPrimitives.Add(mom, part.AsSpan(0, mom.Length), mom);
         }
     }
 
