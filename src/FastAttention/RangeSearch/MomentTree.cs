@@ -548,6 +548,9 @@ internal sealed class MomentTree
         public int[] Expanded = new int[256];
         public double[] ExpandedH = new double[256];
         public int ExpandedCount;
+        /// <summary>The previous query's maximising key (its tree, or −1 for a direct tail key, and its position), or
+        /// HintKey = −1: a starting point for the next query's branch and bound (queries run in direction order).</summary>
+        public int HintTree = -1, HintKey = -1;
         public int[] Direct = new int[512];
         public int DirectCount;
         public double[] WBuf = new double[Chunk];

@@ -236,6 +236,15 @@ internal static class RangeEngine
             double best = double.NegativeInfinity;
             int bestTree = -1, bestKey = -1;
             var qi = sc.Q;
+            // Warm start: the previous query's maximising key, when this query sees it (its logit is a true lower bound on
+            // the maximum, so the branch and bound prunes from the first node on; consecutive queries share directions).
+            if (sc.HintKey >= 0 && (sc.HintTree < 0 ? sc.HintKey >= tailStart && sc.HintKey < tailEnd : trees.Contains(sc.HintTree)))
+            {
+                var hk = sc.HintTree < 0 ? _k.AsSpan(sc.HintKey * _d, _d) : _trees[sc.HintTree].Key(sc.HintKey);
+                double x = 0;
+                for (int c = 0; c < _d; c++) x += sc.A[c] * hk[c];
+                best = x; bestTree = sc.HintTree; bestKey = sc.HintKey;
+            }
             // The direct tail first (at most 127 keys), then the trees from the largest.
             for (int j = tailStart; j < tailEnd; j++)
             {
@@ -253,6 +262,7 @@ internal static class RangeEngine
             var kb = bestTree < 0 ? _k.AsSpan(bestKey * _d, _d) : _trees[bestTree].Key(bestKey);
             var (yh, yl) = RangeErrorBudget.Dot2(qi, kb);
             sc.SetMaximum(yh, yl);
+            sc.HintTree = bestTree; sc.HintKey = bestKey;
         }
 
         private void SetUpPlans(int[] sample)
@@ -488,6 +498,9 @@ internal static class RangeEngine
                 for (int r = from; r < to; r++)
                 {
                     int i = order[r];
+                    // The maximum's warm start restarts at every block of ForQueries: which key within the tolerance becomes
+                    // the reference maximum, and so the output's last bits, is the same for any thread count.
+                    if (r % RangeSearchFamily.QueryBlock == 0) sc.HintKey = -1;
                     if (Visible(i) == 0)
                     {
                         // Bottom-right alignment with n > m: this row sees no key (zeros, as the exact kernel gives).

@@ -192,10 +192,13 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     internal static void Store<T>(Span<T> output, int index, double value) where T : unmanaged, IBinaryFloatingPointIeee754<T> =>
         output[index] = T.CreateTruncating(value);
 
+    /// <summary>Queries per work item of <see cref="ForQueries"/> (blocks start at multiples of it, whatever the threads).</summary>
+    internal const int QueryBlock = 256;
+
     /// <summary>Runs <paramref name="body"/>(from, to, stats) over query blocks, in parallel when threads &gt; 1, and merges the statistics.</summary>
     internal static QueryStats ForQueries(int n, int threads, Func<QueryStats> init, Action<int, int, QueryStats> body)
     {
-        const int Block = 256;
+        const int Block = QueryBlock;
         int blocks = (n + Block - 1) / Block;
         var total = new QueryStats();
         if (threads <= 1 || blocks == 1)
@@ -213,7 +216,9 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     }
 }
 
-/// <summary>Query orders that keep consecutive queries on nearby tree paths (cache locality only; results do not depend on it).</summary>
+/// <summary>Query orders that keep consecutive queries on nearby tree paths (cache locality, and the range engine's warm start
+/// of each query's maximum from the previous one's; the outputs depend on the order only through which key within the
+/// maximum's tolerance is the reference, i.e. in rounding, inside the certificate).</summary>
 internal static class QueryOrder
 {
     /// <summary>d = 1: queries sorted by qᵢ.</summary>
