@@ -66,7 +66,7 @@ internal sealed class MomentTree
         Array.Copy(k, start * d, kw, 0, count * d);
         int forks = 0;
         while ((1 << forks) < threads) forks++;
-        var b = new Builder(this, kw, perm).Init(forks > 0 && count >= 2 * ParallelMinimum);
+        var b = new Builder(this, kw, perm).Init();
         b.Node(0, count, 0, 0, forks);
         _lo = [.. b.Lo]; _hi = [.. b.Hi]; _left = [.. b.Left]; _right = [.. b.Right]; _depth = [.. b.Depth]; _frame = [.. b.Frame];
         _bc = [.. b.Bc]; _bw = [.. b.Bw]; _fc = [.. b.Fc]; _fe = [.. b.Fe];
@@ -115,28 +115,42 @@ internal sealed class MomentTree
 
     // ---- geometry --------------------------------------------------------------------------------------------
 
-    private sealed class Builder(MomentTree t, double[] kw, int[] perm)
+    /// <summary>The frame coordinates of the keys, allocated once on first use (thread-safe: forked builders share it).</summary>
+    private sealed class FrameCoordinateStore(int length)
+    {
+        private sealed record Arrays(double[] Hi, double[] Lo);
+        private Arrays? _arrays; // one reference, published once
+        public double[]? Hi => Volatile.Read(ref _arrays)?.Hi;
+        public double[]? Lo => Volatile.Read(ref _arrays)?.Lo;
+        public void Allocate()
+        {
+            if (Volatile.Read(ref _arrays) is null) Interlocked.CompareExchange(ref _arrays, new Arrays(new double[length], new double[length]), null);
+        }
+    }
+
+    private sealed class Builder(MomentTree t, double[] kw, int[] perm, FrameCoordinateStore? store = null)
     {
         public readonly List<int> Lo = [], Hi = [], Left = [], Right = [], Depth = [], Frame = [], Fp = [];
         public readonly List<double> Bc = [], Bw = [], Fc = [], Fe = [], Fo = [], Fl = [];
         // kw: the keys in the current (tree) order, rows moved with perm so every pass over a node is sequential;
-        // _yh/_yl: frame coordinates (double-double) in the same order, for the current frame.
-        private double[]? _yh, _yl;
+        // Frame coordinates (double-double) in the same order, for the current frame: allocated when the first frame is
+        // made (most trees have none), one store shared by forked builders (each writes only its own key range).
+        private readonly FrameCoordinateStore _store = store ?? new(perm.Length * t._d);
+        private double[]? _yh => _store.Hi;
+        private double[]? _yl => _store.Lo;
 
-        public Builder Init(bool parallel)
+        public Builder Init()
         {
             int d = t._d;
             for (int c = 0; c < d; c++) { Fo.Add(0); Fp.Add(c); }
             for (int i = 0; i < d * d; i++) Fl.Add(i % (d + 1) == 0 ? 1 : 0);
-            // Forked builders share the frame coordinates (each writes only its own key range), so they exist up front.
-            if (parallel && t._d >= 2) { _yh = new double[perm.Length * t._d]; _yl = new double[perm.Length * t._d]; }
             return this;
         }
 
         /// <summary>A builder for a disjoint key range: the same keys, permutation and frame coordinates, the frames so far.</summary>
         private Builder Fork()
         {
-            var f = new Builder(t, kw, perm) { _yh = _yh, _yl = _yl };
+            var f = new Builder(t, kw, perm, _store);
             f.Fo.AddRange(Fo); f.Fp.AddRange(Fp); f.Fl.AddRange(Fl);
             return f;
         }
@@ -190,7 +204,7 @@ internal sealed class MomentTree
                     int mid = lo + (hi - lo) / 2;
                     Select(lo, hi - 1, mid, frame, axis);
                     int l, r;
-                    if (forks > 0 && hi - lo >= 2 * ParallelMinimum && (_yh is not null || d == 1))
+                    if (forks > 0 && hi - lo >= 2 * ParallelMinimum)
                     {
                         // The right subtree on another thread, spliced after the left one: the same ids and frames.
                         // Parallel.Invoke runs one side on the calling thread and inlines the other when no worker takes
@@ -222,15 +236,16 @@ internal sealed class MomentTree
                 for (int c = 0; c < d; c++) { fc[c] = Bc[id * d + c]; fe[c] = Bw[id * d + c]; }
                 return;
             }
+            var yh = _yh!; var yl = _yl!;
             for (int c = 0; c < d; c++)
             {
                 double mn = double.PositiveInfinity, mx = double.NegativeInfinity;
-                for (int j = lo; j < hi; j++) { double x = _yh![j * d + c]; mn = Math.Min(mn, x); mx = Math.Max(mx, x); }
+                for (int j = lo; j < hi; j++) { double x = yh[j * d + c]; mn = Math.Min(mn, x); mx = Math.Max(mx, x); }
                 double ctr = 0.5 * (mn + mx), w = 0;
                 for (int j = lo; j < hi; j++)
                 {
                     int o = j * d + c;
-                    w = Math.Max(w, Math.Abs((_yh![o] - ctr) + _yl![o]));
+                    w = Math.Max(w, Math.Abs((yh[o] - ctr) + yl[o]));
                 }
                 fc[c] = ctr; fe[c] = w;
             }
@@ -326,7 +341,8 @@ internal sealed class MomentTree
             created = Fp.Count / d; // frame 0 is the identity
             for (int c = 0; c < d; c++) { Fo.Add(mean[c]); Fp.Add(piv[c]); }
             for (int i = 0; i < d * d; i++) Fl.Add(l[i]);
-            _yh ??= new double[perm.Length * d]; _yl ??= new double[perm.Length * d];
+            _store.Allocate();
+            var yhs = _yh!; var yls = _yl!;
             Span<double> hiC = stackalloc double[d], loC = stackalloc double[d];
             for (int j = lo; j < hi; j++)
             {
@@ -334,7 +350,7 @@ internal sealed class MomentTree
                     System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fo), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fp),
                     System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Fl));
                 int o = j * d;
-                for (int c = 0; c < d; c++) { _yh[o + c] = hiC[c]; _yl[o + c] = loC[c]; }
+                for (int c = 0; c < d; c++) { yhs[o + c] = hiC[c]; yls[o + c] = loC[c]; }
             }
             return true;
         }
@@ -348,11 +364,11 @@ internal sealed class MomentTree
             (perm[i], perm[j]) = (perm[j], perm[i]);
             for (int c = 0; c < d; c++) (kw[i * d + c], kw[j * d + c]) = (kw[j * d + c], kw[i * d + c]);
             if (!framed) return;
-            var yh = _yh!;
+            var yh = _yh!; var yl = _yl!;
             for (int c = 0; c < d; c++)
             {
                 (yh[i * d + c], yh[j * d + c]) = (yh[j * d + c], yh[i * d + c]);
-                (_yl![i * d + c], _yl[j * d + c]) = (_yl[j * d + c], _yl[i * d + c]);
+                (yl[i * d + c], yl[j * d + c]) = (yl[j * d + c], yl[i * d + c]);
             }
         }
 
