@@ -22,10 +22,26 @@ public partial class LibraryDocTests
         string source = File.ReadAllText(Path.Combine(root, "tests", "FastAttention.Tests", "Docs", "LibraryExamples.cs")).ReplaceLineEndings("\n");
         var blocks = DocBlock().Matches(doc).ToDictionary(m => m.Groups["name"].Value, m => m.Groups["code"].Value);
         var regions = SourceRegion().Matches(source).ToDictionary(m => m.Groups["name"].Value, m => Dedent(m.Groups["code"].Value));
-        Assert.Equal(new[] { "certified", "exact-buffer", "multi-head", "usings" }, regions.Keys.Order());
+        Assert.Equal(new[] { "certified", "decode-loop", "exact-buffer", "multi-head", "usings" }, regions.Keys.Order());
         Assert.Equal(regions.Keys.Order(), blocks.Keys.Order());
         foreach (var (name, code) in regions)
             Assert.True(blocks[name] == code, $"docs/library.md's example '{name}' differs from LibraryExamples.cs:\n--- doc\n{blocks[name]}--- source\n{code}");
+    }
+
+    [Fact]
+    public void Decode_loop_gives_each_steps_attention_bit_for_bit()
+    {
+        var (cache, queries, outputs) = LibraryExamples.DecodeLoop();
+        Assert.Equal(8, outputs.Length);
+        for (int t = 0; t < outputs.Length; t++)
+        {
+            // A fresh problem per step (K and V checked again) gives the same bits; and both match the reference.
+            var fresh = new AttentionProblem<float>(queries[t], cache.K, cache.V, 1, cache.M, cache.D, cache.Dv);
+            Assert.Equal(new FlashAttention().Compute(fresh).Output, outputs[t]);
+            double err = TestData.MaxAbsDiff<float>(outputs[t], ReferenceAttention.Compute(fresh));
+            Assert.True(err <= FlashAttentionTests.Float32Tolerance(fresh.Scale * fresh.D, fresh.M, fresh.VMax), $"step {t}: error {err:E3}");
+        }
+        Assert.NotEqual(outputs[0], outputs[1]); // the steps' queries differ
     }
 
     [Fact]

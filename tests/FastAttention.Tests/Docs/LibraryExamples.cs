@@ -94,4 +94,28 @@ public static class LibraryExamples
         // </example:multi-head>
         return (q, k, v, output, b, n, h, d);
     }
+
+    public static (AttentionProblem<float> Cache, float[][] Queries, float[][] Outputs) DecodeLoop()
+    {
+        // <example:decode-loop>
+        int m = 4096, d = 64, steps = 8;                  // a KV cache of m keys; one new query per step
+        var rng = new Random(4);
+        float[] Uniform(int count) => [.. Enumerable.Range(0, count).Select(_ => (float)(2 * rng.NextDouble() - 1))];
+        float[] k = Uniform(m * d), v = Uniform(m * d);
+
+        // The first step checks K and V (finite values) and, on its first exact call, measures what the rounding bound
+        // needs of them. The next steps share all of it: WithQueries validates only the new query.
+        var step = new AttentionProblem<float>(Uniform(d), k, v, 1, m, d, d);
+        var exact = new FlashAttention();
+        var queries = new float[steps][];
+        var outputs = new float[steps][];
+        for (int t = 0; t < steps; t++)
+        {
+            if (t > 0) step = step.WithQueries(Uniform(d), 1);   // K and V must not change meanwhile
+            queries[t] = step.Q.ToArray();
+            outputs[t] = exact.Compute(step).Output;       // n = 1: keys split across threads (flash-decoding)
+        }
+        // </example:decode-loop>
+        return (step, queries, outputs);
+    }
 }
