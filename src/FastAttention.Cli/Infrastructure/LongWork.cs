@@ -16,7 +16,8 @@ internal static class LongWork
         var sink = new LatestFraction();
         if (!context.Interactive) return work(sink);
         var task = Task.Run(() => work(sink)); // the invocation context flows into the task
-        if (task.Wait(context.ProgressDelay)) return task.GetAwaiter().GetResult();
+        // A zero delay shows the bar whatever happens (work that finished before the first check would otherwise race it).
+        if (context.ProgressDelay > TimeSpan.Zero && task.Wait(context.ProgressDelay)) return task.GetAwaiter().GetResult();
         context.FlushNotes(); // the user is watching: say now what was done on their behalf
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
