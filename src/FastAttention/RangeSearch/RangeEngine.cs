@@ -489,10 +489,11 @@ internal static class RangeEngine
             var order = _d == 1 ? QueryOrder.Sorted(_q) : QueryOrder.ByDirection(_q, _n, _d);
             var rhoWorst = new double[1];
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            var stats = RangeSearchFamily.ForQueries(_n, executionThreads, () => new QueryStats(), (from, to, st) =>
+            var stats = RangeSearchFamily.ForQueries(_n, executionThreads,
+                () => (new QueryStats(), new MomentTree.Scratch(_d, _dv, _exp?.Terms ?? 1, _exp?.PowersWork ?? 1)), (from, to, local) =>
             {
                 cancel.ThrowIfCancellationRequested();
-                var sc = new MomentTree.Scratch(_d, _dv, _exp?.Terms ?? 1, _exp?.PowersWork ?? 1);
+                var (st, sc) = local; // one scratch per thread, reused across its blocks
                 Span<int> trees = stackalloc int[40];
                 double worst = 0;
                 for (int r = from; r < to; r++)

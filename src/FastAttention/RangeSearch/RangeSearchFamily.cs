@@ -196,7 +196,12 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     internal const int QueryBlock = 256;
 
     /// <summary>Runs <paramref name="body"/>(from, to, stats) over query blocks, in parallel when threads &gt; 1, and merges the statistics.</summary>
-    internal static QueryStats ForQueries(int n, int threads, Func<QueryStats> init, Action<int, int, QueryStats> body)
+    internal static QueryStats ForQueries(int n, int threads, Func<QueryStats> init, Action<int, int, QueryStats> body) =>
+        ForQueries(n, threads, () => (init(), 0), (from, to, local) => body(from, to, local.Stats));
+
+    /// <summary>As above with per-thread state beside the statistics (scratch made once per thread, not per block).</summary>
+    internal static QueryStats ForQueries<TState>(int n, int threads, Func<(QueryStats Stats, TState State)> init,
+        Action<int, int, (QueryStats Stats, TState State)> body)
     {
         const int Block = QueryBlock;
         int blocks = (n + Block - 1) / Block;
@@ -205,13 +210,13 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
         {
             var s = init();
             body(0, n, s);
-            total.Merge(s);
+            total.Merge(s.Stats);
             return total;
         }
         var gate = new object();
         Parallel.For(0, blocks, new ParallelOptions { MaxDegreeOfParallelism = threads }, init,
             (b, _, s) => { body(b * Block, Math.Min(n, (b + 1) * Block), s); return s; },
-            s => { lock (gate) total.Merge(s); });
+            s => { lock (gate) total.Merge(s.Stats); });
         return total;
     }
 }
