@@ -890,12 +890,16 @@ internal sealed class MomentTree
             int d = t._d, dv = t._dv, m = t._m;
             var acc = sc.Acc;
             double log2e = sc.Scale * 1.4426950408889634, yh = sc.YHi;
-            if (Vector256.IsHardwareAccelerated && dv is >= 1 and <= 4)
+            if (dv is >= 1 and <= 4)
             {
                 // Small value dimension: the value sums fused into the weights' pass (no weight buffer, no per-column call;
                 // a leaf range is 16–256 keys, where the calls cost as much as the sums).
                 for (int start = lo; start < hi; start += Chunk)
-                    WeightsAndValues(t._kT, t._vT, m, d, dv, start, Math.Min(Chunk, hi - start), sc.Q, yh, log2e, acc);
+                {
+                    int len = Math.Min(Chunk, hi - start);
+                    if (Vector256.IsHardwareAccelerated) WeightsAndValues<Vector256<double>, Simd256D>(t._kT, t._vT, m, d, dv, start, len, sc.Q, yh, log2e, acc);
+                    else WeightsAndValues<double, ScalarSimd<double>>(t._kT, t._vT, m, d, dv, start, len, sc.Q, yh, log2e, acc);
+                }
                 return;
             }
             for (int start = lo; start < hi; start += Chunk)
@@ -910,42 +914,67 @@ internal sealed class MomentTree
             }
         }
 
-        /// <summary>acc[0] += Σ_j w_j and acc[1 + c] += Σ_j w_j·v_jc (dv ≤ 4) with w_j as in <see cref="Weights"/>, in one
-        /// pass over the SoA keys and values (same weights; the sums in the same per-lane-then-across order).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void WeightsAndValues(double[] kT, double[] vT, int m, int d, int dv, int start, int len, double[] q, double yh, double log2e, double[] acc)
+        /// <summary>The direct keys' scaled logits (q·k_j − yHi)·s·log₂e by plain FMA dot products over the SoA keys — one
+        /// definition for both direct-sum kernels (vector lanes over keys; the scalar form for the tail, in the same order).</summary>
+        private readonly struct Logits<TV, TS> where TV : unmanaged where TS : ISimd<double, TV>
         {
-            const int lanes = 4;
+            private readonly TV _q0, _q1, _q2, _q3, _ny, _sl;
+            private readonly double[] _q;
+            private readonly int _d;
+
+            public Logits(double[] q, int d, double yh, double log2e)
+            {
+                _q = q; _d = d; _ny = TS.Broadcast(-yh); _sl = TS.Broadcast(log2e);
+                _q0 = TS.Broadcast(q[0]);
+                _q1 = d > 1 ? TS.Broadcast(q[1]) : TS.Zero; _q2 = d > 2 ? TS.Broadcast(q[2]) : TS.Zero; _q3 = d > 3 ? TS.Broadcast(q[3]) : TS.Zero;
+            }
+
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            public TV Scaled(ref double kr, int m, int at)
+            {
+                var x = TS.Fma(_q0, TS.Load(ref Unsafe.Add(ref kr, at)), _ny);
+                if (_d > 1) x = TS.Fma(_q1, TS.Load(ref Unsafe.Add(ref kr, m + at)), x);
+                if (_d > 2) x = TS.Fma(_q2, TS.Load(ref Unsafe.Add(ref kr, 2 * m + at)), x);
+                if (_d > 3) x = TS.Fma(_q3, TS.Load(ref Unsafe.Add(ref kr, 3 * m + at)), x);
+                for (int c = 4; c < _d; c++) x = TS.Fma(TS.Broadcast(_q[c]), TS.Load(ref Unsafe.Add(ref kr, c * m + at)), x);
+                return TS.Mul(x, _sl);
+            }
+
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            public static double ScaledScalar(double[] kT, int m, int d, int at, double[] q, double yh, double log2e)
+            {
+                double x = -yh;
+                for (int c = 0; c < d; c++) x = Math.FusedMultiplyAdd(q[c], kT[c * m + at], x);
+                return x * log2e;
+            }
+        }
+
+        /// <summary>acc[0] += Σ_j w_j and acc[1 + c] += Σ_j w_j·v_jc (dv ≤ 4) with w_j as in <see cref="Weights"/>, in one
+        /// pass over the SoA keys and values (same weights; per-lane sums, then across).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private static void WeightsAndValues<TV, TS>(double[] kT, double[] vT, int m, int d, int dv, int start, int len, double[] q, double yh, double log2e, double[] acc)
+            where TV : unmanaged where TS : ISimd<double, TV>
+        {
+            int lanes = TS.Count, j = 0;
             ref double kr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(kT);
             ref double vr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(vT);
-            var sum = Vector256<double>.Zero; var s0 = sum; var s1 = sum; var s2 = sum; var s3 = sum;
-            var ny = Vector256.Create(-yh); var sl = Vector256.Create(log2e);
-            var q0 = Vector256.Create(q[0]);
-            var q1 = d > 1 ? Vector256.Create(q[1]) : Vector256<double>.Zero; var q2 = d > 2 ? Vector256.Create(q[2]) : Vector256<double>.Zero;
-            var q3 = d > 3 ? Vector256.Create(q[3]) : Vector256<double>.Zero;
-            int j = 0;
+            var sum = TS.Zero; var s0 = sum; var s1 = sum; var s2 = sum; var s3 = sum;
+            var logit = new Logits<TV, TS>(q, d, yh, log2e);
             for (; j + lanes <= len; j += lanes)
             {
-                nuint at = (nuint)(start + j);
-                var x = Vector256.FusedMultiplyAdd(q0, Vector256.LoadUnsafe(ref kr, at), ny);
-                if (d > 1) x = Vector256.FusedMultiplyAdd(q1, Vector256.LoadUnsafe(ref kr, (nuint)m + at), x);
-                if (d > 2) x = Vector256.FusedMultiplyAdd(q2, Vector256.LoadUnsafe(ref kr, 2 * (nuint)m + at), x);
-                if (d > 3) x = Vector256.FusedMultiplyAdd(q3, Vector256.LoadUnsafe(ref kr, 3 * (nuint)m + at), x);
-                for (int c = 4; c < d; c++) x = Vector256.FusedMultiplyAdd(Vector256.Create(q[c]), Vector256.LoadUnsafe(ref kr, (nuint)(c * m) + at), x);
-                var e = Simd256D.Exp2(x * sl);
-                sum += e;
-                s0 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, at), s0);
-                if (dv > 1) s1 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, (nuint)m + at), s1);
-                if (dv > 2) s2 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, 2 * (nuint)m + at), s2);
-                if (dv > 3) s3 = Vector256.FusedMultiplyAdd(e, Vector256.LoadUnsafe(ref vr, 3 * (nuint)m + at), s3);
+                int at = start + j;
+                var e = TS.Exp2(logit.Scaled(ref kr, m, at));
+                sum = TS.Add(sum, e);
+                s0 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, at)), s0);
+                if (dv > 1) s1 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, m + at)), s1);
+                if (dv > 2) s2 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 2 * m + at)), s2);
+                if (dv > 3) s3 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 3 * m + at)), s3);
             }
-            double z = Vector256.Sum(sum), a0 = Vector256.Sum(s0), a1 = Vector256.Sum(s1), a2 = Vector256.Sum(s2), a3 = Vector256.Sum(s3);
+            double z = TS.SumAcross(sum), a0 = TS.SumAcross(s0), a1 = TS.SumAcross(s1), a2 = TS.SumAcross(s2), a3 = TS.SumAcross(s3);
             for (; j < len; j++)
             {
                 int at = start + j;
-                double x = -yh;
-                for (int c = 0; c < d; c++) x = Math.FusedMultiplyAdd(q[c], kT[c * m + at], x);
-                double e = double.Exp2(x * log2e);
+                double e = double.Exp2(Logits<TV, TS>.ScaledScalar(kT, m, d, at, q, yh, log2e));
                 z += e;
                 a0 = Math.FusedMultiplyAdd(e, vT[at], a0);
                 if (dv > 1) a1 = Math.FusedMultiplyAdd(e, vT[m + at], a1);
@@ -967,28 +996,17 @@ internal sealed class MomentTree
             ref double kr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(kT);
             ref double wr = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(w);
             var sum = TS.Zero;
-            var ny = TS.Broadcast(-yh); var sl = TS.Broadcast(log2e);
-            var q0 = TS.Broadcast(q[0]);
-            var q1 = d > 1 ? TS.Broadcast(q[1]) : TS.Zero; var q2 = d > 2 ? TS.Broadcast(q[2]) : TS.Zero; var q3 = d > 3 ? TS.Broadcast(q[3]) : TS.Zero;
+            var logit = new Logits<TV, TS>(q, d, yh, log2e);
             for (; j + lanes <= len; j += lanes)
             {
-                int at = start + j;
-                var x = TS.Fma(q0, TS.Load(ref Unsafe.Add(ref kr, at)), ny);
-                if (d > 1) x = TS.Fma(q1, TS.Load(ref Unsafe.Add(ref kr, m + at)), x);
-                if (d > 2) x = TS.Fma(q2, TS.Load(ref Unsafe.Add(ref kr, 2 * m + at)), x);
-                if (d > 3) x = TS.Fma(q3, TS.Load(ref Unsafe.Add(ref kr, 3 * m + at)), x);
-                for (int c = 4; c < d; c++) x = TS.Fma(TS.Broadcast(q[c]), TS.Load(ref Unsafe.Add(ref kr, c * m + at)), x);
-                var e = TS.Exp2(TS.Mul(x, sl));
+                var e = TS.Exp2(logit.Scaled(ref kr, m, start + j));
                 TS.Store(e, ref Unsafe.Add(ref wr, j));
                 sum = TS.Add(sum, e);
             }
             double total = TS.SumAcross(sum);
             for (; j < len; j++)
             {
-                int at = start + j;
-                double x = -yh;
-                for (int c = 0; c < d; c++) x = Math.FusedMultiplyAdd(q[c], kT[c * m + at], x);
-                double e = double.Exp2(x * log2e);
+                double e = double.Exp2(Logits<TV, TS>.ScaledScalar(kT, m, d, start + j, q, yh, log2e));
                 w[j] = e; total += e;
             }
             return total;
