@@ -239,10 +239,11 @@ internal sealed class CentredExpansion
         }
     }
 
-    /// <summary>Scratch length <see cref="Powers"/>, the moment evaluation and <see cref="AccumulateKey"/> need.</summary>
+    /// <summary>Scratch length <see cref="Powers"/> and the moment evaluation need.</summary>
     public int PowersWork => Degree + 4 + _rowStart.Length + Terms + 3;
 
     /// <summary>Powers of the last coordinate (x_d^j, j ≤ g) and each row's prefix product Π_{c&lt;d} x_c^{β_c}.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RowPowers(ReadOnlySpan<double> x, Span<double> last, Span<double> prefix)
     {
         int d = D, g = Degree;
@@ -362,73 +363,130 @@ internal sealed class CentredExpansion
         }
     }
 
+    /// <summary>Keys per <see cref="AccumulateKeys"/> call: their powers stay in L1 (≈ 12–24 KB of scratch).</summary>
+    public int KeyBlock => Math.Clamp(3072 / (Degree + 4 + _rowStart.Length + ValueStride(8)), 8, 64);
+
+    /// <summary>Scratch length <see cref="AccumulateKeys"/> needs for blocks of <see cref="KeyBlock"/> keys and dv values.</summary>
+    public int AccumulateWork(int dv) => KeyBlock * (Degree + 4 + _rowStart.Length + ValueStride(dv)) + Degree + 4 + _rowStart.Length;
+
+    // Value columns per key, the weight's 1 first, padded to whole groups of three.
+    private static int ValueStride(int dv) => (dv + 1 + 2) / 3 * 3;
+
     /// <summary>
-    /// Adds one key's moments: part[β] += u^β and part[(c + 1)·Terms + β] += u^β·values[c] (the powers are formed row by
-    /// row, at most |β| roundings, and each product and sum adds one).
+    /// Adds the moments of <paramref name="count"/> ≤ <see cref="KeyBlock"/> keys (centred coordinates <paramref name="u"/>,
+    /// key-major, count × d; values key-major, count × dv): part[β] += Σ_k u_k^β and part[(c + 1)·Terms + β] +=
+    /// Σ_k u_k^β·v_k[c]. The powers are formed as before (a row prefix times a power of the last coordinate: at most |β|
+    /// roundings) and each term's sum runs over the keys in order in one register lane (one rounding per product and
+    /// sum, an FMA each), then is added to part — the same roundings per term as summing the keys one at a time, but
+    /// the sums stay in registers across the block: three value columns × twelve exponents of one row per pass.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void AccumulateKey(ReadOnlySpan<double> u, ReadOnlySpan<double> values, Span<double> part, Span<double> work)
+    public void AccumulateKeys(ReadOnlySpan<double> u, ReadOnlySpan<double> values, int count, int dv, Span<double> part, Span<double> work)
     {
-        var last = work[..(Degree + 1)];
-        var prefix = work.Slice(Degree + 1, _rowStart.Length);
-        RowPowers(u, last, prefix);
-        int terms = Terms, rows = _rowStart.Length, dv = values.Length;
-        ref double lr = ref MemoryMarshal.GetReference(last);
-        ref double pr = ref MemoryMarshal.GetReference(part);
-        if (Vector256.IsHardwareAccelerated && dv <= 3 && part.Length >= (dv + 1) * terms + 3 && work.Length >= Degree + 4 + rows)
+        int d = D, g = Degree, terms = Terms, rows = _rowStart.Length, lw = g + 4, vs = ValueStride(dv);
+        if (count > KeyBlock || u.Length < count * d || values.Length < count * dv || part.Length < (dv + 1) * terms + 3 || work.Length < AccumulateWork(dv))
+            throw new ArgumentException("block larger than its scratch", nameof(count));
+        var last = work[..(count * lw)];
+        var prefix = work.Slice(count * lw, count * rows);
+        var vals = work.Slice(count * (lw + rows), count * vs);
+        for (int k = 0; k < count; k++)
         {
-            // Every row in whole vectors, the last one masked to its length: the masked lanes add exactly 0 to the next
-            // row's (or column's, or the 3 spare slots') sums, so each term still gets this key's one update — without
-            // the rows' scalar remainders (a third of the updates at d = 2). The powers read past u_d^g are masked too.
-            var lane = Vector256.Create(0.0, 1, 2, 3);
-            Vector256<double> v0 = Vector256.Create(dv > 0 ? values[0] : 0), v1 = Vector256.Create(dv > 1 ? values[1] : 0), v2 = Vector256.Create(dv > 2 ? values[2] : 0);
-            nuint o1 = (nuint)terms, o2 = 2 * (nuint)terms, o3 = 3 * (nuint)terms;
-            for (int r = 0; r < rows; r++)
-            {
-                var pv = Vector256.Create(prefix[r]);
-                int start = _rowStart[r], len = _rowLength[r];
-                for (int j = 0; j < len; j += 4)
+            RowPowers(u.Slice(k * d, d), last.Slice(k * lw, g + 1), prefix.Slice(k * rows, rows));
+            last[k * lw + g + 1] = 0; last[k * lw + g + 2] = 0; last[k * lw + g + 3] = 0;
+            vals[k * vs] = 1;
+            for (int c = 0; c < dv; c++) vals[k * vs + 1 + c] = values[k * dv + c];
+            for (int c = dv + 1; c < vs; c++) vals[k * vs + c] = 0;
+        }
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            for (int k = 0; k < count; k++)
+                for (int r = 0; r < rows; r++)
                 {
-                    var w = pv * Vector256.LoadUnsafe(ref lr, (nuint)j);
-                    if (j + 4 > len) w = Vector256.ConditionalSelect(Vector256.LessThan(lane, Vector256.Create((double)(len - j))), w, Vector256<double>.Zero);
-                    nuint at = (nuint)(start + j);
-                    (Vector256.LoadUnsafe(ref pr, at) + w).StoreUnsafe(ref pr, at);
-                    if (dv > 0) Vector256.FusedMultiplyAdd(w, v0, Vector256.LoadUnsafe(ref pr, o1 + at)).StoreUnsafe(ref pr, o1 + at);
-                    if (dv > 1) Vector256.FusedMultiplyAdd(w, v1, Vector256.LoadUnsafe(ref pr, o2 + at)).StoreUnsafe(ref pr, o2 + at);
-                    if (dv > 2) Vector256.FusedMultiplyAdd(w, v2, Vector256.LoadUnsafe(ref pr, o3 + at)).StoreUnsafe(ref pr, o3 + at);
+                    double p = prefix[k * rows + r];
+                    int start = _rowStart[r], len = _rowLength[r];
+                    for (int j = 0; j < len; j++)
+                    {
+                        double w = p * last[k * lw + j];
+                        for (int c = 0; c <= dv; c++) part[c * terms + start + j] = Math.FusedMultiplyAdd(w, vals[k * vs + c], part[c * terms + start + j]);
+                    }
                 }
-            }
             return;
         }
-        for (int r = 0; r < rows; r++)
+        ref double lr = ref MemoryMarshal.GetReference(last);
+        ref double pr = ref MemoryMarshal.GetReference(prefix);
+        ref double vr = ref MemoryMarshal.GetReference(vals);
+        ref double outr = ref MemoryMarshal.GetReference(part);
+        var lane = Vector256.Create(0.0, 1, 2, 3);
+        for (int cg = 0; cg <= dv; cg += 3)
         {
-            double p = prefix[r];
-            int start = _rowStart[r], len = _rowLength[r], j = 0;
-            if (Vector256.IsHardwareAccelerated)
+            int nc = Math.Min(3, dv + 1 - cg);
+            for (int r = 0; r < rows; r++)
             {
-                var pv = Vector256.Create(p);
-                for (; j + 4 <= len; j += 4)
+                int start = _rowStart[r], len = _rowLength[r];
+                for (int j = 0; j < len; j += 12)
                 {
-                    var w = pv * Vector256.LoadUnsafe(ref lr, (nuint)j);
-                    ref double d0 = ref Unsafe.Add(ref pr, start + j);
-                    (Vector256.LoadUnsafe(ref d0) + w).StoreUnsafe(ref d0);
-                    for (int c = 0; c < dv; c++)
+                    // Twelve exponents (three vectors) of row r for three columns: nine sums in registers over the keys,
+                    // each key's row prefix times its value (p·v_c, one rounding: the same count as (p·u^j)·v_c) times
+                    // the vector of its last-coordinate powers, one FMA. Lanes past the row's end sum powers of no
+                    // term and are masked off when added to part.
+                    var a0 = Vector256<double>.Zero; var a1 = a0; var a2 = a0; var b0 = a0; var b1 = a0; var b2 = a0; var c0 = a0; var c1 = a0; var c2 = a0;
+                    int vectors = Math.Min(3, (len - j + 3) >> 2);
+                    ref double pk = ref Unsafe.Add(ref pr, r);
+                    ref double lk = ref Unsafe.Add(ref lr, j);
+                    ref double vk = ref Unsafe.Add(ref vr, cg);
+                    if (vectors == 3)
+                        for (int k = 0; k < count; k++)
+                        {
+                            double p = pk;
+                            var x = Vector256.Create(p * vk); var y = Vector256.Create(p * Unsafe.Add(ref vk, 1)); var z = Vector256.Create(p * Unsafe.Add(ref vk, 2));
+                            var l0 = Vector256.LoadUnsafe(ref lk); var l1 = Vector256.LoadUnsafe(ref lk, 4); var l2 = Vector256.LoadUnsafe(ref lk, 8);
+                            a0 = Vector256.FusedMultiplyAdd(l0, x, a0); a1 = Vector256.FusedMultiplyAdd(l1, x, a1); a2 = Vector256.FusedMultiplyAdd(l2, x, a2);
+                            b0 = Vector256.FusedMultiplyAdd(l0, y, b0); b1 = Vector256.FusedMultiplyAdd(l1, y, b1); b2 = Vector256.FusedMultiplyAdd(l2, y, b2);
+                            c0 = Vector256.FusedMultiplyAdd(l0, z, c0); c1 = Vector256.FusedMultiplyAdd(l1, z, c1); c2 = Vector256.FusedMultiplyAdd(l2, z, c2);
+                            pk = ref Unsafe.Add(ref pk, rows); lk = ref Unsafe.Add(ref lk, lw); vk = ref Unsafe.Add(ref vk, vs);
+                        }
+                    else if (vectors == 2)
+                        for (int k = 0; k < count; k++)
+                        {
+                            double p = pk;
+                            var x = Vector256.Create(p * vk); var y = Vector256.Create(p * Unsafe.Add(ref vk, 1)); var z = Vector256.Create(p * Unsafe.Add(ref vk, 2));
+                            var l0 = Vector256.LoadUnsafe(ref lk); var l1 = Vector256.LoadUnsafe(ref lk, 4);
+                            a0 = Vector256.FusedMultiplyAdd(l0, x, a0); a1 = Vector256.FusedMultiplyAdd(l1, x, a1);
+                            b0 = Vector256.FusedMultiplyAdd(l0, y, b0); b1 = Vector256.FusedMultiplyAdd(l1, y, b1);
+                            c0 = Vector256.FusedMultiplyAdd(l0, z, c0); c1 = Vector256.FusedMultiplyAdd(l1, z, c1);
+                            pk = ref Unsafe.Add(ref pk, rows); lk = ref Unsafe.Add(ref lk, lw); vk = ref Unsafe.Add(ref vk, vs);
+                        }
+                    else
+                        for (int k = 0; k < count; k++)
+                        {
+                            double p = pk;
+                            var l0 = Vector256.LoadUnsafe(ref lk);
+                            a0 = Vector256.FusedMultiplyAdd(l0, Vector256.Create(p * vk), a0);
+                            b0 = Vector256.FusedMultiplyAdd(l0, Vector256.Create(p * Unsafe.Add(ref vk, 1)), b0);
+                            c0 = Vector256.FusedMultiplyAdd(l0, Vector256.Create(p * Unsafe.Add(ref vk, 2)), c0);
+                            pk = ref Unsafe.Add(ref pk, rows); lk = ref Unsafe.Add(ref lk, lw); vk = ref Unsafe.Add(ref vk, vs);
+                        }
+                    // Add the valid lanes (the others add +0 to the next row's, column's or spare slots, in order).
+                    nuint at = (nuint)(start + j);
+                    for (int v = 0; v < vectors; v++)
                     {
-                        ref double dc = ref Unsafe.Add(ref pr, (c + 1) * terms + start + j);
-                        Vector256.FusedMultiplyAdd(w, Vector256.Create(values[c]), Vector256.LoadUnsafe(ref dc)).StoreUnsafe(ref dc);
+                        var mask = Vector256.LessThan(lane, Vector256.Create((double)(len - j - 4 * v)));
+                        nuint o = at + (nuint)(4 * v);
+                        var (sa, sb, sc) = v == 0 ? (a0, b0, c0) : v == 1 ? (a1, b1, c1) : (a2, b2, c2);
+                        AddMasked(ref outr, (nuint)(cg * terms) + o, sa, mask);
+                        if (nc > 1) AddMasked(ref outr, (nuint)((cg + 1) * terms) + o, sb, mask);
+                        if (nc > 2) AddMasked(ref outr, (nuint)((cg + 2) * terms) + o, sc, mask);
                     }
                 }
             }
-            for (; j < len; j++)
-            {
-                double w = p * last[j];
-                part[start + j] += w;
-                for (int c = 0; c < dv; c++) part[(c + 1) * terms + start + j] = Math.FusedMultiplyAdd(w, values[c], part[(c + 1) * terms + start + j]);
-            }
         }
+
+        static void AddMasked(ref double target, nuint at, Vector256<double> sum, Vector256<double> mask) =>
+            (Vector256.LoadUnsafe(ref target, at) + Vector256.ConditionalSelect(mask, sum, Vector256<double>.Zero)).StoreUnsafe(ref target, at);
     }
 
     /// <summary>Multiplies each moment column by c_β (done once, after all translations).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void FoldCoefficients(Span<double> moments)
     {
         for (int t = 0; t < Terms; t++) moments[t] *= _coef[t];
@@ -440,13 +498,17 @@ internal sealed class CentredExpansion
     /// μ'[β] = Σ over the same multi-index set (closed under lowering one exponent). All coefficients are bounded by
     /// (|δ_c| + σ_c)^{β_c} ≤ 1, so each pass adds at most (2g + 4)u relative to Σ|v|. Adds the result to
     /// <paramref name="target"/> for <paramref name="columns"/> columns of Terms each. <paramref name="work"/> holds
-    /// 2·Terms + (g + 1)² doubles.
+    /// <see cref="TranslateWork"/>(columns) doubles.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work)
     {
         int d = D, g = Degree, terms = Terms, stride = g + d + 1, g1 = g + 1, gp = (g1 + 3) & ~3;
-        var a = work[..terms]; var b = work.Slice(terms, terms); var coef = work.Slice(2 * terms, d * g1 * gp);
+        int width = (columns + 2) / 3 * 3; // columns padded with zeros to whole groups of three
+        if (work.Length < TranslateWork(columns)) throw new ArgumentException("scratch too short", nameof(work));
+        var a = work[..(width * terms)]; var b = work.Slice(width * terms, width * terms);
+        var coef = work.Slice(2 * width * terms, d * g1 * gp);
+        var chain = work.Slice(2 * width * terms + d * g1 * gp, 3 * g1);
         Span<double> dp = stackalloc double[g1]; Span<double> sp = stackalloc double[g1];
         // Coefficients C(e, j)·δ^{e−j}·σ^j of every coordinate, shared by all columns, stored transposed (row j, entry e)
         // with zeros for e < j and up to the padded width gp: four consecutive e read as one vector.
@@ -459,52 +521,106 @@ internal sealed class CentredExpansion
             for (int e = 0; e <= g; e++)
                 for (int j = 0; j <= e; j++) cc[j * gp + e] = _binomial[e * stride + j] * dp[e - j] * sp[j];
         }
-        Span<double> chain = stackalloc double[g1];
-        Span<double> out4 = stackalloc double[4];
-        for (int col = 0; col < columns; col++)
+        source[..(columns * terms)].CopyTo(a);
+        a[(columns * terms)..].Clear();
+        Span<double> o = stackalloc double[24];
+        for (int c = 0; c < d; c++)
         {
-            source.Slice(col * terms, terms).CopyTo(a);
-            for (int c = 0; c < d; c++)
+            if (delta[c] == 0 && sigma[c] == 1) continue;
+            var cc = coef.Slice(c * g1 * gp, g1 * gp);
+            var ci = _chainIndex[c]; var cs = _chainStart[c];
+            ref double cr = ref MemoryMarshal.GetReference(cc);
+            ref double hr = ref MemoryMarshal.GetReference(chain);
+            for (int col = 0; col < width; col += 3)
             {
-                if (delta[c] == 0 && sigma[c] == 1) continue;
-                var cc = coef.Slice(c * g1 * gp, g1 * gp);
-                var ci = _chainIndex[c]; var cs = _chainStart[c];
-                ref double cr = ref MemoryMarshal.GetReference(cc);
+                var a0 = a.Slice(col * terms, terms); var a1 = a.Slice((col + 1) * terms, terms); var a2 = a.Slice((col + 2) * terms, terms);
+                var b0 = b.Slice(col * terms, terms); var b1 = b.Slice((col + 1) * terms, terms); var b2 = b.Slice((col + 2) * terms, terms);
                 // Per chain β + j·e_c (j ≤ L): b[β + e·e_c] = Σ_{j ≤ e} C(e, j) δ^{e−j} σ^j a[β + j·e_c], a triangular product —
-                // four e at a time (independent FMA chains in one vector; for j > e the coefficient is 0 and adds +0, so
-                // each sum is the same FMAs in the same order as one e at a time).
+                // eight e at a time in two vectors (for j > e the coefficient is 0 and adds +0; lanes past the chain's
+                // end are not stored) and three columns at a time (six independent FMA chains sharing each coefficient
+                // vector and each broadcast): every sum is the same FMAs in the same order as one e and one column at a time.
                 for (int ch = 0; ch + 1 < cs.Length; ch++)
                 {
                     int from = cs[ch], len = cs[ch + 1] - from;
-                    for (int j = 0; j < len; j++) chain[j] = a[ci[from + j]];
-                    int e0 = 0;
-                    if (Vector256.IsHardwareAccelerated)
+                    for (int j = 0; j < len; j++)
                     {
-                        for (; e0 + 4 <= len; e0 += 4)
+                        int t = ci[from + j];
+                        chain[3 * j] = a0[t]; chain[3 * j + 1] = a1[t]; chain[3 * j + 2] = a2[t];
+                    }
+                    if (!Vector256.IsHardwareAccelerated)
+                    {
+                        for (int e = 0; e < len; e++)
                         {
-                            var sum = Vector256<double>.Zero;
-                            for (int j = 0; j <= e0 + 3; j++)
-                                sum = Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref cr, (nuint)(j * gp + e0)), Vector256.Create(chain[j]), sum);
-                            sum.CopyTo(out4);
-                            b[ci[from + e0]] = out4[0]; b[ci[from + e0 + 1]] = out4[1]; b[ci[from + e0 + 2]] = out4[2]; b[ci[from + e0 + 3]] = out4[3];
+                            double s0 = 0, s1 = 0, s2 = 0;
+                            for (int j = 0; j <= e; j++)
+                            {
+                                double cv = cc[j * gp + e];
+                                s0 = Math.FusedMultiplyAdd(cv, chain[3 * j], s0);
+                                s1 = Math.FusedMultiplyAdd(cv, chain[3 * j + 1], s1);
+                                s2 = Math.FusedMultiplyAdd(cv, chain[3 * j + 2], s2);
+                            }
+                            int at = ci[from + e];
+                            b0[at] = s0; b1[at] = s1; b2[at] = s2;
+                        }
+                        continue;
+                    }
+                    for (int e0 = 0; e0 < len; e0 += 8)
+                    {
+                        var s0 = Vector256<double>.Zero; var s1 = s0; var s2 = s0; var r0 = s0; var r1 = s0; var r2 = s0;
+                        int top = Math.Min(e0 + 3, len - 1);
+                        ref double cj = ref Unsafe.Add(ref cr, e0);
+                        ref double hj = ref hr;
+                        if (e0 + 4 < len)
+                        {
+                            // Coefficients e0 … e0 + 7 lie within the padded row (e0 + 8 ≤ gp).
+                            int top2 = Math.Min(e0 + 7, len - 1);
+                            for (int j = 0; j <= top; j++)
+                            {
+                                var cv = Vector256.LoadUnsafe(ref cj); var cw = Vector256.LoadUnsafe(ref cj, 4);
+                                var x = Vector256.Create(hj); var y = Vector256.Create(Unsafe.Add(ref hj, 1)); var z = Vector256.Create(Unsafe.Add(ref hj, 2));
+                                s0 = Vector256.FusedMultiplyAdd(cv, x, s0); s1 = Vector256.FusedMultiplyAdd(cv, y, s1); s2 = Vector256.FusedMultiplyAdd(cv, z, s2);
+                                r0 = Vector256.FusedMultiplyAdd(cw, x, r0); r1 = Vector256.FusedMultiplyAdd(cw, y, r1); r2 = Vector256.FusedMultiplyAdd(cw, z, r2);
+                                cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
+                            }
+                            for (int j = top + 1; j <= top2; j++)
+                            {
+                                var cw = Vector256.LoadUnsafe(ref cj, 4);
+                                r0 = Vector256.FusedMultiplyAdd(cw, Vector256.Create(hj), r0);
+                                r1 = Vector256.FusedMultiplyAdd(cw, Vector256.Create(Unsafe.Add(ref hj, 1)), r1);
+                                r2 = Vector256.FusedMultiplyAdd(cw, Vector256.Create(Unsafe.Add(ref hj, 2)), r2);
+                                cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
+                            }
+                        }
+                        else
+                            for (int j = 0; j <= top; j++)
+                            {
+                                var cv = Vector256.LoadUnsafe(ref cj);
+                                s0 = Vector256.FusedMultiplyAdd(cv, Vector256.Create(hj), s0);
+                                s1 = Vector256.FusedMultiplyAdd(cv, Vector256.Create(Unsafe.Add(ref hj, 1)), s1);
+                                s2 = Vector256.FusedMultiplyAdd(cv, Vector256.Create(Unsafe.Add(ref hj, 2)), s2);
+                                cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
+                            }
+                        s0.CopyTo(o); s1.CopyTo(o[4..]); s2.CopyTo(o[8..]); r0.CopyTo(o[12..]); r1.CopyTo(o[16..]); r2.CopyTo(o[20..]);
+                        int count = Math.Min(8, len - e0);
+                        for (int t = 0; t < count; t++)
+                        {
+                            int at = ci[from + e0 + t], q = t < 4 ? t : 8 + t;
+                            b0[at] = o[q]; b1[at] = o[q + 4]; b2[at] = o[q + 8];
                         }
                     }
-                    for (int e = e0; e < len; e++)
-                    {
-                        double sum = 0;
-                        for (int j = 0; j <= e; j++) sum = Math.FusedMultiplyAdd(cc[j * gp + e], chain[j], sum);
-                        b[ci[from + e]] = sum;
-                    }
                 }
-                b.CopyTo(a);
             }
+            var swap = a; a = b; b = swap;
+        }
+        for (int col = 0; col < columns; col++)
+        {
             var dst = target.Slice(col * terms, terms);
-            for (int t = 0; t < terms; t++) dst[t] += a[t];
+            System.Numerics.Tensors.TensorPrimitives.Add(dst, a.Slice(col * terms, terms), dst);
         }
     }
 
-    /// <summary>Scratch length <see cref="TranslateAdd"/> needs.</summary>
-    public int TranslateWork => 2 * Terms + D * (Degree + 1) * ((Degree + 4) & ~3);
+    /// <summary>Scratch length <see cref="TranslateAdd"/> needs for <paramref name="columns"/> columns.</summary>
+    public int TranslateWork(int columns) => 2 * ((columns + 2) / 3 * 3) * Terms + D * (Degree + 1) * ((Degree + 4) & ~3) + 3 * (Degree + 1);
 
     // ---- construction and proof ------------------------------------------------------------------------------
 

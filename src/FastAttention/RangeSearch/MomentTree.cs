@@ -228,6 +228,7 @@ internal sealed class MomentTree
 
         /// <summary>The node's box in its frame: identity → the axis box; otherwise centre and half-extents of the
         /// double-double frame coordinates, w_c = max_j |(yhi − c) + ylo| exactly as the moments compute it.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void FrameBox(int lo, int hi, int frame, int id, Span<double> fc, Span<double> fe)
         {
             int d = t._d;
@@ -357,6 +358,7 @@ internal sealed class MomentTree
 
         /// <summary>Swaps two keys; their frame coordinates too when the node has a frame (a node in the identity frame never
         /// reads them, and a descendant that takes a frame computes them afresh for its keys).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Swap(int i, int j, bool framed)
         {
             if (i == j) return;
@@ -424,6 +426,7 @@ internal sealed class MomentTree
 
     /// <summary>y = L⁻¹Pᵀ(k − o) of frame f in double-double (k − o by TwoSum, forward substitution with TwoProduct):
     /// error ≤ 2u|y| + O(d²)u²·Σ|terms|, so (yhi − c) + ylo is accurate relative to |y − c| for any centre c.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void FrameCoordinates(int d, int f, ReadOnlySpan<double> key, Span<double> hi, Span<double> lo,
         ReadOnlySpan<double> fo, ReadOnlySpan<int> fp, ReadOnlySpan<double> fl)
     {
@@ -449,6 +452,7 @@ internal sealed class MomentTree
     // ---- moments ---------------------------------------------------------------------------------------------
 
     /// <summary>Moments for <paramref name="exp"/> at every node with at least <paramref name="momentMinimum"/> keys.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ComputeMoments(CentredExpansion exp, int momentMinimum, int threads)
     {
         if (exp.D != _d) throw new ArgumentException("dimension mismatch", nameof(exp));
@@ -467,22 +471,7 @@ internal sealed class MomentTree
         for (int level = Depth; level >= 0; level--)
         {
             var ids = byDepth[level];
-            Parallel.For(0, ids.Count, opts, () => new MomentScratch(exp, _d, _dv), (idx, _, sc) =>
-            {
-                int node = ids[idx];
-                int l = _left[node], r = _right[node];
-                if (l >= 0 && _momentOffset[l] >= 0 && _momentOffset[r] >= 0 && _frame[l] == _frame[node] && _frame[r] == _frame[node]
-                    && Translate(node, l, sc) && Translate(node, r, sc))
-                    units[node] = Math.Max(units[l], units[r]) + exp.TranslationUnits + 1;
-                else
-                {
-                    _moments.AsSpan(_momentOffset[node] * _stride, _stride).Clear();
-                    AccumulateKeys(node, sc);
-                    int cnt = _hi[node] - _lo[node];
-                    units[node] = exp.Degree + 3 + Chunk + (double)cnt / Chunk;
-                }
-                return sc;
-            }, _ => { });
+            Parallel.For(0, ids.Count, opts, () => new MomentScratch(exp, _d, _dv), (idx, _, sc) => { NodeMoments(ids[idx], sc, units); return sc; }, _ => { });
         }
         double worst = 0;
         for (int node = 0; node < nodes; node++) if (_momentOffset[node] >= 0) worst = Math.Max(worst, units[node]);
@@ -493,14 +482,33 @@ internal sealed class MomentTree
         });
     }
 
+    /// <summary>One node's moments: its children's translated when both have them in the node's frame, else its keys'.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void NodeMoments(int node, MomentScratch sc, double[] units)
+    {
+        var exp = _exp!;
+        int l = _left[node], r = _right[node];
+        if (l >= 0 && _momentOffset[l] >= 0 && _momentOffset[r] >= 0 && _frame[l] == _frame[node] && _frame[r] == _frame[node]
+            && Translate(node, l, sc) && Translate(node, r, sc))
+            units[node] = Math.Max(units[l], units[r]) + exp.TranslationUnits + 1;
+        else
+        {
+            _moments.AsSpan(_momentOffset[node] * _stride, _stride).Clear();
+            AccumulateKeys(node, sc);
+            int cnt = _hi[node] - _lo[node];
+            units[node] = exp.Degree + 3 + Chunk + (double)cnt / Chunk;
+        }
+    }
+
     private sealed class MomentScratch(CentredExpansion exp, int d, int dv)
     {
-        public readonly double[] Part = new double[(dv + 1) * exp.Terms + 3], U = new double[d], // + 3: the masked tail vector
-            Hi = new double[d], Lo = new double[d], Work = new double[Math.Max(exp.TranslateWork, exp.PowersWork)], Ds = new double[2 * d];
+        public readonly double[] Part = new double[(dv + 1) * exp.Terms + 3], U = new double[exp.KeyBlock * d], // + 3: the masked tail vector
+            Hi = new double[d], Lo = new double[d], Work = new double[Math.Max(exp.TranslateWork(dv + 1), exp.AccumulateWork(dv))], Ds = new double[2 * d];
     }
 
     /// <summary>Adds the child's moments, moved to the parent's centre and scale, to the parent's. False (nothing added)
     /// when rounding put the child box outside the parent's (|δ| + σ &gt; 1): the parent then sums its keys.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private bool Translate(int parent, int child, MomentScratch sc)
     {
         int d = _d, terms = _exp!.Terms;
@@ -522,24 +530,30 @@ internal sealed class MomentTree
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AccumulateKeys(int node, MomentScratch sc)
     {
-        int terms = _exp!.Terms, dv = _dv, d = _d, f = _frame[node];
+        int dv = _dv, d = _d, f = _frame[node];
         var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
         var part = sc.Part; var u = sc.U;
         var ctr = _fc.AsSpan(node * d, d); var ext = _fe.AsSpan(node * d, d);
+        int block = _exp!.KeyBlock;
         for (int start = _lo[node]; start < _hi[node]; start += Chunk)
         {
             Array.Clear(part);
             int end = Math.Min(_hi[node], start + Chunk);
-            for (int j = start; j < end; j++)
+            for (int b = start; b < end; b += block)
             {
-                if (f == 0)
-                    for (int c = 0; c < d; c++) u[c] = ext[c] > 0 ? Math.Clamp((_k[j * d + c] - ctr[c]) / ext[c], -1, 1) : 0;
-                else
+                int count = Math.Min(block, end - b);
+                for (int j = b; j < b + count; j++)
                 {
-                    FrameCoordinates(f, _k.AsSpan(j * d, d), sc.Hi, sc.Lo);
-                    for (int c = 0; c < d; c++) u[c] = ext[c] > 0 ? Math.Clamp(((sc.Hi[c] - ctr[c]) + sc.Lo[c]) / ext[c], -1, 1) : 0;
+                    var uj = u.AsSpan((j - b) * d, d);
+                    if (f == 0)
+                        for (int c = 0; c < d; c++) uj[c] = ext[c] > 0 ? Math.Clamp((_k[j * d + c] - ctr[c]) / ext[c], -1, 1) : 0;
+                    else
+                    {
+                        FrameCoordinates(f, _k.AsSpan(j * d, d), sc.Hi, sc.Lo);
+                        for (int c = 0; c < d; c++) uj[c] = ext[c] > 0 ? Math.Clamp(((sc.Hi[c] - ctr[c]) + sc.Lo[c]) / ext[c], -1, 1) : 0;
+                    }
                 }
-                _exp.AccumulateKey(u, _v.AsSpan(j * dv, dv), part, sc.Work);
+                _exp.AccumulateKeys(u, _v.AsSpan(b * dv, count * dv), count, dv, part, sc.Work);
             }
             System.Numerics.Tensors.TensorPrimitives.Add(mom, part.AsSpan(0, mom.Length), mom);
         }
@@ -727,6 +741,7 @@ internal sealed class MomentTree
     /// lower bound clears the threshold by more than <paramref name="slack"/> (the bounds' rounding) counts whole, one whose
     /// upper bound falls short by more than the slack counts nothing, others are opened.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public long CountAtLeast(Scratch sc, double threshold, double slack, QueryStats st)
     {
         Begin(sc);
@@ -759,6 +774,7 @@ internal sealed class MomentTree
     }
 
     /// <summary>Lower bound on s·q·k over the node's keys (the larger of the axis-aligned and the frame bound).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private double Lower(Scratch sc, int node)
     {
         int d = _d, o = node * d, f = _frame[node];

@@ -199,7 +199,7 @@ public class CentredExpansionTests
         var delta = new double[d]; var sigma = new double[d];
         for (int c = 0; c < d; c++) { delta[c] = (cc[c] - pc[c]) / pw[c]; sigma[c] = cw[c] / pw[c]; }
         var translated = new double[e.Terms];
-        e.TranslateAdd(child, delta, sigma, translated, 1, new double[e.TranslateWork]);
+        e.TranslateAdd(child, delta, sigma, translated, 1, new double[e.TranslateWork(1)]);
         for (int t = 0; t < e.Terms; t++) Assert.Equal(direct[t], translated[t], 1e-11);
     }
 }
