@@ -235,25 +235,42 @@ internal static class QueryOrder
         return order;
     }
 
-    /// <summary>d ≥ 2: queries sorted by a Morton (Z-order) code of their direction qᵢ/‖qᵢ‖∞ quantised to 10 bits per coordinate.</summary>
+    /// <summary>d ≥ 2: queries sorted by a Morton (Z-order) code of their direction qᵢ/‖qᵢ‖∞ and their log-norm, each
+    /// quantised to the same number of bits: consecutive queries then have nearby directions and norms, so they expand
+    /// the same nodes (the band of relevant keys lies at the keys' extreme in the query's direction, its thickness ∝ 1/‖q‖)
+    /// and read the same moments from cache.</summary>
     public static int[] ByDirection(double[] q, int n, int d)
     {
         var codes = new long[n];
         var order = new int[n];
-        int bits = Math.Min(10, 60 / d);
+        var logNorm = new double[n];
+        double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+        for (int i = 0; i < n; i++)
+        {
+            double s = 0;
+            for (int c = 0; c < d; c++) s += q[i * d + c] * q[i * d + c];
+            logNorm[i] = s > 0 ? Math.Log2(s) : double.NegativeInfinity;
+            if (s > 0) { lo = Math.Min(lo, logNorm[i]); hi = Math.Max(hi, logNorm[i]); }
+        }
+        int bits = Math.Min(10, 60 / (d + 1));
+        double span = hi > lo ? hi - lo : 1;
         for (int i = 0; i < n; i++)
         {
             order[i] = i;
             double mx = 0;
             for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
+            long normCell = double.IsFinite(logNorm[i]) ? Math.Clamp((long)((logNorm[i] - lo) / span * (1 << bits)), 0, (1 << bits) - 1) : 0;
             long code = 0;
             for (int b = bits - 1; b >= 0; b--)
+            {
                 for (int c = 0; c < d; c++)
                 {
                     double x = mx > 0 ? q[i * d + c] / mx : 0;
                     long cell = Math.Clamp((long)((x + 1) * 0.5 * (1 << bits)), 0, (1 << bits) - 1);
                     code = (code << 1) | ((cell >> b) & 1);
                 }
+                code = (code << 1) | ((normCell >> b) & 1);
+            }
             codes[i] = code;
         }
         Array.Sort(codes, order);
