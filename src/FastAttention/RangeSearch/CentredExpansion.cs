@@ -33,6 +33,7 @@ internal sealed class CentredExpansion
     // For each coordinate c, the chains β, β + e_c, β + 2e_c, … (β_c = 0) as index lists: translations walk them.
     private readonly int[][] _chainIndex, _chainStart;
     private readonly double[] _binomial;
+    private readonly double[] _magnitude; // Magnitude(H·i/256), i = 0 … 256
 
     // Run once per (d, H, ε) with long loops: optimised at once rather than in tier-0 code (10 ms of planning).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -104,6 +105,8 @@ internal sealed class CentredExpansion
             _chainIndex[c] = [.. idx]; _chainStart[c] = [.. starts];
         }
         _binomial = Pascal(degree + d);
+        _magnitude = new double[MagnitudeSteps + 1];
+        for (int i = 0; i <= MagnitudeSteps; i++) _magnitude[i] = MagnitudeAt((double)i / MagnitudeSteps);
         _coef = new double[Terms];
         for (int t = 0; t < Terms; t++)
         {
@@ -196,13 +199,26 @@ internal sealed class CentredExpansion
 
     /// <summary>Σ_ℓ |α_ℓ|·(h/H)^ℓ = Σ_β |c_β|·|z|^β for ‖z‖₁ = h/H (rounded up): the magnitude every term of a node's
     /// evaluation is bounded by, relative to Σ_j |v_j|.</summary>
-    public double Magnitude(double h)
+    public double Magnitude(double h) => MagnitudeAt(Ratio(h));
+
+    // h/H·(1 + 8u) covers the rounding of h and of z = a·w/H against the exact ‖z‖₁ (d ≤ 5).
+    private double Ratio(double h) => Math.Min(1, h / H * (1 + 8 * U));
+
+    private double MagnitudeAt(double r)
     {
-        // h/H·(1 + 8u) covers the rounding of h and of z = a·w/H against the exact ‖z‖₁ (d ≤ 5).
-        double r = Math.Min(1, h / H * (1 + 8 * U)), s = 0;
+        double s = 0;
         for (int l = Degree; l >= 0; l--) s = s * r + Math.Abs(_alpha[l]);
         return s * (1 + 3 * (Degree + 2) * U);
     }
+
+    /// <summary>An upper bound on <see cref="Magnitude"/>(h) by table lookup (the per-node bound of the evaluation's
+    /// rounding): Horner's rule on positive coefficients is non-decreasing in r even in rounded arithmetic, so the value
+    /// at the next grid point r ≤ k/256 (exact in binary) is at least it — at most a few percent larger, on a term that is
+    /// 10⁻¹⁰ of the polynomial's own error.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public double MagnitudeAtMost(double h) => _magnitude[Math.Min(MagnitudeSteps, (int)(Ratio(h) * MagnitudeSteps) + 1)];
+
+    private const int MagnitudeSteps = 256;
 
     /// <summary>P(t) in plain Horner (for tests).</summary>
     public double Evaluate(double t)
@@ -262,104 +278,84 @@ internal sealed class CentredExpansion
     }
 
     /// <summary>
-    /// result[c] = Σ_β z^β·moments[c·Terms + β] for c &lt; <paramref name="columns"/>: the power vector z^β (each a row
-    /// prefix times a power of the last coordinate, one rounding more than its factors) formed once with full-width
-    /// stores, then one long dot product per column (no short per-row remainders). Rounding ≤ (2g + Terms + 3)u relative
-    /// to Σ_β |z^β||moment_β| whatever the order of the dot's sums (within <see cref="EvaluationUnits"/>).
+    /// result[c] = Σ_β z^β·moments[c·Terms + β] for c &lt; <paramref name="columns"/>, row by row: each power z^β (a row
+    /// prefix times a power of the last coordinate, one rounding more than its factors) is formed in a register and
+    /// multiplied into three columns' sums at once — no power vector stored and read back. A row's last vector is masked
+    /// to its length (the masked lanes add exact zeros; the moments they read are the next row's, or the 3 padding
+    /// doubles <paramref name="moments"/> must have past the last column). Rounding ≤ (2g + Terms + 3)u relative to
+    /// Σ_β |z^β||moment_β| whatever the order of the sums (within <see cref="EvaluationUnits"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work) =>
-        DotColumns(PowerVector(z, work), moments, columns, result);
-
-    /// <summary>z^β for every multi-index (each a row prefix times a power of the last coordinate: one rounding more than
-    /// its factors), written into <paramref name="work"/> with full-width stores and returned (length Terms).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private Span<double> PowerVector(ReadOnlySpan<double> z, Span<double> work)
+    public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work)
     {
         int g = Degree, terms = Terms, rows = _rowStart.Length;
-        // Layout: last powers (g + 1, then 3 zeros read by the last vector of a row), row prefixes, the power vector
-        // (Terms, then 3 slots the last row's vector store may write).
+        if (moments.Length < columns * terms + 3 || work.Length < g + 4 + rows || result.Length < columns)
+            throw new ArgumentException("moments (with 3 doubles of padding), scratch or result too short");
         var last = work[..(g + 4)];
         var prefix = work.Slice(g + 4, rows);
-        var mono = work.Slice(g + 4 + rows, terms + 3);
         RowPowers(z, last, prefix);
         last[g + 1] = 0; last[g + 2] = 0; last[g + 3] = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            ref double lr = ref MemoryMarshal.GetReference(last);
-            ref double pr = ref MemoryMarshal.GetReference(mono);
-            // Rows in order: a vector that runs past a row's end writes into the next row's slots, which that row then
-            // overwrites (and past the last row into the 3 spare slots).
-            for (int r = 0; r < rows; r++)
-            {
-                var p = Vector256.Create(prefix[r]);
-                int start = _rowStart[r], len = _rowLength[r];
-                for (int j = 0; j < len; j += 4)
-                    Vector256.StoreUnsafe(p * Vector256.LoadUnsafe(ref lr, (nuint)j), ref pr, (nuint)(start + j));
-            }
-        }
-        else
-        {
-            for (int r = 0; r < rows; r++)
-            {
-                double p = prefix[r];
-                int start = _rowStart[r], len = _rowLength[r];
-                for (int j = 0; j < len; j++) mono[start + j] = p * last[j];
-            }
-        }
-        return mono[..terms];
-    }
-
-    /// <summary>result[c] = Σ_t pw[t]·moments[c·|pw| + t]: two columns at a time, each with two FMA chains (the power
-    /// vector read once per pair), the last ≤ 3 terms of each column scalar.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DotColumns(ReadOnlySpan<double> pw, ReadOnlySpan<double> moments, int columns, Span<double> result)
-    {
-        int terms = pw.Length;
         if (!Vector256.IsHardwareAccelerated)
         {
             for (int c = 0; c < columns; c++)
             {
                 double sum = 0;
-                for (int t = 0; t < terms; t++) sum = Math.FusedMultiplyAdd(pw[t], moments[c * terms + t], sum);
+                for (int r = 0; r < rows; r++)
+                {
+                    double p = prefix[r];
+                    int start = _rowStart[r], len = _rowLength[r];
+                    for (int j = 0; j < len; j++) sum = Math.FusedMultiplyAdd(p * last[j], moments[c * terms + start + j], sum);
+                }
                 result[c] = sum;
             }
             return;
         }
-        ref double pr = ref MemoryMarshal.GetReference(pw);
+        ref double lr = ref MemoryMarshal.GetReference(last);
         ref double mr = ref MemoryMarshal.GetReference(moments);
-        int vectorEnd = terms & ~3;
-        for (int c = 0; c < columns; c += 2)
+        var lane = Vector256.Create(0.0, 1, 2, 3);
+        for (int cg = 0; cg < columns; cg += 3)
         {
-            bool pair = c + 1 < columns;
-            nuint o0 = (nuint)(c * terms), o1 = pair ? o0 + (nuint)terms : o0;
-            var a0 = Vector256<double>.Zero; var a1 = a0; var b0 = a0; var b1 = a0;
-            int t = 0;
-            for (; t + 8 <= vectorEnd; t += 8)
+            // Three columns per pass (a missing third or second reads the first again; its sums are dropped).
+            nuint o0 = (nuint)(cg * terms), o1 = cg + 1 < columns ? o0 + (nuint)terms : o0, o2 = cg + 2 < columns ? o0 + 2 * (nuint)terms : o0;
+            var a0 = Vector256<double>.Zero; var a1 = a0; var a2 = a0; var b0 = a0; var b1 = a0; var b2 = a0;
+            for (int r = 0; r < rows; r++)
             {
-                var l0 = Vector256.LoadUnsafe(ref pr, (nuint)t);
-                var l1 = Vector256.LoadUnsafe(ref pr, (nuint)(t + 4));
-                a0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o0 + (nuint)t), a0);
-                a1 = Vector256.FusedMultiplyAdd(l1, Vector256.LoadUnsafe(ref mr, o0 + (nuint)(t + 4)), a1);
-                b0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o1 + (nuint)t), b0);
-                b1 = Vector256.FusedMultiplyAdd(l1, Vector256.LoadUnsafe(ref mr, o1 + (nuint)(t + 4)), b1);
+                var p = Vector256.Create(prefix[r]);
+                int start = _rowStart[r], len = _rowLength[r], j = 0;
+                for (; j + 8 <= len; j += 8)
+                {
+                    nuint at = (nuint)(start + j);
+                    var w0 = p * Vector256.LoadUnsafe(ref lr, (nuint)j);
+                    var w1 = p * Vector256.LoadUnsafe(ref lr, (nuint)(j + 4));
+                    a0 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o0 + at), a0);
+                    a1 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o1 + at), a1);
+                    a2 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o2 + at), a2);
+                    b0 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o0 + at + 4), b0);
+                    b1 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o1 + at + 4), b1);
+                    b2 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o2 + at + 4), b2);
+                }
+                if (j + 4 <= len)
+                {
+                    nuint at = (nuint)(start + j);
+                    var w0 = p * Vector256.LoadUnsafe(ref lr, (nuint)j);
+                    a0 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o0 + at), a0);
+                    a1 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o1 + at), a1);
+                    a2 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o2 + at), a2);
+                    j += 4;
+                }
+                if (j < len)
+                {
+                    nuint at = (nuint)(start + j);
+                    var w1 = Vector256.ConditionalSelect(Vector256.LessThan(lane, Vector256.Create((double)(len - j))),
+                        p * Vector256.LoadUnsafe(ref lr, (nuint)j), Vector256<double>.Zero);
+                    b0 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o0 + at), b0);
+                    b1 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o1 + at), b1);
+                    b2 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o2 + at), b2);
+                }
             }
-            if (t < vectorEnd)
-            {
-                var l0 = Vector256.LoadUnsafe(ref pr, (nuint)t);
-                a0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o0 + (nuint)t), a0);
-                b0 = Vector256.FusedMultiplyAdd(l0, Vector256.LoadUnsafe(ref mr, o1 + (nuint)t), b0);
-                t += 4;
-            }
-            double s0 = Vector256.Sum(a0 + a1), s1 = Vector256.Sum(b0 + b1);
-            for (; t < terms; t++)
-            {
-                double l = Unsafe.Add(ref pr, t);
-                s0 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o0 + (nuint)t), s0);
-                s1 = Math.FusedMultiplyAdd(l, Unsafe.Add(ref mr, o1 + (nuint)t), s1);
-            }
-            result[c] = s0;
-            if (pair) result[c + 1] = s1;
+            result[cg] = Vector256.Sum(a0 + b0);
+            if (cg + 1 < columns) result[cg + 1] = Vector256.Sum(a1 + b1);
+            if (cg + 2 < columns) result[cg + 2] = Vector256.Sum(a2 + b2);
         }
     }
 

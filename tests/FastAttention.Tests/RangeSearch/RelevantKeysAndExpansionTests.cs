@@ -163,6 +163,27 @@ public class CentredExpansionTests
         }
     }
 
+    [Theory]
+    [InlineData(1, 1.5, 1e-8)]
+    [InlineData(2, 11.5, 1e-7)]
+    [InlineData(3, 15, 1e-4)]
+    public void Magnitude_table_bound_is_never_below_the_magnitude(int d, double h, double target)
+    {
+        var e = CentredExpansion.Create(d, h, target);
+        var rng = new Random(3);
+        var widths = new List<double> { 0, h, 2 * h, double.Epsilon };
+        for (int i = 0; i <= 256; i++) { widths.Add(h * i / 256); widths.Add(Math.BitIncrement(h * i / 256)); widths.Add(Math.BitDecrement(h * i / 256)); }
+        for (int i = 0; i < 2000; i++) widths.Add(h * rng.NextDouble());
+        foreach (double w in widths)
+        {
+            if (w < 0) continue;
+            double exact = e.Magnitude(w), bound = e.MagnitudeAtMost(w);
+            Assert.True(bound >= exact, $"h = {w:R}: table {bound:R} < magnitude {exact:R}");
+            // Not a promise, a sanity check: one grid step of 1/256 costs at most e^{H/256 + g/256}-ish.
+            Assert.True(bound <= exact * 1.25, $"h = {w:R}: table {bound:R} far above magnitude {exact:R}");
+        }
+    }
+
     [Fact]
     public void Unreachable_accuracy_is_refused_as_float64_reach()
     {
