@@ -263,10 +263,13 @@ internal sealed class CentredExpansion
     private void RowPowers(ReadOnlySpan<double> x, Span<double> last, Span<double> prefix)
     {
         int d = D, g = Degree;
-        // The running products stay in registers (a chain through memory costs a store-to-load forward per step).
-        double xd = x[d - 1], pw = 1;
-        last[0] = 1;
-        for (int j = 1; j <= g; j++) { pw *= xd; last[j] = pw; }
+        PowerChains(x[d - 1], last[..(g + 1)]);
+        if (d == 2)
+        {
+            // Rows are x₁^a, a = 0 … g, in order: the same two chains.
+            PowerChains(x[0], prefix[..(g + 1)]);
+            return;
+        }
         double prev = 1;
         prefix[0] = 1;
         for (int r = 1; r < _rowStart.Length; r++)
@@ -275,6 +278,25 @@ internal sealed class CentredExpansion
             prev = (parent == r - 1 ? prev : prefix[parent]) * x[_rowAxis[r]];
             prefix[r] = prev;
         }
+    }
+
+    /// <summary>p[j] = x^j for j &lt; p.Length in two chains (even powers by x², odd ones x·x² …, each in a register, so a
+    /// step waits for one multiply, not a store-to-load forward): x^j carries j − 1 roundings, as one chain would.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void PowerChains(double x, Span<double> p)
+    {
+        int n = p.Length;
+        p[0] = 1;
+        if (n == 1) return;
+        p[1] = x;
+        double x2 = x * x, even = 1, odd = x;
+        int j = 2;
+        for (; j + 1 < n; j += 2)
+        {
+            even *= x2; odd *= x2;
+            p[j] = even; p[j + 1] = odd;
+        }
+        if (j < n) p[j] = even * x2;
     }
 
     /// <summary>
