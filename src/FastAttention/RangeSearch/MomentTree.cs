@@ -874,6 +874,14 @@ internal sealed class MomentTree
             approx += w * (exp.AbsoluteError + evaluationUnits * U * mag);
             magnitude += w * mag;
         }
+        if (plainLogits && dv is >= 1 and <= 4 && sc.DirectCount > 0)
+        {
+            // Every direct range of the query in one pass, the sums in registers across ranges (a leaf range is 8–16
+            // keys: a call and a reduction per range cost as much as its keys).
+            if (Vector256.IsHardwareAccelerated) DirectSums.Ranges<Vector256<double>, Simd256D>(this, sc);
+            else DirectSums.Ranges<double, ScalarSimd<double>>(this, sc);
+            return;
+        }
         for (int r = 0; r < sc.DirectCount; r += 2)
         {
             int lo = sc.Direct[r], hi = sc.Direct[r + 1];
@@ -906,18 +914,6 @@ internal sealed class MomentTree
             int d = t._d, dv = t._dv, m = t._m;
             var acc = sc.Acc;
             double log2e = sc.Scale * 1.4426950408889634, yh = sc.YHi;
-            if (dv is >= 1 and <= 4)
-            {
-                // Small value dimension: the value sums fused into the weights' pass (no weight buffer, no per-column call;
-                // a leaf range is 16–256 keys, where the calls cost as much as the sums).
-                for (int start = lo; start < hi; start += Chunk)
-                {
-                    int len = Math.Min(Chunk, hi - start);
-                    if (Vector256.IsHardwareAccelerated) WeightsAndValues<Vector256<double>, Simd256D>(t._kT, t._vT, m, d, dv, start, len, sc.Q, yh, log2e, acc);
-                    else WeightsAndValues<double, ScalarSimd<double>>(t._kT, t._vT, m, d, dv, start, len, sc.Q, yh, log2e, acc);
-                }
-                return;
-            }
             for (int start = lo; start < hi; start += Chunk)
             {
                 int len = Math.Min(Chunk, hi - start);
@@ -928,6 +924,66 @@ internal sealed class MomentTree
                 acc[0] += z;
                 for (int col = 0; col < dv; col++) acc[col + 1] += System.Numerics.Tensors.TensorPrimitives.Dot<double>(w, t._vT.AsSpan(col * m + start, len));
             }
+        }
+
+        private const int MaxLanes = 8;
+        // MaxLanes zeros then MaxLanes ones: read from MaxLanes − k, a vector's first k lanes are 0 and the rest 1.
+        private static readonly double[] TailMask = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1];
+
+        /// <summary>acc[0] += Σ w_j, acc[1 + c] += Σ w_j·v_jc (dv ≤ 4) over all the scratch's direct ranges, w_j as in
+        /// <see cref="Weights"/>: per-lane sums across the ranges, reduced once. A range's last partial vector is a whole
+        /// one ending at the range's end, its lanes already summed multiplied by an exact 0 (ranges shorter than a vector
+        /// are summed key by key).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Ranges<TV, TS>(MomentTree t, Scratch sc) where TV : unmanaged where TS : ISimd<double, TV>
+        {
+            double[] kT = t._kT, vT = t._vT, q = sc.Q, acc = sc.Acc;
+            int m = t._m, d = t._d, dv = t._dv, lanes = TS.Count;
+            double log2e = sc.Scale * 1.4426950408889634, yh = sc.YHi;
+            ref double kr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(kT);
+            ref double vr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(vT);
+            var sum = TS.Zero; var s0 = sum; var s1 = sum; var s2 = sum; var s3 = sum;
+            double z = 0, a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            var logit = new Logits<TV, TS>(q, d, yh, log2e);
+            var direct = sc.Direct;
+            for (int r = 0; r < sc.DirectCount; r += 2)
+            {
+                int lo = direct[r], hi = direct[r + 1], at = lo;
+                for (; at + lanes <= hi; at += lanes)
+                {
+                    var e = TS.Exp2(logit.Scaled(ref kr, m, at));
+                    sum = TS.Add(sum, e);
+                    s0 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, at)), s0);
+                    if (dv > 1) s1 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, m + at)), s1);
+                    if (dv > 2) s2 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 2 * m + at)), s2);
+                    if (dv > 3) s3 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 3 * m + at)), s3);
+                }
+                if (at == hi) continue;
+                if (hi - lo >= lanes)
+                {
+                    int from = hi - lanes;
+                    var e = TS.Mul(TS.Exp2(logit.Scaled(ref kr, m, from)), TS.Load(ref TailMask[MaxLanes - (at - from)]));
+                    sum = TS.Add(sum, e);
+                    s0 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, from)), s0);
+                    if (dv > 1) s1 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, m + from)), s1);
+                    if (dv > 2) s2 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 2 * m + from)), s2);
+                    if (dv > 3) s3 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 3 * m + from)), s3);
+                    continue;
+                }
+                for (; at < hi; at++)
+                {
+                    double e = double.Exp2(Logits<TV, TS>.ScaledScalar(kT, m, d, at, q, yh, log2e));
+                    z += e;
+                    a0 = Math.FusedMultiplyAdd(e, vT[at], a0);
+                    if (dv > 1) a1 = Math.FusedMultiplyAdd(e, vT[m + at], a1);
+                    if (dv > 2) a2 = Math.FusedMultiplyAdd(e, vT[2 * m + at], a2);
+                    if (dv > 3) a3 = Math.FusedMultiplyAdd(e, vT[3 * m + at], a3);
+                }
+            }
+            acc[0] += TS.SumAcross(sum) + z; acc[1] += TS.SumAcross(s0) + a0;
+            if (dv > 1) acc[2] += TS.SumAcross(s1) + a1;
+            if (dv > 2) acc[3] += TS.SumAcross(s2) + a2;
+            if (dv > 3) acc[4] += TS.SumAcross(s3) + a3;
         }
 
         /// <summary>The direct keys' scaled logits (q·k_j − yHi)·s·log₂e by plain FMA dot products over the SoA keys — one
@@ -963,44 +1019,6 @@ internal sealed class MomentTree
                 for (int c = 0; c < d; c++) x = Math.FusedMultiplyAdd(q[c], kT[c * m + at], x);
                 return x * log2e;
             }
-        }
-
-        /// <summary>acc[0] += Σ_j w_j and acc[1 + c] += Σ_j w_j·v_jc (dv ≤ 4) with w_j as in <see cref="Weights"/>, in one
-        /// pass over the SoA keys and values (same weights; per-lane sums, then across).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private static void WeightsAndValues<TV, TS>(double[] kT, double[] vT, int m, int d, int dv, int start, int len, double[] q, double yh, double log2e, double[] acc)
-            where TV : unmanaged where TS : ISimd<double, TV>
-        {
-            int lanes = TS.Count, j = 0;
-            ref double kr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(kT);
-            ref double vr = ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(vT);
-            var sum = TS.Zero; var s0 = sum; var s1 = sum; var s2 = sum; var s3 = sum;
-            var logit = new Logits<TV, TS>(q, d, yh, log2e);
-            for (; j + lanes <= len; j += lanes)
-            {
-                int at = start + j;
-                var e = TS.Exp2(logit.Scaled(ref kr, m, at));
-                sum = TS.Add(sum, e);
-                s0 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, at)), s0);
-                if (dv > 1) s1 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, m + at)), s1);
-                if (dv > 2) s2 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 2 * m + at)), s2);
-                if (dv > 3) s3 = TS.Fma(e, TS.Load(ref Unsafe.Add(ref vr, 3 * m + at)), s3);
-            }
-            double z = TS.SumAcross(sum), a0 = TS.SumAcross(s0), a1 = TS.SumAcross(s1), a2 = TS.SumAcross(s2), a3 = TS.SumAcross(s3);
-            for (; j < len; j++)
-            {
-                int at = start + j;
-                double e = double.Exp2(Logits<TV, TS>.ScaledScalar(kT, m, d, at, q, yh, log2e));
-                z += e;
-                a0 = Math.FusedMultiplyAdd(e, vT[at], a0);
-                if (dv > 1) a1 = Math.FusedMultiplyAdd(e, vT[m + at], a1);
-                if (dv > 2) a2 = Math.FusedMultiplyAdd(e, vT[2 * m + at], a2);
-                if (dv > 3) a3 = Math.FusedMultiplyAdd(e, vT[3 * m + at], a3);
-            }
-            acc[0] += z; acc[1] += a0;
-            if (dv > 1) acc[2] += a1;
-            if (dv > 2) acc[3] += a2;
-            if (dv > 3) acc[4] += a3;
         }
 
         /// <summary>w_j = 2^{(q·k_j − yHi)·s·log₂e} for j in [start, start + len); returns Σ_j w_j.</summary>
