@@ -19,7 +19,7 @@ internal static class BenchRangeCommand
         var algorithm = new Option<string>("--algorithm") { Description = "range, vector, rounding or lowrank.", DefaultValueFactory = _ => "range" };
         var threads = CommonOptions.Threads();
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var repeats = new Option<int>("--repeats") { Description = "Runs of the algorithm on the full problem; its time is their median (min and max reported too).", DefaultValueFactory = _ => BenchRangeMeasurement.DefaultRepeats };
+        var repeats = new Option<int>("--repeats") { Description = "Timed runs of the algorithm on the full problem, after one untimed full-size run; its time is their median (min, max and the first run reported too).", DefaultValueFactory = _ => BenchRangeMeasurement.DefaultRepeats };
         var cmd = new Command("range", "Time a range-search algorithm (Gupta et al.) against the exact kernel (in full when that takes ≤ 6 s over the repeats, else on 1024 sampled rows).")
             { n, d, bound, scale, epsilon, valueBound, distribution, algorithm, threads, json, causal, repeats };
         cmd.SetAction(r =>

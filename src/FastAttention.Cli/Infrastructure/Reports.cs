@@ -106,6 +106,8 @@ internal sealed record BenchRangeReport(
     /// <summary>Fastest and slowest of the <see cref="Repeats"/> runs (<see cref="Seconds"/> is their median).</summary>
     public double MinSeconds { get; init; } = Seconds;
     public double MaxSeconds { get; init; } = Seconds;
+    /// <summary>The untimed first run at full size (cold: its plan's code paths may not be compiled yet).</summary>
+    public double FirstRunSeconds { get; init; } = Seconds;
 }
 
 /// <summary><c>fastattn bench backward --json</c>.</summary>

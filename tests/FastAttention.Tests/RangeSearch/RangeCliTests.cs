@@ -24,12 +24,12 @@ public class RangeCliTests
         Assert.True(code == 0, stderr);
         using var doc = JsonDocument.Parse(stdout);
         var root = doc.RootElement;
-        foreach (var field in new[] { "seconds", "exactSeconds", "speedupVsExact", "maxAbsError", "epsilon", "exactSampledRows", "algorithm" })
+        foreach (var field in new[] { "seconds", "exactSeconds", "speedupVsExact", "maxAbsError", "epsilon", "exactSampledRows", "algorithm", "firstRunSeconds" })
             Assert.True(root.TryGetProperty(field, out _), $"missing {field}");
         Assert.Equal(algorithm, root.GetProperty("algorithm").GetString());
         Assert.Equal(1500, root.GetProperty("exactSampledRows").GetInt32()); // the whole exact kernel: milliseconds here
         Assert.True(root.GetProperty("maxAbsError").GetDouble() <= double.Parse(epsilon, System.Globalization.CultureInfo.InvariantCulture));
-        Assert.True(root.GetProperty("seconds").GetDouble() > 0 && root.GetProperty("exactSeconds").GetDouble() > 0);
+        Assert.True(root.GetProperty("seconds").GetDouble() > 0 && root.GetProperty("exactSeconds").GetDouble() > 0 && root.GetProperty("firstRunSeconds").GetDouble() > 0);
     }
 
     [Fact]
