@@ -255,8 +255,9 @@ internal sealed class CentredExpansion
         }
     }
 
-    /// <summary>Scratch length <see cref="Powers"/> and the moment evaluation need.</summary>
-    public int PowersWork => Degree + 4 + _rowStart.Length + Terms + 3;
+    /// <summary>Scratch length <see cref="Powers"/> and <see cref="Evaluate(ReadOnlySpan{double}, ReadOnlySpan{double}, int, Span{double}, Span{double})"/>
+    /// need: the last coordinate's powers (g + 1, then 3 zeros a row's last vector reads) and the row prefixes.</summary>
+    public int PowersWork => Degree + 4 + _rowStart.Length;
 
     /// <summary>Powers of the last coordinate (x_d^j, j ≤ g) and each row's prefix product Π_{c&lt;d} x_c^{β_c}.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
