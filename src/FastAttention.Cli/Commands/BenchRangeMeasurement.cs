@@ -15,7 +15,7 @@ namespace FastAttention.Cli.Commands;
 internal static class BenchRangeMeasurement
 {
     public const int ExactRows = 1024;
-    /// <summary>When the sampled estimate says the whole exact kernel takes at most this long over all repeats, it is
+    /// <summary>When the sampled estimate says the whole exact kernel takes at most this long over all repeats and a warm-up, it is
     /// timed in full (median of the repeats) instead of extrapolated from the sampled rows.</summary>
     public const double FullExactBudgetSeconds = 6;
     /// <summary>Runs of the algorithm on the full problem (median reported, with min and max).</summary>
@@ -50,35 +50,27 @@ internal static class BenchRangeMeasurement
         AttentionResult<double> result = alg.Compute(problem, settings);
         var runs = new List<double> { Total(result.Certificate) };
         for (int r = 1; r < repeats; r++) runs.Add(Total(alg.Compute(problem, settings).Certificate));
-        runs.Sort();
-        double seconds = runs.Count % 2 == 1 ? runs[runs.Count / 2] : 0.5 * (runs[runs.Count / 2 - 1] + runs[runs.Count / 2]);
+        var spread = Spread.Of(runs);
+        double seconds = spread.Median;
         var rows = Instances.SampleRows(n, sampleRows, seed + 3);
         double exactSeconds = ExactSeconds(problem, rows, threads);
         if (causal && rows.Length < n) exactSeconds *= CausalPairs(n, n) / ((double)n * n);
         else if (causal) exactSeconds = Measure.BestSeconds(() => AttentionAlgorithms.Create("exact").Compute(problem, new AttentionSettings { Threads = threads }), 1);
         int exactRows = rows.Length;
-        if (!causal && rows.Length < n && exactSeconds * repeats <= FullExactBudgetSeconds)
+        if (!causal && rows.Length < n && exactSeconds * (repeats + 1) <= FullExactBudgetSeconds)
         {
-            // Affordable: the whole exact kernel, the median of as many runs as the algorithm's — like for like with the
-            // algorithm's figure (the sampled rows miss the full run's own variation and its thread and cache behaviour).
+            // Affordable: the whole exact kernel, the median of as many runs as the algorithm's after a warm-up — like for
+            // like with the algorithm's figure (the sampled rows miss the full run's own variation, thread and cache behaviour).
             var exact = AttentionAlgorithms.Create("exact");
             var exactSettings = new AttentionSettings { Threads = threads };
-            var exactRuns = new List<double>();
-            for (int r = 0; r < repeats; r++)
-            {
-                var clock = System.Diagnostics.Stopwatch.StartNew();
-                exact.Compute(problem, exactSettings);
-                exactRuns.Add(clock.Elapsed.TotalSeconds);
-            }
-            exactRuns.Sort();
-            exactSeconds = exactRuns.Count % 2 == 1 ? exactRuns[exactRuns.Count / 2] : 0.5 * (exactRuns[exactRuns.Count / 2 - 1] + exactRuns[exactRuns.Count / 2]);
+            exactSeconds = Timing.Seconds(() => exact.Compute(problem, exactSettings), repeats).Median;
             exactRows = n;
         }
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         return new BenchRangeReport(alg.Name, n, d, bound, scale, valueBound, dist.ToString().ToLowerInvariant(), causal, settings.EffectiveThreads,
             epsilon, result.Certificate.ErrorBound, err, seconds, repeats, exactSeconds, exactSeconds / seconds,
             exactRows, System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64, CertificateReport.Parameters(result.Certificate.Parameters))
-        { MinSeconds = runs[0], MaxSeconds = runs[^1], FirstRunSeconds = firstSeconds };
+        { MinSeconds = spread.Min, MaxSeconds = spread.Max, FirstRunSeconds = firstSeconds };
     }
 
     public static AttentionProblem<double> Make(int n, int d, double bound, double scale, Distribution dist, double valueBound, int seed, bool causal = false)
