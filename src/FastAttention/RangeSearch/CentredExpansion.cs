@@ -309,7 +309,13 @@ internal sealed class CentredExpansion
     /// Σ_β |z^β||moment_β| whatever the order of the sums (within <see cref="EvaluationUnits"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work)
+    public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work) =>
+        Evaluate(z, moments, columns, result, work, Vector256.IsHardwareAccelerated);
+
+    /// <summary>As above; <paramref name="vector"/> false runs the scalar form (what CPUs without 256-bit vectors run; the
+    /// tests compare the two).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work, bool vector)
     {
         int g = Degree, terms = Terms, rows = _rowStart.Length;
         if (moments.Length < columns * terms + 3 || work.Length < g + 4 + rows || result.Length < columns)
@@ -318,7 +324,7 @@ internal sealed class CentredExpansion
         var prefix = work.Slice(g + 4, rows);
         RowPowers(z, last, prefix);
         last[g + 1] = 0; last[g + 2] = 0; last[g + 3] = 0;
-        if (!Vector256.IsHardwareAccelerated)
+        if (!vector || !Vector256.IsHardwareAccelerated)
         {
             for (int c = 0; c < columns; c++)
             {
@@ -382,10 +388,10 @@ internal sealed class CentredExpansion
         }
     }
 
-    /// <summary>Keys per <see cref="AccumulateKeys"/> call: their powers stay in L1 (≈ 12–24 KB of scratch).</summary>
+    /// <summary>Keys per <see cref="AccumulateKeys(ReadOnlySpan{double}, ReadOnlySpan{double}, int, int, Span{double}, Span{double})"/> call: their powers stay in L1 (≈ 12–24 KB of scratch).</summary>
     public int KeyBlock => Math.Clamp(3072 / (Degree + 4 + _rowStart.Length + ValueStride(8)), 8, 64);
 
-    /// <summary>Scratch length <see cref="AccumulateKeys"/> needs for blocks of <see cref="KeyBlock"/> keys and dv values.</summary>
+    /// <summary>Scratch length <see cref="AccumulateKeys(ReadOnlySpan{double}, ReadOnlySpan{double}, int, int, Span{double}, Span{double})"/> needs for blocks of <see cref="KeyBlock"/> keys and dv values.</summary>
     public int AccumulateWork(int dv) => KeyBlock * (Degree + 4 + _rowStart.Length + ValueStride(dv)) + Degree + 4 + _rowStart.Length;
 
     // Value columns per key, the weight's 1 first, padded to whole groups of three.
@@ -400,7 +406,12 @@ internal sealed class CentredExpansion
     /// the sums stay in registers across the block: three value columns × twelve exponents of one row per pass.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void AccumulateKeys(ReadOnlySpan<double> u, ReadOnlySpan<double> values, int count, int dv, Span<double> part, Span<double> work)
+    public void AccumulateKeys(ReadOnlySpan<double> u, ReadOnlySpan<double> values, int count, int dv, Span<double> part, Span<double> work) =>
+        AccumulateKeys(u, values, count, dv, part, work, Vector256.IsHardwareAccelerated);
+
+    /// <summary>As above; <paramref name="vector"/> false runs the scalar form (the tests compare the two).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void AccumulateKeys(ReadOnlySpan<double> u, ReadOnlySpan<double> values, int count, int dv, Span<double> part, Span<double> work, bool vector)
     {
         int d = D, g = Degree, terms = Terms, rows = _rowStart.Length, lw = g + 4, vs = ValueStride(dv);
         if (count > KeyBlock || u.Length < count * d || values.Length < count * dv || part.Length < (dv + 1) * terms + 3 || work.Length < AccumulateWork(dv))
@@ -416,7 +427,7 @@ internal sealed class CentredExpansion
             for (int c = 0; c < dv; c++) vals[k * vs + 1 + c] = values[k * dv + c];
             for (int c = dv + 1; c < vs; c++) vals[k * vs + c] = 0;
         }
-        if (!Vector256.IsHardwareAccelerated)
+        if (!vector || !Vector256.IsHardwareAccelerated)
         {
             for (int k = 0; k < count; k++)
                 for (int r = 0; r < rows; r++)
@@ -520,7 +531,13 @@ internal sealed class CentredExpansion
     /// <see cref="TranslateWork"/>(columns) doubles.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work)
+    public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work) =>
+        TranslateAdd(source, delta, sigma, target, columns, work, Vector256.IsHardwareAccelerated);
+
+    /// <summary>As above; <paramref name="vector"/> false runs the scalar form (bit-identical: the same FMAs in the same
+    /// order; the tests compare the two).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work, bool vector)
     {
         int d = D, g = Degree, terms = Terms, stride = g + d + 1, g1 = g + 1, gp = (g1 + 3) & ~3;
         int width = (columns + 2) / 3 * 3; // columns padded with zeros to whole groups of three
@@ -566,7 +583,7 @@ internal sealed class CentredExpansion
                         int t = ci[from + j];
                         chain[3 * j] = a0[t]; chain[3 * j + 1] = a1[t]; chain[3 * j + 2] = a2[t];
                     }
-                    if (!Vector256.IsHardwareAccelerated)
+                    if (!vector || !Vector256.IsHardwareAccelerated)
                     {
                         for (int e = 0; e < len; e++)
                         {
@@ -638,7 +655,7 @@ internal sealed class CentredExpansion
         }
     }
 
-    /// <summary>Scratch length <see cref="TranslateAdd"/> needs for <paramref name="columns"/> columns.</summary>
+    /// <summary>Scratch length <see cref="TranslateAdd(ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{double}, Span{double}, int, Span{double})"/> needs for <paramref name="columns"/> columns.</summary>
     public int TranslateWork(int columns) => 2 * ((columns + 2) / 3 * 3) * Terms + D * (Degree + 1) * ((Degree + 4) & ~3) + 3 * (Degree + 1);
 
     // ---- construction and proof ------------------------------------------------------------------------------

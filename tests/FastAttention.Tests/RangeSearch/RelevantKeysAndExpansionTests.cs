@@ -192,6 +192,107 @@ public class CentredExpansionTests
         Assert.Equal(RefusalReason.Float64Reach, ex.Refusal.Reason);
     }
 
+    /// <summary>Centred coordinates with the adversarial values mixed in: box corners ±1, zeros, 1 − 2⁻⁵³, and random.</summary>
+    private static double[] Coordinates(Random rng, int count)
+    {
+        double[] special = [1, -1, 0, 1 - Math.ScaleB(1, -53), -1 + Math.ScaleB(1, -53)];
+        var u = new double[count];
+        for (int i = 0; i < count; i++) u[i] = rng.Next(3) == 0 ? special[rng.Next(special.Length)] : 2 * rng.NextDouble() - 1;
+        return u;
+    }
+
+    [Theory]
+    [InlineData(1, 6.0)]
+    [InlineData(2, 11.5)]
+    [InlineData(3, 4.0)]
+    public void Evaluation_vector_and_scalar_forms_agree_within_their_rounding(int d, double h)
+    {
+        var e = CentredExpansion.Create(d, h, 1e-7);
+        var rng = new Random(20 + d);
+        var work = new double[e.PowersWork];
+        foreach (int columns in new[] { 1, 2, 3, 4, 5 })
+        {
+            var moments = new double[columns * e.Terms + 3];
+            for (int t = 0; t < columns * e.Terms; t++) moments[t] = rng.Next(8) == 0 ? 1e6 * (2 * rng.NextDouble() - 1) : 2 * rng.NextDouble() - 1;
+            moments[^1] = moments[^2] = moments[^3] = double.MaxValue; // padding past the last column: must meet only zero weights
+            for (int trial = 0; trial < 20; trial++)
+            {
+                // ‖z‖₁ ≤ 1 as the engine guarantees.
+                var z = Coordinates(rng, d);
+                double l1 = 0;
+                foreach (double x in z) l1 += Math.Abs(x);
+                if (l1 > 1) for (int c = 0; c < d; c++) z[c] /= l1;
+                var vec = new double[columns]; var sca = new double[columns];
+                e.Evaluate(z, moments, columns, vec, work, vector: true);
+                e.Evaluate(z, moments, columns, sca, work, vector: false);
+                for (int c = 0; c < columns; c++)
+                {
+                    double mass = 0;
+                    for (int t = 0; t < e.Terms; t++) mass += Math.Abs(moments[c * e.Terms + t]); // |z^β| ≤ 1
+                    Assert.True(double.IsFinite(vec[c]), $"d {d} columns {columns}: the padding leaked into column {c}");
+                    Assert.True(Math.Abs(vec[c] - sca[c]) <= 2 * e.EvaluationUnits * 1.1102230246251565e-16 * mass,
+                        $"d {d} columns {columns} col {c}: vector {vec[c]:R} vs scalar {sca[c]:R}");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 6.0)]
+    [InlineData(2, 8.5)]
+    [InlineData(3, 4.0)]
+    public void Key_moment_vector_and_scalar_forms_agree_within_their_rounding(int d, double h)
+    {
+        var e = CentredExpansion.Create(d, h, 1e-7);
+        var rng = new Random(30 + d);
+        foreach (int dv in new[] { 1, 2, 4 })
+            foreach (int count in new[] { 1, 3, 7, e.KeyBlock })
+            {
+                var u = Coordinates(rng, count * d);
+                var v = new double[count * dv];
+                for (int i = 0; i < v.Length; i++) v[i] = rng.Next(5) == 0 ? 1e8 : 2 * rng.NextDouble() - 1; // a huge value now and then
+                int len = (dv + 1) * e.Terms + 3;
+                var vec = new double[len]; var sca = new double[len];
+                var work = new double[e.AccumulateWork(dv)];
+                e.AccumulateKeys(u, v, count, dv, vec, work, vector: true);
+                e.AccumulateKeys(u, v, count, dv, sca, work, vector: false);
+                double vmax = 1;
+                foreach (double x in v) vmax = Math.Max(vmax, Math.Abs(x));
+                // Each term sums count products of magnitude ≤ max(1, |v|) (|u^β| ≤ 1), each carrying ≤ g + 2 roundings.
+                double allowed = 2 * (count + e.Degree + 4) * 1.1102230246251565e-16 * count * vmax;
+                for (int t = 0; t < (dv + 1) * e.Terms; t++)
+                    Assert.True(Math.Abs(vec[t] - sca[t]) <= allowed, $"d {d} dv {dv} count {count} term {t}: vector {vec[t]:R} vs scalar {sca[t]:R}");
+                for (int t = (dv + 1) * e.Terms; t < len; t++) Assert.Equal(0.0, vec[t]); // the masked lanes added exact zeros
+            }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Translation_vector_and_scalar_forms_are_bit_identical(int d)
+    {
+        var e = CentredExpansion.Create(d, 8.5, 1e-7);
+        var rng = new Random(40 + d);
+        foreach (int columns in new[] { 1, 2, 3, 5 })
+        {
+            var source = new double[columns * e.Terms];
+            for (int t = 0; t < source.Length; t++) source[t] = 2 * rng.NextDouble() - 1;
+            var delta = new double[d]; var sigma = new double[d];
+            for (int c = 0; c < d; c++)
+            {
+                // Boxes inside the parent, an identity coordinate, and a child touching the parent's edge.
+                sigma[c] = c == 0 ? 1 : 0.25 + 0.5 * rng.NextDouble();
+                delta[c] = c == 0 ? 0 : (1 - sigma[c]) * (c == d - 1 ? 1 : 2 * rng.NextDouble() - 1);
+            }
+            var vec = new double[columns * e.Terms]; var sca = new double[columns * e.Terms];
+            var work = new double[e.TranslateWork(columns)];
+            e.TranslateAdd(source, delta, sigma, vec, columns, work, vector: true);
+            e.TranslateAdd(source, delta, sigma, sca, columns, work, vector: false);
+            for (int t = 0; t < vec.Length; t++) Assert.Equal(BitConverter.DoubleToInt64Bits(sca[t]), BitConverter.DoubleToInt64Bits(vec[t]));
+        }
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]
