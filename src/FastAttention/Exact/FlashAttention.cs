@@ -161,6 +161,9 @@ public sealed class FlashAttention : AttentionAlgorithm
             for (int i = 0; i < lh.Length; i++) lh[i] = (Half)l32[i];
             var sh = System.Runtime.InteropServices.MemoryMarshal.Cast<T, Half>(partialSum);
             for (int i = 0; i < sh.Length; i++) sh[i] = (Half)s32[i];
+            for (int h = 0; h < heads; h++)
+                RecomputeNonFinite(problem.Head(h0 + h), output.Slice(h * n * dv, n * dv),
+                    lse.IsEmpty ? [] : lse.Slice(h * n, n), partialSum.IsEmpty ? [] : partialSum.Slice(h * n, n));
             return plan;
         }
         using (var qh = problem.Q.Slice(h0 * n * d, heads * n * d).Pin())
@@ -233,13 +236,39 @@ public sealed class FlashAttention : AttentionAlgorithm
             var oi = output.Slice(i * head.Dv, head.Dv);
             bool bad = partial && (!T.IsFinite(partialSum[i]) || T.IsPositiveInfinity(lse[i]) || T.IsNaN(lse[i]));
             foreach (var x in oi) if (!T.IsFinite(x)) { bad = true; break; }
+            // A row the kernel finished as "saw no key" (zeros) although it sees keys: its logits may all have overflowed
+            // to −∞ in the kernel's type (s·q·k ≪ −3.4e38 in float32, or s itself beyond float32), which is not a mask.
+            if (!bad && IsZero(oi) && MayOverflow(head, i)) bad = true;
             if (!bad) continue;
             if (q is null) (q, k, v) = head.ToDouble();
             row ??= new double[head.Dv];
             double logSumExp = ReferenceAttention.Row(q, k!, v!, head.M, head.D, head.Dv, head.Scale, head.Row(i), i, row);
             for (int c = 0; c < head.Dv; c++) oi[c] = T.CreateTruncating(row[c]);
             if (!lse.IsEmpty) lse[i] = T.CreateTruncating(logSumExp);
+            // A partial's max of −∞ means "saw no key": a row that saw keys, with a log-sum-exp below the type's range,
+            // keeps the most negative finite value (against any representable partial its weight is 0 either way).
+            if (partial && T.IsNegativeInfinity(lse[i]) && !double.IsNegativeInfinity(logSumExp)) lse[i] = -T.CreateTruncating(typeof(T) == typeof(double) ? double.MaxValue : typeof(T) == typeof(Half) ? (double)Half.MaxValue : float.MaxValue);
             if (partial) partialSum[i] = T.One;
         }
+    }
+
+    private static bool IsZero<T>(Span<T> row) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        foreach (var x in row) if (x != T.Zero) return false;
+        return true;
+    }
+
+    /// <summary>Whether row i's scaled logits can leave the kernel's type: it sees a key, and s·log₂e (the kernel's query
+    /// scale) or |s|·‖qᵢ‖∞·‖K‖∞·d·log₂e is beyond float32's range (float32 and float16 inputs run the float32 kernel) or
+    /// float64's (a margin of 2⁶ for the bias, which float64 holds as given).</summary>
+    private static bool MayOverflow<T>(AttentionHead<T> head, int i) where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        var (lo, hi) = head.KeyRange(i);
+        if (lo >= hi) return false;
+        double limit = typeof(T) == typeof(double) ? Math.ScaleB(1.0, 1017) : Math.ScaleB(1.0, 121), s = Math.Abs(head.Scale) * 1.4426950408889634;
+        if (!(s < limit)) return true;
+        double qMax = 0;
+        foreach (var x in head.Q.Slice(i * head.D, head.D)) qMax = Math.Max(qMax, Math.Abs(double.CreateTruncating(x)));
+        return !(s * qMax * head.Problem.KMax * head.D < limit);
     }
 }

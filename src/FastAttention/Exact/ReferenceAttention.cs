@@ -101,12 +101,18 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         p.Clear();
         double max = double.NegativeInfinity;
         int lo = mask.Lo, hi = Math.Min(mask.Hi, p.Length);
+        bool overflow = false;
         for (int j = lo; j < hi; j++)
         {
             if (!mask.IsVisible(j)) { p[j] = double.NegativeInfinity; continue; }
-            p[j] = scale * CompensatedSum.Dot(qi, k.Slice(j * d, d)) + mask.BiasAt(j);
+            double x = CompensatedSum.Dot(qi, k.Slice(j * d, d)), b = mask.BiasAt(j);
+            p[j] = scale * x + b;
+            // A finite real logit whose float64 value overflowed (|q·k| or |s·q·k + bias| > 1.8e308; Q and K are finite):
+            // not a hidden key.
+            if (!double.IsFinite(p[j]) && double.IsFinite(b)) overflow = true;
             if (p[j] > max) max = p[j];
         }
+        if (overflow) return ScaledProbabilityRow(qi, k, d, scale, p, mask);
         if (double.IsNegativeInfinity(max))
         {
             p.Clear();
@@ -117,5 +123,39 @@ public sealed class ReferenceAttention : AttentionAlgorithm
         double inv = 1.0 / z.Value;
         for (int j = lo; j < hi; j++) p[j] *= inv;
         return max + Math.Log(z.Value);
+    }
+
+    /// <summary>
+    /// <see cref="ProbabilityRow(ReadOnlySpan{double}, ReadOnlySpan{double}, int, double, Span{double}, in RowMask)"/> when
+    /// some visible logit overflows float64. The softmax depends only on the logits' differences, so they are formed as
+    /// 2^e·(yⱼ − y_max) with yⱼ = (s·2^(a−e))·(2^(−a)qᵢ)·kⱼ + 2^(−e)·biasⱼ: 2^(−a) keeps the dot products finite, 2^(−e) the
+    /// scaled logits (power-of-two scalings, exact but for the underflow of query entries far below the largest, whose
+    /// products are then far below the largest logit too); a difference that overflows to −∞ is a weight that underflows
+    /// to 0 in any case. Returns the log-sum-exp (+∞ when it exceeds float64).
+    /// </summary>
+    private static double ScaledProbabilityRow(ReadOnlySpan<double> qi, ReadOnlySpan<double> k, int d, double scale, Span<double> p, in RowMask mask)
+    {
+        int lo = mask.Lo, hi = Math.Min(mask.Hi, p.Length);
+        static int Exponent(double x) => x > 0 ? Math.ILogB(x) : 0;
+        double qMax = 0, kMax = 0;
+        foreach (double x in qi) qMax = Math.Max(qMax, Math.Abs(x));
+        for (int j = lo; j < hi; j++) foreach (double x in k.Slice(j * d, d)) kMax = Math.Max(kMax, Math.Abs(x));
+        // |2^(−a)q·k| ≤ 2^(eq + ek + ed + 3 − a) ≤ 2^1000; |s·2^(a−e)| < 2^(−23), so |yⱼ| ≤ 2^977 + 2^1021 is finite.
+        int a = Math.Max(0, Exponent(qMax) + Exponent(kMax) + Exponent(d) + 3 - 1000);
+        int e = Math.Max(2, Exponent(Math.Abs(scale)) + a + 24);
+        Span<double> qs = d <= 256 ? stackalloc double[d] : new double[d];
+        for (int c = 0; c < d; c++) qs[c] = Math.ScaleB(qi[c], -a);
+        double sc = Math.ScaleB(scale, a - e), max = double.NegativeInfinity;
+        for (int j = lo; j < hi; j++)
+        {
+            if (!mask.IsVisible(j)) { p[j] = double.NegativeInfinity; continue; }
+            p[j] = sc * CompensatedSum.Dot(qs, k.Slice(j * d, d)) + Math.ScaleB(mask.BiasAt(j), -e);
+            if (p[j] > max) max = p[j];
+        }
+        var z = new CompensatedSum();
+        for (int j = lo; j < hi; j++) { p[j] = Math.Exp(Math.ScaleB(p[j] - max, e)); z.Add(p[j]); }
+        double inv = 1.0 / z.Value;
+        for (int j = lo; j < hi; j++) p[j] *= inv;
+        return Math.ScaleB(max, e) + Math.Log(z.Value);
     }
 }

@@ -344,6 +344,36 @@ public class FlashAttentionTests
         }
     }
 
+    [Fact]
+    public void Logits_that_overflow_to_minus_infinity_are_not_a_row_that_sees_no_key()
+    {
+        // Every logit of the row is a finite real far below −3.4e38 (float32) or −1.8e308 (float64): the kernel's exp gives 0
+        // for all keys, as for a fully masked row, but the answer is the value of the largest logit's key.
+        float[] q = [1e20f], k = [-3e20f, -1e20f, -2e20f], v = [5, 7, 9];
+        double[] qd = [1e200], kd = [-3e200, -1e200, -2e200], vd = [5, 7, 9];
+        var p32 = new AttentionProblem<float>(q, k, v, 1, 3, 1, 1, scale: 1);
+        var p64 = new AttentionProblem<double>(qd, kd, vd, 1, 3, 1, 1, scale: 1);
+        var p16 = new AttentionProblem<Half>(new[] { (Half)100 }, new[] { (Half)(-300), (Half)(-100), (Half)(-200) }, new[] { (Half)5, (Half)7, (Half)9 }, 1, 3, 1, 1, scale: 1e37);
+        // s beyond float32 itself with a small logit's real value: s·log₂e overflows the float32 kernel's query scale.
+        var pScale = new AttentionProblem<float>(new[] { 1e-30f }, new[] { -3f, -1f, -2f }, new[] { 5f, 7f, 9f }, 1, 3, 1, 1, scale: 1e300);
+        foreach (var path in new[] { FlashPath.General, FlashPath.SmallD, FlashPath.Decode })
+        {
+            var alg = new FlashAttention { Tuning = new FlashTuning(Path: path) };
+            Assert.Equal(7f, alg.Compute(p32).Output[0]);
+            Assert.Equal(7.0, alg.Compute(p64).Output[0]);
+            Assert.Equal((Half)7, alg.Compute(p16).Output[0]);
+            Assert.Equal(7f, alg.Compute(pScale).Output[0]);
+            var o = new float[1];
+            alg.ComputePartial(p32).Normalize(o);
+            Assert.Equal(7f, o[0]);
+        }
+        // A row that really sees no key keeps its zeros (a causal bottom-right row with n > m).
+        var none = new AttentionProblem<float>(new[] { 1f, 1f, 1f }, new[] { 1f }, new[] { 5f }, 3, 1, 1, 1, scale: 1e30, causal: true)
+            .WithMask(new AttentionMask { CausalAlignment = CausalAlignment.BottomRight });
+        var outNone = new FlashAttention().Compute(none).Output;
+        Assert.Equal(0f, outNone[0]); Assert.Equal(0f, outNone[1]); Assert.Equal(5f, outNone[2]);
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -32,6 +32,36 @@ public class ReferenceAttentionTests
         Assert.Equal(1.0, o[0]);
     }
 
+    [Theory]
+    [InlineData(1e308)]
+    [InlineData(-1e308)]
+    [InlineData(1e300)]
+    public void Logits_beyond_float64_still_give_the_softmax_of_the_real_logits(double scale)
+    {
+        // s·q·k overflows float64 (|s·q·k| ≈ 1e308·1e4): the softmax of the real logits is the one-hot row of the largest
+        // s·q·k, or the mean over keys tied at it — never NaN, and never the zero row of a row that sees no key.
+        double sign = Math.Sign(scale);
+        // One key: its value, whatever the logit's sign.
+        foreach (double qk in new[] { 1e4, -1e4 })
+        {
+            var one = new AttentionProblem<double>(new[] { qk / 100 }, new[] { 100.0 }, new[] { 3.0, -7.0 }, 1, 1, 1, 2, scale: scale);
+            Assert.Equal(new[] { 3.0, -7.0 }, ReferenceAttention.Compute(one));
+        }
+        // Distinct logits, all of the same sign (all overflow to −∞ for one sign of s): the largest s·q·k wins.
+        var k = new[] { 100.0, 120.0, 80.0 };
+        var v = new[] { 1.0, 2.0, 3.0 };
+        var p = new AttentionProblem<double>(new[] { 100.0 }, k, v, 1, 3, 1, 1, scale: scale);
+        Assert.Equal(sign > 0 ? 2.0 : 3.0, ReferenceAttention.Compute(p)[0]);
+        // Duplicate keys tied at the maximum: their mean.
+        var tied = new AttentionProblem<double>(new[] { 100.0 }, new[] { 120.0, 50.0, 120.0 }, new[] { 1.0, 5.0, 4.0 }, 1, 3, 1, 1, scale: Math.Abs(scale));
+        Assert.Equal(2.5, ReferenceAttention.Compute(tied)[0], 15);
+        // The log-sum-exp of a row whose max logit exceeds float64 is +∞, not NaN.
+        var row = new double[1];
+        double lse = ReferenceAttention.Row(new[] { 100.0 }, new[] { 120.0, 50.0 }, new[] { 1.0, 5.0 }, 2, 1, 1, 1e308, false, 0, row);
+        Assert.Equal(1.0, row[0]);
+        Assert.True(double.IsPositiveInfinity(lse));
+    }
+
     [Fact]
     public void Zero_query_gives_the_mean_of_values()
     {
