@@ -56,7 +56,7 @@ public class RelevantKeysTests
 
 public class CentredExpansionTests
 {
-    private const double U = 1.1102230246251565e-16;
+    private const double U = FastAttention.Numerics.FloatingPoint.U;
 
     [Theory]
     [InlineData(1, 0.75, 1e-6)]
@@ -230,7 +230,7 @@ public class CentredExpansionTests
                     double mass = 0;
                     for (int t = 0; t < e.Terms; t++) mass += Math.Abs(moments[c * e.Terms + t]); // |z^β| ≤ 1
                     Assert.True(double.IsFinite(vec[c]), $"d {d} columns {columns}: the padding leaked into column {c}");
-                    Assert.True(Math.Abs(vec[c] - sca[c]) <= 2 * e.EvaluationUnits * 1.1102230246251565e-16 * mass,
+                    Assert.True(Math.Abs(vec[c] - sca[c]) <= 2 * e.EvaluationUnits * U * mass,
                         $"d {d} columns {columns} col {c}: vector {vec[c]:R} vs scalar {sca[c]:R}");
                 }
             }
@@ -259,7 +259,7 @@ public class CentredExpansionTests
                 double vmax = 1;
                 foreach (double x in v) vmax = Math.Max(vmax, Math.Abs(x));
                 // Each term sums count products of magnitude ≤ max(1, |v|) (|u^β| ≤ 1), each carrying ≤ g + 2 roundings.
-                double allowed = 2 * (count + e.Degree + 4) * 1.1102230246251565e-16 * count * vmax;
+                double allowed = 2 * (count + e.Degree + 4) * U * count * vmax;
                 for (int t = 0; t < (dv + 1) * e.Terms; t++)
                     Assert.True(Math.Abs(vec[t] - sca[t]) <= allowed, $"d {d} dv {dv} count {count} term {t}: vector {vec[t]:R} vs scalar {sca[t]:R}");
                 for (int t = (dv + 1) * e.Terms; t < len; t++) Assert.Equal(0.0, vec[t]); // the masked lanes added exact zeros
