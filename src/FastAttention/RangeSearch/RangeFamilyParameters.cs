@@ -67,7 +67,8 @@ public sealed record RangeFamilyParameters : AlgorithmParameters
     public double? PlanSeconds { get; init; }
     /// <summary>Seconds spent answering queries.</summary>
     public double? QuerySeconds { get; init; }
-    /// <summary>Thread-seconds in the maximum search, the traversal and the accumulation (diagnostics).</summary>
+    /// <summary>Thread-seconds in the maximum search, the traversal and the accumulation (diagnostics, estimated from every
+    /// 64th query in execution order: its time × 64).</summary>
     public double? MaxSearchSeconds { get; init; }
     /// <inheritdoc cref="MaxSearchSeconds"/>
     public double? CollectSeconds { get; init; }
