@@ -488,7 +488,7 @@ internal static class RangeEngine
             double evalUnits = (_exp?.EvaluationUnits ?? 0) + momentUnits;
             double hSafe = SafeWidth(evalUnits);
             double hMax = _exp is null ? -1 : _h * (1 - 64 * U);
-            var order = _d == 1 ? QueryOrder.Sorted(_q) : QueryOrder.ByDirection(_q, _n, _d);
+            var order = _d == 1 ? QueryOrder.Sorted(_q) : QueryOrder.ByDirection(_q, _n, _d, executionThreads);
             // The queries copied in that order: each query's first read is then sequential, not a cache miss into Q.
             var ordered = new double[_n * _d];
             for (int r = 0; r < _n; r++) _q.AsSpan(order[r] * _d, _d).CopyTo(ordered.AsSpan(r * _d, _d));

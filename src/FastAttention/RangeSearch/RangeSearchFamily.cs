@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics;
 
 namespace FastAttention.RangeSearch;
@@ -239,42 +240,101 @@ internal static class QueryOrder
     /// quantised to the same number of bits: consecutive queries then have nearby directions and norms, so they expand
     /// the same nodes (the band of relevant keys lies at the keys' extreme in the query's direction, its thickness ∝ 1/‖q‖)
     /// and read the same moments from cache.</summary>
-    public static int[] ByDirection(double[] q, int n, int d)
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per execution: its loops would otherwise run as OSR code
+    public static int[] ByDirection(double[] q, int n, int d, int threads = 1)
     {
         var codes = new long[n];
         var order = new int[n];
         var logNorm = new double[n];
-        double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
-        for (int i = 0; i < n; i++)
+        const int Chunk = 8192;
+        int chunks = (n + Chunk - 1) / Chunk;
+        var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
+        var los = new double[chunks]; var his = new double[chunks];
+        Parallel.For(0, chunks, options, k =>
         {
-            double s = 0;
-            for (int c = 0; c < d; c++) s += q[i * d + c] * q[i * d + c];
-            logNorm[i] = s > 0 ? Math.Log2(s) : double.NegativeInfinity;
-            if (s > 0) { lo = Math.Min(lo, logNorm[i]); hi = Math.Max(hi, logNorm[i]); }
-        }
-        int bits = Math.Min(10, 60 / (d + 1));
-        double span = hi > lo ? hi - lo : 1;
-        for (int i = 0; i < n; i++)
-        {
-            order[i] = i;
-            double mx = 0;
-            for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
-            long normCell = double.IsFinite(logNorm[i]) ? Math.Clamp((long)((logNorm[i] - lo) / span * (1 << bits)), 0, (1 << bits) - 1) : 0;
-            long code = 0;
-            for (int b = bits - 1; b >= 0; b--)
+            double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+            for (int i = k * Chunk, end = Math.Min(n, i + Chunk); i < end; i++)
             {
+                // log₂‖q‖² as 2·log₂‖q‖∞ + log₂Σ(q_c/‖q‖∞)²: no overflow or underflow at any finite entry (a plain Σq_c²
+                // is ∞ at |q| ≈ 1e155, and one such query made every norm cell equal).
+                double mx = 0, s = 0;
+                for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
+                if (mx > 0) for (int c = 0; c < d; c++) { double x = q[i * d + c] / mx; s += x * x; }
+                double l = mx > 0 && double.IsFinite(mx) ? 2 * Math.Log2(mx) + Math.Log2(s) : double.NegativeInfinity;
+                logNorm[i] = l;
+                if (double.IsFinite(l)) { lo = Math.Min(lo, l); hi = Math.Max(hi, l); }
+            }
+            los[k] = lo; his[k] = hi;
+        });
+        double lo = los.Length > 0 ? los.Min() : 0, hi = his.Length > 0 ? his.Max() : 0;
+        int bits = Math.Min(10, 60 / (d + 1)), top = (1 << bits) - 1;
+        double span = hi > lo ? hi - lo : 1;
+        Parallel.For(0, chunks, options, k =>
+        {
+            Span<long> cells = stackalloc long[d + 1];
+            for (int i = k * Chunk, end = Math.Min(n, i + Chunk); i < end; i++)
+            {
+                order[i] = i;
+                double mx = 0;
+                for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
                 for (int c = 0; c < d; c++)
                 {
                     double x = mx > 0 ? q[i * d + c] / mx : 0;
-                    long cell = Math.Clamp((long)((x + 1) * 0.5 * (1 << bits)), 0, (1 << bits) - 1);
-                    code = (code << 1) | ((cell >> b) & 1);
+                    cells[c] = Math.Clamp((long)((x + 1) * 0.5 * (1 << bits)), 0, top);
                 }
-                code = (code << 1) | ((normCell >> b) & 1);
+                cells[d] = double.IsFinite(logNorm[i]) ? Math.Clamp((long)((logNorm[i] - lo) / span * (1 << bits)), 0, top) : 0;
+                codes[i] = Interleave(cells, bits, deposit: true);
             }
-            codes[i] = code;
+        });
+        return SortByCode(codes, order, bits * (d + 1));
+    }
+
+    /// <summary>The Morton code of the cells (each below 2^<paramref name="bits"/>): bit b of cell c at position
+    /// b·k + k − 1 − c for k cells, i.e. most significant bits first, cell 0 first within each group. <paramref name="deposit"/>:
+    /// BMI2's bit deposit where the CPU has it (tests run both forms).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static long Interleave(ReadOnlySpan<long> cells, int bits, bool deposit)
+    {
+        int k = cells.Length;
+        long code = 0;
+        if (deposit && System.Runtime.Intrinsics.X86.Bmi2.X64.IsSupported)
+        {
+            // One bit deposit per cell into its lanes of the code.
+            ulong lane = 0;
+            for (int b = 0; b < bits; b++) lane |= 1UL << (b * k);
+            for (int c = 0; c < k; c++)
+                code |= (long)System.Runtime.Intrinsics.X86.Bmi2.X64.ParallelBitDeposit((ulong)cells[c], lane << (k - 1 - c));
+            return code;
         }
-        Array.Sort(codes, order);
-        return order;
+        for (int b = bits - 1; b >= 0; b--)
+            for (int c = 0; c < k; c++) code = (code << 1) | ((cells[c] >> b) & 1);
+        return code;
+    }
+
+    /// <summary>The items ordered by their codes (each below 2^<paramref name="codeBits"/>), ties in item order: an LSD radix
+    /// sort in 8-bit digits (⌈bits/8⌉ stable counting passes; at n = 2¹⁸, d = 2 about 8–12 ms where Array.Sort took ≈ 22).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static int[] SortByCode(long[] codes, int[] items, int codeBits)
+    {
+        const int Digit = 8, Buckets = 1 << Digit;
+        int n = codes.Length;
+        var codes2 = new long[n];
+        var items2 = new int[n];
+        var count = new int[Buckets];
+        for (int shift = 0; shift < codeBits; shift += Digit)
+        {
+            Array.Clear(count);
+            for (int i = 0; i < n; i++) count[(int)(codes[i] >> shift) & (Buckets - 1)]++;
+            for (int b = 0, sum = 0; b < Buckets; b++) { int c = count[b]; count[b] = sum; sum += c; }
+            for (int i = 0; i < n; i++)
+            {
+                int at = count[(int)(codes[i] >> shift) & (Buckets - 1)]++;
+                codes2[at] = codes[i]; items2[at] = items[i];
+            }
+            (codes, codes2) = (codes2, codes);
+            (items, items2) = (items2, items);
+        }
+        return items;
     }
 }
 

@@ -1,0 +1,118 @@
+using FastAttention.RangeSearch;
+using FastAttention.Tests.TestSupport;
+
+namespace FastAttention.Tests.RangeSearch;
+
+public class QueryOrderTests
+{
+    /// <summary>The Morton code written the plain way: every coordinate's cell recomputed for every bit.</summary>
+    private static long[] ReferenceCodes(double[] q, int n, int d)
+    {
+        var logNorm = new double[n];
+        double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+        for (int i = 0; i < n; i++)
+        {
+            double s = 0, mx = 0;
+            for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
+            for (int c = 0; c < d && mx > 0; c++) s += q[i * d + c] / mx * (q[i * d + c] / mx);
+            logNorm[i] = mx > 0 ? Math.Log2(s * mx * mx) : double.NegativeInfinity;
+            if (mx > 0 && !double.IsFinite(logNorm[i])) logNorm[i] = 2 * Math.Log2(mx) + Math.Log2(s); // beyond float64's range
+            if (double.IsFinite(logNorm[i])) { lo = Math.Min(lo, logNorm[i]); hi = Math.Max(hi, logNorm[i]); }
+        }
+        int bits = Math.Min(10, 60 / (d + 1));
+        double span = hi > lo ? hi - lo : 1;
+        var codes = new long[n];
+        for (int i = 0; i < n; i++)
+        {
+            double mx = 0;
+            for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
+            long normCell = double.IsFinite(logNorm[i]) ? Math.Clamp((long)((logNorm[i] - lo) / span * (1 << bits)), 0, (1 << bits) - 1) : 0;
+            long code = 0;
+            for (int b = bits - 1; b >= 0; b--)
+            {
+                for (int c = 0; c < d; c++)
+                {
+                    double x = mx > 0 ? q[i * d + c] / mx : 0;
+                    long cell = Math.Clamp((long)((x + 1) * 0.5 * (1 << bits)), 0, (1 << bits) - 1);
+                    code = (code << 1) | ((cell >> b) & 1);
+                }
+                code = (code << 1) | ((normCell >> b) & 1);
+            }
+            codes[i] = code;
+        }
+        return codes;
+    }
+
+    [Theory]
+    [InlineData(2, 1)]
+    [InlineData(3, 2)]
+    [InlineData(4, 3)]
+    [InlineData(9, 4)]
+    public void Direction_order_is_a_permutation_sorted_by_the_reference_Morton_code(int d, int seed)
+    {
+        int n = 3000;
+        foreach (bool extreme in new[] { false, true })
+        {
+            var q = TestData.Uniform(n * d, 50, seed);
+            // Adversarial rows: zero queries, duplicates, exact box corners; with extreme, one norm beyond where Σq² is
+            // finite and one below where it is nonzero (the order must still be the code's; the norm cells then span
+            // ±2000 octaves, so the ordinary queries share one or two of them).
+            for (int c = 0; c < d; c++) { q[c] = 0; q[d + c] = q[2 * d + c]; q[5 * d + c] = c % 2 == 0 ? 50 : -50; }
+            if (extreme) for (int c = 0; c < d; c++) { q[3 * d + c] = 1e300; q[4 * d + c] = 1e-300; }
+            CheckOrder(q, n, d, normsSpread: !extreme);
+        }
+    }
+
+    private static void CheckOrder(double[] q, int n, int d, bool normsSpread)
+    {
+        var order = QueryOrder.ByDirection(q, n, d);
+        var codes = ReferenceCodes(q, n, d);
+        Assert.Equal(Enumerable.Range(0, n), order.Order());
+        for (int r = 1; r < n; r++) Assert.True(codes[order[r - 1]] <= codes[order[r]], $"rank {r}: code {codes[order[r]]} follows {codes[order[r - 1]]}");
+        // The code really separates directions and norms: not all queries share one (a constant code would also be
+        // "sorted"), and the norm's cells are not all equal.
+        Assert.True(codes.Distinct().Count() > n / 2);
+        int bits = Math.Min(10, 60 / (d + 1));
+        long normMask = 0;
+        for (int b = 0; b < bits; b++) normMask |= 1L << (b * (d + 1));
+        if (normsSpread) Assert.True(codes.Select(c => c & normMask).Distinct().Count() > 16, "the log-norm cells do not spread the queries");
+    }
+
+    [Theory]
+    [InlineData(0, 1)]
+    [InlineData(1, 1000)]
+    [InlineData(30, 5000)]
+    [InlineData(33, 4097)]
+    [InlineData(60, 3000)]
+    public void Radix_sort_is_a_stable_sort_by_code(int bits, int n)
+    {
+        var rng = new Random(bits * 7919 + n);
+        // Few distinct codes at small widths (many ties), the full width otherwise; the top code and zero included.
+        var codes = new long[n];
+        for (int i = 0; i < n; i++) codes[i] = bits == 0 ? 0 : rng.NextInt64(1L << bits) >> (i % 3 == 0 ? Math.Max(0, bits - 3) : 0);
+        if (n > 2 && bits > 0) { codes[0] = (1L << bits) - 1; codes[1] = 0; }
+        var items = Enumerable.Range(0, n).ToArray();
+        var expected = Enumerable.Range(0, n).OrderBy(i => codes[i]).ThenBy(i => i).ToArray(); // stable by construction
+        var sorted = QueryOrder.SortByCode((long[])codes.Clone(), items, bits);
+        Assert.Equal(expected, sorted);
+    }
+
+    [Theory]
+    [InlineData(3, 10)]
+    [InlineData(4, 10)]
+    [InlineData(5, 10)]
+    [InlineData(10, 6)]
+    public void Interleave_by_bit_deposit_and_by_shifts_agree(int cells, int bits)
+    {
+        var rng = new Random(cells * 31 + bits);
+        var c = new long[cells];
+        for (int t = 0; t < 2000; t++)
+        {
+            for (int i = 0; i < cells; i++) c[i] = t == 0 ? (1L << bits) - 1 : t == 1 ? 0 : rng.NextInt64(1L << bits);
+            long expected = 0;
+            for (int b = bits - 1; b >= 0; b--) for (int i = 0; i < cells; i++) expected = (expected << 1) | ((c[i] >> b) & 1);
+            Assert.Equal(expected, QueryOrder.Interleave(c, bits, deposit: false));
+            Assert.Equal(expected, QueryOrder.Interleave(c, bits, deposit: true));
+        }
+    }
+}
