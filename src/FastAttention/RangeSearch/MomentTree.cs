@@ -178,9 +178,7 @@ internal sealed class MomentTree
             int d = t._d, id = Lo.Count;
             Lo.Add(lo); Hi.Add(hi); Left.Add(-1); Right.Add(-1); Depth.Add(depth); Frame.Add(frame);
             Span<double> mn = stackalloc double[d], mx = stackalloc double[d];
-            mn.Fill(double.PositiveInfinity); mx.Fill(double.NegativeInfinity);
-            for (int j = lo; j < hi; j++)
-                for (int c = 0; c < d; c++) { double x = kw[j * d + c]; if (x < mn[c]) mn[c] = x; if (x > mx[c]) mx[c] = x; }
+            CoordinateBox(kw.AsSpan(lo * d, (hi - lo) * d), d, mn, mx);
             for (int c = 0; c < d; c++)
             {
                 double ctr = 0.5 * (mn[c] + mx[c]);
@@ -238,10 +236,11 @@ internal sealed class MomentTree
                 return;
             }
             var yh = _yh!; var yl = _yl!;
+            Span<double> mns = stackalloc double[d], mxs = stackalloc double[d];
+            CoordinateBox(yh.AsSpan(lo * d, (hi - lo) * d), d, mns, mxs);
             for (int c = 0; c < d; c++)
             {
-                double mn = double.PositiveInfinity, mx = double.NegativeInfinity;
-                for (int j = lo; j < hi; j++) { double x = yh[j * d + c]; mn = Math.Min(mn, x); mx = Math.Max(mx, x); }
+                double mn = mns[c], mx = mxs[c];
                 double ctr = 0.5 * (mn + mx), w = 0;
                 for (int j = lo; j < hi; j++)
                 {
@@ -358,7 +357,7 @@ internal sealed class MomentTree
 
         /// <summary>Swaps two keys; their frame coordinates too when the node has a frame (a node in the identity frame never
         /// reads them, and a descendant that takes a frame computes them afresh for its keys).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void Swap(int i, int j, bool framed)
         {
             if (i == j) return;
@@ -397,6 +396,56 @@ internal sealed class MomentTree
                 else return;
             }
         }
+    }
+
+    /// <summary>Per-coordinate minimum and maximum of <paramref name="rows"/> (rows of d values; finite), vectorised over the
+    /// flat array: 4 rows are d vectors whose lane ℓ of vector v holds coordinate (4v + ℓ) mod d, whatever d is.</summary>
+    internal static void CoordinateBox(ReadOnlySpan<double> rows, int d, Span<double> mn, Span<double> mx)
+    {
+        if (Vector256.IsHardwareAccelerated && d <= 16) CoordinateBox<Vector256<double>, Simd256D>(rows, d, mn, mx);
+        else CoordinateBox<double, ScalarSimd<double>>(rows, d, mn, mx);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void CoordinateBox<TV, TS>(ReadOnlySpan<double> rows, int d, Span<double> mn, Span<double> mx)
+        where TV : unmanaged where TS : struct, ISimd<double, TV>
+    {
+        int w = TS.Count, group = w * d, n = rows.Length / d, full = rows.Length / group * group;
+        mn[..d].Fill(double.PositiveInfinity); mx[..d].Fill(double.NegativeInfinity);
+        ref double r0 = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(rows);
+        if (full > 0)
+        {
+            Span<TV> vmn = stackalloc TV[d], vmx = stackalloc TV[d];
+            vmn.Fill(TS.Broadcast(double.PositiveInfinity)); vmx.Fill(TS.Broadcast(double.NegativeInfinity));
+            if (d == 2)
+            {
+                // The common case in registers: two vectors' worth of rows per step.
+                TV a0 = vmn[0], a1 = vmn[1], b0 = vmx[0], b1 = vmx[1];
+                for (int i = 0; i < full; i += group)
+                {
+                    TV x0 = TS.Load(ref Unsafe.Add(ref r0, i)), x1 = TS.Load(ref Unsafe.Add(ref r0, i + w));
+                    a0 = TS.Min(a0, x0); b0 = TS.Max(b0, x0); a1 = TS.Min(a1, x1); b1 = TS.Max(b1, x1);
+                }
+                vmn[0] = a0; vmn[1] = a1; vmx[0] = b0; vmx[1] = b1;
+            }
+            else
+                for (int i = 0; i < full; i += group)
+                    for (int v = 0; v < d; v++)
+                    {
+                        TV x = TS.Load(ref Unsafe.Add(ref r0, i + v * w));
+                        vmn[v] = TS.Min(vmn[v], x); vmx[v] = TS.Max(vmx[v], x);
+                    }
+            Span<double> lane = stackalloc double[w];
+            for (int v = 0; v < d; v++)
+            {
+                TS.Store(vmn[v], ref lane[0]);
+                for (int l = 0; l < w; l++) { int c = (v * w + l) % d; mn[c] = Math.Min(mn[c], lane[l]); }
+                TS.Store(vmx[v], ref lane[0]);
+                for (int l = 0; l < w; l++) { int c = (v * w + l) % d; mx[c] = Math.Max(mx[c], lane[l]); }
+            }
+        }
+        for (int j = full / d; j < n; j++)
+            for (int c = 0; c < d; c++) { double x = rows[j * d + c]; mn[c] = Math.Min(mn[c], x); mx[c] = Math.Max(mx[c], x); }
     }
 
     /// <summary>Cyclic Jacobi eigenvectors of a symmetric d×d matrix (diagonalised in place); columns of <paramref name="v"/>.</summary>

@@ -261,4 +261,35 @@ public class MomentTreeTests
             Assert.Equal(one.HalfWidth(s1, node), four.HalfWidth(s4, node)); // box and frame of every node, bit for bit
         }
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(9)]
+    public void Coordinate_box_matches_brute_force_at_every_remainder(int d)
+    {
+        var rng = new Random(d);
+        var mn = new double[d]; var mx = new double[d];
+        for (int n = 0; n <= 13; n++)
+        {
+            var rows = new double[n * d];
+            for (int i = 0; i < rows.Length; i++)
+                rows[i] = (i % 5) switch { 0 => 0.0, 1 => -0.0, 2 => 1e300 * (rng.NextDouble() - 0.5), _ => rng.NextDouble() * 2 - 1 };
+            if (n > 0) rows[^1] = -1e308; // the extreme in the scalar tail (when n is not a multiple of 4)
+            foreach (bool vector in new[] { false, true })
+            {
+                if (vector) MomentTree.CoordinateBox(rows, d, mn, mx);
+                else MomentTree.CoordinateBox<double, FastAttention.Exact.ScalarSimd<double>>(rows, d, mn, mx);
+                for (int c = 0; c < d; c++)
+                {
+                    double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+                    for (int j = 0; j < n; j++) { lo = Math.Min(lo, rows[j * d + c]); hi = Math.Max(hi, rows[j * d + c]); }
+                    Assert.True(lo == mn[c] && hi == mx[c], $"d = {d}, n = {n}, coordinate {c}, vector {vector}: [{mn[c]}, {mx[c]}] against [{lo}, {hi}]");
+                }
+            }
+        }
+    }
 }
