@@ -322,6 +322,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         private bool HeadsInterleaved => P.Heads > 1 && P.KHeadStride < P.KRowStride;
 
         /// <summary>Packs one item: a chunk of keys of one head, or with interleaved heads a chunk of keys of every head.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Pack(long item)
         {
             int chunks = (MPad + PackChunk - 1) / PackChunk;
@@ -398,6 +399,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         }
 
         /// <summary>One work item: (head in group, query tile, key split). Causal tiles run last-first (they are the largest).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Process(long item, Scratch sc)
         {
             int split = (int)(item % Splits);
@@ -437,6 +439,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         }
 
         /// <summary>Merges the key splits of one (head, tile) in split order (bitwise reproducible) and writes the rows.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void MergeSplits(long item)
         {
             int gh = (int)(item / Tiles), tile = (int)(item % Tiles);
@@ -461,6 +464,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
 
         /// <summary>Writes finished rows: normalised O (and log-sum-exp), or the partial state in partial mode. A row that saw no
         /// key (max −∞) gets zeros and −∞; a row whose logits overflowed keeps its NaN for the float64 fallback.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void WriteRows(int b, int h, int i0, int rows, T* max, T* sum, T* acc, bool log2Units)
         {
             T ln2 = T.CreateTruncating(0.6931471805599453);
@@ -498,6 +502,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         }
 
         /// <summary>qs[r, c] = s·log₂e·Q[i₀ + r, c] (rows past n are zero).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void ScaleQueries(int b, int h, int i0, int rows, int rowsPad, T* qs)
         {
             int d = P.D;
@@ -511,6 +516,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
 
         /// <summary>Prefill: per key block, per 6-row micro-tile: S = Q̃·Kᵀ (register blocks over packed panels), mask hook,
         /// online softmax, O += P·V (register blocks over V rows in place or padded).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void General(int gh, int b, int h, int i0, int rows, int blk0, int blk1, Scratch sc)
         {
             int d = P.D, bc = Bc, micro = (rows + MicroRows - 1) / MicroRows;
@@ -551,6 +557,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         }
 
         /// <summary>Decode: all n (≤ 16) rows against this split's keys, K and V rows read in place (no packing).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Decode(int b, int h, int rows, int blk0, int blk1, Scratch sc)
         {
             int d = P.D, bc = Bc, w = TS.Count, dvVec = P.Dv / w * w;
@@ -590,6 +597,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         /// <summary>Small d (≤ 4) and d_v (≤ 4): lanes run over keys. A fully visible block of a row whose reference max is
         /// set runs <see cref="FusedRow{TD,TDV}"/> (logit, exp₂, sum and P·V in registers, one pass); the first block of a row,
         /// partly visible blocks, and the rare block whose max moves the reference go through <see cref="SlowRow"/>.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void SmallD(int gh, int b, int h, int i0, int rows, int blk0, int blk1, Scratch sc)
         {
             int d = P.D, dv = P.Dv, w = TS.Count, stateWidth = (1 + dv) * w;
@@ -656,6 +664,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
 
         /// <summary>The general row step of the small-d path: logits into a strip, mask hook, block max, lazy rescale of the
         /// row state, then exp₂, sum and P·V from the strip.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void SlowRow(int b, int h, int i, T* q, T* kt, T* vt, int j0, int keys, int keysPad, BlockVisibility vis, ref T rowRef, T* state, T* strip)
         {
             int d = P.D, dv = P.Dv, w = TS.Count;
@@ -707,6 +716,7 @@ internal static unsafe class FlashKernel<T, TV, TS>
         return !T.IsNegativeInfinity(rowRef);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScaleRow(T* row, int width, T alpha)
     {
         int w = TS.Count, c = 0;
