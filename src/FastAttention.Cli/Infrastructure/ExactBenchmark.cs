@@ -4,7 +4,8 @@ using FastAttention.Exact;
 namespace FastAttention.Cli.Infrastructure;
 
 /// <summary>
-/// The measurements behind <c>fastattn bench exact</c>. Each of the <c>repeats</c> rounds times the exact kernel once,
+/// The measurements behind <c>fastattn bench exact</c>. After a warm-up of both peers (at least 3 calls each and 0.3 s,
+/// so the JIT has tiered the kernel up), each of the <c>repeats</c> rounds times the exact kernel once,
 /// ONNX Runtime once (where it can run the shape), and one short run of each machine limit (FMA peak, exp limit, STREAM
 /// triad bandwidth), interleaved, so all of them see the same moments of a shared machine. The kernel's and ORT's figures
 /// are the median of their runs (with min and max); each limit is the best of its runs.
@@ -62,6 +63,15 @@ internal static class ExactBenchmark
 
         var bandwidth = new Bandwidth(threads);
         FmaPeak.MeasureOnce(threads, f32, 0.01); ExpLimit.MeasureOnce(threads, f32, 0.01); bandwidth.MeasureOnce(); // warm-up
+        // Steady state before timing, for both: the JIT tiers a method up after 30 calls (and only once 100 ms pass with no
+        // new tier-0 code), so a few calls time code still being compiled; ONNX Runtime's native kernels need no such
+        // warm-up, but its thread pool and caches do. At least 3 calls each, then until 0.3 s have passed (at most 40).
+        var warm = Stopwatch.StartNew();
+        for (int c = 0; c < 40 && (c < 3 || warm.Elapsed.TotalSeconds < 0.3); c++)
+        {
+            kernel();
+            peer?.Run(qf, kf, vf);
+        }
         var ourTimes = new List<double>();
         var onnxTimes = new List<double>();
         double peak = 0, expLimit = 0, bandwidthGBs = 0;
