@@ -41,9 +41,11 @@ internal sealed class MomentTree
     private readonly int _m, _d, _dv;
     private readonly double[] _k, _kT, _v, _vT;      // tree order: AoS keys/values and SoA copies for vector sums
     private readonly int[] _index;                   // original position of tree position j
-    private readonly int[] _lo, _hi, _left, _right, _depth, _frame;
-    private readonly double[] _bc, _bw;              // axis-aligned box: centre, half-widths
-    private readonly double[] _fc, _fe;              // box in the node's frame: centre (frame coordinates), half-extents
+    // Per node, what a traversal reads together, in one record (a visit touched seven arrays): _links holds lo, hi, left,
+    // right (stride 4); _box the axis-aligned box's centre then half-widths (stride 2d); _fbox the box in the node's frame,
+    // centre (frame coordinates) then half-extents (stride 2d).
+    private readonly int[] _links, _depth, _frame;
+    private readonly double[] _box, _fbox;
     private readonly double[] _fo, _fl;              // frames: origin (d), unit lower-triangular L (d×d)
     private readonly int[] _fp;                      // frames: pivot coordinate of each frame axis
     private CentredExpansion? _exp;
@@ -68,8 +70,18 @@ internal sealed class MomentTree
         while ((1 << forks) < threads) forks++;
         var b = new Builder(this, kw, perm).Init();
         b.Node(0, count, 0, 0, forks);
-        _lo = [.. b.Lo]; _hi = [.. b.Hi]; _left = [.. b.Left]; _right = [.. b.Right]; _depth = [.. b.Depth]; _frame = [.. b.Frame];
-        _bc = [.. b.Bc]; _bw = [.. b.Bw]; _fc = [.. b.Fc]; _fe = [.. b.Fe];
+        int nodes = b.Lo.Count;
+        _depth = [.. b.Depth]; _frame = [.. b.Frame];
+        _links = new int[4 * nodes]; _box = new double[2 * d * nodes]; _fbox = new double[2 * d * nodes];
+        for (int i = 0; i < nodes; i++)
+        {
+            _links[4 * i] = b.Lo[i]; _links[4 * i + 1] = b.Hi[i]; _links[4 * i + 2] = b.Left[i]; _links[4 * i + 3] = b.Right[i];
+            for (int c = 0; c < d; c++)
+            {
+                _box[2 * d * i + c] = b.Bc[i * d + c]; _box[2 * d * i + d + c] = b.Bw[i * d + c];
+                _fbox[2 * d * i + c] = b.Fc[i * d + c]; _fbox[2 * d * i + d + c] = b.Fe[i * d + c];
+            }
+        }
         _fo = [.. b.Fo]; _fl = [.. b.Fl]; _fp = [.. b.Fp];
         FrameCount = _fp.Length / d;
         _k = kw; _v = new double[count * dv]; _kT = new double[count * d]; _vT = new double[count * dv];
@@ -85,7 +97,11 @@ internal sealed class MomentTree
 
     public int Count => _m;
     public int D => _d;
-    public int NodeCount => _lo.Length;
+    public int NodeCount => _links.Length / 4;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private int Lo(int node) => _links[4 * node];
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private int Hi(int node) => _links[4 * node + 1];
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private int Left(int node) => _links[4 * node + 2];
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] private int Right(int node) => _links[4 * node + 3];
     /// <summary>Frames including the identity (frame 0).</summary>
     public int FrameCount { get; }
     /// <summary>Nodes carrying a principal-axis frame (not the identity).</summary>
@@ -97,13 +113,13 @@ internal sealed class MomentTree
     /// <summary>Largest rounding (units of 2⁻⁵³ relative to Σ_j|u^β||v_j|) of any stored moment, folding included.</summary>
     public double MomentUnits { get; private set; }
     /// <summary>Bytes held (keys and values twice, boxes, frames, moments).</summary>
-    public long Bytes => 8L * (_k.Length + _kT.Length + _v.Length + _vT.Length + _bc.Length + _bw.Length + _fc.Length + _fe.Length + _fo.Length + _fl.Length + _moments.LongLength) + 28L * _lo.Length;
-    public int KeyCount(int node) => _hi[node] - _lo[node];
+    public long Bytes => 8L * (_k.Length + _kT.Length + _v.Length + _vT.Length + _box.Length + _fbox.Length + _fo.Length + _fl.Length + _moments.LongLength) + 24L * NodeCount;
+    public int KeyCount(int node) => Hi(node) - Lo(node);
     /// <summary>Original position of the key at tree position j.</summary>
     public int OriginalIndex(int j) => _index[j];
     public ReadOnlySpan<double> Key(int j) => _k.AsSpan(j * _d, _d);
     /// <summary>The node's tree positions [lo, hi).</summary>
-    internal (int Lo, int Hi) Range(int node) => (_lo[node], _hi[node]);
+    internal (int Lo, int Hi) Range(int node) => (Lo(node), Hi(node));
 
     /// <summary>The node's frame logit half-width h = Σ|ā_c|w_c for the scratch's query (what the traversal compares with H).</summary>
     internal double HalfWidth(Scratch sc, int node)
@@ -506,10 +522,10 @@ internal sealed class MomentTree
     {
         if (exp.D != _d) throw new ArgumentException("dimension mismatch", nameof(exp));
         _exp = exp; MomentMinimum = momentMinimum;
-        int nodes = _lo.Length, terms = exp.Terms, slots = 0;
+        int nodes = NodeCount, terms = exp.Terms, slots = 0;
         _stride = (_dv + 1) * terms;
         _momentOffset = new int[nodes];
-        for (int node = 0; node < nodes; node++) _momentOffset[node] = _hi[node] - _lo[node] >= momentMinimum ? slots++ : -1;
+        for (int node = 0; node < nodes; node++) _momentOffset[node] = Hi(node) - Lo(node) >= momentMinimum ? slots++ : -1;
         MomentNodes = slots;
         _moments = new double[checked(slots * _stride + 3)]; // + 3: the padding a node's evaluation may read past the last one
         var units = new double[nodes];
@@ -536,7 +552,7 @@ internal sealed class MomentTree
     private void NodeMoments(int node, MomentScratch sc, double[] units)
     {
         var exp = _exp!;
-        int l = _left[node], r = _right[node];
+        int l = Left(node), r = Right(node);
         if (l >= 0 && _momentOffset[l] >= 0 && _momentOffset[r] >= 0 && _frame[l] == _frame[node] && _frame[r] == _frame[node]
             && Translate(node, l, sc) && Translate(node, r, sc))
             units[node] = Math.Max(units[l], units[r]) + exp.TranslationUnits + 1;
@@ -544,7 +560,7 @@ internal sealed class MomentTree
         {
             _moments.AsSpan(_momentOffset[node] * _stride, _stride).Clear();
             AccumulateKeys(node, sc);
-            int cnt = _hi[node] - _lo[node];
+            int cnt = Hi(node) - Lo(node);
             units[node] = exp.Degree + 3 + Chunk + (double)cnt / Chunk;
         }
     }
@@ -564,9 +580,9 @@ internal sealed class MomentTree
         var delta = sc.Ds.AsSpan(0, d); var sigma = sc.Ds.AsSpan(d, d);
         for (int c = 0; c < d; c++)
         {
-            double wp = _fe[parent * d + c];
-            delta[c] = wp > 0 ? (_fc[child * d + c] - _fc[parent * d + c]) / wp : 0;
-            sigma[c] = wp > 0 ? _fe[child * d + c] / wp : 0;
+            double wp = _fbox[2 * d * parent + d + c];
+            delta[c] = wp > 0 ? (_fbox[2 * d * child + c] - _fbox[2 * d * parent + c]) / wp : 0;
+            sigma[c] = wp > 0 ? _fbox[2 * d * child + d + c] / wp : 0;
             if (!(Math.Abs(delta[c]) + sigma[c] <= 1 + 16 * U)) return false;
         }
         var src = _moments.AsSpan(_momentOffset[child] * _stride, _stride);
@@ -582,12 +598,12 @@ internal sealed class MomentTree
         int dv = _dv, d = _d, f = _frame[node];
         var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride);
         var part = sc.Part; var u = sc.U;
-        var ctr = _fc.AsSpan(node * d, d); var ext = _fe.AsSpan(node * d, d);
+        var ctr = _fbox.AsSpan(2 * d * node, d); var ext = _fbox.AsSpan(2 * d * node + d, d);
         int block = _exp!.KeyBlock;
-        for (int start = _lo[node]; start < _hi[node]; start += Chunk)
+        for (int start = Lo(node); start < Hi(node); start += Chunk)
         {
             Array.Clear(part);
-            int end = Math.Min(_hi[node], start + Chunk);
+            int end = Math.Min(Hi(node), start + Chunk);
             for (int b = start; b < end; b += block)
             {
                 int count = Math.Min(block, end - b);
@@ -714,13 +730,13 @@ internal sealed class MomentTree
         int d = _d;
         var a = sc.A;
         double ca = 0, ha = 0;
-        int o = node * d;
-        for (int c = 0; c < d; c++) { ca += a[c] * _bc[o + c]; ha += Math.Abs(a[c]) * _bw[o + c]; }
+        int o = 2 * d * node;
+        for (int c = 0; c < d; c++) { ca += a[c] * _box[o + c]; ha += Math.Abs(a[c]) * _box[o + d + c]; }
         int f = _frame[node];
         if (f == 0) { h = ha; return ca + ha; }
         if (sc.FrameStamp[f] != sc.Stamp) FrameQuery(sc, f);
         double co = sc.QoScaled[f], ho = 0;
-        for (int c = 0; c < d; c++) { double ab = sc.Abar[f * d + c]; co += ab * _fc[o + c]; ho += Math.Abs(ab) * _fe[o + c]; }
+        for (int c = 0; c < d; c++) { double ab = sc.Abar[f * d + c]; co += ab * _fbox[o + c]; ho += Math.Abs(ab) * _fbox[o + d + c]; }
         h = ho;
         return Math.Min(ca + ha, co + ho);
     }
@@ -751,15 +767,15 @@ internal sealed class MomentTree
             if (sc.Bounds[sp] - Lower(sc, node) <= tolerance)
             {
                 // Every key of the node is within the tolerance of its maximum: one of them will do (ties, flat nodes).
-                int j = _lo[node];
+                int j = Lo(node);
                 double x = 0;
                 for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
                 if (x > best) { best = x; bestKey = j; }
                 continue;
             }
-            if (_left[node] < 0)
+            if (Left(node) < 0)
             {
-                for (int j = _lo[node]; j < _hi[node]; j++)
+                for (int j = Lo(node); j < Hi(node); j++)
                 {
                     double x = 0;
                     for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
@@ -767,7 +783,7 @@ internal sealed class MomentTree
                 }
                 continue;
             }
-            int l = _left[node], r = _right[node];
+            int l = Left(node), r = Right(node);
             double ul = Upper(sc, l, out _), ur = Upper(sc, r, out _);
             if (sp + 2 > sc.Stack.Length) { Array.Resize(ref sc.Stack, 2 * sc.Stack.Length); Array.Resize(ref sc.Bounds, sc.Stack.Length); }
             // The more promising child is popped first; bounds are re-checked when popped, as the best improves.
@@ -804,10 +820,10 @@ internal sealed class MomentTree
             st.NodesVisited++;
             double up = Upper(sc, node, out _), low = Lower(sc, node);
             if (up + slack < threshold) continue;
-            if (low - slack >= threshold) { count += _hi[node] - _lo[node]; continue; }
-            if (_left[node] < 0)
+            if (low - slack >= threshold) { count += Hi(node) - Lo(node); continue; }
+            if (Left(node) < 0)
             {
-                for (int j = _lo[node]; j < _hi[node]; j++)
+                for (int j = Lo(node); j < Hi(node); j++)
                 {
                     double x = 0;
                     for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
@@ -816,8 +832,8 @@ internal sealed class MomentTree
                 continue;
             }
             if (sp + 2 > sc.Stack.Length) Array.Resize(ref sc.Stack, 2 * sc.Stack.Length);
-            sc.Stack[sp++] = _right[node];
-            sc.Stack[sp++] = _left[node];
+            sc.Stack[sp++] = Right(node);
+            sc.Stack[sp++] = Left(node);
         }
         return count;
     }
@@ -826,14 +842,14 @@ internal sealed class MomentTree
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private double Lower(Scratch sc, int node)
     {
-        int d = _d, o = node * d, f = _frame[node];
+        int d = _d, o = 2 * d * node, f = _frame[node];
         var a = sc.A;
         double ca = 0, ha = 0;
-        for (int c = 0; c < d; c++) { ca += a[c] * _bc[o + c]; ha += Math.Abs(a[c]) * _bw[o + c]; }
+        for (int c = 0; c < d; c++) { ca += a[c] * _box[o + c]; ha += Math.Abs(a[c]) * _box[o + d + c]; }
         if (f == 0) return ca - ha;
         if (sc.FrameStamp[f] != sc.Stamp) FrameQuery(sc, f);
         double co = sc.QoScaled[f], ho = 0;
-        for (int c = 0; c < d; c++) { double ab = sc.Abar[f * d + c]; co += ab * _fc[o + c]; ho += Math.Abs(ab) * _fe[o + c]; }
+        for (int c = 0; c < d; c++) { double ab = sc.Abar[f * d + c]; co += ab * _fbox[o + c]; ho += Math.Abs(ab) * _fbox[o + d + c]; }
         return Math.Max(ca - ha, co - ho);
     }
 
@@ -858,22 +874,22 @@ internal sealed class MomentTree
             st.NodesVisited++;
             double u = Upper(sc, node, out double h);
             if (u < threshold) { st.Pruned++; continue; }
-            int cnt = _hi[node] - _lo[node];
+            int cnt = Hi(node) - Lo(node);
             if (cnt >= momentMinimum && h <= hMax)
             {
                 sc.AddExpanded(node, h);
                 st.Expansions++;
                 continue;
             }
-            if (_left[node] < 0)
+            if (Left(node) < 0)
             {
-                if (sc.AddDirect(_lo[node], _hi[node])) st.DirectRanges++;
+                if (sc.AddDirect(Lo(node), Hi(node))) st.DirectRanges++;
                 st.DirectKeys += cnt;
                 continue;
             }
             if (sp + 2 > stack.Length) { Array.Resize(ref sc.Stack, 2 * stack.Length); stack = sc.Stack; }
-            stack[sp++] = _right[node];
-            stack[sp++] = _left[node];
+            stack[sp++] = Right(node);
+            stack[sp++] = Left(node);
         }
     }
 
@@ -893,13 +909,13 @@ internal sealed class MomentTree
         var exp = _exp;
         for (int e = 0; e < sc.ExpandedCount; e++)
         {
-            int node = sc.Expanded[e], f = _frame[node], o = node * d;
+            int node = sc.Expanded[e], f = _frame[node], o = 2 * d * node;
             double h = sc.ExpandedH[e], diff;
             var z = sc.Z;
             if (f == 0)
             {
-                diff = RangeErrorBudget.DotMinus(sc.Q, _bc.AsSpan(o, d), sc.YHi, sc.YLo);
-                for (int c = 0; c < d; c++) z[c] = sc.A[c] * _bw[o + c] / exp!.H;
+                diff = RangeErrorBudget.DotMinus(sc.Q, _box.AsSpan(o, d), sc.YHi, sc.YLo);
+                for (int c = 0; c < d; c++) z[c] = sc.A[c] * _box[o + d + c] / exp!.H;
             }
             else
             {
@@ -907,19 +923,19 @@ internal sealed class MomentTree
                 Dd.Add(sc.QoHi[f], sc.QoLo[f], -sc.YHi, -sc.YLo, out double sh, out double sl);
                 for (int c = 0; c < d; c++)
                 {
-                    Dd.TwoProduct(sc.QbHi[f * d + c], _fc[o + c], out double ph, out double pl);
-                    pl = Math.FusedMultiplyAdd(sc.QbLo[f * d + c], _fc[o + c], pl);
+                    Dd.TwoProduct(sc.QbHi[f * d + c], _fbox[o + c], out double ph, out double pl);
+                    pl = Math.FusedMultiplyAdd(sc.QbLo[f * d + c], _fbox[o + c], pl);
                     Dd.Add(sh, sl, ph, pl, out sh, out sl);
                 }
                 diff = sh + sl;
-                for (int c = 0; c < d; c++) z[c] = sc.Abar[f * d + c] * _fe[o + c] / exp!.H;
+                for (int c = 0; c < d; c++) z[c] = sc.Abar[f * d + c] * _fbox[o + d + c] / exp!.H;
             }
             double fa = Math.Exp(sc.Scale * diff);
             var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride + 3); // the next node's first moments, or the padding
             var node1 = sc.NodeSum.AsSpan(0, dv + 1);
             exp!.Evaluate(z, mom, dv + 1, node1, sc.Work);
             for (int col = 0; col <= dv; col++) acc[col] += fa * node1[col];
-            double mag = exp.MagnitudeAtMost(h), w = fa * (_hi[node] - _lo[node]);
+            double mag = exp.MagnitudeAtMost(h), w = fa * (Hi(node) - Lo(node));
             approx += w * (exp.AbsoluteError + evaluationUnits * U * mag);
             magnitude += w * mag;
         }
