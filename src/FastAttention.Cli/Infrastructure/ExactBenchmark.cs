@@ -5,14 +5,17 @@ namespace FastAttention.Cli.Infrastructure;
 
 /// <summary>
 /// The measurements behind <c>fastattn bench exact</c>. After a warm-up of both peers (at least 3 calls each and 0.3 s,
-/// so the JIT has tiered the kernel up), each of the <c>repeats</c> rounds times the exact kernel once,
-/// ONNX Runtime once (where it can run the shape), and one short run of each machine limit (FMA peak, exp limit, STREAM
+/// so the JIT has tiered the kernel up), each of the <c>repeats</c> rounds times the exact kernel once and ONNX Runtime
+/// once (where it can run the shape), each after 100 ms idle, and one short run of each machine limit (FMA peak, exp limit, STREAM
 /// triad bandwidth), interleaved, so all of them see the same moments of a shared machine. The kernel's and ORT's figures
 /// are the median of their runs (with min and max); each limit is the best of its runs.
 /// </summary>
 internal static class ExactBenchmark
 {
     public const int DefaultRepeats = 5;
+
+    /// <summary>Idle time before each timed run of either peer (see <see cref="Run"/>).</summary>
+    public const int QuietMilliseconds = 100;
 
     public static BenchExactReport Run(int n, int m, int d, int threads, bool f32, bool causal, int repeats = DefaultRepeats)
     {
@@ -77,7 +80,12 @@ internal static class ExactBenchmark
         double peak = 0, expLimit = 0, bandwidthGBs = 0;
         for (int r = 0; r < repeats; r++)
         {
+            // Each timed run starts after a quiet gap: ONNX Runtime's worker threads spin for a while after a Run, and a
+            // kernel started right after it shared the cores with them (measured: 69–70 ms against 43–47 ms with a
+            // 200 ms gap, n = m = 4096, d = 64, 2 threads); the same gap precedes ORT's run, for symmetry.
+            Thread.Sleep(QuietMilliseconds);
             ourTimes.Add(Seconds(kernel));
+            Thread.Sleep(QuietMilliseconds);
             if (peer is not null) onnxTimes.Add(Seconds(() => peer.Run(qf, kf, vf)));
             peak = Math.Max(peak, FmaPeak.MeasureOnce(threads, f32));
             expLimit = Math.Max(expLimit, ExpLimit.MeasureOnce(threads, f32));
