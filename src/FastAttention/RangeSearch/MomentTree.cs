@@ -18,7 +18,8 @@ namespace FastAttention.RangeSearch;
 /// <item><b>Moments</b> for one <see cref="CentredExpansion"/>: nodes with at least <see cref="MomentMinimum"/> keys store
 /// Σ_j u_j^β·(1, v_j) with u = (y − c)/w ∈ [−1, 1]^d (c, w: the node's centre and half-extents in its frame), by
 /// translating the children's moments (same frame) or summing the keys, then multiplied by c_β.</item>
-/// <item><b>Traversal</b> (<see cref="MaxSearch"/>, <see cref="Collect"/>) separate from <b>accumulation</b>
+/// <item><b>Traversal</b> (<see cref="MaxSearch"/> — at d = 2 a scan of the keys' <see cref="KeyHull"/> when its
+/// certified reach is within the tolerance —, <see cref="Collect"/>) separate from <b>accumulation</b>
 /// (<see cref="Accumulate"/>): a traversal produces the work of one query — nodes answered from moments and key ranges
 /// summed directly — and can be run alone to count work (the planner's sample-based estimate).</item>
 /// </list>
@@ -93,7 +94,14 @@ internal sealed class MomentTree
             for (int c = 0; c < dv; c++) { double x = v[src + c]; _v[j * dv + c] = x; _vT[c * count + j] = x; }
         }
         Depth = _depth.Length == 0 ? 0 : _depth.Max();
+        // Built on the first maximum search that would open the root (never at B = 1, where the root answers).
+        _hull = new Lazy<KeyHull?>(() => d == 2 ? KeyHull.TryBuild(_k, _m, _links, _box) : null, LazyThreadSafetyMode.ExecutionAndPublication);
     }
+
+    /// <summary>The keys' certified convex hull (d = 2, see <see cref="KeyHull"/>), or null: the maximum search scans its
+    /// vertices when its reach is within the tolerance.</summary>
+    private readonly Lazy<KeyHull?> _hull;
+    internal KeyHull? Hull => _hull.Value;
 
     public int Count => _m;
     public int D => _d;
@@ -751,12 +759,24 @@ internal sealed class MomentTree
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MaxSearch(Scratch sc, double tolerance, ref double best, ref int bestKey, QueryStats st)
     {
+        var a = sc.A;
         Begin(sc);
         int d = _d, sp = 0;
-        var a = sc.A;
         double u0 = Upper(sc, 0, out _);
         st.MaxSearchNodes++;
         if (u0 <= best + tolerance) return;
+        if (d == 2 && _m >= KeyHull.MinimumKeys && _hull.Value is { } hull)
+        {
+            // max_j a·k_j ≤ max over the hull's vertices + ‖a‖₂·Reach (KeyHull): within a quarter of the tolerance, the
+            // vertex scan is the answer (its rounding, like the keys' below, is inside the caller's slack).
+            double reach = Math.Sqrt(a[0] * a[0] + a[1] * a[1]) * (1 + 4 * U) * hull.Reach;
+            if (reach <= 0.25 * tolerance)
+            {
+                double x = hull.Max(a, out int vertex);
+                if (x > best) { best = x; bestKey = hull.Positions[vertex]; }
+                return;
+            }
+        }
         sc.Stack[sp] = 0; sc.Bounds[sp++] = u0;
         while (sp > 0)
         {
