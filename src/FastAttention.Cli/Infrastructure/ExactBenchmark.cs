@@ -92,13 +92,13 @@ internal static class ExactBenchmark
             bandwidthGBs = Math.Max(bandwidthGBs, bandwidth.MeasureOnce());
         }
         peer?.Dispose();
-        double seconds = Median(ourTimes);
-        double? onnxSeconds = onnxTimes.Count > 0 ? Median(onnxTimes) : null;
+        var mine = Spread.Of(ourTimes);
+        Spread? onnx = onnxTimes.Count > 0 ? Spread.Of(onnxTimes) : null;
+        double seconds = mine.Median;
         double gflops = flops / seconds / 1e9, logitsPerSecond = pairs / seconds / 1e9, gbs = bytesMoved / seconds / 1e9;
-        return new BenchExactReport(n, m, d, threads, f32 ? "f32" : "f64", causal, repeats, seconds, ourTimes.Min(), ourTimes.Max(),
+        return new BenchExactReport(n, m, d, threads, f32 ? "f32" : "f64", causal, repeats, seconds, mine.Min, mine.Max,
             gflops, peak, gflops / peak, expLimit, logitsPerSecond, logitsPerSecond / expLimit, bandwidthGBs, gbs, gbs / bandwidthGBs,
-            onnxSeconds, onnxTimes.Count > 0 ? onnxTimes.Min() : null, onnxTimes.Count > 0 ? onnxTimes.Max() : null,
-            onnxSeconds / seconds, onnxError, allocated, [.. plan()]);
+            onnx?.Median, onnx?.Min, onnx?.Max, onnx?.Median / seconds, onnxError, allocated, [.. plan()]);
     }
 
     private static double Seconds(Action run)
@@ -114,11 +114,5 @@ internal static class ExactBenchmark
         long before = GC.GetTotalAllocatedBytes(true);
         run();
         return GC.GetTotalAllocatedBytes(true) - before - outputBytes;
-    }
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.OrderBy(x => x).ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
     }
 }
