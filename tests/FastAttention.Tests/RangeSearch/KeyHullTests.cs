@@ -142,4 +142,28 @@ public class KeyHullTests
         }
         Assert.True(nodes <= 200, $"{nodes} nodes in 200 searches: the hull was not used"); // the root only
     }
+
+    [Theory]
+    [InlineData("uniform")]
+    [InlineData("duplicates")]
+    [InlineData("equal")]
+    public void In_one_dimension_the_maximum_is_an_extreme_key_in_one_step(string kind)
+    {
+        int m = 5000;
+        var k = MomentTreeTests.Keys(kind, m, 1, 21, 1000);
+        var tree = new MomentTree(k, new double[m], 0, m, 1, 1);
+        var sc = tree.CreateScratch();
+        var rng = new Random(22);
+        foreach (double q in new[] { 0.0, -0.0, 1, -1, 1e-300, -1e300 / 1e10 }.Concat(Enumerable.Range(0, 100).Select(_ => (2 * rng.NextDouble() - 1) * 50)))
+        {
+            sc.SetQuery([q], 1);
+            var st = new QueryStats();
+            double best = double.NegativeInfinity; int key = -1;
+            tree.MaxSearch(sc, 0.5, ref best, ref key, st);
+            double truth = k.Max(x => q * x);
+            Assert.Equal(truth, best); // one product each: the same rounding
+            Assert.Equal(best, q * tree.Key(key)[0]);
+            Assert.Equal(1, st.MaxSearchNodes);
+        }
+    }
 }
