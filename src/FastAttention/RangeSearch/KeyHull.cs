@@ -1,7 +1,8 @@
 namespace FastAttention.RangeSearch;
 
 /// <summary>
-/// The convex hull of a tree's keys in two dimensions, for the row maximum: max_j a·k_j is attained at a hull vertex, so a
+/// The convex hull of a tree's keys in two dimensions (in one, its two extreme keys: <see cref="Extremes"/>), for the row
+/// maximum: max_j a·k_j is attained at a hull vertex, so a
 /// query's maximum (Algorithm 1 step 3; Lemma A.4 needs it only to a grid step) is a scan of a few dozen vertices instead
 /// of a branch and bound that descends to a leaf on every query (≈ 16 nodes per query at d = 2, n = 2¹⁸).
 /// <para><b>Certificate.</b> The hull is built in plain float64 (candidates outside an octagon of extreme keys, then
@@ -36,18 +37,38 @@ internal sealed class KeyHull
     /// <summary>F·δ: max_j a·k_j ≤ max over vertices of a·v + ‖a‖₂·Reach.</summary>
     public double Reach { get; }
 
-    /// <summary>The largest a·v over the vertices (plain float64 dot products) and that vertex's index.</summary>
+    /// <summary>The largest a·v over the vertices (plain float64 dot products, the same roundings as the keys' own) and
+    /// that vertex's index.</summary>
     public double Max(ReadOnlySpan<double> a, out int vertex)
     {
+        var x = X; var y = Y;
+        if (y.Length == 0)
+        {
+            // d = 1: the two extreme keys, exactly (Reach 0).
+            vertex = a[0] >= 0 ? 1 : 0;
+            return a[0] * x[vertex];
+        }
         double a0 = a[0], a1 = a[1], best = double.NegativeInfinity;
         vertex = 0;
-        var x = X; var y = Y;
         for (int j = 0; j < x.Length; j++)
         {
             double v = a0 * x[j] + a1 * y[j];
             if (v > best) { best = v; vertex = j; }
         }
         return best;
+    }
+
+    /// <summary>d = 1: the smallest and the largest key (in that order; Y empty, Reach 0): max_j a·k_j is a·k_max for
+    /// a ≥ 0 and a·k_min otherwise, exactly.</summary>
+    public static KeyHull Extremes(double[] keys, int m)
+    {
+        int lo = 0, hi = 0;
+        for (int j = 1; j < m; j++)
+        {
+            if (keys[j] < keys[lo]) lo = j;
+            if (keys[j] > keys[hi]) hi = j;
+        }
+        return new KeyHull([keys[lo], keys[hi]], [], [lo, hi], 0);
     }
 
     /// <summary>The hull of the m keys <paramref name="keys"/> (tree order, rows of 2), verified against the kd-tree given

@@ -94,21 +94,14 @@ internal sealed class MomentTree
             for (int c = 0; c < dv; c++) { double x = v[src + c]; _v[j * dv + c] = x; _vT[c * count + j] = x; }
         }
         Depth = _depth.Length == 0 ? 0 : _depth.Max();
-        if (d == 1)
-            for (int j = 1; j < count; j++)
-            {
-                if (kw[j] < kw[_minPos]) _minPos = j;
-                if (kw[j] > kw[_maxPos]) _maxPos = j;
-            }
         // Built on the first maximum search that would open the root (never at B = 1, where the root answers).
-        _hull = new Lazy<KeyHull?>(() => d == 2 ? KeyHull.TryBuild(_k, _m, _links, _box) : null, LazyThreadSafetyMode.ExecutionAndPublication);
+        _hull = new Lazy<KeyHull?>(() => d == 1 ? KeyHull.Extremes(_k, _m) : d == 2 ? KeyHull.TryBuild(_k, _m, _links, _box) : null,
+            LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
-    /// <summary>The keys' certified convex hull (d = 2, see <see cref="KeyHull"/>), or null: the maximum search scans its
-    /// vertices when its reach is within the tolerance.</summary>
+    /// <summary>The keys' certified convex hull (d = 2, see <see cref="KeyHull"/>; d = 1 the two extreme keys), or null:
+    /// the maximum search scans its vertices when its reach is within the tolerance.</summary>
     private readonly Lazy<KeyHull?> _hull;
-    /// <summary>d = 1: tree positions of the smallest and the largest key (the maximum of a·k is at one of them, exactly).</summary>
-    private readonly int _minPos, _maxPos;
     internal KeyHull? Hull => _hull.Value;
 
     public int Count => _m;
@@ -768,25 +761,17 @@ internal sealed class MomentTree
     public void MaxSearch(Scratch sc, double tolerance, ref double best, ref int bestKey, QueryStats st)
     {
         var a = sc.A;
-        if (_d == 1)
-        {
-            // max_j a·k_j = a·k_max for a ≥ 0, a·k_min otherwise: exact but for the product's rounding (inside the slack).
-            st.MaxSearchNodes++;
-            int j = a[0] >= 0 ? _maxPos : _minPos;
-            double x1 = a[0] * _k[j];
-            if (x1 > best) { best = x1; bestKey = j; }
-            return;
-        }
         Begin(sc);
         int d = _d, sp = 0;
         double u0 = Upper(sc, 0, out _);
         st.MaxSearchNodes++;
         if (u0 <= best + tolerance) return;
-        if (d == 2 && _m >= KeyHull.MinimumKeys && _hull.Value is { } hull)
+        if ((d == 1 || d == 2 && _m >= KeyHull.MinimumKeys) && _hull.Value is { } hull)
         {
-            // max_j a·k_j ≤ max over the hull's vertices + ‖a‖₂·Reach (KeyHull): within a quarter of the tolerance, the
-            // vertex scan is the answer (its rounding, like the keys' below, is inside the caller's slack).
-            double reach = Math.Sqrt(a[0] * a[0] + a[1] * a[1]) * (1 + 4 * U) * hull.Reach;
+            // max_j a·k_j ≤ max over the hull's vertices + ‖a‖₂·Reach (KeyHull; d = 1: the extremes, Reach 0): within a
+            // quarter of the tolerance, the vertex scan is the answer (its rounding, like the keys' below, is inside the
+            // caller's slack).
+            double reach = hull.Reach == 0 ? 0 : Math.Sqrt(a[0] * a[0] + a[1] * a[1]) * (1 + 4 * U) * hull.Reach;
             if (reach <= 0.25 * tolerance)
             {
                 double x = hull.Max(a, out int vertex);
