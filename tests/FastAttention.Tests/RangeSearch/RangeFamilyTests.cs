@@ -77,6 +77,33 @@ public class RangeFamilyTests
     }
 
     [Theory]
+    [InlineData("strip", 30.0, false)]
+    [InlineData("rotated-strip", 1e4, false)]
+    [InlineData("line", 1e4, false)]
+    [InlineData("uniform", 30.0, false)]
+    [InlineData("uniform", 1e4, false)]
+    [InlineData("uniform", 1e4, true)]
+    public void Hull_maxima_at_d2_meet_epsilon_against_the_reference(string family, double bound, bool causal)
+    {
+        // m ≥ 256 keys per tree (the hull's minimum), large entries: the row maximum comes from the keys' convex hull
+        // where it has 3…64 vertices (a line has two: the branch and bound answers there), and the outputs must still be
+        // within ε of the float64 reference, with every range plan forced and the planner's own.
+        int n = 300, m = 1200;
+        var (q, k, d) = Family(family, n, m, bound, 31 + (int)Math.Log10(bound));
+        Assert.Equal(2, d);
+        var v = TestData.Uniform(m * 2, 1, 8);
+        double eps = bound >= 1e4 ? 1e-5 : 1e-6;
+        var p = new AttentionProblem<double>(q, k, v, n, m, d, 2, 1, 1.0, causal);
+        foreach (var alg in new[] { new RangeSearchAttention { AllowExactPlan = false }, new RangeSearchAttention { ForcedHalfWidth = 11.5 }, new RangeSearchAttention { ForcedHalfWidth = 2.5 } })
+        {
+            RangeTestData.Check(alg, p, eps);
+            var prm = (RangeFamilyParameters)alg.Compute(p, new AttentionSettings { Epsilon = eps }).Certificate.Parameters!;
+            // Uniform keys have a hull of a few dozen vertices: one step per tree instead of a descent to a leaf.
+            if (family == "uniform" && !causal) Assert.True(prm.MaxSearchNodesPerQuery <= 1.01, $"{prm.MaxSearchNodesPerQuery} max-search nodes per query");
+        }
+    }
+
+    [Theory]
     [InlineData("sphere", 30.0, false)]
     [InlineData("uniform", 30.0, true)]
     [InlineData("line", 1e4, false)]
