@@ -965,15 +965,7 @@ internal sealed class MomentTree
         {
             // Every direct range of the query in one pass, the sums in registers across ranges (a leaf range is 8–16
             // keys: a call and a reduction per range cost as much as its keys).
-            // The widest vectors the kernels use (SimdInfo): on AVX-512 (Zen 4) the 8-lane form took n = 2¹⁸, d = 2, B = 30
-            // from 0.364 to 0.344 s (in-process A/B, medians of 11).
-            switch (SimdInfo.Float32Lanes)
-            {
-                case 16: DirectSums.Ranges<Vector512<double>, Simd512D>(this, sc); break;
-                case 8: DirectSums.Ranges<Vector256<double>, Simd256D>(this, sc); break;
-                case 4: DirectSums.Ranges<Vector128<double>, Simd128D>(this, sc); break;
-                default: DirectSums.Ranges<double, ScalarSimd<double>>(this, sc); break;
-            }
+            DirectRanges(sc, SimdInfo.Float32Lanes);
             return;
         }
         for (int r = 0; r < sc.DirectCount; r += 2)
@@ -981,6 +973,20 @@ internal sealed class MomentTree
             int lo = sc.Direct[r], hi = sc.Direct[r + 1];
             if (plainLogits) DirectSums.Plain(this, sc, lo, hi);
             else DirectSums.Compensated(this, sc, lo, hi);
+        }
+    }
+
+    /// <summary>Adds the scratch's direct ranges (plain logits, dv ≤ 4) into sc.Acc at a vector width of
+    /// <paramref name="float32Lanes"/> (16, 8, 4 or 1; SimdInfo's ladder — it must be supported here; tests run each).
+    /// On AVX-512 (Zen 4) the 8-double form took n = 2¹⁸, d = 2, B = 30 from 0.364 to 0.344 s (in-process A/B, medians of 11).</summary>
+    internal void DirectRanges(Scratch sc, int float32Lanes)
+    {
+        switch (SimdInfo.Resolve(float32Lanes))
+        {
+            case 16: DirectSums.Ranges<Vector512<double>, Simd512D>(this, sc); break;
+            case 8: DirectSums.Ranges<Vector256<double>, Simd256D>(this, sc); break;
+            case 4: DirectSums.Ranges<Vector128<double>, Simd128D>(this, sc); break;
+            default: DirectSums.Ranges<double, ScalarSimd<double>>(this, sc); break;
         }
     }
 
