@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using FastAttention.Exact;
 
 namespace FastAttention.RangeSearch;
 
@@ -255,9 +256,14 @@ internal sealed class CentredExpansion
         }
     }
 
+    /// <summary>Doubles a masked vector tail may read past a row's or a column's end (Vector512: 8 lanes, at least one
+    /// of them valid): moment arrays given to <see cref="Evaluate(ReadOnlySpan{double}, ReadOnlySpan{double}, int, Span{double}, Span{double})"/>
+    /// carry this much padding past the last column, and <see cref="PowersWork"/> this much past the last power.</summary>
+    public const int Padding = 7;
+
     /// <summary>Scratch length <see cref="Powers"/> and <see cref="Evaluate(ReadOnlySpan{double}, ReadOnlySpan{double}, int, Span{double}, Span{double})"/>
-    /// need: the last coordinate's powers (g + 1, then 3 zeros a row's last vector reads) and the row prefixes.</summary>
-    public int PowersWork => Degree + 4 + _rowStart.Length;
+    /// need: the last coordinate's powers (g + 1, then <see cref="Padding"/> zeros a row's last vector reads) and the row prefixes.</summary>
+    public int PowersWork => Degree + 1 + Padding + _rowStart.Length;
 
     /// <summary>Powers of the last coordinate (x_d^j, j ≤ g) and each row's prefix product Π_{c&lt;d} x_c^{β_c}.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -303,88 +309,106 @@ internal sealed class CentredExpansion
     /// <summary>
     /// result[c] = Σ_β z^β·moments[c·Terms + β] for c &lt; <paramref name="columns"/>, row by row: each power z^β (a row
     /// prefix times a power of the last coordinate, one rounding more than its factors) is formed in a register and
-    /// multiplied into three columns' sums at once — no power vector stored and read back. A row's last vector is masked
-    /// to its length (the masked lanes add exact zeros; the moments they read are the next row's, or the 3 padding
-    /// doubles <paramref name="moments"/> must have past the last column). Rounding ≤ (2g + Terms + 3)u relative to
-    /// Σ_β |z^β||moment_β| whatever the order of the sums (within <see cref="EvaluationUnits"/>).
+    /// multiplied into three columns' sums at once — no power vector stored and read back — at SimdInfo's widest width up
+    /// to 256 bits (Vector128 where that is the widest). 512 bits is not the default: on an AMD Zen 4 (512-bit operations
+    /// issued as two 256-bit halves) it measured between 6 % faster and 50 % slower than 256 bits (slower in most cases), in cache and out, at d = 1…4 — rows are short
+    /// (a d = 2 row averages g/2 terms), so a wider masked tail wastes more, and the node's moment reads, not the FMAs,
+    /// set the pace. A row's last vector is masked to its length (the masked lanes add exact zeros; the moments
+    /// they read are the next row's, or the <see cref="Padding"/> doubles <paramref name="moments"/> must have past the
+    /// last column). Rounding ≤ (2g + Terms + 3)u relative to Σ_β |z^β||moment_β| whatever the order of the sums (within
+    /// <see cref="EvaluationUnits"/>), so every width has the same bound.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work) =>
-        Evaluate(z, moments, columns, result, work, Vector256.IsHardwareAccelerated);
+        Evaluate(z, moments, columns, result, work, Math.Min(8, SimdInfo.Float32Lanes));
 
-    /// <summary>As above; <paramref name="vector"/> false runs the scalar form (what CPUs without 256-bit vectors run; the
-    /// tests compare the two).</summary>
+    /// <summary>As above at <paramref name="float32Lanes"/> (16, 8, 4 or 1, resolved by SimdInfo: never silently
+    /// narrowed; the tests run each width the CPU has against the scalar form).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work, bool vector)
+    internal void Evaluate(ReadOnlySpan<double> z, ReadOnlySpan<double> moments, int columns, Span<double> result, Span<double> work, int float32Lanes)
     {
         int g = Degree, terms = Terms, rows = _rowStart.Length;
-        if (moments.Length < columns * terms + 3 || work.Length < g + 4 + rows || result.Length < columns)
-            throw new ArgumentException("moments (with 3 doubles of padding), scratch or result too short");
-        var last = work[..(g + 4)];
-        var prefix = work.Slice(g + 4, rows);
+        if (moments.Length < columns * terms + Padding || work.Length < PowersWork || result.Length < columns)
+            throw new ArgumentException("moments (with Padding doubles past the last column), scratch or result too short");
+        var last = work[..(g + 1 + Padding)];
+        var prefix = work.Slice(g + 1 + Padding, rows);
         RowPowers(z, last, prefix);
-        last[g + 1] = 0; last[g + 2] = 0; last[g + 3] = 0;
-        if (!vector || !Vector256.IsHardwareAccelerated)
+        last[(g + 1)..].Clear();
+        switch (SimdInfo.Resolve(float32Lanes))
         {
-            for (int c = 0; c < columns; c++)
-            {
-                double sum = 0;
-                for (int r = 0; r < rows; r++)
-                {
-                    double p = prefix[r];
-                    int start = _rowStart[r], len = _rowLength[r];
-                    for (int j = 0; j < len; j++) sum = Math.FusedMultiplyAdd(p * last[j], moments[c * terms + start + j], sum);
-                }
-                result[c] = sum;
-            }
-            return;
+            case 16: EvaluateRows<Vector512<double>, Simd512D>(last, prefix, moments, columns, result); return;
+            case 8: EvaluateRows<Vector256<double>, Simd256D>(last, prefix, moments, columns, result); return;
+            case 4: EvaluateRows<Vector128<double>, Simd128D>(last, prefix, moments, columns, result); return;
         }
+        for (int c = 0; c < columns; c++)
+        {
+            double sum = 0;
+            for (int r = 0; r < rows; r++)
+            {
+                double p = prefix[r];
+                int start = _rowStart[r], len = _rowLength[r];
+                for (int j = 0; j < len; j++) sum = Math.FusedMultiplyAdd(p * last[j], moments[c * terms + start + j], sum);
+            }
+            result[c] = sum;
+        }
+    }
+
+    private const int MaxLanes = 8;
+    // MaxLanes ones then MaxLanes zeros: read from MaxLanes − k, a vector's first k lanes are 1 and the rest 0.
+    private static readonly double[] HeadMask = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// <summary>The vector form of <see cref="Evaluate(ReadOnlySpan{double}, ReadOnlySpan{double}, int, Span{double}, Span{double}, int)"/>:
+    /// two vectors of a row per step for three columns (six sums in registers), the row's tail masked by a 0/1 multiply.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void EvaluateRows<TV, TS>(Span<double> last, Span<double> prefix, ReadOnlySpan<double> moments, int columns, Span<double> result)
+        where TV : unmanaged where TS : ISimd<double, TV>
+    {
+        int terms = Terms, rows = _rowStart.Length, w = TS.Count;
         ref double lr = ref MemoryMarshal.GetReference(last);
         ref double mr = ref MemoryMarshal.GetReference(moments);
-        var lane = Vector256.Create(0.0, 1, 2, 3);
+        ref double mask = ref MemoryMarshal.GetArrayDataReference(HeadMask);
+        int[] rowStart = _rowStart, rowLength = _rowLength;
         for (int cg = 0; cg < columns; cg += 3)
         {
             // Three columns per pass (a missing third or second reads the first again; its sums are dropped).
-            nuint o0 = (nuint)(cg * terms), o1 = cg + 1 < columns ? o0 + (nuint)terms : o0, o2 = cg + 2 < columns ? o0 + 2 * (nuint)terms : o0;
-            var a0 = Vector256<double>.Zero; var a1 = a0; var a2 = a0; var b0 = a0; var b1 = a0; var b2 = a0;
+            int o0 = cg * terms, o1 = cg + 1 < columns ? o0 + terms : o0, o2 = cg + 2 < columns ? o0 + 2 * terms : o0;
+            var a0 = TS.Zero; var a1 = a0; var a2 = a0; var b0 = a0; var b1 = a0; var b2 = a0;
             for (int r = 0; r < rows; r++)
             {
-                var p = Vector256.Create(prefix[r]);
-                int start = _rowStart[r], len = _rowLength[r], j = 0;
-                for (; j + 8 <= len; j += 8)
+                var p = TS.Broadcast(prefix[r]);
+                int start = rowStart[r], len = rowLength[r], j = 0;
+                for (; j + 2 * w <= len; j += 2 * w)
                 {
-                    nuint at = (nuint)(start + j);
-                    var w0 = p * Vector256.LoadUnsafe(ref lr, (nuint)j);
-                    var w1 = p * Vector256.LoadUnsafe(ref lr, (nuint)(j + 4));
-                    a0 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o0 + at), a0);
-                    a1 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o1 + at), a1);
-                    a2 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o2 + at), a2);
-                    b0 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o0 + at + 4), b0);
-                    b1 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o1 + at + 4), b1);
-                    b2 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o2 + at + 4), b2);
+                    int at = start + j;
+                    var w0 = TS.Mul(p, TS.Load(ref Unsafe.Add(ref lr, j)));
+                    var w1 = TS.Mul(p, TS.Load(ref Unsafe.Add(ref lr, j + w)));
+                    a0 = TS.Fma(w0, TS.Load(ref Unsafe.Add(ref mr, o0 + at)), a0);
+                    a1 = TS.Fma(w0, TS.Load(ref Unsafe.Add(ref mr, o1 + at)), a1);
+                    a2 = TS.Fma(w0, TS.Load(ref Unsafe.Add(ref mr, o2 + at)), a2);
+                    b0 = TS.Fma(w1, TS.Load(ref Unsafe.Add(ref mr, o0 + at + w)), b0);
+                    b1 = TS.Fma(w1, TS.Load(ref Unsafe.Add(ref mr, o1 + at + w)), b1);
+                    b2 = TS.Fma(w1, TS.Load(ref Unsafe.Add(ref mr, o2 + at + w)), b2);
                 }
-                if (j + 4 <= len)
+                if (j + w <= len)
                 {
-                    nuint at = (nuint)(start + j);
-                    var w0 = p * Vector256.LoadUnsafe(ref lr, (nuint)j);
-                    a0 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o0 + at), a0);
-                    a1 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o1 + at), a1);
-                    a2 = Vector256.FusedMultiplyAdd(w0, Vector256.LoadUnsafe(ref mr, o2 + at), a2);
-                    j += 4;
+                    int at = start + j;
+                    var w0 = TS.Mul(p, TS.Load(ref Unsafe.Add(ref lr, j)));
+                    a0 = TS.Fma(w0, TS.Load(ref Unsafe.Add(ref mr, o0 + at)), a0);
+                    a1 = TS.Fma(w0, TS.Load(ref Unsafe.Add(ref mr, o1 + at)), a1);
+                    a2 = TS.Fma(w0, TS.Load(ref Unsafe.Add(ref mr, o2 + at)), a2);
+                    j += w;
                 }
                 if (j < len)
                 {
-                    nuint at = (nuint)(start + j);
-                    var w1 = Vector256.ConditionalSelect(Vector256.LessThan(lane, Vector256.Create((double)(len - j))),
-                        p * Vector256.LoadUnsafe(ref lr, (nuint)j), Vector256<double>.Zero);
-                    b0 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o0 + at), b0);
-                    b1 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o1 + at), b1);
-                    b2 = Vector256.FusedMultiplyAdd(w1, Vector256.LoadUnsafe(ref mr, o2 + at), b2);
+                    int at = start + j;
+                    var w1 = TS.Mul(TS.Mul(p, TS.Load(ref Unsafe.Add(ref lr, j))), TS.Load(ref Unsafe.Add(ref mask, MaxLanes - (len - j))));
+                    b0 = TS.Fma(w1, TS.Load(ref Unsafe.Add(ref mr, o0 + at)), b0);
+                    b1 = TS.Fma(w1, TS.Load(ref Unsafe.Add(ref mr, o1 + at)), b1);
+                    b2 = TS.Fma(w1, TS.Load(ref Unsafe.Add(ref mr, o2 + at)), b2);
                 }
             }
-            result[cg] = Vector256.Sum(a0 + b0);
-            if (cg + 1 < columns) result[cg + 1] = Vector256.Sum(a1 + b1);
-            if (cg + 2 < columns) result[cg + 2] = Vector256.Sum(a2 + b2);
+            result[cg] = TS.SumAcross(TS.Add(a0, b0));
+            if (cg + 1 < columns) result[cg + 1] = TS.SumAcross(TS.Add(a1, b1));
+            if (cg + 2 < columns) result[cg + 2] = TS.SumAcross(TS.Add(a2, b2));
         }
     }
 

@@ -536,7 +536,7 @@ internal sealed class MomentTree
         _momentOffset = new int[nodes];
         for (int node = 0; node < nodes; node++) _momentOffset[node] = Hi(node) - Lo(node) >= momentMinimum ? slots++ : -1;
         MomentNodes = slots;
-        _moments = new double[checked(slots * _stride + 3)]; // + 3: the padding a node's evaluation may read past the last one
+        _moments = new double[checked(slots * _stride + CentredExpansion.Padding)]; // the padding a node's evaluation may read past the last one
         var units = new double[nodes];
         var byDepth = new List<int>[Depth + 1];
         for (int i = 0; i <= Depth; i++) byDepth[i] = [];
@@ -953,7 +953,7 @@ internal sealed class MomentTree
                 for (int c = 0; c < d; c++) z[c] = sc.Abar[f * d + c] * _fbox[o + d + c] / exp!.H;
             }
             double fa = Math.Exp(sc.Scale * diff);
-            var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride + 3); // the next node's first moments, or the padding
+            var mom = _moments.AsSpan(_momentOffset[node] * _stride, _stride + CentredExpansion.Padding); // the next node's first moments, or the padding
             var node1 = sc.NodeSum.AsSpan(0, dv + 1);
             exp!.Evaluate(z, mom, dv + 1, node1, sc.Work);
             for (int col = 0; col <= dv; col++) acc[col] += fa * node1[col];

@@ -201,20 +201,28 @@ public class CentredExpansionTests
         return u;
     }
 
-    [Theory]
-    [InlineData(1, 6.0)]
-    [InlineData(2, 11.5)]
-    [InlineData(3, 4.0)]
-    public void Evaluation_vector_and_scalar_forms_agree_within_their_rounding(int d, double h)
+    [SimdTheory(16)] [InlineData(1, 6.0, 16)] [InlineData(2, 11.5, 16)] [InlineData(3, 4.0, 16)]
+    public void Evaluation_at_16_lanes_agrees_with_the_scalar_form(int d, double h, int lanes) => EvaluationAgreesWithScalar(d, h, lanes);
+
+    [SimdTheory(8)] [InlineData(1, 6.0, 8)] [InlineData(2, 11.5, 8)] [InlineData(3, 4.0, 8)]
+    public void Evaluation_at_8_lanes_agrees_with_the_scalar_form(int d, double h, int lanes) => EvaluationAgreesWithScalar(d, h, lanes);
+
+    [SimdTheory(4)] [InlineData(1, 6.0, 4)] [InlineData(2, 11.5, 4)] [InlineData(3, 4.0, 4)]
+    public void Evaluation_at_4_lanes_agrees_with_the_scalar_form(int d, double h, int lanes) => EvaluationAgreesWithScalar(d, h, lanes);
+
+    /// <summary>One width of the evaluation against its scalar form within their rounding bound, over 1–5 columns (the
+    /// three-column groups' remainders), every row length of the expansion (each vector remainder) and padding of
+    /// double.MaxValue past the last column, which the masked lanes must never let through.</summary>
+    private static void EvaluationAgreesWithScalar(int d, double h, int lanes)
     {
         var e = CentredExpansion.Create(d, h, 1e-7);
         var rng = new Random(20 + d);
         var work = new double[e.PowersWork];
         foreach (int columns in new[] { 1, 2, 3, 4, 5 })
         {
-            var moments = new double[columns * e.Terms + 3];
+            var moments = new double[columns * e.Terms + CentredExpansion.Padding];
             for (int t = 0; t < columns * e.Terms; t++) moments[t] = rng.Next(8) == 0 ? 1e6 * (2 * rng.NextDouble() - 1) : 2 * rng.NextDouble() - 1;
-            moments[^1] = moments[^2] = moments[^3] = double.MaxValue; // padding past the last column: must meet only zero weights
+            moments.AsSpan(columns * e.Terms).Fill(double.MaxValue); // padding past the last column: must meet only zero weights
             for (int trial = 0; trial < 20; trial++)
             {
                 // ‖z‖₁ ≤ 1 as the engine guarantees.
@@ -223,15 +231,15 @@ public class CentredExpansionTests
                 foreach (double x in z) l1 += Math.Abs(x);
                 if (l1 > 1) for (int c = 0; c < d; c++) z[c] /= l1;
                 var vec = new double[columns]; var sca = new double[columns];
-                e.Evaluate(z, moments, columns, vec, work, vector: true);
-                e.Evaluate(z, moments, columns, sca, work, vector: false);
+                e.Evaluate(z, moments, columns, vec, work, lanes);
+                e.Evaluate(z, moments, columns, sca, work, 1);
                 for (int c = 0; c < columns; c++)
                 {
                     double mass = 0;
                     for (int t = 0; t < e.Terms; t++) mass += Math.Abs(moments[c * e.Terms + t]); // |z^β| ≤ 1
                     Assert.True(double.IsFinite(vec[c]), $"d {d} columns {columns}: the padding leaked into column {c}");
                     Assert.True(Math.Abs(vec[c] - sca[c]) <= 2 * e.EvaluationUnits * U * mass,
-                        $"d {d} columns {columns} col {c}: vector {vec[c]:R} vs scalar {sca[c]:R}");
+                        $"d {d} {lanes} lanes columns {columns} col {c}: vector {vec[c]:R} vs scalar {sca[c]:R}");
                 }
             }
         }
