@@ -413,10 +413,13 @@ internal sealed class CentredExpansion
     }
 
     /// <summary>Keys per <see cref="AccumulateKeys(ReadOnlySpan{double}, ReadOnlySpan{double}, int, int, Span{double}, Span{double})"/> call: their powers stay in L1 (≈ 12–24 KB of scratch).</summary>
-    public int KeyBlock => Math.Clamp(3072 / (Degree + 4 + _rowStart.Length + ValueStride(8)), 8, 64);
+    public int KeyBlock => Math.Clamp(3072 / (KeyPowerStride + _rowStart.Length + ValueStride(8)), 8, 64);
 
     /// <summary>Scratch length <see cref="AccumulateKeys(ReadOnlySpan{double}, ReadOnlySpan{double}, int, int, Span{double}, Span{double})"/> needs for blocks of <see cref="KeyBlock"/> keys and dv values.</summary>
-    public int AccumulateWork(int dv) => KeyBlock * (Degree + 4 + _rowStart.Length + ValueStride(dv)) + Degree + 4 + _rowStart.Length;
+    public int AccumulateWork(int dv) => KeyBlock * (KeyPowerStride + _rowStart.Length + ValueStride(dv));
+
+    // A key's last-coordinate powers: g + 1, then Padding zeros (a row's last vectors read up to g + 7).
+    private int KeyPowerStride => Degree + 1 + Padding;
 
     // Value columns per key, the weight's 1 first, padded to whole groups of three.
     private static int ValueStride(int dv) => (dv + 1 + 2) / 3 * 3;
@@ -427,18 +430,20 @@ internal sealed class CentredExpansion
     /// Σ_k u_k^β·v_k[c]. The powers are formed as before (a row prefix times a power of the last coordinate: at most |β|
     /// roundings) and each term's sum runs over the keys in order in one register lane (one rounding per product and
     /// sum, an FMA each), then is added to part — the same roundings per term as summing the keys one at a time, but
-    /// the sums stay in registers across the block: three value columns × twelve exponents of one row per pass.
+    /// the sums stay in registers across the block: three value columns × three vectors of exponents of one row per
+    /// pass, at SimdInfo's widest width up to 256 bits (as <see cref="Evaluate(ReadOnlySpan{double}, ReadOnlySpan{double}, int, Span{double}, Span{double})"/>).
+    /// <paramref name="part"/> carries <see cref="Padding"/> doubles past its last column (the masked tail adds +0 there).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AccumulateKeys(ReadOnlySpan<double> u, ReadOnlySpan<double> values, int count, int dv, Span<double> part, Span<double> work) =>
-        AccumulateKeys(u, values, count, dv, part, work, Vector256.IsHardwareAccelerated);
+        AccumulateKeys(u, values, count, dv, part, work, Math.Min(8, SimdInfo.Float32Lanes));
 
-    /// <summary>As above; <paramref name="vector"/> false runs the scalar form (the tests compare the two).</summary>
+    /// <summary>As above at <paramref name="float32Lanes"/> (16, 8, 4 or 1, resolved by SimdInfo; the tests run each width
+    /// the CPU has against the scalar form).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void AccumulateKeys(ReadOnlySpan<double> u, ReadOnlySpan<double> values, int count, int dv, Span<double> part, Span<double> work, bool vector)
+    internal void AccumulateKeys(ReadOnlySpan<double> u, ReadOnlySpan<double> values, int count, int dv, Span<double> part, Span<double> work, int float32Lanes)
     {
-        int d = D, g = Degree, terms = Terms, rows = _rowStart.Length, lw = g + 4, vs = ValueStride(dv);
-        if (count > KeyBlock || u.Length < count * d || values.Length < count * dv || part.Length < (dv + 1) * terms + 3 || work.Length < AccumulateWork(dv))
+        int d = D, g = Degree, terms = Terms, rows = _rowStart.Length, lw = KeyPowerStride, vs = ValueStride(dv);
+        if (count > KeyBlock || u.Length < count * d || values.Length < count * dv || part.Length < (dv + 1) * terms + Padding || work.Length < AccumulateWork(dv))
             throw new ArgumentException("block larger than its scratch", nameof(count));
         var last = work[..(count * lw)];
         var prefix = work.Slice(count * lw, count * rows);
@@ -446,45 +451,56 @@ internal sealed class CentredExpansion
         for (int k = 0; k < count; k++)
         {
             RowPowers(u.Slice(k * d, d), last.Slice(k * lw, g + 1), prefix.Slice(k * rows, rows));
-            last[k * lw + g + 1] = 0; last[k * lw + g + 2] = 0; last[k * lw + g + 3] = 0;
+            last.Slice(k * lw + g + 1, Padding).Clear();
             vals[k * vs] = 1;
             for (int c = 0; c < dv; c++) vals[k * vs + 1 + c] = values[k * dv + c];
             for (int c = dv + 1; c < vs; c++) vals[k * vs + c] = 0;
         }
-        if (!vector || !Vector256.IsHardwareAccelerated)
+        switch (SimdInfo.Resolve(float32Lanes))
         {
-            for (int k = 0; k < count; k++)
-                for (int r = 0; r < rows; r++)
-                {
-                    double p = prefix[k * rows + r];
-                    int start = _rowStart[r], len = _rowLength[r];
-                    for (int j = 0; j < len; j++)
-                    {
-                        double w = p * last[k * lw + j];
-                        for (int c = 0; c <= dv; c++) part[c * terms + start + j] = Math.FusedMultiplyAdd(w, vals[k * vs + c], part[c * terms + start + j]);
-                    }
-                }
-            return;
+            case 16: AccumulateRows<Vector512<double>, Simd512D>(count, dv, last, prefix, vals, part); return;
+            case 8: AccumulateRows<Vector256<double>, Simd256D>(count, dv, last, prefix, vals, part); return;
+            case 4: AccumulateRows<Vector128<double>, Simd128D>(count, dv, last, prefix, vals, part); return;
         }
+        for (int k = 0; k < count; k++)
+            for (int r = 0; r < rows; r++)
+            {
+                double p = prefix[k * rows + r];
+                int start = _rowStart[r], len = _rowLength[r];
+                for (int j = 0; j < len; j++)
+                {
+                    double w = p * last[k * lw + j];
+                    for (int c = 0; c <= dv; c++) part[c * terms + start + j] = Math.FusedMultiplyAdd(w, vals[k * vs + c], part[c * terms + start + j]);
+                }
+            }
+    }
+
+    /// <summary>The vector form of <see cref="AccumulateKeys(ReadOnlySpan{double}, ReadOnlySpan{double}, int, int, Span{double}, Span{double}, int)"/>:
+    /// for each row, three vectors of exponents × three value columns — nine sums in registers over the block's keys.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void AccumulateRows<TV, TS>(int count, int dv, Span<double> last, Span<double> prefix, Span<double> vals, Span<double> part)
+        where TV : unmanaged where TS : ISimd<double, TV>
+    {
+        int terms = Terms, rows = _rowStart.Length, lw = KeyPowerStride, vs = ValueStride(dv), w = TS.Count;
         ref double lr = ref MemoryMarshal.GetReference(last);
         ref double pr = ref MemoryMarshal.GetReference(prefix);
         ref double vr = ref MemoryMarshal.GetReference(vals);
         ref double outr = ref MemoryMarshal.GetReference(part);
-        var lane = Vector256.Create(0.0, 1, 2, 3);
+        ref double mask = ref MemoryMarshal.GetArrayDataReference(HeadMask);
         for (int cg = 0; cg <= dv; cg += 3)
         {
             int nc = Math.Min(3, dv + 1 - cg);
             for (int r = 0; r < rows; r++)
             {
                 int start = _rowStart[r], len = _rowLength[r];
-                for (int j = 0; j < len; j += 12)
+                for (int j = 0; j < len; j += 3 * w)
                 {
-                    // Twelve exponents (three vectors) of row r for three columns: nine sums in registers over the keys,
-                    // each key's row prefix times its value (p·v_c, one rounding: the same count as (p·u^j)·v_c) times
-                    // the vector of its last-coordinate powers, one FMA. Lanes past the row's end sum powers of no
-                    // term and are masked off when added to part.
-                    var a0 = Vector256<double>.Zero; var a1 = a0; var a2 = a0; var b0 = a0; var b1 = a0; var b2 = a0; var c0 = a0; var c1 = a0; var c2 = a0;
-                    int vectors = Math.Min(3, (len - j + 3) >> 2);
+                    // Three vectors of exponents of row r for three columns: nine sums in registers over the keys, each
+                    // key's row prefix times its value (p·v_c, one rounding: the same count as (p·u^j)·v_c) times the
+                    // vector of its last-coordinate powers, one FMA. Lanes past the row's end sum powers of no term and
+                    // are multiplied by 0 when added to part (they are finite: |u| ≤ 1, and the tree's values are V scaled to |v| < 1).
+                    var a0 = TS.Zero; var a1 = a0; var a2 = a0; var b0 = a0; var b1 = a0; var b2 = a0; var c0 = a0; var c1 = a0; var c2 = a0;
+                    int vectors = Math.Min(3, (len - j + w - 1) / w);
                     ref double pk = ref Unsafe.Add(ref pr, r);
                     ref double lk = ref Unsafe.Add(ref lr, j);
                     ref double vk = ref Unsafe.Add(ref vr, cg);
@@ -492,51 +508,50 @@ internal sealed class CentredExpansion
                         for (int k = 0; k < count; k++)
                         {
                             double p = pk;
-                            var x = Vector256.Create(p * vk); var y = Vector256.Create(p * Unsafe.Add(ref vk, 1)); var z = Vector256.Create(p * Unsafe.Add(ref vk, 2));
-                            var l0 = Vector256.LoadUnsafe(ref lk); var l1 = Vector256.LoadUnsafe(ref lk, 4); var l2 = Vector256.LoadUnsafe(ref lk, 8);
-                            a0 = Vector256.FusedMultiplyAdd(l0, x, a0); a1 = Vector256.FusedMultiplyAdd(l1, x, a1); a2 = Vector256.FusedMultiplyAdd(l2, x, a2);
-                            b0 = Vector256.FusedMultiplyAdd(l0, y, b0); b1 = Vector256.FusedMultiplyAdd(l1, y, b1); b2 = Vector256.FusedMultiplyAdd(l2, y, b2);
-                            c0 = Vector256.FusedMultiplyAdd(l0, z, c0); c1 = Vector256.FusedMultiplyAdd(l1, z, c1); c2 = Vector256.FusedMultiplyAdd(l2, z, c2);
+                            var x = TS.Broadcast(p * vk); var y = TS.Broadcast(p * Unsafe.Add(ref vk, 1)); var z = TS.Broadcast(p * Unsafe.Add(ref vk, 2));
+                            var l0 = TS.Load(ref lk); var l1 = TS.Load(ref Unsafe.Add(ref lk, w)); var l2 = TS.Load(ref Unsafe.Add(ref lk, 2 * w));
+                            a0 = TS.Fma(l0, x, a0); a1 = TS.Fma(l1, x, a1); a2 = TS.Fma(l2, x, a2);
+                            b0 = TS.Fma(l0, y, b0); b1 = TS.Fma(l1, y, b1); b2 = TS.Fma(l2, y, b2);
+                            c0 = TS.Fma(l0, z, c0); c1 = TS.Fma(l1, z, c1); c2 = TS.Fma(l2, z, c2);
                             pk = ref Unsafe.Add(ref pk, rows); lk = ref Unsafe.Add(ref lk, lw); vk = ref Unsafe.Add(ref vk, vs);
                         }
                     else if (vectors == 2)
                         for (int k = 0; k < count; k++)
                         {
                             double p = pk;
-                            var x = Vector256.Create(p * vk); var y = Vector256.Create(p * Unsafe.Add(ref vk, 1)); var z = Vector256.Create(p * Unsafe.Add(ref vk, 2));
-                            var l0 = Vector256.LoadUnsafe(ref lk); var l1 = Vector256.LoadUnsafe(ref lk, 4);
-                            a0 = Vector256.FusedMultiplyAdd(l0, x, a0); a1 = Vector256.FusedMultiplyAdd(l1, x, a1);
-                            b0 = Vector256.FusedMultiplyAdd(l0, y, b0); b1 = Vector256.FusedMultiplyAdd(l1, y, b1);
-                            c0 = Vector256.FusedMultiplyAdd(l0, z, c0); c1 = Vector256.FusedMultiplyAdd(l1, z, c1);
+                            var x = TS.Broadcast(p * vk); var y = TS.Broadcast(p * Unsafe.Add(ref vk, 1)); var z = TS.Broadcast(p * Unsafe.Add(ref vk, 2));
+                            var l0 = TS.Load(ref lk); var l1 = TS.Load(ref Unsafe.Add(ref lk, w));
+                            a0 = TS.Fma(l0, x, a0); a1 = TS.Fma(l1, x, a1);
+                            b0 = TS.Fma(l0, y, b0); b1 = TS.Fma(l1, y, b1);
+                            c0 = TS.Fma(l0, z, c0); c1 = TS.Fma(l1, z, c1);
                             pk = ref Unsafe.Add(ref pk, rows); lk = ref Unsafe.Add(ref lk, lw); vk = ref Unsafe.Add(ref vk, vs);
                         }
                     else
                         for (int k = 0; k < count; k++)
                         {
                             double p = pk;
-                            var l0 = Vector256.LoadUnsafe(ref lk);
-                            a0 = Vector256.FusedMultiplyAdd(l0, Vector256.Create(p * vk), a0);
-                            b0 = Vector256.FusedMultiplyAdd(l0, Vector256.Create(p * Unsafe.Add(ref vk, 1)), b0);
-                            c0 = Vector256.FusedMultiplyAdd(l0, Vector256.Create(p * Unsafe.Add(ref vk, 2)), c0);
+                            var l0 = TS.Load(ref lk);
+                            a0 = TS.Fma(l0, TS.Broadcast(p * vk), a0);
+                            b0 = TS.Fma(l0, TS.Broadcast(p * Unsafe.Add(ref vk, 1)), b0);
+                            c0 = TS.Fma(l0, TS.Broadcast(p * Unsafe.Add(ref vk, 2)), c0);
                             pk = ref Unsafe.Add(ref pk, rows); lk = ref Unsafe.Add(ref lk, lw); vk = ref Unsafe.Add(ref vk, vs);
                         }
-                    // Add the valid lanes (the others add +0 to the next row's, column's or spare slots, in order).
-                    nuint at = (nuint)(start + j);
+                    // Add the valid lanes (the others add +0 to the next row's, column's or padding slots).
+                    int at = start + j;
                     for (int v = 0; v < vectors; v++)
                     {
-                        var mask = Vector256.LessThan(lane, Vector256.Create((double)(len - j - 4 * v)));
-                        nuint o = at + (nuint)(4 * v);
+                        var keep = TS.Load(ref Unsafe.Add(ref mask, MaxLanes - Math.Min(w, len - j - v * w)));
+                        int o = at + v * w;
                         var (sa, sb, sc) = v == 0 ? (a0, b0, c0) : v == 1 ? (a1, b1, c1) : (a2, b2, c2);
-                        AddMasked(ref outr, (nuint)(cg * terms) + o, sa, mask);
-                        if (nc > 1) AddMasked(ref outr, (nuint)((cg + 1) * terms) + o, sb, mask);
-                        if (nc > 2) AddMasked(ref outr, (nuint)((cg + 2) * terms) + o, sc, mask);
+                        AddMasked(ref Unsafe.Add(ref outr, cg * terms + o), sa, keep);
+                        if (nc > 1) AddMasked(ref Unsafe.Add(ref outr, (cg + 1) * terms + o), sb, keep);
+                        if (nc > 2) AddMasked(ref Unsafe.Add(ref outr, (cg + 2) * terms + o), sc, keep);
                     }
                 }
             }
         }
 
-        static void AddMasked(ref double target, nuint at, Vector256<double> sum, Vector256<double> mask) =>
-            (Vector256.LoadUnsafe(ref target, at) + Vector256.ConditionalSelect(mask, sum, Vector256<double>.Zero)).StoreUnsafe(ref target, at);
+        static void AddMasked(ref double target, TV sum, TV keep) => TS.Store(TS.Add(TS.Load(ref target), TS.Mul(sum, keep)), ref target);
     }
 
     /// <summary>Multiplies each moment column by c_β (done once, after all translations).</summary>
@@ -552,26 +567,27 @@ internal sealed class CentredExpansion
     /// μ'[β] = Σ over the same multi-index set (closed under lowering one exponent). All coefficients are bounded by
     /// (|δ_c| + σ_c)^{β_c} ≤ 1, so each pass adds at most (2g + 4)u relative to Σ|v|. Adds the result to
     /// <paramref name="target"/> for <paramref name="columns"/> columns of Terms each. <paramref name="work"/> holds
-    /// <see cref="TranslateWork"/>(columns) doubles.
+    /// <see cref="TranslateWork"/>(columns) doubles. Runs at SimdInfo's widest width up to 256 bits, as the other moment
+    /// kernels (512 bits measured no faster on Zen 4 in an isolated benchmark at d = 1…4).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work) =>
-        TranslateAdd(source, delta, sigma, target, columns, work, Vector256.IsHardwareAccelerated);
+        TranslateAdd(source, delta, sigma, target, columns, work, Math.Min(8, SimdInfo.Float32Lanes));
 
-    /// <summary>As above; <paramref name="vector"/> false runs the scalar form (bit-identical: the same FMAs in the same
-    /// order; the tests compare the two).</summary>
+    /// <summary>As above at <paramref name="float32Lanes"/> (16, 8, 4 or 1, resolved by SimdInfo): every width is
+    /// bit-identical to the scalar form (the same FMAs in the same order; the tests compare them).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work, bool vector)
+    internal void TranslateAdd(ReadOnlySpan<double> source, ReadOnlySpan<double> delta, ReadOnlySpan<double> sigma, Span<double> target, int columns, Span<double> work, int float32Lanes)
     {
-        int d = D, g = Degree, terms = Terms, stride = g + d + 1, g1 = g + 1, gp = (g1 + 3) & ~3;
+        int d = D, g = Degree, terms = Terms, stride = g + d + 1, g1 = g + 1, gp = CoefficientRow;
         int width = (columns + 2) / 3 * 3; // columns padded with zeros to whole groups of three
         if (work.Length < TranslateWork(columns)) throw new ArgumentException("scratch too short", nameof(work));
+        int lanes = SimdInfo.Resolve(float32Lanes);
         var a = work[..(width * terms)]; var b = work.Slice(width * terms, width * terms);
         var coef = work.Slice(2 * width * terms, d * g1 * gp);
         var chain = work.Slice(2 * width * terms + d * g1 * gp, 3 * g1);
         Span<double> dp = stackalloc double[g1]; Span<double> sp = stackalloc double[g1];
         // Coefficients C(e, j)·δ^{e−j}·σ^j of every coordinate, shared by all columns, stored transposed (row j, entry e)
-        // with zeros for e < j and up to the padded width gp: four consecutive e read as one vector.
+        // with zeros for e < j and up to the padded width gp (a multiple of 8): w consecutive e read as one vector.
         for (int c = 0; c < d; c++)
         {
             dp[0] = 1; sp[0] = 1;
@@ -583,22 +599,17 @@ internal sealed class CentredExpansion
         }
         source[..(columns * terms)].CopyTo(a);
         a[(columns * terms)..].Clear();
-        Span<double> o = stackalloc double[24];
+        Span<double> o = stackalloc double[6 * MaxLanes];
         for (int c = 0; c < d; c++)
         {
             if (delta[c] == 0 && sigma[c] == 1) continue;
             var cc = coef.Slice(c * g1 * gp, g1 * gp);
             var ci = _chainIndex[c]; var cs = _chainStart[c];
-            ref double cr = ref MemoryMarshal.GetReference(cc);
-            ref double hr = ref MemoryMarshal.GetReference(chain);
             for (int col = 0; col < width; col += 3)
             {
                 var a0 = a.Slice(col * terms, terms); var a1 = a.Slice((col + 1) * terms, terms); var a2 = a.Slice((col + 2) * terms, terms);
                 var b0 = b.Slice(col * terms, terms); var b1 = b.Slice((col + 1) * terms, terms); var b2 = b.Slice((col + 2) * terms, terms);
-                // Per chain β + j·e_c (j ≤ L): b[β + e·e_c] = Σ_{j ≤ e} C(e, j) δ^{e−j} σ^j a[β + j·e_c], a triangular product —
-                // eight e at a time in two vectors (for j > e the coefficient is 0 and adds +0; lanes past the chain's
-                // end are not stored) and three columns at a time (six independent FMA chains sharing each coefficient
-                // vector and each broadcast): every sum is the same FMAs in the same order as one e and one column at a time.
+                // Per chain β + j·e_c (j ≤ L): b[β + e·e_c] = Σ_{j ≤ e} C(e, j) δ^{e−j} σ^j a[β + j·e_c], a triangular product.
                 for (int ch = 0; ch + 1 < cs.Length; ch++)
                 {
                     int from = cs[ch], len = cs[ch + 1] - from;
@@ -607,66 +618,25 @@ internal sealed class CentredExpansion
                         int t = ci[from + j];
                         chain[3 * j] = a0[t]; chain[3 * j + 1] = a1[t]; chain[3 * j + 2] = a2[t];
                     }
-                    if (!vector || !Vector256.IsHardwareAccelerated)
+                    var dst = new ChainTarget(ci, from, b0, b1, b2);
+                    switch (lanes)
                     {
-                        for (int e = 0; e < len; e++)
-                        {
-                            double s0 = 0, s1 = 0, s2 = 0;
-                            for (int j = 0; j <= e; j++)
-                            {
-                                double cv = cc[j * gp + e];
-                                s0 = Math.FusedMultiplyAdd(cv, chain[3 * j], s0);
-                                s1 = Math.FusedMultiplyAdd(cv, chain[3 * j + 1], s1);
-                                s2 = Math.FusedMultiplyAdd(cv, chain[3 * j + 2], s2);
-                            }
-                            int at = ci[from + e];
-                            b0[at] = s0; b1[at] = s1; b2[at] = s2;
-                        }
-                        continue;
+                        case 16: TranslateChain<Vector512<double>, Simd512D>(cc, chain, len, gp, dst, o); continue;
+                        case 8: TranslateChain<Vector256<double>, Simd256D>(cc, chain, len, gp, dst, o); continue;
+                        case 4: TranslateChain<Vector128<double>, Simd128D>(cc, chain, len, gp, dst, o); continue;
                     }
-                    for (int e0 = 0; e0 < len; e0 += 8)
+                    for (int e = 0; e < len; e++)
                     {
-                        var s0 = Vector256<double>.Zero; var s1 = s0; var s2 = s0; var r0 = s0; var r1 = s0; var r2 = s0;
-                        int top = Math.Min(e0 + 3, len - 1);
-                        ref double cj = ref Unsafe.Add(ref cr, e0);
-                        ref double hj = ref hr;
-                        if (e0 + 4 < len)
+                        double s0 = 0, s1 = 0, s2 = 0;
+                        for (int j = 0; j <= e; j++)
                         {
-                            // Coefficients e0 … e0 + 7 lie within the padded row (e0 + 8 ≤ gp).
-                            int top2 = Math.Min(e0 + 7, len - 1);
-                            for (int j = 0; j <= top; j++)
-                            {
-                                var cv = Vector256.LoadUnsafe(ref cj); var cw = Vector256.LoadUnsafe(ref cj, 4);
-                                var x = Vector256.Create(hj); var y = Vector256.Create(Unsafe.Add(ref hj, 1)); var z = Vector256.Create(Unsafe.Add(ref hj, 2));
-                                s0 = Vector256.FusedMultiplyAdd(cv, x, s0); s1 = Vector256.FusedMultiplyAdd(cv, y, s1); s2 = Vector256.FusedMultiplyAdd(cv, z, s2);
-                                r0 = Vector256.FusedMultiplyAdd(cw, x, r0); r1 = Vector256.FusedMultiplyAdd(cw, y, r1); r2 = Vector256.FusedMultiplyAdd(cw, z, r2);
-                                cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
-                            }
-                            for (int j = top + 1; j <= top2; j++)
-                            {
-                                var cw = Vector256.LoadUnsafe(ref cj, 4);
-                                r0 = Vector256.FusedMultiplyAdd(cw, Vector256.Create(hj), r0);
-                                r1 = Vector256.FusedMultiplyAdd(cw, Vector256.Create(Unsafe.Add(ref hj, 1)), r1);
-                                r2 = Vector256.FusedMultiplyAdd(cw, Vector256.Create(Unsafe.Add(ref hj, 2)), r2);
-                                cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
-                            }
+                            double cv = cc[j * gp + e];
+                            s0 = Math.FusedMultiplyAdd(cv, chain[3 * j], s0);
+                            s1 = Math.FusedMultiplyAdd(cv, chain[3 * j + 1], s1);
+                            s2 = Math.FusedMultiplyAdd(cv, chain[3 * j + 2], s2);
                         }
-                        else
-                            for (int j = 0; j <= top; j++)
-                            {
-                                var cv = Vector256.LoadUnsafe(ref cj);
-                                s0 = Vector256.FusedMultiplyAdd(cv, Vector256.Create(hj), s0);
-                                s1 = Vector256.FusedMultiplyAdd(cv, Vector256.Create(Unsafe.Add(ref hj, 1)), s1);
-                                s2 = Vector256.FusedMultiplyAdd(cv, Vector256.Create(Unsafe.Add(ref hj, 2)), s2);
-                                cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
-                            }
-                        s0.CopyTo(o); s1.CopyTo(o[4..]); s2.CopyTo(o[8..]); r0.CopyTo(o[12..]); r1.CopyTo(o[16..]); r2.CopyTo(o[20..]);
-                        int count = Math.Min(8, len - e0);
-                        for (int t = 0; t < count; t++)
-                        {
-                            int at = ci[from + e0 + t], q = t < 4 ? t : 8 + t;
-                            b0[at] = o[q]; b1[at] = o[q + 4]; b2[at] = o[q + 8];
-                        }
+                        int at = ci[from + e];
+                        b0[at] = s0; b1[at] = s1; b2[at] = s2;
                     }
                 }
             }
@@ -679,8 +649,79 @@ internal sealed class CentredExpansion
         }
     }
 
+    // A coefficient row's padded length: a multiple of 8 doubles, so two vectors of any width up to 512 bits starting at a
+    // multiple of their combined length stay within the row.
+    private int CoefficientRow => (Degree + 1 + 7) & ~7;
+
+    /// <summary>Where one chain's translated terms go: term e of the chain is index ci[from + e] of three columns.</summary>
+    private readonly ref struct ChainTarget(int[] ci, int from, Span<double> b0, Span<double> b1, Span<double> b2)
+    {
+        public readonly int[] Index = ci;
+        public readonly int From = from;
+        public readonly Span<double> B0 = b0, B1 = b1, B2 = b2;
+    }
+
+    /// <summary>One chain's triangular product, 2w e at a time in two vectors (for j &gt; e the coefficient is 0 and adds +0;
+    /// lanes past the chain's end are not stored) and three columns at a time (six independent FMA chains sharing each
+    /// coefficient vector and each broadcast): every sum is the same FMAs in the same order as one e and one column at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void TranslateChain<TV, TS>(Span<double> cc, Span<double> chain, int len, int gp, in ChainTarget dst, Span<double> o)
+        where TV : unmanaged where TS : ISimd<double, TV>
+    {
+        int w = TS.Count;
+        ref double cr = ref MemoryMarshal.GetReference(cc);
+        ref double hr = ref MemoryMarshal.GetReference(chain);
+        ref double ob = ref MemoryMarshal.GetReference(o);
+        for (int e0 = 0; e0 < len; e0 += 2 * w)
+        {
+            var s0 = TS.Zero; var s1 = s0; var s2 = s0; var r0 = s0; var r1 = s0; var r2 = s0;
+            int top = Math.Min(e0 + w - 1, len - 1);
+            ref double cj = ref Unsafe.Add(ref cr, e0);
+            ref double hj = ref hr;
+            if (e0 + w < len)
+            {
+                // Coefficients e0 … e0 + 2w − 1 lie within the padded row (gp is a multiple of 8 ≥ 2w, e0 a multiple of 2w).
+                int top2 = Math.Min(e0 + 2 * w - 1, len - 1);
+                for (int j = 0; j <= top; j++)
+                {
+                    var cv = TS.Load(ref cj); var cw = TS.Load(ref Unsafe.Add(ref cj, w));
+                    var x = TS.Broadcast(hj); var y = TS.Broadcast(Unsafe.Add(ref hj, 1)); var z = TS.Broadcast(Unsafe.Add(ref hj, 2));
+                    s0 = TS.Fma(cv, x, s0); s1 = TS.Fma(cv, y, s1); s2 = TS.Fma(cv, z, s2);
+                    r0 = TS.Fma(cw, x, r0); r1 = TS.Fma(cw, y, r1); r2 = TS.Fma(cw, z, r2);
+                    cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
+                }
+                for (int j = top + 1; j <= top2; j++)
+                {
+                    var cw = TS.Load(ref Unsafe.Add(ref cj, w));
+                    r0 = TS.Fma(cw, TS.Broadcast(hj), r0);
+                    r1 = TS.Fma(cw, TS.Broadcast(Unsafe.Add(ref hj, 1)), r1);
+                    r2 = TS.Fma(cw, TS.Broadcast(Unsafe.Add(ref hj, 2)), r2);
+                    cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
+                }
+            }
+            else
+                for (int j = 0; j <= top; j++)
+                {
+                    var cv = TS.Load(ref cj);
+                    s0 = TS.Fma(cv, TS.Broadcast(hj), s0);
+                    s1 = TS.Fma(cv, TS.Broadcast(Unsafe.Add(ref hj, 1)), s1);
+                    s2 = TS.Fma(cv, TS.Broadcast(Unsafe.Add(ref hj, 2)), s2);
+                    cj = ref Unsafe.Add(ref cj, gp); hj = ref Unsafe.Add(ref hj, 3);
+                }
+            // o = [s0 s1 s2 r0 r1 r2], w lanes each.
+            TS.Store(s0, ref ob); TS.Store(s1, ref Unsafe.Add(ref ob, w)); TS.Store(s2, ref Unsafe.Add(ref ob, 2 * w));
+            TS.Store(r0, ref Unsafe.Add(ref ob, 3 * w)); TS.Store(r1, ref Unsafe.Add(ref ob, 4 * w)); TS.Store(r2, ref Unsafe.Add(ref ob, 5 * w));
+            int count = Math.Min(2 * w, len - e0);
+            for (int t = 0; t < count; t++)
+            {
+                int at = dst.Index[dst.From + e0 + t], q = t < w ? t : 2 * w + t;
+                dst.B0[at] = o[q]; dst.B1[at] = o[q + w]; dst.B2[at] = o[q + 2 * w];
+            }
+        }
+    }
+
     /// <summary>Scratch length <see cref="TranslateAdd(ReadOnlySpan{double}, ReadOnlySpan{double}, ReadOnlySpan{double}, Span{double}, int, Span{double})"/> needs for <paramref name="columns"/> columns.</summary>
-    public int TranslateWork(int columns) => 2 * ((columns + 2) / 3 * 3) * Terms + D * (Degree + 1) * ((Degree + 4) & ~3) + 3 * (Degree + 1);
+    public int TranslateWork(int columns) => 2 * ((columns + 2) / 3 * 3) * Terms + D * (Degree + 1) * CoefficientRow + 3 * (Degree + 1);
 
     // ---- construction and proof ------------------------------------------------------------------------------
 

@@ -424,11 +424,18 @@ internal sealed class MomentTree
     }
 
     /// <summary>Per-coordinate minimum and maximum of <paramref name="rows"/> (rows of d values; finite), vectorised over the
-    /// flat array: 4 rows are d vectors whose lane ℓ of vector v holds coordinate (4v + ℓ) mod d, whatever d is.</summary>
-    internal static void CoordinateBox(ReadOnlySpan<double> rows, int d, Span<double> mn, Span<double> mx)
+    /// flat array at SimdInfo's width (<paramref name="float32Lanes"/> forces one; 0 = the widest): w rows are d vectors
+    /// whose lane ℓ of vector v holds coordinate (w·v + ℓ) mod d, whatever d is.</summary>
+    internal static void CoordinateBox(ReadOnlySpan<double> rows, int d, Span<double> mn, Span<double> mx, int float32Lanes = 0)
     {
-        if (Vector256.IsHardwareAccelerated && d <= 16) CoordinateBox<Vector256<double>, Simd256D>(rows, d, mn, mx);
-        else CoordinateBox<double, ScalarSimd<double>>(rows, d, mn, mx);
+        // d vectors of minima and maxima live in registers: beyond d = 16 they would spill, and scalar is as fast.
+        switch (d <= 16 ? SimdInfo.Resolve(float32Lanes) : 1)
+        {
+            case 16: CoordinateBox<Vector512<double>, Simd512D>(rows, d, mn, mx); break;
+            case 8: CoordinateBox<Vector256<double>, Simd256D>(rows, d, mn, mx); break;
+            case 4: CoordinateBox<Vector128<double>, Simd128D>(rows, d, mn, mx); break;
+            default: CoordinateBox<double, ScalarSimd<double>>(rows, d, mn, mx); break;
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -576,7 +583,7 @@ internal sealed class MomentTree
 
     private sealed class MomentScratch(CentredExpansion exp, int d, int dv)
     {
-        public readonly double[] Part = new double[(dv + 1) * exp.Terms + 3], U = new double[exp.KeyBlock * d], // + 3: the masked tail vector
+        public readonly double[] Part = new double[(dv + 1) * exp.Terms + CentredExpansion.Padding], U = new double[exp.KeyBlock * d], // + Padding: the masked tail vector
             Hi = new double[d], Lo = new double[d], Work = new double[Math.Max(exp.TranslateWork(dv + 1), exp.AccumulateWork(dv))], Ds = new double[2 * d];
     }
 
@@ -961,32 +968,34 @@ internal sealed class MomentTree
             approx += w * (exp.AbsoluteError + evaluationUnits * U * mag);
             magnitude += w * mag;
         }
-        if (plainLogits && dv is >= 1 and <= 4 && sc.DirectCount > 0)
+        if (sc.DirectCount == 0) return;
+        if (plainLogits)
         {
-            // Every direct range of the query in one pass, the sums in registers across ranges (a leaf range is 8–16
-            // keys: a call and a reduction per range cost as much as its keys).
             DirectRanges(sc, SimdInfo.Float32Lanes);
             return;
         }
-        for (int r = 0; r < sc.DirectCount; r += 2)
-        {
-            int lo = sc.Direct[r], hi = sc.Direct[r + 1];
-            if (plainLogits) DirectSums.Plain(this, sc, lo, hi);
-            else DirectSums.Compensated(this, sc, lo, hi);
-        }
+        for (int r = 0; r < sc.DirectCount; r += 2) DirectSums.Compensated(this, sc, sc.Direct[r], sc.Direct[r + 1]);
     }
 
-    /// <summary>Adds the scratch's direct ranges (plain logits, dv ≤ 4) into sc.Acc at a vector width of
+    /// <summary>Adds the scratch's direct ranges (plain logits) into sc.Acc at a vector width of
     /// <paramref name="float32Lanes"/> (16, 8, 4 or 1; SimdInfo's ladder — it must be supported here; tests run each).
+    /// 1 ≤ dv ≤ 4: every range in one pass, the sums in registers across ranges (a leaf range is 8–16 keys: a call and a
+    /// reduction per range cost as much as its keys); wider V: per range, the weights then one dot product per column.
     /// On AVX-512 (Zen 4) the 8-double form took n = 2¹⁸, d = 2, B = 30 from 0.364 to 0.344 s (in-process A/B, medians of 11).</summary>
     internal void DirectRanges(Scratch sc, int float32Lanes)
     {
         switch (SimdInfo.Resolve(float32Lanes))
         {
-            case 16: DirectSums.Ranges<Vector512<double>, Simd512D>(this, sc); break;
-            case 8: DirectSums.Ranges<Vector256<double>, Simd256D>(this, sc); break;
-            case 4: DirectSums.Ranges<Vector128<double>, Simd128D>(this, sc); break;
-            default: DirectSums.Ranges<double, ScalarSimd<double>>(this, sc); break;
+            case 16: Run<Vector512<double>, Simd512D>(this, sc); break;
+            case 8: Run<Vector256<double>, Simd256D>(this, sc); break;
+            case 4: Run<Vector128<double>, Simd128D>(this, sc); break;
+            default: Run<double, ScalarSimd<double>>(this, sc); break;
+        }
+
+        static void Run<TV, TS>(MomentTree t, Scratch sc) where TV : unmanaged where TS : ISimd<double, TV>
+        {
+            if (t._dv is >= 1 and <= 4) { DirectSums.Ranges<TV, TS>(t, sc); return; }
+            for (int r = 0; r < sc.DirectCount; r += 2) DirectSums.Plain<TV, TS>(t, sc, sc.Direct[r], sc.Direct[r + 1]);
         }
     }
 
@@ -1009,7 +1018,7 @@ internal sealed class MomentTree
         /// <summary>Vectorised: logits by plain FMA dot products (SoA keys) and the exact kernel's 2ˣ (≤ 2 ulp) in one
         /// pass that also sums the weights; then one dot product per value column.</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public static void Plain(MomentTree t, Scratch sc, int lo, int hi)
+        public static void Plain<TV, TS>(MomentTree t, Scratch sc, int lo, int hi) where TV : unmanaged where TS : ISimd<double, TV>
         {
             int d = t._d, dv = t._dv, m = t._m;
             var acc = sc.Acc;
@@ -1018,9 +1027,7 @@ internal sealed class MomentTree
             {
                 int len = Math.Min(Chunk, hi - start);
                 var w = sc.WBuf.AsSpan(0, len);
-                double z = Vector256.IsHardwareAccelerated
-                    ? Weights<Vector256<double>, Simd256D>(t._kT, m, d, start, len, sc.Q, yh, log2e, w)
-                    : Weights<double, ScalarSimd<double>>(t._kT, m, d, start, len, sc.Q, yh, log2e, w);
+                double z = Weights<TV, TS>(t._kT, m, d, start, len, sc.Q, yh, log2e, w);
                 acc[0] += z;
                 for (int col = 0; col < dv; col++) acc[col + 1] += System.Numerics.Tensors.TensorPrimitives.Dot<double>(w, t._vT.AsSpan(col * m + start, len));
             }

@@ -182,7 +182,7 @@ public class MomentTreeTests
     {
         const int m = 400;
         for (int d = 1; d <= 4; d++)
-            for (int dv = 1; dv <= 4; dv++)
+            foreach (int dv in new[] { 1, 2, 3, 4, 5, 7 }) // dv > 4: per range, weights then one dot product per column
             {
                 double bound = kind == "large" ? 6 : 1;
                 var k = TestData.Uniform(m * d, bound, 40 + d);
@@ -332,33 +332,36 @@ public class MomentTreeTests
         }
     }
 
-    [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(5)]
-    [InlineData(9)]
-    public void Coordinate_box_matches_brute_force_at_every_remainder(int d)
+    [SimdTheory(16)] [InlineData(1, 16)] [InlineData(2, 16)] [InlineData(3, 16)] [InlineData(4, 16)] [InlineData(5, 16)] [InlineData(9, 16)]
+    public void Coordinate_box_at_16_lanes_matches_brute_force(int d, int lanes) => CoordinateBoxMatchesBruteForce(d, lanes);
+
+    [SimdTheory(8)] [InlineData(1, 8)] [InlineData(2, 8)] [InlineData(3, 8)] [InlineData(4, 8)] [InlineData(5, 8)] [InlineData(9, 8)]
+    public void Coordinate_box_at_8_lanes_matches_brute_force(int d, int lanes) => CoordinateBoxMatchesBruteForce(d, lanes);
+
+    [SimdTheory(4)] [InlineData(1, 4)] [InlineData(2, 4)] [InlineData(3, 4)] [InlineData(4, 4)] [InlineData(5, 4)] [InlineData(9, 4)]
+    public void Coordinate_box_at_4_lanes_matches_brute_force(int d, int lanes) => CoordinateBoxMatchesBruteForce(d, lanes);
+
+    [Theory] [InlineData(1, 1)] [InlineData(2, 1)] [InlineData(3, 1)] [InlineData(9, 1)] [InlineData(17, 0)]
+    public void Coordinate_box_scalar_and_wide_d_match_brute_force(int d, int lanes) => CoordinateBoxMatchesBruteForce(d, lanes);
+
+    /// <summary>Per-coordinate minimum and maximum at one width (0 = the default), every row count 0…19 (each remainder of
+    /// w rows), signed zeros, huge entries and the extreme in the scalar tail.</summary>
+    private static void CoordinateBoxMatchesBruteForce(int d, int lanes)
     {
         var rng = new Random(d);
         var mn = new double[d]; var mx = new double[d];
-        for (int n = 0; n <= 13; n++)
+        for (int n = 0; n <= 19; n++)
         {
             var rows = new double[n * d];
             for (int i = 0; i < rows.Length; i++)
                 rows[i] = (i % 5) switch { 0 => 0.0, 1 => -0.0, 2 => 1e300 * (rng.NextDouble() - 0.5), _ => rng.NextDouble() * 2 - 1 };
-            if (n > 0) rows[^1] = -1e308; // the extreme in the scalar tail (when n is not a multiple of 4)
-            foreach (bool vector in new[] { false, true })
+            if (n > 0) rows[^1] = -1e308; // the extreme in the scalar tail (when n is not a multiple of the lanes)
+            MomentTree.CoordinateBox(rows, d, mn, mx, lanes);
+            for (int c = 0; c < d; c++)
             {
-                if (vector) MomentTree.CoordinateBox(rows, d, mn, mx);
-                else MomentTree.CoordinateBox<double, FastAttention.Exact.ScalarSimd<double>>(rows, d, mn, mx);
-                for (int c = 0; c < d; c++)
-                {
-                    double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
-                    for (int j = 0; j < n; j++) { lo = Math.Min(lo, rows[j * d + c]); hi = Math.Max(hi, rows[j * d + c]); }
-                    Assert.True(lo == mn[c] && hi == mx[c], $"d = {d}, n = {n}, coordinate {c}, vector {vector}: [{mn[c]}, {mx[c]}] against [{lo}, {hi}]");
-                }
+                double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
+                for (int j = 0; j < n; j++) { lo = Math.Min(lo, rows[j * d + c]); hi = Math.Max(hi, rows[j * d + c]); }
+                Assert.True(lo == mn[c] && hi == mx[c], $"d = {d}, n = {n}, coordinate {c}, lanes {lanes}: [{mn[c]}, {mx[c]}] against [{lo}, {hi}]");
             }
         }
     }

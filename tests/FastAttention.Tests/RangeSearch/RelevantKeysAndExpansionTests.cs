@@ -245,11 +245,19 @@ public class CentredExpansionTests
         }
     }
 
-    [Theory]
-    [InlineData(1, 6.0)]
-    [InlineData(2, 8.5)]
-    [InlineData(3, 4.0)]
-    public void Key_moment_vector_and_scalar_forms_agree_within_their_rounding(int d, double h)
+    [SimdTheory(16)] [InlineData(1, 6.0, 16)] [InlineData(2, 8.5, 16)] [InlineData(3, 4.0, 16)]
+    public void Key_moments_at_16_lanes_agree_with_the_scalar_form(int d, double h, int lanes) => KeyMomentsAgreeWithScalar(d, h, lanes);
+
+    [SimdTheory(8)] [InlineData(1, 6.0, 8)] [InlineData(2, 8.5, 8)] [InlineData(3, 4.0, 8)]
+    public void Key_moments_at_8_lanes_agree_with_the_scalar_form(int d, double h, int lanes) => KeyMomentsAgreeWithScalar(d, h, lanes);
+
+    [SimdTheory(4)] [InlineData(1, 6.0, 4)] [InlineData(2, 8.5, 4)] [InlineData(3, 4.0, 4)]
+    public void Key_moments_at_4_lanes_agree_with_the_scalar_form(int d, double h, int lanes) => KeyMomentsAgreeWithScalar(d, h, lanes);
+
+    /// <summary>One width of the key-moment accumulation against its scalar form within their rounding, over value
+    /// columns 1, 2 and 4 (the three-column groups' remainders), blocks of 1, 3, 7 and KeyBlock keys, every row length
+    /// (each vector remainder), huge values now and then; the padding past the last column must stay exactly 0.</summary>
+    private static void KeyMomentsAgreeWithScalar(int d, double h, int lanes)
     {
         var e = CentredExpansion.Create(d, h, 1e-7);
         var rng = new Random(30 + d);
@@ -259,26 +267,33 @@ public class CentredExpansionTests
                 var u = Coordinates(rng, count * d);
                 var v = new double[count * dv];
                 for (int i = 0; i < v.Length; i++) v[i] = rng.Next(5) == 0 ? 1e8 : 2 * rng.NextDouble() - 1; // a huge value now and then
-                int len = (dv + 1) * e.Terms + 3;
+                int len = (dv + 1) * e.Terms + CentredExpansion.Padding;
                 var vec = new double[len]; var sca = new double[len];
                 var work = new double[e.AccumulateWork(dv)];
-                e.AccumulateKeys(u, v, count, dv, vec, work, vector: true);
-                e.AccumulateKeys(u, v, count, dv, sca, work, vector: false);
+                e.AccumulateKeys(u, v, count, dv, vec, work, lanes);
+                e.AccumulateKeys(u, v, count, dv, sca, work, 1);
                 double vmax = 1;
                 foreach (double x in v) vmax = Math.Max(vmax, Math.Abs(x));
                 // Each term sums count products of magnitude ≤ max(1, |v|) (|u^β| ≤ 1), each carrying ≤ g + 2 roundings.
                 double allowed = 2 * (count + e.Degree + 4) * U * count * vmax;
                 for (int t = 0; t < (dv + 1) * e.Terms; t++)
-                    Assert.True(Math.Abs(vec[t] - sca[t]) <= allowed, $"d {d} dv {dv} count {count} term {t}: vector {vec[t]:R} vs scalar {sca[t]:R}");
+                    Assert.True(Math.Abs(vec[t] - sca[t]) <= allowed, $"d {d} {lanes} lanes dv {dv} count {count} term {t}: vector {vec[t]:R} vs scalar {sca[t]:R}");
                 for (int t = (dv + 1) * e.Terms; t < len; t++) Assert.Equal(0.0, vec[t]); // the masked lanes added exact zeros
             }
     }
 
-    [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    public void Translation_vector_and_scalar_forms_are_bit_identical(int d)
+    [SimdTheory(16)] [InlineData(1, 16)] [InlineData(2, 16)] [InlineData(3, 16)]
+    public void Translation_at_16_lanes_is_bit_identical_to_the_scalar_form(int d, int lanes) => TranslationIsBitIdentical(d, lanes);
+
+    [SimdTheory(8)] [InlineData(1, 8)] [InlineData(2, 8)] [InlineData(3, 8)]
+    public void Translation_at_8_lanes_is_bit_identical_to_the_scalar_form(int d, int lanes) => TranslationIsBitIdentical(d, lanes);
+
+    [SimdTheory(4)] [InlineData(1, 4)] [InlineData(2, 4)] [InlineData(3, 4)]
+    public void Translation_at_4_lanes_is_bit_identical_to_the_scalar_form(int d, int lanes) => TranslationIsBitIdentical(d, lanes);
+
+    /// <summary>One width of the moment translation against the scalar form, bit for bit, over 1, 2, 3 and 5 columns and
+    /// chains of every length 1 … g + 1 (each vector remainder), with an identity coordinate and a child on the parent's edge.</summary>
+    private static void TranslationIsBitIdentical(int d, int lanes)
     {
         var e = CentredExpansion.Create(d, 8.5, 1e-7);
         var rng = new Random(40 + d);
@@ -295,8 +310,8 @@ public class CentredExpansionTests
             }
             var vec = new double[columns * e.Terms]; var sca = new double[columns * e.Terms];
             var work = new double[e.TranslateWork(columns)];
-            e.TranslateAdd(source, delta, sigma, vec, columns, work, vector: true);
-            e.TranslateAdd(source, delta, sigma, sca, columns, work, vector: false);
+            e.TranslateAdd(source, delta, sigma, vec, columns, work, lanes);
+            e.TranslateAdd(source, delta, sigma, sca, columns, work, 1);
             for (int t = 0; t < vec.Length; t++) Assert.Equal(BitConverter.DoubleToInt64Bits(sca[t]), BitConverter.DoubleToInt64Bits(vec[t]));
         }
     }
