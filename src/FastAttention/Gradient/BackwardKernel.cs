@@ -319,19 +319,35 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     }
 
     /// <summary>Narrow heads: dq[r·dqStride + c] += Σ_j ds[r·bc + j]·krT[c·bc + j] for the micro-tile's rows and c &lt; d,
-    /// the keys on the lanes (at bc = 4 vectors, column c of s·K held in registers across the six rows), one horizontal sum
-    /// per (row, column).</summary>
+    /// the keys on the lanes: at bc = 4 vectors two columns of s·K (eight registers) are held across the six rows, each
+    /// row's dS vectors loaded once per column pair; one horizontal sum per (row, column).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void NarrowDQ(T* ds, int bc, T* krT, int d, T* dq, int dqStride)
     {
         int w = TS.Count;
         if (bc == 4 * w)
         {
-            // The key block's column c of s·K in four registers, reused by the micro-tile's six rows.
-            for (int c = 0; c < d; c++)
+            int c = 0;
+            for (; c + 2 <= d; c += 2)
             {
-                T* kc = krT + c * bc;
-                TV k0 = TS.Load(ref kc[0]), k1 = TS.Load(ref kc[w]), k2 = TS.Load(ref kc[2 * w]), k3 = TS.Load(ref kc[3 * w]);
+                T* k = krT + c * bc, l = k + bc;
+                TV k0 = TS.Load(ref k[0]), k1 = TS.Load(ref k[w]), k2 = TS.Load(ref k[2 * w]), k3 = TS.Load(ref k[3 * w]);
+                TV l0 = TS.Load(ref l[0]), l1 = TS.Load(ref l[w]), l2 = TS.Load(ref l[2 * w]), l3 = TS.Load(ref l[3 * w]);
+                for (int r = 0; r < MicroRows; r++)
+                {
+                    T* row = ds + r * bc;
+                    TV s0 = TS.Load(ref row[0]), s1 = TS.Load(ref row[w]), s2 = TS.Load(ref row[2 * w]), s3 = TS.Load(ref row[3 * w]);
+                    TV a = TS.Fma(s0, k0, TS.Mul(s2, k2)), b = TS.Fma(s1, k1, TS.Mul(s3, k3));
+                    TV e = TS.Fma(s0, l0, TS.Mul(s2, l2)), f = TS.Fma(s1, l1, TS.Mul(s3, l3));
+                    T* o = dq + (long)r * dqStride + c;
+                    o[0] += TS.SumAcross(TS.Add(a, b));
+                    o[1] += TS.SumAcross(TS.Add(e, f));
+                }
+            }
+            if (c < d)
+            {
+                T* k = krT + c * bc;
+                TV k0 = TS.Load(ref k[0]), k1 = TS.Load(ref k[w]), k2 = TS.Load(ref k[2 * w]), k3 = TS.Load(ref k[3 * w]);
                 for (int r = 0; r < MicroRows; r++)
                 {
                     T* row = ds + r * bc;
@@ -356,34 +372,53 @@ internal static unsafe class BackwardKernel<T, TV, TS>
     }
 
     /// <summary>Narrow heads: acc[c·bc + j] += Σ_r coef[r·bc + j]·x[r·xStride + c] over <paramref name="rows"/> rows, for c &lt;
-    /// <paramref name="cols"/> — dK += dSᵀ·Q (coef = dS, x = Q) or dV += Pᵀ·dO, transposed, the bc keys on the lanes in
-    /// four vectors held in registers across the rows.</summary>
+    /// <paramref name="cols"/> — dK += dSᵀ·Q (coef = dS, x = Q) or dV += Pᵀ·dO, transposed, the bc keys on the lanes: two
+    /// columns × four vectors of sums in registers across the rows, each row's coefficient vectors loaded once per pair.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void NarrowColumns(T* coef, int bc, int rows, T* x, int xStride, int cols, T* acc)
     {
         int w = TS.Count;
-        for (int c = 0; c < cols; c++)
+        if (bc != 4 * w)
         {
-            T* ac = acc + c * bc;
-            for (int j = 0; j < bc; j += 4 * w)
-            {
-                // bc is 4 vectors (KeyBlock); the loop form keeps any other multiple of W correct.
-                int v = Math.Min(4, (bc - j) / w);
-                TV a0 = TS.Load(ref ac[j]), a1 = v > 1 ? TS.Load(ref ac[j + w]) : TS.Zero, a2 = v > 2 ? TS.Load(ref ac[j + 2 * w]) : TS.Zero, a3 = v > 3 ? TS.Load(ref ac[j + 3 * w]) : TS.Zero;
-                for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                for (int j = 0; j < bc; j += w)
                 {
-                    TV xr = TS.Broadcast(x[(long)r * xStride + c]);
-                    T* cr = coef + r * bc + j;
-                    a0 = TS.Fma(TS.Load(ref cr[0]), xr, a0);
-                    if (v > 1) a1 = TS.Fma(TS.Load(ref cr[w]), xr, a1);
-                    if (v > 2) a2 = TS.Fma(TS.Load(ref cr[2 * w]), xr, a2);
-                    if (v > 3) a3 = TS.Fma(TS.Load(ref cr[3 * w]), xr, a3);
+                    TV a = TS.Load(ref acc[c * bc + j]);
+                    for (int r = 0; r < rows; r++) a = TS.Fma(TS.Load(ref coef[r * bc + j]), TS.Broadcast(x[(long)r * xStride + c]), a);
+                    TS.Store(a, ref acc[c * bc + j]);
                 }
-                TS.Store(a0, ref ac[j]);
-                if (v > 1) TS.Store(a1, ref ac[j + w]);
-                if (v > 2) TS.Store(a2, ref ac[j + 2 * w]);
-                if (v > 3) TS.Store(a3, ref ac[j + 3 * w]);
+            return;
+        }
+        int cc = 0;
+        for (; cc + 2 <= cols; cc += 2)
+        {
+            T* ac = acc + cc * bc, ad = ac + bc;
+            TV a0 = TS.Load(ref ac[0]), a1 = TS.Load(ref ac[w]), a2 = TS.Load(ref ac[2 * w]), a3 = TS.Load(ref ac[3 * w]);
+            TV b0 = TS.Load(ref ad[0]), b1 = TS.Load(ref ad[w]), b2 = TS.Load(ref ad[2 * w]), b3 = TS.Load(ref ad[3 * w]);
+            for (int r = 0; r < rows; r++)
+            {
+                T* xr = x + (long)r * xStride + cc;
+                TV xa = TS.Broadcast(xr[0]), xb = TS.Broadcast(xr[1]);
+                T* cr = coef + r * bc;
+                TV v0 = TS.Load(ref cr[0]), v1 = TS.Load(ref cr[w]), v2 = TS.Load(ref cr[2 * w]), v3 = TS.Load(ref cr[3 * w]);
+                a0 = TS.Fma(v0, xa, a0); a1 = TS.Fma(v1, xa, a1); a2 = TS.Fma(v2, xa, a2); a3 = TS.Fma(v3, xa, a3);
+                b0 = TS.Fma(v0, xb, b0); b1 = TS.Fma(v1, xb, b1); b2 = TS.Fma(v2, xb, b2); b3 = TS.Fma(v3, xb, b3);
             }
+            TS.Store(a0, ref ac[0]); TS.Store(a1, ref ac[w]); TS.Store(a2, ref ac[2 * w]); TS.Store(a3, ref ac[3 * w]);
+            TS.Store(b0, ref ad[0]); TS.Store(b1, ref ad[w]); TS.Store(b2, ref ad[2 * w]); TS.Store(b3, ref ad[3 * w]);
+        }
+        if (cc < cols)
+        {
+            T* ac = acc + cc * bc;
+            TV a0 = TS.Load(ref ac[0]), a1 = TS.Load(ref ac[w]), a2 = TS.Load(ref ac[2 * w]), a3 = TS.Load(ref ac[3 * w]);
+            for (int r = 0; r < rows; r++)
+            {
+                TV xa = TS.Broadcast(x[(long)r * xStride + cc]);
+                T* cr = coef + r * bc;
+                a0 = TS.Fma(TS.Load(ref cr[0]), xa, a0); a1 = TS.Fma(TS.Load(ref cr[w]), xa, a1);
+                a2 = TS.Fma(TS.Load(ref cr[2 * w]), xa, a2); a3 = TS.Fma(TS.Load(ref cr[3 * w]), xa, a3);
+            }
+            TS.Store(a0, ref ac[0]); TS.Store(a1, ref ac[w]); TS.Store(a2, ref ac[2 * w]); TS.Store(a3, ref ac[3 * w]);
         }
     }
 }
