@@ -227,13 +227,29 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
 /// maximum's tolerance is the reference, i.e. in rounding, inside the certificate).</summary>
 internal static class QueryOrder
 {
-    /// <summary>d = 1: queries sorted by qᵢ.</summary>
+    /// <summary>d = 1: queries in ascending order of qᵢ to 32 bits (sign, exponent and the top 20 bits of the mantissa; ties
+    /// in query order), by the radix sort of <see cref="SortByCode"/> — the order is only for cache locality (consecutive
+    /// queries expand the same nodes), and at n = 2²⁰ Array.Sort of the values took 6 % of the whole run.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int[] Sorted(double[] q)
     {
-        var order = new int[q.Length];
-        for (int i = 0; i < order.Length; i++) order[i] = i;
-        Array.Sort((double[])q.Clone(), order);
-        return order;
+        int n = q.Length;
+        var order = new int[n];
+        var codes = new long[n];
+        for (int i = 0; i < n; i++)
+        {
+            order[i] = i;
+            codes[i] = (long)(OrderKey(q[i]) >> 32);
+        }
+        return SortByCode(codes, order, 32);
+    }
+
+    /// <summary>The bits of x as an unsigned integer that orders finite doubles as their values do (−0 just below +0): the
+    /// sign bit flipped for x ≥ 0, all bits flipped for x &lt; 0.</summary>
+    internal static ulong OrderKey(double x)
+    {
+        long bits = BitConverter.DoubleToInt64Bits(x);
+        return bits >= 0 ? (ulong)bits | (1UL << 63) : ~(ulong)bits;
     }
 
     /// <summary>d ≥ 2: queries sorted by a Morton (Z-order) code of their direction qᵢ/‖qᵢ‖∞ and their log-norm, each

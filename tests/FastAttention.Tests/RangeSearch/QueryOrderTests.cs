@@ -115,4 +115,33 @@ public class QueryOrderTests
             Assert.Equal(expected, QueryOrder.Interleave(c, bits, deposit: true));
         }
     }
+
+    [Fact]
+    public void Order_keys_order_doubles_as_their_values()
+    {
+        double[] x = [double.NegativeInfinity, -double.MaxValue, -1e300, -3.5, -1, -double.Epsilon, -0.0, 0.0, double.Epsilon, 1e-300, 1, 1 + 2.2e-16, 7, 1e300, double.MaxValue, double.PositiveInfinity];
+        for (int i = 0; i + 1 < x.Length; i++)
+            Assert.True(QueryOrder.OrderKey(x[i]) < QueryOrder.OrderKey(x[i + 1]), $"key({x[i]:R}) ≥ key({x[i + 1]:R})");
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(1000)]
+    [InlineData(70000)]
+    public void Sorted_queries_are_a_permutation_in_ascending_order(int n)
+    {
+        var rng = new Random(n);
+        var q = new double[n];
+        for (int i = 0; i < n; i++)
+            q[i] = (i % 7) switch { 0 => 0.0, 1 => -0.0, 2 => 1e200 * (rng.NextDouble() - 0.5), 3 => q[Math.Max(0, i - 3)], _ => 200 * rng.NextDouble() - 100 };
+        var order = QueryOrder.Sorted(q);
+        var seen = new bool[n];
+        foreach (int i in order) { Assert.False(seen[i], $"query {i} twice"); seen[i] = true; }
+        for (int t = 0; t + 1 < n; t++)
+        {
+            // Ascending in the value to 32 key bits (values that share them may come in either order, ties in query order).
+            ulong a = QueryOrder.OrderKey(q[order[t]]) >> 32, b = QueryOrder.OrderKey(q[order[t + 1]]) >> 32;
+            Assert.True(a < b || a == b && order[t] < order[t + 1], $"positions {t}, {t + 1}: q = {q[order[t]]:R}, {q[order[t + 1]]:R}");
+        }
+    }
 }
