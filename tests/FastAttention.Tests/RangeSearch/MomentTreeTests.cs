@@ -365,4 +365,44 @@ public class MomentTreeTests
             }
         }
     }
+
+    [Theory]
+    [InlineData("uniform", 5000)]
+    [InlineData("duplicate", 700)]
+    [InlineData("signed-zeros", 300)]
+    [InlineData("uniform", 1)]
+    [InlineData("uniform", 2)]
+    public void One_dimensional_tree_is_sorted_with_exact_boxes(string kind, int m)
+    {
+        // d = 1 sorts the keys once instead of selecting medians: tree order ascending, every node's box its exact extent,
+        // the left child below the right one, and the permutation a bijection onto the input keys.
+        var rng = new Random(m);
+        var k = new double[m];
+        for (int j = 0; j < m; j++)
+            k[j] = kind switch { "duplicate" => j % 3 == 0 ? 2.5 : -1.0, "signed-zeros" => j % 2 == 0 ? 0.0 : -0.0, _ => 200 * rng.NextDouble() - 100 };
+        var tree = new MomentTree(k, TestData.Uniform(m, 1, 3), 0, m, 1, 1, threads: 2);
+        var seen = new bool[m];
+        for (int j = 0; j < m; j++)
+        {
+            Assert.False(seen[tree.OriginalIndex(j)]); seen[tree.OriginalIndex(j)] = true;
+            Assert.Equal(k[tree.OriginalIndex(j)], tree.Key(j)[0]);
+            if (j > 0) Assert.True(tree.Key(j - 1)[0] <= tree.Key(j)[0], $"tree positions {j - 1}, {j} out of order");
+        }
+        for (int node = 0; node < tree.NodeCount; node++)
+        {
+            var (lo, hi) = NodeRange(tree, node);
+            double mn = double.PositiveInfinity, mx = double.NegativeInfinity;
+            for (int j = lo; j < hi; j++) { mn = Math.Min(mn, tree.Key(j)[0]); mx = Math.Max(mx, tree.Key(j)[0]); }
+            var (c, w) = tree.AxisBox(node, 0);
+            // The box as the tree defines it from the extent (centre the midpoint, half-width the larger distance).
+            Assert.True(c == 0.5 * (mn + mx) && w == Math.Max(mx - c, c - mn), $"node {node} [{lo}, {hi}): box {c} ± {w} against [{mn}, {mx}]");
+            var (left, right) = tree.Children(node);
+            if (left >= 0)
+            {
+                Assert.Equal(lo, NodeRange(tree, left).Lo); Assert.Equal(hi, NodeRange(tree, right).Hi);
+                Assert.Equal(NodeRange(tree, left).Hi, NodeRange(tree, right).Lo);
+                Assert.True(tree.Key(NodeRange(tree, left).Hi - 1)[0] <= tree.Key(NodeRange(tree, right).Lo)[0]);
+            }
+        }
+    }
 }
