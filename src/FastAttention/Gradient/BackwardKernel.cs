@@ -264,19 +264,18 @@ internal static unsafe class BackwardKernel<T, TV, TS>
                     // S = Q·(s·log₂e·K)ᵀ; hidden pairs −∞ and the bias added (their bias never read); P = 2^(S − L·log₂e).
                     for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, qi, dPad, x.Kt + (long)pn * d * panel, d, pr + pn * panel, bc);
                     if (vis == BlockVisibility.Partial || mask.HasBias) mask.Apply(pr, bc, i, MicroRows, j0, bc);
-                    for (int r = 0; r < MicroRows; r++)
-                    {
-                        T* row = pr + r * bc;
-                        TV l = TS.Broadcast(hd.L2[i + r]);
-                        for (int c = 0; c < bc; c += w) TS.Store(TS.Exp2(TS.Sub(TS.Load(ref row[c]), l)), ref row[c]);
-                    }
-                    // dS = P∘(dO·Vᵀ − D).
+                    // dP = dO·Vᵀ, then in one pass P = 2^(S − L·log₂e) and dS = P∘(dP − D).
                     for (int pn = 0; pn < panels; pn++) RegisterBlocks<T, TV, TS>.Product6(x.Wide, doi, dvPad, x.Vt + (long)pn * dv * panel, dv, dsr + pn * panel, bc);
                     for (int r = 0; r < MicroRows; r++)
                     {
-                        T* row = dsr + r * bc, prow = pr + r * bc;
-                        TV dr = TS.Broadcast(hd.D[i + r]);
-                        for (int c = 0; c < bc; c += w) TS.Store(TS.Mul(TS.Load(ref prow[c]), TS.Sub(TS.Load(ref row[c]), dr)), ref row[c]);
+                        T* row = pr + r * bc, drow = dsr + r * bc;
+                        TV l = TS.Broadcast(hd.L2[i + r]), dr = TS.Broadcast(hd.D[i + r]);
+                        for (int c = 0; c < bc; c += w)
+                        {
+                            TV pv = TS.Exp2(TS.Sub(TS.Load(ref row[c]), l));
+                            TS.Store(pv, ref row[c]);
+                            TS.Store(TS.Mul(pv, TS.Sub(TS.Load(ref drow[c]), dr)), ref drow[c]);
+                        }
                     }
                     // dQ += dS·(s·K).
                     if (x.Narrow) NarrowDQ(dsr, bc, x.KrT, d, dq + (long)i * dPad, dPad);
