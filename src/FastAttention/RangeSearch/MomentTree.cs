@@ -59,10 +59,14 @@ internal sealed class MomentTree
 
     /// <summary>Builds the geometry over keys <paramref name="start"/> … start + count − 1 of k (m×d) and v (m×dv), the
     /// subtrees of large nodes on up to <paramref name="threads"/> threads (the same tree, node for node, as one thread).</summary>
-    public MomentTree(double[] k, double[] v, int start, int count, int d, int dv, int threads = 1)
+    /// <paramref name="axisWeights"/> (optional, d positive entries): an axis-box node splits the axis with the largest
+    /// weighted half-extent w_c·weight_c instead of the largest w_c (see <see cref="QueryAxisWeights"/>).
+    public MomentTree(double[] k, double[] v, int start, int count, int d, int dv, int threads = 1, double[]? axisWeights = null)
     {
         if (count < 1) throw new ArgumentOutOfRangeException(nameof(count));
-        _m = count; _d = d; _dv = dv;
+        if (axisWeights is not null && (axisWeights.Length != d || axisWeights.Any(x => !(x > 0 && double.IsFinite(x)))))
+            throw new ArgumentException("one positive finite weight per coordinate", nameof(axisWeights));
+        _m = count; _d = d; _dv = dv; _axisWeights = axisWeights;
         var perm = new int[count];
         for (int j = 0; j < count; j++) perm[j] = start + j;
         var kw = new double[count * d];
@@ -116,6 +120,27 @@ internal sealed class MomentTree
     /// <summary>The keys' certified convex hull (d = 2, see <see cref="KeyHull"/>; d = 1 the two extreme keys), or null:
     /// the maximum search scans its vertices when its reach is within the tolerance.</summary>
     private readonly Lazy<KeyHull?> _hull;
+    private readonly double[]? _axisWeights;
+
+    /// <summary>
+    /// Split weights from the queries: a node's logit half-width is Σ_c |s·q_c|·w_c, so splitting the axis with the
+    /// largest expected |q_c|·w_c narrows the children fastest for these queries. Null (split the widest axis, the
+    /// plain kd-tree) unless the mean |q_c| differ by more than 2× between coordinates — e.g. keys in a strip with
+    /// queries along its normal, where splitting the long axis gains the queries nothing and cut the relevant slab
+    /// into O(√m) squares instead of a few slabs. Weights are floored at 1/64 of the largest, so every axis is split
+    /// eventually.
+    /// </summary>
+    internal static double[]? QueryAxisWeights(double[] q, int n, int d)
+    {
+        if (d < 2 || n < 1) return null;
+        var mean = new double[d];
+        for (int i = 0; i < n; i++) for (int c = 0; c < d; c++) mean[c] += Math.Abs(q[i * d + c]);
+        double mx = mean.Max(), mn = mean.Min();
+        if (!(mx > 0) || !double.IsFinite(mx) || mn >= 0.5 * mx) return null;
+        var w = new double[d];
+        for (int c = 0; c < d; c++) w[c] = Math.Max(mean[c] / mx, 1.0 / 64);
+        return w;
+    }
     internal KeyHull? Hull => _hull.Value;
 
     public int Count => _m;
@@ -240,7 +265,9 @@ internal sealed class MomentTree
             if (hi - lo > LeafSize)
             {
                 int axis = 0;
-                for (int c = 1; c < d; c++) if (fe[c] > fe[axis]) axis = c;
+                var aw = frame == 0 ? t._axisWeights : null;
+                if (aw is null) { for (int c = 1; c < d; c++) if (fe[c] > fe[axis]) axis = c; }
+                else for (int c = 1; c < d; c++) if (fe[c] * aw[c] > fe[axis] * aw[axis]) axis = c;
                 if (fe[axis] > 0)
                 {
                     int mid = lo + (hi - lo) / 2;

@@ -55,7 +55,7 @@ internal static class RangeEngine
     /// <summary>Options of one preparation (tests fix H or forbid the exact-kernel plan). <paramref name="CausalOffset"/>:
     /// with a causal mask query i sees keys j ≤ i + o (0 top-left, m − n bottom-right; <see cref="AttentionHead{T}.CausalOffset"/>).</summary>
     public readonly record struct Options(int Threads, MachineRates Rates, int Sample = DefaultSample, double? ForcedHalfWidth = null, bool AllowExact = true,
-        int CausalOffset = 0);
+        int CausalOffset = 0, bool QueryWeightedSplits = true);
 
     /// <summary>
     /// Algorithm 1's preparation for one head: budget, key structures (geometry only), the maximum and traversal of a
@@ -106,6 +106,7 @@ internal static class RangeEngine
         private double _exactSeconds;
         private CostEstimate _exactCost = CostEstimate.Zero;
         private bool _useExact;
+        private readonly bool _weightedSplits;
         private readonly double? ForcedHalfWidth;
         private readonly bool AllowExact;
         private readonly MachineRates _rates;
@@ -119,7 +120,7 @@ internal static class RangeEngine
             _name = name; _q = q; _k = k; _v = v; _n = n; _m = m; _d = d; _dv = dv; _scale = scale; _epsilon = epsilon;
             _float32 = float32; _threads = Math.Max(1, options.Threads); _causal = causal; _sample = Math.Max(1, options.Sample);
             _offset = causal ? options.CausalOffset : 0;
-            _rates = options.Rates; ForcedHalfWidth = options.ForcedHalfWidth; AllowExact = options.AllowExact;
+            _rates = options.Rates; ForcedHalfWidth = options.ForcedHalfWidth; AllowExact = options.AllowExact; _weightedSplits = options.QueryWeightedSplits;
         }
 
         /// <summary>Geometry, sample and plan; false when V = 0.</summary>
@@ -191,7 +192,7 @@ internal static class RangeEngine
             var clock = System.Diagnostics.Stopwatch.StartNew();
             if (!_causal)
             {
-                _trees = [new MomentTree(_k, _vs, 0, _m, _d, _dv, _threads)];
+                _trees = [new MomentTree(_k, _vs, 0, _m, _d, _dv, _threads, _weightedSplits ? MomentTree.QueryAxisWeights(_q, _n, _d) : null)];
                 _blockStart = [0]; _blockLog = [-1];
             }
             else
@@ -202,11 +203,12 @@ internal static class RangeEngine
                     for (long s = 0; s + (1L << l) <= visible; s += 1L << (l + 1)) { starts.Add((int)s); logs.Add(l); }
                 _blockStart = [.. starts]; _blockLog = [.. logs];
                 _trees = new MomentTree[starts.Count];
+                var weights = _weightedSplits ? MomentTree.QueryAxisWeights(_q, _n, _d) : null;
                 // Largest blocks first (longest job first), so no thread is left building the biggest tree alone at the end.
                 Parallel.For(0, starts.Count, new ParallelOptions { MaxDegreeOfParallelism = _threads }, r =>
                 {
                     int b = starts.Count - 1 - r;
-                    _trees[b] = new MomentTree(_k, _vs, _blockStart[b], 1 << _blockLog[b], _d, _dv);
+                    _trees[b] = new MomentTree(_k, _vs, _blockStart[b], 1 << _blockLog[b], _d, _dv, axisWeights: weights);
                 });
                 for (int b = 0; b < starts.Count; b++) _blockIndex[((long)_blockLog[b] << 32) | (uint)_blockStart[b]] = b;
             }

@@ -22,6 +22,10 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     /// <summary>Tests only: false keeps the range-search plan even where the exact kernel is predicted faster.</summary>
     internal bool AllowExactPlan { get; set; } = true;
 
+    /// <summary>Tests only: false builds the plain kd-tree (split the widest axis) even for lopsided queries
+    /// (<see cref="MomentTree.QueryAxisWeights"/>).</summary>
+    internal bool QueryWeightedSplits { get; set; } = true;
+
     /// <summary>Checks what the algorithm supports (head dimension); refuses otherwise.</summary>
     protected virtual void CheckHead<T>(AttentionHead<T> head) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
@@ -186,7 +190,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     {
         var (q, k, v) = head.ToDouble();
         return RangeEngine.Prepare(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, epsilon, typeof(T) != typeof(double), head.Causal,
-            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset));
+            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset, QueryWeightedSplits));
     }
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>
