@@ -162,6 +162,41 @@ public class AttentionBackwardTests
         Assert.True(err <= relative * scale, $"{what}: max error {err:E3} > {relative:E1}·{scale:E3}");
     }
 
+    [SimdTheory(16)] [InlineData(16, 1, 1, false)] [InlineData(16, 2, 2, true)] [InlineData(16, 4, 3, false)] [InlineData(16, 8, 8, true)]
+    public void Narrow_heads_at_16_lanes_match_the_reference_at_large_entries_and_ties(int lanes, int d, int dv, bool causal) =>
+        NarrowHeadsMatchTheReference(lanes, d, dv, causal);
+
+    [SimdTheory(8)] [InlineData(8, 4, 4, true)] [InlineData(8, 2, 1, false)] [InlineData(8, 1, 2, true)]
+    public void Narrow_heads_at_8_lanes_match_the_reference_at_large_entries_and_ties(int lanes, int d, int dv, bool causal) =>
+        NarrowHeadsMatchTheReference(lanes, d, dv, causal);
+
+    private static void NarrowHeadsMatchTheReference(int lanes, int d, int dv, bool causal)
+    {
+        // The keys-on-lanes path (d, dv ≤ W/2) at large entries (|q|, |k| ≤ 4: logits span ≈ 32·d, most weights tiny,
+        // rows dominated by a few keys), duplicate keys (ties: a quarter of the keys are one key) and a huge V,
+        // f64 and f32, against the float64 reference; m crosses several key blocks and leaves a partial one.
+        int n = 130, m = 333;
+        var q = TestData.Uniform(n * d, 4, 70 + d);
+        var k = TestData.Uniform(m * d, 4, 80 + d);
+        for (int j = 0; j < m; j += 4) Array.Copy(k, 0, k, j * d, d);
+        var v = TestData.Uniform(m * dv, 1e4, 90 + dv);
+        var dO = TestData.Uniform(n * dv, 1, 95);
+        var p = new AttentionProblem<double>(q, k, v, n, m, d, dv, 1, 1.0, causal);
+        var (rq, rk, rv) = BackwardReference.Compute(p, dO);
+        var g = AttentionBackward.ComputeWithLanes(p, dO, AttentionForward.Compute(p, 2), 2, lanes, out _);
+        AssertNear(rq, g.DQ.Span, 1e-10, $"f64 dQ lanes {lanes} d {d} dv {dv}");
+        AssertNear(rk, g.DK.Span, 1e-10, $"f64 dK lanes {lanes} d {d} dv {dv}");
+        AssertNear(rv, g.DV.Span, 1e-10, $"f64 dV lanes {lanes} d {d} dv {dv}");
+        var p32 = new AttentionProblem<float>(TestData.ToFloat(q), TestData.ToFloat(k), TestData.ToFloat(v), n, m, d, dv, 1, 1.0, causal);
+        var p64r = new AttentionProblem<double>(TestData.ToDouble(p32.Q.ToArray()), TestData.ToDouble(p32.K.ToArray()), TestData.ToDouble(p32.V.ToArray()), n, m, d, dv, 1, 1.0, causal);
+        var dO32 = TestData.ToFloat(dO);
+        var (sq, sk, sv) = BackwardReference.Compute(p64r, TestData.ToDouble(dO32));
+        var g32 = AttentionBackward.ComputeWithLanes(p32, dO32, AttentionForward.Compute(p32, 2), 2, lanes, out _);
+        AssertNear(sq, TestData.ToDouble(g32.DQ.ToArray()), 1e-4, $"f32 dQ lanes {lanes} d {d} dv {dv}");
+        AssertNear(sk, TestData.ToDouble(g32.DK.ToArray()), 1e-4, $"f32 dK lanes {lanes} d {d} dv {dv}");
+        AssertNear(sv, TestData.ToDouble(g32.DV.ToArray()), 1e-4, $"f32 dV lanes {lanes} d {d} dv {dv}");
+    }
+
     [Theory]
     [InlineData(45, 77, 6, 5, false)]
     [InlineData(45, 77, 6, 5, true)]

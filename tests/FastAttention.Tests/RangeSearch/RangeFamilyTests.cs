@@ -264,6 +264,41 @@ public class RangeFamilyTests
         Assert.True(Work(w) * 2 <= Work(plain), $"slabs: {w.DirectKeysPerQuery} direct, {w.NodesVisitedPerQuery} nodes; squares: {plain.DirectKeysPerQuery} direct, {plain.NodesVisitedPerQuery} nodes");
     }
 
+    [Theory]
+    [InlineData("duplicate", false)]
+    [InlineData("duplicate", true)]
+    [InlineData("equal-first-coordinate", false)]
+    [InlineData("collinear", true)]
+    [InlineData("one-key", false)]
+    public void Query_weighted_trees_meet_epsilon_on_degenerate_keys(string kind, bool causal)
+    {
+        // Lopsided queries (nothing along the first axis, so the weighted split applies) over degenerate key sets with
+        // large entries (B = 1000: logits span ≈ 10⁶): ties, a coordinate that is constant, keys on a line, one key.
+        int n = 150, m = kind == "one-key" ? 1 : 2400;
+        const double bound = 1000;
+        var rng = new Random(kind.Length + (causal ? 1 : 0));
+        double R() => 2 * rng.NextDouble() - 1;
+        var k = new double[m * 2];
+        for (int j = 0; j < m; j++)
+        {
+            double t = R() * bound;
+            (k[2 * j], k[2 * j + 1]) = kind switch
+            {
+                "duplicate" => j % 4 == 0 ? (3.0, -7.0) : (Math.Round(t / 100) * 100, Math.Round(R() * 3) * bound / 3),
+                "equal-first-coordinate" => (42.0, t),
+                "collinear" => (0.5 * t, t),
+                _ => (t, R() * bound),
+            };
+        }
+        var q = new double[n * 2];
+        for (int i = 0; i < n; i++) { q[2 * i] = i % 10 == 0 ? R() : 0; q[2 * i + 1] = R() * bound; }
+        Assert.NotNull(MomentTree.QueryAxisWeights(q, n, 2));
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m * 2, 1e3, 9), n, m, 2, 2, 1, 1.0, causal);
+        RangeTestData.Check(new RangeSearchAttention(), p, 1e-4);
+        RangeTestData.Check(new RangeSearchAttention { AllowExactPlan = false }, p, 1e-4);
+        RangeTestData.Check(new RangeSearchAttention { ForcedHalfWidth = 11.5 }, p, 1e-4);
+    }
+
     [Fact]
     public void Query_axis_weights_only_for_lopsided_queries()
     {
