@@ -248,6 +248,19 @@ internal static class QueryOrder
         return SortByCode(codes, order, 32);
     }
 
+    /// <summary>The order regrouped into blocks of 2^<paramref name="blockLog"/> consecutive positions (ascending), the given
+    /// order kept within each block: a stable counting sort by position >> blockLog, O(n).</summary>
+    public static int[] InPositionBlocks(int[] order, int blockLog)
+    {
+        int n = order.Length, blocks = (int)(((long)n + (1L << blockLog) - 1) >> blockLog);
+        var start = new int[blocks + 1];
+        foreach (int i in order) start[(i >> blockLog) + 1]++;
+        for (int b = 0; b < blocks; b++) start[b + 1] += start[b];
+        var result = new int[n];
+        foreach (int i in order) result[start[i >> blockLog]++] = i;
+        return result;
+    }
+
     /// <summary>The bits of x as an unsigned integer that orders finite doubles as their values do (−0 just below +0): the
     /// sign bit flipped for x ≥ 0, all bits flipped for x &lt; 0.</summary>
     internal static ulong OrderKey(double x)

@@ -144,4 +144,20 @@ public class QueryOrderTests
             Assert.True(a < b || a == b && order[t] < order[t + 1], $"positions {t}, {t + 1}: q = {q[order[t]]:R}, {q[order[t + 1]]:R}");
         }
     }
+
+    [Theory]
+    [InlineData(1, 0)] [InlineData(1000, 3)] [InlineData(1025, 10)] [InlineData(4096, 10)] [InlineData(5000, 12)]
+    public void Position_blocks_keep_the_order_within_each_block(int n, int blockLog)
+    {
+        var rng = new Random(n + blockLog);
+        var order = Enumerable.Range(0, n).OrderBy(_ => rng.Next()).ToArray();
+        var blocked = QueryOrder.InPositionBlocks(order, blockLog);
+        Assert.Equal(Enumerable.Range(0, n), blocked.OrderBy(x => x)); // a permutation
+        for (int r = 1; r < n; r++) Assert.True(blocked[r - 1] >> blockLog <= blocked[r] >> blockLog, $"block order broken at {r}");
+        // Within a block, the given order: positions of one block appear in blocked as they did in order.
+        var rank = new int[n];
+        for (int r = 0; r < n; r++) rank[order[r]] = r;
+        for (int r = 1; r < n; r++)
+            if (blocked[r - 1] >> blockLog == blocked[r] >> blockLog) Assert.True(rank[blocked[r - 1]] < rank[blocked[r]], $"order within block broken at {r}");
+    }
 }
