@@ -37,7 +37,8 @@ public class RangeEdgeCaseTests
     [InlineData(3, 0, -1, false)] // queries zero in coordinate 0 (the d = 3 strip's queries)
     [InlineData(3, -1, 2, false)] // keys zero in coordinate 2
     [InlineData(4, 1, 3, true)]   // one of each, causal
-    public void Coordinates_zero_in_every_query_or_every_key_are_dropped_exactly(int d, int zeroInQ, int zeroInK, bool causal)
+    [InlineData(3, 0, -1, true, true)] // tied keys (duplicates), causal
+    public void Coordinates_zero_in_every_query_or_every_key_are_dropped_exactly(int d, int zeroInQ, int zeroInK, bool causal, bool ties = false)
     {
         // Large entries (logits up to ±3·10⁴): a wrongly dropped coordinate, or a kept one mis-copied, moves the row
         // maxima by far more than ε.
@@ -45,6 +46,7 @@ public class RangeEdgeCaseTests
         var q = TestData.Uniform(n * d, 100, 21); var k = TestData.Uniform(m * d, 100, 22);
         for (int i = 0; i < n && zeroInQ >= 0; i++) q[i * d + zeroInQ] = i % 2 == 0 ? 0.0 : -0.0;
         for (int j = 0; j < m && zeroInK >= 0; j++) k[j * d + zeroInK] = 0;
+        if (ties) for (int j = 0; j < m; j++) if (j % 3 != 0) for (int c = 0; c < d; c++) k[j * d + c] = k[(j - j % 3) * d + c]; // triples of one key
         var v = TestData.Uniform(m * dv, 3, 23);
         var p = new AttentionProblem<double>(q, k, v, n, m, d, dv, 1, 1.0, causal);
         var alg = (RangeSearchFamily)AttentionAlgorithms.Create("range");

@@ -268,6 +268,32 @@ public class RangeFamilyTests
     }
 
     [Theory]
+    [InlineData(2600, 2600, false)]
+    [InlineData(2600, 3100, true)] // bottom-right alignment (query i sees j ≤ i + 500)
+    public void Causal_queries_across_several_position_blocks_meet_epsilon_on_tied_keys(int n, int m, bool bottomRight)
+    {
+        // n > 2^CausalQueryBlockLog: the queries run in several position blocks (the last one partial). Tied keys (a
+        // quarter of them one point, the rest on a coarse grid) at B = 1000 (logits span ≈ 10⁶), a huge V: a query
+        // lost, repeated or paired with another row's prefix by the regrouping puts a row far outside ε.
+        Assert.True(n > 1 << RangeEngine.CausalQueryBlockLog);
+        const double bound = 1000;
+        var rng = new Random(n + m);
+        double R() => 2 * rng.NextDouble() - 1;
+        var k = new double[m * 2];
+        for (int j = 0; j < m; j++)
+            (k[2 * j], k[2 * j + 1]) = j % 4 == 0 ? (3.0, -7.0) : (Math.Round(R() * 10) * bound / 10, Math.Round(R() * 10) * bound / 10);
+        var q = new double[n * 2];
+        for (int i = 0; i < n; i++) { q[2 * i] = R() * bound; q[2 * i + 1] = R() * bound; }
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m * 2, 1e6, 11), n, m, 2, 2, 1, 1.0, true);
+        if (bottomRight) p = p.WithMask(new AttentionMask { CausalAlignment = CausalAlignment.BottomRight });
+        var alg = new RangeSearchAttention { AllowExactPlan = false };
+        RangeTestData.Check(alg, p, 1e-4 * 1e6);
+        var one = alg.Compute(p, new AttentionSettings { Epsilon = 1e-4 * 1e6, Threads = 1 }).Output;
+        var two = alg.Compute(p, new AttentionSettings { Epsilon = 1e-4 * 1e6, Threads = 2 }).Output;
+        Assert.Equal(one, two); // bitwise: the order, and so each query's reference maximum, is the same for any thread count
+    }
+
+    [Theory]
     [InlineData("duplicate", false)]
     [InlineData("duplicate", true)]
     [InlineData("equal-first-coordinate", false)]
