@@ -705,6 +705,15 @@ internal sealed class MomentTree
         public int[] Expanded = new int[256];
         public double[] ExpandedH = new double[256];
         public int ExpandedCount;
+        /// <summary>With <see cref="TrackDiscard"/>: Σ over pruned nodes of count·e^{u − M + DiscardShift} (u the node's
+        /// logit upper bound, the shift covering its rounding), a bound on the mass of the keys the traversals dropped,
+        /// relative to the maximum's weight. Collect adds to it; the caller resets it per query.</summary>
+        public double Discard;
+        public bool TrackDiscard;
+        public double DiscardShift;
+        /// <summary>With <see cref="TrackDiscard"/>: an estimate — not a bound — of the kept mass (expanded nodes and
+        /// leaves, see <see cref="KeptMass"/>), for the planner's choice of the band.</summary>
+        public double KeptEstimate;
         /// <summary>The previous query's maximising key (its tree, or −1 for a direct tail key, and its position), or
         /// HintKey = −1: a starting point for the next query's branch and bound (queries run in direction order).</summary>
         public int HintTree = -1, HintKey = -1;
@@ -935,6 +944,7 @@ internal sealed class MomentTree
     /// <paramref name="hMax"/> is answered from its moments (keys below the threshold inside it only add accuracy); other
     /// nodes are opened, and leaves are summed directly. Fills the scratch's work list (expanded nodes with their h,
     /// direct key ranges) and counts the work; nothing is evaluated, so this is also the planner's work estimate.
+    /// With sc.TrackDiscard the pruned nodes' mass bound is added to sc.Discard.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Collect(Scratch sc, double threshold, double hMax, int momentMinimum, QueryStats st)
@@ -948,16 +958,23 @@ internal sealed class MomentTree
             int node = stack[--sp];
             st.NodesVisited++;
             double u = Upper(sc, node, out double h);
-            if (u < threshold) { st.Pruned++; continue; }
+            if (u < threshold)
+            {
+                st.Pruned++;
+                if (sc.TrackDiscard) sc.Discard += (Hi(node) - Lo(node)) * Math.Exp(u - sc.MaxLogit + sc.DiscardShift);
+                continue;
+            }
             int cnt = Hi(node) - Lo(node);
             if (cnt >= momentMinimum && h <= hMax)
             {
                 sc.AddExpanded(node, h);
                 st.Expansions++;
+                if (sc.TrackDiscard) sc.KeptEstimate += KeptMass(cnt, u - sc.MaxLogit, h);
                 continue;
             }
             if (Left(node) < 0)
             {
+                if (sc.TrackDiscard) sc.KeptEstimate += KeptMass(cnt, u - sc.MaxLogit, h);
                 if (sc.AddDirect(Lo(node), Hi(node))) st.DirectRanges++;
                 st.DirectKeys += cnt;
                 continue;
@@ -967,6 +984,11 @@ internal sealed class MomentTree
             stack[sp++] = Left(node);
         }
     }
+
+    /// <summary>The mass estimate of <see cref="Scratch.KeptEstimate"/>: count keys with logits spread evenly over
+    /// [top − 2h, top] (relative to M), count·(e^{top} − e^{top − 2h})/(2h).</summary>
+    private static double KeptMass(int count, double top, double h) =>
+        h > 1e-3 ? count * (Math.Exp(top) - Math.Exp(top - 2 * h)) / (2 * h) : count * Math.Exp(top - h);
 
     /// <summary>
     /// Evaluates the scratch's work list into sc.Acc (Σ e^{s·q·k − M}·(1, v) over the collected keys, M = s·(yHi + yLo)),

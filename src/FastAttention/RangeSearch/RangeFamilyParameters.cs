@@ -20,6 +20,12 @@ public sealed record RangeFamilyParameters : AlgorithmParameters
     public double? HalfWidthH { get; init; }
     /// <summary>T: keys more than T below the row maximum are dropped (Definition 3.2, relevant keys).</summary>
     public double ThresholdT { get; init; }
+    /// <summary>T′ ≤ T: the narrower band a query is first answered with (chosen by counting on the sample); the mass of
+    /// the keys it drops is bounded from the pruned nodes per query, and a query whose bound exceeds the dropped-keys
+    /// share is recomputed with T (null when T′ = T).</summary>
+    public double? WorkingThreshold { get; init; }
+    /// <summary>Queries recomputed with T because their pruned mass at <see cref="WorkingThreshold"/> was above the share.</summary>
+    public long? WidenedQueries { get; init; }
     /// <summary>Proven uniform bound |P(t) − e^{Ht}| on [−1, 1] of the expansion's polynomial.</summary>
     public double? PolynomialAbsoluteError { get; init; }
     /// <summary>Nodes with at least this many keys store moments (chosen by counting with H).</summary>

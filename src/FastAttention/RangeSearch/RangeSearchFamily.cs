@@ -19,6 +19,10 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     /// (this also keeps the range-search plan: the exact kernel is never chosen).</summary>
     internal double? ForcedHalfWidth { get; set; }
 
+    /// <summary>Tests only: the working band T′ as a fraction of T (<see cref="RangeEngine.WidthFractions"/>) instead of
+    /// choosing it by counting; 1 keeps the a-priori band.</summary>
+    internal double? WidthFraction { get; set; }
+
     /// <summary>Tests only: false keeps the range-search plan even where the exact kernel is predicted faster.</summary>
     internal bool AllowExactPlan { get; set; } = true;
 
@@ -190,7 +194,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     {
         var (q, k, v) = head.ToDouble();
         return RangeEngine.Prepare(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, epsilon, typeof(T) != typeof(double), head.Causal,
-            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset, QueryWeightedSplits));
+            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset, QueryWeightedSplits, WidthFraction));
     }
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>
@@ -372,16 +376,16 @@ internal static class QueryOrder
 }
 
 /// <summary>Per-query work counters (nodes answered from moments, nodes visited, keys summed directly, queries redone
-/// with a narrower expansion) and the largest number of terms any one query accumulated.</summary>
+/// with a narrower expansion or with the full band T) and the largest number of terms any one query accumulated.</summary>
 internal sealed class QueryStats
 {
-    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes, Redone, MaxTicks, CollectTicks, AccumulateTicks, DirectRanges;
+    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes, Redone, Widened, MaxTicks, CollectTicks, AccumulateTicks, DirectRanges;
     public int MaxTerms;
 
     public void Merge(QueryStats o)
     {
         Queries += o.Queries; Expansions += o.Expansions; NodesVisited += o.NodesVisited; DirectKeys += o.DirectKeys; Pruned += o.Pruned; MaxSearchNodes += o.MaxSearchNodes;
-        Redone += o.Redone; MaxTicks += o.MaxTicks; CollectTicks += o.CollectTicks; AccumulateTicks += o.AccumulateTicks; DirectRanges += o.DirectRanges;
+        Redone += o.Redone; Widened += o.Widened; MaxTicks += o.MaxTicks; CollectTicks += o.CollectTicks; AccumulateTicks += o.AccumulateTicks; DirectRanges += o.DirectRanges;
         MaxTerms = Math.Max(MaxTerms, o.MaxTerms);
     }
 

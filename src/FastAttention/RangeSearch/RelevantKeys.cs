@@ -93,13 +93,14 @@ internal sealed class RangeErrorBudget
 
     /// <summary>The certified bound for a total relative error ρ of numerator and denominator, as named terms (range
     /// engine): the dropped keys, 2ρ‖V‖∞/(1 − ρ), and the output's division and conversion.</summary>
-    public IReadOnlyList<ErrorTerm> TermsFromRho(double rho, string approximation = "approximation and float64 rounding (2ρ‖V‖∞/(1 − ρ))")
+    public IReadOnlyList<ErrorTerm> TermsFromRho(double rho, string approximation = "approximation and float64 rounding (2ρ‖V‖∞/(1 − ρ))",
+        string dropped = "dropped keys (Definition 3.2: more than T below the row maximum)")
     {
         if (VMax == 0) return [];
         double main = rho < 0.5 ? 2 * rho * VMax / (1 - rho) : double.PositiveInfinity;
         return
         [
-            new("dropped keys (Definition 3.2: more than T below the row maximum)", Relevant.OutputError(VMax)),
+            new(dropped, Relevant.OutputError(VMax)),
             new(approximation, main),
             new("output division and conversion", OutputRounding),
         ];
