@@ -706,14 +706,16 @@ internal sealed class MomentTree
         public double[] ExpandedH = new double[256];
         public int ExpandedCount;
         /// <summary>With <see cref="TrackDiscard"/>: Σ over pruned nodes of count·e^{u − M + DiscardShift} (u the node's
-        /// logit upper bound, the shift covering its rounding), a bound on the mass of the keys the traversals dropped,
+        /// logit upper bound, the shift covering its rounding; e^x by its power-of-two bound, at most 2× above, since an
+        /// exp per pruned node cost ≈ 9 % of a d = 2, B = 100 run), a bound on the mass of the keys the traversals dropped,
         /// relative to the maximum's weight. Collect adds to it; the caller resets it per query.</summary>
         public double Discard;
         public bool TrackDiscard;
         public double DiscardShift;
-        /// <summary>With <see cref="TrackDiscard"/>: an estimate — not a bound — of the kept mass (expanded nodes and
-        /// leaves, see <see cref="KeptMass"/>), for the planner's choice of the band.</summary>
+        /// <summary>With <see cref="EstimateKept"/> (the planner only: two exponentials per node): an estimate — not a
+        /// bound — of the kept mass (expanded nodes and leaves, see <see cref="AddKept"/>), for the choice of the band.</summary>
         public double KeptEstimate;
+        public bool EstimateKept;
         /// <summary>The previous query's maximising key (its tree, or −1 for a direct tail key, and its position), or
         /// HintKey = −1: a starting point for the next query's branch and bound (queries run in direction order).</summary>
         public int HintTree = -1, HintKey = -1;
@@ -961,7 +963,7 @@ internal sealed class MomentTree
             if (u < threshold)
             {
                 st.Pruned++;
-                if (sc.TrackDiscard) sc.Discard += (Hi(node) - Lo(node)) * Math.Exp(u - sc.MaxLogit + sc.DiscardShift);
+                if (sc.TrackDiscard) AddDiscard(sc, Hi(node) - Lo(node), u);
                 continue;
             }
             int cnt = Hi(node) - Lo(node);
@@ -969,12 +971,12 @@ internal sealed class MomentTree
             {
                 sc.AddExpanded(node, h);
                 st.Expansions++;
-                if (sc.TrackDiscard) sc.KeptEstimate += KeptMass(cnt, u - sc.MaxLogit, h);
+                if (sc.EstimateKept) AddKept(sc, cnt, u, h);
                 continue;
             }
             if (Left(node) < 0)
             {
-                if (sc.TrackDiscard) sc.KeptEstimate += KeptMass(cnt, u - sc.MaxLogit, h);
+                if (sc.EstimateKept) AddKept(sc, cnt, u, h);
                 if (sc.AddDirect(Lo(node), Hi(node))) st.DirectRanges++;
                 st.DirectKeys += cnt;
                 continue;
@@ -985,10 +987,20 @@ internal sealed class MomentTree
         }
     }
 
-    /// <summary>The mass estimate of <see cref="Scratch.KeptEstimate"/>: count keys with logits spread evenly over
-    /// [top − 2h, top] (relative to M), count·(e^{top} − e^{top − 2h})/(2h).</summary>
-    private static double KeptMass(int count, double top, double h) =>
-        h > 1e-3 ? count * (Math.Exp(top) - Math.Exp(top - 2 * h)) / (2 * h) : count * Math.Exp(top - h);
+    /// <summary>Adds a pruned node's mass bound to sc.Discard (see <see cref="Scratch.Discard"/>). Out of line: inlined, the
+    /// bookkeeping slowed the traversal loop it sits in (d = 2, B = 100: the query phase 0.13 → 0.19 s).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AddDiscard(Scratch sc, int count, double u) =>
+        sc.Discard += count * Numerics.FloatingPoint.ExpUpperBound(u - sc.MaxLogit + sc.DiscardShift);
+
+    /// <summary>Adds the mass estimate of <see cref="Scratch.KeptEstimate"/>: count keys with logits spread evenly over
+    /// [u − 2h, u], count·(e^{u−M} − e^{u−2h−M})/(2h).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void AddKept(Scratch sc, int count, double u, double h)
+    {
+        double top = u - sc.MaxLogit;
+        sc.KeptEstimate += h > 1e-3 ? count * (Math.Exp(top) - Math.Exp(top - 2 * h)) / (2 * h) : count * Math.Exp(top - h);
+    }
 
     /// <summary>
     /// Evaluates the scratch's work list into sc.Acc (Σ e^{s·q·k − M}·(1, v) over the collected keys, M = s·(yHi + yLo)),

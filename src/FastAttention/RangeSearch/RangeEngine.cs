@@ -504,7 +504,7 @@ internal static class RangeEngine
                     var st = new QueryStats();
                     int count = Structures(i, trees, out int ts, out int te);
                     scratch.Discard = 0; scratch.KeptEstimate = 0;
-                    scratch.TrackDiscard = lambda < 1; scratch.DiscardShift = 2 * _slack;
+                    scratch.TrackDiscard = scratch.EstimateKept = lambda < 1; scratch.DiscardShift = 2 * _slack;
                     foreach (int t in trees[..count])
                     {
                         scratch.ExpandedCount = 0; scratch.DirectCount = 0;
@@ -518,7 +518,7 @@ internal static class RangeEngine
                     bool passes = lambda == 1 || 2 * 1.01 * scratch.Discard * _budget.VMax <= 0.25 * _discardBound * Math.Max(1, scratch.KeptEstimate);
                     cost += passes ? work : work + full[r];
                 }
-                scratch.TrackDiscard = false;
+                scratch.TrackDiscard = scratch.EstimateKept = false;
                 // A narrower band must save at least 3 % of the counted work (noise in the sample's counts).
                 if (lambda == 1 ? cost < bestCost : cost < 0.97 * bestCost) { bestCost = cost; best = lambda; }
             }
@@ -770,7 +770,7 @@ internal static class RangeEngine
                     for (int c = 0; c < _d; c++) x += a[c] * _k[j * _d + c];
                     if (x < threshold)
                     {
-                        if (sc.TrackDiscard) sc.Discard += Math.Exp(x - sc.MaxLogit + sc.DiscardShift);
+                        if (sc.TrackDiscard) sc.Discard += Numerics.FloatingPoint.ExpUpperBound(x - sc.MaxLogit + sc.DiscardShift);
                         continue;
                     }
                     double w = Math.Exp(_scale * RangeErrorBudget.DotMinus(sc.Q, _k.AsSpan(j * _d, _d), sc.YHi, sc.YLo));
