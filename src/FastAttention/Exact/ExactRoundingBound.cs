@@ -23,7 +23,8 @@ namespace FastAttention.Exact;
 /// <item>Exponentials. The argument ŝⱼ − ref rounds (relative u; the lazy reference sits at most 8 below the max), the
 /// rescales of a key's later blocks add at most as much again (their increments sum to at most m̂ − ŝⱼ), and each rescale
 /// or merge factor has its own error (≤ 4u, at most one per visited block and split); the exp₂ polynomial has relative
-/// error η ≤ 3u (Horner with FMA, coefficient rounding, Taylor remainder; tested); arguments below −126 (−1022) flush to 0.
+/// error η ≤ 3u (Horner with FMA, coefficient rounding, Taylor remainder; tested); arguments below −126 (−1022) flush to 0,
+/// and the small-d path clamps them at −94 (−958) instead (a weight of at most 2^−94 per key, the flush term).
 /// So p̂ⱼ = C·pⱼ(1 + ρⱼ) with a common C, and Σⱼ wⱼ|ρⱼ| ≤ S = κ(η + (B + splits)·4u + ln2·(E + 2u·(log₂ m + 2E + 8))) + flush,
 /// κ = 2^(E + 270u) (using Σⱼ wⱼ|xⱼ| ≤ log₂ m, the entropy bound, for the true softmax weights w).</item>
 /// <item>Softmax weights. Σⱼ|Ŵⱼ − wⱼ| ≤ 2S/(1 − S), and since both weight vectors sum to 1 the output moves by at
@@ -100,7 +101,9 @@ internal static class ExactRoundingBound
         // rescale (≤ one per visited block) and per split merge, the argument roundings (entropy bound, plus the lazy
         // rescale's offset of at most RescaleThreshold above the reference).
         int blocks = (m + bc - 1) / bc + 1;
-        double flush = m * (f64 ? Math.ScaleB(1.0, -1021) : Math.ScaleB(1.0, -125));
+        // Flushed or clamped weights: ≤ 2^(floor + 1) per key, floor the small-d path's raised clamp (the other paths
+        // flush below −1022 / −126, which this covers too).
+        double flush = m * Math.ScaleB(1.0, 1 + (f64 ? FlashKernel<double, double, ScalarSimd<double>>.FusedFloor64 : FlashKernel<float, float, ScalarSimd<float>>.FusedFloor32));
         int offset = FlashKernel<float, float, ScalarSimd<float>>.RescaleThreshold;
         double kappa = Math.Pow(2, logit + 2 * (127 + offset) * u);
         double ln2 = 0.6931471805599453;
