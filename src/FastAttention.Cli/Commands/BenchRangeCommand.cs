@@ -20,7 +20,7 @@ internal static class BenchRangeCommand
         var threads = CommonOptions.Threads();
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var repeats = new Option<int>("--repeats") { Description = "Timed runs of the algorithm on the full problem, after one untimed full-size run; its time is their median (min, max and the first run reported too).", DefaultValueFactory = _ => BenchRangeMeasurement.DefaultRepeats };
-        var cmd = new Command("range", "Time a range-search algorithm (Gupta et al.) against the exact kernel (in full when that takes ≤ 6 s over the repeats, else on 1024 sampled rows).")
+        var cmd = new Command("range", "Time a range-search algorithm (Gupta et al.) against the exact kernel (in full, its runs alternating with the algorithm's, when that takes ≤ 6 s over the repeats, else on 1024 sampled rows).")
             { n, d, bound, scale, epsilon, valueBound, distribution, algorithm, threads, json, causal, repeats };
         cmd.SetAction(r =>
         {

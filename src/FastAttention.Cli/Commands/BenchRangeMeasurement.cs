@@ -47,25 +47,45 @@ internal static class BenchRangeMeasurement
         // 1.54, 1.23, 1.10, 1.10, 0.93 s. The reported time is the median of the repeats after it.
         var first = alg.Compute(problem, settings);
         double firstSeconds = Total(first.Certificate);
-        AttentionResult<double> result = alg.Compute(problem, settings);
-        var runs = new List<double> { Total(result.Certificate) };
-        for (int r = 1; r < repeats; r++) runs.Add(Total(alg.Compute(problem, settings).Certificate));
-        var spread = Spread.Of(runs);
-        double seconds = spread.Median;
         var rows = Instances.SampleRows(n, sampleRows, seed + 3);
+        // The exact kernel on the sampled rows first: it says whether the whole kernel is affordable.
         double exactSeconds = ExactSeconds(problem, rows, threads, repeats);
         if (causal && rows.Length < n) exactSeconds *= CausalPairs(n, n) / ((double)n * n);
-        else if (causal) exactSeconds = Timing.Seconds(() => AttentionAlgorithms.Create("exact").Compute(problem, new AttentionSettings { Threads = threads }), repeats).Median;
+        bool fullExact = rows.Length == n || !causal && exactSeconds * (repeats + 1) <= FullExactBudgetSeconds;
+        AttentionResult<double> result;
+        var runs = new List<double>();
         int exactRows = rows.Length;
-        if (!causal && rows.Length < n && exactSeconds * (repeats + 1) <= FullExactBudgetSeconds)
+        if (fullExact)
         {
-            // Affordable: the whole exact kernel, the median of as many runs as the algorithm's after a warm-up — like for
-            // like with the algorithm's figure (the sampled rows miss the full run's own variation, thread and cache behaviour).
+            // Affordable: the whole exact kernel, timed alternately with the algorithm — run r of each back to back, so
+            // both medians see the same machine (on a shared 2-vCPU VM the speed drifted by 10–30 % between the
+            // algorithm's runs and the exact kernel's when they were timed one after the other: the exact plan of
+            // d = 4, B = 2 read 0.75–0.81× the exact kernel that way, 0.95–0.97× alternated in one process).
             var exact = AttentionAlgorithms.Create("exact");
             var exactSettings = new AttentionSettings { Threads = threads };
-            exactSeconds = Timing.Seconds(() => exact.Compute(problem, exactSettings), repeats).Median;
+            exact.Compute(problem, exactSettings);
+            var exactRuns = new List<double>();
+            var clock = new System.Diagnostics.Stopwatch();
+            result = alg.Compute(problem, settings);
+            runs.Add(Total(result.Certificate));
+            for (int r = 0; r < repeats; r++)
+            {
+                if (r > 0) runs.Add(Total(alg.Compute(problem, settings).Certificate));
+                clock.Restart();
+                exact.Compute(problem, exactSettings);
+                exactRuns.Add(clock.Elapsed.TotalSeconds);
+            }
+            exactSeconds = Spread.Of(exactRuns).Median;
             exactRows = n;
         }
+        else
+        {
+            result = alg.Compute(problem, settings);
+            runs.Add(Total(result.Certificate));
+            for (int r = 1; r < repeats; r++) runs.Add(Total(alg.Compute(problem, settings).Certificate));
+        }
+        var spread = Spread.Of(runs);
+        double seconds = spread.Median;
         double err = Measure.MaxAbsError(problem, result.Output, rows);
         return new BenchRangeReport(alg.Name, n, d, bound, scale, valueBound, dist.ToString().ToLowerInvariant(), causal, settings.EffectiveThreads,
             epsilon, result.Certificate.ErrorBound, err, seconds, repeats, exactSeconds, exactSeconds / seconds,
