@@ -35,16 +35,22 @@ public class WorkingBandTests
     {
         // m = 3001, ε = 1e−4: T ≈ 19.3, so the cluster 12 below the maximum is inside T and outside T′ = T/2; its mass
         // 3000·e^{−12} ≈ 0.018 moves the outputs by ≈ 0.018 if it were dropped.
-        var p = ClusterBelowTheMaximum(64, 3000, 12, causal: false);
-        var alg = (RangeSearchFamily)AttentionAlgorithms.Create("range");
-        alg.AllowExactPlan = false;
-        alg.WidthFraction = 0.5;
-        var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-4, Threads = 2 });
-        var par = RangeTestData.P(r);
+        var par = RunWithinEpsilon(ClusterBelowTheMaximum(64, 3000, 12, causal: false), 0.5, 1e-4);
         Assert.True(par.ThresholdT > 12 && par.WorkingThreshold < 12, $"T = {par.ThresholdT}, T′ = {par.WorkingThreshold}");
         Assert.Equal(64, par.WidenedQueries);
-        Assert.True(TestData.MaxAbsDiff(r.Output, RangeTestData.Reference(p)) <= 1e-4);
-        Assert.True(r.Certificate.ErrorBound <= 1e-4);
+    }
+
+    /// <summary>'range' with the working band forced to <paramref name="fraction"/>·T (range plan only): asserts the output
+    /// within ε of the float64 reference and the certificate within ε; returns the parameters.</summary>
+    private static RangeFamilyParameters RunWithinEpsilon(AttentionProblem<double> p, double fraction, double eps)
+    {
+        var alg = (RangeSearchFamily)AttentionAlgorithms.Create("range");
+        alg.AllowExactPlan = false;
+        alg.WidthFraction = fraction;
+        var r = alg.Compute(p, new AttentionSettings { Epsilon = eps, Threads = 2 });
+        Assert.True(TestData.MaxAbsDiff(r.Output, RangeTestData.Reference(p)) <= eps);
+        Assert.True(r.Certificate.ErrorBound <= eps);
+        return RangeTestData.P(r);
     }
 
     [Fact]
@@ -52,15 +58,8 @@ public class WorkingBandTests
     {
         // Query i sees the maximum key and i cluster keys (mass ≈ i·e^{−12}): the short prefixes keep T′, the long ones
         // exceed the share and are answered with T — through several position trees and the direct tail.
-        var p = ClusterBelowTheMaximum(3001, 3000, 12, causal: true);
-        var alg = (RangeSearchFamily)AttentionAlgorithms.Create("range");
-        alg.AllowExactPlan = false;
-        alg.WidthFraction = 0.5;
-        var r = alg.Compute(p, new AttentionSettings { Epsilon = 1e-4, Threads = 2 });
-        var par = RangeTestData.P(r);
+        var par = RunWithinEpsilon(ClusterBelowTheMaximum(3001, 3000, 12, causal: true), 0.5, 1e-4);
         Assert.True(par.WidenedQueries > 1000 && par.WidenedQueries < 3001, $"widened {par.WidenedQueries}");
-        Assert.True(TestData.MaxAbsDiff(r.Output, RangeTestData.Reference(p)) <= 1e-4);
-        Assert.True(r.Certificate.ErrorBound <= 1e-4);
     }
 
     [Theory]
@@ -79,14 +78,8 @@ public class WorkingBandTests
         for (int j = 0; j < m; j += 5) for (int c = 0; c < d; c++) k[(j + 1 < m ? j + 1 : j) * d + c] = k[j * d + c]; // duplicate pairs
         var v = TestData.Uniform(m * dv, 1e6, 33); // huge V: every dropped weight shows
         var p = new AttentionProblem<double>(q, k, v, n, m, d, dv, 1, 1.0, causal);
-        var alg = (RangeSearchFamily)AttentionAlgorithms.Create("range");
-        alg.AllowExactPlan = false;
-        alg.WidthFraction = fraction;
-        double eps = 1e-2; // 1e−8 relative to ‖V‖∞
-        var r = alg.Compute(p, new AttentionSettings { Epsilon = eps, Threads = 2 });
-        Assert.True(TestData.MaxAbsDiff(r.Output, RangeTestData.Reference(p)) <= eps);
-        Assert.True(r.Certificate.ErrorBound <= eps);
-        Assert.Equal(fraction * RangeTestData.P(r).ThresholdT, RangeTestData.P(r).WorkingThreshold!.Value, 12);
+        var par = RunWithinEpsilon(p, fraction, 1e-2); // ε = 1e−8 relative to ‖V‖∞
+        Assert.Equal(fraction * par.ThresholdT, par.WorkingThreshold!.Value, 12);
     }
 
     [Fact]
