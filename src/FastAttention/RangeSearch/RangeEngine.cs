@@ -404,8 +404,7 @@ internal static class RangeEngine
                     long tailKeys = 0;
                     double hMax = exp is null ? -1 : h * (1 - 64 * U);
                     bool abandoned = false;
-                    double leafWeight = _plain ? 1 : 4;
-                    double expFlops = exp is null ? 0 : 2.0 * exp.Terms * (_dv + 1) + exp.Terms + 8.0 * RowCount(exp) + 4.0 * exp.Degree + 60;
+                    double expFlops = ExpansionFlops(exp);
                     for (int r = 0; r < sample.Length; r++)
                     {
                         // Abandon a traversal whose partial counts (a lower bound on its cost) already exceed the best plan so
@@ -416,8 +415,7 @@ internal static class RangeEngine
                         if (r > 0 && ForcedHalfWidth is null)
                         {
                             double bar = Math.Min(bestSeconds, exactCut);
-                            double work = (st.NodesVisited * _rates.SecondsPerTreeNode + (st.DirectKeys + tailKeys) * leafWeight * _rates.SecondsPerLeafKey
-                                + st.Expansions * expFlops * ExpansionFlopWeight / _rates.ScalarFlopsPerSecond) / _threads;
+                            double work = SampledSeconds(st.NodesVisited, st.DirectKeys + tailKeys, st.Expansions, expFlops) / _threads;
                             double margin = 4 * r >= sample.Length ? 1.25 : 8 * r >= sample.Length ? 2 : 16 * r >= sample.Length ? 4 : double.PositiveInfinity;
                             if (buildSeconds + work * perQuery >= bar || buildSeconds + work * _n / r >= margin * bar) { abandoned = true; break; }
                         }
@@ -487,10 +485,10 @@ internal static class RangeEngine
                 return;
             }
             if (_n < 2 * sample.Length) return; // nothing to gain on tiny problems, and too few queries to tell
-            double hMax = _exp is null ? -1 : _h * (1 - 64 * U), leafWeight = _plain ? 1 : 4;
-            double expFlops = _exp is null ? 0 : 2.0 * _exp.Terms * (_dv + 1) + _exp.Terms + 8.0 * RowCount(_exp) + 4.0 * _exp.Degree + 60;
+            double hMax = _exp is null ? -1 : _h * (1 - 64 * U), expFlops = ExpansionFlops(_exp);
             Span<int> trees = stackalloc int[40];
             var full = new double[sample.Length];
+            var st = new QueryStats(); // cumulative: each query's work is the difference of the counters
             double bestCost = double.PositiveInfinity, best = 1;
             foreach (double lambda in WidthFractions)
             {
@@ -501,7 +499,7 @@ internal static class RangeEngine
                     if (Visible(i) == 0) continue;
                     scratch.SetQuery(_q.AsSpan(i * _d, _d), _scale);
                     scratch.SetMaximum(maxHi[r], maxLo[r]);
-                    var st = new QueryStats();
+                    long nodes0 = st.NodesVisited, direct0 = st.DirectKeys, expansions0 = st.Expansions;
                     int count = Structures(i, trees, out int ts, out int te);
                     scratch.Discard = 0; scratch.KeptEstimate = 0;
                     scratch.TrackDiscard = scratch.EstimateKept = lambda < 1; scratch.DiscardShift = 2 * _slack;
@@ -510,8 +508,7 @@ internal static class RangeEngine
                         scratch.ExpandedCount = 0; scratch.DirectCount = 0;
                         _trees[t].Collect(scratch, scratch.MaxLogit - width - _slack, hMax, _momentMinimum, st);
                     }
-                    double work = st.NodesVisited * _rates.SecondsPerTreeNode + (st.DirectKeys + te - ts) * leafWeight * _rates.SecondsPerLeafKey
-                        + st.Expansions * expFlops * ExpansionFlopWeight / _rates.ScalarFlopsPerSecond;
+                    double work = SampledSeconds(st.NodesVisited - nodes0, st.DirectKeys - direct0 + te - ts, st.Expansions - expansions0, expFlops);
                     if (lambda == 1) full[r] = work;
                     // The kept mass is an estimate (moments are not built yet): with it at face value the sample predicted
                     // 6 % of queries failing at 0.65T where 26 % did (d = 2, n = 2¹⁸, B = 10), so a quarter of the share.
@@ -524,6 +521,17 @@ internal static class RangeEngine
             }
             _workWidth = best * _width;
         }
+
+        /// <summary>Counted float64 flops of evaluating one node expansion (0 without one): the moments' dot products, the
+        /// powers and the centre weight.</summary>
+        private double ExpansionFlops(CentredExpansion? exp) =>
+            exp is null ? 0 : 2.0 * exp.Terms * (_dv + 1) + exp.Terms + 8.0 * RowCount(exp) + 4.0 * exp.Degree + 60;
+
+        /// <summary>One thread's seconds for sampled traversal counts in the planner's units (MachineRates): nodes visited,
+        /// keys summed directly (a compensated key counts as 4), expansions of <paramref name="expFlops"/> each.</summary>
+        private double SampledSeconds(double nodes, double directKeys, double expansions, double expFlops) =>
+            nodes * _rates.SecondsPerTreeNode + directKeys * (_plain ? 1 : 4) * _rates.SecondsPerLeafKey
+            + expansions * expFlops * ExpansionFlopWeight / _rates.ScalarFlopsPerSecond;
 
         /// <summary>Relative error of the exact kernel's numerator and denominator (float64, logits by plain FMA dot
         /// products of s·log₂e·q with k, 2ˣ within 2 ulp, per-block sums and rescalings): ≤ 2(m + 256)u plus the logits'.</summary>

@@ -46,6 +46,16 @@ public class RoundingBoundTests(ITestOutputHelper output)
         var alt = new double[m * d]; for (int j = 0; j < m; j++) for (int c = 0; c < d; c++) alt[j * d + c] = (j % 2 == 0 ? 1e4 : -1e4) + c;
         yield return ("alternating huge V (cancellation)", n, m, d, Uni(n * d, 0.1, 23), Uni(m * d, 0.1, 24), alt, 1);
         yield return ("one key", 3, 1, d, Uni(3 * d, 5, 25), Uni(d, 5, 26), Uni(d, 5, 27), 1);
+        // The small-d path's clamped exp₂ (FusedFloor64/32): one key at the maximum with v = 1, 2999 keys 200 logits below
+        // it with v = −10³⁰ — every one of them weighs the clamp's floor instead of ≈ 0, all in the same direction.
+        {
+            int mf = 3000;
+            var qf = new double[n * 2]; var kf = new double[mf * 2]; var vf = new double[mf];
+            for (int i = 0; i < n; i++) { qf[i * 2] = 10; qf[i * 2 + 1] = 0.01 * i; }
+            kf[0] = 10; vf[0] = 1;
+            for (int j = 1; j < mf; j++) { kf[j * 2] = -10; kf[j * 2 + 1] = 0.001 * (j % 7); vf[j] = -1e30; }
+            yield return ("far keys clamped, huge V of the other sign", n, mf, 2, qf, kf, vf, 1);
+        }
         yield return ("d = 128, peaked", 20, 700, 128, Uni(20 * 128, 1, 28), Uni(700 * 128, 1, 29), Uni(700 * 128, 1, 30), 1);
     }
 
