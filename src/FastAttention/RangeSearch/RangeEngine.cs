@@ -320,7 +320,7 @@ internal static class RangeEngine
             {
                 int key = -1;
                 double before = best;
-                _trees[t].MaxSearch(sc, MaxTolerance, ref best, ref key, st);
+                _trees[t].MaxSearch(sc, MaxTolerance, ref best, ref key, st, _trees[t].MaxSearchBudget);
                 if (key >= 0 && best > before) { bestTree = t; bestKey = key; }
             }
             var kb = bestTree < 0 ? _k.AsSpan(bestKey * _d, _d) : _trees[bestTree].Key(bestKey);
@@ -691,7 +691,7 @@ internal static class RangeEngine
                 WorkingThreshold = _workWidth < _width ? _workWidth : null, WidenedQueries = _workWidth < _width ? stats.Widened : null,
                 NodesVisitedPerQuery = stats.PerQuery(stats.NodesVisited), ExpansionsPerQuery = stats.PerQuery(stats.Expansions),
                 DirectKeysPerQuery = stats.PerQuery(stats.DirectKeys), PrunedPerQuery = stats.PerQuery(stats.Pruned),
-                MaxSearchNodesPerQuery = stats.PerQuery(stats.MaxSearchNodes), DirectKeysFraction = stats.DirectKeys / exactPairs,
+                MaxSearchNodesPerQuery = stats.PerQuery(stats.MaxSearchNodes), ThresholdSearches = stats.ThresholdSearches, DirectKeysFraction = stats.DirectKeys / exactPairs,
                 PredictedDirectKeysPerQuery = _chosen.DirectKeys / _n, PredictedExpansionsPerQuery = _chosen.Expansions / _n,
                 Trees = _trees.Length, TreeNodes = _trees.Sum(t => t.NodeCount), MomentNodes = _trees.Sum(t => t.MomentNodes),
                 OrientedNodes = _trees.Sum(t => t.OrientedNodes), TreeBytes = _trees.Sum(t => t.Bytes),

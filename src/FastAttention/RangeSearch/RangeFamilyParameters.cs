@@ -44,6 +44,9 @@ public sealed record RangeFamilyParameters : AlgorithmParameters
     public double? PrunedPerQuery { get; init; }
     /// <summary>Nodes visited per query by the maximum search (measured).</summary>
     public double? MaxSearchNodesPerQuery { get; init; }
+    /// <summary>Maximum searches whose branch and bound ran out of its node budget and finished by Lemma A.4's binary
+    /// search over thresholds (measured).</summary>
+    public long? ThresholdSearches { get; init; }
     /// <summary>Keys summed directly, as a fraction of the pairs the exact kernel computes (≈ 1: a Θ(n·m) run).</summary>
     public double? DirectKeysFraction { get; init; }
     /// <summary>The sampled prediction of keys summed directly per query (the planner's estimate).</summary>

@@ -379,12 +379,12 @@ internal static class QueryOrder
 /// with a narrower expansion or with the full band T) and the largest number of terms any one query accumulated.</summary>
 internal sealed class QueryStats
 {
-    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes, Redone, Widened, MaxTicks, CollectTicks, AccumulateTicks, DirectRanges;
+    public long Queries, Expansions, NodesVisited, DirectKeys, Pruned, MaxSearchNodes, ThresholdSearches, Redone, Widened, MaxTicks, CollectTicks, AccumulateTicks, DirectRanges;
     public int MaxTerms;
 
     public void Merge(QueryStats o)
     {
-        Queries += o.Queries; Expansions += o.Expansions; NodesVisited += o.NodesVisited; DirectKeys += o.DirectKeys; Pruned += o.Pruned; MaxSearchNodes += o.MaxSearchNodes;
+        Queries += o.Queries; Expansions += o.Expansions; NodesVisited += o.NodesVisited; DirectKeys += o.DirectKeys; Pruned += o.Pruned; MaxSearchNodes += o.MaxSearchNodes; ThresholdSearches += o.ThresholdSearches;
         Redone += o.Redone; Widened += o.Widened; MaxTicks += o.MaxTicks; CollectTicks += o.CollectTicks; AccumulateTicks += o.AccumulateTicks; DirectRanges += o.DirectRanges;
         MaxTerms = Math.Max(MaxTerms, o.MaxTerms);
     }

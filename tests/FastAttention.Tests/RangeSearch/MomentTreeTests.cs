@@ -284,6 +284,138 @@ public class MomentTreeTests
         }
     }
 
+    /// <summary>The maximum of a query over the tree's keys in its own order (the same float64 dot product per key).</summary>
+    private static double BruteMaximum(MomentTree tree, MomentTree.Scratch sc, out double logitScale)
+    {
+        double best = double.NegativeInfinity;
+        logitScale = 0;
+        for (int j = 0; j < tree.Count; j++)
+        {
+            double s = 0, a = 0;
+            for (int c = 0; c < tree.D; c++) { s += sc.A[c] * tree.Key(j)[c]; a += Math.Abs(sc.A[c] * tree.Key(j)[c]); }
+            best = Math.Max(best, s); logitScale = Math.Max(logitScale, a);
+        }
+        return best;
+    }
+
+    private static double KeyLogit(MomentTree tree, MomentTree.Scratch sc, int j)
+    {
+        double s = 0;
+        for (int c = 0; c < tree.D; c++) s += sc.A[c] * tree.Key(j)[c];
+        return s;
+    }
+
+    [Theory]
+    [MemberData(nameof(Sets))]
+    [InlineData("segments", 4)]
+    public void Threshold_search_finds_the_maximum_within_its_tolerance(string kind, int d)
+    {
+        // Lemma A.4's binary search, alone (from no key in hand) and as the branch and bound's fallback (a budget of one
+        // node forces it on every query that opens the root), against the brute-force maximum: the key returned is a real
+        // key with that logit, and no key beats it by more than the tolerance.
+        int m = KeyCount(kind);
+        var k = Keys(kind, m, d, 17 + d, 100);
+        var tree = new MomentTree(k, new double[m], 0, m, d, 1);
+        var sc = tree.CreateScratch();
+        var rng = new Random(18);
+        var q = new double[d];
+        long fallbacks = 0;
+        for (int trial = 0; trial < 40; trial++)
+        {
+            for (int c = 0; c < d; c++) q[c] = (2 * rng.NextDouble() - 1) * 30;
+            if (trial % 7 == 0) Array.Clear(q); // a zero query: every logit ties at 0
+            if (trial % 7 == 1 && d >= 2) { Array.Clear(q); q[0] = 3; q[1] = -3; } // orthogonal to the diagonal
+            sc.SetQuery(q, 1.3);
+            double truth = BruteMaximum(tree, sc, out double scale);
+            double slack = 8 * (d + 2) * U * scale + 1e-300;
+            foreach (bool alone in new[] { true, false })
+            {
+                double best = double.NegativeInfinity; int key = -1;
+                var st = new QueryStats();
+                if (alone) tree.ThresholdSearch(sc, 0.5, double.PositiveInfinity, ref best, ref key, st);
+                else tree.MaxSearch(sc, 0.5, ref best, ref key, st, budget: 1);
+                fallbacks += st.ThresholdSearches;
+                Assert.True(key >= 0 && key < m, $"{kind} d {d}: no key returned");
+                Assert.Equal(KeyLogit(tree, sc, key), best);
+                Assert.True(best >= truth - 0.5 - slack, $"{kind} d {d} ({(alone ? "alone" : "fallback")}): {best:R} < max {truth:R} − 0.5");
+                Assert.True(best <= truth);
+            }
+        }
+        // d ≤ 2 answers from the keys' hull before any node is opened; above it the one-node budget must hand over.
+        if (d >= 3 && kind != "equal") Assert.True(fallbacks > 0, "the budget never handed over to the threshold search");
+    }
+
+    [Theory]
+    [MemberData(nameof(Sets))]
+    public void Emptiness_queries_agree_with_brute_force(string kind, int d)
+    {
+        // One step of Lemma A.4: a witness with logit ≥ t exactly when some key has one (the tree's own dot product,
+        // thresholds at, just above and below keys' logits, and past the maximum).
+        int m = KeyCount(kind);
+        var k = Keys(kind, m, d, 23 + d);
+        var tree = new MomentTree(k, new double[m], 0, m, d, 1);
+        var sc = tree.CreateScratch();
+        var rng = new Random(24);
+        var q = new double[d];
+        var x = new double[m];
+        for (int trial = 0; trial < 25; trial++)
+        {
+            for (int c = 0; c < d; c++) q[c] = 2 * rng.NextDouble() - 1;
+            if (trial % 5 == 0 && d >= 2) { Array.Clear(q); q[0] = 1; q[1] = -1; }
+            sc.SetQuery(q, 2.1);
+            for (int j = 0; j < m; j++) x[j] = KeyLogit(tree, sc, j);
+            var sorted = (double[])x.Clone();
+            Array.Sort(sorted);
+            foreach (double quantile in new[] { 0.0, 0.5, 0.9, 1.0 })
+                foreach (double shift in new[] { 0.0, 1e-9, -1e-9, 0.25 })
+                {
+                    double t = sorted[(int)(quantile * (m - 1))] + shift;
+                    bool exists = x.Any(v => v >= t);
+                    bool found = tree.FirstAtLeast(sc, t, 1e-9, new QueryStats(), out int key, out double logit);
+                    Assert.Equal(exists, found);
+                    if (found) { Assert.True(logit >= t); Assert.Equal(x[key], logit); }
+                    else Assert.Equal(-1, key);
+                }
+        }
+    }
+
+    [Theory]
+    [InlineData("uniform", 2)]
+    [InlineData("uniform", 3)]
+    [InlineData("uniform", 4)]
+    [InlineData("sphere", 3)]
+    [InlineData("strip", 2)]
+    [InlineData("segments", 4)]
+    public void Branch_and_bound_costs_no_more_than_one_counting_query(string kind, int d)
+    {
+        // The branch and bound (cold: no warm start, no hull) against the cheapest certificate any threshold method must
+        // produce — one range-counting query at the maximum plus the tolerance, which visits every node its hyperplane
+        // crosses — and against Lemma A.4's binary search, whose log₂(range/tolerance) steps each pay such a query.
+        int m = 8192;
+        var k = Keys(kind, m, d, 29 + d, 100);
+        var tree = new MomentTree(k, new double[m], 0, m, d, 1);
+        var sc = tree.CreateScratch();
+        var rng = new Random(30);
+        var q = new double[d];
+        long branch = 0, counting = 0, thresholds = 0;
+        for (int trial = 0; trial < 60; trial++)
+        {
+            for (int c = 0; c < d; c++) q[c] = (2 * rng.NextDouble() - 1) * 10;
+            sc.SetQuery(q, 1);
+            double truth = BruteMaximum(tree, sc, out _);
+            var s1 = new QueryStats(); double b1 = double.NegativeInfinity; int k1 = -1;
+            tree.MaxSearch(sc, 0.5, ref b1, ref k1, s1);
+            var s2 = new QueryStats(); double b2 = double.NegativeInfinity; int k2 = -1;
+            tree.ThresholdSearch(sc, 0.5, double.PositiveInfinity, ref b2, ref k2, s2);
+            var s3 = new QueryStats();
+            Assert.Equal(0, tree.CountAtLeast(sc, truth + 0.5 + 1e-9, 1e-9, s3));
+            Assert.Equal(0, s1.ThresholdSearches); // the default budget is never reached here
+            branch += s1.MaxSearchNodes; thresholds += s2.MaxSearchNodes; counting += s3.NodesVisited;
+        }
+        Assert.True(branch <= counting, $"{kind} d {d}: branch and bound {branch} nodes > one counting query {counting}");
+        Assert.True(branch < thresholds, $"{kind} d {d}: branch and bound {branch} nodes ≥ binary search {thresholds}");
+    }
+
     [Fact]
     public void A_constant_coordinate_does_not_disable_the_principal_frame()
     {
