@@ -795,6 +795,23 @@ internal static unsafe class FlashKernel<T, TV, TS>
                 sums[3] += TS.SumAcross(a3); sums[4] += TS.SumAcross(a4); sums[5] += TS.SumAcross(a5);
                 return;
             }
+            // Some row moved past its reference: only that row is redone. The others' P rows and sums (against their
+            // unchanged references) stand — redoing the whole strip row by row had every new record, which large logits
+            // make frequent (about half the blocks at d = 8, B = 100), cost six extra exp₂ passes instead of one.
+            T threshold = T.CreateTruncating(RescaleThreshold);
+            Span<TV> rowSums = [a0, a1, a2, a3, a4, a5];
+            for (int r = 0; r < MicroRows; r++)
+            {
+                T* sr = s + r * stride, pr = p + r * stride;
+                T old = refs[r], bm = MaxRow(sr, count);
+                if (!(bm > old + threshold)) { sums[r] += TS.SumAcross(rowSums[r]); continue; }
+                refs[r] = bm;
+                T alpha = T.Exp2(old - bm);
+                sums[r] *= alpha;
+                ScaleRow(acc + r * accStride, accStride, alpha);
+                sums[r] += ExpRow(sr, pr, count, bm, out _);
+            }
+            return;
         }
         Softmax(s, p, stride, MicroRows, count, refs, sums, acc, accStride);
     }

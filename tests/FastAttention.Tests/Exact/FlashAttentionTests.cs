@@ -284,6 +284,36 @@ public class FlashAttentionTests
     }
 
     [Theory]
+    [InlineData(16)]
+    [InlineData(8)]
+    public void Rows_that_move_their_reference_while_the_rest_of_their_strip_stays(int d)
+    {
+        // Keys ordered by ⟨q, k⟩ for queries of one sign and against it for the other: within each 6-row strip some rows
+        // see every key block beat their reference (redone alone) and the others never do (their strip pass stands), in
+        // patterns that change from strip to strip (i·7 mod 5).
+        int n = 61, m = 2000;
+        var q = new double[n * d];
+        for (int i = 0; i < n; i++)
+        {
+            double sign = (i * 7) % 5 < 2 ? -1 : 1;
+            for (int c = 0; c < d; c++) q[i * d + c] = sign * (1 + 0.01 * ((i + c) % 5));
+        }
+        var k = new double[m * d];
+        for (int j = 0; j < m; j++) for (int c = 0; c < d; c++) k[j * d + c] = -40 + 80.0 * j / m / Math.Sqrt(d) + 0.001 * ((j * 7 + c) % 11);
+        var v = TestData.Uniform(m * d, 1, 5);
+        foreach (bool causal in new[] { false, true })
+        {
+            var p = new AttentionProblem<double>(q, k, v, n, m, d, d, scale: 1, causal: causal);
+            var alg = new FlashAttention { Tuning = new FlashTuning(Path: FlashPath.General, KeyBlock: 64) };
+            double e64 = Error(p, alg.Compute(p, new AttentionSettings { Threads = 2 }).Output);
+            Assert.True(e64 <= 1e-12, $"d={d} causal={causal} f64 error {e64:E3}");
+            var p32 = ToFloat32(p);
+            double e32 = Error(p32, alg.Compute(p32, new AttentionSettings { Threads = 2 }).Output);
+            Assert.True(e32 <= Float32Tolerance(80 * d, m, 1), $"d={d} causal={causal} f32 error {e32:E3}");
+        }
+    }
+
+    [Theory]
     [InlineData(2)]
     [InlineData(16)]
     public unsafe void Extra_memory_at_n_m_65536_d_64_stays_within_64_MiB(int threads)
