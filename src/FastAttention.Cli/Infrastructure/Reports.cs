@@ -82,7 +82,7 @@ internal sealed record PerCallEpsilon(double C5, double W, double C7);
 
 /// <summary><c>fastattn bench exact --json</c>.</summary>
 internal sealed record BenchExactReport(
-    int N, int M, int D, int Threads, string Precision, bool Causal, int Repeats, double Seconds, double SecondsMin, double SecondsMax,
+    int N, int M, int D, int Threads, string Precision, bool Causal, double Bound, int Repeats, double Seconds, double SecondsMin, double SecondsMax,
     double Gflops, double PeakGflops, double FractionOfPeak, double ExpLimitGexps, double KernelGexps, double FractionOfExpLimit,
     double BandwidthGBs, double KernelGBs, double FractionOfBandwidth,
     double? OnnxRuntimeSeconds, double? OnnxRuntimeSecondsMin, double? OnnxRuntimeSecondsMax, double? SpeedupVsOnnxRuntime,

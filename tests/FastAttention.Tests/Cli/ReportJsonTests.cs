@@ -27,8 +27,9 @@ public class ReportJsonTests
         { typeof(RatesFile), "machine source flopsPerSecond expsPerSecond scalarFlopsPerSecond bytesPerSecond secondsPerTreeNode secondsPerLeafKey" },
         { typeof(GradientReport), "oracle oracleIsExact n m d scale entryBound epsilon oracleCalls oracleCallLimit perCallEpsilon paperEpsilon2 aprioriBound guaranteedBound seconds oracleSeconds" },
         { typeof(PerCallEpsilon), "c5 w c7" },
-        // issue 9: bench exact keeps its fields and adds the exp limit, the bandwidth, repeats with min/max and the kernel plan.
-        { typeof(BenchExactReport), "n m d threads precision causal repeats seconds secondsMin secondsMax gflops peakGflops fractionOfPeak expLimitGexps kernelGexps fractionOfExpLimit bandwidthGBs kernelGBs fractionOfBandwidth onnxRuntimeSeconds onnxRuntimeSecondsMin onnxRuntimeSecondsMax speedupVsOnnxRuntime maxAbsErrorVsOnnxRuntime extraBytesAllocated kernel" },
+        // issue 9: bench exact keeps its fields and adds the exp limit, the bandwidth, repeats with min/max and the kernel plan;
+        // issue 11: and the entry bound of Q and K (large logits).
+        { typeof(BenchExactReport), "n m d threads precision causal bound repeats seconds secondsMin secondsMax gflops peakGflops fractionOfPeak expLimitGexps kernelGexps fractionOfExpLimit bandwidthGBs kernelGBs fractionOfBandwidth onnxRuntimeSeconds onnxRuntimeSecondsMin onnxRuntimeSecondsMax speedupVsOnnxRuntime maxAbsErrorVsOnnxRuntime extraBytesAllocated kernel" },
         { typeof(BenchPolynomialReport), "algorithm n m d bound scale causal precision threads seconds exactSeconds speedupVsExact maxAbsError epsilon errorBound degree rank rankPaperBound R exactSampledRows halfSeconds doublingRatio" },
         { typeof(BenchRangeReport), "algorithm n d bound scale valueBound distribution causal threads epsilon errorBound maxAbsError seconds repeats exactSeconds speedupVsExact exactSampledRows peakWorkingSetBytes parameters minSeconds maxSeconds firstRunSeconds" },
         { typeof(BenchBackwardReport), "n m d causal precision threads repeats forwardSeconds backwardSeconds ratio savingForwardSeconds forwardCpuSeconds backwardCpuSeconds savingForwardCpuSeconds cpuRatio cpuRatioVsSavingForward ratioVsSavingForward backwardGflops forwardGflops savingForwardGflops peakGflops backwardFractionOfPeak savingForwardMaxAbsError dqSampledMaxAbsError dqSampledMaxAbs" },
@@ -75,7 +76,7 @@ public class ReportJsonTests
         Assert.Contains("\n", json); // indented, as before
 
         string exact = FastAttention.Cli.Infrastructure.Reports.Json(
-            new BenchExactReport(8, 8, 4, 1, "f64", false, 3, 1e-5, 1e-5, 2e-5, 1, 2, 0.5, 3, 1, 0.33, 10, 1, 0.1, null, null, null, null, null, 0,
+            new BenchExactReport(8, 8, 4, 1, "f64", false, 1, 3, 1e-5, 1e-5, 2e-5, 1, 2, 0.5, 3, 1, 0.33, 10, 1, 0.1, null, null, null, null, null, 0,
                 [new("path", "Prefill"), new("vectorBits", 256)]), ReportJson.Default.BenchExactReport);
         using var e = JsonDocument.Parse(exact);
         Assert.Equal(JsonValueKind.Null, e.RootElement.GetProperty("onnxRuntimeSeconds").ValueKind);

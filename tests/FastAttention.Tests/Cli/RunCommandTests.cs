@@ -136,6 +136,21 @@ public class RunCommandTests
     }
 
     [Fact]
+    public void Bench_exact_scales_the_entries_and_still_agrees_with_onnx_runtime()
+    {
+        // Large logits (|s·q·k| up to 30² = 900 at d = 8): near one-hot rows, the reference moving block after block.
+        var (code, stdout, err) = CliRunner.Run("bench", "exact", "--n", "300", "--d", "8", "--bound", "30", "--json", "--repeats", "1");
+        Assert.True(code == 0, err);
+        using var doc = JsonDocument.Parse(stdout);
+        Assert.Equal(30, doc.RootElement.GetProperty("bound").GetDouble());
+        Assert.True(doc.RootElement.GetProperty("maxAbsErrorVsOnnxRuntime").GetDouble() < 1e-4);
+        var bad = CliRunner.Run("bench", "exact", "--n", "16", "--d", "4", "--bound", "0");
+        Assert.Equal(2, bad.ExitCode);
+        Assert.Contains("--bound", bad.Stderr);
+        Assert.Single(bad.Stderr.Trim().Split('\n'));
+    }
+
+    [Fact]
     public void Bench_exact_rejects_zero_repeats_with_one_line()
     {
         var (code, _, err) = CliRunner.Run("bench", "exact", "--n", "16", "--d", "4", "--repeats", "0");
