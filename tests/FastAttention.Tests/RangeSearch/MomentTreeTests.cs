@@ -66,8 +66,10 @@ public class MomentTreeTests
 
     [Theory]
     [MemberData(nameof(Sets))]
-    public void Range_counts_match_brute_force(string kind, int d)
+    public void Range_counts_and_emptiness_match_brute_force(string kind, int d)
     {
+        // Counting (Theorem 3.1's query) and emptiness with a witness (one step of Lemma A.4's binary search) at
+        // thresholds exactly at keys' logits, just above and below them, and past the maximum.
         int m = KeyCount(kind);
         var k = Keys(kind, m, d, 3 + d);
         var tree = new MomentTree(k, new double[m], 0, m, d, 1);
@@ -87,13 +89,17 @@ public class MomentTreeTests
             foreach (double quantile in new[] { 0.0, 0.3, 0.5, 0.97, 1.0 })
             {
                 double threshold = sorted[(int)(quantile * (m - 1))]; // exactly at a key's logit
-                foreach (double shift in new[] { 0.0, 1e-9, -0.01 })
+                foreach (double shift in new[] { 0.0, 1e-9, -1e-9, -0.01, 0.25 })
                 {
                     double th = threshold + shift;
                     long brute = x.Count(v => v >= th);
                     var st = new QueryStats();
                     long count = tree.CountAtLeast(sc, th, 1e-9, st);
                     Assert.Equal(brute, count);
+                    bool found = tree.FirstAtLeast(sc, th, 1e-9, st, out int key, out double logit);
+                    Assert.Equal(brute > 0, found);
+                    if (found) { Assert.True(logit >= th); Assert.Equal(x[key], logit); }
+                    else Assert.Equal(-1, key);
                 }
             }
         }
@@ -346,40 +352,6 @@ public class MomentTreeTests
     }
 
     [Theory]
-    [MemberData(nameof(Sets))]
-    public void Emptiness_queries_agree_with_brute_force(string kind, int d)
-    {
-        // One step of Lemma A.4: a witness with logit ≥ t exactly when some key has one (the tree's own dot product,
-        // thresholds at, just above and below keys' logits, and past the maximum).
-        int m = KeyCount(kind);
-        var k = Keys(kind, m, d, 23 + d);
-        var tree = new MomentTree(k, new double[m], 0, m, d, 1);
-        var sc = tree.CreateScratch();
-        var rng = new Random(24);
-        var q = new double[d];
-        var x = new double[m];
-        for (int trial = 0; trial < 25; trial++)
-        {
-            for (int c = 0; c < d; c++) q[c] = 2 * rng.NextDouble() - 1;
-            if (trial % 5 == 0 && d >= 2) { Array.Clear(q); q[0] = 1; q[1] = -1; }
-            sc.SetQuery(q, 2.1);
-            for (int j = 0; j < m; j++) x[j] = KeyLogit(tree, sc, j);
-            var sorted = (double[])x.Clone();
-            Array.Sort(sorted);
-            foreach (double quantile in new[] { 0.0, 0.5, 0.9, 1.0 })
-                foreach (double shift in new[] { 0.0, 1e-9, -1e-9, 0.25 })
-                {
-                    double t = sorted[(int)(quantile * (m - 1))] + shift;
-                    bool exists = x.Any(v => v >= t);
-                    bool found = tree.FirstAtLeast(sc, t, 1e-9, new QueryStats(), out int key, out double logit);
-                    Assert.Equal(exists, found);
-                    if (found) { Assert.True(logit >= t); Assert.Equal(x[key], logit); }
-                    else Assert.Equal(-1, key);
-                }
-        }
-    }
-
-    [Theory]
     [InlineData("uniform", 2)]
     [InlineData("uniform", 3)]
     [InlineData("uniform", 4)]
@@ -388,7 +360,7 @@ public class MomentTreeTests
     [InlineData("segments", 4)]
     public void Branch_and_bound_costs_no_more_than_one_counting_query(string kind, int d)
     {
-        // The branch and bound (cold: no warm start, no hull) against the cheapest certificate any threshold method must
+        // The branch and bound (cold: no warm start; at d = 2 it answers from the keys' hull) against the cheapest certificate any threshold method must
         // produce — one range-counting query at the maximum plus the tolerance, which visits every node its hyperplane
         // crosses — and against Lemma A.4's binary search, whose log₂(range/tolerance) steps each pay such a query.
         int m = 8192;
