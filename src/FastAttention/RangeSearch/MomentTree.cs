@@ -868,8 +868,7 @@ internal sealed class MomentTree
             {
                 // Every key of the node is within the tolerance of its maximum: one of them will do (ties, flat nodes).
                 int j = Lo(node);
-                double x = 0;
-                for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
+                double x = KeyLogit(sc, j);
                 if (x > best) { best = x; bestKey = j; }
                 continue;
             }
@@ -877,8 +876,7 @@ internal sealed class MomentTree
             {
                 for (int j = Lo(node); j < Hi(node); j++)
                 {
-                    double x = 0;
-                    for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
+                    double x = KeyLogit(sc, j);
                     if (x > best) { best = x; bestKey = j; }
                 }
                 continue;
@@ -952,9 +950,8 @@ internal sealed class MomentTree
 
     private bool Witness(Scratch sc, double threshold, double slack, QueryStats st, out int key, out double logit)
     {
-        int d = _d, sp = 0;
+        int sp = 0;
         double cut = threshold - slack;
-        var a = sc.A;
         sc.Stack[sp++] = 0;
         while (sp > 0)
         {
@@ -964,8 +961,7 @@ internal sealed class MomentTree
             {
                 for (int j = Lo(node); j < Hi(node); j++)
                 {
-                    double x = 0;
-                    for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
+                    double x = KeyLogit(sc, j);
                     if (x >= threshold) { key = j; logit = x; return true; }
                 }
                 continue;
@@ -989,6 +985,8 @@ internal sealed class MomentTree
         return false;
     }
 
+    /// <summary>The float64 logit s·q·k_j of tree key j (the one dot product every search compares).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private double KeyLogit(Scratch sc, int j)
     {
         double x = 0;
@@ -1006,9 +1004,8 @@ internal sealed class MomentTree
     public long CountAtLeast(Scratch sc, double threshold, double slack, QueryStats st)
     {
         Begin(sc);
-        int d = _d, sp = 0;
+        int sp = 0;
         long count = 0;
-        var a = sc.A;
         sc.Stack[sp++] = 0;
         while (sp > 0)
         {
@@ -1020,11 +1017,7 @@ internal sealed class MomentTree
             if (Left(node) < 0)
             {
                 for (int j = Lo(node); j < Hi(node); j++)
-                {
-                    double x = 0;
-                    for (int c = 0; c < d; c++) x += a[c] * _k[j * d + c];
-                    if (x >= threshold) count++;
-                }
+                    if (KeyLogit(sc, j) >= threshold) count++;
                 continue;
             }
             if (sp + 2 > sc.Stack.Length) Array.Resize(ref sc.Stack, 2 * sc.Stack.Length);

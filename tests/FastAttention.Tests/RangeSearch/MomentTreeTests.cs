@@ -376,7 +376,7 @@ public class MomentTreeTests
             sc.SetQuery(q, 1);
             double truth = BruteMaximum(tree, sc, out _);
             var s1 = new QueryStats(); double b1 = double.NegativeInfinity; int k1 = -1;
-            tree.MaxSearch(sc, 0.5, ref b1, ref k1, s1);
+            tree.MaxSearch(sc, 0.5, ref b1, ref k1, s1, tree.MaxSearchBudget);
             var s2 = new QueryStats(); double b2 = double.NegativeInfinity; int k2 = -1;
             tree.ThresholdSearch(sc, 0.5, double.PositiveInfinity, ref b2, ref k2, s2);
             var s3 = new QueryStats();

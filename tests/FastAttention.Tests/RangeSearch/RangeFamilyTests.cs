@@ -77,6 +77,24 @@ public class RangeFamilyTests
     }
 
     [Theory]
+    [InlineData("sphere", 30.0)]
+    [InlineData("uniform4", 30.0)]
+    [InlineData("constant", 1e4)]
+    public void The_maximum_search_stays_within_its_budget_on_large_sets(string family, double bound)
+    {
+        // d = 3, 4 (no hull): the branch and bound's visits per query stay far below the budget (a quarter of the tree)
+        // that would hand the search to Lemma A.4's binary search, and the outputs meet ε.
+        int n = 120, m = 8192;
+        var (q, k, d) = Family(family, n, m, bound, 41);
+        var p = new AttentionProblem<double>(q, k, TestData.Uniform(m * 2, 1, 9), n, m, d, 2, 1, 1.0);
+        var alg = new RangeSearchAttention { AllowExactPlan = false };
+        RangeTestData.Check(alg, p, 1e-5);
+        var prm = RangeTestData.P(alg.Compute(p, new AttentionSettings { Epsilon = 1e-5, Threads = 1 }));
+        Assert.Equal(0L, prm.ThresholdSearches);
+        Assert.True(prm.MaxSearchNodesPerQuery < prm.TreeNodes!.Value / 16.0, $"{prm.MaxSearchNodesPerQuery} max-search nodes per query of {prm.TreeNodes}");
+    }
+
+    [Theory]
     [InlineData("strip", 30.0, false)]
     [InlineData("rotated-strip", 1e4, false)]
     [InlineData("line", 1e4, false)]
