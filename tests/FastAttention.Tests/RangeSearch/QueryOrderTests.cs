@@ -84,16 +84,24 @@ public class QueryOrderTests
     [InlineData(30, 5000)]
     [InlineData(33, 4097)]
     [InlineData(60, 3000)]
+    [InlineData(64, 3000)]
+    [InlineData(-64, 3000)]
+    [InlineData(-33, 2500)]
     public void Radix_sort_is_a_stable_sort_by_code(int bits, int n)
     {
-        var rng = new Random(bits * 7919 + n);
+        var rng = new Random(Math.Abs(bits) * 7919 + n);
         // Few distinct codes at small widths (many ties), the full width otherwise; the top code and zero included.
+        // 64 bits: codes as unsigned (the d = 1 keys' order keys, negative as longs). Negative `bits`: the same width with
+        // whole digits shared by every code (a constant middle and top), which the sort skips.
+        int w = Math.Abs(bits);
         var codes = new long[n];
-        for (int i = 0; i < n; i++) codes[i] = bits == 0 ? 0 : rng.NextInt64(1L << bits) >> (i % 3 == 0 ? Math.Max(0, bits - 3) : 0);
-        if (n > 2 && bits > 0) { codes[0] = (1L << bits) - 1; codes[1] = 0; }
+        for (int i = 0; i < n; i++)
+            codes[i] = w == 0 ? 0 : w == 64 ? rng.NextInt64() * 2 + rng.Next(2) : rng.NextInt64(1L << w) >> (i % 3 == 0 ? Math.Max(0, w - 3) : 0);
+        if (bits < 0) for (int i = 0; i < n; i++) codes[i] = (codes[i] & 0x3FF) | unchecked((long)0xA5A5_0000_0000_0000UL >> (64 - w) << (64 - w)) | (i % 5 == 0 ? 1L << 20 : 0);
+        if (n > 2 && w > 0 && bits > 0) { codes[0] = w == 64 ? -1 : (1L << w) - 1; codes[1] = 0; }
         var items = Enumerable.Range(0, n).ToArray();
-        var expected = Enumerable.Range(0, n).OrderBy(i => codes[i]).ThenBy(i => i).ToArray(); // stable by construction
-        var sorted = QueryOrder.SortByCode((long[])codes.Clone(), items, bits);
+        var expected = Enumerable.Range(0, n).OrderBy(i => (ulong)codes[i]).ThenBy(i => i).ToArray(); // stable by construction
+        var sorted = QueryOrder.SortByCode((long[])codes.Clone(), items, w);
         Assert.Equal(expected, sorted);
     }
 
