@@ -103,13 +103,18 @@ internal sealed class MomentTree
         }
         _fo = [.. b.Fo]; _fl = [.. b.Fl]; _fp = [.. b.Fp];
         FrameCount = _fp.Length / d;
-        _k = kw; _v = new double[count * dv]; _kT = new double[count * d]; _vT = new double[count * dv];
+        // One column is its own SoA copy: d = 1 keys and dv = 1 values share the array (at d = 1, m = 2²⁰ the copies were
+        // 16 of the tree's 40 bytes per key).
+        _k = kw; _v = new double[count * dv];
+        _kT = d == 1 ? kw : new double[count * d];
+        _vT = dv == 1 ? _v : new double[count * dv];
         _index = perm;
         for (int j = 0; j < count; j++)
         {
-            for (int c = 0; c < d; c++) _kT[c * count + j] = kw[j * d + c];
+            if (d > 1) for (int c = 0; c < d; c++) _kT[c * count + j] = kw[j * d + c];
             int src = perm[j] * dv; // a loop, not Array.Copy: dv is small and a call per key cost 8 % of the build
-            for (int c = 0; c < dv; c++) { double x = v[src + c]; _v[j * dv + c] = x; _vT[c * count + j] = x; }
+            if (dv == 1) _v[j] = v[src];
+            else for (int c = 0; c < dv; c++) { double x = v[src + c]; _v[j * dv + c] = x; _vT[c * count + j] = x; }
         }
         Depth = _depth.Length == 0 ? 0 : _depth.Max();
         // Built on the first maximum search that would open the root (never at B = 1, where the root answers).
@@ -161,7 +166,7 @@ internal sealed class MomentTree
     /// <summary>Largest rounding (units of 2⁻⁵³ relative to Σ_j|u^β||v_j|) of any stored moment, folding included.</summary>
     public double MomentUnits { get; private set; }
     /// <summary>Bytes held (keys and values twice, boxes, frames, moments).</summary>
-    public long Bytes => 8L * (_k.Length + _kT.Length + _v.Length + _vT.Length + _box.Length + _fbox.Length + _fo.Length + _fl.Length + _moments.LongLength) + 24L * NodeCount;
+    public long Bytes => 8L * (_k.Length + (_d == 1 ? 0 : _kT.Length) + _v.Length + (_dv == 1 ? 0 : _vT.Length) + _box.Length + _fbox.Length + _fo.Length + _fl.Length + _moments.LongLength) + 24L * NodeCount;
     public int KeyCount(int node) => Hi(node) - Lo(node);
     /// <summary>Original position of the key at tree position j.</summary>
     public int OriginalIndex(int j) => _index[j];

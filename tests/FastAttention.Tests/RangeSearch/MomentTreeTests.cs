@@ -389,6 +389,25 @@ public class MomentTreeTests
     }
 
     [Fact]
+    public void One_column_keys_and_values_are_stored_once()
+    {
+        // d = 1 keys and dv = 1 values are their own column-major copies: the tree keeps one array of each, and its
+        // sums read the same numbers (the moment and direct-sum tests above cover d = 1 with dv = 1, 2, 4).
+        int m = 1 << 16;
+        var k = TestData.Uniform(m, 10, 1);
+        var v = TestData.Uniform(m, 1, 2);
+        new MomentTree(k, v, 0, m, 1, 1); // warm-up (JIT allocations)
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var tree = new MomentTree(k, v, 0, m, 1, 1);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // Keys, values, positions and the sort's buffers (8 + 8 + 4 + 2·(8 + 4) + 8 bytes per key) plus the nodes'
+        // links, boxes and lists: two more copies of 8 bytes per key would exceed it.
+        long perKey = 8 + 8 + 4 + 24 + 8, nodes = tree.NodeCount;
+        Assert.True(allocated <= perKey * m + 400L * nodes, $"{allocated} bytes for {m} keys and {nodes} nodes");
+        Assert.True(tree.Bytes <= 16L * m + 64L * nodes, $"tree.Bytes = {tree.Bytes}");
+    }
+
+    [Fact]
     public void A_constant_coordinate_does_not_disable_the_principal_frame()
     {
         int m = 3000;
