@@ -66,7 +66,7 @@ internal static class RangeEngine
     /// <summary>Options of one preparation (tests fix H or forbid the exact-kernel plan). <paramref name="CausalOffset"/>:
     /// with a causal mask query i sees keys j ≤ i + o (0 top-left, m − n bottom-right; <see cref="AttentionHead{T}.CausalOffset"/>).</summary>
     public readonly record struct Options(int Threads, MachineRates Rates, int Sample = DefaultSample, double? ForcedHalfWidth = null, bool AllowExact = true,
-        int CausalOffset = 0, bool QueryWeightedSplits = true, double? WidthFraction = null);
+        int CausalOffset = 0, bool QueryWeightedSplits = true, double? WidthFraction = null, int? MaxSearchBudget = null);
 
     /// <summary>Candidate fractions λ of T for the working band T′ = λT (<see cref="Prepared"/> chooses by counting on the
     /// sample; 1 = the a-priori band only).</summary>
@@ -147,6 +147,7 @@ internal static class RangeEngine
         // The working band T′ ≤ T (_width) queries are first answered with, and the dropped-keys share its pruned mass must fit.
         private double _workWidth, _discardBound;
         private readonly double? _widthFraction;
+        private readonly int? _maxSearchBudget;
         private bool _plain;
         private MomentTree[] _trees = [];
         private int[] _blockStart = [], _blockLog = [];
@@ -179,6 +180,7 @@ internal static class RangeEngine
             _offset = causal ? options.CausalOffset : 0;
             _rates = options.Rates; ForcedHalfWidth = options.ForcedHalfWidth; AllowExact = options.AllowExact; _weightedSplits = options.QueryWeightedSplits;
             _widthFraction = options.WidthFraction;
+            _maxSearchBudget = options.MaxSearchBudget;
         }
 
         /// <summary>Geometry, sample and plan; false when V = 0.</summary>
@@ -320,7 +322,7 @@ internal static class RangeEngine
             {
                 int key = -1;
                 double before = best;
-                _trees[t].MaxSearch(sc, MaxTolerance, ref best, ref key, st, _trees[t].MaxSearchBudget);
+                _trees[t].MaxSearch(sc, MaxTolerance, ref best, ref key, st, _maxSearchBudget ?? _trees[t].MaxSearchBudget);
                 if (key >= 0 && best > before) { bestTree = t; bestKey = key; }
             }
             var kb = bestTree < 0 ? _k.AsSpan(bestKey * _d, _d) : _trees[bestTree].Key(bestKey);

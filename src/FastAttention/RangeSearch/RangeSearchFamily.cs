@@ -23,6 +23,10 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     /// choosing it by counting; 1 keeps the a-priori band.</summary>
     internal double? WidthFraction { get; set; }
 
+    /// <summary>Tests only: the maximum search's node budget (<see cref="MomentTree.MaxSearchBudget"/>) instead of a quarter
+    /// of each tree; a small one sends every search to Lemma A.4's binary search.</summary>
+    internal int? MaxSearchBudget { get; set; }
+
     /// <summary>Tests only: false keeps the range-search plan even where the exact kernel is predicted faster.</summary>
     internal bool AllowExactPlan { get; set; } = true;
 
@@ -194,7 +198,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     {
         var (q, k, v) = head.ToDouble();
         return RangeEngine.Prepare(Name, q, k, v, head.N, head.M, head.D, head.Dv, head.Scale, epsilon, typeof(T) != typeof(double), head.Causal,
-            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset, QueryWeightedSplits, WidthFraction));
+            new RangeEngine.Options(threads, rates, sample, ForcedHalfWidth, AllowExactPlan, head.CausalOffset, QueryWeightedSplits, WidthFraction, MaxSearchBudget));
     }
 
     /// <summary>Writes a row-major n×dv output from float64 values.</summary>

@@ -92,6 +92,17 @@ public class RangeFamilyTests
         var prm = RangeTestData.P(alg.Compute(p, new AttentionSettings { Epsilon = 1e-5, Threads = 1 }));
         Assert.Equal(0L, prm.ThresholdSearches);
         Assert.True(prm.MaxSearchNodesPerQuery < prm.TreeNodes!.Value / 16.0, $"{prm.MaxSearchNodesPerQuery} max-search nodes per query of {prm.TreeNodes}");
+        // Every maximum by Lemma A.4's binary search instead (a budget of one node): the certificate still holds, causal
+        // too (bottom-right, so the n = 120 queries see most of the m keys through the position blocks' trees).
+        foreach (bool causal in new[] { false, true })
+        {
+            var pc = causal ? new AttentionProblem<double>(q, k, TestData.Uniform(m * 2, 1, 9), n, m, d, 2, 1, 1.0, causal: true)
+                .WithMask(new AttentionMask { CausalAlignment = CausalAlignment.BottomRight }) : p;
+            var thresholds = new RangeSearchAttention { AllowExactPlan = false, MaxSearchBudget = 1 };
+            RangeTestData.Check(thresholds, pc, 1e-5);
+            var pt = RangeTestData.P(thresholds.Compute(pc, new AttentionSettings { Epsilon = 1e-5, Threads = 1 }));
+            Assert.True(pt.ThresholdSearches > 0, $"causal={causal}: no search handed over");
+        }
     }
 
     [Theory]
