@@ -1098,7 +1098,7 @@ internal sealed class MomentTree
     /// <summary>Adds a pruned node's mass bound to sc.Discard (see <see cref="Scratch.Discard"/>). Out of line: inlined, the
     /// bookkeeping slowed the traversal loop it sits in (d = 2, B = 100: the query phase 0.13 → 0.19 s).</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void AddDiscard(Scratch sc, int count, double u) =>
+    internal static void AddDiscard(Scratch sc, int count, double u) =>
         sc.Discard += count * Numerics.FloatingPoint.ExpUpperBound(u - sc.MaxLogit + sc.DiscardShift);
 
     /// <summary>Adds the mass estimate of <see cref="Scratch.KeptEstimate"/>: count keys with logits spread evenly over

@@ -780,7 +780,7 @@ internal static class RangeEngine
                     for (int c = 0; c < _d; c++) x += a[c] * _k[j * _d + c];
                     if (x < threshold)
                     {
-                        if (sc.TrackDiscard) sc.Discard += Numerics.FloatingPoint.ExpUpperBound(x - sc.MaxLogit + sc.DiscardShift);
+                        if (sc.TrackDiscard) MomentTree.AddDiscard(sc, 1, x); // a skipped tail key, bounded as a pruned node of one
                         continue;
                     }
                     double w = Math.Exp(_scale * RangeErrorBudget.DotMinus(sc.Q, _k.AsSpan(j * _d, _d), sc.YHi, sc.YLo));
