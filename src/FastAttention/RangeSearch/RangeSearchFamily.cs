@@ -240,7 +240,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
 internal static class QueryOrder
 {
     /// <summary>d = 1: queries in ascending order of qᵢ to 32 bits (sign, exponent and the top 20 bits of the mantissa; ties
-    /// in query order), by the radix sort of <see cref="SortByCode"/> — the order is only for cache locality (consecutive
+    /// in query order), by the radix sort of <see cref="SortByCode(long[], int[], int)"/> — the order is only for cache locality (consecutive
     /// queries expand the same nodes), and at n = 2²⁰ Array.Sort of the values took 6 % of the whole run.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static int[] Sorted(double[] q)
@@ -276,6 +276,10 @@ internal static class QueryOrder
         long bits = BitConverter.DoubleToInt64Bits(x);
         return bits >= 0 ? (ulong)bits | (1UL << 63) : ~(ulong)bits;
     }
+
+    /// <summary>The inverse of <see cref="OrderKey"/> (bit for bit, −0 and +0 apart).</summary>
+    internal static double FromOrderKey(ulong code) =>
+        BitConverter.Int64BitsToDouble((long)((code >> 63) != 0 ? code & ~(1UL << 63) : ~code));
 
     /// <summary>d ≥ 2: queries sorted by a Morton (Z-order) code of their direction qᵢ/‖qᵢ‖∞ and their log-norm, each
     /// quantised to the same number of bits: consecutive queries then have nearby directions and norms, so they expand
@@ -357,7 +361,12 @@ internal static class QueryOrder
     /// all codes share skipped (no pass) — so at most ⌈bits/11⌉ stable counting passes. 8-bit digits took 8 passes for
     /// the d = 1 keys' 64-bit codes, and the sorts 15 % of a d = 1 run at n = 2²⁰.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static int[] SortByCode(long[] codes, int[] items, int codeBits)
+    internal static int[] SortByCode(long[] codes, int[] items, int codeBits) => SortByCode(codes, items, codeBits, out _);
+
+    /// <summary><see cref="SortByCode(long[], int[], int)"/>, also handing back the codes in sorted order (one of the two
+    /// arrays it permuted: <paramref name="codes"/> itself or its scratch copy).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static int[] SortByCode(long[] codes, int[] items, int codeBits, out long[] sortedCodes)
     {
         const int Digit = 11, Buckets = 1 << Digit;
         int n = codes.Length, digits = (Math.Max(codeBits, 1) + Digit - 1) / Digit;
@@ -374,8 +383,8 @@ internal static class QueryOrder
             var hist = count.AsSpan(g * Buckets, Buckets);
             if (n == 0 || hist[(int)(((ulong)codes[0] >> (g * Digit)) & (Buckets - 1))] == n) continue; // one digit value: nothing moves
             for (int b = 0, sum = 0; b < Buckets; b++) { int c = hist[b]; hist[b] = sum; sum += c; }
-            codes2 ??= new long[n];
-            items2 ??= new int[n];
+            codes2 ??= GC.AllocateUninitializedArray<long>(n); // every entry is written by the pass
+            items2 ??= GC.AllocateUninitializedArray<int>(n);
             int shift = g * Digit;
             for (int i = 0; i < n; i++)
             {
@@ -385,6 +394,7 @@ internal static class QueryOrder
             (codes, codes2) = (codes2, codes);
             (items, items2) = (items2, items);
         }
+        sortedCodes = codes;
         return items;
     }
 }

@@ -101,8 +101,9 @@ public class QueryOrderTests
         if (n > 2 && w > 0 && bits > 0) { codes[0] = w == 64 ? -1 : (1L << w) - 1; codes[1] = 0; }
         var items = Enumerable.Range(0, n).ToArray();
         var expected = Enumerable.Range(0, n).OrderBy(i => (ulong)codes[i]).ThenBy(i => i).ToArray(); // stable by construction
-        var sorted = QueryOrder.SortByCode((long[])codes.Clone(), items, w);
+        var sorted = QueryOrder.SortByCode((long[])codes.Clone(), items, w, out var sortedCodes);
         Assert.Equal(expected, sorted);
+        Assert.Equal(expected.Select(i => codes[i]).ToArray(), sortedCodes); // the codes handed back follow the items
     }
 
     [Theory]
@@ -122,6 +123,18 @@ public class QueryOrderTests
             Assert.Equal(expected, QueryOrder.Interleave(c, bits, deposit: false));
             Assert.Equal(expected, QueryOrder.Interleave(c, bits, deposit: true));
         }
+    }
+
+    [Fact]
+    public void Order_keys_decode_to_the_same_bits()
+    {
+        // The d = 1 tree decodes its sorted keys from their sorted codes: every double, −0, subnormals and the extremes
+        // included, must come back bit for bit.
+        var rng = new Random(5);
+        var x = new List<double> { double.NegativeInfinity, -double.MaxValue, -double.Epsilon, -0.0, 0.0, double.Epsilon, 2.2250738585072014E-308, double.MaxValue, double.PositiveInfinity };
+        for (int i = 0; i < 5000; i++) x.Add(BitConverter.Int64BitsToDouble(rng.NextInt64(long.MinValue, long.MaxValue)) is var v && double.IsFinite(v) ? v : i);
+        foreach (double v in x)
+            Assert.Equal(BitConverter.DoubleToInt64Bits(v), BitConverter.DoubleToInt64Bits(QueryOrder.FromOrderKey(QueryOrder.OrderKey(v))));
     }
 
     [Fact]
