@@ -624,6 +624,9 @@ internal static class RangeEngine
             // The queries copied in that order: each query's first read is then sequential, not a cache miss into Q.
             var ordered = new double[_n * _d];
             for (int r = 0; r < _n; r++) _q.AsSpan(order[r] * _d, _d).CopyTo(ordered.AsSpan(r * _d, _d));
+            // Rows written in query order and scattered once at the end: written in place, each query's row was a cache miss
+            // into the output (n·dv doubles) interleaved with its traversal.
+            var orderedOut = GC.AllocateUninitializedArray<double>(_n * _dv);
             var rhoWorst = new double[1];
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var stats = RangeSearchFamily.ForQueries(_n, executionThreads,
@@ -642,6 +645,7 @@ internal static class RangeEngine
                     if (Visible(i) == 0)
                     {
                         // Bottom-right alignment with n > m: this row sees no key (zeros, as the exact kernel gives).
+                        orderedOut.AsSpan(r * _dv, _dv).Clear();
                         st.Queries++;
                         continue;
                     }
@@ -664,13 +668,14 @@ internal static class RangeEngine
                     if (!(acc[0] > 0 && double.IsFinite(acc[0])))
                         ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, $"the softmax denominator of query {i} is {acc[0]} (not a positive finite number); this input is outside what the range search certifies.");
                     double inv = 1 / acc[0];
-                    for (int col = 0; col < _dv; col++) output[i * _dv + col] = acc[col + 1] * inv * _vScale;
+                    for (int col = 0; col < _dv; col++) orderedOut[r * _dv + col] = acc[col + 1] * inv * _vScale;
                     worst = Math.Max(worst, rho);
                     st.Queries++;
                     st.MaxTerms = Math.Max(st.MaxTerms, terms);
                 }
                 lock (rhoWorst) rhoWorst[0] = Math.Max(rhoWorst[0], worst);
             });
+            for (int r = 0; r < _n; r++) orderedOut.AsSpan(r * _dv, _dv).CopyTo(output.AsSpan(order[r] * _dv, _dv));
             double querySeconds = clock.Elapsed.TotalSeconds;
             foreach (double x in output)
                 if (!double.IsFinite(x))
