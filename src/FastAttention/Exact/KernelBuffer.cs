@@ -4,9 +4,11 @@ using System.Runtime.InteropServices;
 namespace FastAttention.Exact;
 
 /// <summary>
-/// A kernel's working buffer: rented from <see cref="ArrayPool{T}.Shared"/> (so repeated calls reuse memory instead of
-/// allocating pinned arrays, which cost full garbage collections), pinned for the call, its pointer aligned to 64 bytes (a
-/// cache line: vector loads never straddle two). Contents are unspecified unless cleared at construction.
+/// A kernel's or one call's working buffer: rented from <see cref="ArrayPool{T}.Shared"/> (so repeated calls reuse memory instead of
+/// allocating pinned arrays, which cost full garbage collections, or fresh large arrays, whose every first touch of a page
+/// is a page fault: the range engine's per-call temporaries were 40 % of a d = 1, n = 2²⁰ run's allocations), pinned for
+/// the call, its pointer aligned to 64 bytes (a cache line: vector loads never straddle two). Contents are unspecified
+/// unless cleared at construction.
 /// </summary>
 internal unsafe sealed class KernelBuffer<T> : IDisposable where T : unmanaged
 {
@@ -28,6 +30,9 @@ internal unsafe sealed class KernelBuffer<T> : IDisposable where T : unmanaged
     public T* Pointer { get; }
 
     public long Length { get; }
+
+    /// <summary>The <see cref="Length"/> usable elements as a span (for temporaries read through indices, e.g. a query order).</summary>
+    public Span<T> Span => new(Pointer, checked((int)Length));
 
     public void Dispose()
     {

@@ -87,8 +87,7 @@ public sealed class LowRankAttention : RangeSearchFamily, ISupportsCausalAlignme
             output.Clear();
             return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
-        var (result, terms, parameters) = prepared.Execute(context.Threads, context.Cancellation);
-        for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
+        var (terms, parameters) = prepared.Execute(output, context.Threads, context.Cancellation);
         var p = (parameters as RangeFamilyParameters ?? new RangeFamilyParameters()) with
         {
             Rank = red.Rank, RankQ = red.RankQ, RankK = red.RankK, Projected = red.UseQ ? "Q" : "K",

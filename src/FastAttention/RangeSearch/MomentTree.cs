@@ -76,13 +76,19 @@ internal sealed class MomentTree
             // (at m = 2²⁰ the selections took 10 % of a range run). Ties keep their input order. The sorted keys are
             // decoded from the sorted codes, not gathered through the permutation: at m = 2²⁰ (8 MB of keys) that
             // random gather missed the caches once per key.
-            var codes = GC.AllocateUninitializedArray<long>(count);
-            for (int j = 0; j < count; j++) codes[j] = unchecked((long)QueryOrder.OrderKey(k[start + j]));
+            // The codes and the sort's scratch are pooled (fresh arrays fault every page in), the tree keeps only its own
+            // permutation and keys.
+            using var codeBuffer = new KernelBuffer<long>(count);
+            using var codeScratch = new KernelBuffer<long>(count);
+            using var itemBuffer = new KernelBuffer<int>(count);
+            using var itemScratch = new KernelBuffer<int>(count);
+            Span<long> codes = codeBuffer.Span;
+            Span<int> items = itemBuffer.Span;
+            for (int j = 0; j < count; j++) { codes[j] = unchecked((long)QueryOrder.OrderKey(k[start + j])); items[j] = j; }
+            if (QueryOrder.SortByCode(codes, items, codeScratch.Span, itemScratch.Span, 64)) { codes = codeScratch.Span; items = itemScratch.Span; }
             perm = GC.AllocateUninitializedArray<int>(count);
-            for (int j = 0; j < count; j++) perm[j] = j;
-            perm = QueryOrder.SortByCode(codes, perm, 64, out var sortedCodes);
             kw = GC.AllocateUninitializedArray<double>(count);
-            for (int j = 0; j < count; j++) { kw[j] = QueryOrder.FromOrderKey(unchecked((ulong)sortedCodes[j])); perm[j] += start; }
+            for (int j = 0; j < count; j++) { kw[j] = QueryOrder.FromOrderKey(unchecked((ulong)codes[j])); perm[j] = items[j] + start; }
         }
         else
         {

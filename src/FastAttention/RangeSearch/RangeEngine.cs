@@ -1,4 +1,6 @@
 using FastAttention.Approximation;
+using System.Numerics;
+using FastAttention.Exact;
 
 namespace FastAttention.RangeSearch;
 
@@ -127,8 +129,10 @@ internal static class RangeEngine
         int n, int m, int d, int dv, double scale, double epsilon, bool float32Output, bool causal, Options options, CancellationToken cancel = default)
     {
         var p = Prepare(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, causal, options);
-        if (p is null) return (new double[n * dv], [], new TrivialParameters("V = 0: output 0 exactly"));
-        return p.Execute(options.Threads, cancel);
+        var output = new double[n * dv];
+        if (p is null) return (output, [], new TrivialParameters("V = 0: output 0 exactly"));
+        var (terms, parameters) = p.Execute<double>(output, options.Threads, cancel);
+        return (output, terms, parameters);
     }
 
     /// <summary>One head's prepared Algorithm 1 (see <see cref="Prepare"/>). Moments are built on the first execution.</summary>
@@ -597,11 +601,12 @@ internal static class RangeEngine
 
         /// <summary>Answers every query (moments are built once, on the first execution); returns the output (n×dv,
         /// in the caller's units of V), the certificate's named terms and the parameters with the measured counters.</summary>
-        public (double[] Output, IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) Execute(int threads, CancellationToken cancel)
+        public (IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) Execute<T>(Span<T> output, int threads, CancellationToken cancel)
+            where T : unmanaged, IBinaryFloatingPointIeee754<T>
         {
+            if (output.Length != _n * _dv) throw new ArgumentException("n×dv outputs", nameof(output));
             int executionThreads = Math.Max(1, threads);
-            if (_useExact) return ExecuteExact(executionThreads);
-            var output = new double[_n * _dv];
+            if (_useExact) return ExecuteExact(output, executionThreads);
             lock (_momentGate)
             {
                 if (!_momentsBuilt)
@@ -617,16 +622,23 @@ internal static class RangeEngine
             double evalUnits = (_exp?.EvaluationUnits ?? 0) + momentUnits;
             double hSafe = SafeWidth(evalUnits);
             double hMax = _exp is null ? -1 : _h * (1 - 64 * U);
-            var order = _d == 1 ? QueryOrder.Sorted(_q) : QueryOrder.ByDirection(_q, _n, _d, executionThreads);
-            // Causal: blocks of 2^CausalQueryBlockLog consecutive positions, direction order within each — consecutive
-            // queries then share their prefix's trees, direct tail and small trees in cache.
-            if (_causal) order = QueryOrder.InPositionBlocks(order, CausalQueryBlockLog);
-            // The queries copied in that order: each query's first read is then sequential, not a cache miss into Q.
-            var ordered = new double[_n * _d];
-            for (int r = 0; r < _n; r++) _q.AsSpan(order[r] * _d, _d).CopyTo(ordered.AsSpan(r * _d, _d));
+            // The call's temporaries (query order, ordered queries and rows) are pooled: fresh, they were 40 % of a d = 1,
+            // n = 2²⁰ run's allocations, every page of them a page fault.
+            using var orderBuffer = new KernelBuffer<int>(_n);
+            using var orderedBuffer = new KernelBuffer<double>((long)_n * _d);
+            using var orderedOutBuffer = new KernelBuffer<double>((long)_n * _dv);
+            {
+                var order = orderBuffer.Span;
+                if (_d == 1) QueryOrder.Sorted(_q, order); else QueryOrder.ByDirection(_q, _n, _d, order, executionThreads);
+                // Causal: blocks of 2^CausalQueryBlockLog consecutive positions, direction order within each — consecutive
+                // queries then share their prefix's trees, direct tail and small trees in cache.
+                if (_causal) QueryOrder.InPositionBlocks(order, CausalQueryBlockLog);
+                // The queries copied in that order: each query's first read is then sequential, not a cache miss into Q.
+                var orderedQ = orderedBuffer.Span;
+                for (int r = 0; r < _n; r++) _q.AsSpan(order[r] * _d, _d).CopyTo(orderedQ.Slice(r * _d, _d));
+            }
             // Rows written in query order and scattered once at the end: written in place, each query's row was a cache miss
             // into the output (n·dv doubles) interleaved with its traversal.
-            var orderedOut = GC.AllocateUninitializedArray<double>(_n * _dv);
             var rhoWorst = new double[1];
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var stats = RangeSearchFamily.ForQueries(_n, executionThreads,
@@ -635,6 +647,8 @@ internal static class RangeEngine
                 cancel.ThrowIfCancellationRequested();
                 var (st, sc) = local; // one scratch per thread, reused across its blocks
                 Span<int> trees = stackalloc int[40];
+                Span<int> order = orderBuffer.Span;
+                Span<double> ordered = orderedBuffer.Span, orderedOut = orderedOutBuffer.Span;
                 double worst = 0;
                 for (int r = from; r < to; r++)
                 {
@@ -645,11 +659,11 @@ internal static class RangeEngine
                     if (Visible(i) == 0)
                     {
                         // Bottom-right alignment with n > m: this row sees no key (zeros, as the exact kernel gives).
-                        orderedOut.AsSpan(r * _dv, _dv).Clear();
+                        orderedOut.Slice(r * _dv, _dv).Clear();
                         st.Queries++;
                         continue;
                     }
-                    sc.SetQuery(ordered.AsSpan(r * _d, _d), _scale);
+                    sc.SetQuery(ordered.Slice(r * _d, _d), _scale);
                     int count = Structures(i, trees, out int ts, out int te);
                     // Phase times are diagnostics: one query in TimingStride is timed (its ticks × TimingStride), since a
                     // clock read per phase and query cost ≈ 6 % of the whole run at B = 1 (d = 2, n = 2¹⁸).
@@ -675,11 +689,19 @@ internal static class RangeEngine
                 }
                 lock (rhoWorst) rhoWorst[0] = Math.Max(rhoWorst[0], worst);
             });
-            for (int r = 0; r < _n; r++) orderedOut.AsSpan(r * _dv, _dv).CopyTo(output.AsSpan(order[r] * _dv, _dv));
+            {
+                Span<int> order = orderBuffer.Span;
+                Span<double> rows = orderedOutBuffer.Span;
+                foreach (double x in rows)
+                    if (!double.IsFinite(x))
+                        ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, "a non-finite output appeared (an intermediate overflowed); this is outside what the range search certifies.");
+                for (int r = 0; r < _n; r++)
+                {
+                    int at = order[r] * _dv;
+                    for (int col = 0; col < _dv; col++) output[at + col] = T.CreateTruncating(rows[r * _dv + col]);
+                }
+            }
             double querySeconds = clock.Elapsed.TotalSeconds;
-            foreach (double x in output)
-                if (!double.IsFinite(x))
-                    ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, "a non-finite output appeared (an intermediate overflowed); this is outside what the range search certifies.");
             double rhoTotal = rhoWorst[0] + _rhoGlobal;
             // Terms in units of the scaled V, then back (2^e·(ε/2^e) = ε exactly); V's scaling underflow adds ≤ 2^−1074.
             // With a working band T′ < T the dropped-keys term is the same share: each query's pruned mass at T′ was
@@ -709,7 +731,7 @@ internal static class RangeEngine
                 CollectSeconds = (double)stats.CollectTicks / System.Diagnostics.Stopwatch.Frequency,
                 AccumulateSeconds = (double)stats.AccumulateTicks / System.Diagnostics.Stopwatch.Frequency,
             };
-            return (output, scaledTerms, parameters);
+            return (scaledTerms, parameters);
         }
 
         private int? SearchDimension() => _d < FullDimension ? _d : null;
@@ -719,7 +741,8 @@ internal static class RangeEngine
             + FormattableString.Invariant($" exact:{_exactSeconds:G3}s");
 
         /// <summary>The exact kernel on the scaled V, with its rounding bound as the certificate (no key discarded).</summary>
-        private (double[] Output, IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) ExecuteExact(int threads)
+        private (IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) ExecuteExact<T>(Span<T> destination, int threads)
+            where T : unmanaged, IBinaryFloatingPointIeee754<T>
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var problem = new AttentionProblem<double>(_q, _k, _vs, _n, _m, _d, _dv, 1, _scale, _causal);
@@ -733,7 +756,7 @@ internal static class RangeEngine
             foreach (double x in output)
                 if (!double.IsFinite(x))
                     ThrowHelper.Refused(_name, RefusalReason.NumericalFailure, "a non-finite output appeared in the exact plan; this is outside what the range search certifies.");
-            for (int i = 0; i < output.Length; i++) output[i] *= _vScale;
+            for (int i = 0; i < output.Length; i++) destination[i] = T.CreateTruncating(output[i] * _vScale);
             double rho = ExactRho(), vMax = _budget.VMax;
             var terms = new List<ErrorTerm>
             {
@@ -749,7 +772,7 @@ internal static class RangeEngine
                 MaxSearchNodesPerQuery = 0, DirectKeysFraction = 1, RoundingRho = rho, Trees = _trees.Length, Candidates = CandidateSummary(),
                 BuildSeconds = _buildSeconds, GeometrySeconds = _geometrySeconds, PlanSeconds = _planSeconds, QuerySeconds = clock.Elapsed.TotalSeconds,
             };
-            return (output, ErrorTerms.Scale(terms, _vScale), parameters);
+            return (ErrorTerms.Scale(terms, _vScale), parameters);
         }
 
         /// <summary>Σ over the visible keys into sc.Acc with expansions up to half-width <paramref name="hMax"/> (−1: none);

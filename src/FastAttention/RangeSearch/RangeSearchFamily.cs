@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Numerics;
+using FastAttention.Exact;
 
 namespace FastAttention.RangeSearch;
 
@@ -188,8 +189,7 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
             output.Clear();
             return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
-        var (result, terms, parameters) = prepared.Execute(context.Threads, context.Cancellation);
-        for (int i = 0; i < result.Length; i++) Store(output, i, result[i]);
+        var (terms, parameters) = prepared.Execute(output, context.Threads, context.Cancellation);
         return new HeadExecution(terms, parameters);
     }
 
@@ -239,34 +239,37 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
 /// maximum's tolerance is the reference, i.e. in rounding, inside the certificate).</summary>
 internal static class QueryOrder
 {
-    /// <summary>d = 1: queries in ascending order of qᵢ to 32 bits (sign, exponent and the top 20 bits of the mantissa; ties
-    /// in query order), by the radix sort of <see cref="SortByCode(long[], int[], int)"/> — the order is only for cache locality (consecutive
-    /// queries expand the same nodes), and at n = 2²⁰ Array.Sort of the values took 6 % of the whole run.</summary>
+    /// <summary>d = 1: the queries' indices into <paramref name="order"/> in ascending order of qᵢ to 32 bits (sign, exponent
+    /// and the top 20 bits of the mantissa; ties in query order), by the radix sort of
+    /// <see cref="SortByCode(Span{long}, Span{int}, Span{long}, Span{int}, int)"/> — the order is only for cache locality
+    /// (consecutive queries expand the same nodes), and at n = 2²⁰ Array.Sort of the values took 6 % of the whole run.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static int[] Sorted(double[] q)
+    public static void Sorted(ReadOnlySpan<double> q, Span<int> order)
     {
         int n = q.Length;
-        var order = new int[n];
-        var codes = new long[n];
+        if (order.Length != n) throw new ArgumentException("one entry per query", nameof(order));
+        using var codes = new KernelBuffer<long>(n);
+        var c = codes.Span;
         for (int i = 0; i < n; i++)
         {
             order[i] = i;
-            codes[i] = (long)(OrderKey(q[i]) >> 32);
+            c[i] = (long)(OrderKey(q[i]) >> 32);
         }
-        return SortByCode(codes, order, 32);
+        SortInPlace(c, order, 32);
     }
 
     /// <summary>The order regrouped into blocks of 2^<paramref name="blockLog"/> consecutive positions (ascending), the given
-    /// order kept within each block: a stable counting sort by position >> blockLog, O(n).</summary>
-    public static int[] InPositionBlocks(int[] order, int blockLog)
+    /// order kept within each block, in place: a stable counting sort by position >> blockLog, O(n).</summary>
+    public static void InPositionBlocks(Span<int> order, int blockLog)
     {
         int n = order.Length, blocks = (int)(((long)n + (1L << blockLog) - 1) >> blockLog);
         var start = new int[blocks + 1];
         foreach (int i in order) start[(i >> blockLog) + 1]++;
         for (int b = 0; b < blocks; b++) start[b + 1] += start[b];
-        var result = new int[n];
-        foreach (int i in order) result[start[i >> blockLog]++] = i;
-        return result;
+        using var result = new KernelBuffer<int>(n);
+        var r = result.Span;
+        foreach (int i in order) r[start[i >> blockLog]++] = i;
+        r.CopyTo(order);
     }
 
     /// <summary>The bits of x as an unsigned integer that orders finite doubles as their values do (−0 just below +0): the
@@ -286,17 +289,18 @@ internal static class QueryOrder
     /// the same nodes (the band of relevant keys lies at the keys' extreme in the query's direction, its thickness ∝ 1/‖q‖)
     /// and read the same moments from cache.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)] // runs once per execution: its loops would otherwise run as OSR code
-    public static int[] ByDirection(double[] q, int n, int d, int threads = 1)
+    public static void ByDirection(double[] q, int n, int d, Span<int> order, int threads = 1)
     {
-        var codes = new long[n];
-        var order = new int[n];
-        var logNorm = new double[n];
+        if (order.Length != n) throw new ArgumentException("one entry per query", nameof(order));
+        using var codeBuffer = new KernelBuffer<long>(n);
+        using var logNormBuffer = new KernelBuffer<double>(n);
         const int Chunk = 8192;
         int chunks = (n + Chunk - 1) / Chunk;
         var options = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, threads) };
         var los = new double[chunks]; var his = new double[chunks];
         Parallel.For(0, chunks, options, k =>
         {
+            var logNorm = logNormBuffer.Span;
             double lo = double.PositiveInfinity, hi = double.NegativeInfinity;
             for (int i = k * Chunk, end = Math.Min(n, i + Chunk); i < end; i++)
             {
@@ -317,9 +321,10 @@ internal static class QueryOrder
         Parallel.For(0, chunks, options, k =>
         {
             Span<long> cells = stackalloc long[d + 1];
+            var codes = codeBuffer.Span;
+            var logNorm = logNormBuffer.Span;
             for (int i = k * Chunk, end = Math.Min(n, i + Chunk); i < end; i++)
             {
-                order[i] = i;
                 double mx = 0;
                 for (int c = 0; c < d; c++) mx = Math.Max(mx, Math.Abs(q[i * d + c]));
                 for (int c = 0; c < d; c++)
@@ -331,7 +336,8 @@ internal static class QueryOrder
                 codes[i] = Interleave(cells, bits, deposit: true);
             }
         });
-        return SortByCode(codes, order, bits * (d + 1));
+        for (int i = 0; i < n; i++) order[i] = i;
+        SortInPlace(codeBuffer.Span, order, bits * (d + 1));
     }
 
     /// <summary>The Morton code of the cells (each below 2^<paramref name="bits"/>): bit b of cell c at position
@@ -359,43 +365,48 @@ internal static class QueryOrder
     /// <summary>The items ordered by their codes (each below 2^<paramref name="codeBits"/>; 64: any bits), ties in item
     /// order: an LSD radix sort in 11-bit digits — every digit's histogram from one read of the codes, and a digit that
     /// all codes share skipped (no pass) — so at most ⌈bits/11⌉ stable counting passes. 8-bit digits took 8 passes for
-    /// the d = 1 keys' 64-bit codes, and the sorts 15 % of a d = 1 run at n = 2²⁰.</summary>
+    /// the d = 1 keys' 64-bit codes, and the sorts 15 % of a d = 1 run at n = 2²⁰. Each pass moves the pairs between
+    /// (codes, items) and the scratch (codes2, items2), all of one length; returns true when the sorted pairs end in the
+    /// scratch (an odd number of passes), false when in (codes, items).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static int[] SortByCode(long[] codes, int[] items, int codeBits) => SortByCode(codes, items, codeBits, out _);
-
-    /// <summary><see cref="SortByCode(long[], int[], int)"/>, also handing back the codes in sorted order (one of the two
-    /// arrays it permuted: <paramref name="codes"/> itself or its scratch copy).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static int[] SortByCode(long[] codes, int[] items, int codeBits, out long[] sortedCodes)
+    internal static bool SortByCode(Span<long> codes, Span<int> items, Span<long> codes2, Span<int> items2, int codeBits)
     {
         const int Digit = 11, Buckets = 1 << Digit;
         int n = codes.Length, digits = (Math.Max(codeBits, 1) + Digit - 1) / Digit;
+        if (items.Length != n || codes2.Length != n || items2.Length != n) throw new ArgumentException("codes, items and their scratch must have one length");
         var count = new int[digits * Buckets];
         for (int i = 0; i < n; i++)
         {
             ulong c = (ulong)codes[i];
             for (int g = 0; g < digits; g++) count[g * Buckets + (int)((c >> (g * Digit)) & (Buckets - 1))]++;
         }
-        long[]? codes2 = null;
-        int[]? items2 = null;
+        bool inScratch = false;
         for (int g = 0; g < digits; g++)
         {
             var hist = count.AsSpan(g * Buckets, Buckets);
             if (n == 0 || hist[(int)(((ulong)codes[0] >> (g * Digit)) & (Buckets - 1))] == n) continue; // one digit value: nothing moves
             for (int b = 0, sum = 0; b < Buckets; b++) { int c = hist[b]; hist[b] = sum; sum += c; }
-            codes2 ??= GC.AllocateUninitializedArray<long>(n); // every entry is written by the pass
-            items2 ??= GC.AllocateUninitializedArray<int>(n);
             int shift = g * Digit;
             for (int i = 0; i < n; i++)
             {
                 int at = hist[(int)(((ulong)codes[i] >> shift) & (Buckets - 1))]++;
                 codes2[at] = codes[i]; items2[at] = items[i];
             }
-            (codes, codes2) = (codes2, codes);
-            (items, items2) = (items2, items);
+            var tc = codes; codes = codes2; codes2 = tc;
+            var ti = items; items = items2; items2 = ti;
+            inScratch = !inScratch;
         }
-        sortedCodes = codes;
-        return items;
+        return inScratch;
+    }
+
+    /// <summary><see cref="SortByCode(Span{long}, Span{int}, Span{long}, Span{int}, int)"/> with pooled scratch, the sorted
+    /// items left in <paramref name="items"/> (the codes are left permuted, sorted or not).</summary>
+    internal static void SortInPlace(Span<long> codes, Span<int> items, int codeBits)
+    {
+        int n = codes.Length;
+        using var codes2 = new KernelBuffer<long>(n);
+        using var items2 = new KernelBuffer<int>(n);
+        if (SortByCode(codes, items, codes2.Span, items2.Span, codeBits)) items2.Span.CopyTo(items);
     }
 }
 

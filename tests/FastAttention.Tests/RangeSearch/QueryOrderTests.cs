@@ -65,7 +65,8 @@ public class QueryOrderTests
 
     private static void CheckOrder(double[] q, int n, int d, bool normsSpread)
     {
-        var order = QueryOrder.ByDirection(q, n, d);
+        var order = new int[n];
+        QueryOrder.ByDirection(q, n, d, order);
         var codes = ReferenceCodes(q, n, d);
         Assert.Equal(Enumerable.Range(0, n), order.Order());
         for (int r = 1; r < n; r++) Assert.True(codes[order[r - 1]] <= codes[order[r]], $"rank {r}: code {codes[order[r]]} follows {codes[order[r - 1]]}");
@@ -101,9 +102,15 @@ public class QueryOrderTests
         if (n > 2 && w > 0 && bits > 0) { codes[0] = w == 64 ? -1 : (1L << w) - 1; codes[1] = 0; }
         var items = Enumerable.Range(0, n).ToArray();
         var expected = Enumerable.Range(0, n).OrderBy(i => (ulong)codes[i]).ThenBy(i => i).ToArray(); // stable by construction
-        var sorted = QueryOrder.SortByCode((long[])codes.Clone(), items, w, out var sortedCodes);
-        Assert.Equal(expected, sorted);
-        Assert.Equal(expected.Select(i => codes[i]).ToArray(), sortedCodes); // the codes handed back follow the items
+        long[] work = (long[])codes.Clone(), codeScratch = new long[n];
+        int[] itemScratch = new int[n];
+        bool inScratch = QueryOrder.SortByCode(work, items, codeScratch, itemScratch, w);
+        Assert.Equal(expected, inScratch ? itemScratch : items);
+        Assert.Equal(expected.Select(i => codes[i]).ToArray(), inScratch ? codeScratch : work); // the codes follow the items
+        // The pooled form leaves the sorted items in place, whichever buffer the passes ended in.
+        var inPlace = Enumerable.Range(0, n).ToArray();
+        QueryOrder.SortInPlace((long[])codes.Clone(), inPlace, w);
+        Assert.Equal(expected, inPlace);
     }
 
     [Theory]
@@ -155,7 +162,8 @@ public class QueryOrderTests
         var q = new double[n];
         for (int i = 0; i < n; i++)
             q[i] = (i % 7) switch { 0 => 0.0, 1 => -0.0, 2 => 1e200 * (rng.NextDouble() - 0.5), 3 => q[Math.Max(0, i - 3)], _ => 200 * rng.NextDouble() - 100 };
-        var order = QueryOrder.Sorted(q);
+        var order = new int[n];
+        QueryOrder.Sorted(q, order);
         var seen = new bool[n];
         foreach (int i in order) { Assert.False(seen[i], $"query {i} twice"); seen[i] = true; }
         for (int t = 0; t + 1 < n; t++)
@@ -172,7 +180,8 @@ public class QueryOrderTests
     {
         var rng = new Random(n + blockLog);
         var order = Enumerable.Range(0, n).OrderBy(_ => rng.Next()).ToArray();
-        var blocked = QueryOrder.InPositionBlocks(order, blockLog);
+        var blocked = (int[])order.Clone();
+        QueryOrder.InPositionBlocks(blocked, blockLog);
         Assert.Equal(Enumerable.Range(0, n), blocked.OrderBy(x => x)); // a permutation
         for (int r = 1; r < n; r++) Assert.True(blocked[r - 1] >> blockLog <= blocked[r] >> blockLog, $"block order broken at {r}");
         // Within a block, the given order: positions of one block appear in blocked as they did in order.
