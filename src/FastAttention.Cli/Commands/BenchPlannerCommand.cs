@@ -104,7 +104,8 @@ internal static class BenchPlannerCommand
             var outcome = alg.TryPlan(p, settings);
             if (!outcome.Succeeded) { byName.Add($"{name}: refused ({outcome.Refusal!.Reason})"); continue; }
             AttentionResult<double> result;
-            try { result = outcome.Plan!.Execute(); }
+            using var plan = outcome.Plan!;
+            try { result = plan.Execute(); }
             catch (AttentionRefusedException e) { byName.Add($"{name}: refused after run ({e.Reason})"); continue; }
             double secs = clock.Elapsed.TotalSeconds;
             double e2 = Infrastructure.Measure.MaxAbsError(p, result.Output, sample);

@@ -87,7 +87,7 @@ internal static class RunCommand
         var context = CliContext.Current;
         var result = LongWork.Run($"{alg.Name} attention", progress =>
         {
-            var plan = alg.Plan(problem, settings with { Progress = progress });
+            using var plan = alg.Plan(problem, settings with { Progress = progress });
             // Said before starting: a run the planner predicts to take longer than an hour.
             if (plan.PredictedSeconds > 3600)
             {

@@ -132,7 +132,7 @@ internal static class ScalingExperimentCommand
                 for (int b = 0; b < batch; b++)
                 {
                     var sw = Stopwatch.StartNew();
-                    var plan = alg.Plan(problem, settings);
+                    using var plan = alg.Plan(problem, settings);
                     planSeconds += sw.Elapsed.TotalSeconds;
                     var cert = plan.Execute(output);
                     total += sw.Elapsed.TotalSeconds;

@@ -167,7 +167,8 @@ public static class Attention
             fixed (T* pv = value) Copy(pv, p.VBatchStride, p.VHeadStride, p.VRowStride, p.Batch, p.Heads, p.M, p.Dv, v, gather: true);
         }
         var problem = new AttentionProblem<T>(q, k, v, p.N, p.M, p.D, p.Dv, heads, p.Scale, causal);
-        var certificate = algorithm.Plan(problem, settings).Execute(output);
+        ErrorCertificate certificate;
+        using (var plan = algorithm.Plan(problem, settings)) certificate = plan.Execute(output);
         unsafe
         {
             fixed (T* po = destination) Copy(po, p.OBatchStride, p.OHeadStride, p.ORowStride, p.Batch, p.Heads, p.N, p.Dv, output, gather: false);

@@ -102,7 +102,11 @@ public abstract class AttentionAlgorithm
     /// during the run may leave the bound above ε); no output is returned.</exception>
     /// <exception cref="OperationCanceledException">The settings' token was cancelled.</exception>
     public AttentionResult<T> Compute<T>(AttentionProblem<T> problem, AttentionSettings? settings = null)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> => Plan(problem, settings).Execute();
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        using var plan = Plan(problem, settings);
+        return plan.Execute();
+    }
 
     /// <summary>Plans and executes into <paramref name="destination"/> ([heads, n, dv], row-major).</summary>
     /// <param name="problem">Q [heads, n, d], K [heads, m, d], V [heads, m, dv], row-major.</param>
@@ -115,7 +119,11 @@ public abstract class AttentionAlgorithm
     /// <exception cref="OperationCanceledException">The settings' token was cancelled; the destination's contents are
     /// unspecified.</exception>
     public ErrorCertificate Compute<T>(AttentionProblem<T> problem, Span<T> destination, AttentionSettings? settings = null)
-        where T : unmanaged, IBinaryFloatingPointIeee754<T> => Plan(problem, settings).Execute(destination);
+        where T : unmanaged, IBinaryFloatingPointIeee754<T>
+    {
+        using var plan = Plan(problem, settings);
+        return plan.Execute(destination);
+    }
 
     /// <summary>Plans one head: checks that the algorithm can certify ε, chooses its parameters, counts its work.
     /// Refuses by throwing <see cref="AttentionRefusedException"/> (caught at the plan boundary and returned typed).</summary>

@@ -38,6 +38,13 @@ public sealed class HeadPlan
     internal AttentionAlgorithm Owner { get; }
     /// <summary>Whatever the algorithm prepared while planning (its parameter object, a built structure), reused by execution.</summary>
     internal object? State { get; }
+
+    /// <summary>Returns what <see cref="State"/> holds in pooled memory (through the planner's wrapper to the chosen head's).</summary>
+    internal void Release()
+    {
+        if (State is IDisposable d) d.Dispose();
+        else if (State is HeadPlan chosen) chosen.Release();
+    }
 }
 
 /// <summary>What executing one head reports back: the bound's terms recomputed from the run and the parameters
@@ -79,9 +86,15 @@ public readonly record struct ExecutionContext(AttentionSettings Settings, doubl
 /// An immutable plan for a whole problem: one <see cref="HeadPlan"/> per head (heads are planned independently, so a
 /// model's heads may get different parameters — or, under <c>auto</c>, different algorithms). Execute it into a
 /// caller's buffer to get the output and its <see cref="ErrorCertificate"/>. A plan may be executed more than once.
+/// Dispose it when done: the structures its heads prepared (the range family's moments) live in pooled memory, which
+/// <see cref="Dispose"/> hands to the next plan instead of leaving it to the garbage collector (a fresh array of that
+/// size costs a page fault per 4 KiB page); an undisposed plan is collected as usual. <see cref="AttentionAlgorithm.Compute{T}(AttentionProblem{T}, AttentionSettings?)"/>
+/// disposes the plan it makes.
 /// </summary>
-public sealed class AttentionPlan<T> where T : unmanaged, IBinaryFloatingPointIeee754<T>
+public sealed class AttentionPlan<T> : IDisposable where T : unmanaged, IBinaryFloatingPointIeee754<T>
 {
+    private int _disposed;
+
     internal AttentionPlan(AttentionAlgorithm algorithm, AttentionProblem<T> problem, AttentionProblem<T> planned, int valueExponent,
         AttentionSettings settings, IReadOnlyList<HeadPlan> heads, TimeSpan planningTime, IReadOnlyList<string> notes)
     {
@@ -122,7 +135,20 @@ public sealed class AttentionPlan<T> where T : unmanaged, IBinaryFloatingPointIe
     }
 
     /// <summary>Runs the plan into <paramref name="destination"/> ([heads, n, dv], row-major) and returns the certificate.</summary>
-    public ErrorCertificate Execute(Span<T> destination) => Algorithm.ExecutePlan(this, destination);
+    /// <exception cref="ObjectDisposedException">The plan was disposed.</exception>
+    public ErrorCertificate Execute(Span<T> destination)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        return Algorithm.ExecutePlan(this, destination);
+    }
+
+    /// <summary>Returns the pooled memory of the heads' prepared structures. An execution in progress keeps what it
+    /// reads until it ends; executing afterwards throws <see cref="ObjectDisposedException"/>. Idempotent.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        foreach (var head in Heads) head.Release();
+    }
 
     /// <summary>Runs the plan into a new array.</summary>
     public AttentionResult<T> Execute()

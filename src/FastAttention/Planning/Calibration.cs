@@ -82,6 +82,7 @@ public static class Calibration
         var plan = alg.PlanHeadFor(head, new PlanningContext(settings, settings.Epsilon!.Value, 1, MeasureCost: true));
         var output = new double[p.OutputLength];
         double t = Best(() => alg.ExecuteHeadFor(plan, head, output, new ExecutionContext(settings, settings.Epsilon.Value, 1, null)));
+        plan.Release(); // the prepared structure's pooled moments
         return (plan.Cost.TreeNodes, plan.Cost.LeafKeys, plan.Cost.ScalarFlops, t);
     }
 

@@ -58,7 +58,10 @@ public sealed class LowRankAttention : RangeSearchFamily, ISupportsCausalAlignme
     private protected override bool SamplesBySubproblem => false;
 
     /// <summary>A plan's state: the reduction and Algorithm 1 prepared on it.</summary>
-    private sealed record Reduced(Reduction Reduction, RangeEngine.Prepared Prepared);
+    private sealed record Reduced(Reduction Reduction, RangeEngine.Prepared Prepared) : IDisposable
+    {
+        public void Dispose() => Prepared.Dispose();
+    }
 
     private RangeEngine.Prepared? PrepareReduced<T>(AttentionHead<T> head, Reduction red, double[] v, int threads, MachineRates rates, int sample)
         where T : unmanaged, System.Numerics.IBinaryFloatingPointIeee754<T> =>
@@ -87,7 +90,9 @@ public sealed class LowRankAttention : RangeSearchFamily, ISupportsCausalAlignme
             output.Clear();
             return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
-        var (terms, parameters) = prepared.Execute(output, context.Threads, context.Cancellation);
+        IReadOnlyList<ErrorTerm> terms; AlgorithmParameters parameters;
+        try { (terms, parameters) = prepared.Execute(output, context.Threads, context.Cancellation); }
+        finally { if (plan.State is not Reduced) prepared.Dispose(); } // prepared for this run only: its moments go back to the pool
         var p = (parameters as RangeFamilyParameters ?? new RangeFamilyParameters()) with
         {
             Rank = red.Rank, RankQ = red.RankQ, RankK = red.RankK, Projected = red.UseQ ? "Q" : "K",

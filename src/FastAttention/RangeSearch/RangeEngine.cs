@@ -131,12 +131,16 @@ internal static class RangeEngine
         var p = Prepare(name, q, k, v, n, m, d, dv, scale, epsilon, float32Output, causal, options);
         var output = new double[n * dv];
         if (p is null) return (output, [], new TrivialParameters("V = 0: output 0 exactly"));
-        var (terms, parameters) = p.Execute<double>(output, options.Threads, cancel);
-        return (output, terms, parameters);
+        using (p)
+        {
+            var (terms, parameters) = p.Execute<double>(output, options.Threads, cancel);
+            return (output, terms, parameters);
+        }
     }
 
-    /// <summary>One head's prepared Algorithm 1 (see <see cref="Prepare"/>). Moments are built on the first execution.</summary>
-    internal sealed class Prepared
+    /// <summary>One head's prepared Algorithm 1 (see <see cref="Prepare"/>). Moments are built on the first execution, in
+    /// pooled memory that <see cref="Dispose"/> returns (its plan's Dispose calls it).</summary>
+    internal sealed class Prepared : IDisposable
     {
         private readonly string _name;
         private readonly double[] _q, _k, _v;
@@ -174,7 +178,8 @@ internal static class RangeEngine
         private readonly object _momentGate = new();
         /// <summary>d before <see cref="DropZeroCoordinates"/> (the search runs in _d ≤ it).</summary>
         public int FullDimension { get; init; }
-        private bool _momentsBuilt;
+        private bool _momentsBuilt, _disposed;
+        private int _executing;
 
         public Prepared(string name, double[] q, double[] k, double[] v, int n, int m, int d, int dv, double scale, double epsilon,
             bool float32, bool causal, Options options)
@@ -609,6 +614,7 @@ internal static class RangeEngine
             if (_useExact) return ExecuteExact(output, executionThreads);
             lock (_momentGate)
             {
+                ObjectDisposedException.ThrowIf(_disposed, this);
                 if (!_momentsBuilt)
                 {
                     var build = System.Diagnostics.Stopwatch.StartNew();
@@ -617,7 +623,37 @@ internal static class RangeEngine
                     _buildSeconds += build.Elapsed.TotalSeconds;
                     _momentsBuilt = true;
                 }
+                _executing++;
             }
+            try { return Answer(output, executionThreads, cancel); }
+            finally
+            {
+                lock (_momentGate)
+                    if (--_executing == 0 && _disposed) ReleaseMoments();
+            }
+        }
+
+        /// <summary>Returns the trees' pooled moments; an execution in progress keeps them until it ends. Executing
+        /// afterwards throws <see cref="ObjectDisposedException"/>.</summary>
+        public void Dispose()
+        {
+            lock (_momentGate)
+            {
+                _disposed = true;
+                if (_executing == 0) ReleaseMoments();
+            }
+        }
+
+        private void ReleaseMoments()
+        {
+            foreach (var t in _trees) t.ReleaseMoments();
+            _momentsBuilt = false;
+        }
+
+        /// <summary>Every query answered from the built moments (see <see cref="Execute"/>).</summary>
+        private (IReadOnlyList<ErrorTerm> Terms, AlgorithmParameters Parameters) Answer<T>(Span<T> output, int executionThreads, CancellationToken cancel)
+            where T : unmanaged, IBinaryFloatingPointIeee754<T>
+        {
             double momentUnits = _trees.Length == 0 ? 0 : _trees.Max(t => t.MomentUnits);
             double evalUnits = (_exp?.EvaluationUnits ?? 0) + momentUnits;
             double hSafe = SafeWidth(evalUnits);

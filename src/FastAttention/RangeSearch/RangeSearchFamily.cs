@@ -183,14 +183,22 @@ public abstract class RangeSearchFamily : AttentionAlgorithm
     /// <summary>vector, range: executes the prepared engine (prepared now when the plan did not).</summary>
     private protected HeadExecution ExecuteWithEngine<T>(HeadPlan plan, AttentionHead<T> head, Span<T> output, ExecutionContext context) where T : unmanaged, IBinaryFloatingPointIeee754<T>
     {
-        var prepared = plan.State as RangeEngine.Prepared ?? PrepareEngine(head, context.Epsilon, context.Threads, context.Settings.EffectiveRates, RangeEngine.DefaultSample);
+        var planned = plan.State as RangeEngine.Prepared;
+        var prepared = planned ?? PrepareEngine(head, context.Epsilon, context.Threads, context.Settings.EffectiveRates, RangeEngine.DefaultSample);
         if (prepared is null)
         {
             output.Clear();
             return new HeadExecution([], new TrivialParameters("V = 0: output 0 exactly"));
         }
-        var (terms, parameters) = prepared.Execute(output, context.Threads, context.Cancellation);
-        return new HeadExecution(terms, parameters);
+        try
+        {
+            var (terms, parameters) = prepared.Execute(output, context.Threads, context.Cancellation);
+            return new HeadExecution(terms, parameters);
+        }
+        finally
+        {
+            if (planned is null) prepared.Dispose(); // prepared for this run only: its moments go back to the pool
+        }
     }
 
     /// <summary>vector, range: the engine's preparation for one head (null when V = 0).</summary>

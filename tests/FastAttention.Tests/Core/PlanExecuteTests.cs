@@ -129,6 +129,26 @@ public class PlanExecuteTests
     }
 
     [Fact]
+    public void A_disposed_plan_refuses_to_execute_and_a_second_dispose_is_harmless()
+    {
+        // d = 1, B = 100: a range-search plan (not the exact fallback), whose moments live in pooled memory.
+        var p = TestData.Problem(4000, 4000, 1, 2, 100, 81);
+        var settings = new AttentionSettings { Epsilon = 1e-6, Threads = 2 };
+        var plan = new RangeSearchAttention().Plan(p, settings);
+        var first = plan.Execute();
+        Assert.Equal("range search", first.Certificate.ParametersOf<RangeFamilyParameters>(0).Plan);
+        var again = plan.Execute(); // a plan runs more than once, on the moments of its first run
+        Assert.Equal(first.Output, again.Output);
+        Assert.True(TestData.MaxAbsDiff<double>(first.Output, ReferenceAttention.Compute(p)) <= 1e-6);
+        plan.Dispose();
+        plan.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => plan.Execute());
+        Assert.Throws<ObjectDisposedException>(() => plan.Execute(new double[p.OutputLength]));
+        // A new plan on the released memory is again within ε.
+        Assert.True(TestData.MaxAbsDiff<double>(new RangeSearchAttention().Compute(p, settings).Output, ReferenceAttention.Compute(p)) <= 1e-6);
+    }
+
+    [Fact]
     public void Threads_above_the_processor_count_are_clamped_and_said()
     {
         var p = TestData.Problem(16, 16, 2, 2, 1, 61);

@@ -27,7 +27,9 @@ public static class LibraryExamples
         var problem = new AttentionProblem<float>(q, k, v, n, m, d, dv);
 
         // Plan once, execute into your own buffer as often as you like: the output is [heads, n, dv] row-major.
-        AttentionPlan<float> plan = new FlashAttention().Plan(problem);
+        // Dispose the plan when done: the range family's plans hold their moments in pooled memory, which Dispose hands to
+        // the next plan (Compute, which plans and executes once, disposes its own plan).
+        using AttentionPlan<float> plan = new FlashAttention().Plan(problem);
         float[] output = new float[problem.OutputLength];
         ErrorCertificate certificate = plan.Execute(output);
         // certificate.ErrorBound: the kernel's rounding bound; certificate.Elapsed, .Threads: how it ran.

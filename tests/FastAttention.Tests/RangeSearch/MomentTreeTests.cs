@@ -114,14 +114,43 @@ public class MomentTreeTests
         foreach (int dv in new[] { 1, 2, 4 }) NodeMomentsMatch(kind, d, dv);
     }
 
-    private static void NodeMomentsMatch(string kind, int d, int dv)
+    [Theory]
+    [InlineData("uniform", 1)] [InlineData("uniform", 2)] [InlineData("duplicate", 2)] [InlineData("large", 3)]
+    public void Moments_built_in_poisoned_pooled_memory_are_still_exact_sums(string kind, int d)
+    {
+        // The moments are rented from ArrayPool<double>.Shared (and a released build goes back there): memory an earlier
+        // user left full of NaN must not reach a translation (which adds into a parent's slot) or the padding.
+        NodeMomentsMatch(kind, d, 2, poison: true);
+    }
+
+    /// <summary>Fills this thread's pooled double arrays (every bucket up to 2²⁴) with NaN: the next rents get them.</summary>
+    private static void PoisonPool()
+    {
+        for (int b = 4; b <= 24; b++)
+        {
+            var a = System.Buffers.ArrayPool<double>.Shared.Rent(1 << b);
+            a.AsSpan().Fill(double.NaN);
+            System.Buffers.ArrayPool<double>.Shared.Return(a);
+        }
+    }
+
+    private static void NodeMomentsMatch(string kind, int d, int dv, bool poison = false)
     {
         int m = KeyCount(kind);
         var k = Keys(kind, m, d, 5 + d);
         var v = TestData.Uniform(m * dv, 1, 6);
         var tree = new MomentTree(k, v, 0, m, d, dv);
         var exp = CentredExpansion.Create(d, 6, 1e-9);
-        tree.ComputeMoments(exp, 1, 2); // every node, leaves included
+        if (poison)
+        {
+            // A first build, released, then poisoned memory for the second: the tree must rebuild from scratch.
+            PoisonPool();
+            tree.ComputeMoments(exp, 1, 1);
+            tree.ReleaseMoments();
+            Assert.Equal(0, tree.MomentNodes);
+            PoisonPool();
+        }
+        tree.ComputeMoments(exp, 1, poison ? 1 : 2); // every node, leaves included (1 thread when poisoned: this thread's pool)
         var sc = tree.CreateScratch();
         var rng = new Random(7);
         var q = new double[d];
