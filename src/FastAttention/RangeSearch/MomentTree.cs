@@ -53,7 +53,38 @@ internal sealed class MomentTree
     private CentredExpansion? _exp;
     private int[] _momentOffset = [];
     private double[] _moments = [];                 // rented from ArrayPool<double>.Shared (see ComputeMoments); used length _momentLength
-    private int _momentLength;
+    private int _momentLength, _nodes;
+    // The per-key and per-node arrays above are rented too (longer than used: every length here is from _m and _nodes,
+    // never an array's), returned by Release. Fresh, a d = 2, m = 2¹⁸ tree's 20 MB faulted in page by page on every build.
+    private readonly List<double[]> _rentedDoubles = [];
+    private readonly List<int[]> _rentedInts = [];
+    private bool _released;
+
+    private double[] RentDoubles(int length)
+    {
+        var a = ArrayPool<double>.Shared.Rent(length);
+        _rentedDoubles.Add(a);
+        return a;
+    }
+
+    private int[] RentInts(int length)
+    {
+        var a = ArrayPool<int>.Shared.Rent(length);
+        _rentedInts.Add(a);
+        return a;
+    }
+
+    /// <summary>Returns every rented array (keys, values, nodes, moments) to the pool; the tree must not be used again.
+    /// Idempotent. The caller guarantees that no traversal or build is running.</summary>
+    public void Release()
+    {
+        if (_released) return;
+        _released = true;
+        ReleaseMoments();
+        foreach (var a in _rentedDoubles) ArrayPool<double>.Shared.Return(a);
+        foreach (var a in _rentedInts) ArrayPool<int>.Shared.Return(a);
+        _rentedDoubles.Clear(); _rentedInts.Clear();
+    }
     private int _stride;
 
     /// <summary>Nodes with at least this many keys build their two subtrees on two threads (when threads are given).</summary>
@@ -88,24 +119,24 @@ internal sealed class MomentTree
             Span<int> items = itemBuffer.Span;
             for (int j = 0; j < count; j++) { codes[j] = unchecked((long)QueryOrder.OrderKey(k[start + j])); items[j] = j; }
             if (QueryOrder.SortByCode(codes, items, codeScratch.Span, itemScratch.Span, 64)) { codes = codeScratch.Span; items = itemScratch.Span; }
-            perm = GC.AllocateUninitializedArray<int>(count);
-            kw = GC.AllocateUninitializedArray<double>(count);
+            perm = RentInts(count);
+            kw = RentDoubles(count);
             for (int j = 0; j < count; j++) { kw[j] = QueryOrder.FromOrderKey(unchecked((ulong)codes[j])); perm[j] = items[j] + start; }
         }
         else
         {
-            perm = new int[count];
+            perm = RentInts(count);
             for (int j = 0; j < count; j++) perm[j] = start + j;
-            kw = new double[count * d];
+            kw = RentDoubles(count * d);
             Array.Copy(k, start * d, kw, 0, count * d);
         }
         int forks = 0;
         while ((1 << forks) < threads) forks++;
         var b = new Builder(this, kw, perm).Init();
         b.Node(0, count, 0, 0, forks);
-        int nodes = b.Lo.Count;
+        int nodes = _nodes = b.Lo.Count;
         _depth = [.. b.Depth]; _frame = [.. b.Frame];
-        _links = new int[4 * nodes]; _box = new double[2 * d * nodes]; _fbox = new double[2 * d * nodes];
+        _links = RentInts(4 * nodes); _box = RentDoubles(2 * d * nodes); _fbox = RentDoubles(2 * d * nodes);
         for (int i = 0; i < nodes; i++)
         {
             _links[4 * i] = b.Lo[i]; _links[4 * i + 1] = b.Hi[i]; _links[4 * i + 2] = b.Left[i]; _links[4 * i + 3] = b.Right[i];
@@ -119,9 +150,9 @@ internal sealed class MomentTree
         FrameCount = _fp.Length / d;
         // One column is its own SoA copy: d = 1 keys and dv = 1 values share the array (at d = 1, m = 2²⁰ the copies were
         // 16 of the tree's 40 bytes per key).
-        _k = kw; _v = new double[count * dv];
-        _kT = d == 1 ? kw : new double[count * d];
-        _vT = dv == 1 ? _v : new double[count * dv];
+        _k = kw; _v = RentDoubles(count * dv);
+        _kT = d == 1 ? kw : RentDoubles(count * d);
+        _vT = dv == 1 ? _v : RentDoubles(count * dv);
         _index = perm;
         for (int j = 0; j < count; j++)
         {
@@ -164,7 +195,7 @@ internal sealed class MomentTree
 
     public int Count => _m;
     public int D => _d;
-    public int NodeCount => _links.Length / 4;
+    public int NodeCount => _nodes;
     [MethodImpl(MethodImplOptions.AggressiveInlining)] private int Lo(int node) => _links[4 * node];
     [MethodImpl(MethodImplOptions.AggressiveInlining)] private int Hi(int node) => _links[4 * node + 1];
     [MethodImpl(MethodImplOptions.AggressiveInlining)] private int Left(int node) => _links[4 * node + 2];
@@ -180,7 +211,7 @@ internal sealed class MomentTree
     /// <summary>Largest rounding (units of 2⁻⁵³ relative to Σ_j|u^β||v_j|) of any stored moment, folding included.</summary>
     public double MomentUnits { get; private set; }
     /// <summary>Bytes held (keys and values twice, boxes, frames, moments).</summary>
-    public long Bytes => 8L * (_k.Length + (_d == 1 ? 0 : _kT.Length) + _v.Length + (_dv == 1 ? 0 : _vT.Length) + _box.Length + _fbox.Length + _fo.Length + _fl.Length + (long)_momentLength) + 24L * NodeCount;
+    public long Bytes => 8L * ((long)_m * _d * (_d == 1 ? 1 : 2) + (long)_m * _dv * (_dv == 1 ? 1 : 2) + 4L * _d * _nodes + _fo.Length + _fl.Length + _momentLength) + 24L * _nodes;
     public int KeyCount(int node) => Hi(node) - Lo(node);
     /// <summary>Original position of the key at tree position j.</summary>
     public int OriginalIndex(int j) => _index[j];
@@ -222,7 +253,7 @@ internal sealed class MomentTree
         // kw: the keys in the current (tree) order, rows moved with perm so every pass over a node is sequential;
         // Frame coordinates (double-double) in the same order, for the current frame: allocated when the first frame is
         // made (most trees have none), one store shared by forked builders (each writes only its own key range).
-        private readonly FrameCoordinateStore _store = store ?? new(perm.Length * t._d);
+        private readonly FrameCoordinateStore _store = store ?? new(t._m * t._d);
         private double[]? _yh => _store.Hi;
         private double[]? _yl => _store.Lo;
 

@@ -629,24 +629,24 @@ internal static class RangeEngine
             finally
             {
                 lock (_momentGate)
-                    if (--_executing == 0 && _disposed) ReleaseMoments();
+                    if (--_executing == 0 && _disposed) ReleaseTrees();
             }
         }
 
-        /// <summary>Returns the trees' pooled moments; an execution in progress keeps them until it ends. Executing
-        /// afterwards throws <see cref="ObjectDisposedException"/>.</summary>
+        /// <summary>Returns the trees' pooled memory (keys, nodes, moments); an execution in progress keeps it until it
+        /// ends. Executing afterwards throws <see cref="ObjectDisposedException"/>.</summary>
         public void Dispose()
         {
             lock (_momentGate)
             {
                 _disposed = true;
-                if (_executing == 0) ReleaseMoments();
+                if (_executing == 0) ReleaseTrees();
             }
         }
 
-        private void ReleaseMoments()
+        private void ReleaseTrees()
         {
-            foreach (var t in _trees) t.ReleaseMoments();
+            foreach (var t in _trees) t.Release();
             _momentsBuilt = false;
         }
 

@@ -118,12 +118,13 @@ public class MomentTreeTests
     [InlineData("uniform", 1)] [InlineData("uniform", 2)] [InlineData("duplicate", 2)] [InlineData("large", 3)]
     public void Moments_built_in_poisoned_pooled_memory_are_still_exact_sums(string kind, int d)
     {
-        // The moments are rented from ArrayPool<double>.Shared (and a released build goes back there): memory an earlier
-        // user left full of NaN must not reach a translation (which adds into a parent's slot) or the padding.
+        // The tree's keys, values and nodes and its moments are rented from ArrayPool (and a released tree goes back
+        // there): memory an earlier user left full of NaN or −1 must not reach a node, a translation (which adds into a
+        // parent's slot) or the padding.
         NodeMomentsMatch(kind, d, 2, poison: true);
     }
 
-    /// <summary>Fills this thread's pooled double arrays (every bucket up to 2²⁴) with NaN: the next rents get them.</summary>
+    /// <summary>Fills this thread's pooled double and int arrays (every bucket up to 2²⁴) with NaN and −1: the next rents get them.</summary>
     private static void PoisonPool()
     {
         for (int b = 4; b <= 24; b++)
@@ -131,6 +132,9 @@ public class MomentTreeTests
             var a = System.Buffers.ArrayPool<double>.Shared.Rent(1 << b);
             a.AsSpan().Fill(double.NaN);
             System.Buffers.ArrayPool<double>.Shared.Return(a);
+            var i = System.Buffers.ArrayPool<int>.Shared.Rent(1 << b);
+            i.AsSpan().Fill(-1);
+            System.Buffers.ArrayPool<int>.Shared.Return(i);
         }
     }
 
@@ -139,12 +143,24 @@ public class MomentTreeTests
         int m = KeyCount(kind);
         var k = Keys(kind, m, d, 5 + d);
         var v = TestData.Uniform(m * dv, 1, 6);
-        var tree = new MomentTree(k, v, 0, m, d, dv);
         var exp = CentredExpansion.Create(d, 6, 1e-9);
         if (poison)
         {
-            // A first build, released, then poisoned memory for the second: the tree must rebuild from scratch.
+            // A first tree, released, then poisoned memory for the second; its moments built, released and built again.
             PoisonPool();
+            var first = new MomentTree(k, v, 0, m, d, dv);
+            first.ComputeMoments(exp, 1, 1);
+            first.Release();
+            first.Release(); // idempotent: nothing returned twice, so no two rents below get one array
+            var rented = new List<double[]>();
+            for (int b = 4; b <= 24; b++) { rented.Add(System.Buffers.ArrayPool<double>.Shared.Rent(1 << b)); rented.Add(System.Buffers.ArrayPool<double>.Shared.Rent(1 << b)); }
+            Assert.Equal(rented.Count, rented.Distinct(ReferenceEqualityComparer.Instance).Count());
+            foreach (var a in rented) System.Buffers.ArrayPool<double>.Shared.Return(a);
+            PoisonPool();
+        }
+        var tree = new MomentTree(k, v, 0, m, d, dv);
+        if (poison)
+        {
             tree.ComputeMoments(exp, 1, 1);
             tree.ReleaseMoments();
             Assert.Equal(0, tree.MomentNodes);
